@@ -1,0 +1,100 @@
+/* chunk_pool.c: the recycle list behind upstream reads (see chunk_pool.h). */
+#include "runtime/chunk_pool.h"
+
+#include <assert.h>
+
+#include "runtime/alloc.h"
+#include "runtime/counters.h"
+#include "runtime/errors.h"
+
+#ifdef SL_POISON
+#include <sanitizer/asan_interface.h>
+#define SL_POISON_BYTES(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define SL_UNPOISON_BYTES(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define SL_POISON_BYTES(p, n) ((void)(p), (void)(n))
+#define SL_UNPOISON_BYTES(p, n) ((void)(p), (void)(n))
+#endif
+
+int sl_chunk_pool_init(sl_chunk_pool_t *pool, size_t chunk_size, size_t keep) {
+  if (chunk_size == 0 || chunk_size > UINT32_MAX) return SL_EINVAL;
+  pool->chunk_size = chunk_size;
+  pool->keep = keep;
+  pool->free_list = NULL;
+  pool->nfree = 0;
+  pool->in_use = 0;
+  pool->allocated = 0;
+  pool->reused = 0;
+  return 0;
+}
+
+void sl_chunk_pool_destroy(sl_chunk_pool_t *pool) {
+  sl_chunk_t *c = pool->free_list;
+  while (c != NULL) {
+    SL_UNPOISON_BYTES(c->data, c->cap);
+    sl_chunk_t *next = c->next;
+    sl_free(c);
+    c = next;
+  }
+  pool->free_list = NULL;
+  pool->nfree = 0;
+}
+
+sl_chunk_t *sl_chunk_get(sl_chunk_pool_t *pool) {
+  sl_chunk_t *c = pool->free_list;
+  if (c != NULL) {
+    pool->free_list = c->next;
+    pool->nfree--;
+    pool->reused++;
+    SL_UNPOISON_BYTES(c->data, c->cap);
+    sl_counter_inc(SL_C_CHUNKS_REUSED);
+  } else {
+    c = sl_malloc(sizeof(*c) + pool->chunk_size);
+    c->pool = pool;
+    c->cap = (uint32_t)pool->chunk_size;
+    pool->allocated++;
+    sl_counter_inc(SL_C_CHUNKS_ALLOCATED);
+  }
+  c->next = NULL;
+  c->refcnt = 1;
+  c->len = 0;
+  c->charged = NULL;
+  pool->in_use++;
+  sl_counter_inc(SL_C_CHUNKS_IN_USE);
+  return c;
+}
+
+void sl_chunk_charge(sl_chunk_t *c, uint32_t *counter) {
+  if (c->charged != NULL) (*c->charged)--;
+  c->charged = counter;
+  if (counter != NULL) (*counter)++;
+}
+
+void sl_chunk_unref(sl_chunk_t *c) {
+  assert(c->refcnt > 0);
+  if (--c->refcnt > 0) return;
+  sl_chunk_pool_t *pool = c->pool;
+  if (c->charged != NULL) {
+    (*c->charged)--;
+    c->charged = NULL;
+  }
+  pool->in_use--;
+  sl_counter_dec(SL_C_CHUNKS_IN_USE);
+  if (pool->nfree < pool->keep) {
+    c->next = pool->free_list;
+    pool->free_list = c;
+    pool->nfree++;
+    SL_POISON_BYTES(c->data, c->cap);
+  } else {
+    sl_free(c);
+  }
+}
+
+int sl_chunk_pool_poisoned(const void *p) {
+#ifdef SL_POISON
+  return __asan_address_is_poisoned(p) ? 1 : 0;
+#else
+  (void)p;
+  return 0;
+#endif
+}

@@ -1,0 +1,81 @@
+/* counters.h: the fixed registry of process counters.
+ *
+ * Every counter is declared once in SL_COUNTERS below and lives in one static
+ * array created at start-up, so bumping one on the hot path is a single add
+ * on a known address, and readers (/health today, /metrics and a multi-worker
+ * view later) walk the array without touching the hot path.  Gauges (things
+ * in use now) go up and down; totals only go up.  Single-threaded (one loop).
+ */
+#ifndef SL_COUNTERS_H
+#define SL_COUNTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* X(id, name, kind): kind is "total" or "gauge". */
+#define SL_COUNTERS(X)                                               \
+  X(STREAMS_STARTED, "streams_started", "total")                     \
+  X(STREAMS_ACTIVE, "streams_active", "gauge")                       \
+  X(STREAMS_COMPLETED, "streams_completed", "total")                 \
+  X(TOKENS_RELAYED, "tokens_relayed", "total")                       \
+  X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "total")             \
+  X(BYTES_TO_CLIENTS, "bytes_to_clients", "total")                   \
+  X(CHUNKS_ALLOCATED, "chunk_pool_allocated", "total")               \
+  X(CHUNKS_REUSED, "chunk_pool_reused", "total")                     \
+  X(CHUNKS_IN_USE, "chunk_pool_in_use", "gauge")                     \
+  X(UPSTREAM_PAUSES, "upstream_read_pauses", "total")                \
+  X(UPSTREAM_RESUMES, "upstream_read_resumes", "total")              \
+  X(STREAM_PINNED_PEAK, "stream_pinned_bytes_peak", "gauge")         \
+  X(CANCELS, "client_cancels", "total")                              \
+  X(RETRIES, "upstream_retries", "total")                            \
+  X(HEARTBEATS, "heartbeats_sent", "total")                          \
+  X(CONNECTIONS_ACTIVE, "connections_active", "gauge")               \
+  X(CONNECTIONS_ACCEPTED, "connections_accepted", "total")           \
+  X(REQUESTS, "requests", "total")                                   \
+  X(UPSTREAM_CONNECTS, "upstream_connects", "total")                 \
+  X(UPSTREAM_REUSES, "upstream_keepalive_reuses", "total")           \
+  X(ERR_BAD_REQUEST, "errors_bad_request", "total")                  \
+  X(ERR_HEADER_TOO_LARGE, "errors_header_too_large", "total")        \
+  X(ERR_BODY_TOO_LARGE, "errors_body_too_large", "total")            \
+  X(ERR_CLIENT_TIMEOUT, "errors_client_timeout", "total")            \
+  X(ERR_NOT_FOUND, "errors_not_found", "total")                      \
+  X(ERR_METHOD, "errors_method_not_allowed", "total")                \
+  X(ERR_NO_ENDPOINT, "errors_no_ready_endpoint", "total")            \
+  X(ERR_UPSTREAM_CONNECT, "errors_upstream_connect", "total")        \
+  X(ERR_UPSTREAM_STATUS, "errors_upstream_status", "total")          \
+  X(ERR_UPSTREAM_PROTOCOL, "errors_upstream_protocol", "total")      \
+  X(ERR_UPSTREAM_RESET, "errors_upstream_reset", "total")            \
+  X(ERR_UPSTREAM_TIMEOUT, "errors_upstream_timeout", "total")        \
+  X(ERR_UPSTREAM_ERROR_EVENT, "errors_upstream_error_event", "total")
+
+typedef enum {
+#define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,
+  SL_COUNTERS(SL__COUNTER_ENUM)
+#undef SL__COUNTER_ENUM
+  SL_C__COUNT
+} sl_counter_id_t;
+
+extern uint64_t sl_counters[SL_C__COUNT];
+
+static inline void sl_counter_inc(sl_counter_id_t id) { sl_counters[id]++; }
+static inline void sl_counter_add(sl_counter_id_t id, uint64_t n) { sl_counters[id] += n; }
+static inline void sl_counter_dec(sl_counter_id_t id) { sl_counters[id]--; }
+static inline void sl_counter_max(sl_counter_id_t id, uint64_t v) {
+  if (v > sl_counters[id]) sl_counters[id] = v;
+}
+static inline uint64_t sl_counter_get(sl_counter_id_t id) { return sl_counters[id]; }
+
+/* The counter's name ("tokens_relayed"), or NULL for an id out of range. */
+const char *sl_counter_name(sl_counter_id_t id);
+/* "total" or "gauge". */
+const char *sl_counter_kind(sl_counter_id_t id);
+
+/* Writes the registry as one JSON object ({"name":value,...}) into buf.
+ * Returns the length written (excluding NUL), or the length needed if it
+ * did not fit (snprintf convention). */
+size_t sl_counters_json(char *buf, size_t cap);
+
+/* Zeroes every counter (tests only). */
+void sl_counters_reset(void);
+
+#endif

@@ -1,0 +1,136 @@
+/* http_server.h: the HTTP/1.1 server under the client API and the simulated
+ * engine.
+ *
+ * Built on llhttp and libuv.  It accepts connections, parses requests with
+ * limits that each have their own answer (431 header bytes, 413 body bytes as
+ * soon as the headers declare too much or a chunked body grows past it, 408
+ * when a request takes longer than the header timeout, 400 for malformed
+ * requests including Content-Length together with Transfer-Encoding, 503 past
+ * the connection limit) and hands each complete request to one handler.
+ * Keep-alive and pipelining: requests on a connection are handed over one at
+ * a time, and the next is parsed only after the previous response ended, so
+ * answers go out in order.  A connection idle between requests is closed
+ * after the idle timeout.  While a response is in progress the connection is
+ * still read, so a client that goes away is noticed at once (on_abort).
+ *
+ * Responses are either whole (sl_http_respond) or streamed with chunked
+ * transfer encoding (sl_http_stream_*).  A streamed write may pin a pool
+ * chunk: the chunk is referenced until libuv has sent the bytes, so spans
+ * into upstream reads go out without a copy.  The handler watches the
+ * connection's write queue (sl_http_req_write_queue) and gets on_drain when
+ * it falls to the low watermark: that is how the relay applies backpressure.
+ *
+ * Ownership: the request belongs to the connection.  The handler may use it
+ * from the handler call until it ends the response, or until on_abort, after
+ * which it must not touch it again.  Times are uv_hrtime nanoseconds or
+ * milliseconds where a name says _ms.
+ */
+#ifndef SL_HTTP_SERVER_H
+#define SL_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/chunk_pool.h"
+
+typedef struct sl_http_server_s sl_http_server_t;
+typedef struct sl_http_conn_s sl_http_conn_t;
+typedef struct sl_http_req_s sl_http_req_t;
+
+typedef struct {
+  size_t max_header_bytes;     /* request line + headers; past it: 431 */
+  size_t max_body_bytes;       /* declared or received body; past it: 413 */
+  uint64_t header_timeout_ms;  /* first byte to complete request; then 408 */
+  uint64_t idle_timeout_ms;    /* keep-alive idle between requests; then close */
+  int max_connections;         /* open connections; past it: 503 and close */
+  size_t write_high_watermark; /* write queue bytes at which the handler should pause */
+  size_t write_low_watermark;  /* write queue bytes at which on_drain fires */
+} sl_http_limits_t;
+
+/* Fills in the defaults: 16 KiB headers, 4 MiB body, 10 s header timeout,
+ * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks. */
+void sl_http_limits_default(sl_http_limits_t *l);
+
+typedef struct {
+  const char *name;  /* NUL-terminated, as received */
+  const char *value; /* NUL-terminated, surrounding whitespace trimmed */
+} sl_http_header_t;
+
+typedef void (*sl_http_req_cb)(sl_http_req_t *req);
+typedef void (*sl_http_handler_cb)(sl_http_req_t *req, void *ud);
+
+struct sl_http_req_s {
+  sl_http_conn_t *conn;       /* owning connection */
+  sl_http_server_t *server;   /* owning server */
+  int method;                 /* llhttp_method_t */
+  const char *method_name;    /* "GET", ... */
+  const char *path;           /* NUL-terminated path, query removed */
+  const char *query;          /* NUL-terminated query after '?', or "" */
+  sl_http_header_t *headers;  /* nheaders entries */
+  int nheaders;
+  char *body;                 /* NUL-terminated body bytes (may contain NULs) */
+  size_t body_len;
+  int keep_alive;             /* client allows reuse after this response */
+  uint64_t start_ns;          /* uv_hrtime when the request's first byte came */
+  /* Set by the handler: */
+  void *data;                 /* handler's per-request state */
+  sl_http_req_cb on_drain;    /* write queue fell to the low watermark */
+  sl_http_req_cb on_abort;    /* client went away before the response ended */
+};
+
+/* Case-insensitive header lookup: the value, or NULL if absent. */
+const char *sl_http_req_header(const sl_http_req_t *req, const char *name);
+
+/* Initializes and starts listening on host:port (port 0 picks a free one).
+ * Returns 0 or a negative libuv code (e.g. UV_EADDRINUSE).  The handler is
+ * called once per complete request.  The server struct must stay valid until
+ * the close callback of sl_http_server_close. */
+int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
+                        const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud);
+
+/* The bound port (useful after port 0). */
+int sl_http_server_port(const sl_http_server_t *s);
+
+/* Stops accepting new connections; open ones continue. */
+void sl_http_server_stop_accepting(sl_http_server_t *s);
+
+/* Connections open right now, and those with a response in progress. */
+int sl_http_server_connections(const sl_http_server_t *s);
+int sl_http_server_active_requests(const sl_http_server_t *s);
+
+/* Closes the listener and every connection (in-progress responses are cut,
+ * their handlers get on_abort) and frees the server; cb (may be NULL) runs
+ * once everything is closed. */
+void sl_http_server_close(sl_http_server_t *s, void (*cb)(void *ud), void *ud);
+
+/* A whole response with Content-Length.  extra_headers is raw header lines
+ * ("Name: value\r\n"...) or NULL.  Ends the request: the handler must not
+ * touch req afterwards.  Returns 0, or a negative code if the connection is
+ * gone (the request is ended all the same). */
+int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, const char *body,
+                    size_t body_len, const char *extra_headers);
+
+/* Starts a streamed (chunked) response.  Returns 0 or a negative code. */
+int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
+                         const char *extra_headers);
+
+/* Writes one HTTP chunk holding the concatenation of up to 3 buffers.  If pin
+ * is not NULL it is referenced until the bytes are sent, so the buffers may
+ * point into it.  Other buffers must stay valid until sent (static strings)
+ * or be copied by the caller.  Returns 0, or a negative code if the
+ * connection is gone (nothing is queued; pin is not referenced). */
+int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *pin);
+
+/* Ends a streamed response with the terminating chunk.  With close=1 the
+ * connection is closed once the bytes are sent (no further requests on it).
+ * Ends the request: the handler must not touch req afterwards. */
+void sl_http_stream_end(sl_http_req_t *req, int close);
+
+/* Bytes queued for this request's connection and not yet sent. */
+size_t sl_http_req_write_queue(const sl_http_req_t *req);
+
+/* The reason phrase for a status code ("Not Found"). */
+const char *sl_http_status_text(int status);
+
+#endif

@@ -85,6 +85,7 @@ struct sl_http_server_s {
   int port;
   int listening;             /* listener handle open */
   int nconns, nactive;
+  uint64_t accepted;         /* connections accepted since start */
   sl_http_conn_t *conns;     /* doubly linked */
   sl_http_write_t *free_writes;
   int closing;
@@ -253,6 +254,23 @@ static void sl__conn_close(sl_http_conn_t *c) {
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, sl__on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, sl__on_handle_closed);
+}
+
+void sl_http_req_reset(sl_http_req_t *req) {
+  sl_http_conn_t *c = req->conn;
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->state == SL_CONN_ACTIVE) {
+    c->state = SL_CONN_IDLE;
+    c->server->nactive--;
+    c->req.on_abort = NULL;
+    c->req.on_drain = NULL;
+  }
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, sl__on_handle_closed);
+  /* libuv refuses a reset while a shutdown is pending; then a plain close. */
+  if (c->shutting_down || uv_tcp_close_reset(&c->tcp, sl__on_handle_closed) != 0)
+    uv_close((uv_handle_t *)&c->tcp, sl__on_handle_closed);
 }
 
 static void sl__on_shutdown(uv_shutdown_t *req, int status) {
@@ -771,6 +789,7 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
   s->nconns++;
   sl_counter_inc(SL_C_CONNECTIONS_ACTIVE);
   sl_counter_inc(SL_C_CONNECTIONS_ACCEPTED);
+  s->accepted++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     sl__conn_close(c);
     return;
@@ -839,6 +858,7 @@ int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *hos
 int sl_http_server_port(const sl_http_server_t *s) { return s->port; }
 int sl_http_server_connections(const sl_http_server_t *s) { return s->nconns; }
 int sl_http_server_active_requests(const sl_http_server_t *s) { return s->nactive; }
+uint64_t sl_http_server_accepted(const sl_http_server_t *s) { return s->accepted; }
 
 static void sl__on_listener_closed(uv_handle_t *h) {
   sl_http_server_t *s = h->data;

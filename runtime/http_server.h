@@ -98,6 +98,8 @@ void sl_http_server_stop_accepting(sl_http_server_t *s);
 /* Connections open right now, and those with a response in progress. */
 int sl_http_server_connections(const sl_http_server_t *s);
 int sl_http_server_active_requests(const sl_http_server_t *s);
+/* Connections this server has accepted since it started (a total). */
+uint64_t sl_http_server_accepted(const sl_http_server_t *s);
 
 /* Closes the listener and every connection (in-progress responses are cut,
  * their handlers get on_abort) and frees the server; cb (may be NULL) runs
@@ -126,6 +128,11 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
  * connection is closed once the bytes are sent (no further requests on it).
  * Ends the request: the handler must not touch req afterwards. */
 void sl_http_stream_end(sl_http_req_t *req, int close);
+
+/* Closes the request's connection at once with a TCP RST instead of a FIN;
+ * queued writes are dropped.  Ends the request: on_abort is not called and
+ * the handler must not touch req afterwards. */
+void sl_http_req_reset(sl_http_req_t *req);
 
 /* Bytes queued for this request's connection and not yet sent. */
 size_t sl_http_req_write_queue(const sl_http_req_t *req);

@@ -64,20 +64,32 @@ sl_chunk_t *sl_chunk_get(sl_chunk_pool_t *pool) {
   return c;
 }
 
-void sl_chunk_charge(sl_chunk_t *c, uint32_t *counter) {
-  if (c->charged != NULL) (*c->charged)--;
-  c->charged = counter;
-  if (counter != NULL) (*counter)++;
+static void sl__uncharge(sl_chunk_t *c) {
+  sl_pin_account_t *a = c->charged;
+  if (a == NULL) return;
+  c->charged = NULL;
+  if (--a->chunks == 0 && a->released) sl_free(a);
+}
+
+void sl_chunk_charge(sl_chunk_t *c, sl_pin_account_t *acct) {
+  sl__uncharge(c);
+  c->charged = acct;
+  if (acct != NULL && ++acct->chunks > acct->peak) acct->peak = acct->chunks;
+}
+
+sl_pin_account_t *sl_pin_account_new(void) { return sl_calloc(1, sizeof(sl_pin_account_t)); }
+
+void sl_pin_account_release(sl_pin_account_t *acct) {
+  if (acct == NULL) return;
+  acct->released = 1;
+  if (acct->chunks == 0) sl_free(acct);
 }
 
 void sl_chunk_unref(sl_chunk_t *c) {
   assert(c->refcnt > 0);
   if (--c->refcnt > 0) return;
   sl_chunk_pool_t *pool = c->pool;
-  if (c->charged != NULL) {
-    (*c->charged)--;
-    c->charged = NULL;
-  }
+  sl__uncharge(c);
   pool->in_use--;
   sl_counter_dec(SL_C_CHUNKS_IN_USE);
   if (pool->nfree < pool->keep) {

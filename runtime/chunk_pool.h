@@ -9,10 +9,11 @@
  * bytes are poisoned while it sits on the recycle list, so a use after
  * release is reported by AddressSanitizer.
  *
- * A chunk may be charged to a counter (a stream's "chunks pinned"): the
- * counter is incremented on sl_chunk_charge and decremented when the chunk's
- * last reference goes.  The counter's owner must outlive the chunk.
- * Units: sizes in bytes.  Single-threaded (one loop).
+ * A chunk may be charged to a pin account (one per stream): the account
+ * counts the chunks that stream keeps alive, and its peak, so the relay can
+ * show that the bytes it pins per stream stay bounded.  An account may be
+ * released by its owner while chunks still hold it; it is freed when the
+ * last of them goes.  Units: sizes in bytes.  Single-threaded (one loop).
  */
 #ifndef SL_CHUNK_POOL_H
 #define SL_CHUNK_POOL_H
@@ -22,6 +23,13 @@
 
 typedef struct sl_chunk_pool_s sl_chunk_pool_t;
 typedef struct sl_chunk_s sl_chunk_t;
+typedef struct sl_pin_account_s sl_pin_account_t;
+
+struct sl_pin_account_s {
+  uint32_t chunks;           /* chunks charged to this account and still alive */
+  uint32_t peak;             /* the most that were alive at once */
+  int released;              /* owner is gone: free when chunks reaches 0 */
+};
 
 struct sl_chunk_s {
   sl_chunk_t *next;          /* recycle-list link; NULL while in use */
@@ -29,7 +37,7 @@ struct sl_chunk_s {
   uint32_t refcnt;           /* references; 0 only on the recycle list */
   uint32_t cap;              /* usable bytes in data[] */
   uint32_t len;              /* bytes written so far by the producer */
-  uint32_t *charged;         /* counter to decrement on last unref, or NULL */
+  sl_pin_account_t *charged; /* account charged for this chunk, or NULL */
   unsigned char data[];      /* the bytes */
 };
 
@@ -59,12 +67,18 @@ sl_chunk_t *sl_chunk_get(sl_chunk_pool_t *pool);
 static inline void sl_chunk_ref(sl_chunk_t *c) { c->refcnt++; }
 
 /* Drops a reference; the last one recycles or frees the chunk and
- * decrements its charge counter. */
+ * uncharges its account. */
 void sl_chunk_unref(sl_chunk_t *c);
 
-/* Charges the chunk to *counter (incremented now, decremented when the chunk
- * is released).  A chunk carries at most one charge; re-charging moves it. */
-void sl_chunk_charge(sl_chunk_t *c, uint32_t *counter);
+/* Charges the chunk to acct (counted now, uncounted when the chunk is
+ * released).  A chunk carries at most one charge; re-charging moves it. */
+void sl_chunk_charge(sl_chunk_t *c, sl_pin_account_t *acct);
+
+/* A new, zeroed pin account (heap).  Never NULL. */
+sl_pin_account_t *sl_pin_account_new(void);
+/* The owner lets go: the account is freed now if no chunk holds it, else
+ * when the last one is released. */
+void sl_pin_account_release(sl_pin_account_t *acct);
 
 /* 1 if p lies in memory that is currently poisoned (SL_POISON builds only;
  * always 0 otherwise).  For tests. */

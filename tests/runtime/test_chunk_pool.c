@@ -1,5 +1,6 @@
 /* Tests for runtime/chunk_pool: recycling, the low watermark, refcounts,
  * charge counters, and poisoning of recycled chunks in the sanitizer build. */
+#include "runtime/alloc.h"
 #include "runtime/chunk_pool.h"
 #include "runtime/counters.h"
 #include "test.h"
@@ -53,22 +54,27 @@ static void test_refcount_keeps_chunk_alive(void) {
 
 static void test_charge_counts_live_chunks(void) {
   sl_chunk_pool_t pool;
-  uint32_t pinned = 0, other = 0;
+  sl_pin_account_t *acct = sl_pin_account_new(), *other = sl_pin_account_new();
   ASSERT_EQ(sl_chunk_pool_init(&pool, 256, 4), 0);
   sl_chunk_t *a = sl_chunk_get(&pool), *b = sl_chunk_get(&pool);
-  sl_chunk_charge(a, &pinned);
-  sl_chunk_charge(b, &pinned);
-  ASSERT_EQ(pinned, 2);
-  sl_chunk_charge(b, &other); /* moves the charge */
-  ASSERT_EQ(pinned, 1);
-  ASSERT_EQ(other, 1);
+  sl_chunk_charge(a, acct);
+  sl_chunk_charge(b, acct);
+  ASSERT_EQ(acct->chunks, 2);
+  ASSERT_EQ(acct->peak, 2);
+  sl_chunk_charge(b, other); /* moves the charge */
+  ASSERT_EQ(acct->chunks, 1);
+  ASSERT_EQ(acct->peak, 2);
+  ASSERT_EQ(other->chunks, 1);
   sl_chunk_ref(a);
   sl_chunk_unref(a);
-  ASSERT_EQ(pinned, 1); /* still referenced */
+  ASSERT_EQ(acct->chunks, 1); /* still referenced */
   sl_chunk_unref(a);
+  ASSERT_EQ(acct->chunks, 0);
+  sl_pin_account_release(acct); /* freed at once: nothing holds it */
+  /* Released while a chunk still holds it: freed with the chunk (ASan
+   * reports a leak or a use after free if not). */
+  sl_pin_account_release(other);
   sl_chunk_unref(b);
-  ASSERT_EQ(pinned, 0);
-  ASSERT_EQ(other, 0);
   sl_chunk_pool_destroy(&pool);
 }
 

@@ -1,0 +1,95 @@
+/* config.h: sluice's configuration, read from JSON.
+ *
+ * One JSON document describes the listener, the HTTP limits, the stream
+ * watermarks, upstream timeouts and retries, logging, and the engine pools.
+ * The default configuration is compiled in (sl_config_default_json) and
+ * serves one pool of two simulated engines that run inside the process on
+ * loopback ports, so `sluice serve` works with no file.  Unknown keys and
+ * wrong types are refused with the key's path named ("pools[0].endpoints[1]
+ * .url: expected a string"), so a typo never silently falls back to a
+ * default.  Times are milliseconds; sizes are bytes.
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/http_server.h"
+#include "runtime/sim_engine.h"
+
+#define SL_MAX_POOLS 32
+#define SL_MAX_ENDPOINTS 64  /* per pool */
+#define SL_MAX_MODELS 32     /* per pool */
+
+typedef struct {
+  char *url;                 /* "http://host:port[/base]", or NULL for an in-process sim */
+  int is_sim;                /* run a simulated engine in-process for this endpoint */
+  sl_sim_config_t sim;       /* its options when is_sim */
+  char host[256];            /* parsed from url (or 127.0.0.1 for a sim) */
+  int port;                  /* parsed from url (0 for a sim until it listens) */
+  char base[256];            /* path prefix from url, without trailing '/' ("" for none) */
+  int slots;                 /* concurrent streams this endpoint takes (from the pool if unset) */
+} sl_endpoint_config_t;
+
+typedef struct {
+  char *name;                /* pool name */
+  char *adapter;             /* "openai" (the only one so far) */
+  char *models[SL_MAX_MODELS];
+  int nmodels;
+  int slots;                 /* default slots per endpoint */
+  int context_tokens;        /* context limit of the pool's engines (0 = unknown) */
+  char *api_key;             /* upstream bearer token, or NULL */
+  sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
+  int nendpoints;
+} sl_pool_config_t;
+
+typedef struct {
+  char listen_host[256];
+  int listen_port;
+  sl_http_limits_t http;          /* client-side limits and write watermarks */
+  uint64_t heartbeat_ms;          /* ':' comment interval before the first token */
+  size_t chunk_size;              /* upstream read chunk size */
+  size_t chunk_keep;              /* recycle-list low watermark (chunks) */
+  size_t max_event_bytes;         /* one SSE event joined across reads */
+  uint64_t connect_timeout_ms;
+  uint64_t first_token_timeout_ms;
+  uint64_t idle_timeout_ms;       /* between upstream events */
+  uint64_t total_timeout_ms;      /* whole stream */
+  int max_attempts;               /* upstream attempts before the first token */
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  int keepalive_per_endpoint;     /* idle upstream connections kept per endpoint */
+  uint64_t upstream_keepalive_ms; /* an idle upstream connection is closed after this */
+  uint64_t health_interval_ms;
+  uint64_t health_timeout_ms;
+  char health_path[128];
+  uint64_t cooldown_base_ms;
+  uint64_t cooldown_max_ms;
+  uint64_t drain_timeout_ms;      /* SIGTERM: streams get this long to finish */
+  int log_json;                   /* stream-end lines as JSON */
+  sl_pool_config_t pools[SL_MAX_POOLS];
+  int npools;
+} sl_config_t;
+
+/* The compiled-in default configuration (JSON text; static storage). */
+const char *sl_config_default_json(void);
+
+/* Parses JSON text into cfg (zeroed first, defaults applied, then the
+ * document).  Returns 0, or SL_EINVAL with a message naming the key path
+ * (and line, for JSON syntax errors) in err[0..errlen).  On failure cfg
+ * holds nothing that needs freeing.  On success free it with
+ * sl_config_free. */
+int sl_config_parse(sl_config_t *cfg, const char *json, size_t len, char *err, size_t errlen);
+
+/* Reads and parses a file; errors name the file. */
+int sl_config_load(sl_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Frees the strings cfg owns. */
+void sl_config_free(sl_config_t *cfg);
+
+/* Parses "host:port" (or "[v6]:port", or ":port" for 127.0.0.1) into host
+ * and port.  Returns 0 or SL_EINVAL. */
+int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
+
+#endif

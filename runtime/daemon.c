@@ -1,0 +1,234 @@
+/* daemon.c: `sluice serve` (see daemon.h). */
+#include "runtime/daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "runtime/alloc.h"
+#include "runtime/gateway.h"
+#include "runtime/sim_engine.h"
+
+typedef struct {
+  sl_gateway_t gw;
+  sl_config_t cfg;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t drain_timer;
+  int shutting_down;
+  int pending_closes;
+} sl__daemon_t;
+
+static void sl__serve_usage(FILE *f) {
+  fprintf(f,
+          "usage: sluice serve [--config FILE] [--listen HOST:PORT] [--log-json]\n"
+          "       sluice serve --print-default-config\n"
+          "  --config FILE   JSON configuration (default: the compiled-in simulated pool)\n"
+          "  --listen H:P    address to serve on (overrides the config; default 127.0.0.1:8080)\n"
+          "  --log-json      one JSON object per stream-end log line\n");
+}
+
+/* Raises the soft descriptor limit to the hard one: a proxy holds two
+ * descriptors per stream. */
+static void sl__raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static void sl__closed_one(void *ud) {
+  sl__daemon_t *d = ud;
+  d->pending_closes--;
+}
+
+static void sl__handle_closed(uv_handle_t *h) { sl__closed_one(h->data); }
+
+/* Closes everything; the loop then runs out of handles and uv_run returns. */
+static void sl__shutdown(sl__daemon_t *d) {
+  if (d->shutting_down) return;
+  d->shutting_down = 1;
+  sl_gateway_t *gw = &d->gw;
+  sl_relay_cancel_all(gw, "sluice is shutting down");
+  d->pending_closes = 0;
+  d->pending_closes++;
+  sl_http_server_close(gw->http, sl__closed_one, d);
+  d->pending_closes++;
+  sl_upstream_close(&gw->up, sl__closed_one, d);
+  for (int i = 0; i < gw->reg.neps; i++) {
+    if (gw->reg.eps[i].sim) {
+      d->pending_closes++;
+      sl_sim_engine_close(gw->reg.eps[i].sim, sl__closed_one, d);
+      gw->reg.eps[i].sim = NULL;
+    }
+  }
+  d->sigint.data = d->sigterm.data = d->drain_timer.data = d;
+  d->pending_closes += 3;
+  uv_close((uv_handle_t *)&d->sigint, sl__handle_closed);
+  uv_close((uv_handle_t *)&d->sigterm, sl__handle_closed);
+  uv_close((uv_handle_t *)&d->drain_timer, sl__handle_closed);
+}
+
+static void sl__on_idle(sl_gateway_t *gw) {
+  sl__daemon_t *d = (sl__daemon_t *)gw; /* gw is the first member */
+  fprintf(stderr, "sluice: every stream has ended; exiting\n");
+  sl__shutdown(d);
+}
+
+static void sl__on_drain_deadline(uv_timer_t *t) {
+  sl__daemon_t *d = t->data;
+  fprintf(stderr, "sluice: drain deadline reached with %d stream(s) in flight; cutting them\n", d->gw.nstreams);
+  sl__shutdown(d);
+}
+
+static void sl__on_signal(uv_signal_t *s, int signum) {
+  sl__daemon_t *d = s->data;
+  sl_gateway_t *gw = &d->gw;
+  if (gw->draining) {
+    fprintf(stderr, "sluice: second signal; stopping now\n");
+    sl__shutdown(d);
+    return;
+  }
+  gw->draining = 1;
+  fprintf(stderr, "sluice: %s: draining %d stream(s), up to %llu ms\n", signum == SIGINT ? "SIGINT" : "SIGTERM",
+          gw->nstreams, (unsigned long long)gw->cfg->drain_timeout_ms);
+  sl_http_server_stop_accepting(gw->http);
+  if (gw->nstreams == 0) {
+    sl__shutdown(d);
+    return;
+  }
+  gw->on_idle = sl__on_idle;
+  uv_timer_start(&d->drain_timer, sl__on_drain_deadline, gw->cfg->drain_timeout_ms, 0);
+}
+
+static int sl__start_sims(sl__daemon_t *d) {
+  sl_gateway_t *gw = &d->gw;
+  int k = 0;
+  for (int i = 0; i < d->cfg.npools; i++) {
+    sl_pool_config_t *pc = &d->cfg.pools[i];
+    for (int j = 0; j < pc->nendpoints; j++, k++) {
+      sl_endpoint_config_t *ec = &pc->endpoints[j];
+      if (!ec->is_sim) continue;
+      sl_endpoint_t *ep = &gw->reg.eps[k];
+      snprintf(ec->sim.host, sizeof(ec->sim.host), "127.0.0.1");
+      ec->sim.port = 0;
+      int rc = sl_sim_engine_start(&ep->sim, gw->loop, &ec->sim);
+      if (rc < 0) {
+        fprintf(stderr, "sluice: pools[%d].endpoints[%d]: the simulated engine did not start: %s\n", i, j,
+                uv_strerror(rc));
+        return rc;
+      }
+      ep->port = sl_sim_engine_port(ep->sim);
+      snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
+      uv_ip4_addr("127.0.0.1", ep->port, (struct sockaddr_in *)&ep->addr);
+      fprintf(stderr, "sluice: pool %s: simulated engine on http://127.0.0.1:%d\n", pc->name, ep->port);
+    }
+  }
+  return 0;
+}
+
+int sl_serve_main(int argc, char **argv) {
+  const char *config_path = NULL, *listen = NULL;
+  int log_json = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+      listen = argv[++i];
+    } else if (strcmp(argv[i], "--log-json") == 0) {
+      log_json = 1;
+    } else if (strcmp(argv[i], "--print-default-config") == 0) {
+      fputs(sl_config_default_json(), stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      sl__serve_usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "sluice serve: unknown or incomplete option '%s'\n", argv[i]);
+      sl__serve_usage(stderr);
+      return 2;
+    }
+  }
+  sl_alloc_init(); /* before any other libuv call */
+  signal(SIGPIPE, SIG_IGN);
+  sl__raise_nofile();
+
+  sl__daemon_t *d = sl_calloc(1, sizeof(*d));
+  char err[768];
+  int rc = config_path ? sl_config_load(&d->cfg, config_path, err, sizeof(err))
+                       : sl_config_parse(&d->cfg, sl_config_default_json(), strlen(sl_config_default_json()), err,
+                                         sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "sluice: bad configuration: %s\n", err);
+    sl_free(d);
+    return 2;
+  }
+  if (listen && sl_parse_hostport(listen, d->cfg.listen_host, sizeof(d->cfg.listen_host), &d->cfg.listen_port) < 0) {
+    fprintf(stderr, "sluice: --listen: \"%s\" is not HOST:PORT\n", listen);
+    sl_config_free(&d->cfg);
+    sl_free(d);
+    return 2;
+  }
+  if (log_json) d->cfg.log_json = 1;
+
+  sl_gateway_t *gw = &d->gw;
+  uv_loop_t *loop = uv_default_loop();
+  gw->loop = loop;
+  gw->cfg = &d->cfg;
+  gw->log = stderr;
+  gw->started_ns = uv_hrtime();
+  gw->rng = gw->started_ns | 1;
+  sl_chunk_pool_init(&gw->chunks, d->cfg.chunk_size, d->cfg.chunk_keep);
+  if (sl_registry_init(&gw->reg, loop, &d->cfg, err, sizeof(err)) < 0) {
+    fprintf(stderr, "sluice: %s\n", err);
+    sl_config_free(&d->cfg);
+    sl_free(d);
+    return 2;
+  }
+  sl_upstream_init(&gw->up, loop, &gw->reg, &gw->chunks);
+  uv_signal_init(loop, &d->sigint);
+  uv_signal_init(loop, &d->sigterm);
+  uv_timer_init(loop, &d->drain_timer);
+  d->sigint.data = d->sigterm.data = d->drain_timer.data = d;
+  uv_signal_start(&d->sigint, sl__on_signal, SIGINT);
+  uv_signal_start(&d->sigterm, sl__on_signal, SIGTERM);
+
+  int exit_code = 0;
+  rc = sl__start_sims(d);
+  if (rc == 0) {
+    rc = sl_http_server_init(&gw->http, loop, d->cfg.listen_host, d->cfg.listen_port, &d->cfg.http, sl_api_handle,
+                             gw);
+    if (rc < 0)
+      fprintf(stderr, "sluice: cannot listen on %s:%d: %s\n", d->cfg.listen_host, d->cfg.listen_port,
+              uv_strerror(rc));
+  }
+  if (rc < 0) {
+    exit_code = 1;
+    gw->http = NULL;
+    /* Close what did start, then fall through to the loop to let it end. */
+    d->shutting_down = 1;
+    sl_upstream_close(&gw->up, NULL, NULL);
+    for (int i = 0; i < gw->reg.neps; i++)
+      if (gw->reg.eps[i].sim) sl_sim_engine_close(gw->reg.eps[i].sim, NULL, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->drain_timer, NULL);
+  } else {
+    fprintf(stderr, "sluice %s listening on http://%s:%d\n", SL_VERSION, d->cfg.listen_host,
+            sl_http_server_port(gw->http));
+    fflush(stderr);
+    sl_upstream_start_health(&gw->up);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(loop) != 0) {
+    fprintf(stderr, "sluice: warning: handles still open at exit\n");
+    uv_print_all_handles(loop, stderr);
+  }
+  sl_registry_free(&gw->reg);
+  sl_chunk_pool_destroy(&gw->chunks);
+  sl_config_free(&d->cfg);
+  sl_free(d);
+  return exit_code;
+}

@@ -1,0 +1,116 @@
+/* pool.h: the registry of engine pools and endpoints, and placement.
+ *
+ * Built once from the configuration: each pool has endpoints with their
+ * address, slots, streams in flight, readiness (set by health checks),
+ * cooldown after failures, and an idle keep-alive connection list (owned by
+ * upstream.c).  snapshot_version changes whenever topology, readiness,
+ * draining or cooldown changes, so later caches of the eligible set can key
+ * on it.
+ *
+ * Placement is two steps, and the seam between them is where a Lua policy
+ * will plug in: sl_placement_prefilter drops ineligible endpoints (model not
+ * served, not ready, draining, cooling down) into a compact candidate array;
+ * sl_placement_least_loaded chooses one (fewest streams per slot, ties to
+ * the lowest endpoint id, so the choice is deterministic) and says why.
+ * Times are uv_hrtime nanoseconds.
+ */
+#ifndef SL_POOL_H
+#define SL_POOL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/config.h"
+
+typedef struct sl_pool_s sl_pool_t;
+typedef struct sl_endpoint_s sl_endpoint_t;
+typedef struct sl_registry_s sl_registry_t;
+typedef struct sl_upconn_s sl_upconn_t;
+typedef struct sl_sim_engine_s sl_sim_engine_t;
+
+struct sl_endpoint_s {
+  int id;                        /* index in the registry's flat endpoint list */
+  sl_pool_t *pool;               /* owning pool */
+  sl_registry_t *reg;            /* owning registry */
+  char name[300];                /* "host:port" for logs */
+  char host[256];                /* address to connect to */
+  int port;
+  char base[256];                /* path prefix ("" or "/openai") */
+  struct sockaddr_storage addr;  /* resolved at start */
+  int slots;                     /* streams it takes at once */
+  int inflight;                  /* streams placed on it now */
+  int ready;                     /* passed its last health check */
+  int draining;                  /* takes no new streams */
+  uint64_t cooldown_until;       /* not eligible before this time (0 = none) */
+  int failures;                  /* consecutive failures (health or requests) */
+  uint64_t requests, errors;     /* totals */
+  sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
+  sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
+  int nidle;
+  uv_timer_t health_timer;       /* next health check */
+  sl_upconn_t *health_conn;      /* health check in flight, or NULL */
+  int health_timer_open;
+};
+
+struct sl_pool_s {
+  const sl_pool_config_t *cfg;   /* name, models, api_key */
+  sl_endpoint_t *eps;            /* endpoints of this pool (into the registry's array) */
+  int neps;
+};
+
+struct sl_registry_s {
+  uv_loop_t *loop;
+  const sl_config_t *cfg;
+  sl_pool_t pools[SL_MAX_POOLS];
+  int npools;
+  sl_endpoint_t *eps;            /* all endpoints */
+  int neps;
+  uint64_t snapshot_version;     /* bumped on any readiness/cooldown/draining change */
+  struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
+};
+
+/* A candidate handed to the choice step. */
+typedef struct {
+  sl_endpoint_t *ep;
+  int inflight;
+  int slots;
+} sl_candidate_t;
+
+/* Builds the registry from cfg (which must outlive it): resolves every
+ * endpoint address (in-process sims get theirs when started), all endpoints
+ * not ready.  Returns 0 or SL_EINVAL with a message naming the endpoint. */
+int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen);
+
+/* Frees the registry's arrays (handles must be closed by upstream.c first). */
+void sl_registry_free(sl_registry_t *reg);
+
+/* 1 if some pool serves model. */
+int sl_registry_has_model(const sl_registry_t *reg, const char *model);
+
+/* 1 if any endpoint is ready and not draining. */
+int sl_registry_any_ready(const sl_registry_t *reg);
+
+/* Marks state changes; each bumps snapshot_version and returns 1 if it
+ * changed anything. */
+int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready);
+int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
+/* A failure: cooldown for base * 2^(failures-1), capped at max. */
+void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now);
+/* A success: clears the failure count (and any cooldown). */
+void sl_endpoint_succeeded(sl_endpoint_t *ep);
+
+/* Fills cands (capacity cap) with the endpoints eligible for model at time
+ * now and returns how many.  When none is eligible, returns 0 and writes the
+ * reason ("no pool serves model \"x\"", "no ready endpoint serves model
+ * \"x\"") into reason. */
+int sl_placement_prefilter(sl_registry_t *reg, const char *model, uint64_t now, sl_candidate_t *cands,
+                           int cap, char *reason, size_t reasonlen);
+
+/* The default choice: among candidates not in avoid[0..navoid) (endpoint
+ * ids tried already; if every candidate was tried, they are allowed again),
+ * the fewest streams per slot, ties to the lowest id.  Returns the index in
+ * cands and writes a short reason ("least loaded: 2/16 streams"). */
+int sl_placement_least_loaded(const sl_candidate_t *cands, int n, const int *avoid, int navoid,
+                              char *reason, size_t reasonlen);
+
+#endif

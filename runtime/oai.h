@@ -1,0 +1,166 @@
+/* oai.h: the OpenAI streaming schema: scanner, encoder, JSON string helpers.
+ *
+ * sl_oai_scan reads one SSE data payload of an OpenAI-shaped stream (OpenAI,
+ * vLLM, llama.cpp's and TGI's OpenAI routes, Ollama /v1) and fills one
+ * normalized event with spans into the payload: ids, the first choice's
+ * delta text, role, reasoning and tool-call fragments, the finish reason,
+ * usage, or an error.  It validates the whole payload as JSON while it
+ * scans, but builds no tree and allocates nothing: fields it does not need
+ * (logprobs arrays, unknown nested objects) are only validated and skipped.
+ * The encoder writes OpenAI chunks, usage chunks and error bodies into
+ * caller buffers; sl_json_escape / sl_json_unescape convert between raw
+ * bytes and JSON string contents.  Field meanings follow
+ * /work/shared/wire-formats.md sections 1 and 2.
+ *
+ * Pure C over caller buffers: no allocation, no libuv.
+ */
+#ifndef SL_OAI_H
+#define SL_OAI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why a choice finished.  OTHER is any reason not listed (vLLM's abort or
+ * repetition); TGI's eos_token and stop_sequence are mapped to STOP, as
+ * OpenAI clients expect.  finish_raw always keeps the upstream's string. */
+typedef enum {
+  SL_FINISH_NONE = 0,
+  SL_FINISH_STOP,
+  SL_FINISH_LENGTH,
+  SL_FINISH_TOOL_CALLS,
+  SL_FINISH_CONTENT_FILTER,
+  SL_FINISH_FUNCTION_CALL,
+  SL_FINISH_OTHER
+} sl_finish_t;
+
+typedef enum { SL_EV_CHUNK = 1, SL_EV_DONE, SL_EV_ERROR } sl_event_kind_t;
+
+/* Tool-call fragments kept per event; more are validated and counted in
+ * tool_calls_dropped. */
+#define SL_EV_MAX_TOOL_CALLS 8
+
+/* A span of bytes.  For JSON strings: the raw (still escaped) bytes between
+ * the quotes; decode them with sl_json_unescape.  {NULL, 0} when absent. */
+typedef struct {
+  const char *p; /* first byte */
+  size_t n;      /* length */
+} sl_span_t;
+
+/* One element of choices[0].delta.tool_calls. */
+typedef struct {
+  int index;         /* "index"; its position in the array when absent */
+  sl_span_t id;      /* "id" (string) */
+  sl_span_t type;    /* "type" (string, "function") */
+  sl_span_t name;    /* "function.name" (string) */
+  sl_span_t arguments; /* "function.arguments": a fragment, to be joined per index */
+  int has_id;        /* id was a string (not absent or null) */
+  int has_name;      /* name was a string */
+  int has_arguments; /* arguments was a string */
+} sl_tool_delta_t;
+
+/* One normalized upstream event.  Spans point into the scanned payload. */
+typedef struct {
+  sl_event_kind_t kind;   /* CHUNK, DONE or ERROR */
+  sl_span_t raw;          /* the whole JSON payload (or "[DONE]") as received */
+  int raw_in_input;       /* 1 if raw lies in the caller's input buffer (set by the upstream decoder) */
+  sl_span_t id;           /* top-level "id" (string; TGI sends "") */
+  sl_span_t object;       /* top-level "object" (string) */
+  sl_span_t model;        /* top-level "model" (string) */
+  int64_t created;        /* top-level "created" */
+  int has_created;        /* created was a number */
+  int n_choices;          /* elements in "choices" (0 for a usage-only chunk; -1 if absent or not an array) */
+  int choice_index;       /* "index" of the first choice (0 when absent) */
+  int has_role;           /* choices[0].delta.role is a string */
+  sl_span_t role;         /* that role */
+  int has_text;           /* chat: choices[0].delta.content is a string; completions: choices[0].text is */
+  sl_span_t text;         /* that text (delta.content wins if both are given) */
+  int has_reasoning;      /* delta.reasoning or (else) delta.reasoning_content is a string */
+  sl_span_t reasoning;    /* that reasoning text */
+  int n_tool_calls;       /* entries used in tool_calls */
+  int tool_calls_dropped; /* tool-call objects past SL_EV_MAX_TOOL_CALLS, skipped */
+  sl_tool_delta_t tool_calls[SL_EV_MAX_TOOL_CALLS]; /* choices[0].delta.tool_calls */
+  int has_logprobs;       /* choices[0].logprobs present and not null */
+  sl_finish_t finish;     /* choices[0].finish_reason; NONE when null or absent */
+  sl_span_t finish_raw;   /* finish_reason string as received */
+  int has_usage;          /* top-level "usage" is an object */
+  int64_t prompt_tokens;     /* usage.prompt_tokens (0 when absent) */
+  int64_t completion_tokens; /* usage.completion_tokens */
+  int64_t total_tokens;      /* usage.total_tokens */
+  /* ERROR: a truthy top-level "error" (JavaScript truthiness: any object or
+   * array, a non-empty string, true, a non-zero number) that is an object
+   * ({message,type,code}) or a string (TGI native / Ollama; then err_type is
+   * the top-level "error_type").  Also the flat error body of vLLM before
+   * v0.10.1, {"object":"error","message",...,"code"}. */
+  sl_span_t err_message;  /* error.message, or the error string itself */
+  sl_span_t err_type;     /* error.type, or top-level error_type */
+  sl_span_t err_code;     /* error.code: string contents, or the literal digits if numeric;
+                             TGI's error.http_status_code when code is absent */
+} sl_event_t;
+
+/* Scans one SSE data payload json[0..len).  "[DONE]" (optionally wrapped in
+ * JSON whitespace) gives SL_EV_DONE, a payload with a truthy top-level
+ * "error" gives SL_EV_ERROR, any other JSON object SL_EV_CHUNK.  Duplicate
+ * keys: the last one wins, as in JavaScript and Python.
+ * Returns 0, or SL_EPARSE when the payload is not one valid JSON object
+ * (strict RFC 8259 structure: no trailing bytes, no raw control characters
+ * in strings, valid escapes, no leading zeros; nesting deeper than 128
+ * levels is refused too).  UTF-8 inside strings is not validated.
+ * ev is fully overwritten; its spans point into json (raw_in_input = 0). */
+int sl_oai_scan(const char *json, size_t len, sl_event_t *ev);
+
+/* Like sl_oai_scan, for the data of an SSE event named `error` (which the
+ * Node SDK raises on): a valid JSON object without a truthy "error" key is
+ * still SL_EV_ERROR, described by its top-level "message", "type" and
+ * "code".  "[DONE]" stays SL_EV_DONE.  Same returns as sl_oai_scan. */
+int sl_oai_scan_error(const char *json, size_t len, sl_event_t *ev);
+
+/* Decodes JSON string contents src[0..len) (the bytes between the quotes):
+ * \" \\ \/ \b \f \n \r \t and \uXXXX, surrogate pairs combined, a lone
+ * surrogate becoming U+FFFD, into UTF-8 in dst[0..cap).  Other bytes are
+ * copied.  Returns the bytes written, or (size_t)-1 if the result would not
+ * fit or an escape is malformed (dst contents are then unspecified). */
+size_t sl_json_unescape(char *dst, size_t cap, const char *src, size_t len);
+
+/* Encodes arbitrary bytes src[0..len) as JSON string contents (without the
+ * quotes) into dst[0..cap): " and \ are backslashed, \b \f \n \r \t get
+ * their short forms, other bytes below 0x20 become \u00XX; every other byte
+ * is copied.  Returns the bytes written or (size_t)-1 if they would not
+ * fit.  At most 6 * len bytes are written. */
+size_t sl_json_escape(char *dst, size_t cap, const char *src, size_t len);
+
+/* What every synthesized chunk repeats.  id and model are JSON string
+ * contents, already escaped (e.g. spans of a scanned event). */
+typedef struct {
+  sl_span_t id;    /* "id" */
+  sl_span_t model; /* "model" */
+  int64_t created; /* "created" */
+  int chat;        /* 1: chat.completion.chunk with choices[0].delta; 0: text_completion with choices[0].text */
+} sl_oai_meta_t;
+
+/* Writes one chunk into buf[0..cap): choices[0] has index 0, the delta (chat:
+ * "role" if role is not NULL, "content" if text_escaped is not NULL; else
+ * {}) or "text" (completions; "" when text_escaped is NULL),
+ * "logprobs":null and finish_reason (null for NONE; OTHER is written as
+ * "stop", the closest value OpenAI clients know).  role is a plain C string
+ * (escaped here); text_escaped[0..text_len) is JSON string contents.
+ * Returns the length written (no NUL), or (size_t)-1 if cap is too small. */
+size_t sl_oai_encode_chunk(char *buf, size_t cap, const sl_oai_meta_t *m, const char *role,
+                           const char *text_escaped, size_t text_len, sl_finish_t finish);
+
+/* Writes the usage chunk: "choices":[] and usage {prompt_tokens,
+ * completion_tokens, total_tokens = their sum}.  Returns the length or
+ * (size_t)-1 if cap is too small. */
+size_t sl_oai_encode_usage(char *buf, size_t cap, const sl_oai_meta_t *m, int64_t prompt,
+                           int64_t completion);
+
+/* Writes {"error":{"message":...,"type":...,"code":...}}: message is raw
+ * bytes (escaped here); type and code are C strings (escaped here), NULL
+ * giving null.  Returns the length or (size_t)-1 if cap is too small. */
+size_t sl_oai_encode_error(char *buf, size_t cap, const char *message, size_t message_len,
+                           const char *type, const char *code);
+
+/* "stop", "length", "tool_calls", "content_filter", "function_call",
+ * "other" for OTHER; NULL for NONE.  A static string. */
+const char *sl_finish_name(sl_finish_t f);
+
+#endif

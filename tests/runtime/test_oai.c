@@ -1,0 +1,1159 @@
+/* Tests for runtime/oai: the scanner on the documented chunk shapes of
+ * OpenAI, vLLM, llama.cpp and TGI; strict rejection of invalid JSON;
+ * agreement with cJSON on thousands of generated chunks (random field
+ * order, escapes, unicode, unknown nested fields) and on mutated ones; the
+ * JSON string escape/unescape pair; and encoder output read back by cJSON. */
+#include "runtime/oai.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "runtime/errors.h"
+#include "test.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint64_t rng_state;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ULL;
+}
+static int chance(int pct) { return (int)(rnd() % 100) < pct; }
+
+static int scan(const char *s, sl_event_t *ev) { return sl_oai_scan(s, strlen(s), ev); }
+
+/* Unescapes a span into a static NUL-terminated buffer (one of four, so a
+ * few can be compared in one expression). */
+static const char *U(sl_span_t sp) {
+  static char bufs[4][8192];
+  static int next;
+  char *b = bufs[next++ & 3];
+  if (sp.p == NULL) return "(none)";
+  size_t n = sl_json_unescape(b, sizeof(bufs[0]) - 1, sp.p, sp.n);
+  if (n == (size_t)-1) return "(bad)";
+  b[n] = '\0';
+  return b;
+}
+
+static const char *S(sl_span_t sp) {
+  static char bufs[4][512];
+  static int next;
+  char *b = bufs[next++ & 3];
+  if (sp.p == NULL) return "(none)";
+  size_t n = sp.n < 511 ? sp.n : 511;
+  memcpy(b, sp.p, n);
+  b[n] = '\0';
+  return b;
+}
+
+/* ---- documented shapes ------------------------------------------------ */
+
+static void test_openai_chat_chunks(void) {
+  sl_event_t ev;
+  const char *role =
+      "{\"id\":\"chatcmpl-Bwkw\",\"object\":\"chat.completion.chunk\",\"created\":1753343173,"
+      "\"model\":\"gpt-4.1-2025-04-14\",\"service_tier\":\"default\",\"system_fingerprint\":"
+      "\"fp_b3f1157249\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":"
+      "\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}";
+  ASSERT_EQ(scan(role, &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_CHUNK);
+  ASSERT_STR_EQ(S(ev.id), "chatcmpl-Bwkw");
+  ASSERT_STR_EQ(S(ev.object), "chat.completion.chunk");
+  ASSERT_STR_EQ(S(ev.model), "gpt-4.1-2025-04-14");
+  ASSERT_EQ(ev.has_created, 1);
+  ASSERT_EQ(ev.created, 1753343173);
+  ASSERT_EQ(ev.n_choices, 1);
+  ASSERT_EQ(ev.choice_index, 0);
+  ASSERT_EQ(ev.has_role, 1);
+  ASSERT_STR_EQ(S(ev.role), "assistant");
+  ASSERT_EQ(ev.has_text, 1);
+  ASSERT_EQ(ev.text.n, 0);
+  ASSERT_EQ(ev.has_logprobs, 0);
+  ASSERT_EQ(ev.finish, SL_FINISH_NONE);
+  ASSERT_NULL(ev.finish_raw.p);
+  ASSERT_EQ(ev.has_usage, 0);
+  ASSERT(ev.raw.p == role);
+  ASSERT_EQ(ev.raw.n, strlen(role));
+
+  ASSERT_EQ(scan("{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The \\\"q\\\" \\\\ "
+                 "\\n caf\\u00e9 \\ud83d\\ude00\"},\"logprobs\":null,\"finish_reason\":null}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_role, 0);
+  ASSERT_STR_EQ(U(ev.text), "The \"q\" \\ \n caf\xc3\xa9 \xf0\x9f\x98\x80");
+
+  ASSERT_EQ(scan("{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                 "\"finish_reason\":\"stop\"}],\"usage\":null}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_text, 0);
+  ASSERT_EQ(ev.finish, SL_FINISH_STOP);
+  ASSERT_STR_EQ(S(ev.finish_raw), "stop");
+
+  ASSERT_EQ(scan("{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":60,\"completion_tokens\":"
+                 "15,\"total_tokens\":75,\"prompt_tokens_details\":{\"cached_tokens\":0,"
+                 "\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0,"
+                 "\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
+                 "\"rejected_prediction_tokens\":0}}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.n_choices, 0);
+  ASSERT_EQ(ev.has_usage, 1);
+  ASSERT_EQ(ev.prompt_tokens, 60);
+  ASSERT_EQ(ev.completion_tokens, 15);
+  ASSERT_EQ(ev.total_tokens, 75);
+
+  ASSERT_EQ(scan("[DONE]", &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_DONE);
+  ASSERT_EQ(scan(" [DONE]\n", &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_DONE);
+  ASSERT_EQ(scan("[DONE]x", &ev), SL_EPARSE);
+  ASSERT_EQ(scan("[DONE", &ev), SL_EPARSE);
+}
+
+static void test_logprobs_and_completions(void) {
+  sl_event_t ev;
+  /* Chat logprobs: nested arrays, bytes, -9999.0, skipped but flagged. */
+  ASSERT_EQ(scan("{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"He\"},\"logprobs\":{\"content\":"
+                 "[{\"token\":\"He\",\"logprob\":-0.0123,\"bytes\":[72,101],\"top_logprobs\":[{"
+                 "\"token\":\"He\",\"logprob\":-0.0123,\"bytes\":[72,101]},{\"token\":\"\\u00e9\","
+                 "\"logprob\":-9999.0,\"bytes\":null}]}],\"refusal\":null},\"finish_reason\":null}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_logprobs, 1);
+  ASSERT_STR_EQ(U(ev.text), "He");
+  /* Legacy completions. */
+  ASSERT_EQ(scan("{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"choices\":[{"
+                 "\"text\":\"This\",\"index\":0,\"logprobs\":{\"tokens\":[\"This\"],"
+                 "\"token_logprobs\":[-0.5],\"top_logprobs\":[{\"This\":-0.5}],\"text_offset\":[0]},"
+                 "\"finish_reason\":\"length\"}],\"model\":\"davinci\"}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_text, 1);
+  ASSERT_STR_EQ(U(ev.text), "This");
+  ASSERT_EQ(ev.finish, SL_FINISH_LENGTH);
+  ASSERT_EQ(ev.has_logprobs, 1);
+  ASSERT_STR_EQ(S(ev.model), "davinci");
+}
+
+static void test_engine_variants(void) {
+  sl_event_t ev;
+  /* llama.cpp: content null on the role chunk, timings on the last chunk. */
+  ASSERT_EQ(scan("{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":\"assistant\","
+                 "\"content\":null}}],\"created\":1,\"id\":\"chatcmpl-x\",\"model\":\"m\","
+                 "\"system_fingerprint\":\"b1-abc\",\"object\":\"chat.completion.chunk\"}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_role, 1);
+  ASSERT_EQ(ev.has_text, 0);
+  ASSERT_EQ(scan("{\"choices\":[],\"usage\":{\"completion_tokens\":9,\"prompt_tokens\":4,"
+                 "\"total_tokens\":13,\"prompt_tokens_details\":{\"cached_tokens\":0}},"
+                 "\"timings\":{\"prompt_n\":4,\"prompt_ms\":1.5,\"predicted_per_second\":88.2}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.total_tokens, 13);
+  /* TGI: empty id, role on every delta, stop_sequence mapped to stop. */
+  ASSERT_EQ(scan("{\"object\":\"chat.completion.chunk\",\"id\":\"\",\"created\":1,\"model\":\"m\","
+                 "\"system_fingerprint\":\"3.0-native\",\"choices\":[{\"index\":0,\"delta\":{"
+                 "\"role\":\"assistant\",\"content\":\"x\"},\"logprobs\":null,\"finish_reason\":"
+                 "\"stop_sequence\"}],\"usage\":null}",
+                 &ev),
+            0);
+  ASSERT_NOT_NULL(ev.id.p);
+  ASSERT_EQ(ev.id.n, 0);
+  ASSERT_EQ(ev.finish, SL_FINISH_STOP);
+  ASSERT_STR_EQ(S(ev.finish_raw), "stop_sequence");
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"finish_reason\":\"eos_token\"}]}", &ev), 0);
+  ASSERT_EQ(ev.finish, SL_FINISH_STOP);
+  /* vLLM: abort is passed through as OTHER; reasoning, its old name, and a
+   * continuous usage object next to the choice. */
+  ASSERT_EQ(scan("{\"choices\":[{\"index\":1,\"delta\":{\"reasoning_content\":\"hm\"},"
+                 "\"finish_reason\":\"abort\",\"stop_reason\":null}],\"usage\":{"
+                 "\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.choice_index, 1);
+  ASSERT_EQ(ev.finish, SL_FINISH_OTHER);
+  ASSERT_STR_EQ(S(ev.finish_raw), "abort");
+  ASSERT_EQ(ev.has_reasoning, 1);
+  ASSERT_STR_EQ(S(ev.reasoning), "hm");
+  ASSERT_EQ(ev.has_usage, 1);
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{\"reasoning_content\":\"old\",\"reasoning\":\"new\"}}]}",
+                 &ev),
+            0);
+  ASSERT_STR_EQ(S(ev.reasoning), "new");
+  const char *fins[] = {"stop", "length", "tool_calls", "content_filter", "function_call", "repetition"};
+  sl_finish_t want[] = {SL_FINISH_STOP, SL_FINISH_LENGTH, SL_FINISH_TOOL_CALLS,
+                        SL_FINISH_CONTENT_FILTER, SL_FINISH_FUNCTION_CALL, SL_FINISH_OTHER};
+  for (int i = 0; i < 6; i++) {
+    char js[128];
+    snprintf(js, sizeof(js), "{\"choices\":[{\"finish_reason\":\"%s\"}]}", fins[i]);
+    ASSERT_EQ(scan(js, &ev), 0);
+    ASSERT_EQ(ev.finish, want[i]);
+  }
+  /* No choices key at all, and choices that is not an array. */
+  ASSERT_EQ(scan("{}", &ev), 0);
+  ASSERT_EQ(ev.n_choices, -1);
+  ASSERT_EQ(scan("{\"choices\":null}", &ev), 0);
+  ASSERT_EQ(ev.n_choices, -1);
+  ASSERT_EQ(scan("{\"choices\":[null,{\"delta\":{\"content\":\"second\"}}]}", &ev), 0);
+  ASSERT_EQ(ev.n_choices, 2);
+  ASSERT_EQ(ev.has_text, 0); /* only the first choice is read */
+}
+
+static void test_tool_calls(void) {
+  sl_event_t ev;
+  ASSERT_EQ(scan("{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
+                 "\"tool_calls\":[{\"index\":0,\"id\":\"call_abc\",\"type\":\"function\","
+                 "\"function\":{\"name\":\"read_file\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.n_tool_calls, 1);
+  ASSERT_EQ(ev.tool_calls[0].index, 0);
+  ASSERT_EQ(ev.tool_calls[0].has_id, 1);
+  ASSERT_STR_EQ(S(ev.tool_calls[0].id), "call_abc");
+  ASSERT_STR_EQ(S(ev.tool_calls[0].type), "function");
+  ASSERT_EQ(ev.tool_calls[0].has_name, 1);
+  ASSERT_STR_EQ(S(ev.tool_calls[0].name), "read_file");
+  ASSERT_EQ(ev.tool_calls[0].has_arguments, 1);
+  ASSERT_EQ(ev.tool_calls[0].arguments.n, 0);
+  ASSERT_EQ(scan("{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{"
+                 "\"arguments\":\"{\\\"\"}}]}}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.tool_calls[0].has_id, 0);
+  ASSERT_EQ(ev.tool_calls[0].has_name, 0);
+  ASSERT_STR_EQ(U(ev.tool_calls[0].arguments), "{\"");
+  /* TGI: name null on later deltas. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,"
+                 "\"id\":\"0\",\"type\":\"function\",\"function\":{\"name\":null,\"arguments\":"
+                 "\"\\\"x\\\"\"}}]}}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.tool_calls[0].has_name, 0);
+  ASSERT_STR_EQ(U(ev.tool_calls[0].arguments), "\"x\"");
+  /* Ten tool calls: eight kept, two counted; index defaults to position. */
+  char js[2048] = "{\"choices\":[{\"delta\":{\"tool_calls\":[";
+  for (int i = 0; i < 10; i++) {
+    char one[96];
+    snprintf(one, sizeof(one), "%s{\"id\":\"c%d\",\"function\":{\"name\":\"f%d\"}}", i ? "," : "", i, i);
+    strcat(js, one);
+  }
+  strcat(js, "]}}]}");
+  ASSERT_EQ(scan(js, &ev), 0);
+  ASSERT_EQ(ev.n_tool_calls, 8);
+  ASSERT_EQ(ev.tool_calls_dropped, 2);
+  ASSERT_EQ(ev.tool_calls[7].index, 7);
+  ASSERT_STR_EQ(S(ev.tool_calls[7].name), "f7");
+}
+
+static void test_errors(void) {
+  sl_event_t ev;
+  /* OpenAI mid-stream (with the spaces the recording has). */
+  ASSERT_EQ(scan("{\"error\": {\"message\": \"The server had an error while processing your request. "
+                 "Sorry about that!\", \"type\": \"server_error\"}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  ASSERT_STR_EQ(U(ev.err_message),
+                "The server had an error while processing your request. Sorry about that!");
+  ASSERT_STR_EQ(S(ev.err_type), "server_error");
+  ASSERT_NULL(ev.err_code.p);
+  /* llama.cpp: numeric code; vLLM: string type, numeric code. */
+  ASSERT_EQ(scan("{\"error\":{\"code\":500,\"message\":\"boom\",\"type\":\"server_error\"}}", &ev), 0);
+  ASSERT_STR_EQ(S(ev.err_code), "500");
+  ASSERT_EQ(scan("{\"error\":{\"message\":\"m\",\"type\":\"BadRequestError\",\"param\":null,"
+                 "\"code\":\"context_length_exceeded\"}}",
+                 &ev),
+            0);
+  ASSERT_STR_EQ(S(ev.err_code), "context_length_exceeded");
+  /* TGI chat: http_status_code stands in for the code. */
+  ASSERT_EQ(scan("{\"error\":{\"message\":\"Input validation error\",\"http_status_code\":422}}", &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  ASSERT_STR_EQ(S(ev.err_code), "422");
+  /* TGI native / Ollama: a string. */
+  ASSERT_EQ(scan("{\"error\":\"Input validation error: `inputs` must have less than 1024 tokens\","
+                 "\"error_type\":\"validation\"}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  ASSERT_STR_EQ(U(ev.err_message), "Input validation error: `inputs` must have less than 1024 tokens");
+  ASSERT_STR_EQ(S(ev.err_type), "validation");
+  /* vLLM before v0.10.1: the flat form. */
+  ASSERT_EQ(scan("{\"object\":\"error\",\"message\":\"bad\",\"type\":\"BadRequestError\",\"param\":null,"
+                 "\"code\":400}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  ASSERT_STR_EQ(S(ev.err_message), "bad");
+  ASSERT_STR_EQ(S(ev.err_code), "400");
+  /* Falsy errors are ordinary chunks; truthy odd ones are errors. */
+  const char *falsy[] = {"{\"error\":null}", "{\"error\":false}", "{\"error\":\"\"}",
+                         "{\"error\":0}", "{\"error\":-0.0e3}"};
+  for (int i = 0; i < 5; i++) {
+    ASSERT_EQ(scan(falsy[i], &ev), 0);
+    ASSERT_EQ(ev.kind, SL_EV_CHUNK);
+  }
+  const char *truthy[] = {"{\"error\":{}}", "{\"error\":[]}", "{\"error\":true}", "{\"error\":0.5}",
+                          "{\"error\":\"x\"}"};
+  for (int i = 0; i < 5; i++) {
+    ASSERT_EQ(scan(truthy[i], &ev), 0);
+    ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  }
+}
+
+static void test_keys_numbers_duplicates(void) {
+  sl_event_t ev;
+  /* Escaped keys mean the same key. */
+  ASSERT_EQ(scan("{\"ch\\u006fices\":[{\"delta\":{\"conten\\u0074\":\"k\"},\"finish\\u005freason\":"
+                 "\"\\u0073top\"}]}",
+                 &ev),
+            0);
+  ASSERT_STR_EQ(U(ev.text), "k");
+  ASSERT_EQ(ev.finish, SL_FINISH_STOP);
+  /* The last duplicate wins, including a later null. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{\"content\":\"a\",\"content\":null}}]}", &ev), 0);
+  ASSERT_EQ(ev.has_text, 0);
+  ASSERT_EQ(scan("{\"usage\":{\"total_tokens\":5},\"usage\":null}", &ev), 0);
+  ASSERT_EQ(ev.has_usage, 0);
+  ASSERT_EQ(scan("{\"error\":{\"message\":\"x\"},\"error\":null}", &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_CHUNK);
+  /* Numbers: large, negative, fraction, exponent. */
+  ASSERT_EQ(scan("{\"created\":9223372036854775807,\"usage\":{\"prompt_tokens\":1e3,"
+                 "\"completion_tokens\":12.9,\"total_tokens\":-4}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.created, INT64_MAX);
+  ASSERT_EQ(ev.prompt_tokens, 1000);
+  ASSERT_EQ(ev.completion_tokens, 12);
+  ASSERT_EQ(ev.total_tokens, -4);
+  ASSERT_EQ(scan("{\"created\":99999999999999999999}", &ev), 0);
+  ASSERT_EQ(ev.created, INT64_MAX);
+  ASSERT_EQ(scan("{\"created\":\"soon\"}", &ev), 0);
+  ASSERT_EQ(ev.has_created, 0);
+}
+
+static void test_invalid_json(void) {
+  sl_event_t ev;
+  const char *bad[] = {
+      "", " ", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}", "{\"a\":1 \"b\":2}",
+      "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[1 2]}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}",
+      "{\"a\":-}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":0x1}", "{\"a\":NaN}", "{\"a\":tru}",
+      "{\"a\":nul}", "{\"a\":True}", "{\"a\":\"x}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
+      "{\"a\":\"\\u12g4\"}", "{\"a\":\"tab\there\"}", "{\"a\":\"nl\nhere\"}", "{'a':1}",
+      "{a:1}", "{\"a\":1}}", "{\"a\":1} x", "{\"a\":1}{}", "[1]", "\"s\"", "42", "null",
+      "{\"a\":[}", "{\"a\":{]}", "{\"choices\":[{\"delta\":{\"content\":\"x\"}]}",
+      "{\"choices\":[{\"delta\":{\"content\":\"x\"}}]", "\x01{}", "{}\x0b", "{\"a\"\x0c:1}",
+      "{\"a\":1,\"b\"", "{\"a\":\"\\", "{\"a\":\"\\u",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    int r = scan(bad[i], &ev);
+    if (r != SL_EPARSE) fprintf(stderr, "accepted: %s\n", bad[i]);
+    ASSERT_EQ(r, SL_EPARSE);
+  }
+  /* Embedded NUL inside a string is a control character. */
+  ASSERT_EQ(sl_oai_scan("{\"a\":\"x\0y\"}", 11, &ev), SL_EPARSE);
+  /* Depth: 100 levels are fine, 200 are refused. */
+  char deep[512];
+  size_t n = 0;
+  deep[n++] = '{';
+  memcpy(deep + n, "\"a\":", 4);
+  n += 4;
+  for (int i = 0; i < 100; i++) deep[n++] = '[';
+  for (int i = 0; i < 100; i++) deep[n++] = ']';
+  deep[n++] = '}';
+  ASSERT_EQ(sl_oai_scan(deep, n, &ev), 0);
+  n = 5;
+  for (int i = 0; i < 200; i++) deep[n++] = '[';
+  ASSERT_EQ(sl_oai_scan(deep, n, &ev), SL_EPARSE);
+  const char *good[] = {
+      "{}", " {} ", "\t{\r\n}\n", "{\"a\":[]}", "{\"a\":{}}", "{\"a\":-0}", "{\"a\":0.5e-3}",
+      "{\"a\":1E+2}", "{\"a\":\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"}", "{\"a\":\"\\uD800\"}",
+      "{\"a\":[true,false,null,1,\"s\",{\"b\":[]}]}", "{\"\":1}", "{\"a\":\"\x7f\xff\"}",
+  };
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    int r = scan(good[i], &ev);
+    if (r != 0) fprintf(stderr, "rejected: %s\n", good[i]);
+    ASSERT_EQ(r, 0);
+  }
+}
+
+/* ---- agreement with cJSON --------------------------------------------- */
+
+typedef struct {
+  char s[1 << 16];
+  size_t n;
+} gbuf_t;
+
+static void gput(gbuf_t *b, const char *s, size_t n) {
+  if (n > sizeof(b->s) - 1 - b->n) n = sizeof(b->s) - 1 - b->n;
+  memcpy(b->s + b->n, s, n);
+  b->n += n;
+  b->s[b->n] = '\0';
+}
+static void gs(gbuf_t *b, const char *s) { gput(b, s, strlen(s)); }
+static void gf(gbuf_t *b, const char *fmt, ...) {
+  char tmp[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+  va_end(ap);
+  gput(b, tmp, (size_t)n);
+}
+static void gws(gbuf_t *b) {
+  static const char w[] = " \t\n\r";
+  if (chance(20)) {
+    int k = 1 + (int)(rnd() % 3);
+    for (int i = 0; i < k; i++) gput(b, &w[rnd() % 4], 1);
+  }
+}
+
+static void g_hex4(gbuf_t *b, unsigned v) {
+  gf(b, chance(50) ? "\\u%04x" : "\\u%04X", v);
+}
+
+/* A random valid JSON string (with quotes): ASCII, short escapes, \u
+ * escapes of BMP and astral code points, raw UTF-8.  No NUL, no lone
+ * surrogates (cJSON refuses those). */
+static void g_string(gbuf_t *b, int maxlen) {
+  gs(b, "\"");
+  int n = (int)(rnd() % (unsigned)(maxlen + 1));
+  for (int i = 0; i < n; i++) {
+    switch (rnd() % 10) {
+      case 0: {
+        static const char *esc[] = {"\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"};
+        gs(b, esc[rnd() % 8]);
+        break;
+      }
+      case 1: {
+        unsigned cp;
+        do cp = 1 + (unsigned)(rnd() % 0xFFFF);
+        while (cp >= 0xD800 && cp <= 0xDFFF);
+        g_hex4(b, cp);
+        break;
+      }
+      case 2: {
+        unsigned cp = 0x10000 + (unsigned)(rnd() % 0x100000);
+        g_hex4(b, 0xD800 + ((cp - 0x10000) >> 10));
+        g_hex4(b, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+        break;
+      }
+      case 3: {
+        static const char *raw[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xe4\xb8\xad", "\x7f"};
+        gs(b, raw[rnd() % 5]);
+        break;
+      }
+      default: {
+        char ch = (char)(' ' + rnd() % 95);
+        if (ch == '"' || ch == '\\') ch = 'q';
+        gput(b, &ch, 1);
+      }
+    }
+  }
+  gs(b, "\"");
+}
+
+/* A key, sometimes with one letter written as a \u escape. */
+static void g_key(gbuf_t *b, const char *k) {
+  gws(b);
+  gs(b, "\"");
+  size_t n = strlen(k);
+  size_t esc = chance(10) ? rnd() % n : n;
+  for (size_t i = 0; i < n; i++) {
+    if (i == esc) g_hex4(b, (unsigned char)k[i]);
+    else gput(b, &k[i], 1);
+  }
+  gs(b, "\"");
+  gws(b);
+  gs(b, ":");
+  gws(b);
+}
+
+static void g_number(gbuf_t *b) {
+  switch (rnd() % 4) {
+    case 0: gf(b, "%d", (int)(rnd() % 100000)); break;
+    case 1: gf(b, "-%d.%d", (int)(rnd() % 1000), (int)(rnd() % 1000)); break;
+    case 2: gf(b, "%de%s%d", 1 + (int)(rnd() % 9), chance(50) ? "-" : "+", (int)(rnd() % 20)); break;
+    default: gs(b, "-9999.0"); break;
+  }
+}
+
+static void g_value(gbuf_t *b, int depth) {
+  int k = (int)(rnd() % (depth > 3 ? 5 : 7));
+  gws(b);
+  switch (k) {
+    case 0: g_string(b, 12); break;
+    case 1: g_number(b); break;
+    case 2: gs(b, "true"); break;
+    case 3: gs(b, "false"); break;
+    case 4: gs(b, "null"); break;
+    case 5: {
+      int n = (int)(rnd() % 4);
+      gs(b, "[");
+      for (int i = 0; i < n; i++) {
+        if (i) gs(b, ",");
+        g_value(b, depth + 1);
+      }
+      gws(b);
+      gs(b, "]");
+      break;
+    }
+    default: {
+      int n = (int)(rnd() % 4);
+      gs(b, "{");
+      for (int i = 0; i < n; i++) {
+        char key[16];
+        if (i) gs(b, ",");
+        snprintf(key, sizeof(key), "u%d_%d", depth, i);
+        g_key(b, key);
+        g_value(b, depth + 1);
+      }
+      gws(b);
+      gs(b, "}");
+    }
+  }
+  gws(b);
+}
+
+static void g_str_or_null(gbuf_t *b) {
+  if (chance(20)) gs(b, "null");
+  else g_string(b, 16);
+}
+
+static void shuffle(int *a, int n) {
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)(rnd() % (unsigned)(i + 1));
+    int t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+}
+
+static void g_tool(gbuf_t *b, int pos) {
+  int f[5] = {0, 1, 2, 3, 4}, nf = 5, first = 1;
+  shuffle(f, nf);
+  gs(b, "{");
+  for (int i = 0; i < nf; i++) {
+    if (f[i] == 0 && chance(80)) { /* index */
+      if (!first) gs(b, ",");
+      g_key(b, "index");
+      gf(b, "%d", chance(80) ? pos : (int)(rnd() % 5));
+      first = 0;
+    } else if (f[i] == 1 && chance(50)) {
+      if (!first) gs(b, ",");
+      g_key(b, "id");
+      g_str_or_null(b);
+      first = 0;
+    } else if (f[i] == 2 && chance(50)) {
+      if (!first) gs(b, ",");
+      g_key(b, "type");
+      gs(b, "\"function\"");
+      first = 0;
+    } else if (f[i] == 3 && chance(90)) {
+      if (!first) gs(b, ",");
+      g_key(b, "function");
+      gs(b, "{");
+      int ff = 0;
+      if (chance(50)) {
+        g_key(b, "name");
+        g_str_or_null(b);
+        ff = 1;
+      }
+      if (chance(80)) {
+        if (ff) gs(b, ",");
+        g_key(b, "arguments");
+        g_string(b, 20);
+      }
+      gs(b, "}");
+      first = 0;
+    } else if (f[i] == 4 && chance(20)) {
+      if (!first) gs(b, ",");
+      g_key(b, "extra");
+      g_value(b, 2);
+      first = 0;
+    }
+  }
+  gs(b, "}");
+}
+
+static void g_delta(gbuf_t *b) {
+  int f[6] = {0, 1, 2, 3, 4, 5}, first = 1;
+  shuffle(f, 6);
+  gs(b, "{");
+  for (int i = 0; i < 6; i++) {
+    const char *key = NULL;
+    int which = f[i];
+    if (!chance(which == 1 ? 80 : 40)) continue;
+    if (!first) gs(b, ",");
+    first = 0;
+    switch (which) {
+      case 0: key = "role"; g_key(b, key); g_str_or_null(b); break;
+      case 1: key = "content"; g_key(b, key); g_str_or_null(b); break;
+      case 2: key = chance(50) ? "reasoning" : "reasoning_content"; g_key(b, key); g_string(b, 10); break;
+      case 3: {
+        g_key(b, "tool_calls");
+        int n = chance(10) ? 9 + (int)(rnd() % 3) : (int)(rnd() % 3);
+        gs(b, "[");
+        for (int k = 0; k < n; k++) {
+          if (k) gs(b, ",");
+          gws(b);
+          if (chance(5)) gs(b, "null");
+          else g_tool(b, k);
+        }
+        gs(b, "]");
+        break;
+      }
+      case 4: g_key(b, "refusal"); gs(b, "null"); break;
+      default: g_key(b, "x_unknown"); g_value(b, 2); break;
+    }
+  }
+  gs(b, "}");
+}
+
+static const char *finish_names[] = {"stop", "length", "tool_calls", "content_filter",
+                                     "function_call", "eos_token", "stop_sequence", "abort"};
+
+static void g_choice(gbuf_t *b) {
+  int f[6] = {0, 1, 2, 3, 4, 5}, first = 1;
+  shuffle(f, 6);
+  gs(b, "{");
+  for (int i = 0; i < 6; i++) {
+    if (!chance(75)) continue;
+    if (!first) gs(b, ",");
+    first = 0;
+    switch (f[i]) {
+      case 0: g_key(b, "index"); gf(b, "%d", (int)(rnd() % 3)); break;
+      case 1: g_key(b, "delta"); if (chance(90)) g_delta(b); else gs(b, "null"); break;
+      case 2: g_key(b, "text"); g_str_or_null(b); break;
+      case 3: g_key(b, "logprobs"); if (chance(50)) gs(b, "null"); else g_value(b, 1); break;
+      case 4:
+        g_key(b, "finish_reason");
+        if (chance(50)) gs(b, "null");
+        else gf(b, "\"%s\"", finish_names[rnd() % 8]);
+        break;
+      default: g_key(b, "stop_reason"); g_value(b, 2); break;
+    }
+  }
+  gs(b, "}");
+}
+
+static void g_chunk(gbuf_t *b) {
+  int f[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, first = 1;
+  shuffle(f, 10);
+  b->n = 0;
+  gws(b);
+  gs(b, "{");
+  for (int i = 0; i < 10; i++) {
+    int which = f[i];
+    if (!chance(which == 4 ? 90 : which == 7 ? 8 : 60)) continue;
+    if (!first) gs(b, ",");
+    first = 0;
+    switch (which) {
+      case 0: g_key(b, "id"); g_string(b, 20); break;
+      case 1: g_key(b, "object"); gs(b, "\"chat.completion.chunk\""); break;
+      case 2: g_key(b, "created"); gf(b, "%d", (int)(rnd() % 2000000000)); break;
+      case 3: g_key(b, "model"); g_string(b, 12); break;
+      case 4: {
+        g_key(b, "choices");
+        int n = (int)(rnd() % 3);
+        gs(b, "[");
+        for (int k = 0; k < n; k++) {
+          if (k) gs(b, ",");
+          gws(b);
+          g_choice(b);
+          gws(b);
+        }
+        gs(b, "]");
+        break;
+      }
+      case 5:
+        g_key(b, "usage");
+        if (chance(40)) {
+          gs(b, "null");
+        } else {
+          int u[4] = {0, 1, 2, 3};
+          shuffle(u, 4);
+          gs(b, "{");
+          for (int k = 0; k < 4; k++) {
+            if (k) gs(b, ",");
+            static const char *uk[] = {"prompt_tokens", "completion_tokens", "total_tokens",
+                                       "prompt_tokens_details"};
+            g_key(b, uk[u[k]]);
+            if (u[k] == 3) gs(b, "{\"cached_tokens\":0}");
+            else gf(b, "%d", (int)(rnd() % 100000));
+          }
+          gs(b, "}");
+        }
+        break;
+      case 6: g_key(b, "system_fingerprint"); g_str_or_null(b); break;
+      case 7:
+        g_key(b, "error");
+        switch (rnd() % 4) {
+          case 0: g_string(b, 20); break;
+          case 1: gs(b, "null"); break;
+          default:
+            gs(b, "{");
+            g_key(b, "message");
+            g_string(b, 30);
+            gs(b, ",");
+            g_key(b, "type");
+            gs(b, "\"server_error\"");
+            gs(b, "}");
+        }
+        break;
+      case 8: g_key(b, "obfuscation"); g_string(b, 8); break;
+      default: g_key(b, "x_meta"); g_value(b, 0); break;
+    }
+  }
+  gs(b, "}");
+  gws(b);
+}
+
+/* Compares a span with what cJSON holds at that place. */
+static int same_str(sl_span_t sp, int has, const cJSON *it) {
+  if (!cJSON_IsString(it)) return !has;
+  return has && strcmp(U(sp), it->valuestring) == 0;
+}
+
+#define OBJ(o, k) cJSON_GetObjectItemCaseSensitive((o), (k))
+
+static void check_against_cjson(const char *js, size_t len) {
+  sl_event_t ev;
+  cJSON *root = cJSON_ParseWithLengthOpts(js, len + 1, NULL, 1);
+  ASSERT_NOT_NULL(root);
+  int r = sl_oai_scan(js, len, &ev);
+  if (r != 0) fprintf(stderr, "rejected: %s\n", js);
+  ASSERT_EQ(r, 0);
+  const cJSON *err = OBJ(root, "error");
+  int truthy = cJSON_IsObject(err) || cJSON_IsArray(err) || cJSON_IsTrue(err) ||
+               (cJSON_IsString(err) && err->valuestring[0] != '\0') ||
+               (cJSON_IsNumber(err) && err->valuedouble != 0);
+  ASSERT_EQ(ev.kind, truthy ? SL_EV_ERROR : SL_EV_CHUNK);
+  if (cJSON_IsObject(err)) ASSERT(same_str(ev.err_message, ev.err_message.p != NULL, OBJ(err, "message")));
+  if (cJSON_IsString(err) && truthy) ASSERT_STR_EQ(U(ev.err_message), err->valuestring);
+  ASSERT(same_str(ev.id, ev.id.p != NULL, OBJ(root, "id")));
+  ASSERT(same_str(ev.model, ev.model.p != NULL, OBJ(root, "model")));
+  const cJSON *created = OBJ(root, "created");
+  ASSERT_EQ(ev.has_created, cJSON_IsNumber(created));
+  if (ev.has_created) ASSERT_EQ(ev.created, (int64_t)created->valuedouble);
+
+  const cJSON *usage = OBJ(root, "usage");
+  ASSERT_EQ(ev.has_usage, cJSON_IsObject(usage));
+  if (ev.has_usage) {
+    const cJSON *pt = OBJ(usage, "prompt_tokens"), *ct = OBJ(usage, "completion_tokens"),
+                *tt = OBJ(usage, "total_tokens");
+    ASSERT_EQ(ev.prompt_tokens, pt ? (int64_t)pt->valuedouble : 0);
+    ASSERT_EQ(ev.completion_tokens, ct ? (int64_t)ct->valuedouble : 0);
+    ASSERT_EQ(ev.total_tokens, tt ? (int64_t)tt->valuedouble : 0);
+  }
+
+  const cJSON *choices = OBJ(root, "choices");
+  ASSERT_EQ(ev.n_choices, cJSON_IsArray(choices) ? cJSON_GetArraySize(choices) : -1);
+  const cJSON *c0 = cJSON_IsArray(choices) ? cJSON_GetArrayItem(choices, 0) : NULL;
+  if (!cJSON_IsObject(c0)) c0 = NULL;
+  const cJSON *delta = c0 ? OBJ(c0, "delta") : NULL;
+  if (!cJSON_IsObject(delta)) delta = NULL;
+  const cJSON *content = delta ? OBJ(delta, "content") : NULL;
+  const cJSON *text = c0 ? OBJ(c0, "text") : NULL;
+  if (cJSON_IsString(content)) ASSERT(same_str(ev.text, ev.has_text, content));
+  else ASSERT(same_str(ev.text, ev.has_text, text));
+  ASSERT(same_str(ev.role, ev.has_role, delta ? OBJ(delta, "role") : NULL));
+  const cJSON *reasoning = delta ? OBJ(delta, "reasoning") : NULL;
+  if (!cJSON_IsString(reasoning)) reasoning = delta ? OBJ(delta, "reasoning_content") : NULL;
+  ASSERT(same_str(ev.reasoning, ev.has_reasoning, reasoning));
+  const cJSON *idx = c0 ? OBJ(c0, "index") : NULL;
+  ASSERT_EQ(ev.choice_index, cJSON_IsNumber(idx) ? idx->valueint : 0);
+  const cJSON *lp = c0 ? OBJ(c0, "logprobs") : NULL;
+  ASSERT_EQ(ev.has_logprobs, lp != NULL && !cJSON_IsNull(lp));
+  const cJSON *fr = c0 ? OBJ(c0, "finish_reason") : NULL;
+  if (cJSON_IsString(fr)) {
+    ASSERT_STR_EQ(U(ev.finish_raw), fr->valuestring);
+    const char *want = fr->valuestring;
+    if (!strcmp(want, "eos_token") || !strcmp(want, "stop_sequence")) want = "stop";
+    if (!strcmp(want, "abort")) want = "other";
+    ASSERT_STR_EQ(sl_finish_name(ev.finish), want);
+  } else {
+    ASSERT_EQ(ev.finish, SL_FINISH_NONE);
+  }
+
+  const cJSON *tools = delta ? OBJ(delta, "tool_calls") : NULL;
+  int kept = 0, dropped = 0, pos = 0;
+  const cJSON *t, *tarr = cJSON_IsArray(tools) ? tools : NULL;
+  cJSON_ArrayForEach(t, tarr) {
+    if (cJSON_IsObject(t)) {
+      if (kept == SL_EV_MAX_TOOL_CALLS) {
+        dropped++;
+      } else {
+        const sl_tool_delta_t *d = &ev.tool_calls[kept++];
+        const cJSON *ti = OBJ(t, "index"), *fn = OBJ(t, "function");
+        ASSERT_EQ(d->index, cJSON_IsNumber(ti) ? ti->valueint : pos);
+        ASSERT(same_str(d->id, d->has_id, OBJ(t, "id")));
+        ASSERT(same_str(d->type, d->type.p != NULL, OBJ(t, "type")));
+        ASSERT(same_str(d->name, d->has_name, cJSON_IsObject(fn) ? OBJ(fn, "name") : NULL));
+        ASSERT(same_str(d->arguments, d->has_arguments, cJSON_IsObject(fn) ? OBJ(fn, "arguments") : NULL));
+      }
+    }
+    pos++;
+  }
+  ASSERT_EQ(ev.n_tool_calls, kept);
+  ASSERT_EQ(ev.tool_calls_dropped, dropped);
+  cJSON_Delete(root);
+}
+
+static void test_agrees_with_cjson(void) {
+  static gbuf_t b;
+  rng_state = 0xC0FFEE1234ULL;
+  int with_text = 0, with_tools = 0, with_usage = 0, with_error = 0;
+  for (int i = 0; i < 4000; i++) {
+    g_chunk(&b);
+    check_against_cjson(b.s, b.n);
+    if (sl__test_cur_failed) {
+      fprintf(stderr, "input %d: %s\n", i, b.s);
+      return;
+    }
+    sl_event_t ev;
+    sl_oai_scan(b.s, b.n, &ev);
+    with_text += ev.has_text;
+    with_tools += ev.n_tool_calls > 0;
+    with_usage += ev.has_usage;
+    with_error += ev.kind == SL_EV_ERROR;
+  }
+  /* The generator really exercised each part. */
+  ASSERT_GT(with_text, 400);
+  ASSERT_GT(with_tools, 200);
+  ASSERT_GT(with_usage, 400);
+  ASSERT_GT(with_error, 50);
+}
+
+/* A \uD800-\uDFFF escape not in a proper pair: cJSON refuses those, JSON
+ * grammar (and JavaScript, Python) accept them. */
+static int has_lone_surrogate(const char *s, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (s[i] != '\\') continue;
+    if (s[i + 1] != 'u' || i + 6 > n) {
+      i++;
+      continue;
+    }
+    char h[5] = {s[i + 2], s[i + 3], s[i + 4], s[i + 5], 0};
+    char *end;
+    unsigned long v = strtoul(h, &end, 16);
+    if (end != h + 4) {
+      i++;
+      continue;
+    }
+    if (v >= 0xDC00 && v <= 0xDFFF) return 1;
+    if (v >= 0xD800 && v <= 0xDBFF) {
+      if (i + 12 > n || s[i + 6] != '\\' || s[i + 7] != 'u') return 1;
+      char l[5] = {s[i + 8], s[i + 9], s[i + 10], s[i + 11], 0};
+      unsigned long w = strtoul(l, &end, 16);
+      if (end != l + 4 || w < 0xDC00 || w > 0xDFFF) return 1;
+      i += 6;
+    }
+    i += 5;
+  }
+  return 0;
+}
+
+/* cJSON's known leniencies: a \u escape whose digits are not all hex
+ * (it reads U+0000), a number with a leading zero, or one ending in '.'. */
+static int cjson_lenient_case(const char *s, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (s[i] == '\\') {
+      if (s[i + 1] == 'u') {
+        for (size_t k = i + 2; k < i + 6; k++)
+          if (k >= n || !strchr("0123456789abcdefABCDEF", s[k]) || s[k] == 0) return 1;
+      }
+      i++;
+      continue;
+    }
+    int prev_ok = i == 0 || strchr(":[, \t\r\n-", s[i - 1]) != NULL;
+    if (s[i] == '0' && prev_ok && s[i + 1] >= '0' && s[i + 1] <= '9') return 1;
+    if (s[i] >= '0' && s[i] <= '9' && s[i + 1] == '.' && (i + 2 >= n || s[i + 2] < '0' || s[i + 2] > '9'))
+      return 1;
+  }
+  return 0;
+}
+
+static void test_mutations_rejected_like_cjson(void) {
+  static gbuf_t b;
+  static char m[1 << 16];
+  static const char alphabet[] = "{}[]\",:\\ 0123456789.-+eEtfnulx/u";
+  rng_state = 0xBADC0DEULL;
+  int both_reject = 0, both_accept = 0, only_cjson_accepts = 0;
+  for (int i = 0; i < 4000; i++) {
+    g_chunk(&b);
+    size_t n = b.n;
+    memcpy(m, b.s, n);
+    int kinds = 1 + (int)(rnd() % 3);
+    for (int k = 0; k < kinds && n > 0; k++) {
+      size_t at = rnd() % n;
+      char ch = alphabet[rnd() % (sizeof(alphabet) - 1)];
+      switch (rnd() % 5) {
+        case 0: n = at; break;                                              /* truncate */
+        case 1: memmove(m + at, m + at + 1, n - at - 1); n--; break;        /* delete */
+        case 2: memmove(m + at + 1, m + at, n - at); m[at] = ch; n++; break; /* insert */
+        case 3: m[at] = ch; break;                                          /* replace */
+        default: m[n++] = ch; break;                                        /* append */
+      }
+    }
+    m[n] = '\0';
+    sl_event_t ev;
+    int ours = sl_oai_scan(m, n, &ev);
+    cJSON *cj = cJSON_ParseWithLengthOpts(m, n + 1, NULL, 1);
+    if (ours == 0 && cj == NULL && !has_lone_surrogate(m, n)) {
+      fprintf(stderr, "accepted what cJSON rejects: %s\n", m);
+      ASSERT(0);
+    }
+    ASSERT(ours == 0 || ours == SL_EPARSE);
+    if (ours == 0 && cj != NULL) both_accept++;
+    if (ours != 0 && cj == NULL) both_reject++;
+    /* Where cJSON is laxer, the reason must be one it is known for. */
+    if (ours != 0 && cj != NULL) {
+      only_cjson_accepts++;
+      if (!cjson_lenient_case(m, n)) fprintf(stderr, "rejected what cJSON accepts: %s\n", m);
+      ASSERT(cjson_lenient_case(m, n));
+    }
+    cJSON_Delete(cj);
+  }
+  fprintf(stderr, "  mutations: both reject %d, both accept %d, only cJSON accepts %d\n",
+          both_reject, both_accept, only_cjson_accepts);
+  ASSERT_GT(both_reject, 2000);
+}
+
+/* ---- string helpers --------------------------------------------------- */
+
+static size_t put_utf8(char *d, unsigned cp) {
+  if (cp < 0x80) { d[0] = (char)cp; return 1; }
+  if (cp < 0x800) { d[0] = (char)(0xC0 | (cp >> 6)); d[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    d[0] = (char)(0xE0 | (cp >> 12)); d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    d[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+  }
+  d[0] = (char)(0xF0 | (cp >> 18)); d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  d[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); d[3] = (char)(0x80 | (cp & 0x3F)); return 4;
+}
+
+static void test_unescape_cases(void) {
+  char out[64];
+  struct { const char *in, *out; } ok[] = {
+      {"plain", "plain"},
+      {"\\\"\\\\\\/\\b\\f\\n\\r\\t", "\"\\/\b\f\n\r\t"},
+      {"caf\\u00e9", "caf\xc3\xa9"},
+      {"\\u20AC\\u20ac", "\xe2\x82\xac\xe2\x82\xac"},
+      {"\\ud83d\\ude00!", "\xf0\x9f\x98\x80!"},
+      {"\\uDBFF\\uDFFF", "\xf4\x8f\xbf\xbf"},
+      {"a\\ud800b", "a\xef\xbf\xbd" "b"},            /* lone high */
+      {"\\udc00", "\xef\xbf\xbd"},                     /* lone low */
+      {"\\ud800\\ud800\\udc00", "\xef\xbf\xbd\xf0\x90\x80\x80"}, /* high, then a pair */
+      {"\\ud800\\n", "\xef\xbf\xbd\n"},
+      {"\\u0041\\u007f\\u0080", "A\x7f\xc2\x80"},
+  };
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    size_t n = sl_json_unescape(out, sizeof(out), ok[i].in, strlen(ok[i].in));
+    ASSERT_MEM_EQ(out, n == (size_t)-1 ? 0 : n, ok[i].out, strlen(ok[i].out));
+  }
+  size_t n = sl_json_unescape(out, sizeof(out), "\\u0000", 6);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(out[0], 0);
+  const char *bad[] = {"\\", "\\x", "\\u12", "\\u12G4", "ab\\"};
+  for (size_t i = 0; i < 5; i++)
+    ASSERT_UINT_EQ(sl_json_unescape(out, sizeof(out), bad[i], strlen(bad[i])), (size_t)-1);
+  /* Exact fit works, one byte less does not. */
+  ASSERT_EQ(sl_json_unescape(out, 4, "\\ud83d\\ude00", 12), 4);
+  ASSERT_UINT_EQ(sl_json_unescape(out, 3, "\\ud83d\\ude00", 12), (size_t)-1);
+  ASSERT_UINT_EQ(sl_json_unescape(out, 2, "abc", 3), (size_t)-1);
+  ASSERT_UINT_EQ(sl_json_unescape(out, 2, "ab\\n", 4), (size_t)-1);
+  ASSERT_EQ(sl_json_unescape(NULL, 0, "", 0), 0);
+}
+
+static void test_escape_cases(void) {
+  char out[64];
+  size_t n = sl_json_escape(out, sizeof(out), "a\"b\\c/\n\r\t\b\f\x01\x1f\x7f\xc3\xa9", 16);
+  const char want[] = "a\\\"b\\\\c/\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\xc3\xa9";
+  ASSERT_MEM_EQ(out, n, want, sizeof(want) - 1);
+  n = sl_json_escape(out, sizeof(out), "\0", 1);
+  ASSERT_MEM_EQ(out, n, "\\u0000", 6);
+  for (size_t cap = 0; cap < 6; cap++) ASSERT_UINT_EQ(sl_json_escape(out, cap, "\x02", 1), (size_t)-1);
+  ASSERT_UINT_EQ(sl_json_escape(out, 1, "\n", 1), (size_t)-1);
+  ASSERT_UINT_EQ(sl_json_escape(out, 2, "abc", 3), (size_t)-1);
+}
+
+static void test_escape_round_trip_random(void) {
+  static char src[512], esc[3200], back[512], js[3300];
+  rng_state = 0xE5CA9EULL;
+  for (int i = 0; i < 3000; i++) {
+    size_t n = 0;
+    int bytes_mode = i % 3 == 0;
+    int want = (int)(rnd() % 80);
+    for (int k = 0; k < want && n < sizeof(src) - 4; k++) {
+      if (bytes_mode) {
+        src[n++] = (char)(rnd() & 0xFF); /* arbitrary bytes, NUL and invalid UTF-8 included */
+      } else {
+        unsigned cp;
+        switch (rnd() % 4) {
+          case 0: cp = 1 + (unsigned)(rnd() % 0x7F); break;
+          case 1: cp = 0x80 + (unsigned)(rnd() % 0x780); break;
+          case 2: do cp = 0x800 + (unsigned)(rnd() % 0xF800); while (cp >= 0xD800 && cp <= 0xDFFF); break;
+          default: cp = 0x10000 + (unsigned)(rnd() % 0x100000); break;
+        }
+        n += put_utf8(src + n, cp);
+      }
+    }
+    size_t e = sl_json_escape(esc, sizeof(esc), src, n);
+    ASSERT(e != (size_t)-1);
+    ASSERT_LE(e, 6 * n);
+    size_t u = sl_json_unescape(back, sizeof(back), esc, e);
+    ASSERT_MEM_EQ(back, u, src, n);
+    /* The escaped form is a valid JSON string to our scanner... */
+    memcpy(js, "{\"k\":\"", 6);
+    memcpy(js + 6, esc, e);
+    memcpy(js + 6 + e, "\"}", 3);
+    sl_event_t ev;
+    ASSERT_EQ(sl_oai_scan(js, e + 8, &ev), 0);
+    /* ...and to cJSON, which reads back the same text (UTF-8 mode has no NUL). */
+    if (!bytes_mode) {
+      cJSON *root = cJSON_ParseWithLengthOpts(js, e + 9, NULL, 1);
+      ASSERT_NOT_NULL(root);
+      const cJSON *k = OBJ(root, "k");
+      ASSERT_MEM_EQ(k->valuestring, strlen(k->valuestring), src, n);
+      /* cJSON's own escaping (\uXXXX for controls) unescapes back too. */
+      char *printed = cJSON_PrintUnformatted(k);
+      size_t pl = strlen(printed);
+      u = sl_json_unescape(back, sizeof(back), printed + 1, pl - 2);
+      ASSERT_MEM_EQ(back, u, src, n);
+      cJSON_free(printed);
+      cJSON_Delete(root);
+    }
+    if (sl__test_cur_failed) return;
+  }
+}
+
+/* ---- encoder ---------------------------------------------------------- */
+
+static void test_encode_chunks(void) {
+  char buf[1024];
+  sl_oai_meta_t m = {{"chatcmpl-\\\"x", 12}, {"llama-3", 7}, 1753343173, 1};
+  size_t n = sl_oai_encode_chunk(buf, sizeof(buf), &m, "assistant", "", 0, SL_FINISH_NONE);
+  ASSERT(n != (size_t)-1);
+  cJSON *root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  ASSERT_STR_EQ(OBJ(root, "id")->valuestring, "chatcmpl-\"x");
+  ASSERT_STR_EQ(OBJ(root, "object")->valuestring, "chat.completion.chunk");
+  ASSERT_EQ((int64_t)OBJ(root, "created")->valuedouble, 1753343173);
+  ASSERT_STR_EQ(OBJ(root, "model")->valuestring, "llama-3");
+  const cJSON *c0 = cJSON_GetArrayItem(OBJ(root, "choices"), 0);
+  ASSERT_EQ(OBJ(c0, "index")->valueint, 0);
+  ASSERT_STR_EQ(OBJ(OBJ(c0, "delta"), "role")->valuestring, "assistant");
+  ASSERT_STR_EQ(OBJ(OBJ(c0, "delta"), "content")->valuestring, "");
+  ASSERT(cJSON_IsNull(OBJ(c0, "finish_reason")));
+  ASSERT(cJSON_IsNull(OBJ(c0, "logprobs")));
+  cJSON_Delete(root);
+
+  /* Content from a scanned span passes through still escaped. */
+  const char tx[] = "caf\\u00e9 \\\"q\\\"\\n";
+  n = sl_oai_encode_chunk(buf, sizeof(buf), &m, NULL, tx, sizeof(tx) - 1, SL_FINISH_NONE);
+  root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  c0 = cJSON_GetArrayItem(OBJ(root, "choices"), 0);
+  ASSERT_NULL(OBJ(OBJ(c0, "delta"), "role"));
+  ASSERT_STR_EQ(OBJ(OBJ(c0, "delta"), "content")->valuestring, "caf\xc3\xa9 \"q\"\n");
+  cJSON_Delete(root);
+  /* The scanner reads back what the encoder wrote. */
+  sl_event_t ev;
+  ASSERT_EQ(sl_oai_scan(buf, n, &ev), 0);
+  ASSERT_MEM_EQ(ev.text.p, ev.text.n, tx, sizeof(tx) - 1);
+
+  n = sl_oai_encode_chunk(buf, sizeof(buf), &m, NULL, NULL, 0, SL_FINISH_TOOL_CALLS);
+  root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  c0 = cJSON_GetArrayItem(OBJ(root, "choices"), 0);
+  ASSERT_EQ(cJSON_GetArraySize(OBJ(c0, "delta")), 0);
+  ASSERT_STR_EQ(OBJ(c0, "finish_reason")->valuestring, "tool_calls");
+  cJSON_Delete(root);
+  n = sl_oai_encode_chunk(buf, sizeof(buf), &m, NULL, NULL, 0, SL_FINISH_OTHER);
+  ASSERT_EQ(sl_oai_scan(buf, n, &ev), 0);
+  ASSERT_EQ(ev.finish, SL_FINISH_STOP);
+
+  /* Legacy completions. */
+  m.chat = 0;
+  n = sl_oai_encode_chunk(buf, sizeof(buf), &m, "assistant", "Hi", 2, SL_FINISH_LENGTH);
+  root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  ASSERT_STR_EQ(OBJ(root, "object")->valuestring, "text_completion");
+  c0 = cJSON_GetArrayItem(OBJ(root, "choices"), 0);
+  ASSERT_STR_EQ(OBJ(c0, "text")->valuestring, "Hi");
+  ASSERT_NULL(OBJ(c0, "delta"));
+  ASSERT_STR_EQ(OBJ(c0, "finish_reason")->valuestring, "length");
+  cJSON_Delete(root);
+
+  /* Every capacity short of the length fails; the length itself fits. */
+  m.chat = 1;
+  n = sl_oai_encode_chunk(buf, sizeof(buf), &m, "assistant", "x", 1, SL_FINISH_STOP);
+  for (size_t cap = 0; cap < n; cap++)
+    ASSERT_UINT_EQ(sl_oai_encode_chunk(buf, cap, &m, "assistant", "x", 1, SL_FINISH_STOP), (size_t)-1);
+  ASSERT_EQ(sl_oai_encode_chunk(buf, n, &m, "assistant", "x", 1, SL_FINISH_STOP), n);
+}
+
+static void test_encode_usage_and_error(void) {
+  char buf[512];
+  sl_oai_meta_t m = {{"id1", 3}, {"m", 1}, 7, 1};
+  size_t n = sl_oai_encode_usage(buf, sizeof(buf), &m, 60, 15);
+  cJSON *root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  ASSERT_EQ(cJSON_GetArraySize(OBJ(root, "choices")), 0);
+  const cJSON *u = OBJ(root, "usage");
+  ASSERT_EQ(OBJ(u, "prompt_tokens")->valueint, 60);
+  ASSERT_EQ(OBJ(u, "completion_tokens")->valueint, 15);
+  ASSERT_EQ(OBJ(u, "total_tokens")->valueint, 75);
+  cJSON_Delete(root);
+  sl_event_t ev;
+  ASSERT_EQ(sl_oai_scan(buf, n, &ev), 0);
+  ASSERT_EQ(ev.n_choices, 0);
+  ASSERT_EQ(ev.total_tokens, 75);
+  for (size_t cap = 0; cap < n; cap++)
+    ASSERT_UINT_EQ(sl_oai_encode_usage(buf, cap, &m, 60, 15), (size_t)-1);
+
+  const char msg[] = "upstream \"engine\" failed\n\x01";
+  n = sl_oai_encode_error(buf, sizeof(buf), msg, sizeof(msg) - 1, "server_error", NULL);
+  root = cJSON_ParseWithLength(buf, n);
+  ASSERT_NOT_NULL(root);
+  const cJSON *e = OBJ(root, "error");
+  ASSERT_STR_EQ(OBJ(e, "message")->valuestring, msg);
+  ASSERT_STR_EQ(OBJ(e, "type")->valuestring, "server_error");
+  ASSERT(cJSON_IsNull(OBJ(e, "code")));
+  cJSON_Delete(root);
+  ASSERT_EQ(sl_oai_scan(buf, n, &ev), 0);
+  ASSERT_EQ(ev.kind, SL_EV_ERROR);
+  ASSERT_STR_EQ(U(ev.err_message), msg);
+  n = sl_oai_encode_error(buf, sizeof(buf), "x", 1, "rate_limit", "429");
+  root = cJSON_ParseWithLength(buf, n);
+  ASSERT_STR_EQ(OBJ(OBJ(root, "error"), "code")->valuestring, "429");
+  cJSON_Delete(root);
+  for (size_t cap = 0; cap < n; cap++)
+    ASSERT_UINT_EQ(sl_oai_encode_error(buf, cap, "x", 1, "rate_limit", "429"), (size_t)-1);
+
+  ASSERT_NULL(sl_finish_name(SL_FINISH_NONE));
+  ASSERT_STR_EQ(sl_finish_name(SL_FINISH_CONTENT_FILTER), "content_filter");
+  ASSERT_STR_EQ(sl_finish_name(SL_FINISH_FUNCTION_CALL), "function_call");
+}
+
+int main(void) {
+  SL_RUN(test_openai_chat_chunks);
+  SL_RUN(test_logprobs_and_completions);
+  SL_RUN(test_engine_variants);
+  SL_RUN(test_tool_calls);
+  SL_RUN(test_errors);
+  SL_RUN(test_keys_numbers_duplicates);
+  SL_RUN(test_invalid_json);
+  SL_RUN(test_agrees_with_cjson);
+  SL_RUN(test_mutations_rejected_like_cjson);
+  SL_RUN(test_unescape_cases);
+  SL_RUN(test_escape_cases);
+  SL_RUN(test_escape_round_trip_random);
+  SL_RUN(test_encode_chunks);
+  SL_RUN(test_encode_usage_and_error);
+  return SL_TEST_EXIT();
+}

@@ -49,6 +49,8 @@ struct sl_chunk_pool_s {
   size_t in_use;             /* chunks handed out and not yet released */
   uint64_t allocated;        /* chunks ever obtained from the allocator */
   uint64_t reused;           /* chunks ever served from the recycle list */
+  int counted;               /* 1 (default): bump the process counters; 0 for
+                                pools outside the gateway (in-process engines) */
 };
 
 /* Initializes a pool of chunk_size-byte chunks keeping at most `keep` idle.

@@ -32,6 +32,7 @@ struct sl_http_write_s {
   sl_http_conn_t *conn;      /* connection written to */
   sl_chunk_t *pin;           /* chunk referenced until sent, or NULL */
   char *heap;                /* owned buffer freed after the write, or NULL */
+  size_t len;                /* bytes this write holds until its callback */
   char prefix[48];           /* chunk-size line plus a copied short first buffer */
   char suffix[24];           /* copied short last buffer plus the chunk's CRLF */
 };
@@ -56,6 +57,7 @@ struct sl_http_conn_s {
   int error_status;          /* status chosen by a limit check in a callback */
   int handles;               /* open handles (tcp, timer) */
   int writes_pending;        /* uv_write requests not yet called back */
+  size_t held;               /* bytes of those writes (queued, or sent and not yet called back) */
   int expect_continue;       /* client sent Expect: 100-continue */
   /* unparsed input */
   char *in;
@@ -106,6 +108,7 @@ void sl_http_limits_default(sl_http_limits_t *l) {
   l->max_connections = 8192;
   l->write_high_watermark = 64 * 1024;
   l->write_low_watermark = 16 * 1024;
+  l->global_counters = 1;
 }
 
 const char *sl_http_status_text(int status) {
@@ -168,12 +171,13 @@ static void sl__on_write(uv_write_t *req, int status) {
   sl_http_conn_t *c = w->conn;
   sl_http_server_t *s = c->server;
   c->writes_pending--;
+  c->held -= w->len;
   sl__write_put(s, w);
   if (status < 0) {
     if (!c->closing) sl__conn_close(c);
     return;
   }
-  if (c->above_high && c->state == SL_CONN_ACTIVE &&
+  if (c->above_high && c->state == SL_CONN_ACTIVE && c->held <= s->limits.write_low_watermark &&
       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= s->limits.write_low_watermark) {
     c->above_high = 0;
     if (c->req.on_drain != NULL) c->req.on_drain(&c->req);
@@ -190,8 +194,15 @@ static int sl__conn_write(sl_http_conn_t *c, sl_http_write_t *w, const uv_buf_t 
   c->writes_pending++;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-  sl_counter_add(SL_C_BYTES_TO_CLIENTS, total);
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->server->limits.write_high_watermark)
+  if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, total);
+  /* A write the kernel took at once still holds its buffers (and pinned
+   * chunk) until its callback, which libuv runs on the next loop turn; a
+   * fast upstream can be read many times in between, so the held bytes
+   * count toward the high watermark too. */
+  w->len = total;
+  c->held += total;
+  if (c->held > c->server->limits.write_high_watermark ||
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->server->limits.write_high_watermark)
     c->above_high = 1;
   return 0;
 }
@@ -228,7 +239,7 @@ static void sl__on_handle_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next; else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
-  sl_counter_dec(SL_C_CONNECTIONS_ACTIVE);
+  if (s->limits.global_counters) sl_counter_dec(SL_C_CONNECTIONS_ACTIVE);
   sl_free(c->in);
   sl_free(c->hbuf);
   sl_free(c->hoff);
@@ -301,7 +312,7 @@ static void sl__conn_error(sl_http_conn_t *c, int status, const char *message, c
     case 413: id = SL_C_ERR_BODY_TOO_LARGE; break;
     case 431: id = SL_C_ERR_HEADER_TOO_LARGE; break;
   }
-  if (id != none) sl_counter_inc(id);
+  if (id != none && c->server->limits.global_counters) sl_counter_inc(id);
   char body[512];
   int blen = snprintf(body, sizeof(body),
                       "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
@@ -538,7 +549,7 @@ static void sl__dispatch(sl_http_conn_t *c) {
   r->on_drain = NULL;
   r->on_abort = NULL;
   c->above_high = 0;
-  sl_counter_inc(SL_C_REQUESTS);
+  if (s->limits.global_counters) sl_counter_inc(SL_C_REQUESTS);
   s->handler(r, s->ud);
 }
 
@@ -751,6 +762,8 @@ size_t sl_http_req_write_queue(const sl_http_req_t *req) {
   return uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->tcp);
 }
 
+size_t sl_http_req_write_held(const sl_http_req_t *req) { return req->conn->held; }
+
 /* ---- server ---- */
 
 static void sl__reject_closed(uv_handle_t *h) { sl_free(h); }
@@ -787,8 +800,10 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  sl_counter_inc(SL_C_CONNECTIONS_ACTIVE);
-  sl_counter_inc(SL_C_CONNECTIONS_ACCEPTED);
+  if (s->limits.global_counters) {
+    sl_counter_inc(SL_C_CONNECTIONS_ACTIVE);
+    sl_counter_inc(SL_C_CONNECTIONS_ACCEPTED);
+  }
   s->accepted++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     sl__conn_close(c);

@@ -46,10 +46,13 @@ typedef struct {
   int max_connections;         /* open connections; past it: 503 and close */
   size_t write_high_watermark; /* write queue bytes at which the handler should pause */
   size_t write_low_watermark;  /* write queue bytes at which on_drain fires */
+  int global_counters;         /* 1: bump the process counters (the gateway's own server);
+                                  0: an in-process engine's server, kept out of them */
 } sl_http_limits_t;
 
 /* Fills in the defaults: 16 KiB headers, 4 MiB body, 10 s header timeout,
- * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks. */
+ * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks, counted
+ * in the process counters. */
 void sl_http_limits_default(sl_http_limits_t *l);
 
 typedef struct {
@@ -136,6 +139,14 @@ void sl_http_req_reset(sl_http_req_t *req);
 
 /* Bytes queued for this request's connection and not yet sent. */
 size_t sl_http_req_write_queue(const sl_http_req_t *req);
+
+/* Bytes of this connection's writes whose callbacks have not run yet: those
+ * still queued and those the kernel took but libuv reports only on its next
+ * loop turn.  Their buffers and pinned chunks are still held, so this (never
+ * less than sl_http_req_write_queue) is what bounds memory.  Once either
+ * passes the high watermark, on_drain fires when both are back at the low
+ * watermark. */
+size_t sl_http_req_write_held(const sl_http_req_t *req);
 
 /* The reason phrase for a status code ("Not Found"). */
 const char *sl_http_status_text(int status);

@@ -557,9 +557,11 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     if (rc < 0) return 1;
   }
   if (sl__write_event(st, ev->raw.p, ev->raw.n, chunk) < 0) return 1;
-  /* Backpressure: past the high watermark, stop reading the engine. */
+  /* Backpressure: past the high watermark, stop reading the engine.  The
+   * held bytes, not only the unsent ones, count: writes the kernel took
+   * keep their chunks pinned until the next loop turn. */
   if (!st->paused && st->up != NULL &&
-      sl_http_req_write_queue(st->req) > st->gw->cfg->http.write_high_watermark) {
+      sl_http_req_write_held(st->req) > st->gw->cfg->http.write_high_watermark) {
     st->paused = 1;
     sl_upstream_pause(st->up);
     uv_timer_stop(&st->timer); /* a paused engine is not idle */

@@ -45,19 +45,15 @@ static int sl__fail(sl__cfgctx_t *x, const char *fmt, ...) {
 }
 
 int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port) {
-  const char *colon;
+  const char *colon = strrchr(s, ':');
+  if (colon == NULL) return SL_EINVAL;
   const char *h = s;
-  size_t hl;
-  if (s[0] == '[') {
-    const char *end = strchr(s, ']');
-    if (end == NULL || end[1] != ':') return SL_EINVAL;
-    h = s + 1;
-    hl = (size_t)(end - h);
-    colon = end + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (colon == NULL) return SL_EINVAL;
-    hl = (size_t)(colon - s);
+  size_t hl = (size_t)(colon - s);
+  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  } else if (memchr(h, ':', hl) != NULL) {
+    return SL_EINVAL; /* a bare IPv6 address needs brackets */
   }
   if (hl == 0) {
     h = "127.0.0.1";

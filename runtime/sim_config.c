@@ -13,6 +13,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
+#include "runtime/config.h"
 #include "runtime/sim_engine.h"
 
 void sl_sim_config_default(sl_sim_config_t *cfg) {
@@ -32,29 +33,7 @@ void sl_sim_config_default(sl_sim_config_t *cfg) {
 }
 
 int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport) {
-  const char *colon = strrchr(hostport, ':');
-  if (colon == NULL) return SL_EINVAL;
-  const char *h = hostport;
-  size_t hl = (size_t)(colon - hostport);
-  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-    h++;
-    hl -= 2;
-  } else if (memchr(h, ':', hl) != NULL) {
-    return SL_EINVAL; /* a bare IPv6 address needs brackets */
-  }
-  char *end;
-  errno = 0;
-  long port = strtol(colon + 1, &end, 10);
-  if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535) return SL_EINVAL;
-  if (hl >= sizeof(cfg->host)) return SL_EINVAL;
-  if (hl == 0) {
-    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
-  } else {
-    memcpy(cfg->host, h, hl);
-    cfg->host[hl] = '\0';
-  }
-  cfg->port = (int)port;
-  return 0;
+  return sl_parse_hostport(hostport, cfg->host, sizeof(cfg->host), &cfg->port);
 }
 
 static int sl__cfg_err(char *err, size_t errlen, const char *fmt, ...) {

@@ -910,5 +910,9 @@ void sl_http_server_close(sl_http_server_t *s, void (*cb)(void *ud), void *ud) {
     sl__conn_close(c);
     c = next;
   }
-  /* If nothing was open, the listener close callback finishes the job. */
+  /* A listener or connection still closing finishes the job from its close
+   * callback.  But the listener may have closed long ago (stop_accepting
+   * when a drain began) with no connection left open: then nothing else
+   * would, and the server would never be freed nor cb called. */
+  sl__server_maybe_done(s);
 }

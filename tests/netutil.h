@@ -56,6 +56,28 @@ static inline int nu_connect(int port) {
   return fd;
 }
 
+/* Like nu_connect, with SO_RCVBUF set to rcvbuf bytes before connecting
+ * when rcvbuf > 0 (a slow reader whose kernel should not buffer much on its
+ * behalf), and close-on-exec so a spawned child does not hold the socket.
+ * Returns the fd or -1. */
+static inline int nu_connect_rcvbuf(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
 static inline int nu_send(int fd, const void *p, size_t n) {
   const char *s = p;
   while (n > 0) {
@@ -71,6 +93,28 @@ static inline int nu_send(int fd, const void *p, size_t n) {
 }
 
 static inline int nu_send_str(int fd, const char *s) { return nu_send(fd, s, strlen(s)); }
+
+/* Sends one request: "METHOD path HTTP/1.1", a Host line, the extra header
+ * lines (each ending in "\r\n"; may be NULL) and, when body is not NULL, a
+ * JSON Content-Type, Content-Length and the body.  Returns 0 or -1. */
+static inline int nu_send_request(int fd, const char *method, const char *path, const char *headers,
+                                  const char *body) {
+  size_t blen = body ? strlen(body) : 0;
+  size_t cap = 512 + strlen(method) + strlen(path) + (headers ? strlen(headers) : 0) + blen;
+  char *buf = malloc(cap);
+  if (buf == NULL) return -1;
+  int n = snprintf(buf, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", method, path, headers ? headers : "");
+  if (body != NULL)
+    n += snprintf(buf + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n", blen);
+  n += snprintf(buf + n, cap - (size_t)n, "\r\n");
+  if (body != NULL) {
+    memcpy(buf + n, body, blen);
+    n += (int)blen;
+  }
+  int rc = nu_send(fd, buf, (size_t)n);
+  free(buf);
+  return rc;
+}
 
 /* Reads up to cap bytes, waiting at most timeout_ms.  Returns bytes read,
  * 0 on EOF, -1 on error, -2 on timeout. */

@@ -261,6 +261,7 @@ static void sl__defaults(sl_config_t *cfg) {
   snprintf(cfg->health_path, sizeof(cfg->health_path), "/health");
   cfg->cooldown_base_ms = 1000;
   cfg->cooldown_max_ms = 30000;
+  cfg->cooldown_after_failures = 3;
   cfg->drain_timeout_ms = 30000;
 }
 
@@ -275,7 +276,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
                                    "total_timeout_ms", "max_attempts", "backoff_base_ms", "backoff_max_ms",
                                    "keepalive_per_endpoint", "keepalive_ms", NULL};
   static const char *const health[] = {"interval_ms", "timeout_ms", "path", "cooldown_base_ms",
-                                       "cooldown_max_ms", NULL};
+                                       "cooldown_max_ms", "cooldown_after_failures", NULL};
   static const char *const log[] = {"format", NULL};
   if (!cJSON_IsObject(root)) return sl__fail(x, "config: expected a JSON object at the top level");
   SL__TRY(sl__only_keys(x, root, "", top));
@@ -332,6 +333,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     SL__TRY(sl__get_u64(x, o, "timeout_ms", "health.", 10, 3600000, &cfg->health_timeout_ms));
     SL__TRY(sl__get_u64(x, o, "cooldown_base_ms", "health.", 1, 3600000, &cfg->cooldown_base_ms));
     SL__TRY(sl__get_u64(x, o, "cooldown_max_ms", "health.", 1, 3600000, &cfg->cooldown_max_ms));
+    SL__TRY(sl__get_int(x, o, "cooldown_after_failures", "health.", 1, 1000, &cfg->cooldown_after_failures));
     char *path = NULL;
     SL__TRY(sl__get_str(x, o, "path", "health.", &path));
     if (path != NULL) {

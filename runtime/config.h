@@ -66,6 +66,7 @@ typedef struct {
   char health_path[128];
   uint64_t cooldown_base_ms;
   uint64_t cooldown_max_ms;
+  int cooldown_after_failures;    /* consecutive failures before an endpoint cools down */
   uint64_t drain_timeout_ms;      /* SIGTERM: streams get this long to finish */
   int log_json;                   /* stream-end lines as JSON */
   sl_pool_config_t pools[SL_MAX_POOLS];

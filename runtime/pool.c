@@ -99,8 +99,12 @@ void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now) {
   const sl_config_t *cfg = ep->reg->cfg;
   ep->failures++;
   ep->errors++;
+  /* One failure may be the request's bad luck; a run of them is the
+   * endpoint.  Cooldown starts at the configured run length and doubles
+   * with every further failure. */
+  if (ep->failures < cfg->cooldown_after_failures) return;
   uint64_t ms = cfg->cooldown_base_ms;
-  for (int i = 1; i < ep->failures && ms < cfg->cooldown_max_ms; i++) ms *= 2;
+  for (int i = cfg->cooldown_after_failures; i < ep->failures && ms < cfg->cooldown_max_ms; i++) ms *= 2;
   if (ms > cfg->cooldown_max_ms) ms = cfg->cooldown_max_ms;
   ep->cooldown_until = now + ms * 1000000ull;
   ep->reg->snapshot_version++;

@@ -94,7 +94,8 @@ int sl_registry_any_ready(const sl_registry_t *reg);
  * changed anything. */
 int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready);
 int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
-/* A failure: cooldown for base * 2^(failures-1), capped at max. */
+/* A failure.  From the cooldown_after_failures-th consecutive one on, the
+ * endpoint cools down for base * 2^(failures - that), capped at max. */
 void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now);
 /* A success: clears the failure count (and any cooldown). */
 void sl_endpoint_succeeded(sl_endpoint_t *ep);

@@ -486,6 +486,7 @@ static void sl__note_meta(sl_stream_t *st, const sl_event_t *ev) {
 
 static void sl__first_token(sl_stream_t *st) {
   st->first_token = 1;
+  st->error[0] = '\0'; /* an earlier attempt's failure is history: attempts= tells it */
   st->t_first = uv_hrtime();
   uv_timer_stop(&st->hb_timer);
   if (st->ep) sl_endpoint_succeeded(st->ep);

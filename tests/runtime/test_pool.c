@@ -12,7 +12,7 @@ static const char *cfg_json =
     " \"endpoints\":[{\"url\":\"http://127.0.0.1:9001\"},{\"url\":\"http://127.0.0.1:9002\"}]},"
     "{\"name\":\"b\",\"models\":[\"shared\"],\"slots\":8,"
     " \"endpoints\":[{\"url\":\"http://127.0.0.1:9003\"}]}],"
-    "\"health\":{\"cooldown_base_ms\":100,\"cooldown_max_ms\":350}}";
+    "\"health\":{\"cooldown_base_ms\":100,\"cooldown_max_ms\":350,\"cooldown_after_failures\":2}}";
 
 static sl_config_t cfg;
 static sl_registry_t reg;
@@ -54,6 +54,8 @@ static void test_prefilter_reasons(void) {
   sl_endpoint_set_draining(&reg.eps[0], 1);
   ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, c, 8, why, sizeof(why)), 1);
   ASSERT(c[0].ep == &reg.eps[1]);
+  sl_endpoint_failed(&reg.eps[1], 1000);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 1000, c, 8, why, sizeof(why)), 1); /* one failure: no cooldown */
   sl_endpoint_failed(&reg.eps[1], 1000);
   ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 1000, c, 8, why, sizeof(why)), 0);
   ASSERT_STR_EQ(why, "every endpoint serving model \"m1\" is cooling down after failures");
@@ -116,6 +118,8 @@ static void test_cooldown_backoff_and_snapshot(void) {
   v = reg.snapshot_version;
   ASSERT_EQ(sl_endpoint_set_ready(ep, 1), 0); /* no change, no bump */
   ASSERT_UINT_EQ(reg.snapshot_version, v);
+  sl_endpoint_failed(ep, 0);
+  ASSERT_UINT_EQ(ep->cooldown_until, 0); /* the first failure of a run does not cool down */
   sl_endpoint_failed(ep, 0);
   ASSERT_UINT_EQ(ep->cooldown_until, 100 * 1000000ull);
   sl_endpoint_failed(ep, 0);

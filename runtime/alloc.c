@@ -44,6 +44,8 @@ void *sl_realloc(void *p, size_t n) {
   return q;
 }
 
+void *sl_try_realloc(void *p, size_t n) { return SL_RAW_REALLOC(p, n ? n : 1); }
+
 void sl_free(void *p) { SL_RAW_FREE(p); }
 
 char *sl_strndup(const char *s, size_t n) {

@@ -20,6 +20,7 @@ void *sl_malloc(size_t n);              /* never NULL; aborts when exhausted */
 void *sl_try_malloc(size_t n);          /* NULL when exhausted */
 void *sl_calloc(size_t count, size_t n);/* zeroed; aborts when exhausted */
 void *sl_realloc(void *p, size_t n);    /* aborts when exhausted */
+void *sl_try_realloc(void *p, size_t n);/* NULL when exhausted (p is then unchanged) */
 void sl_free(void *p);                  /* NULL is fine */
 char *sl_strndup(const char *s, size_t n); /* NUL-terminated copy */
 

@@ -269,6 +269,22 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_r
     sl__bad(req, "stop", "'stop' must be a string, an array of strings, or null");
     goto out;
   }
+  /* What placement may weigh: prompt size, requested length, session. */
+  if (chat) {
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "messages")) {
+      const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+      if (cJSON_IsString(content)) r->prompt_chars += strlen(content->valuestring);
+    }
+  } else {
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (cJSON_IsString(prompt)) r->prompt_chars = strlen(prompt->valuestring);
+  }
+  const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+  if (!cJSON_IsNumber(mt)) mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+  if (cJSON_IsNumber(mt)) r->max_tokens = (int64_t)mt->valuedouble;
+  const char *session = sl_http_req_header(req, "x-session-id");
+  if (session != NULL && strlen(session) < sizeof(r->session)) snprintf(r->session, sizeof(r->session), "%s", session);
   if (!sl_registry_has_model(&gw->reg, r->model)) {
     sl_counter_inc(SL_C_ERR_NOT_FOUND);
     sl_api_error(req, 404, "invalid_request_error", "model_not_found", NULL,

@@ -263,11 +263,16 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->cooldown_max_ms = 30000;
   cfg->cooldown_after_failures = 3;
   cfg->drain_timeout_ms = 30000;
+  snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "least_loaded");
+  cfg->placement_watch = 1;
+  cfg->lua_memory_limit = 64u << 20;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
-                                    "log", "drain_timeout_ms", "pools", NULL};
+                                    "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "pools", NULL};
+  static const char *const placement[] = {"policy", "watch", "config", NULL};
+  static const char *const lua[] = {"memory_limit_bytes", NULL};
   static const char *const http[] = {"max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                      "idle_timeout_ms", "max_connections", NULL};
   static const char *const stream[] = {"high_watermark", "low_watermark", "chunk_size", "chunk_keep",
@@ -353,6 +358,45 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       cfg->log_json = strcmp(fmt, "json") == 0;
       sl_free(fmt);
       if (!ok) return sl__fail(x, "log.format: expected \"human\" or \"json\"");
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "placement")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "placement: expected an object");
+    SL__TRY(sl__only_keys(x, o, "placement.", placement));
+    char *pol = NULL;
+    SL__TRY(sl__get_str(x, o, "policy", "placement.", &pol));
+    if (pol != NULL) {
+      int bad = pol[0] == '\0' || strlen(pol) >= sizeof(cfg->placement_policy);
+      if (!bad) snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "%s", pol);
+      sl_free(pol);
+      if (bad) return sl__fail(x, "placement.policy: expected a policy name or a path to a .lua file");
+    }
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "config");
+    if (pc != NULL) {
+      if (!cJSON_IsObject(pc)) return sl__fail(x, "placement.config: expected an object");
+      char *text = cJSON_PrintUnformatted(pc);
+      cfg->placement_config = sl_strndup(text, strlen(text));
+      cJSON_free(text);
+    }
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "watch");
+    if (w != NULL) {
+      if (!cJSON_IsBool(w)) return sl__fail(x, "placement.watch: expected true or false");
+      cfg->placement_watch = cJSON_IsTrue(w);
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "lua")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "lua: expected an object");
+    SL__TRY(sl__only_keys(x, o, "lua.", lua));
+    SL__TRY(sl__get_size(x, o, "memory_limit_bytes", "lua.", 0, 1e12, &cfg->lua_memory_limit));
+  }
+  {
+    char *sock = NULL;
+    SL__TRY(sl__get_str(x, root, "admin_socket", "", &sock));
+    if (sock != NULL) {
+      int bad = strlen(sock) >= sizeof(cfg->admin_socket);
+      if (!bad) snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s", sock);
+      sl_free(sock);
+      if (bad) return sl__fail(x, "admin_socket: path too long");
     }
   }
   const cJSON *pools = cJSON_GetObjectItemCaseSensitive(root, "pools");
@@ -445,4 +489,6 @@ void sl_config_free(sl_config_t *cfg) {
   for (int i = 0; i < n; i++) sl__pool_free(&cfg->pools[i]);
   memset(cfg->pools, 0, sizeof(cfg->pools));
   cfg->npools = 0;
+  sl_free(cfg->placement_config);
+  cfg->placement_config = NULL;
 }

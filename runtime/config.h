@@ -69,6 +69,11 @@ typedef struct {
   int cooldown_after_failures;    /* consecutive failures before an endpoint cools down */
   uint64_t drain_timeout_ms;      /* SIGTERM: streams get this long to finish */
   int log_json;                   /* stream-end lines as JSON */
+  char placement_policy[512];     /* policy name ("least_loaded") or path to a .lua file */
+  int placement_watch;            /* reload when the policy file changes */
+  char *placement_config;         /* the policy's config object as JSON text, or NULL */
+  char admin_socket[256];         /* unix socket for admin commands ("" = none) */
+  size_t lua_memory_limit;        /* bytes per Lua state (0 = no cap) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

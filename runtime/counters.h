@@ -46,7 +46,12 @@
   X(ERR_UPSTREAM_PROTOCOL, "errors_upstream_protocol", "total")      \
   X(ERR_UPSTREAM_RESET, "errors_upstream_reset", "total")            \
   X(ERR_UPSTREAM_TIMEOUT, "errors_upstream_timeout", "total")        \
-  X(ERR_UPSTREAM_ERROR_EVENT, "errors_upstream_error_event", "total")
+  X(ERR_UPSTREAM_ERROR_EVENT, "errors_upstream_error_event", "total")  \
+  X(GENERATIONS_LIVE, "generations_live", "gauge")                   \
+  X(GENERATIONS_FREED, "generations_freed", "total")                 \
+  X(RELOADS_OK, "reloads_ok", "total")                               \
+  X(RELOADS_FAILED, "reloads_failed", "total")                       \
+  X(POLICY_ERRORS, "placement_policy_errors", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -7,26 +7,37 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "runtime/admin.h"
 #include "runtime/alloc.h"
 #include "runtime/gateway.h"
 #include "runtime/sim_engine.h"
+#include "runtime/ttldict.h"
 
 typedef struct {
   sl_gateway_t gw;
   sl_config_t cfg;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_timer_t drain_timer;
+  uv_fs_event_t watch;          /* the placement policy's directory */
+  int watching;
+  uv_timer_t reload_timer;      /* debounces file events */
+  uv_timer_t sweep_timer;       /* reclaims expired TTL dictionary entries */
+  char watch_name[512];         /* the policy file's name in that directory */
+  sl_admin_t *admin;
   int shutting_down;
   int pending_closes;
 } sl__daemon_t;
 
 static void sl__serve_usage(FILE *f) {
   fprintf(f,
-          "usage: sluice serve [--config FILE] [--listen HOST:PORT] [--log-json]\n"
+          "usage: sluice serve [--config FILE] [--listen HOST:PORT] [--admin-socket PATH] [--log-json]\n"
           "       sluice serve --print-default-config\n"
-          "  --config FILE   JSON configuration (default: the compiled-in simulated pool)\n"
-          "  --listen H:P    address to serve on (overrides the config; default 127.0.0.1:8080)\n"
-          "  --log-json      one JSON object per stream-end log line\n");
+          "  --config FILE        JSON configuration (default: the compiled-in simulated pool)\n"
+          "  --listen H:P         address to serve on (overrides the config; default 127.0.0.1:8080)\n"
+          "  --admin-socket PATH  unix socket (mode 0600) for admin commands: reload, status\n"
+          "  --log-json           one JSON object per stream-end log line\n"
+          "SIGHUP, a change to the placement policy file, or `reload` on the admin socket\n"
+          "builds and validates a new generation of policies and swaps it in.\n");
 }
 
 /* Raises the soft descriptor limit to the hard one: a proxy holds two
@@ -64,11 +75,87 @@ static void sl__shutdown(sl__daemon_t *d) {
       gw->reg.eps[i].sim = NULL;
     }
   }
-  d->sigint.data = d->sigterm.data = d->drain_timer.data = d;
-  d->pending_closes += 3;
+  if (d->admin) {
+    d->pending_closes++;
+    sl_admin_close(d->admin, sl__closed_one, d);
+    d->admin = NULL;
+  }
+  d->sigint.data = d->sigterm.data = d->sighup.data = d->drain_timer.data = d->reload_timer.data = d;
+  d->sweep_timer.data = d;
+  d->pending_closes += 6;
+  uv_close((uv_handle_t *)&d->sweep_timer, sl__handle_closed);
   uv_close((uv_handle_t *)&d->sigint, sl__handle_closed);
   uv_close((uv_handle_t *)&d->sigterm, sl__handle_closed);
+  uv_close((uv_handle_t *)&d->sighup, sl__handle_closed);
   uv_close((uv_handle_t *)&d->drain_timer, sl__handle_closed);
+  uv_close((uv_handle_t *)&d->reload_timer, sl__handle_closed);
+  if (d->watching) {
+    d->watch.data = d;
+    d->pending_closes++;
+    uv_close((uv_handle_t *)&d->watch, sl__handle_closed);
+    d->watching = 0;
+  }
+  /* The gateway's reference; streams were cut above and hold none now. */
+  sl_generation_release(gw->gen);
+  gw->gen = NULL;
+}
+
+static void sl__reload(sl__daemon_t *d, const char *why) {
+  char msg[1536];
+  int rc = sl_gateway_reload(&d->gw, msg, sizeof(msg));
+  fprintf(d->gw.log, "sluice: %s: %s%s\n", why, rc == 0 ? "reloaded: " : "", msg);
+  fflush(d->gw.log);
+}
+
+/* Expired dictionary entries are invisible at once; this reclaims their
+ * memory a bounded batch at a time. */
+static void sl__on_sweep(uv_timer_t *t) {
+  (void)t;
+  sl_ttldict_t *dict = sl_ttldict_default();
+  if (dict) sl_ttldict_sweep(dict, sl_ttldict_now(dict), 1000);
+}
+
+static void sl__on_sighup(uv_signal_t *s, int signum) {
+  (void)signum;
+  sl__daemon_t *d = s->data;
+  if (!d->shutting_down) sl__reload(d, "SIGHUP");
+}
+
+static void sl__on_reload_timer(uv_timer_t *t) {
+  sl__daemon_t *d = t->data;
+  if (!d->shutting_down) sl__reload(d, "policy file changed");
+}
+
+static void sl__on_watch(uv_fs_event_t *h, const char *filename, int events, int status) {
+  sl__daemon_t *d = h->data;
+  (void)events;
+  if (status < 0 || filename == NULL || strcmp(filename, d->watch_name) != 0) return;
+  /* Editors write in several steps (truncate, write, rename): wait until
+   * the file has been quiet for a moment, then reload once. */
+  uv_timer_start(&d->reload_timer, sl__on_reload_timer, 100, 0);
+}
+
+static void sl__start_watch(sl__daemon_t *d) {
+  char path[512];
+  if (sl_policy_resolve(d->cfg.placement_policy, path, sizeof(path)) < 0) return;
+  char dir[512];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) {
+    snprintf(d->watch_name, sizeof(d->watch_name), "%s", dir);
+    snprintf(dir, sizeof(dir), ".");
+  } else {
+    snprintf(d->watch_name, sizeof(d->watch_name), "%s", slash + 1);
+    *slash = '\0';
+  }
+  uv_fs_event_init(d->gw.loop, &d->watch);
+  d->watch.data = d;
+  if (uv_fs_event_start(&d->watch, sl__on_watch, dir, 0) == 0) {
+    d->watching = 1;
+  } else {
+    fprintf(stderr, "sluice: cannot watch %s for policy changes; SIGHUP and the admin socket still reload\n", dir);
+    uv_close((uv_handle_t *)&d->watch, NULL);
+  }
 }
 
 static void sl__on_idle(sl_gateway_t *gw) {
@@ -130,13 +217,15 @@ static int sl__start_sims(sl__daemon_t *d) {
 }
 
 int sl_serve_main(int argc, char **argv) {
-  const char *config_path = NULL, *listen = NULL;
+  const char *config_path = NULL, *listen = NULL, *admin = NULL;
   int log_json = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
     } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
       listen = argv[++i];
+    } else if (strcmp(argv[i], "--admin-socket") == 0 && i + 1 < argc) {
+      admin = argv[++i];
     } else if (strcmp(argv[i], "--log-json") == 0) {
       log_json = 1;
     } else if (strcmp(argv[i], "--print-default-config") == 0) {
@@ -172,6 +261,7 @@ int sl_serve_main(int argc, char **argv) {
     return 2;
   }
   if (log_json) d->cfg.log_json = 1;
+  if (admin) snprintf(d->cfg.admin_socket, sizeof(d->cfg.admin_socket), "%s", admin);
 
   sl_gateway_t *gw = &d->gw;
   uv_loop_t *loop = uv_default_loop();
@@ -188,12 +278,29 @@ int sl_serve_main(int argc, char **argv) {
     return 2;
   }
   sl_upstream_init(&gw->up, loop, &gw->reg, &gw->chunks);
+  /* The first generation: a policy that does not load refuses the start. */
+  {
+    char msg[1536];
+    if (sl_gateway_reload(gw, msg, sizeof(msg)) < 0) {
+      fprintf(stderr, "sluice: placement policy: %s\n", msg);
+      sl_registry_free(&gw->reg);
+      sl_config_free(&d->cfg);
+      sl_free(d);
+      return 2;
+    }
+    fprintf(stderr, "sluice: %s\n", msg);
+  }
   uv_signal_init(loop, &d->sigint);
   uv_signal_init(loop, &d->sigterm);
+  uv_signal_init(loop, &d->sighup);
   uv_timer_init(loop, &d->drain_timer);
-  d->sigint.data = d->sigterm.data = d->drain_timer.data = d;
+  uv_timer_init(loop, &d->reload_timer);
+  uv_timer_init(loop, &d->sweep_timer);
+  d->sigint.data = d->sigterm.data = d->sighup.data = d->drain_timer.data = d->reload_timer.data = d;
+  d->sweep_timer.data = d;
   uv_signal_start(&d->sigint, sl__on_signal, SIGINT);
   uv_signal_start(&d->sigterm, sl__on_signal, SIGTERM);
+  uv_signal_start(&d->sighup, sl__on_sighup, SIGHUP);
 
   int exit_code = 0;
   rc = sl__start_sims(d);
@@ -214,12 +321,27 @@ int sl_serve_main(int argc, char **argv) {
       if (gw->reg.eps[i].sim) sl_sim_engine_close(gw->reg.eps[i].sim, NULL, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
+    uv_close((uv_handle_t *)&d->reload_timer, NULL);
+    uv_close((uv_handle_t *)&d->sweep_timer, NULL);
+    sl_generation_release(gw->gen);
+    gw->gen = NULL;
   } else {
     fprintf(stderr, "sluice %s listening on http://%s:%d\n", SL_VERSION, d->cfg.listen_host,
             sl_http_server_port(gw->http));
     fflush(stderr);
     sl_upstream_start_health(&gw->up);
+    uv_timer_start(&d->sweep_timer, sl__on_sweep, 1000, 1000);
+    if (d->cfg.placement_watch) sl__start_watch(d);
+    if (d->cfg.admin_socket[0]) {
+      int arc = sl_admin_start(&d->admin, gw, d->cfg.admin_socket);
+      if (arc < 0)
+        fprintf(stderr, "sluice: admin socket %s: %s (continuing without it)\n", d->cfg.admin_socket,
+                uv_strerror(arc));
+      else
+        fprintf(stderr, "sluice: admin socket on %s (mode 0600)\n", d->cfg.admin_socket);
+    }
   }
   uv_run(loop, UV_RUN_DEFAULT);
   if (uv_loop_close(loop) != 0) {
@@ -229,6 +351,7 @@ int sl_serve_main(int argc, char **argv) {
   sl_registry_free(&gw->reg);
   sl_chunk_pool_destroy(&gw->chunks);
   sl_config_free(&d->cfg);
+  sl_ttldict_set_default(NULL); /* frees the process dictionary */
   sl_free(d);
   return exit_code;
 }

@@ -20,6 +20,7 @@
 
 #include "runtime/chunk_pool.h"
 #include "runtime/config.h"
+#include "runtime/generation.h"
 #include "runtime/http_server.h"
 #include "runtime/pool.h"
 #include "runtime/upstream.h"
@@ -41,6 +42,8 @@ typedef struct sl_gateway_s {
   FILE *log;                 /* stream-end lines (stderr) */
   uint64_t rng;              /* backoff jitter (xorshift) */
   void (*on_idle)(struct sl_gateway_s *gw); /* called when draining and the last stream ended */
+  sl_generation_t *gen;      /* current generation (the gateway holds one reference) */
+  uint64_t gen_built;        /* generations built so far (ids) */
 } sl_gateway_t;
 
 /* A validated client request, as the relay needs it. */
@@ -51,6 +54,9 @@ typedef struct {
   int include_usage;         /* stream_options.include_usage */
   char *upstream_body;       /* JSON sent upstream (stream forced on, usage asked); owned */
   size_t upstream_body_len;
+  size_t prompt_chars;       /* characters of prompt / message contents */
+  int64_t max_tokens;        /* max_completion_tokens or max_tokens (0 = not given) */
+  char session[128];         /* x-session-id header, for affinity policies ("" = none) */
 } sl_api_request_t;
 
 /* Handles one HTTP request (the server's handler). */
@@ -67,6 +73,12 @@ void sl_relay_cancel_all(sl_gateway_t *gw, const char *why);
  * with the given status (and extra header lines, may be NULL). */
 void sl_api_error(sl_http_req_t *req, int status, const char *type, const char *code, const char *extra_headers,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Builds a new generation from the configured placement policy and, if it
+ * validates, makes it current (streams in flight keep theirs).  Returns 0
+ * with a summary in msg, or < 0 with "file:line: message" in msg; the old
+ * generation then stays current. */
+int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen);
 
 /* Bytes a stream may pin at most with this configuration: the high
  * watermark plus one read and the partly used chunks at either end. */

@@ -3,8 +3,32 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "runtime/alloc.h"
 #include "runtime/daemon.h"
+#include "runtime/generation.h"
 #include "runtime/sim_engine.h"
+
+/* `sluice check FILE.lua`: loads the policy exactly as a reload would. */
+static int sl__check(int argc, char **argv) {
+  if (argc != 2 || argv[1][0] == '-') {
+    fprintf(stderr, "usage: sluice check POLICY.lua\n");
+    return 2;
+  }
+  sl_alloc_init();
+  char path[512], err[1536];
+  if (sl_policy_resolve(argv[1], path, sizeof(path)) < 0) {
+    fprintf(stderr, "%s: path too long\n", argv[1]);
+    return 1;
+  }
+  sl_generation_t *g;
+  if (sl_generation_build(path, NULL, 0, 0, &g, err, sizeof(err)) < 0) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  printf("ok: %s: policy %s %s\n", path, g->policy_name, g->policy_version);
+  sl_generation_release(g);
+  return 0;
+}
 
 static void sl__usage(FILE *f) {
   fprintf(f,
@@ -17,6 +41,8 @@ static void sl__usage(FILE *f) {
           "      engines running in-process on loopback ports.\n"
           "  sluice serve --print-default-config\n"
           "      Print the compiled-in configuration (a starting point for a file).\n"
+          "  sluice check POLICY.lua\n"
+          "      Compile and validate a placement policy; on error print file:line and exit 1.\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
           "  sluice --help | --version\n",
@@ -39,6 +65,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "serve") == 0) return sl_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "sim-engine") == 0) return sl_sim_engine_cli(argc - 1, argv + 1);
+  if (strcmp(cmd, "check") == 0) return sl__check(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);
   return 2;

@@ -175,3 +175,15 @@ int sl_placement_least_loaded(const sl_candidate_t *cands, int n, const int *avo
              fresh ? "" : " (every candidate tried before)");
   return best;
 }
+
+static double sl__ewma(double old, double sample) {
+  const double alpha = 0.2;
+  return old == 0 ? sample : old + alpha * (sample - old);
+}
+
+void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s) {
+  ep->error_rate += 0.2 * ((failed ? 1.0 : 0.0) - ep->error_rate);
+  if (ttft_ms >= 0) ep->ewma_ttft_ms = sl__ewma(ep->ewma_ttft_ms, ttft_ms);
+  if (itl_ms >= 0) ep->ewma_itl_ms = sl__ewma(ep->ewma_itl_ms, itl_ms);
+  if (tokens_per_s >= 0) ep->tokens_per_s = sl__ewma(ep->tokens_per_s, tokens_per_s);
+}

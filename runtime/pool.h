@@ -44,6 +44,10 @@ struct sl_endpoint_s {
   uint64_t cooldown_until;       /* not eligible before this time (0 = none) */
   int failures;                  /* consecutive failures (health or requests) */
   uint64_t requests, errors;     /* totals */
+  double ewma_ttft_ms;           /* smoothed time to first token (0 = no sample) */
+  double ewma_itl_ms;            /* smoothed inter-token time (0 = no sample) */
+  double tokens_per_s;           /* smoothed decode speed (0 = no sample) */
+  double error_rate;             /* smoothed share of failed attempts */
   sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
   sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
   int nidle;
@@ -99,6 +103,11 @@ int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
 void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now);
 /* A success: clears the failure count (and any cooldown). */
 void sl_endpoint_succeeded(sl_endpoint_t *ep);
+
+/* Feeds the live estimates (EWMA, alpha 0.2): an attempt's outcome, and for
+ * a stream that produced tokens its TTFT, mean inter-token time and decode
+ * speed (a value < 0 is "no sample"). */
+void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s);
 
 /* Fills cands (capacity cap) with the endpoints eligible for model at time
  * now and returns how many.  When none is eligible, returns 0 and writes the

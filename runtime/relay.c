@@ -52,6 +52,8 @@ struct sl_stream_s {
   sl_endpoint_t *ep;         /* endpoint of the current/last attempt */
   int ep_counted;            /* ep->inflight includes this stream */
   sl_pin_account_t *acct;    /* chunks this stream keeps alive */
+  sl_generation_t *gen;      /* policies this stream was admitted under */
+  uint64_t t_last;           /* uv_hrtime of the last token */
   sl_api_request_t r;
   char id[72];
   char *fwd_headers;         /* header lines sent upstream */
@@ -134,6 +136,26 @@ static void sl__release_endpoint(sl_stream_t *st) {
     st->ep->inflight--;
     st->ep_counted = 0;
   }
+}
+
+/* An attempt failed on ep: cooldown bookkeeping and the error estimate. */
+static void sl__attempt_failed(sl_stream_t *st, sl_endpoint_t *ep) {
+  (void)st;
+  sl_endpoint_failed(ep, uv_hrtime());
+  sl_endpoint_observe(ep, 1, -1, -1, -1);
+}
+
+/* Feeds the endpoint's live estimates with this stream's timing. */
+static void sl__observe(sl_stream_t *st) {
+  if (st->ep == NULL || !st->first_token) return;
+  double ttft = sl__ms(st->t_first - st->t_start);
+  double itl = -1, tps = -1;
+  if (st->tokens > 1 && st->t_last > st->t_first) {
+    double span = sl__ms(st->t_last - st->t_first);
+    itl = span / (double)(st->tokens - 1);
+    tps = (double)(st->tokens - 1) / (span / 1000.0);
+  }
+  sl_endpoint_observe(st->ep, 0, ttft, itl, tps);
 }
 
 static void sl__stop_upstream(sl_stream_t *st) {
@@ -230,6 +252,7 @@ static void sl__handle_closed(uv_handle_t *h) {
   if (st->held) sl_chunk_unref(st->held);
   if (st->copy) sl_chunk_unref(st->copy);
   sl_pin_account_release(st->acct);
+  sl_generation_release(st->gen);
   sl_free(st->r.upstream_body);
   sl_free(st->fwd_headers);
   sl_free(st->text);
@@ -275,6 +298,8 @@ static void sl__log_end(sl_stream_t *st) {
     cJSON_AddNumberToObject(o, "duration_ms", dur);
     cJSON_AddStringToObject(o, "end", st->end_reason);
     cJSON_AddNumberToObject(o, "attempts", st->attempts);
+    if (st->gen) cJSON_AddNumberToObject(o, "generation", (double)st->gen->id);
+    if (st->place_reason[0]) cJSON_AddStringToObject(o, "placement", st->place_reason);
     cJSON_AddNumberToObject(o, "pinned_chunks_peak", peak);
     if (st->error[0]) cJSON_AddStringToObject(o, "error", st->error);
     char *line = cJSON_PrintUnformatted(o);
@@ -286,9 +311,10 @@ static void sl__log_end(sl_stream_t *st) {
     if (st->first_token) snprintf(ttfts, sizeof(ttfts), "%.1fms", ttft); else snprintf(ttfts, sizeof(ttfts), "-");
     fprintf(gw->log,
             "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " duration=%.1fms end=%s "
-            "attempts=%d%s%s%s\n",
+            "attempts=%d gen=%llu placement=\"%s\"%s%s%s\n",
             ts, st->id, pool, ep, st->r.model, ttfts, st->tokens, dur, st->end_reason, st->attempts,
-            st->error[0] ? " error=\"" : "", st->error, st->error[0] ? "\"" : "");
+            st->gen ? (unsigned long long)st->gen->id : 0ull, st->place_reason, st->error[0] ? " error=\"" : "",
+            st->error, st->error[0] ? "\"" : "");
   }
   fflush(gw->log);
 }
@@ -300,6 +326,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   st->finished = 1;
   st->t_end = uv_hrtime();
   snprintf(st->end_reason, sizeof(st->end_reason), "%s", reason);
+  sl__observe(st);
   sl__stop_upstream(st);
   if (st->req != NULL) {
     /* Not answered yet (should not happen): close without [DONE]. */
@@ -543,6 +570,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (ev->finish != SL_FINISH_NONE) st->finish = ev->finish;
   if (!st->first_token) sl__first_token(st);
   if (has_content) {
+    st->t_last = uv_hrtime();
     st->tokens++;
     sl_counter_inc(SL_C_TOKENS_RELAYED);
   }
@@ -585,7 +613,7 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
     sl__stop_upstream(st);
     if (!st->first_token) {
       st->error_status = 502;
-      if (st->ep) sl_endpoint_failed(st->ep, uv_hrtime());
+      if (st->ep) sl__attempt_failed(st, st->ep);
       sl__retry(st);
     } else {
       sl__fail(st, 502, "upstream_error", "upstream_error_event");
@@ -665,7 +693,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       sl__set_error(st, "%s", end->message ? end->message : "connection reset");
       break;
   }
-  if (ep) sl_endpoint_failed(ep, uv_hrtime());
+  if (ep) sl__attempt_failed(st, ep);
   if (st->first_token) {
     sl__fail(st, 502, "upstream_error", "upstream_failed");
     return;
@@ -685,7 +713,7 @@ static void sl__on_deadline(uv_timer_t *t) {
   if (!st->first_token) {
     sl__set_error(st, "engine %s sent no token within %" PRIu64 " ms", st->ep ? st->ep->name : "-",
                   cfg->first_token_timeout_ms);
-    if (st->ep) sl_endpoint_failed(st->ep, uv_hrtime());
+    if (st->ep) sl__attempt_failed(st, st->ep);
     sl__stop_upstream(st);
     st->error_status = 504;
     sl__retry(st);
@@ -768,6 +796,51 @@ static void sl__retry(sl_stream_t *st) {
   uv_timer_start(&st->retry_timer, sl__on_retry_timer, ms, 0);
 }
 
+/* The choice step: the generation's Lua policy over the compact candidate
+ * array, or the C least-loaded rule when there is no policy.  A policy that
+ * raises (or returns nonsense) does not fail the request: it falls back to
+ * the prefilter's first candidate, and the error is counted and logged with
+ * the policy's file and line. */
+static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
+  if (st->gen == NULL || st->gen->place_ref < 0)
+    return sl_placement_least_loaded(cands, n, st->tried, st->ntried, st->place_reason, sizeof(st->place_reason));
+  static sl_ffi_place_ctx_t ctx; /* one placement at a time on this loop */
+  ctx.model = st->r.model;
+  ctx.n = n < SL_FFI_MAX_CANDIDATES ? n : SL_FFI_MAX_CANDIDATES;
+  ctx.attempt = st->attempts + 1;
+  ctx.prompt_chars = (int64_t)st->r.prompt_chars;
+  ctx.max_tokens = st->r.max_tokens;
+  ctx.session = st->r.session[0] ? st->r.session : NULL;
+  ctx.seed = sl__rand(st->gw);
+  for (int i = 0; i < ctx.n; i++) {
+    const sl_endpoint_t *ep = cands[i].ep;
+    sl_ffi_candidate_t *c = &ctx.cands[i];
+    c->endpoint_id = ep->id;
+    c->pool_id = (int32_t)(ep->pool - st->gw->reg.pools);
+    c->slots = ep->slots;
+    c->inflight = ep->inflight;
+    c->context_tokens = ep->pool->cfg->context_tokens;
+    c->tried = 0;
+    for (int t = 0; t < st->ntried; t++)
+      if (st->tried[t] == ep->id) c->tried = 1;
+    c->ewma_ttft_ms = ep->ewma_ttft_ms;
+    c->ewma_itl_ms = ep->ewma_itl_ms;
+    c->tokens_per_s = ep->tokens_per_s;
+    c->error_rate = ep->error_rate;
+    c->name = ep->name;
+  }
+  int k = 0;
+  if (sl_generation_place(st->gen, &ctx, &k, st->place_reason, sizeof(st->place_reason)) < 0) {
+    sl_counter_inc(SL_C_POLICY_ERRORS);
+    fprintf(st->gw->log, "sluice: placement policy error (generation %llu), using the first candidate: %s\n",
+            (unsigned long long)st->gen->id, st->place_reason);
+    fflush(st->gw->log);
+    snprintf(st->place_reason, sizeof(st->place_reason), "fallback: first eligible candidate (policy error)");
+    k = 0;
+  }
+  return k;
+}
+
 /* Places the request and sends it (the placement phase). */
 static void sl__try_now(sl_stream_t *st) {
   sl_gateway_t *gw = st->gw;
@@ -786,7 +859,7 @@ static void sl__try_now(sl_stream_t *st) {
     }
     return;
   }
-  int k = sl_placement_least_loaded(cands, n, st->tried, st->ntried, st->place_reason, sizeof(st->place_reason));
+  int k = sl__place(st, cands, n);
   sl_endpoint_t *ep = cands[k].ep;
   st->attempts++;
   if (st->ntried < SL_MAX_TRIED) st->tried[st->ntried++] = ep->id;
@@ -801,7 +874,7 @@ static void sl__try_now(sl_stream_t *st) {
     st->up = NULL;
     sl__release_endpoint(st);
     sl__set_error(st, "could not start a request to %s: %s", ep->name, sl_strerror(rc));
-    sl_endpoint_failed(ep, uv_hrtime());
+    sl__attempt_failed(st, ep);
     st->error_status = 502;
     sl__retry(st);
     return;
@@ -845,6 +918,7 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   r->upstream_body = NULL;
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
+  st->gen = sl_generation_acquire(gw->gen);
   const char *cid = sl_http_req_header(req, "x-request-id");
   if (cid != NULL && sl__id_ok(cid))
     snprintf(st->id, sizeof(st->id), "%s", cid);

@@ -13,7 +13,7 @@ const char *sl_ffi_version(void);
 ]]
 
 local _M = {
-  ABI_VERSION = 1, -- mirrors SL_FFI_ABI_VERSION in runtime/version.h
+  ABI_VERSION = 2, -- mirrors SL_FFI_ABI_VERSION in runtime/version.h
 }
 
 local function in_process()

@@ -1,0 +1,317 @@
+-- sluice.placement: what a placement policy sees (runtime/place_ffi.h) and
+-- helpers for policy authors.
+--
+--   local ctx = placement.context()        -- const sl_ffi_place_ctx_t *, or nil
+--                                          -- outside a place() call
+--   placement.load(c)                      -- inflight / slots of a candidate
+--   placement.name(c)                      -- its "host:port"
+--   placement.tried(c)                     -- true if this request failed on it
+--   placement.validate_policy(mod)         -- true | nil, message
+--   placement.configure(mod, overrides)    -- config (schema defaults + overrides) | nil, message
+--   placement.run(mod, ctx)                -- index, reason | nil, message (checked call)
+--   placement.new_context(cands, req)      -- a context built from Lua tables
+--
+-- A policy module is a table { name, version, schema, place, [configure] };
+-- place(ctx) reads ctx.cands[0 .. ctx.n - 1] (a 0-based cdata array) and
+-- returns the 1-based index of its choice and a short reason.  The context
+-- is valid only during that call: keep no pointer into it.  See
+-- docs/policies.md.
+local ffi = require "ffi"
+local base = require "sluice.base"
+local C = base.C
+
+-- Mirrors runtime/place_ffi.h exactly (tests/lua/placement_spec.lua
+-- compares the two); SL_FFI_MAX_CANDIDATES is spelled out as 64.
+local CDEF = [[
+typedef struct {
+  int32_t endpoint_id;   /* stable id of the endpoint (index in the registry) */
+  int32_t pool_id;       /* index of its pool */
+  int32_t slots;         /* streams it takes at once */
+  int32_t inflight;      /* streams on it now */
+  int32_t context_tokens;/* its pool's context size (0 = unknown) */
+  int32_t tried;         /* 1 if this request already failed on it (a retry) */
+  double ewma_ttft_ms;   /* smoothed time to first token (0 = no sample yet) */
+  double ewma_itl_ms;    /* smoothed inter-token time (0 = no sample yet) */
+  double tokens_per_s;   /* smoothed decode speed of its streams */
+  double error_rate;     /* smoothed share of attempts that failed, 0..1 */
+  const char *name;      /* "host:port" (borrowed) */
+} sl_ffi_candidate_t;
+
+typedef struct {
+  const char *model;     /* requested model (borrowed) */
+  int32_t n;             /* candidates */
+  int32_t attempt;       /* 1 for the first attempt, 2.. for retries */
+  int64_t prompt_chars;  /* size of the prompt in characters */
+  int64_t max_tokens;    /* requested max tokens (0 = not given) */
+  const char *session;   /* value of the session header, or NULL */
+  uint64_t seed;         /* per-request random seed (deterministic policies ignore it) */
+  sl_ffi_candidate_t cands[64];
+} sl_ffi_place_ctx_t;
+
+/* The context of the place() call in progress (NULL outside one). */
+const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void);
+]]
+ffi.cdef(CDEF)
+
+local ffi_string, ffi_typeof = ffi.string, ffi.typeof
+local type, tostring, pairs, ipairs, pcall, error = type, tostring, pairs, ipairs, pcall, error
+local concat, format, floor = table.concat, string.format, math.floor
+
+local _M = {
+  CDEF = CDEF,
+  MAX_CANDIDATES = 64, -- mirrors SL_FFI_MAX_CANDIDATES
+}
+
+-- sl_ffi_place_ctx is the daemon's; a library without it (an older build)
+-- still serves new_context and the helpers.
+local ok_ctx, sl_ffi_place_ctx = pcall(function() return C.sl_ffi_place_ctx end)
+if not ok_ctx then sl_ffi_place_ctx = nil end
+
+-- The context of the place() call in progress, or nil outside one.
+function _M.context()
+  if not sl_ffi_place_ctx then
+    return nil, "this libsluice has no sl_ffi_place_ctx"
+  end
+  local ctx = sl_ffi_place_ctx()
+  if ctx == nil then return nil end
+  return ctx
+end
+
+-- Streams in flight per slot (a candidate with no slots counts as one).
+function _M.load(c)
+  local slots = c.slots
+  if slots < 1 then slots = 1 end
+  return c.inflight / slots
+end
+
+-- The candidate's "host:port", or "endpoint <id>" when it has no name.
+function _M.name(c)
+  local p = c.name
+  if p ~= nil then return ffi_string(p) end
+  return "endpoint " .. c.endpoint_id
+end
+
+-- true if this request already failed on the candidate.
+function _M.tried(c)
+  return c.tried ~= 0
+end
+
+---------------------------------------------------------------------------
+-- Policy modules.
+
+local SCHEMA_TYPES = { number = true, integer = true, string = true, boolean = true }
+
+local function article(t)
+  return (t == "integer" and "an " or "a ") .. t
+end
+
+local function is_type(v, want)
+  if want == "integer" then return type(v) == "number" and v % 1 == 0 end
+  return type(v) == want
+end
+
+-- Checks one schema entry; returns nil or a message.
+local function check_entry(key, e)
+  if type(key) ~= "string" then
+    return "schema keys must be strings, got " .. type(key)
+  end
+  if type(e) ~= "table" then
+    return format('schema key "%s" must be a table { type = ..., default = ... }, got %s', key, type(e))
+  end
+  if not SCHEMA_TYPES[e.type] then
+    return format('schema key "%s" has type %s (want "number", "integer", "string" or "boolean")',
+      key, e.type == nil and "nil" or format("%q", tostring(e.type)))
+  end
+  if e.default == nil then
+    return format('schema key "%s" has no default', key)
+  end
+  if not is_type(e.default, e.type) then
+    return format('schema key "%s": default must be %s, got %s', key, article(e.type), type(e.default))
+  end
+  for _, bound in ipairs { "min", "max" } do
+    if e[bound] ~= nil and (type(e[bound]) ~= "number" or (e.type ~= "number" and e.type ~= "integer")) then
+      return format('schema key "%s": %s applies to numbers only and must be a number', key, bound)
+    end
+  end
+  if e.min ~= nil and e.default < e.min or e.max ~= nil and e.default > e.max then
+    return format('schema key "%s": default %s is outside [%s, %s]', key, tostring(e.default),
+      tostring(e.min or "-inf"), tostring(e.max or "inf"))
+  end
+  return nil
+end
+
+-- Checks that mod is a policy module: a table with name (string), version
+-- (string), schema (table of config keys, each { type, default, [min],
+-- [max], [doc] }) and place (function); configure, when present, must be a
+-- function.  Returns true, or nil and one message naming everything wrong.
+function _M.validate_policy(mod)
+  if type(mod) ~= "table" then
+    return nil, "a policy module must return a table, got " .. type(mod)
+  end
+  local label = type(mod.name) == "string" and mod.name ~= "" and format('policy "%s"', mod.name) or "policy"
+  local problems = {}
+  local function want(field, t, what)
+    local v = mod[field]
+    if v == nil then
+      problems[#problems + 1] = format('missing "%s" (%s)', field, what)
+    elseif type(v) ~= t then
+      problems[#problems + 1] = format('"%s" must be %s, got %s', field, what, type(v))
+    end
+  end
+  want("name", "string", "a string")
+  if mod.name == "" then problems[#problems + 1] = '"name" must not be empty' end
+  want("version", "string", "a string")
+  want("schema", "table", "a table of config keys; {} when there are none")
+  want("place", "function", "function(ctx) returning index, reason")
+  if mod.configure ~= nil and type(mod.configure) ~= "function" then
+    problems[#problems + 1] = '"configure" must be a function(config), got ' .. type(mod.configure)
+  end
+  if type(mod.schema) == "table" then
+    local bad = {}
+    for k, e in pairs(mod.schema) do
+      local msg = check_entry(k, e)
+      if msg then bad[#bad + 1] = msg end
+    end
+    table.sort(bad) -- pairs() order is not stable; messages are
+    for i = 1, #bad do problems[#problems + 1] = bad[i] end
+  end
+  if #problems > 0 then
+    return nil, label .. ": " .. concat(problems, "; ")
+  end
+  return true
+end
+
+-- Builds a policy's config: every schema default, overridden by the
+-- operator's values (checked against the schema), then hands it to
+-- mod.configure when the policy has one.  Returns the config table, or nil
+-- and a message naming the key.  mod must have passed validate_policy.
+function _M.configure(mod, overrides)
+  local ok, err = _M.validate_policy(mod)
+  if not ok then return nil, err end
+  if overrides ~= nil and type(overrides) ~= "table" then
+    return nil, format('policy "%s": config must be a table, got %s', mod.name, type(overrides))
+  end
+  local cfg = {}
+  for k, e in pairs(mod.schema) do cfg[k] = e.default end
+  for k, v in pairs(overrides or {}) do
+    local e = mod.schema[k]
+    if e == nil then
+      return nil, format('policy "%s": unknown config key "%s"', mod.name, tostring(k))
+    end
+    if not is_type(v, e.type) then
+      return nil, format('policy "%s": config key "%s" must be %s, got %s', mod.name, k, article(e.type), type(v))
+    end
+    if e.min ~= nil and v < e.min or e.max ~= nil and v > e.max then
+      return nil, format('policy "%s": config key "%s" = %s is outside [%s, %s]', mod.name, k, tostring(v),
+        tostring(e.min or "-inf"), tostring(e.max or "inf"))
+    end
+    cfg[k] = v
+  end
+  if mod.configure then mod.configure(cfg) end
+  return cfg
+end
+
+-- Calls mod.place(ctx) and checks its answer: an integer index in 1..ctx.n
+-- and a string (or nil) reason.  Returns index, reason, or nil and a
+-- message (a raised error's message keeps its file and line).  For
+-- `sluice repl`, `sluice check` and tests; the relay does its own checks.
+function _M.run(mod, ctx)
+  local ok, idx, reason = pcall(mod.place, ctx)
+  if not ok then
+    return nil, format('policy "%s" raised: %s', tostring(mod.name), tostring(idx))
+  end
+  local n = ctx.n
+  if type(idx) ~= "number" or idx % 1 ~= 0 or idx < 1 or idx > n then
+    return nil, format('policy "%s" returned %s, not an index in 1..%d%s', tostring(mod.name), tostring(idx), n,
+      type(reason) == "string" and " (" .. reason .. ")" or "")
+  end
+  if reason ~= nil and type(reason) ~= "string" then
+    return nil, format('policy "%s" returned a %s reason, not a string', tostring(mod.name), type(reason))
+  end
+  return idx, reason
+end
+
+---------------------------------------------------------------------------
+-- Contexts built from Lua, for tests and `sluice repl`.
+
+local ctx_t = ffi_typeof("sl_ffi_place_ctx_t")
+-- Strings a context's pointers refer to, kept alive as long as the context.
+local anchors = setmetatable({}, { __mode = "k" })
+
+local function num(v, default, what)
+  if v == nil then return default end
+  if type(v) ~= "number" then
+    error(format("placement.new_context: %s must be a number, got %s", what, type(v)), 3)
+  end
+  return v
+end
+
+-- Builds an sl_ffi_place_ctx_t from an array of candidate tables
+--   { endpoint_id = (i - 1), pool_id = 0, slots = 1, inflight = 0,
+--     context_tokens = 0, tried = false, ewma_ttft_ms = 0, ewma_itl_ms = 0,
+--     tokens_per_s = 0, error_rate = 0, name = "ep<endpoint_id>" }
+-- and an optional request table { model = "m", attempt = 1, prompt_chars = 0,
+-- max_tokens = 0, session = nil, seed = 0 }.  Returns the struct cdata (it
+-- converts to the const pointer a policy gets); its strings are anchored
+-- to it.  Fields can be changed afterwards (ctx.cands[0].inflight = 3).
+function _M.new_context(cands, req)
+  if type(cands) ~= "table" then
+    error("placement.new_context: candidates must be an array of tables", 2)
+  end
+  if req ~= nil and type(req) ~= "table" then
+    error("placement.new_context: the request must be a table", 2)
+  end
+  req = req or {}
+  local n = #cands
+  if n > 64 then
+    error("placement.new_context: at most 64 candidates, got " .. n, 2)
+  end
+  local ctx = ctx_t()
+  local keep = {}
+  local model = req.model or "m"
+  if type(model) ~= "string" then error("placement.new_context: model must be a string", 2) end
+  keep[#keep + 1] = model
+  ctx.model = model
+  ctx.n = n
+  ctx.attempt = num(req.attempt, 1, "attempt")
+  ctx.prompt_chars = num(req.prompt_chars, 0, "prompt_chars")
+  ctx.max_tokens = num(req.max_tokens, 0, "max_tokens")
+  if req.session ~= nil then
+    if type(req.session) ~= "string" then error("placement.new_context: session must be a string", 2) end
+    keep[#keep + 1] = req.session
+    ctx.session = req.session
+  end
+  local seed = req.seed or 0
+  if type(seed) == "number" then
+    if seed < 0 or seed % 1 ~= 0 then error("placement.new_context: seed must be an integer >= 0", 2) end
+  elseif type(seed) ~= "cdata" then
+    error("placement.new_context: seed must be a number or a uint64_t", 2)
+  end
+  ctx.seed = seed
+  for i = 1, n do
+    local c = cands[i]
+    if type(c) ~= "table" then
+      error(format("placement.new_context: candidate %d must be a table, got %s", i, type(c)), 2)
+    end
+    local d = ctx.cands[i - 1]
+    local id = num(c.endpoint_id, i - 1, "endpoint_id")
+    d.endpoint_id = id
+    d.pool_id = num(c.pool_id, 0, "pool_id")
+    d.slots = num(c.slots, 1, "slots")
+    d.inflight = num(c.inflight, 0, "inflight")
+    d.context_tokens = num(c.context_tokens, 0, "context_tokens")
+    d.tried = (c.tried == true or c.tried == 1) and 1 or 0
+    d.ewma_ttft_ms = num(c.ewma_ttft_ms, 0, "ewma_ttft_ms")
+    d.ewma_itl_ms = num(c.ewma_itl_ms, 0, "ewma_itl_ms")
+    d.tokens_per_s = num(c.tokens_per_s, 0, "tokens_per_s")
+    d.error_rate = num(c.error_rate, 0, "error_rate")
+    local name = c.name or ("ep" .. floor(id))
+    if type(name) ~= "string" then error("placement.new_context: name must be a string", 2) end
+    keep[#keep + 1] = name
+    d.name = name
+  end
+  anchors[ctx] = keep
+  return ctx
+end
+
+return _M

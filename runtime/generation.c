@@ -1,0 +1,208 @@
+/* generation.c: Lua states, policy loading and generation lifetimes. */
+#include "runtime/generation.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/alloc.h"
+#include "runtime/counters.h"
+#include "runtime/errors.h"
+
+static int sl__live;
+static const sl_ffi_place_ctx_t *sl__place_ctx;
+
+const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void) { return sl__place_ctx; }
+
+int sl_generation_live(void) { return sl__live; }
+
+const char *sl_lua_dir(void) {
+  const char *d = getenv("SLUICE_LUA_DIR");
+  return d && *d ? d : SL_LUA_DIR;
+}
+
+const char *sl_policy_dir(void) {
+  const char *d = getenv("SLUICE_POLICY_DIR");
+  return d && *d ? d : SL_POLICY_DIR;
+}
+
+int sl_policy_resolve(const char *name_or_path, char *out, size_t cap) {
+  size_t n = strlen(name_or_path);
+  int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
+  int w = is_path ? snprintf(out, cap, "%s", name_or_path)
+                  : snprintf(out, cap, "%s/placement/%s.lua", sl_policy_dir(), name_or_path);
+  return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
+}
+
+/* The accounted allocator: every byte a state holds is counted, and a cap
+ * makes allocations fail (Lua then raises "not enough memory") instead of
+ * growing the process. */
+static void *sl__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  sl_lua_mem_t *m = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    if (ptr) {
+      m->bytes -= old;
+      sl_free(ptr);
+    }
+    return NULL;
+  }
+  if (m->limit && nsize > old && m->bytes + (nsize - old) > m->limit) return NULL;
+  void *p = sl_try_realloc(ptr, nsize);
+  if (p == NULL) return NULL;
+  m->bytes = m->bytes - old + nsize;
+  if (m->bytes > m->peak) m->peak = m->bytes;
+  return p;
+}
+
+lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen) {
+  lua_State *L = lua_newstate(sl__lua_alloc, mem);
+  if (L == NULL) {
+    snprintf(err, errlen, "cannot create a Lua state (out of memory)");
+    return NULL;
+  }
+  luaL_openlibs(L);
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+  /* package.path: the sluice modules and shipped policies first. */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  const char *old = lua_tostring(L, -1);
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua;%s", sl_lua_dir(), sl_lua_dir(), sl_policy_dir(),
+                  old ? old : "");
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+  return L;
+}
+
+/* Pushes a JSON value as the equivalent Lua value (objects and arrays as
+ * tables, arrays 1-based, null as nil). */
+static void sl__push_json(lua_State *L, const cJSON *v) {
+  if (cJSON_IsObject(v)) {
+    lua_newtable(L);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+      sl__push_json(L, it);
+      lua_setfield(L, -2, it->string);
+    }
+  } else if (cJSON_IsArray(v)) {
+    lua_newtable(L);
+    int i = 1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+      sl__push_json(L, it);
+      lua_rawseti(L, -2, i++);
+    }
+  } else if (cJSON_IsString(v)) {
+    lua_pushstring(L, v->valuestring);
+  } else if (cJSON_IsNumber(v)) {
+    lua_pushnumber(L, v->valuedouble);
+  } else if (cJSON_IsBool(v)) {
+    lua_pushboolean(L, cJSON_IsTrue(v));
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+/* Loads the policy, validates it, and leaves a wrapper that calls
+ * policy.place(ctx) with the FFI context: C cannot make cdata, so the
+ * wrapper fetches the pointer itself. */
+static const char sl__bootstrap[] =
+    "local path, config = ...\n"
+    "local placement = require 'sluice.placement'\n"
+    "local chunk, err = loadfile(path)\n"
+    "if not chunk then error(err, 0) end\n"
+    "local ok, policy = pcall(chunk)\n"
+    "if not ok then error(policy, 0) end\n"
+    "local valid, why = placement.validate_policy(policy)\n"
+    "if not valid then error(path .. ': ' .. why, 0) end\n"
+    "local cfg, cerr = placement.configure(policy, config)\n"
+    "if not cfg then error(path .. ': placement.config: ' .. cerr, 0) end\n"
+    "local place, context = policy.place, placement.context\n"
+    "return function() return place(context()) end, policy.name, policy.version\n";
+
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, size_t mem_limit,
+                        sl_generation_t **out, char *err, size_t errlen) {
+  sl_generation_t *g = sl_calloc(1, sizeof(*g));
+  g->mem.limit = mem_limit;
+  g->id = id;
+  g->refs = 1;
+  g->place_ref = LUA_NOREF;
+  snprintf(g->policy_path, sizeof(g->policy_path), "%s", policy_path);
+  g->L = sl_lua_new_state(&g->mem, err, errlen);
+  if (g->L == NULL) {
+    sl_free(g);
+    return SL_ENOMEM;
+  }
+  lua_State *L = g->L;
+  cJSON *conf = config_json ? cJSON_Parse(config_json) : NULL;
+  int rc = luaL_loadbuffer(L, sl__bootstrap, sizeof(sl__bootstrap) - 1, "=sluice.bootstrap");
+  if (rc == 0) {
+    lua_pushstring(L, policy_path);
+    if (conf) sl__push_json(L, conf); else lua_pushnil(L);
+    rc = lua_pcall(L, 2, 3, 0);
+  }
+  cJSON_Delete(conf);
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "unknown error loading the policy");
+    lua_close(L);
+    sl_free(g);
+    return SL_EINVAL;
+  }
+  snprintf(g->policy_version, sizeof(g->policy_version), "%s", lua_tostring(L, -1));
+  snprintf(g->policy_name, sizeof(g->policy_name), "%s", lua_tostring(L, -2));
+  lua_pop(L, 2);
+  g->place_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  sl__live++;
+  sl_counter_inc(SL_C_GENERATIONS_LIVE);
+  *out = g;
+  return 0;
+}
+
+sl_generation_t *sl_generation_acquire(sl_generation_t *g) {
+  if (g) g->refs++;
+  return g;
+}
+
+void sl_generation_release(sl_generation_t *g) {
+  if (g == NULL || --g->refs > 0) return;
+  lua_close(g->L);
+  sl_free(g);
+  sl__live--;
+  sl_counter_dec(SL_C_GENERATIONS_LIVE);
+  sl_counter_inc(SL_C_GENERATIONS_FREED);
+}
+
+int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, int *index, char *reason,
+                        size_t reasonlen) {
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->place_ref);
+  sl__place_ctx = ctx;
+  int rc = lua_pcall(L, 0, 2, 0);
+  sl__place_ctx = NULL;
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(reason, reasonlen, "%s", msg ? msg : "error object is not a string");
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  int ok = lua_type(L, -2) == LUA_TNUMBER;
+  lua_Number k = ok ? lua_tonumber(L, -2) : 0;
+  if (!ok || k != (lua_Number)(int)k || k < 1 || k > ctx->n) {
+    snprintf(reason, reasonlen, "%s: place() returned %s%s, not a candidate index in 1..%d", g->policy_path,
+             ok ? "" : "a ", ok ? lua_tostring(L, -2) : luaL_typename(L, -2), ctx->n);
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  const char *why = lua_tostring(L, -1);
+  snprintf(reason, reasonlen, "%s", why ? why : g->policy_name);
+  *index = (int)k - 1;
+  lua_settop(L, top);
+  return 0;
+}

@@ -1,0 +1,82 @@
+/* generation.h: one compiled set of Lua policies, refcounted.
+ *
+ * A generation owns a lua_State with its own accounted allocator (bytes in
+ * use, peak, and an optional cap), the loaded placement policy, and a
+ * refcount.  The gateway holds the current generation; every stream takes a
+ * reference when it is admitted and drops it when it ends, so a reload
+ * (which builds and validates a complete new generation and then swaps one
+ * pointer) never changes the policy a stream started with, and an old
+ * generation is freed after its last stream.  A generation that fails to
+ * build is discarded whole and the old one stays.
+ *
+ * Policy files are Lua modules returning a table with `name` (string),
+ * `version` (string), `schema` (table) and `place` (function).  Operator
+ * policies are trusted: their state has the JIT on and may use the FFI.
+ * Errors carry "file:line: message" as Lua reports them.
+ */
+#ifndef SL_GENERATION_H
+#define SL_GENERATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/place_ffi.h"
+
+typedef struct lua_State lua_State;
+
+typedef struct {
+  size_t bytes;     /* allocated now */
+  size_t peak;      /* most ever allocated */
+  size_t limit;     /* 0 = no cap; past it allocations fail (Lua raises "not enough memory") */
+} sl_lua_mem_t;
+
+typedef struct sl_generation_s {
+  uint64_t id;            /* 1, 2, ... in build order */
+  int refs;               /* the gateway's (while current) + one per stream */
+  lua_State *L;           /* the policy state */
+  sl_lua_mem_t mem;       /* its allocator's accounting */
+  int place_ref;          /* registry ref of the place() wrapper, or LUA_NOREF */
+  char policy_path[512];  /* the placement policy file */
+  char policy_name[64];   /* its `name` */
+  char policy_version[32];/* its `version` */
+} sl_generation_t;
+
+/* Where Lua modules and shipped policies are found: $SLUICE_LUA_DIR and
+ * $SLUICE_POLICY_DIR when set, else the source tree's lua/ and policies/. */
+const char *sl_lua_dir(void);
+const char *sl_policy_dir(void);
+
+/* Resolves a policy name ("least_loaded" -> <policy dir>/placement/
+ * least_loaded.lua) or returns a path unchanged (anything with '/' or
+ * ending in ".lua").  Writes into out; returns 0 or SL_ETOOBIG. */
+int sl_policy_resolve(const char *name_or_path, char *out, size_t cap);
+
+/* A new Lua state with the accounted allocator, the standard libraries, the
+ * JIT on, and package.path covering the sluice modules and policies.
+ * Returns NULL (with err set) if the state cannot be made. */
+lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen);
+
+/* Builds a generation that loads and validates the placement policy at
+ * path, configures it with config_json (a JSON object checked against the
+ * policy's schema; NULL for the defaults), its state capped at mem_limit
+ * bytes (0 = no cap).  Returns 0 with *out (refs 1), or SL_EINVAL with "file:line:
+ * message" (or what is missing) in err; nothing is left allocated then. */
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, size_t mem_limit,
+                        sl_generation_t **out, char *err, size_t errlen);
+
+/* Reference counting: the last release closes the state and frees it. */
+sl_generation_t *sl_generation_acquire(sl_generation_t *g);
+void sl_generation_release(sl_generation_t *g);
+
+/* Calls the policy's place() over ctx (which the FFI exposes as
+ * sl_ffi_place_ctx() during the call).  Returns 0 with *index (0-based, in
+ * [0, ctx->n)) and the policy's reason in reason; or SL_EINVAL when the
+ * policy raised or returned something unusable, with the error (Lua's
+ * "file:line: message") in reason.  Never calls back into C beyond the FFI. */
+int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, int *index, char *reason,
+                        size_t reasonlen);
+
+/* Generations alive now (built and not yet freed). */
+int sl_generation_live(void);
+
+#endif

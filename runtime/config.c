@@ -265,12 +265,15 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->drain_timeout_ms = 30000;
   snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "least_loaded");
   cfg->placement_watch = 1;
+  snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "narration");
   cfg->lua_memory_limit = 64u << 20;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
-                                    "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "pools", NULL};
+                                    "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
+                                    "pools", NULL};
+  static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", NULL};
   static const char *const http[] = {"max_header_bytes", "max_body_bytes", "header_timeout_ms",
@@ -282,7 +285,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
                                    "keepalive_per_endpoint", "keepalive_ms", NULL};
   static const char *const health[] = {"interval_ms", "timeout_ms", "path", "cooldown_base_ms",
                                        "cooldown_max_ms", "cooldown_after_failures", NULL};
-  static const char *const log[] = {"format", NULL};
+  static const char *const log[] = {"format", "secrets", NULL};
   if (!cJSON_IsObject(root)) return sl__fail(x, "config: expected a JSON object at the top level");
   SL__TRY(sl__only_keys(x, root, "", top));
   char *listen = NULL;
@@ -359,6 +362,16 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       sl_free(fmt);
       if (!ok) return sl__fail(x, "log.format: expected \"human\" or \"json\"");
     }
+    const cJSON *sec = cJSON_GetObjectItemCaseSensitive(o, "secrets");
+    if (sec != NULL) {
+      const cJSON *it;
+      if (!cJSON_IsArray(sec)) return sl__fail(x, "log.secrets: expected an array of strings");
+      cJSON_ArrayForEach(it, sec) {
+        if (!cJSON_IsString(it)) return sl__fail(x, "log.secrets[%d]: expected a string", cfg->nlog_secrets);
+        if (cfg->nlog_secrets == 32) return sl__fail(x, "log.secrets: more than 32");
+        cfg->log_secrets[cfg->nlog_secrets++] = sl_strndup(it->valuestring, strlen(it->valuestring));
+      }
+    }
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "placement")) != NULL) {
     if (!cJSON_IsObject(o)) return sl__fail(x, "placement: expected an object");
@@ -382,6 +395,23 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     if (w != NULL) {
       if (!cJSON_IsBool(w)) return sl__fail(x, "placement.watch: expected true or false");
       cfg->placement_watch = cJSON_IsTrue(w);
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "narration")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "narration: expected an object");
+    SL__TRY(sl__only_keys(x, o, "narration.", narration));
+    char *pol = NULL;
+    SL__TRY(sl__get_str(x, o, "policy", "narration.", &pol));
+    if (pol != NULL) {
+      int bad = pol[0] == '\0' || strlen(pol) >= sizeof(cfg->narration_policy);
+      if (!bad) snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "%s", pol);
+      sl_free(pol);
+      if (bad) return sl__fail(x, "narration.policy: expected a policy name or a path to a .lua file");
+    }
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enabled");
+    if (en != NULL) {
+      if (!cJSON_IsBool(en)) return sl__fail(x, "narration.enabled: expected true or false");
+      if (cJSON_IsFalse(en)) cfg->narration_policy[0] = '\0';
     }
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "lua")) != NULL) {
@@ -491,4 +521,6 @@ void sl_config_free(sl_config_t *cfg) {
   cfg->npools = 0;
   sl_free(cfg->placement_config);
   cfg->placement_config = NULL;
+  for (int i = 0; i < cfg->nlog_secrets; i++) sl_free(cfg->log_secrets[i]);
+  cfg->nlog_secrets = 0;
 }

@@ -73,6 +73,9 @@ typedef struct {
   int placement_watch;            /* reload when the policy file changes */
   char *placement_config;         /* the policy's config object as JSON text, or NULL */
   char admin_socket[256];         /* unix socket for admin commands ("" = none) */
+  char narration_policy[512];     /* narration policy name or path ("" = narration off) */
+  char *log_secrets[32];          /* strings redacted from every log line */
+  int nlog_secrets;
   size_t lua_memory_limit;        /* bytes per Lua state (0 = no cap) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;

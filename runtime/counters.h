@@ -51,7 +51,9 @@
   X(GENERATIONS_FREED, "generations_freed", "total")                 \
   X(RELOADS_OK, "reloads_ok", "total")                               \
   X(RELOADS_FAILED, "reloads_failed", "total")                       \
-  X(POLICY_ERRORS, "placement_policy_errors", "total")
+  X(POLICY_ERRORS, "placement_policy_errors", "total")               \
+  X(NARRATION_DROPPED, "narration_dropped", "total")                 \
+  X(NARRATION_ERRORS, "narration_policy_errors", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -10,6 +10,7 @@
 #include "runtime/admin.h"
 #include "runtime/alloc.h"
 #include "runtime/gateway.h"
+#include "runtime/narrate.h"
 #include "runtime/sim_engine.h"
 #include "runtime/ttldict.h"
 
@@ -22,11 +23,14 @@ typedef struct {
   int watching;
   uv_timer_t reload_timer;      /* debounces file events */
   uv_timer_t sweep_timer;       /* reclaims expired TTL dictionary entries */
+  uv_check_t narrate_check;     /* narrates queued events once per loop iteration */
   char watch_name[512];         /* the policy file's name in that directory */
   sl_admin_t *admin;
   int shutting_down;
   int pending_closes;
 } sl__daemon_t;
+
+static void sl__narrate_now(sl__daemon_t *d);
 
 static void sl__serve_usage(FILE *f) {
   fprintf(f,
@@ -82,8 +86,10 @@ static void sl__shutdown(sl__daemon_t *d) {
   }
   d->sigint.data = d->sigterm.data = d->sighup.data = d->drain_timer.data = d->reload_timer.data = d;
   d->sweep_timer.data = d;
-  d->pending_closes += 6;
+  d->narrate_check.data = d;
+  d->pending_closes += 7;
   uv_close((uv_handle_t *)&d->sweep_timer, sl__handle_closed);
+  uv_close((uv_handle_t *)&d->narrate_check, sl__handle_closed);
   uv_close((uv_handle_t *)&d->sigint, sl__handle_closed);
   uv_close((uv_handle_t *)&d->sigterm, sl__handle_closed);
   uv_close((uv_handle_t *)&d->sighup, sl__handle_closed);
@@ -95,7 +101,9 @@ static void sl__shutdown(sl__daemon_t *d) {
     uv_close((uv_handle_t *)&d->watch, sl__handle_closed);
     d->watching = 0;
   }
-  /* The gateway's reference; streams were cut above and hold none now. */
+  /* Tell what the cut streams did, then drop the gateway's reference;
+   * streams were cut above and hold none now. */
+  sl__narrate_now(d);
   sl_generation_release(gw->gen);
   gw->gen = NULL;
 }
@@ -106,6 +114,19 @@ static void sl__reload(sl__daemon_t *d, const char *why) {
   fprintf(d->gw.log, "sluice: %s: %s%s\n", why, rc == 0 ? "reloaded: " : "", msg);
   fflush(d->gw.log);
 }
+
+static int sl__narrate_run(void *ud, char *err, size_t errlen) {
+  sl__daemon_t *d = ud;
+  return sl_generation_narrate(d->gw.gen, err, errlen);
+}
+
+static void sl__narrate_now(sl__daemon_t *d) {
+  if (sl_narrate_pending() == 0) return;
+  int has_policy = d->gw.gen != NULL && d->gw.gen->narrate_ref >= 0;
+  sl_narrate_flush(has_policy ? sl__narrate_run : NULL, d);
+}
+
+static void sl__on_narrate_check(uv_check_t *c) { sl__narrate_now(c->data); }
 
 /* Expired dictionary entries are invisible at once; this reclaims their
  * memory a bounded batch at a time. */
@@ -278,11 +299,23 @@ int sl_serve_main(int argc, char **argv) {
     return 2;
   }
   sl_upstream_init(&gw->up, loop, &gw->reg, &gw->chunks);
+  /* Every log line is redacted: pool api_keys and log.secrets. */
+  {
+    const char *secrets[SL_MAX_POOLS + 34];
+    int ns = 0;
+    for (int i = 0; i < d->cfg.npools; i++)
+      if (d->cfg.pools[i].api_key) secrets[ns++] = d->cfg.pools[i].api_key;
+    for (int i = 0; i < d->cfg.nlog_secrets; i++) secrets[ns++] = d->cfg.log_secrets[i];
+    secrets[ns] = NULL;
+    sl_narrate_configure(stderr, d->cfg.log_json, secrets);
+  }
   /* The first generation: a policy that does not load refuses the start. */
   {
     char msg[1536];
     if (sl_gateway_reload(gw, msg, sizeof(msg)) < 0) {
       fprintf(stderr, "sluice: placement policy: %s\n", msg);
+      sl_narrate_configure(NULL, 0, NULL);
+      sl_ttldict_set_default(NULL);
       sl_registry_free(&gw->reg);
       sl_config_free(&d->cfg);
       sl_free(d);
@@ -296,6 +329,9 @@ int sl_serve_main(int argc, char **argv) {
   uv_timer_init(loop, &d->drain_timer);
   uv_timer_init(loop, &d->reload_timer);
   uv_timer_init(loop, &d->sweep_timer);
+  uv_check_init(loop, &d->narrate_check);
+  d->narrate_check.data = d;
+  uv_check_start(&d->narrate_check, sl__on_narrate_check);
   d->sigint.data = d->sigterm.data = d->sighup.data = d->drain_timer.data = d->reload_timer.data = d;
   d->sweep_timer.data = d;
   uv_signal_start(&d->sigint, sl__on_signal, SIGINT);
@@ -325,6 +361,7 @@ int sl_serve_main(int argc, char **argv) {
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
     uv_close((uv_handle_t *)&d->reload_timer, NULL);
     uv_close((uv_handle_t *)&d->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&d->narrate_check, NULL);
     sl_generation_release(gw->gen);
     gw->gen = NULL;
   } else {
@@ -352,6 +389,7 @@ int sl_serve_main(int argc, char **argv) {
   sl_chunk_pool_destroy(&gw->chunks);
   sl_config_free(&d->cfg);
   sl_ttldict_set_default(NULL); /* frees the process dictionary */
+  sl_narrate_configure(NULL, 0, NULL); /* frees the secrets */
   sl_free(d);
   return exit_code;
 }

@@ -132,6 +132,7 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   g->id = id;
   g->refs = 1;
   g->place_ref = LUA_NOREF;
+  g->narrate_ref = LUA_NOREF;
   snprintf(g->policy_path, sizeof(g->policy_path), "%s", policy_path);
   g->L = sl_lua_new_state(&g->mem, err, errlen);
   if (g->L == NULL) {
@@ -203,6 +204,56 @@ int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, int *
   const char *why = lua_tostring(L, -1);
   snprintf(reason, reasonlen, "%s", why ? why : g->policy_name);
   *index = (int)k - 1;
+  lua_settop(L, top);
+  return 0;
+}
+
+static const char sl__narration_bootstrap[] =
+    "local path = ...\n"
+    "local narration = require 'sluice.narration'\n"
+    "local chunk, err = loadfile(path)\n"
+    "if not chunk then error(err, 0) end\n"
+    "local ok, mod = pcall(chunk)\n"
+    "if not ok then error(mod, 0) end\n"
+    "local valid, why = narration.validate(mod)\n"
+    "if not valid then error(path .. ': ' .. why, 0) end\n"
+    "local run = narration.run_batch\n"
+    "return function() return run(mod) end\n";
+
+int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen) {
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  int rc = luaL_loadbuffer(L, sl__narration_bootstrap, sizeof(sl__narration_bootstrap) - 1, "=sluice.narration");
+  if (rc == 0) {
+    lua_pushstring(L, path);
+    rc = lua_pcall(L, 1, 1, 0);
+  }
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "unknown error loading the narration policy");
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  g->narrate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  snprintf(g->narration_path, sizeof(g->narration_path), "%s", path);
+  lua_settop(L, top);
+  return 0;
+}
+
+int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen) {
+  if (g == NULL || g->narrate_ref == LUA_NOREF) {
+    snprintf(err, errlen, "no narration policy");
+    return SL_EINVAL;
+  }
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->narrate_ref);
+  if (lua_pcall(L, 0, 0, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "error object is not a string");
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
   lua_settop(L, top);
   return 0;
 }

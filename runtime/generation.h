@@ -39,6 +39,8 @@ typedef struct sl_generation_s {
   char policy_path[512];  /* the placement policy file */
   char policy_name[64];   /* its `name` */
   char policy_version[32];/* its `version` */
+  int narrate_ref;        /* registry ref of the narration batch runner, or LUA_NOREF */
+  char narration_path[512];/* the narration policy file ("" = none) */
 } sl_generation_t;
 
 /* Where Lua modules and shipped policies are found: $SLUICE_LUA_DIR and
@@ -63,6 +65,15 @@ lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen);
  * message" (or what is missing) in err; nothing is left allocated then. */
 int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, size_t mem_limit,
                         sl_generation_t **out, char *err, size_t errlen);
+
+/* Loads the narration policy at path into g (same state): the module must
+ * return {name, version, schema, narrate}.  Returns 0, or SL_EINVAL with
+ * "file:line: message" in err (g is unchanged then). */
+int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen);
+
+/* Runs the narration policy over the batch in progress (see narrate.h).
+ * Returns 0, or SL_EINVAL with the Lua error in err. */
+int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen);
 
 /* Reference counting: the last release closes the state and frees it. */
 sl_generation_t *sl_generation_acquire(sl_generation_t *g);

@@ -7,6 +7,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
+#include "runtime/narrate.h"
 
 int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen) {
   memset(reg, 0, sizeof(*reg));
@@ -108,6 +109,7 @@ void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now) {
   if (ms > cfg->cooldown_max_ms) ms = cfg->cooldown_max_ms;
   ep->cooldown_until = now + ms * 1000000ull;
   ep->reg->snapshot_version++;
+  sl_narrate_push(SL_NAR_COOLDOWN, NULL, ep->name, NULL, NULL, 0, 0, (double)ms, ep->failures);
 }
 
 void sl_endpoint_succeeded(sl_endpoint_t *ep) {

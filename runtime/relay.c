@@ -33,6 +33,7 @@
 #include "runtime/counters.h"
 #include "runtime/errors.h"
 #include "runtime/gateway.h"
+#include "runtime/narrate.h"
 #include "runtime/oai.h"
 
 #define SL_MAX_TRIED 32
@@ -66,6 +67,7 @@ struct sl_stream_s {
   int finished;              /* end of stream decided; waiting for handles */
   int paused;                /* upstream read stopped for backpressure */
   int retry_pending;         /* retry_timer armed */
+  uint32_t pauses;           /* backpressure pauses of this stream */
   int saw_done;
   int upstream_sent_usage;
   sl_chunk_t *held;          /* role-only chunk held until the first token */
@@ -280,6 +282,9 @@ static void sl__log_end(sl_stream_t *st) {
   char ts[32];
   strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
   uint32_t peak = st->acct ? st->acct->peak : 0;
+  char error[sizeof(st->error)], placement[sizeof(st->place_reason)];
+  sl_log_redact(st->error, error, sizeof(error));
+  sl_log_redact(st->place_reason, placement, sizeof(placement));
   if (gw->cfg->log_json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "ts", ts);
@@ -299,9 +304,9 @@ static void sl__log_end(sl_stream_t *st) {
     cJSON_AddStringToObject(o, "end", st->end_reason);
     cJSON_AddNumberToObject(o, "attempts", st->attempts);
     if (st->gen) cJSON_AddNumberToObject(o, "generation", (double)st->gen->id);
-    if (st->place_reason[0]) cJSON_AddStringToObject(o, "placement", st->place_reason);
+    if (placement[0]) cJSON_AddStringToObject(o, "placement", placement);
     cJSON_AddNumberToObject(o, "pinned_chunks_peak", peak);
-    if (st->error[0]) cJSON_AddStringToObject(o, "error", st->error);
+    if (error[0]) cJSON_AddStringToObject(o, "error", error);
     char *line = cJSON_PrintUnformatted(o);
     fprintf(gw->log, "%s\n", line);
     cJSON_free(line);
@@ -313,8 +318,8 @@ static void sl__log_end(sl_stream_t *st) {
             "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " duration=%.1fms end=%s "
             "attempts=%d gen=%llu placement=\"%s\"%s%s%s\n",
             ts, st->id, pool, ep, st->r.model, ttfts, st->tokens, dur, st->end_reason, st->attempts,
-            st->gen ? (unsigned long long)st->gen->id : 0ull, st->place_reason, st->error[0] ? " error=\"" : "",
-            st->error, st->error[0] ? "\"" : "");
+            st->gen ? (unsigned long long)st->gen->id : 0ull, placement, error[0] ? " error=\"" : "", error,
+            error[0] ? "\"" : "");
   }
   fflush(gw->log);
 }
@@ -338,6 +343,12 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   sl_counter_inc(SL_C_STREAMS_COMPLETED);
   if (st->acct) sl_counter_max(SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->gw->chunks.chunk_size);
   sl__log_end(st);
+  const char *epname = st->ep ? st->ep->name : NULL;
+  uint64_t gid = st->gen ? st->gen->id : 0;
+  if (strcmp(reason, "client_cancel") == 0)
+    sl_narrate_push(SL_NAR_CANCEL, st->id, epname, st->r.model, NULL, st->attempts, gid, 0, (int64_t)st->tokens);
+  sl_narrate_push(SL_NAR_STREAM_END, st->id, epname, st->r.model, reason, st->attempts, gid,
+                  sl__ms(st->t_end - st->t_start), (int64_t)st->tokens);
   uv_close((uv_handle_t *)&st->timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->hb_timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->total_timer, sl__handle_closed);
@@ -595,6 +606,9 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     sl_upstream_pause(st->up);
     uv_timer_stop(&st->timer); /* a paused engine is not idle */
     sl_counter_inc(SL_C_UPSTREAM_PAUSES);
+    if (st->pauses++ == 0) /* the first pause tells the story; the log line has the count */
+      sl_narrate_push(SL_NAR_PAUSE, st->id, st->ep->name, st->r.model, NULL, st->attempts,
+                      st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens);
   }
   return 0;
 }
@@ -832,8 +846,9 @@ static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
   int k = 0;
   if (sl_generation_place(st->gen, &ctx, &k, st->place_reason, sizeof(st->place_reason)) < 0) {
     sl_counter_inc(SL_C_POLICY_ERRORS);
+    char safe[sizeof(st->place_reason)];
     fprintf(st->gw->log, "sluice: placement policy error (generation %llu), using the first candidate: %s\n",
-            (unsigned long long)st->gen->id, st->place_reason);
+            (unsigned long long)st->gen->id, sl_log_redact(st->place_reason, safe, sizeof(safe)));
     fflush(st->gw->log);
     snprintf(st->place_reason, sizeof(st->place_reason), "fallback: first eligible candidate (policy error)");
     k = 0;
@@ -864,6 +879,8 @@ static void sl__try_now(sl_stream_t *st) {
   st->attempts++;
   if (st->ntried < SL_MAX_TRIED) st->tried[st->ntried++] = ep->id;
   st->ep = ep;
+  sl_narrate_push(SL_NAR_PLACEMENT, st->id, ep->name, st->r.model, st->place_reason, st->attempts,
+                  st->gen ? st->gen->id : 0, 0, 0);
   ep->inflight++;
   ep->requests++;
   st->ep_counted = 1;

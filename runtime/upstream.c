@@ -15,6 +15,7 @@
 #include "runtime/alloc.h"
 #include "runtime/counters.h"
 #include "runtime/errors.h"
+#include "runtime/narrate.h"
 #include "runtime/upstream_decoder.h"
 
 enum { SL_UPC_CONNECTING, SL_UPC_BUSY, SL_UPC_FINISHING, SL_UPC_IDLE, SL_UPC_CLOSING };
@@ -372,10 +373,15 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
   ep->health_conn = NULL;
   int ok = end->result == SL_UP_OK && end->status >= 200 && end->status < 300;
   if (ok) {
-    sl_endpoint_set_ready(ep, 1);
+    if (sl_endpoint_set_ready(ep, 1)) sl_narrate_push(SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
     sl_endpoint_succeeded(ep);
   } else {
-    sl_endpoint_set_ready(ep, 0);
+    char why[160];
+    if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
+      snprintf(why, sizeof(why), "HTTP %d", end->status);
+    else
+      snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
+    if (sl_endpoint_set_ready(ep, 0)) sl_narrate_push(SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
     sl_endpoint_failed(ep, uv_hrtime());
   }
   sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);

@@ -1,0 +1,84 @@
+/* narrate.h: key events queued from C, told as sentences by a Lua policy.
+ *
+ * Anything in the runtime that decides something an operator wants to read
+ * (a placement and its reason, a reload that worked or failed, an endpoint
+ * becoming ready or not, a cooldown, the first backpressure pause of a
+ * stream, a client cancel, a stream's end) pushes one fixed-size record
+ * into a ring here.  Pushing is a copy: no allocation, no Lua.  Once per
+ * loop iteration, if the ring is not empty, the daemon hands the whole
+ * batch to the current generation's narration policy (one lua_pcall per
+ * batch, never per event, never from inside an FFI call); the policy calls
+ * sl_ffi_narrate_emit with a sentence per event, and the sentence is logged
+ * beside the event's structured fields, correlated by request id.  Without
+ * a policy (or when it fails) a plain C rendering is logged instead.
+ *
+ * Every log line sluice writes goes through sl_log_redact first: bearer
+ * tokens, API-key-looking strings and every configured secret (pool
+ * api_keys, log.secrets) become "[redacted]".
+ */
+#ifndef SL_NARRATE_H
+#define SL_NARRATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum {
+  SL_NAR_PLACEMENT = 1,   /* text: reason; endpoint; attempt */
+  SL_NAR_RELOAD_OK,       /* generation: the new one; text: summary */
+  SL_NAR_RELOAD_FAILED,   /* generation: the one that stays; text: file:line: message */
+  SL_NAR_READY,           /* endpoint passed its health check */
+  SL_NAR_NOT_READY,       /* endpoint failed its health check; text: why */
+  SL_NAR_COOLDOWN,        /* endpoint cools down; ms: for how long; tokens: consecutive failures */
+  SL_NAR_PAUSE,           /* first backpressure pause of a stream; tokens: relayed so far */
+  SL_NAR_CANCEL,          /* client went away; tokens: relayed (and counted) */
+  SL_NAR_STREAM_END,      /* text: end reason; ms: duration; tokens; attempt: attempts */
+  SL_NAR__COUNT
+};
+
+typedef struct {
+  int32_t kind;           /* SL_NAR_* */
+  int32_t attempt;        /* placement: attempt number; stream end: attempts */
+  uint64_t generation;    /* generation id involved (0 = none) */
+  double ms;              /* duration, cooldown or TTFT, per kind */
+  int64_t tokens;         /* tokens relayed, or a count, per kind */
+  char request_id[72];    /* "" when not about a request */
+  char endpoint[64];      /* "host:port" or "" */
+  char model[64];         /* requested model or "" */
+  char text[256];         /* reason, error or summary (may be truncated) */
+} sl_ffi_narration_event_t;
+
+#define SL_NARRATE_RING 1024
+
+/* Where lines go, their format, and the secrets to redact (copied; NULL
+ * entries end the list).  Call again to change them. */
+void sl_narrate_configure(FILE *log, int json, const char *const *secrets);
+
+/* Queues one event (copied; strings may be NULL).  When the ring is full
+ * the event is dropped and counted (narration_dropped). */
+void sl_narrate_push(int kind, const char *request_id, const char *endpoint, const char *model, const char *text,
+                     int attempt, uint64_t generation, double ms, int64_t tokens);
+
+/* Events queued now. */
+size_t sl_narrate_pending(void);
+
+/* The batch being narrated: *n events at the returned pointer (valid only
+ * during the narration call).  For the Lua side. */
+const sl_ffi_narration_event_t *sl_ffi_narrate_batch(int32_t *n);
+
+/* The policy's sentence for event i of the batch: logged (redacted) beside
+ * that event's fields; an empty sentence (len 0) means "say nothing about
+ * it".  Returns 0, or SL_EINVAL for an i out of range. */
+int sl_ffi_narrate_emit(int32_t i, const char *sentence, size_t len);
+
+/* Narrates everything queued: takes the batch, calls run (the policy; may
+ * be NULL) with ud, then logs a plain rendering of every event the policy
+ * did not emit a sentence for.  run returns 0, or < 0 with a message (the
+ * failure is logged once per batch). */
+void sl_narrate_flush(int (*run)(void *ud, char *err, size_t errlen), void *ud);
+
+/* Copies in to out (cap bytes, NUL-terminated) with secrets replaced by
+ * "[redacted]".  Returns out. */
+char *sl_log_redact(const char *in, char *out, size_t cap);
+
+#endif

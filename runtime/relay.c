@@ -126,11 +126,16 @@ static uint64_t sl__rand(sl_gateway_t *gw) {
 
 static double sl__ms(uint64_t ns) { return (double)ns / 1e6; }
 
+/* Records why the stream (or an attempt) failed.  The text may quote an
+ * engine's reply, which may echo a credential: it is redacted here, since
+ * it reaches both the log and the client. */
 static void sl__set_error(sl_stream_t *st, const char *fmt, ...) {
+  char raw[sizeof(st->error)];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(st->error, sizeof(st->error), fmt, ap);
+  vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
+  sl_log_redact(raw, st->error, sizeof(st->error));
 }
 
 static void sl__release_endpoint(sl_stream_t *st) {

@@ -460,6 +460,16 @@ static size_t fake_handle(fake_engine_t *f, int fd, const char *buf, size_t len)
     pthread_mutex_lock(&f->mu);
     f->health_checks++;
     pthread_mutex_unlock(&f->mu);
+  } else if (strncmp(buf, "POST /v1/chat/completions ", 26) == 0 &&
+             memmem(buf + hlen, clen, "\"fm-echo\"", 9) != NULL) {
+    /* An engine that quotes the credential it got in its error reply. */
+    char auth[256] = "";
+    const char *a = memmem(buf, hlen, "Authorization: ", 15);
+    if (a) sscanf(a + 15, "%255[^\r]", auth);
+    char msg[512];
+    int ml = snprintf(msg, sizeof(msg), "{\"error\":{\"message\":\"invalid api key: %s\",\"type\":\"auth\"}}", auth);
+    n = snprintf(out, sizeof(out),
+                 "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", ml, msg);
   } else if (strncmp(buf, "POST /v1/chat/completions ", 26) == 0) {
     pthread_mutex_lock(&f->mu);
     size_t hl = hlen < sizeof(f->headers) ? hlen : sizeof(f->headers) - 1;
@@ -562,7 +572,7 @@ static void test_authorization_not_forwarded(void) {
   ASSERT_EQ(fake_start(&fake), 0);
   char cfg[1024];
   snprintf(cfg, sizeof(cfg),
-           "{\"pools\":[{\"name\":\"keyed\",\"models\":[\"fm\"],\"api_key\":\"pool-secret-123\","
+           "{\"pools\":[{\"name\":\"keyed\",\"models\":[\"fm\",\"fm-echo\"],\"api_key\":\"pool-secret-123\","
            "\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]}]}",
            fake.port);
   e2e_proc_t sl;
@@ -576,7 +586,23 @@ static void test_authorization_not_forwarded(void) {
   int st = e2e_stream(sl.port, CHAT, auth, e2e_chat_body(body, sizeof(body), "fm", 1, NULL), &head, &s, CHUNK, 10000);
   nu_resp_t r;
   int st2 = e2e_http(sl.port, "POST", CHAT, auth, e2e_chat_body(body, sizeof(body), "fm", 0, NULL), &r, 10000);
+  /* An engine that quotes the credential it received in its error: the
+   * client gets the engine's 401 with the pool's key redacted, and no log
+   * line carries either the pool's key or the client's token. */
+  nu_resp_t r3;
+  int st3 = e2e_http(sl.port, "POST", CHAT, auth, e2e_chat_body(body, sizeof(body), "fm-echo", 0, NULL), &r3, 10000);
+  e2e_log_wait(&sl, "upstream_rejected", 3000, NULL, 0);
   fake_stop(&fake);
+  ASSERT_EQ(st3, 401);
+  ASSERT(strstr(r3.body, "[redacted]") != NULL);
+  ASSERT_NULL(strstr(r3.body, "pool-secret-123"));
+  nu_resp_free(&r3);
+  char *log = e2e_log_text(&sl);
+  int leaked = strstr(log, "pool-secret-123") != NULL || strstr(log, "client-token-xyz") != NULL;
+  int narrated = strstr(log, "narrate") != NULL && strstr(log, "[redacted]") != NULL;
+  free(log);
+  ASSERT(!leaked);
+  ASSERT(narrated);
   ASSERT_EQ(st, 200);
   ASSERT(e2e_sse_kinds_are(&s, 1, 3, 0));
   ASSERT_STR_EQ(s.content, "Hello fake world");
@@ -591,6 +617,7 @@ static void test_authorization_not_forwarded(void) {
 
   ASSERT_EQ(fake.completions, 2);
   ASSERT_GE(fake.health_checks, 1);
+
   ASSERT_EQ(fake.with_pool_key, 2);
   ASSERT_EQ(fake.with_client_token, 0);
   ASSERT(has_header_line(fake.headers, "authorization", "Bearer pool-secret-123"));

@@ -738,6 +738,36 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
   out[n++] = uv_buf_init(w->prefix, (unsigned)plen);
   for (unsigned i = first; i < last; i++) out[n++] = bufs[i];
   out[n++] = uv_buf_init(w->suffix, (unsigned)slen);
+  /* With nothing queued, write at once: when the kernel takes it all (the
+   * usual case for a client that keeps up) there is no write request, no
+   * callback, and nothing stays pinned.  Only what the kernel refused is
+   * queued, referencing the caller's chunk. */
+  size_t wire = (size_t)plen + slen;
+  for (unsigned i = first; i < last; i++) wire += bufs[i].len;
+  if (c->writes_pending == 0 && !c->closing && !c->shutting_down) {
+    int wrote = uv_try_write((uv_stream_t *)&c->tcp, out, n);
+    if (wrote == (int)wire) {
+      if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, wire);
+      sl__write_put(c->server, w);
+      return 0;
+    }
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+      sl__write_put(c->server, w);
+      sl__request_done(c, 1);
+      return wrote;
+    }
+    if (wrote > 0) {
+      /* Skip what went out; the rest stays in the same buffers. */
+      if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, (size_t)wrote);
+      size_t skip = (size_t)wrote;
+      unsigned k = 0;
+      while (k < n && skip >= out[k].len) skip -= out[k++].len;
+      for (unsigned j = k; j < n; j++) out[j - k] = out[j];
+      n -= k;
+      out[0].base += skip;
+      out[0].len -= (unsigned)skip;
+    }
+  }
   if (pin != NULL) {
     sl_chunk_ref(pin);
     w->pin = pin;

@@ -67,6 +67,8 @@ struct sl_stream_s {
   int finished;              /* end of stream decided; waiting for handles */
   int paused;                /* upstream read stopped for backpressure */
   int retry_pending;         /* retry_timer armed */
+  uint64_t last_event_ms;    /* uv_now of the last upstream event (or attempt start) */
+  uint64_t deadline_ms;      /* how long after it the deadline timer fires */
   uint32_t pauses;           /* backpressure pauses of this stream */
   int saw_done;
   int upstream_sent_usage;
@@ -486,8 +488,16 @@ static void sl__on_deadline(uv_timer_t *t);
  * waiting for the client, not stalled. */
 static void sl__arm_idle(sl_stream_t *st) {
   if (st->finished || st->paused) return;
-  uint64_t ms = st->first_token ? st->gw->cfg->idle_timeout_ms : st->gw->cfg->first_token_timeout_ms;
-  uv_timer_start(&st->timer, sl__on_deadline, ms, 0);
+  uint64_t now = uv_now(st->gw->loop);
+  st->deadline_ms = st->first_token ? st->gw->cfg->idle_timeout_ms : st->gw->cfg->first_token_timeout_ms;
+  st->last_event_ms = now;
+  /* Re-arming a timer per token churns the timer heap (thousands of
+   * streams, a token each every few ms).  The timer stays armed; when it
+   * fires early it re-arms for what is left.  It is restarted here only
+   * when the deadline moved earlier (the first token switches from the
+   * first-token timeout to the shorter idle timeout). */
+  if (!uv_is_active((uv_handle_t *)&st->timer) || uv_timer_get_due_in(&st->timer) > st->deadline_ms)
+    uv_timer_start(&st->timer, sl__on_deadline, st->deadline_ms, 0);
 }
 
 /* The engine said [DONE]: finish the client's response cleanly.  Returns 0,
@@ -726,8 +736,12 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
 static void sl__on_deadline(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   const sl_config_t *cfg = st->gw->cfg;
-  uv_timer_stop(t);
   if (st->finished) return;
+  uint64_t due = st->last_event_ms + st->deadline_ms, now = uv_now(st->gw->loop);
+  if (now < due) { /* an event came since the timer was armed */
+    uv_timer_start(t, sl__on_deadline, due - now, 0);
+    return;
+  }
   sl_counter_inc(SL_C_ERR_UPSTREAM_TIMEOUT);
   if (!st->first_token) {
     sl__set_error(st, "engine %s sent no token within %" PRIu64 " ms", st->ep ? st->ep->name : "-",
@@ -901,6 +915,8 @@ static void sl__try_now(sl_stream_t *st) {
     sl__retry(st);
     return;
   }
+  st->last_event_ms = uv_now(gw->loop);
+  st->deadline_ms = cfg->first_token_timeout_ms;
   uv_timer_start(&st->timer, sl__on_deadline, cfg->first_token_timeout_ms, 0);
 }
 
@@ -978,4 +994,34 @@ void sl_relay_cancel_all(sl_gateway_t *gw, const char *why) {
     }
     st = next;
   }
+}
+
+/* ---- stream listing for attach sessions (see runtime/attach.h) ----
+ *
+ * sl_stream_t stays private to this file: the admin helpers walk the list
+ * and copy what they show through these two accessors, synchronously. */
+#include "runtime/attach.h"
+
+const sl_stream_t *sl_relay_stream_next(const sl_gateway_t *gw, const sl_stream_t *after) {
+  return after == NULL ? gw->streams : after->next;
+}
+
+void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->id = st->id;
+  out->model = st->r.model;
+  out->endpoint = st->ep ? st->ep->name : NULL;
+  out->pool = st->ep ? st->ep->pool->cfg->name : NULL;
+  out->state = st->finished ? "ending"
+               : st->retry_pending ? "backoff"
+               : !st->first_token ? "waiting"
+               : st->paused ? "paused"
+               : "streaming";
+  out->placement = st->place_reason;
+  out->gen = st->gen;
+  out->tokens = st->tokens;
+  out->age_ms = now > st->t_start ? sl__ms(now - st->t_start) : 0;
+  out->ttft_ms = st->first_token ? sl__ms(st->t_first - st->t_start) : -1;
+  out->attempts = st->attempts;
+  out->stream = st->r.stream;
 }

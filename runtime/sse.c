@@ -19,7 +19,14 @@ static const char sl__sse_bom[3] = {'\xEF', '\xBB', '\xBF'};
 void sl_sse_init(sl_sse_t *st, char *joinbuf, size_t cap) {
   st->buf = joinbuf;
   st->cap = cap;
+  st->acquire = NULL;
+  st->acquire_ud = NULL;
   sl_sse_reset(st);
+}
+
+void sl_sse_set_acquire(sl_sse_t *st, char *(*acquire)(void *ud), void *ud) {
+  st->acquire = acquire;
+  st->acquire_ud = ud;
 }
 
 void sl_sse_reset(sl_sse_t *st) {
@@ -48,24 +55,37 @@ static int sl__sse_fail(sl_sse_t *st, int code) {
   return code;
 }
 
+/* Makes sure the join buffer exists: a lazily provided one is asked for
+ * the first time an event actually has to be joined. */
+static int sl__sse_need_buf(sl_sse_t *st) {
+  if (st->buf != NULL) return 0;
+  if (st->acquire != NULL) st->buf = st->acquire(st->acquire_ud);
+  return st->buf != NULL ? 0 : sl__sse_fail(st, SL_ENOMEM);
+}
+
 /* Moves data that still points into the caller's input into the join
  * buffer.  It always fits: a zero-copy value was checked against cap. */
-static void sl__sse_own_data(sl_sse_t *st) {
+static int sl__sse_own_data(sl_sse_t *st) {
   if (st->data_in_input) {
+    int r = sl__sse_need_buf(st);
+    if (r < 0) return r;
     memcpy(st->buf, st->din, st->dinlen);
     st->dlen = st->dinlen;
     st->data_in_input = 0;
     st->din = NULL;
     st->dinlen = 0;
   }
+  return 0;
 }
 
 /* Starts a new data line whose value will be appended to the join buffer:
  * a second or later line needs the \n separator first. */
 static int sl__sse_begin_data_buffered(sl_sse_t *st) {
   if (st->data_seen) {
-    sl__sse_own_data(st);
+    int r = sl__sse_own_data(st);
+    if (r < 0) return r;
     if (st->dlen + 1 > st->cap) return sl__sse_fail(st, SL_ETOOBIG);
+    if ((r = sl__sse_need_buf(st)) < 0) return r;
     st->buf[st->dlen++] = '\n';
   }
   st->data_seen = 1;
@@ -74,6 +94,10 @@ static int sl__sse_begin_data_buffered(sl_sse_t *st) {
 
 static int sl__sse_append_data(sl_sse_t *st, const char *p, size_t n) {
   if (n > st->cap - st->dlen) return sl__sse_fail(st, SL_ETOOBIG);
+  if (n > 0) {
+    int r = sl__sse_need_buf(st);
+    if (r < 0) return r;
+  }
   memcpy(st->buf + st->dlen, p, n);
   st->dlen += n;
   return 0;
@@ -284,7 +308,7 @@ int sl_sse_feed(sl_sse_t *st, const char *in, size_t len, size_t *consumed, sl_s
   }
 
   /* The caller may release `in` now: nothing may keep pointing into it. */
-  sl__sse_own_data(st);
+  if (sl__sse_own_data(st) < 0) return st->err;
   *consumed = len;
   return 0;
 }

@@ -44,7 +44,9 @@ typedef struct {
 
 /* Decoder state.  Fields are public for inspection; treat them as read-only. */
 typedef struct sl_sse_s {
-  char *buf;               /* caller's join buffer */
+  char *buf;               /* caller's join buffer (NULL until acquired, when lazy) */
+  char *(*acquire)(void *ud); /* provides a cap-byte join buffer on first need, or NULL */
+  void *acquire_ud;        /* its argument */
   size_t cap;              /* its capacity: the most data bytes one event may carry */
   size_t dlen;             /* pending data bytes held in buf */
   const char *din;         /* pending data in the current input (valid inside one feed call) */
@@ -67,6 +69,13 @@ typedef struct sl_sse_s {
 /* Initializes st over the caller's join buffer joinbuf[0..cap).  The buffer
  * must stay valid and unused by anyone else while st is in use. */
 void sl_sse_init(sl_sse_t *st, char *joinbuf, size_t cap);
+
+/* Makes the join buffer lazy: with joinbuf NULL at init, acquire(ud) is
+ * asked for a cap-byte buffer the first time an event must be joined
+ * across feeds (it must stay valid while st is in use); engines that write
+ * whole events never cause one.  A NULL answer fails the feed with
+ * SL_ENOMEM. */
+void sl_sse_set_acquire(sl_sse_t *st, char *(*acquire)(void *ud), void *ud);
 
 /* Forgets everything about the current stream (pending data, partial line,
  * BOM state, counters, sticky error) so st can decode a new stream. */

@@ -163,6 +163,12 @@ static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *wh
 
 /* ---- reading ---- */
 
+static char *sl__upc_joinbuf(void *ud) {
+  sl_upconn_t *c = ud;
+  if (c->joinbuf == NULL) c->joinbuf = sl_try_malloc(c->ctx->reg->cfg->max_event_bytes);
+  return c->joinbuf;
+}
+
 static void sl__upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   sl_upconn_t *c = h->data;
   (void)suggested;
@@ -217,6 +223,13 @@ static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sl_chunk_ref(ch);
   int rc = sl_updec_feed(&c->dec, start, (size_t)nread, sl__upc_event, c);
   sl_chunk_unref(ch);
+  if (c->rchunk != NULL && c->rchunk->refcnt == 1) {
+    /* No write holds these bytes (the client took them at once): give the
+     * chunk back, so a stream between tokens pins no memory; the next read
+     * takes a recycled one. */
+    sl_chunk_unref(c->rchunk);
+    c->rchunk = NULL;
+  }
   if (c->state != SL_UPC_BUSY) return; /* aborted from a callback */
   if (rc == SL_ECANCELED) return;     /* the caller stopped us and will abort */
   if (rc < 0) {
@@ -313,8 +326,9 @@ int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *m
     c = sl_calloc(1, sizeof(*c));
     c->ctx = ctx;
     c->ep = ep;
-    c->joinbuf = sl_malloc(ctx->reg->cfg->max_event_bytes);
-    sl_updec_init(&c->dec, c->joinbuf, ctx->reg->cfg->max_event_bytes);
+    /* The join buffer is allocated only if an event ever spans reads. */
+    sl_updec_init(&c->dec, NULL, ctx->reg->cfg->max_event_bytes);
+    sl_sse_set_acquire(&c->dec.sse, sl__upc_joinbuf, c);
     uv_tcp_init(ctx->loop, &c->tcp);
     uv_timer_init(ctx->loop, &c->timer);
     c->tcp.data = c;

@@ -372,7 +372,50 @@ static void test_limit_independent_of_splits(void) {
   }
 }
 
+static int acquired;
+static char lazy_buf[64];
+
+static char *lazy_acquire(void *ud) {
+  acquired++;
+  return ud;
+}
+
+/* A lazy join buffer is asked for only when an event must be joined across
+ * feeds; a refusal fails the feed with SL_ENOMEM. */
+static void test_lazy_join_buffer(void) {
+  sl_sse_t st;
+  sl_sse_event_t ev;
+  size_t used;
+  acquired = 0;
+  sl_sse_init(&st, NULL, sizeof(lazy_buf));
+  sl_sse_set_acquire(&st, lazy_acquire, lazy_buf);
+  const char *whole = "data: {\"a\":1}\n\ndata: {\"b\":2}\n\n";
+  size_t off = 0, n = strlen(whole);
+  int events = 0;
+  while (off < n) {
+    int rc = sl_sse_feed(&st, whole + off, n - off, &used, &ev);
+    ASSERT_GE(rc, 0);
+    off += used;
+    if (rc == 1) events++;
+  }
+  ASSERT_EQ(events, 2);
+  ASSERT_EQ(acquired, 0);
+  /* Split inside an event: the buffer is acquired once. */
+  ASSERT_EQ(sl_sse_feed(&st, "data: {\"c\"", 10, &used, &ev), 0);
+  ASSERT_EQ(acquired, 1);
+  ASSERT_EQ(sl_sse_feed(&st, ":3}\n\n", 5, &used, &ev), 1);
+  ASSERT_MEM_EQ(ev.data, ev.data_len, "{\"c\":3}", 7);
+  ASSERT_EQ(ev.in_input, 0);
+  ASSERT_EQ(acquired, 1);
+  /* No buffer to be had: the split event fails with SL_ENOMEM. */
+  sl_sse_t st2;
+  sl_sse_init(&st2, NULL, 64);
+  sl_sse_set_acquire(&st2, lazy_acquire, NULL);
+  ASSERT_EQ(sl_sse_feed(&st2, "data: x", 7, &used, &ev), SL_ENOMEM);
+}
+
 int main(void) {
+  SL_RUN(test_lazy_join_buffer);
   SL_RUN(test_single_event_zero_copy);
   SL_RUN(test_field_value_spacing);
   SL_RUN(test_multiline_join);

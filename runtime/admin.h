@@ -5,10 +5,23 @@
  *   reload   build and validate a new generation, then make it current
  *            ("ok: generation 4 is current ..." or "error: file:line: ...")
  *   status   one JSON line: current generation, live generations, streams
+ *   lua      switch this connection to a Lua session (attach.h)
  *   help     the command list
+ * After `lua` every line the client sends is Lua source and every reply is
+ * one frame: "<status> <length>\n" followed by exactly length bytes of
+ * text (no newline added).  The status is "ok" (the text is the output:
+ * print()s, then the results; the first frame, the answer to `lua` itself,
+ * carries the session's banner), "more" (the chunk is incomplete, send the
+ * next line; length 0) or "error" (a syntax or runtime error with its
+ * traceback, or the instruction budget).  One line in, one frame out,
+ * always in order; the session lives until the connection closes.  If the
+ * session cannot be made, `lua` is answered with an "error: ..." line and
+ * the connection stays in command mode.
+ *
  * Several clients may be connected at once; a bad command gets an error
- * line and the connection stays open.  Commands run on the loop between
- * events, never inside a stream's callbacks.
+ * line and the connection stays open.  Commands and Lua chunks run on the
+ * loop between events, never inside a stream's callbacks.  A client that
+ * half-closes still gets every reply queued before its EOF.
  */
 #ifndef SL_ADMIN_H
 #define SL_ADMIN_H

@@ -1,11 +1,13 @@
-/* main.c: the sluice command line: dispatches to serve, sim-engine, or
- * prints help and version. */
+/* main.c: the sluice command line: dispatches to serve, sim-engine, check,
+ * repl, attach, or prints help and version. */
 #include <stdio.h>
 #include <string.h>
 
 #include "runtime/alloc.h"
+#include "runtime/attach_client.h"
 #include "runtime/daemon.h"
 #include "runtime/generation.h"
+#include "runtime/repl.h"
 #include "runtime/sim_engine.h"
 
 /* `sluice check FILE.lua`: loads the policy exactly as a reload would. */
@@ -43,6 +45,11 @@ static void sl__usage(FILE *f) {
           "      Print the compiled-in configuration (a starting point for a file).\n"
           "  sluice check POLICY.lua\n"
           "      Compile and validate a placement policy; on error print file:line and exit 1.\n"
+          "  sluice repl\n"
+          "      A LuaJIT prompt with the sluice library loaded (reads stdin; scripts may be piped).\n"
+          "  sluice attach [-e CHUNK]... [SOCKET]\n"
+          "      A Lua prompt inside the running daemon over its admin socket (default\n"
+          "      $SLUICE_ADMIN_SOCKET, else " SL_ATTACH_DEFAULT_SOCKET "); see docs/attach.md.\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
           "  sluice --help | --version\n",
@@ -66,6 +73,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "serve") == 0) return sl_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "sim-engine") == 0) return sl_sim_engine_cli(argc - 1, argv + 1);
   if (strcmp(cmd, "check") == 0) return sl__check(argc - 1, argv + 1);
+  if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);
   return 2;

@@ -38,7 +38,8 @@ static void sl__serve_usage(FILE *f) {
           "       sluice serve --print-default-config\n"
           "  --config FILE        JSON configuration (default: the compiled-in simulated pool)\n"
           "  --listen H:P         address to serve on (overrides the config; default 127.0.0.1:8080)\n"
-          "  --admin-socket PATH  unix socket (mode 0600) for admin commands: reload, status\n"
+          "  --admin-socket PATH  unix socket (mode 0600) for admin commands: reload, status, lua\n"
+          "                       (sluice attach PATH gives a Lua prompt inside the daemon)\n"
           "  --log-json           one JSON object per stream-end log line\n"
           "SIGHUP, a change to the placement policy file, or `reload` on the admin socket\n"
           "builds and validates a new generation of policies and swaps it in.\n");

@@ -101,6 +101,46 @@ end
 
 local SCHEMA_TYPES = { number = true, integer = true, string = true, boolean = true }
 
+-- Helpers shared by the shipped policies (and open to any policy).  They
+-- take the context cdata and make nothing per call, so they stay on trace.
+
+-- true if at least one candidate was not tried by this request; policies
+-- pass tried ones over while any untried one remains.
+function _M.any_untried(ctx)
+  local cands = ctx.cands
+  for i = 0, ctx.n - 1 do
+    if cands[i].tried == 0 then return true end
+  end
+  return false
+end
+
+-- The 0-based index of the least loaded candidate (fewest streams per
+-- slot, ties to the lowest endpoint_id), passing over tried ones when
+-- `fresh` is true and the index `skip` (or -1); -1 when nothing is left.
+-- Also returns the winner's inflight and slots.  Compared without division,
+-- exactly as the C fallback (sl_placement_least_loaded in runtime/pool.c).
+function _M.least_loaded(ctx, fresh, skip)
+  local cands = ctx.cands
+  local best, bi, bs, bid = -1, 0, 0, 0
+  for i = 0, ctx.n - 1 do
+    local c = cands[i]
+    if i ~= skip and (not fresh or c.tried == 0) then
+      local inflight, slots, id = c.inflight, c.slots, c.endpoint_id
+      if slots < 1 then slots = 1 end
+      if best < 0 then
+        best, bi, bs, bid = i, inflight, slots, id
+      else
+        -- int32 * int32 is exact in a double.
+        local a, b = inflight * bs, bi * slots
+        if a < b or (a == b and id < bid) then
+          best, bi, bs, bid = i, inflight, slots, id
+        end
+      end
+    end
+  end
+  return best, bi, bs
+end
+
 local function article(t)
   return (t == "integer" and "an " or "a ") .. t
 end

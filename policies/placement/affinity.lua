@@ -37,6 +37,7 @@
 -- value read back, and the reason.
 local ffi = require "ffi"
 local placement = require "sluice.placement" -- declares the context type
+local any_untried, placement_least_loaded = placement.any_untried, placement.least_loaded
 local dict = require "sluice.dict"
 
 pcall(ffi.cdef, "int strcmp(const char *a, const char *b);")
@@ -87,25 +88,8 @@ _M.key = key_of
 -- The index (0-based) of the least loaded candidate, passing over tried
 -- ones when fresh, and `skip` (a 0-based index, or -1); -1 when nothing
 -- is left.  Ties go to the lowest endpoint_id.
-local function least_loaded(cands, n, fresh, skip)
-  local best, bi, bs, bid = -1, 0, 0, 0
-  for i = 0, n - 1 do
-    local c = cands[i]
-    if i ~= skip and (not fresh or c.tried == 0) then
-      local inflight, slots, id = c.inflight, c.slots, c.endpoint_id
-      if slots < 1 then slots = 1 end
-      if best < 0 then
-        best, bi, bs, bid = i, inflight, slots, id
-      else
-        -- int32 * int32 is exact in a double.
-        local a, b = inflight * bs, bi * slots
-        if a < b or (a == b and id < bid) then
-          best, bi, bs, bid = i, inflight, slots, id
-        end
-      end
-    end
-  end
-  return best
+local function least_loaded(ctx, fresh, skip)
+  return (placement_least_loaded(ctx, fresh, skip))
 end
 
 -- Returns the 1-based index of the chosen candidate and a reason
@@ -116,17 +100,11 @@ function _M.place(ctx)
   local n = ctx.n
   if n < 1 then return nil, "affinity: no candidates" end
   local cands = ctx.cands
-  local fresh = false
-  for i = 0, n - 1 do
-    if cands[i].tried == 0 then
-      fresh = true
-      break
-    end
-  end
+  local fresh = any_untried(ctx)
   local all_tried = fresh and "" or " (every candidate tried before)"
   local psession = ctx.session
   if psession == nil then
-    local k = least_loaded(cands, n, fresh, -1)
+    local k = least_loaded(ctx, fresh, -1)
     local c = cands[k]
     return k + 1, format("affinity: no session; least loaded: %s at %d/%d streams%s", name_of(c), c.inflight,
       c.slots, all_tried)
@@ -153,7 +131,7 @@ function _M.place(ctx)
       if spill_load > 0 and c.inflight >= spill_load * slots then
         -- Busy: this request goes elsewhere when somewhere is less loaded;
         -- the session stays.
-        local k = least_loaded(cands, n, fresh, sticky)
+        local k = least_loaded(ctx, fresh, sticky)
         local o = k >= 0 and cands[k] or c
         local oslots = o.slots
         if oslots < 1 then oslots = 1 end
@@ -173,7 +151,7 @@ function _M.place(ctx)
   elseif want then
     why = "ineligible"
   end
-  local k = least_loaded(cands, n, fresh, -1)
+  local k = least_loaded(ctx, fresh, -1)
   local c = cands[k]
   local name = name_of(c)
   local ok, err = dict_set(key, name, ttl_ms)

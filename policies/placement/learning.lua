@@ -58,6 +58,7 @@
 local ffi = require "ffi"
 local bit = require "bit"
 local placement = require "sluice.placement" -- declares the context type
+local any_untried = placement.any_untried
 local dict = require "sluice.dict"
 
 local bxor, rshift = bit.bxor, bit.rshift
@@ -188,13 +189,7 @@ function _M.place(ctx)
   local n = ctx.n
   if n < 1 then return nil, "learning: no candidates" end
   local cands = ctx.cands
-  local fresh = false
-  for i = 0, n - 1 do
-    if cands[i].tried == 0 then
-      fresh = true
-      break
-    end
-  end
+  local fresh = any_untried(ctx)
   local clock = dict_incr(CLOCK_KEY, 1, 0) or 0
   -- Observe every candidate; score the ones in the draw.
   local best, bscore, bid = -1, 0, 0

@@ -13,6 +13,7 @@
 local placement = require "sluice.placement" -- declares the context type
 
 local name_of = placement.name
+local any_untried, least_loaded = placement.any_untried, placement.least_loaded
 local format = string.format
 
 local _M = {
@@ -25,33 +26,10 @@ local _M = {
 -- ("least loaded: 127.0.0.1:9001 at 1/4 streams"), or nil and a reason
 -- when there is no candidate.
 function _M.place(ctx)
-  local n = ctx.n
-  if n < 1 then return nil, "least loaded: no candidates" end
-  local cands = ctx.cands
-  local fresh = false
-  for i = 0, n - 1 do
-    if cands[i].tried == 0 then
-      fresh = true
-      break
-    end
-  end
-  local best, bi, bs, bid = -1, 0, 0, 0
-  for i = 0, n - 1 do
-    local c = cands[i]
-    if not fresh or c.tried == 0 then
-      local inflight, slots, id = c.inflight, c.slots, c.endpoint_id
-      if best < 0 then
-        best, bi, bs, bid = i, inflight, slots, id
-      else
-        -- int32 * int32 is exact in a double.
-        local a, b = inflight * bs, bi * slots
-        if a < b or (a == b and id < bid) then
-          best, bi, bs, bid = i, inflight, slots, id
-        end
-      end
-    end
-  end
-  return best + 1, format("least loaded: %s at %d/%d streams%s", name_of(cands[best]), bi, bs,
+  if ctx.n < 1 then return nil, "least loaded: no candidates" end
+  local fresh = any_untried(ctx)
+  local best, bi, bs = least_loaded(ctx, fresh, -1)
+  return best + 1, format("least loaded: %s at %d/%d streams%s", name_of(ctx.cands[best]), bi, bs,
     fresh and "" or " (every candidate tried before)")
 end
 

@@ -29,6 +29,7 @@
 local ffi = require "ffi"
 local bit = require "bit"
 local placement = require "sluice.placement" -- declares the context type
+local any_untried = placement.any_untried
 
 local bxor, rshift = bit.bxor, bit.rshift
 local name_of = placement.name
@@ -112,13 +113,7 @@ function _M.place(ctx)
   local n = ctx.n
   if n < 1 then return nil, "weighted: no candidates" end
   local cands = ctx.cands
-  local fresh = false
-  for i = 0, n - 1 do
-    if cands[i].tried == 0 then
-      fresh = true
-      break
-    end
-  end
+  local fresh = any_untried(ctx)
   -- Leave full candidates out only when one in the draw has a free slot.
   local only_free = false
   if skip_full then

@@ -5,55 +5,12 @@
 -- start and end; they are listed on failure but do not fail the spec.
 local ffi = require "ffi"
 local jit = require "jit"
-local jutil = require "jit.util"
-local vmdef = require "jit.vmdef"
 local placement = require "sluice.placement"
 local least_loaded = require "placement.least_loaded"
 local p2c = require "placement.p2c"
 
--- Formats a trace abort the way jit.v does.
-local function abort_message(otr, oex)
-  local msg = vmdef.traceerr[otr] or tostring(otr)
-  if type(oex) == "function" then
-    local fi = jutil.funcinfo(oex)
-    oex = fi.loc or tostring(oex)
-  end
-  if oex ~= nil then
-    local ok, s = pcall(string.format, msg, oex)
-    if ok then msg = s end
-  end
-  -- "NYI: bytecode 51" -> "NYI: bytecode FNEW", as jit.dump names it.
-  return (msg:gsub("bytecode (%d+)", function(op)
-    op = tonumber(op)
-    return "bytecode " .. vmdef.bcnames:sub(op * 6 + 1, op * 6 + 6):gsub("%s+$", "")
-  end))
-end
-
-local function location(func, pc)
-  local fi = jutil.funcinfo(func, pc)
-  return fi.loc or (fi.source or "?")
-end
-
--- Runs fn with a trace event handler attached; returns the traces started
--- (by number, with their start location), the ones completed, and aborts.
-local function collect(fn)
-  local started, stopped, aborts = {}, {}, {}
-  local function on_trace(what, tr, func, pc, otr, oex)
-    if what == "start" then
-      started[tr] = location(func, pc)
-    elseif what == "stop" then
-      stopped[#stopped + 1] = started[tr] or "?"
-    elseif what == "abort" then
-      aborts[#aborts + 1] = (started[tr] or location(func, pc)) .. ": " .. abort_message(otr, oex)
-    end
-  end
-  jit.flush()
-  jit.attach(on_trace, "trace")
-  local ok, err = pcall(fn)
-  jit.attach(on_trace)
-  assert(ok, err)
-  return stopped, aborts
-end
+local jit_trace = require "jit_trace"
+local collect, mentions = jit_trace.collect, jit_trace.mentions
 
 local function context(seed)
   local cands = {}
@@ -67,12 +24,6 @@ local function context(seed)
   return placement.new_context(cands, { seed = seed, model = "m", attempt = 2 })
 end
 
-local function mentions(list, pattern)
-  for _, s in ipairs(list) do
-    if s:find(pattern) then return true end
-  end
-  return false
-end
 
 describe("placement hot loop under the JIT", function()
   it("has the JIT on", function()
@@ -112,7 +63,9 @@ describe("placement hot loop under the JIT", function()
     local report = "aborts:\n  " .. table.concat(aborts, "\n  ") .. "\ntraces:\n  " .. table.concat(stopped, "\n  ")
     assert.is_false(mentions(aborts, "NYI"), report)
     assert.is_true(#stopped > 0, report)
-    assert.is_true(mentions(stopped, "least_loaded%.lua"), report)
+    -- least_loaded's scan lives in sluice.placement (shared with the other
+    -- shipped policies), so its traces are recorded there.
+    assert.is_true(mentions(stopped, "least_loaded%.lua") or mentions(stopped, "placement%.lua"), report)
     assert.is_true(mentions(stopped, "p2c%.lua"), report)
   end)
 

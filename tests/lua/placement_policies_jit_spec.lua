@@ -9,63 +9,14 @@
 -- the spec.  Same method as placement_jit_spec.lua.
 local ffi = require "ffi"
 local jit = require "jit"
-local jutil = require "jit.util"
-local vmdef = require "jit.vmdef"
 local placement = require "sluice.placement"
 local dict = require "sluice.dict"
 local affinity = require "placement.affinity"
 local weighted = require "placement.weighted"
 local learning = require "placement.learning"
 
--- Formats a trace abort the way jit.v does.
-local function abort_message(otr, oex)
-  local msg = vmdef.traceerr[otr] or tostring(otr)
-  if type(oex) == "function" then
-    local fi = jutil.funcinfo(oex)
-    oex = fi.loc or tostring(oex)
-  end
-  if oex ~= nil then
-    local ok, s = pcall(string.format, msg, oex)
-    if ok then msg = s end
-  end
-  return (msg:gsub("bytecode (%d+)", function(op)
-    op = tonumber(op)
-    return "bytecode " .. vmdef.bcnames:sub(op * 6 + 1, op * 6 + 6):gsub("%s+$", "")
-  end))
-end
-
-local function location(func, pc)
-  local fi = jutil.funcinfo(func, pc)
-  return fi.loc or (fi.source or "?")
-end
-
--- Runs fn with a trace event handler attached; returns the traces
--- completed (by start location) and the aborts.
-local function collect(fn)
-  local started, stopped, aborts = {}, {}, {}
-  local function on_trace(what, tr, func, pc, otr, oex)
-    if what == "start" then
-      started[tr] = location(func, pc)
-    elseif what == "stop" then
-      stopped[#stopped + 1] = started[tr] or "?"
-    elseif what == "abort" then
-      aborts[#aborts + 1] = (started[tr] or location(func, pc)) .. ": " .. abort_message(otr, oex)
-    end
-  end
-  jit.flush()
-  jit.attach(on_trace, "trace")
-  local ok, err = pcall(fn)
-  jit.attach(on_trace)
-  assert(ok, err)
-  return stopped, aborts
-end
-
-local function mentions(list, pattern)
-  for _, s in ipairs(list) do
-    if s:find(pattern) then return true end
-  end
-  return false
-end
+local jit_trace = require "jit_trace"
+local collect, mentions = jit_trace.collect, jit_trace.mentions
 
 local function context()
   local cands = {}

@@ -119,13 +119,18 @@ void sl_endpoint_succeeded(sl_endpoint_t *ep) {
   ep->reg->snapshot_version++;
 }
 
-int sl_placement_prefilter(sl_registry_t *reg, const char *model, uint64_t now, sl_candidate_t *cands,
-                           int cap, char *reason, size_t reasonlen) {
-  int n = 0, served = 0, ready = 0;
+int sl_placement_prefilter(sl_registry_t *reg, const char *model, int64_t need_tokens, uint64_t now,
+                           sl_candidate_t *cands, int cap, int *cause, char *reason, size_t reasonlen) {
+  int n = 0, served = 0, fits = 0, ready = 0;
+  int64_t largest = 0;
   for (int i = 0; i < reg->npools; i++) {
     sl_pool_t *p = &reg->pools[i];
     if (!sl__pool_serves(p, model)) continue;
     served = 1;
+    int64_t ctx = p->cfg->context_tokens;
+    if (ctx > largest) largest = ctx;
+    if (need_tokens > 0 && ctx > 0 && need_tokens > ctx) continue;
+    fits = 1;
     for (int j = 0; j < p->neps; j++) {
       sl_endpoint_t *ep = &p->eps[j];
       if (!ep->ready || ep->draining) continue;
@@ -139,14 +144,26 @@ int sl_placement_prefilter(sl_registry_t *reg, const char *model, uint64_t now, 
       }
     }
   }
+  int why = SL_PLACE_OK;
   if (n == 0) {
-    if (!served)
+    if (!served) {
+      why = SL_PLACE_NO_MODEL;
       snprintf(reason, reasonlen, "no pool serves model \"%s\"", model);
-    else if (!ready)
+    } else if (!fits) {
+      why = SL_PLACE_TOO_LARGE;
+      snprintf(reason, reasonlen,
+               "the request needs about %lld tokens (prompt estimate plus max tokens) but the largest context "
+               "serving model \"%s\" is %lld tokens",
+               (long long)need_tokens, model, (long long)largest);
+    } else if (!ready) {
+      why = SL_PLACE_NOT_READY;
       snprintf(reason, reasonlen, "no ready endpoint serves model \"%s\"", model);
-    else
+    } else {
+      why = SL_PLACE_COOLING;
       snprintf(reason, reasonlen, "every endpoint serving model \"%s\" is cooling down after failures", model);
+    }
   }
+  if (cause) *cause = why;
   return n;
 }
 

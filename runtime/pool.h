@@ -9,7 +9,7 @@
  *
  * Placement is two steps, and the seam between them is where a Lua policy
  * will plug in: sl_placement_prefilter drops ineligible endpoints (model not
- * served, not ready, draining, cooling down) into a compact candidate array;
+ * served, not ready, draining, cooling down, context too small) into a compact candidate array;
  * sl_placement_least_loaded chooses one (fewest streams per slot, ties to
  * the lowest endpoint id, so the choice is deterministic) and says why.
  * Times are uv_hrtime nanoseconds.
@@ -109,12 +109,23 @@ void sl_endpoint_succeeded(sl_endpoint_t *ep);
  * speed (a value < 0 is "no sample"). */
 void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s);
 
+/* Why nothing was eligible (sl_placement_prefilter's *cause). */
+enum {
+  SL_PLACE_OK = 0,          /* some candidate is eligible */
+  SL_PLACE_NO_MODEL,        /* no pool serves the model */
+  SL_PLACE_NOT_READY,       /* endpoints serve it but none is ready (or all drain) */
+  SL_PLACE_COOLING,         /* ready ones are all cooling down after failures */
+  SL_PLACE_TOO_LARGE        /* every pool serving it has a context smaller than the request */
+};
+
 /* Fills cands (capacity cap) with the endpoints eligible for model at time
- * now and returns how many.  When none is eligible, returns 0 and writes the
- * reason ("no pool serves model \"x\"", "no ready endpoint serves model
- * \"x\"") into reason. */
-int sl_placement_prefilter(sl_registry_t *reg, const char *model, uint64_t now, sl_candidate_t *cands,
-                           int cap, char *reason, size_t reasonlen);
+ * now and returns how many.  need_tokens (0 = unknown) is the request's
+ * estimated prompt plus max tokens: a pool whose context_tokens is set and
+ * smaller is not eligible.  When none is eligible, returns 0, sets *cause
+ * (may be NULL) and writes the reason ("no pool serves model \"x\"", "no
+ * ready endpoint serves model \"x\"", ...) into reason. */
+int sl_placement_prefilter(sl_registry_t *reg, const char *model, int64_t need_tokens, uint64_t now,
+                           sl_candidate_t *cands, int cap, int *cause, char *reason, size_t reasonlen);
 
 /* The default choice: among candidates not in avoid[0..navoid) (endpoint
  * ids tried already; if every candidate was tried, they are allowed again),

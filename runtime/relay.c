@@ -882,7 +882,19 @@ static void sl__try_now(sl_stream_t *st) {
   if (st->finished) return;
   sl_candidate_t cands[64];
   char reason[256];
-  int n = sl_placement_prefilter(&gw->reg, st->r.model, uv_hrtime(), cands, 64, reason, sizeof(reason));
+  /* The size the request needs: the prompt estimated at 4 characters a
+   * token (the common rule of thumb for English BPE vocabularies; sluice has
+   * no tokenizer) plus the max tokens asked for. */
+  int64_t need = (int64_t)((st->r.prompt_chars + 3) / 4) + st->r.max_tokens;
+  int cause = SL_PLACE_OK;
+  int n = sl_placement_prefilter(&gw->reg, st->r.model, need, uv_hrtime(), cands, 64, &cause, reason,
+                                 sizeof(reason));
+  if (n == 0 && cause == SL_PLACE_TOO_LARGE && st->attempts == 0) {
+    sl_counter_inc(SL_C_ERR_BAD_REQUEST);
+    sl__set_error(st, "%s", reason);
+    sl__fail(st, 400, "invalid_request_error", "context_length_exceeded");
+    return;
+  }
   if (n == 0) {
     if (st->attempts == 0) {
       sl_counter_inc(SL_C_ERR_NO_ENDPOINT);

@@ -630,6 +630,32 @@ static void test_authorization_not_forwarded(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+/* A request larger than every context serving its model is the client's
+ * error (400 context_length_exceeded, naming the sizes); one that fits goes
+ * through. */
+static void test_context_length(void) {
+  e2e_proc_t p;
+  ASSERT_EQ(e2e_serve_start(&p,
+                            "{\"pools\":[{\"name\":\"small\",\"models\":[\"m\"],\"context_tokens\":100,"
+                            "\"endpoints\":[{\"sim\":{}}]}]}",
+                            NULL),
+            0);
+  ASSERT_EQ(e2e_wait_ready(p.port, 200, 10000), 0);
+  char body[512];
+  nu_resp_t r;
+  int st = e2e_http(p.port, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), "m", 0, ",\"max_tokens\":500"), &r,
+                    5000);
+  ASSERT_EQ(st, 400);
+  ASSERT(e2e_is_error_body(r.body, "context_length_exceeded"));
+  ASSERT(strstr(r.body, "is 100 tokens") != NULL);
+  nu_resp_free(&r);
+  st = e2e_http(p.port, "POST", CHAT, "x-sim-tokens: 3\r\n",
+                e2e_chat_body(body, sizeof(body), "m", 0, ",\"max_tokens\":50"), &r, 5000);
+  ASSERT_EQ(st, 200);
+  nu_resp_free(&r);
+  ASSERT_EQ(e2e_stop(&p), 0);
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 120);
   E2E_RUN(test_chat_stream_matches_whole);
@@ -639,5 +665,6 @@ int main(int argc, char **argv) {
   E2E_RUN(test_heartbeats);
   E2E_RUN(test_bad_requests_beside_good_stream);
   E2E_RUN(test_authorization_not_forwarded);
+  E2E_RUN(test_context_length);
   return SL_TEST_EXIT();
 }

@@ -10,7 +10,7 @@ static const char *cfg_json =
     "{\"pools\":["
     "{\"name\":\"a\",\"models\":[\"m1\",\"shared\"],\"slots\":4,"
     " \"endpoints\":[{\"url\":\"http://127.0.0.1:9001\"},{\"url\":\"http://127.0.0.1:9002\"}]},"
-    "{\"name\":\"b\",\"models\":[\"shared\"],\"slots\":8,"
+    "{\"name\":\"b\",\"models\":[\"shared\",\"bonly\"],\"slots\":8,\"context_tokens\":1000,"
     " \"endpoints\":[{\"url\":\"http://127.0.0.1:9003\"}]}],"
     "\"health\":{\"cooldown_base_ms\":100,\"cooldown_max_ms\":350,\"cooldown_after_failures\":2}}";
 
@@ -43,24 +43,44 @@ static void test_prefilter_reasons(void) {
   sl_candidate_t c[8];
   char why[256];
   ASSERT_EQ(setup(), 0);
-  ASSERT_EQ(sl_placement_prefilter(&reg, "nope", 0, c, 8, why, sizeof(why)), 0);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "nope", 0, 0, c, 8, NULL, why, sizeof(why)), 0);
   ASSERT_STR_EQ(why, "no pool serves model \"nope\"");
   /* Nothing is ready before health checks pass. */
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, c, 8, why, sizeof(why)), 0);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 0, c, 8, NULL, why, sizeof(why)), 0);
   ASSERT_STR_EQ(why, "no ready endpoint serves model \"m1\"");
   all_ready();
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, c, 8, why, sizeof(why)), 2);
-  ASSERT_EQ(sl_placement_prefilter(&reg, "shared", 0, c, 8, why, sizeof(why)), 3);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 0, c, 8, NULL, why, sizeof(why)), 2);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "shared", 0, 0, c, 8, NULL, why, sizeof(why)), 3);
   sl_endpoint_set_draining(&reg.eps[0], 1);
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, c, 8, why, sizeof(why)), 1);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 0, c, 8, NULL, why, sizeof(why)), 1);
   ASSERT(c[0].ep == &reg.eps[1]);
   sl_endpoint_failed(&reg.eps[1], 1000);
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 1000, c, 8, why, sizeof(why)), 1); /* one failure: no cooldown */
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 1000, c, 8, NULL, why, sizeof(why)), 1); /* one failure: no cooldown */
   sl_endpoint_failed(&reg.eps[1], 1000);
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 1000, c, 8, why, sizeof(why)), 0);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 1000, c, 8, NULL, why, sizeof(why)), 0);
   ASSERT_STR_EQ(why, "every endpoint serving model \"m1\" is cooling down after failures");
   /* After the cooldown it is eligible again. */
-  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 1000 + 100 * 1000000ull, c, 8, why, sizeof(why)), 1);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "m1", 0, 1000 + 100 * 1000000ull, c, 8, NULL, why, sizeof(why)), 1);
+  teardown();
+}
+
+static void test_context_too_small(void) {
+  sl_candidate_t c[8];
+  char why[256];
+  int cause = -1;
+  ASSERT_EQ(setup(), 0);
+  all_ready();
+  /* Pool b alone serves "bonly", with a 1000-token context. */
+  ASSERT_EQ(sl_placement_prefilter(&reg, "bonly", 500, 0, c, 8, &cause, why, sizeof(why)), 1);
+  ASSERT_EQ(cause, SL_PLACE_OK);
+  ASSERT_EQ(sl_placement_prefilter(&reg, "bonly", 5000, 0, c, 8, &cause, why, sizeof(why)), 0);
+  ASSERT_EQ(cause, SL_PLACE_TOO_LARGE);
+  ASSERT(strstr(why, "about 5000 tokens") != NULL && strstr(why, "is 1000 tokens") != NULL);
+  /* "shared" is also served by pool a, whose context is unknown: it stays. */
+  ASSERT_EQ(sl_placement_prefilter(&reg, "shared", 5000, 0, c, 8, &cause, why, sizeof(why)), 2);
+  ASSERT(c[0].ep->pool == &reg.pools[0] && c[1].ep->pool == &reg.pools[0]);
+  /* Size unknown (0): nothing is dropped for it. */
+  ASSERT_EQ(sl_placement_prefilter(&reg, "bonly", 0, 0, c, 8, &cause, why, sizeof(why)), 1);
   teardown();
 }
 
@@ -69,7 +89,7 @@ static void test_least_loaded_and_tie_break(void) {
   char why[256];
   ASSERT_EQ(setup(), 0);
   all_ready();
-  int n = sl_placement_prefilter(&reg, "shared", 0, c, 8, why, sizeof(why));
+  int n = sl_placement_prefilter(&reg, "shared", 0, 0, c, 8, NULL, why, sizeof(why));
   ASSERT_EQ(n, 3);
   /* All idle: the tie goes to the lowest id, every time. */
   for (int i = 0; i < 5; i++) ASSERT_EQ(c[sl_placement_least_loaded(c, n, NULL, 0, why, sizeof(why))].ep->id, 0);
@@ -94,7 +114,7 @@ static void test_retry_avoids_tried(void) {
   char why[256];
   ASSERT_EQ(setup(), 0);
   all_ready();
-  int n = sl_placement_prefilter(&reg, "shared", 0, c, 8, why, sizeof(why));
+  int n = sl_placement_prefilter(&reg, "shared", 0, 0, c, 8, NULL, why, sizeof(why));
   int tried[3] = {0};
   int k = sl_placement_least_loaded(c, n, tried, 1, why, sizeof(why));
   ASSERT_EQ(c[k].ep->id, 1);
@@ -135,6 +155,7 @@ static void test_cooldown_backoff_and_snapshot(void) {
 
 int main(void) {
   SL_RUN(test_prefilter_reasons);
+  SL_RUN(test_context_too_small);
   SL_RUN(test_least_loaded_and_tie_break);
   SL_RUN(test_retry_avoids_tried);
   SL_RUN(test_cooldown_backoff_and_snapshot);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/alloc.h"
 #include "runtime/counters.h"
@@ -21,14 +22,35 @@ const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void) { return sl__place_ctx; }
 
 int sl_generation_live(void) { return sl__live; }
 
+/* The environment wins; then the source tree this binary was built from
+ * (a developer's build); then <prefix>/share/sluice/<sub> beside the
+ * installed binary (<prefix>/bin/sluice). */
+static const char *sl__data_dir(const char *env, const char *built, const char *sub, char *buf, size_t cap) {
+  const char *d = getenv(env);
+  if (d && *d) return d;
+  if (access(built, R_OK) == 0) return built;
+  char exe[512];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';           /* <prefix>/bin */
+    slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';           /* <prefix> */
+    snprintf(buf, cap, "%s/share/sluice/%s", exe, sub);
+    if (access(buf, R_OK) == 0) return buf;
+  }
+  return built;
+}
+
 const char *sl_lua_dir(void) {
-  const char *d = getenv("SLUICE_LUA_DIR");
-  return d && *d ? d : SL_LUA_DIR;
+  static char buf[600];
+  return sl__data_dir("SLUICE_LUA_DIR", SL_LUA_DIR, "lua", buf, sizeof(buf));
 }
 
 const char *sl_policy_dir(void) {
-  const char *d = getenv("SLUICE_POLICY_DIR");
-  return d && *d ? d : SL_POLICY_DIR;
+  static char buf[600];
+  return sl__data_dir("SLUICE_POLICY_DIR", SL_POLICY_DIR, "policies", buf, sizeof(buf));
 }
 
 int sl_policy_resolve(const char *name_or_path, char *out, size_t cap) {

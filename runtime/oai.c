@@ -190,38 +190,13 @@ static int sl__open(sl__jc_t *c) {
   return 0;
 }
 
-/* Iterates an object opened with sl__open.  Returns 1 with the key set and
- * c->p at the (non-blank) value, 0 after consuming the closing brace, or
- * SL_EPARSE. */
-static int sl__obj_next(sl__jc_t *c, int *first, sl_span_t *key, int *kesc) {
+/* The step shared by objects and arrays: 0 after consuming the closing
+ * `close`, 1 with c->p at the next member (past its ',' unless it is the
+ * first), or SL_EPARSE. */
+static int sl__next_member(sl__jc_t *c, int *first, char close) {
   sl__ws(c);
   if (c->p >= c->e) return SL_EPARSE;
-  if (*c->p == '}') {
-    c->p++;
-    c->depth--;
-    return 0;
-  }
-  if (!*first) {
-    if (*c->p != ',') return SL_EPARSE;
-    c->p++;
-    sl__ws(c);
-    if (c->p >= c->e) return SL_EPARSE;
-  }
-  *first = 0;
-  if (*c->p != '"' || sl__str(c, key, kesc) < 0) return SL_EPARSE;
-  sl__ws(c);
-  if (c->p >= c->e || *c->p != ':') return SL_EPARSE;
-  c->p++;
-  sl__ws(c);
-  return c->p < c->e ? 1 : SL_EPARSE;
-}
-
-/* Iterates an array opened with sl__open: 1 with c->p at the next element,
- * 0 after the closing bracket, or SL_EPARSE. */
-static int sl__arr_next(sl__jc_t *c, int *first) {
-  sl__ws(c);
-  if (c->p >= c->e) return SL_EPARSE;
-  if (*c->p == ']') {
+  if (*c->p == close) {
     c->p++;
     c->depth--;
     return 0;
@@ -235,6 +210,24 @@ static int sl__arr_next(sl__jc_t *c, int *first) {
   *first = 0;
   return 1;
 }
+
+/* Iterates an object opened with sl__open.  Returns 1 with the key set and
+ * c->p at the (non-blank) value, 0 after consuming the closing brace, or
+ * SL_EPARSE. */
+static int sl__obj_next(sl__jc_t *c, int *first, sl_span_t *key, int *kesc) {
+  int r = sl__next_member(c, first, '}');
+  if (r <= 0) return r;
+  if (*c->p != '"' || sl__str(c, key, kesc) < 0) return SL_EPARSE;
+  sl__ws(c);
+  if (c->p >= c->e || *c->p != ':') return SL_EPARSE;
+  c->p++;
+  sl__ws(c);
+  return c->p < c->e ? 1 : SL_EPARSE;
+}
+
+/* Iterates an array opened with sl__open: 1 with c->p at the next element,
+ * 0 after the closing bracket, or SL_EPARSE. */
+static int sl__arr_next(sl__jc_t *c, int *first) { return sl__next_member(c, first, ']'); }
 
 /* Validates and skips one value; c->p is at its first byte. */
 static int sl__skip(sl__jc_t *c) {

@@ -36,58 +36,6 @@ static int start(e2e_proc_t *p, int itl_ms) {
   return e2e_log_wait(p, "admin socket on", 5000, NULL, 0) == 1 ? 0 : -1;
 }
 
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  char *s = malloc(cap);
-  size_t r;
-  while ((r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-    n += r;
-    if (cap - n < 2) s = realloc(s, cap *= 2);
-  }
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
-
-static int clean_output(const char *what, const char *s) {
-  static const char *bad[] = {"ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (strstr(s, bad[i])) {
-      fprintf(stderr, "%s: sanitizer report:\n%s\n", what, s);
-      return 0;
-    }
-  return 1;
-}
-
-/* Runs `sluice attach [args]` with script on its stdin; stdout and stderr
- * come back as malloc'd strings (free them).  Returns the exit status, or
- * -1 if it did not run. */
-static int run_attach(const char *args, const char *script, char **out, char **err) {
-  static int k;
-  char in_path[600], out_path[600], err_path[600], cmd[2600];
-  k++;
-  snprintf(in_path, sizeof(in_path), "%s/attach-%d.in", e2e_tmpdir(), k);
-  snprintf(out_path, sizeof(out_path), "%s/attach-%d.out", e2e_tmpdir(), k);
-  snprintf(err_path, sizeof(err_path), "%s/attach-%d.err", e2e_tmpdir(), k);
-  FILE *f = fopen(in_path, "w");
-  if (f == NULL) return -1;
-  fputs(script, f);
-  fclose(f);
-  snprintf(cmd, sizeof(cmd), "timeout 60 %s attach %s < %s > %s 2> %s", e2e_binary(), args, in_path, out_path,
-           err_path);
-  int st = system(cmd);
-  *out = read_file(out_path);
-  *err = read_file(err_path);
-  if (*out == NULL || *err == NULL || !WIFEXITED(st)) {
-    fprintf(stderr, "`%s` did not run (status %d)\n", cmd, st);
-    return -1;
-  }
-  if (!clean_output("sluice attach", *err)) return -1;
-  return WEXITSTATUS(st);
-}
-
 /* ---- the framed protocol, directly on the socket ---- */
 
 typedef struct {
@@ -195,7 +143,7 @@ static void test_helpers_show_the_live_daemon(void) {
   ASSERT_EQ(e2e_sse_read(c, &sse, 5000), 1);
 
   char *out, *err;
-  int rc = run_attach(admin_path,
+  int rc = e2e_run_cli("attach", admin_path,
                       "print('nstreams=' .. #streams())\n"
                       "s = streams()[1]\n"
                       "print('id=' .. s.id .. ' model=' .. s.model .. ' state=' .. s.state ..\n"
@@ -255,7 +203,7 @@ static void test_helpers_show_the_live_daemon(void) {
   e2e_conn_close(c);
 
   /* reload() makes a new generation current. */
-  rc = run_attach(admin_path, "=reload()\n=generations().current\n", &out, &err);
+  rc = e2e_run_cli("attach", admin_path, "=reload()\n=generations().current\n", &out, &err);
   ASSERT_EQ(rc, 0);
   ASSERT(strstr(out, "true\t\"generation 2 is current") != NULL);
   ASSERT(strstr(out, "\n2\n") != NULL);
@@ -281,7 +229,7 @@ static void test_drain_and_undrain(void) {
   char *out, *err;
   snprintf(args, sizeof(args), "-e '=drain(\"%s\")' -e '=drain(\"nope\")' -e 'print(endpoints()[1].draining)' %s",
            first, admin_path);
-  int rc = run_attach(args, "", &out, &err);
+  int rc = e2e_run_cli("attach", args, "", &out, &err);
   ASSERT_EQ(rc, 0);
   char want[256];
   snprintf(want, sizeof(want), "true\t\"%s is draining: new streams avoid it", first);
@@ -297,7 +245,7 @@ static void test_drain_and_undrain(void) {
     ASSERT_STR_EQ(ep, second);
   }
   /* undrain by id this time (endpoint 0 is the first). */
-  rc = run_attach(admin_path, "=undrain(0)\n=endpoints()[1].draining\n", &out, &err);
+  rc = e2e_run_cli("attach", admin_path, "=undrain(0)\n=endpoints()[1].draining\n", &out, &err);
   ASSERT_EQ(rc, 0);
   snprintf(want, sizeof(want), "true\t\"%s takes new streams again\"\nfalse\n", first);
   ASSERT_STR_EQ(out, want);
@@ -326,7 +274,7 @@ static void test_runaway_and_errors_leave_it_serving(void) {
   ASSERT_EQ(e2e_sse_read(c, &sse, 5000), 1);
 
   char *out, *err;
-  int rc = run_attach(admin_path,
+  int rc = e2e_run_cli("attach", admin_path,
                       "while true do end\n"
                       "=1 + 1\n"
                       "pcall(function() while true do end end)\n"
@@ -446,7 +394,7 @@ static void test_client_errors(void) {
   /* No daemon: exit status 2 and a message naming the socket. */
   char *out, *err, args[700];
   snprintf(args, sizeof(args), "%s/none.sock", e2e_tmpdir());
-  int rc = run_attach(args, "=1\n", &out, &err);
+  int rc = e2e_run_cli("attach", args, "=1\n", &out, &err);
   ASSERT_EQ(rc, 2);
   ASSERT(strstr(err, "cannot connect to") != NULL && strstr(err, "none.sock") != NULL);
   free(out);
@@ -456,7 +404,7 @@ static void test_client_errors(void) {
   e2e_proc_t p;
   ASSERT_EQ(start(&p, 20), 0);
   setenv("SLUICE_ADMIN_SOCKET", admin_path, 1);
-  rc = run_attach("", "=1\nfunction f()\n", &out, &err);
+  rc = e2e_run_cli("attach", "", "=1\nfunction f()\n", &out, &err);
   unsetenv("SLUICE_ADMIN_SOCKET");
   ASSERT_EQ(rc, 1);
   ASSERT_STR_EQ(out, "1\n");

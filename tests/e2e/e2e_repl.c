@@ -10,52 +10,9 @@
 #include "test.h"
 #include "e2e/harness.h"
 
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  char *s = malloc(cap);
-  size_t r;
-  while ((r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-    n += r;
-    if (cap - n < 2) s = realloc(s, cap *= 2);
-  }
-  s[n] = '\0';
-  fclose(f);
-  return s;
-}
-
-/* Runs `sluice repl [args]` with script on stdin.  Returns the exit status
- * (or -1), stdout and stderr as malloc'd strings. */
-static int run_repl(const char *args, const char *script, char **out, char **err) {
-  static int k;
-  char in_path[600], out_path[600], err_path[600], cmd[2400];
-  k++;
-  snprintf(in_path, sizeof(in_path), "%s/repl-%d.in", e2e_tmpdir(), k);
-  snprintf(out_path, sizeof(out_path), "%s/repl-%d.out", e2e_tmpdir(), k);
-  snprintf(err_path, sizeof(err_path), "%s/repl-%d.err", e2e_tmpdir(), k);
-  FILE *f = fopen(in_path, "w");
-  if (f == NULL) return -1;
-  fputs(script, f);
-  fclose(f);
-  snprintf(cmd, sizeof(cmd), "timeout 60 %s repl %s < %s > %s 2> %s", e2e_binary(), args, in_path, out_path,
-           err_path);
-  int st = system(cmd);
-  *out = read_file(out_path);
-  *err = read_file(err_path);
-  if (*out == NULL || *err == NULL || !WIFEXITED(st)) return -1;
-  static const char *bad[] = {"ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"};
-  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (strstr(*err, bad[i])) {
-      fprintf(stderr, "sluice repl: sanitizer report:\n%s\n", *err);
-      return -1;
-    }
-  return WEXITSTATUS(st);
-}
-
 static void test_repl_script(void) {
   char *out, *err;
-  int rc = run_repl("",
+  int rc = e2e_run_cli("repl", "",
                     "function double(xs)\n"
                     "  local out = {}\n"
                     "  for i, x in ipairs(xs) do\n"
@@ -118,7 +75,7 @@ static void test_repl_edges(void) {
   char *out, *err;
   /* A syntax error is reported at once, not taken for an incomplete
    * chunk; a chunk left open at the end of input is an error. */
-  int rc = run_repl("", "x = = 1\n=1\nfor i = 1, 2 do\n", &out, &err);
+  int rc = e2e_run_cli("repl", "", "x = = 1\n=1\nfor i = 1, 2 do\n", &out, &err);
   ASSERT_EQ(rc, 1);
   ASSERT_STR_EQ(out, "1\n");
   ASSERT(strstr(err, "stdin:1: unexpected symbol near '='") != NULL);
@@ -126,13 +83,13 @@ static void test_repl_edges(void) {
   free(out);
   free(err);
   /* Everything fine: exit 0. */
-  rc = run_repl("", "=inspect({ a = 1 })\n", &out, &err);
+  rc = e2e_run_cli("repl", "", "=inspect({ a = 1 })\n", &out, &err);
   ASSERT_EQ(rc, 0);
   ASSERT_STR_EQ(out, "\"{ a = 1 }\"\n");
   ASSERT_STR_EQ(err, "");
   free(out);
   free(err);
-  rc = run_repl("--bogus", "", &out, &err);
+  rc = e2e_run_cli("repl", "--bogus", "", &out, &err);
   ASSERT_EQ(rc, 2);
   free(out);
   free(err);

@@ -129,8 +129,8 @@ const char *e2e_tmpdir(void) { return e2e__dir; }
 
 /* ---- logs ---- */
 
-char *e2e_log_text(const e2e_proc_t *p) {
-  FILE *f = fopen(p->log_path, "rb");
+char *e2e_read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
   if (f == NULL) return NULL;
   size_t cap = 8192, len = 0;
   char *buf = malloc(cap);
@@ -146,6 +146,38 @@ char *e2e_log_text(const e2e_proc_t *p) {
   fclose(f);
   buf[len] = '\0';
   return buf;
+}
+
+char *e2e_log_text(const e2e_proc_t *p) { return e2e_read_file(p->log_path); }
+
+int e2e_run_cli(const char *subcmd, const char *args, const char *script, char **out, char **err) {
+  static int k;
+  char in_path[600], out_path[600], err_path[600], cmd[2600];
+  k++;
+  *out = *err = NULL;
+  snprintf(in_path, sizeof(in_path), "%s/%s-%d.in", e2e_tmpdir(), subcmd, k);
+  snprintf(out_path, sizeof(out_path), "%s/%s-%d.out", e2e_tmpdir(), subcmd, k);
+  snprintf(err_path, sizeof(err_path), "%s/%s-%d.err", e2e_tmpdir(), subcmd, k);
+  FILE *f = fopen(in_path, "w");
+  if (f == NULL) return -1;
+  fputs(script, f);
+  fclose(f);
+  snprintf(cmd, sizeof(cmd), "timeout 60 %s %s %s < %s > %s 2> %s", e2e_binary(), subcmd, args, in_path, out_path,
+           err_path);
+  int st = system(cmd);
+  *out = e2e_read_file(out_path);
+  *err = e2e_read_file(err_path);
+  if (*out == NULL || *err == NULL || !WIFEXITED(st)) {
+    fprintf(stderr, "`%s` did not run (status %d)\n", cmd, st);
+    return -1;
+  }
+  static const char *bad[] = {"ERROR: AddressSanitizer", "LeakSanitizer", "runtime error:"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (strstr(*err, bad[i])) {
+      fprintf(stderr, "sluice %s: sanitizer report:\n%s\n", subcmd, *err);
+      return -1;
+    }
+  return WEXITSTATUS(st);
 }
 
 /* Copies the line of text that contains at into line[cap]. */

@@ -93,6 +93,14 @@ int e2e_log_check(const e2e_proc_t *p);
 /* The whole log as a NUL-terminated malloc'd string (caller frees), or NULL. */
 char *e2e_log_text(const e2e_proc_t *p);
 
+/* A whole file as a malloc'd NUL-terminated string, or NULL. */
+char *e2e_read_file(const char *path);
+
+/* Runs `sluice SUBCMD ARGS` with script on its stdin; stdout and stderr come
+ * back as malloc'd strings (free them; NULL if it did not run).  Returns the
+ * exit status, or -1 if it did not run or its stderr has a sanitizer report. */
+int e2e_run_cli(const char *subcmd, const char *args, const char *script, char **out, char **err);
+
 /* Waits up to timeout_ms for a log line containing needle.  Returns 1 if
  * found (and copies that line into line[cap] when line is not NULL), else 0. */
 int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *line, size_t cap);

@@ -12,6 +12,7 @@
 #include "runtime/alloc.h"
 #include "runtime/counters.h"
 #include "runtime/errors.h"
+#include "runtime/lua_budget.h"
 
 /* Memory the REPL machinery may use beyond the cap (compiling a chunk,
  * formatting its answer): a chunk that filled its state to the cap leaves
@@ -26,8 +27,6 @@ struct sl_attach_s {
   unsigned id;               /* 1, 2, ... per process, for the banner and logs */
   uint64_t budget;           /* instructions per chunk */
   int eval_ref;              /* registry ref of sluice.repl's eval */
-  int exceeded;              /* the running chunk went past the budget */
-  char where[160];           /* where it was stopped ("attach:3") */
   char *pending;             /* the chunk gathered so far (lines joined by '\n') */
   size_t plen, pcap;
   char *out;                 /* the last reply's text */
@@ -36,10 +35,6 @@ struct sl_attach_s {
 };
 
 static unsigned sl__sessions;
-
-/* The session whose chunk is running.  One loop runs one chunk at a time,
- * and the hook only needs to find the session of the state it fires in. */
-static sl_attach_t *sl__running;
 
 /* ---- growing buffers ---- */
 
@@ -83,24 +78,6 @@ static void sl__set_outf(sl_attach_t *s, const char *fmt, ...) {
   va_end(ap);
   if (n < 0) n = 0;
   sl__set_out(s, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
-}
-
-/* ---- the instruction budget ---- */
-
-/* Fires once the chunk has run `budget` VM instructions.  From then on it
- * fires on every instruction and raises each time, so a chunk that catches
- * the error with pcall cannot go on: the error reaches the protected call
- * in sl_attach_feed, which reports the budget whatever message arrives. */
-static void sl__budget_hook(lua_State *L, lua_Debug *ar) {
-  sl_attach_t *s = sl__running;
-  if (s == NULL) return;
-  if (!s->exceeded) {
-    s->exceeded = 1;
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-      snprintf(s->where, sizeof(s->where), " at %s:%d", ar->short_src, ar->currentline);
-    lua_sethook(L, sl__budget_hook, LUA_MASKCOUNT, 1);
-  }
-  luaL_error(L, "instruction budget exceeded");
 }
 
 /* ---- helpers: sluice.admin_core ---- */
@@ -414,9 +391,14 @@ int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, size_t mem_limit, uint64
     return SL_ENOMEM;
   }
   /* Count hooks do not fire inside compiled traces: with the JIT on, a hot
-   * loop would run past any budget. */
-  luaJIT_setmode(s->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-  int rc = lua_cpcall(s->L, sl__open_protected, s);
+   * loop would run past any budget (lua_budget.h). */
+  int rc = sl_budget_fence_state(s->L, err, errlen);
+  if (rc < 0) {
+    lua_close(s->L);
+    sl_free(s);
+    return rc;
+  }
+  rc = lua_cpcall(s->L, sl__open_protected, s);
   if (rc != 0) {
     const char *msg = lua_tostring(s->L, -1);
     snprintf(err, errlen, "cannot start a Lua session: %s", msg ? msg : "error object is not a string");
@@ -450,16 +432,9 @@ void sl_attach_close(sl_attach_t *s) {
 
 /* ---- running chunks ---- */
 
-/* Calls eval(pending, "=attach") under the budget and copies the answer
- * out before the state's stack goes away. */
-static int sl__feed_protected(lua_State *L) {
-  sl_attach_t *s = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref);
-  lua_pushlstring(L, s->pending, s->plen);
-  lua_pushliteral(L, "=attach");
-  lua_sethook(L, sl__budget_hook, LUA_MASKCOUNT, (int)s->budget);
-  lua_call(L, 2, 2);
-  lua_sethook(L, NULL, 0, 0);
+/* Reads eval's two results (status, text) and copies the answer out
+ * before the state's stack goes away. */
+static void sl__take_answer(sl_attach_t *s, lua_State *L) {
   const char *st = lua_tostring(L, -2);
   size_t n = 0;
   const char *t = lua_tolstring(L, -1, &n);
@@ -470,7 +445,7 @@ static int sl__feed_protected(lua_State *L) {
   else
     s->status = SL_ATTACH_ERROR;
   sl__set_out(s, t ? t : "", t ? n : 0);
-  return 0;
+  lua_pop(L, 2);
 }
 
 static int sl__collect(lua_State *L) {
@@ -496,21 +471,19 @@ sl_attach_status_t sl_attach_feed(sl_attach_t *s, const char *line, size_t n, co
     sl__set_outf(s, "chunk too long (at most %u bytes); it was dropped", SL_ATTACH_CHUNK_MAX);
     s->plen = 0;
   } else {
-    s->exceeded = 0;
-    s->where[0] = '\0';
-    sl__running = s;
-    int rc = lua_cpcall(L, sl__feed_protected, s);
-    sl__running = NULL;
-    lua_sethook(L, NULL, 0, 0);
-    if (rc != 0 || s->exceeded) {
+    /* eval(pending, "=attach") through the budget runner, like every Lua
+     * call on the loop. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref);
+    lua_pushlstring(L, s->pending, s->plen);
+    lua_pushliteral(L, "=attach");
+    sl_budget_call_t call = {"attach", NULL, NULL, s->budget};
+    char err[1024];
+    sl_budget_status_t st = sl_budget_pcall(L, 2, 2, &call, err, sizeof(err));
+    if (st == SL_BUDGET_OK) {
+      sl__take_answer(s, L);
+    } else {
       s->status = SL_ATTACH_ERROR;
-      if (s->exceeded) {
-        sl__set_outf(s, "instruction budget exceeded: the chunk was stopped after %llu VM instructions%s",
-                     (unsigned long long)s->budget, s->where);
-      } else {
-        const char *msg = lua_tostring(L, -1);
-        sl__set_outf(s, "%s", msg ? msg : "error object is not a string");
-      }
+      sl__set_outf(s, "%s", err);
     }
     s->mem.limit = s->cap + SL__MEM_RESERVE; /* whatever point the chunk stopped at */
     if (s->status == SL_ATTACH_ERROR && s->olen >= 17 && memcmp(s->out, "not enough memory", 17) == 0) {

@@ -1,6 +1,8 @@
 /* config.c: JSON configuration parsing with errors that name the key. */
 #include "runtime/config.h"
 
+#include "runtime/lua_budget.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -267,15 +269,20 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->placement_watch = 1;
   snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "narration");
   cfg->lua_memory_limit = 64u << 20;
+  cfg->lua_budget = SL_BUDGET_DEFAULT;
+  cfg->lua_load_budget = SL_BUDGET_LOAD_DEFAULT;
+  cfg->watchdog_warn_ms = 2000;
+  cfg->watchdog_abort_ms = 20000;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
-                                    "pools", NULL};
+                                    "watchdog", "pools", NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
-  static const char *const lua[] = {"memory_limit_bytes", NULL};
+  static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
+  static const char *const watchdog[] = {"warn_ms", "abort_ms", NULL};
   static const char *const http[] = {"max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                      "idle_timeout_ms", "max_connections", NULL};
   static const char *const stream[] = {"high_watermark", "low_watermark", "chunk_size", "chunk_keep",
@@ -418,6 +425,18 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     if (!cJSON_IsObject(o)) return sl__fail(x, "lua: expected an object");
     SL__TRY(sl__only_keys(x, o, "lua.", lua));
     SL__TRY(sl__get_size(x, o, "memory_limit_bytes", "lua.", 0, 1e12, &cfg->lua_memory_limit));
+    /* lua_sethook counts in an int. */
+    SL__TRY(sl__get_u64(x, o, "instruction_budget", "lua.", 1000, 2147483647.0, &cfg->lua_budget));
+    SL__TRY(sl__get_u64(x, o, "load_instruction_budget", "lua.", 1000, 2147483647.0, &cfg->lua_load_budget));
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "watchdog")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "watchdog: expected an object");
+    SL__TRY(sl__only_keys(x, o, "watchdog.", watchdog));
+    SL__TRY(sl__get_u64(x, o, "warn_ms", "watchdog.", 0, 3600000, &cfg->watchdog_warn_ms));
+    SL__TRY(sl__get_u64(x, o, "abort_ms", "watchdog.", 0, 3600000, &cfg->watchdog_abort_ms));
+    if (cfg->watchdog_abort_ms && cfg->watchdog_warn_ms && cfg->watchdog_abort_ms < cfg->watchdog_warn_ms)
+      return sl__fail(x, "watchdog.abort_ms: must be at least watchdog.warn_ms (%llu)",
+                      (unsigned long long)cfg->watchdog_warn_ms);
   }
   {
     char *sock = NULL;

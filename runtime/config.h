@@ -77,6 +77,10 @@ typedef struct {
   char *log_secrets[32];          /* strings redacted from every log line */
   int nlog_secrets;
   size_t lua_memory_limit;        /* bytes per Lua state (0 = no cap) */
+  uint64_t lua_budget;            /* VM instructions per policy call (placement, narration batch) */
+  uint64_t lua_load_budget;       /* VM instructions to load and configure a policy module */
+  uint64_t watchdog_warn_ms;      /* the loop stuck this long: log what runs (0 = no watchdog) */
+  uint64_t watchdog_abort_ms;     /* stuck this long: end the process (0 = never) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -53,7 +53,9 @@
   X(RELOADS_FAILED, "reloads_failed", "total")                       \
   X(POLICY_ERRORS, "placement_policy_errors", "total")               \
   X(NARRATION_DROPPED, "narration_dropped", "total")                 \
-  X(NARRATION_ERRORS, "narration_policy_errors", "total")
+  X(NARRATION_ERRORS, "narration_policy_errors", "total")            \
+  X(LUA_BUDGET_EXCEEDED, "lua_budget_exceeded", "total")             \
+  X(WATCHDOG_STALLS, "watchdog_stalls", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -13,6 +13,7 @@
 #include "runtime/narrate.h"
 #include "runtime/sim_engine.h"
 #include "runtime/ttldict.h"
+#include "runtime/watchdog.h"
 
 typedef struct {
   sl_gateway_t gw;
@@ -26,6 +27,7 @@ typedef struct {
   uv_check_t narrate_check;     /* narrates queued events once per loop iteration */
   char watch_name[512];         /* the policy file's name in that directory */
   sl_admin_t *admin;
+  sl_watchdog_t *watchdog;      /* NULL when watchdog.warn_ms is 0 */
   int shutting_down;
   int pending_closes;
 } sl__daemon_t;
@@ -310,11 +312,20 @@ int sl_serve_main(int argc, char **argv) {
     secrets[ns] = NULL;
     sl_narrate_configure(stderr, d->cfg.log_json, secrets);
   }
+  /* The watchdog starts before the first generation loads: a policy stuck
+   * in C while loading is caught too. */
+  if (d->cfg.watchdog_warn_ms) {
+    int wrc = sl_watchdog_start(&d->watchdog, loop, d->cfg.watchdog_warn_ms, d->cfg.watchdog_abort_ms, stderr);
+    if (wrc < 0) fprintf(stderr, "sluice: the loop watchdog did not start: %s (continuing without it)\n", uv_strerror(wrc));
+  }
   /* The first generation: a policy that does not load refuses the start. */
   {
     char msg[1536];
     if (sl_gateway_reload(gw, msg, sizeof(msg)) < 0) {
       fprintf(stderr, "sluice: placement policy: %s\n", msg);
+      sl_watchdog_close(d->watchdog);
+      uv_run(loop, UV_RUN_NOWAIT); /* runs the timer's close */
+      sl_watchdog_free(d->watchdog);
       sl_narrate_configure(NULL, 0, NULL);
       sl_ttldict_set_default(NULL);
       sl_registry_free(&gw->reg);
@@ -382,6 +393,9 @@ int sl_serve_main(int argc, char **argv) {
     }
   }
   uv_run(loop, UV_RUN_DEFAULT);
+  /* The watchdog watched the whole shutdown; its timer goes last. */
+  sl_watchdog_close(d->watchdog);
+  uv_run(loop, UV_RUN_DEFAULT);
   if (uv_loop_close(loop) != 0) {
     fprintf(stderr, "sluice: warning: handles still open at exit\n");
     uv_print_all_handles(loop, stderr);
@@ -391,6 +405,7 @@ int sl_serve_main(int argc, char **argv) {
   sl_config_free(&d->cfg);
   sl_ttldict_set_default(NULL); /* frees the process dictionary */
   sl_narrate_configure(NULL, 0, NULL); /* frees the secrets */
+  sl_watchdog_free(d->watchdog);
   sl_free(d);
   return exit_code;
 }

@@ -6,14 +6,7 @@
 #include "runtime/errors.h"
 #include "runtime/gateway.h"
 #include "runtime/narrate.h"
-
-/* <policy dir>/<name>.lua for a bare name, else the path as given. */
-static int sl__resolve_narration(const char *name_or_path, char *out, size_t cap) {
-  size_t n = strlen(name_or_path);
-  int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
-  int w = is_path ? snprintf(out, cap, "%s", name_or_path) : snprintf(out, cap, "%s/%s.lua", sl_policy_dir(), name_or_path);
-  return w < 0 || (size_t)w >= cap ? -1 : 0;
-}
+#include "runtime/policy_check.h"
 
 int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   char path[512];
@@ -22,19 +15,15 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
     snprintf(msg, msglen, "placement.policy: path too long");
     return SL_ETOOBIG;
   }
-  sl_generation_t *g;
-  int rc = sl_generation_build(path, gw->cfg->placement_config, gw->gen_built + 1, gw->cfg->lua_memory_limit, &g,
-                               err, sizeof(err));
-  if (rc == 0 && gw->cfg->narration_policy[0]) {
-    char npath[512];
-    if (sl__resolve_narration(gw->cfg->narration_policy, npath, sizeof(npath)) < 0) {
-      snprintf(err, sizeof(err), "narration.policy: path too long");
-      rc = SL_ETOOBIG;
-    } else {
-      rc = sl_generation_load_narration(g, npath, err, sizeof(err));
-    }
-    if (rc < 0) sl_generation_release(g);
+  char npath[512];
+  if (gw->cfg->narration_policy[0] && sl_narration_resolve(gw->cfg->narration_policy, npath, sizeof(npath)) < 0) {
+    snprintf(msg, msglen, "narration.policy: path too long");
+    return SL_ETOOBIG;
   }
+  sl_lua_limits_t lim = {gw->cfg->lua_memory_limit, gw->cfg->lua_budget, gw->cfg->lua_load_budget};
+  sl_generation_t *g;
+  int rc = sl_policy_build_checked(path, gw->cfg->placement_config, gw->cfg->narration_policy[0] ? npath : NULL,
+                                   gw->gen_built + 1, &lim, NULL, &g, err, sizeof(err));
   if (rc < 0) {
     if (gw->gen != NULL) {
       sl_narrate_push(SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, err, 0, gw->gen->id, 0, 0);

@@ -14,6 +14,7 @@
 #include "runtime/alloc.h"
 #include "runtime/counters.h"
 #include "runtime/errors.h"
+#include "runtime/lua_budget.h"
 
 static int sl__live;
 static const sl_ffi_place_ctx_t *sl__place_ctx;
@@ -58,6 +59,13 @@ int sl_policy_resolve(const char *name_or_path, char *out, size_t cap) {
   int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
   int w = is_path ? snprintf(out, cap, "%s", name_or_path)
                   : snprintf(out, cap, "%s/placement/%s.lua", sl_policy_dir(), name_or_path);
+  return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
+}
+
+int sl_narration_resolve(const char *name_or_path, char *out, size_t cap) {
+  size_t n = strlen(name_or_path);
+  int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
+  int w = is_path ? snprintf(out, cap, "%s", name_or_path) : snprintf(out, cap, "%s/%s.lua", sl_policy_dir(), name_or_path);
   return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
 }
 
@@ -147,10 +155,13 @@ static const char sl__bootstrap[] =
     "local place, context = policy.place, placement.context\n"
     "return function() return place(context()) end, policy.name, policy.version\n";
 
-int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, size_t mem_limit,
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_limits_t *lim,
                         sl_generation_t **out, char *err, size_t errlen) {
   sl_generation_t *g = sl_calloc(1, sizeof(*g));
-  g->mem.limit = mem_limit;
+  if (lim) g->limits = *lim;
+  if (g->limits.budget == 0) g->limits.budget = SL_BUDGET_DEFAULT;
+  if (g->limits.load_budget == 0) g->limits.load_budget = SL_BUDGET_LOAD_DEFAULT;
+  g->mem.limit = g->limits.mem_limit;
   g->id = id;
   g->refs = 1;
   g->place_ref = LUA_NOREF;
@@ -162,17 +173,21 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
     return SL_ENOMEM;
   }
   lua_State *L = g->L;
+  int rc = sl_budget_fence_state(L, err, errlen);
   cJSON *conf = config_json ? cJSON_Parse(config_json) : NULL;
-  int rc = luaL_loadbuffer(L, sl__bootstrap, sizeof(sl__bootstrap) - 1, "=sluice.bootstrap");
+  if (rc == 0 && luaL_loadbuffer(L, sl__bootstrap, sizeof(sl__bootstrap) - 1, "=sluice.bootstrap") != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "cannot load the bootstrap");
+    rc = SL_EINVAL;
+  }
   if (rc == 0) {
     lua_pushstring(L, policy_path);
     if (conf) sl__push_json(L, conf); else lua_pushnil(L);
-    rc = lua_pcall(L, 2, 3, 0);
+    sl_budget_call_t call = {"load", policy_path, NULL, g->limits.load_budget};
+    if (sl_budget_pcall(L, 2, 3, &call, err, errlen) != SL_BUDGET_OK) rc = SL_EINVAL;
   }
   cJSON_Delete(conf);
   if (rc != 0) {
-    const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "unknown error loading the policy");
     lua_close(L);
     sl_free(g);
     return SL_EINVAL;
@@ -201,20 +216,16 @@ void sl_generation_release(sl_generation_t *g) {
   sl_counter_inc(SL_C_GENERATIONS_FREED);
 }
 
-int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, int *index, char *reason,
-                        size_t reasonlen) {
+int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
+                        char *reason, size_t reasonlen) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->place_ref);
   sl__place_ctx = ctx;
-  int rc = lua_pcall(L, 0, 2, 0);
+  sl_budget_call_t call = {"placement", g->policy_path, request_id, g->limits.budget};
+  sl_budget_status_t st = sl_budget_pcall(L, 0, 2, &call, reason, reasonlen);
   sl__place_ctx = NULL;
-  if (rc != 0) {
-    const char *msg = lua_tostring(L, -1);
-    snprintf(reason, reasonlen, "%s", msg ? msg : "error object is not a string");
-    lua_settop(L, top);
-    return SL_EINVAL;
-  }
+  if (st != SL_BUDGET_OK) return st == SL_BUDGET_EXCEEDED ? SL_ETIMEDOUT : SL_EINVAL;
   int ok = lua_type(L, -2) == LUA_TNUMBER;
   lua_Number k = ok ? lua_tonumber(L, -2) : 0;
   if (!ok || k != (lua_Number)(int)k || k < 1 || k > ctx->n) {
@@ -245,14 +256,15 @@ static const char sl__narration_bootstrap[] =
 int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
-  int rc = luaL_loadbuffer(L, sl__narration_bootstrap, sizeof(sl__narration_bootstrap) - 1, "=sluice.narration");
-  if (rc == 0) {
-    lua_pushstring(L, path);
-    rc = lua_pcall(L, 1, 1, 0);
-  }
-  if (rc != 0) {
+  if (luaL_loadbuffer(L, sl__narration_bootstrap, sizeof(sl__narration_bootstrap) - 1, "=sluice.narration") != 0) {
     const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "unknown error loading the narration policy");
+    snprintf(err, errlen, "%s", msg ? msg : "cannot load the narration bootstrap");
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  lua_pushstring(L, path);
+  sl_budget_call_t call = {"load", path, NULL, g->limits.load_budget};
+  if (sl_budget_pcall(L, 1, 1, &call, err, errlen) != SL_BUDGET_OK) {
     lua_settop(L, top);
     return SL_EINVAL;
   }
@@ -270,9 +282,8 @@ int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->narrate_ref);
-  if (lua_pcall(L, 0, 0, 0) != 0) {
-    const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "error object is not a string");
+  sl_budget_call_t call = {"narration", g->narration_path, NULL, g->limits.budget};
+  if (sl_budget_pcall(L, 0, 0, &call, err, errlen) != SL_BUDGET_OK) {
     lua_settop(L, top);
     return SL_EINVAL;
   }

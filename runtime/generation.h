@@ -11,8 +11,10 @@
  *
  * Policy files are Lua modules returning a table with `name` (string),
  * `version` (string), `schema` (table) and `place` (function).  Operator
- * policies are trusted: their state has the JIT on and may use the FFI.
- * Errors carry "file:line: message" as Lua reports them.
+ * policies are trusted (they may use the FFI), but no policy may stop the
+ * daemon: every call into the state (loading, place(), narration) goes
+ * through the budget runner (lua_budget.h), so the state runs with the JIT
+ * off.  Errors carry "file:line: message" as Lua reports them.
  */
 #ifndef SL_GENERATION_H
 #define SL_GENERATION_H
@@ -30,11 +32,19 @@ typedef struct {
   size_t limit;     /* 0 = no cap; past it allocations fail (Lua raises "not enough memory") */
 } sl_lua_mem_t;
 
+/* What a generation's state may use. */
+typedef struct {
+  size_t mem_limit;       /* bytes the state may hold (0 = no cap) */
+  uint64_t budget;        /* VM instructions per phase call (0 = SL_BUDGET_DEFAULT) */
+  uint64_t load_budget;   /* VM instructions to load and configure a module (0 = SL_BUDGET_LOAD_DEFAULT) */
+} sl_lua_limits_t;
+
 typedef struct sl_generation_s {
   uint64_t id;            /* 1, 2, ... in build order */
   int refs;               /* the gateway's (while current) + one per stream */
   lua_State *L;           /* the policy state */
   sl_lua_mem_t mem;       /* its allocator's accounting */
+  sl_lua_limits_t limits; /* its memory cap and instruction budgets */
   int place_ref;          /* registry ref of the place() wrapper, or LUA_NOREF */
   char policy_path[512];  /* the placement policy file */
   char policy_name[64];   /* its `name` */
@@ -53,6 +63,9 @@ const char *sl_policy_dir(void);
  * ending in ".lua").  Writes into out; returns 0 or SL_ETOOBIG. */
 int sl_policy_resolve(const char *name_or_path, char *out, size_t cap);
 
+/* The same for a narration policy: a bare name is <policy dir>/<name>.lua. */
+int sl_narration_resolve(const char *name_or_path, char *out, size_t cap);
+
 /* A new Lua state with the accounted allocator, the standard libraries, the
  * JIT on, and package.path covering the sluice modules and policies.
  * Returns NULL (with err set) if the state cannot be made. */
@@ -60,10 +73,12 @@ lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen);
 
 /* Builds a generation that loads and validates the placement policy at
  * path, configures it with config_json (a JSON object checked against the
- * policy's schema; NULL for the defaults), its state capped at mem_limit
- * bytes (0 = no cap).  Returns 0 with *out (refs 1), or SL_EINVAL with "file:line:
- * message" (or what is missing) in err; nothing is left allocated then. */
-int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, size_t mem_limit,
+ * policy's schema; NULL for the defaults), its state capped and budgeted by
+ * lim (NULL = no memory cap, default budgets; loading runs under
+ * lim->load_budget).  Returns 0 with *out (refs 1), or SL_EINVAL with
+ * "file:line: message" (or what is missing, or the budget that stopped the
+ * load) in err; nothing is left allocated then. */
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_limits_t *lim,
                         sl_generation_t **out, char *err, size_t errlen);
 
 /* Loads the narration policy at path into g (same state): the module must
@@ -71,8 +86,9 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
  * "file:line: message" in err (g is unchanged then). */
 int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen);
 
-/* Runs the narration policy over the batch in progress (see narrate.h).
- * Returns 0, or SL_EINVAL with the Lua error in err. */
+/* Runs the narration policy over the batch in progress (see narrate.h)
+ * under the generation's budget.  Returns 0, or SL_EINVAL with the Lua
+ * error (or the budget that stopped it, with file and line) in err. */
 int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen);
 
 /* Reference counting: the last release closes the state and frees it. */
@@ -80,12 +96,15 @@ sl_generation_t *sl_generation_acquire(sl_generation_t *g);
 void sl_generation_release(sl_generation_t *g);
 
 /* Calls the policy's place() over ctx (which the FFI exposes as
- * sl_ffi_place_ctx() during the call).  Returns 0 with *index (0-based, in
- * [0, ctx->n)) and the policy's reason in reason; or SL_EINVAL when the
- * policy raised or returned something unusable, with the error (Lua's
- * "file:line: message") in reason.  Never calls back into C beyond the FFI. */
-int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, int *index, char *reason,
-                        size_t reasonlen);
+ * sl_ffi_place_ctx() during the call) under the generation's budget, for
+ * request request_id (NULL = none; named to the watchdog).  Returns 0 with
+ * *index (0-based, in [0, ctx->n)) and the policy's reason in reason; or
+ * SL_EINVAL when the policy raised or returned something unusable, or
+ * SL_ETIMEDOUT when the budget stopped it, with the error (Lua's
+ * "file:line: message", or the budget and where it stopped) in reason.
+ * Never calls back into C beyond the FFI. */
+int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
+                        char *reason, size_t reasonlen);
 
 /* Generations alive now (built and not yet freed). */
 int sl_generation_live(void);

@@ -6,31 +6,9 @@
 #include "runtime/alloc.h"
 #include "runtime/attach_client.h"
 #include "runtime/daemon.h"
-#include "runtime/generation.h"
+#include "runtime/policy_check.h"
 #include "runtime/repl.h"
 #include "runtime/sim_engine.h"
-
-/* `sluice check FILE.lua`: loads the policy exactly as a reload would. */
-static int sl__check(int argc, char **argv) {
-  if (argc != 2 || argv[1][0] == '-') {
-    fprintf(stderr, "usage: sluice check POLICY.lua\n");
-    return 2;
-  }
-  sl_alloc_init();
-  char path[512], err[1536];
-  if (sl_policy_resolve(argv[1], path, sizeof(path)) < 0) {
-    fprintf(stderr, "%s: path too long\n", argv[1]);
-    return 1;
-  }
-  sl_generation_t *g;
-  if (sl_generation_build(path, NULL, 0, 0, &g, err, sizeof(err)) < 0) {
-    fprintf(stderr, "%s\n", err);
-    return 1;
-  }
-  printf("ok: %s: policy %s %s\n", path, g->policy_name, g->policy_version);
-  sl_generation_release(g);
-  return 0;
-}
 
 static void sl__usage(FILE *f) {
   fprintf(f,
@@ -43,8 +21,10 @@ static void sl__usage(FILE *f) {
           "      engines running in-process on loopback ports.\n"
           "  sluice serve --print-default-config\n"
           "      Print the compiled-in configuration (a starting point for a file).\n"
-          "  sluice check POLICY.lua\n"
-          "      Compile and validate a placement policy; on error print file:line and exit 1.\n"
+          "  sluice check POLICY.lua | --config FILE\n"
+          "      Load a placement or narration policy (or a config's policies) as the daemon\n"
+          "      would, run each phase on sample inputs under the instruction budget; on\n"
+          "      error print file:line and exit 1.\n"
           "  sluice repl\n"
           "      A LuaJIT prompt with the sluice library loaded (reads stdin; scripts may be piped).\n"
           "  sluice attach [-e CHUNK]... [SOCKET]\n"
@@ -72,7 +52,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "serve") == 0) return sl_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "sim-engine") == 0) return sl_sim_engine_cli(argc - 1, argv + 1);
-  if (strcmp(cmd, "check") == 0) return sl__check(argc - 1, argv + 1);
+  if (strcmp(cmd, "check") == 0) return sl_policy_check_main(argc - 1, argv + 1);
   if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
   if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);

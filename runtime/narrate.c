@@ -24,6 +24,8 @@ static struct {
   char emitted[SL_NARRATE_RING];              /* the policy told event i */
   int32_t nbatch;
   int in_flush;
+  int dry;                                    /* a trial run: sentences go to `say`, not the log */
+  FILE *say;
 } sl__nar;
 
 void sl_narrate_configure(FILE *log, int json, const char *const *secrets) {
@@ -190,6 +192,14 @@ int sl_ffi_narrate_emit(int32_t i, const char *sentence, size_t len) {
   if (len >= sizeof(buf)) len = sizeof(buf) - 1;
   memcpy(buf, sentence, len);
   buf[len] = '\0';
+  if (sl__nar.dry) {
+    char safe[1024];
+    int32_t k = sl__nar.batch[i].kind;
+    if (sl__nar.say)
+      fprintf(sl__nar.say, "  %s: %s\n", k > 0 && k < SL_NAR__COUNT ? sl__kind_names[k] : "?",
+              sl_log_redact(buf, safe, sizeof(safe)));
+    return 0;
+  }
   sl__log(&sl__nar.batch[i], buf);
   return 0;
 }
@@ -222,4 +232,26 @@ void sl_narrate_flush(int (*run)(void *ud, char *err, size_t errlen), void *ud) 
   fflush(sl__nar.log ? sl__nar.log : stderr);
   sl__nar.in_flush = 0;
   sl__nar.nbatch = 0;
+}
+
+int sl_narrate_trial(const sl_ffi_narration_event_t *events, int32_t n, int (*run)(void *ud, char *err, size_t errlen),
+                     void *ud, FILE *say, char *err, size_t errlen) {
+  if (sl__nar.in_flush || n < 0 || n > SL_NARRATE_RING) {
+    snprintf(err, errlen, "narration trial: %s", sl__nar.in_flush ? "a batch is being narrated" : "too many events");
+    return SL_EINVAL;
+  }
+  /* The live ring is not touched: events queued now wait for the next
+   * flush as usual. */
+  memcpy(sl__nar.batch, events, (size_t)n * sizeof(*events));
+  memset(sl__nar.emitted, 0, (size_t)n);
+  sl__nar.nbatch = n;
+  sl__nar.in_flush = 1;
+  sl__nar.dry = 1;
+  sl__nar.say = say;
+  int rc = run(ud, err, errlen);
+  sl__nar.in_flush = 0;
+  sl__nar.dry = 0;
+  sl__nar.say = NULL;
+  sl__nar.nbatch = 0;
+  return rc;
 }

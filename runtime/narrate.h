@@ -77,6 +77,15 @@ int sl_ffi_narrate_emit(int32_t i, const char *sentence, size_t len);
  * failure is logged once per batch). */
 void sl_narrate_flush(int (*run)(void *ud, char *err, size_t errlen), void *ud);
 
+/* A trial run of a narration policy (sluice check, and every generation
+ * before it goes live): hands events[0..n) to run as one batch, as a flush
+ * would, but the sentences go to say (one "  kind: sentence" line each,
+ * redacted; NULL = nowhere) instead of the log, and the live ring is not
+ * touched.  Returns what run returned (its message in err), or SL_EINVAL
+ * when a flush is in progress or n is out of range. */
+int sl_narrate_trial(const sl_ffi_narration_event_t *events, int32_t n, int (*run)(void *ud, char *err, size_t errlen),
+                     void *ud, FILE *say, char *err, size_t errlen);
+
 /* Copies in to out (cap bytes, NUL-terminated) with secrets replaced by
  * "[redacted]".  Returns out. */
 char *sl_log_redact(const char *in, char *out, size_t cap);

@@ -831,9 +831,11 @@ static void sl__retry(sl_stream_t *st) {
 
 /* The choice step: the generation's Lua policy over the compact candidate
  * array, or the C least-loaded rule when there is no policy.  A policy that
- * raises (or returns nonsense) does not fail the request: it falls back to
- * the prefilter's first candidate, and the error is counted and logged with
- * the policy's file and line. */
+ * raises, returns nonsense or runs past its instruction budget does not
+ * fail the request: the C least-loaded rule chooses instead (never simply
+ * the first candidate, which would pile every request on one endpoint for
+ * as long as the policy is broken), and the error is counted and logged
+ * with the policy's file and line. */
 static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
   if (st->gen == NULL || st->gen->place_ref < 0)
     return sl_placement_least_loaded(cands, n, st->tried, st->ntried, st->place_reason, sizeof(st->place_reason));
@@ -863,14 +865,18 @@ static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
     c->name = ep->name;
   }
   int k = 0;
-  if (sl_generation_place(st->gen, &ctx, &k, st->place_reason, sizeof(st->place_reason)) < 0) {
+  int rc = sl_generation_place(st->gen, &ctx, st->id, &k, st->place_reason, sizeof(st->place_reason));
+  if (rc < 0) {
     sl_counter_inc(SL_C_POLICY_ERRORS);
     char safe[sizeof(st->place_reason)];
-    fprintf(st->gw->log, "sluice: placement policy error (generation %llu), using the first candidate: %s\n",
-            (unsigned long long)st->gen->id, sl_log_redact(st->place_reason, safe, sizeof(safe)));
+    fprintf(st->gw->log, "sluice: placement policy %s (generation %llu, request %s), using the least-loaded rule: %s\n",
+            rc == SL_ETIMEDOUT ? "stopped" : "error", (unsigned long long)st->gen->id, st->id,
+            sl_log_redact(st->place_reason, safe, sizeof(safe)));
     fflush(st->gw->log);
-    snprintf(st->place_reason, sizeof(st->place_reason), "fallback: first eligible candidate (policy error)");
-    k = 0;
+    char why[64];
+    k = sl_placement_least_loaded(cands, n, st->tried, st->ntried, why, sizeof(why));
+    snprintf(st->place_reason, sizeof(st->place_reason), "fallback (policy %s): %s",
+             rc == SL_ETIMEDOUT ? "over its budget" : "error", why);
   }
   return k;
 }

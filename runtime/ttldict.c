@@ -591,6 +591,12 @@ sl_ttldict_t *sl_ttldict_default(void) {
   return sl__default;
 }
 
+sl_ttldict_t *sl_ttldict_swap_default(sl_ttldict_t *d) {
+  sl_ttldict_t *old = sl__default;
+  sl__default = d;
+  return old;
+}
+
 void sl_ttldict_set_default(sl_ttldict_t *d) {
   sl_ttldict_t *old = sl__default;
   sl__default = d;

@@ -170,6 +170,12 @@ sl_ttldict_t *sl_ttldict_default(void);
  * which frees the default (the next use creates a fresh one). */
 void sl_ttldict_set_default(sl_ttldict_t *d);
 
+/* Makes d the process-wide default and returns the previous one (possibly
+ * NULL) without freeing it: the caller owns what it gets back and hands it
+ * back with another swap.  For trial runs of policies (policy_check.h),
+ * whose writes must not reach the live dictionary. */
+sl_ttldict_t *sl_ttldict_swap_default(sl_ttldict_t *d);
+
 /* ---- Through the FFI, on the default dictionary (lua/sluice/dict.lua). ----
  * Same contracts as the functions above; SL_ENOMEM when the default
  * dictionary could not be created.  Nothing here calls into Lua. */

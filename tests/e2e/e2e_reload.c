@@ -225,17 +225,30 @@ static void test_reload_under_load(void) {
   ASSERT(strstr(reply, "place") != NULL);
   ASSERT_EQ(e2e_counter(p.port, "reloads_failed"), 2);
 
-  /* A policy that raises: the request still succeeds on the first
-   * candidate, and the error is counted and logged with file and line. */
+  /* A policy that raises on the sample contexts is refused at reload,
+   * naming the sample and the line. */
   write_raw_policy("return { name = 'raises', version = '1', schema = {},\n"
                    "  place = function(ctx)\n"
                    "    error('deliberate failure')\n"
                    "  end }\n");
+  ASSERT_EQ(admin("reload", reply, sizeof(reply)), 1);
+  ASSERT(strstr(reply, "placement sample 1") != NULL);
+  ASSERT(strstr(reply, "policy.lua:3: deliberate failure") != NULL);
+  ASSERT_EQ(e2e_counter(p.port, "reloads_failed"), 3);
+  /* One that raises only on real traffic (model m, which no sample uses)
+   * loads; the request still succeeds through the C least-loaded rule, and
+   * the error is counted and logged with file and line. */
+  write_raw_policy("local ffi = require 'ffi'\n"
+                   "return { name = 'raises', version = '1', schema = {},\n"
+                   "  place = function(ctx)\n"
+                   "    if ffi.string(ctx.model) == 'm' then error('deliberate failure') end\n"
+                   "    return 1, 'sample'\n"
+                   "  end }\n");
   ASSERT_EQ(admin("reload", reply, sizeof(reply)), 0);
   one_request(p.port, "probe-3", &p, ep_last, reason);
-  ASSERT(strstr(reason, "fallback") != NULL);
+  ASSERT(strstr(reason, "fallback (policy error): least loaded") != NULL);
   ASSERT_EQ(e2e_counter(p.port, "placement_policy_errors"), 1);
-  ASSERT_EQ(e2e_log_wait(&p, "policy.lua:3: deliberate failure", 2000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(&p, "policy.lua:4: deliberate failure", 2000, NULL, 0), 1);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 

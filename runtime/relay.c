@@ -865,13 +865,19 @@ static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
     c->name = ep->name;
   }
   int k = 0;
-  int rc = sl_generation_place(st->gen, &ctx, st->id, &k, st->place_reason, sizeof(st->place_reason));
+  char msg[768]; /* a Lua error with its file and line; the reason is kept short */
+  int rc = sl_generation_place(st->gen, &ctx, st->id, &k, msg, sizeof(msg));
+  if (rc == 0) { /* the policy's reason, cut to fit */
+    size_t n = strnlen(msg, sizeof(st->place_reason) - 1);
+    memcpy(st->place_reason, msg, n);
+    st->place_reason[n] = '\0';
+  }
   if (rc < 0) {
     sl_counter_inc(SL_C_POLICY_ERRORS);
-    char safe[sizeof(st->place_reason)];
+    char safe[sizeof(msg)];
     fprintf(st->gw->log, "sluice: placement policy %s (generation %llu, request %s), using the least-loaded rule: %s\n",
             rc == SL_ETIMEDOUT ? "stopped" : "error", (unsigned long long)st->gen->id, st->id,
-            sl_log_redact(st->place_reason, safe, sizeof(safe)));
+            sl_log_redact(msg, safe, sizeof(safe)));
     fflush(st->gw->log);
     char why[64];
     k = sl_placement_least_loaded(cands, n, st->tried, st->ntried, why, sizeof(why));

@@ -125,7 +125,9 @@ static int sl__narrate_run(void *ud, char *err, size_t errlen) {
 
 static void sl__narrate_now(sl__daemon_t *d) {
   if (sl_narrate_pending() == 0) return;
-  int has_policy = d->gw.gen != NULL && d->gw.gen->narrate_ref >= 0;
+  /* A suspended narration policy (generation.h) gets no call: its batches
+   * go straight to the plain rendering, without an error line each. */
+  int has_policy = d->gw.gen != NULL && d->gw.gen->narrate_ref >= 0 && !d->gw.gen->narrate_suspended;
   sl_narrate_flush(has_policy ? sl__narrate_run : NULL, d);
 }
 

@@ -218,6 +218,11 @@ void sl_generation_release(sl_generation_t *g) {
 
 int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
                         char *reason, size_t reasonlen) {
+  if (g->place_suspended) {
+    snprintf(reason, reasonlen, "placement policy %s suspended in generation %llu after %d budget stops in a row",
+             g->policy_path, (unsigned long long)g->id, SL_BUDGET_SUSPEND_AFTER);
+    return SL_ECANCELED;
+  }
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->place_ref);
@@ -225,6 +230,15 @@ int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const
   sl_budget_call_t call = {"placement", g->policy_path, request_id, g->limits.budget};
   sl_budget_status_t st = sl_budget_pcall(L, 0, 2, &call, reason, reasonlen);
   sl__place_ctx = NULL;
+  g->place_stops = st == SL_BUDGET_EXCEEDED ? g->place_stops + 1 : 0;
+  if (g->place_stops >= SL_BUDGET_SUSPEND_AFTER && !g->place_suspended) {
+    g->place_suspended = 1;
+    size_t n = strlen(reason);
+    snprintf(reason + n, reasonlen - n,
+             "; %d stops in a row: the policy is suspended for generation %llu (the C rule places every request "
+             "until a reload)",
+             SL_BUDGET_SUSPEND_AFTER, (unsigned long long)g->id);
+  }
   if (st != SL_BUDGET_OK) return st == SL_BUDGET_EXCEEDED ? SL_ETIMEDOUT : SL_EINVAL;
   int ok = lua_type(L, -2) == LUA_TNUMBER;
   lua_Number k = ok ? lua_tonumber(L, -2) : 0;
@@ -279,11 +293,25 @@ int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen) {
     snprintf(err, errlen, "no narration policy");
     return SL_EINVAL;
   }
+  if (g->narrate_suspended) {
+    snprintf(err, errlen, "narration policy %s suspended in generation %llu", g->narration_path,
+             (unsigned long long)g->id);
+    return SL_ECANCELED;
+  }
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->narrate_ref);
   sl_budget_call_t call = {"narration", g->narration_path, NULL, g->limits.budget};
-  if (sl_budget_pcall(L, 0, 0, &call, err, errlen) != SL_BUDGET_OK) {
+  sl_budget_status_t st = sl_budget_pcall(L, 0, 0, &call, err, errlen);
+  g->narrate_stops = st == SL_BUDGET_EXCEEDED ? g->narrate_stops + 1 : 0;
+  if (g->narrate_stops >= SL_BUDGET_SUSPEND_AFTER && !g->narrate_suspended) {
+    g->narrate_suspended = 1;
+    size_t n = strlen(err);
+    snprintf(err + n, errlen - n,
+             "; %d stops in a row: the policy is suspended for generation %llu (plain narration until a reload)",
+             SL_BUDGET_SUSPEND_AFTER, (unsigned long long)g->id);
+  }
+  if (st != SL_BUDGET_OK) {
     lua_settop(L, top);
     return SL_EINVAL;
   }

@@ -39,6 +39,12 @@ typedef struct {
   uint64_t load_budget;   /* VM instructions to load and configure a module (0 = SL_BUDGET_LOAD_DEFAULT) */
 } sl_lua_limits_t;
 
+/* A phase whose calls run out of budget this many times in a row is
+ * suspended for the rest of its generation: its calls fail at once (the
+ * phase's fallback serves), so a policy that loops on every input does not
+ * cost a full budget per request until someone reloads a fix. */
+#define SL_BUDGET_SUSPEND_AFTER 8
+
 typedef struct sl_generation_s {
   uint64_t id;            /* 1, 2, ... in build order */
   int refs;               /* the gateway's (while current) + one per stream */
@@ -51,6 +57,10 @@ typedef struct sl_generation_s {
   char policy_version[32];/* its `version` */
   int narrate_ref;        /* registry ref of the narration batch runner, or LUA_NOREF */
   char narration_path[512];/* the narration policy file ("" = none) */
+  int place_stops;        /* consecutive place() calls stopped by the budget */
+  int narrate_stops;      /* the same for narration batches */
+  int place_suspended;    /* place() is suspended (SL_BUDGET_SUSPEND_AFTER reached) */
+  int narrate_suspended;  /* narration is suspended */
 } sl_generation_t;
 
 /* Where Lua modules and shipped policies are found: $SLUICE_LUA_DIR and
@@ -88,7 +98,9 @@ int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err
 
 /* Runs the narration policy over the batch in progress (see narrate.h)
  * under the generation's budget.  Returns 0, or SL_EINVAL with the Lua
- * error (or the budget that stopped it, with file and line) in err. */
+ * error (or the budget that stopped it, with file and line; and, the call
+ * that suspends narration, a note saying so) in err; SL_ECANCELED at once
+ * while narration is suspended. */
 int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen);
 
 /* Reference counting: the last release closes the state and frees it. */
@@ -101,7 +113,10 @@ void sl_generation_release(sl_generation_t *g);
  * *index (0-based, in [0, ctx->n)) and the policy's reason in reason; or
  * SL_EINVAL when the policy raised or returned something unusable, or
  * SL_ETIMEDOUT when the budget stopped it, with the error (Lua's
- * "file:line: message", or the budget and where it stopped) in reason.
+ * "file:line: message", or the budget and where it stopped; and, on the
+ * stop that suspends the policy, a note saying so) in reason; or
+ * SL_ECANCELED at once while the policy is suspended (see
+ * SL_BUDGET_SUSPEND_AFTER).
  * Never calls back into C beyond the FFI. */
 int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
                         char *reason, size_t reasonlen);

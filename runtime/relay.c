@@ -872,7 +872,12 @@ static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
     memcpy(st->place_reason, msg, n);
     st->place_reason[n] = '\0';
   }
-  if (rc < 0) {
+  if (rc == SL_ECANCELED) { /* suspended: said once, when it happened */
+    sl_counter_inc(SL_C_POLICY_ERRORS);
+    char why[64];
+    k = sl_placement_least_loaded(cands, n, st->tried, st->ntried, why, sizeof(why));
+    snprintf(st->place_reason, sizeof(st->place_reason), "fallback (policy suspended): %s", why);
+  } else if (rc < 0) {
     sl_counter_inc(SL_C_POLICY_ERRORS);
     char safe[sizeof(msg)];
     fprintf(st->gw->log, "sluice: placement policy %s (generation %llu, request %s), using the least-loaded rule: %s\n",

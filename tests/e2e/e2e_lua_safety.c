@@ -5,8 +5,9 @@
  *    config at start and swapped in by a reload: under 50 streams every
  *    stream completes, placement falls back to the C least-loaded rule (two
  *    held streams land on two endpoints, not both on the first), every
- *    budget kill is counted and logged with file and line, /health answers,
- *    and SIGTERM drains and exits cleanly.
+ *    budget stop is counted and logged with file and line, after 8 stops in
+ *    a row each policy is suspended for its generation (said once), /health
+ *    answers, and SIGTERM drains and exits cleanly.
  *  - Policies that loop on the samples are refused: `sluice serve` does not
  *    start, a reload keeps the old generation, `sluice check` exits 1; the
  *    messages name the sample, the budget and the line.
@@ -165,20 +166,39 @@ static void run_streams(const e2e_proc_t *p) {
   }
 }
 
-/* The budget kills were counted and logged with file and line. */
-static void check_kills(const e2e_proc_t *p, int64_t min_placements) {
-  ASSERT_GE(e2e_counter(p->port, "placement_policy_errors"), min_placements);
-  ASSERT_GE(e2e_counter(p->port, "lua_budget_exceeded"), min_placements + 1);
-  ASSERT_GE(e2e_counter(p->port, "narration_policy_errors"), 1);
+static int count_lines(const e2e_proc_t *p, const char *needle) {
+  char *log = e2e_log_text(p);
+  int n = 0;
+  for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++) n++;
+  free(log);
+  return n;
+}
+
+/* The budget stops were counted and logged with file and line; after
+ * SL_BUDGET_SUSPEND_AFTER (8) stops in a row each policy was suspended for
+ * its generation, said once, and the fallbacks served the rest. */
+static void check_kills(const e2e_proc_t *p, int64_t placements, unsigned long long gen) {
+  ASSERT_GE(e2e_counter(p->port, "placement_policy_errors"), placements);
+  ASSERT_EQ(e2e_wait_counter(p->port, "lua_budget_exceeded", 16, 5000), 16);
+  ASSERT_GE(e2e_counter(p->port, "narration_policy_errors"), 8);
   char needle[1024];
   snprintf(needle, sizeof(needle), "stopped after 200000 VM instructions at %s:4", dir_policy);
   ASSERT_EQ(e2e_log_wait(p, needle, 5000, NULL, 0), 1);
-  ASSERT_EQ(e2e_log_wait(p, "using the least-loaded rule", 5000, NULL, 0), 1);
+  ASSERT_EQ(count_lines(p, needle), 8);
+  ASSERT_EQ(count_lines(p, "using the least-loaded rule"), 8);
+  snprintf(needle, sizeof(needle),
+           "8 stops in a row: the policy is suspended for generation %llu (the C rule places every request", gen);
+  ASSERT_EQ(count_lines(p, needle), 1);
   snprintf(needle, sizeof(needle), "narration %s stopped after 200000 VM instructions at %s:4", dir_narration,
            dir_narration);
   ASSERT_EQ(e2e_log_wait(p, needle, 5000, NULL, 0), 1);
+  ASSERT_EQ(count_lines(p, needle), 8);
+  snprintf(needle, sizeof(needle),
+           "8 stops in a row: the policy is suspended for generation %llu (plain narration until a reload)", gen);
+  ASSERT_EQ(count_lines(p, needle), 1);
   /* Narration fell back to the plain rendering: the events are still told. */
   ASSERT_EQ(e2e_log_wait(p, "stream_end: stream ended (complete)", 5000, NULL, 0), 1);
+  ASSERT_GE(count_lines(p, "fallback (policy suspended): least loaded"), 1);
 }
 
 static void test_runaway_policies_in_config(void) {
@@ -195,7 +215,7 @@ static void test_runaway_policies_in_config(void) {
   hold_two(&p, held, sse);
   run_streams(&p);
   ASSERT_EQ(e2e_wait_ready(p.port, 200, 10000), 0);
-  check_kills(&p, NSTREAMS + 2);
+  check_kills(&p, NSTREAMS + 2, 1);
   release_two(held, sse);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
@@ -220,7 +240,7 @@ static void test_runaway_policies_through_reload(void) {
   ASSERT_EQ(admin("reload", reply, sizeof(reply)), 0);
   ASSERT(strstr(reply, "generation 2 is current") != NULL);
   run_streams(&p);
-  check_kills(&p, NSTREAMS);
+  check_kills(&p, NSTREAMS, 2);
   /* The held streams (generation 1) are still alive and end normally. */
   release_two(held, sse);
   ASSERT_EQ(e2e_stop(&p), 0);

@@ -657,7 +657,15 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
 
 /* ---- the end of an attempt ---- */
 
-static int sl__status_retryable(int status) { return status >= 500 || status == 429 || status == 408; }
+/* Whether an engine's non-2xx status is the engine refusing the request
+ * itself (its answer then goes to the client as is) rather than the
+ * endpoint failing (retried, then 502).  Only 4xx can be a refusal, and not
+ * 408 or 429, which say "not now".  A 3xx is the endpoint failing too:
+ * sluice does not follow redirects (the pool names the engines it may
+ * use), and the client cannot follow an engine's Location either. */
+static int sl__status_is_refusal(int status) {
+  return status >= 400 && status < 500 && status != 408 && status != 429;
+}
 
 static void sl__on_end(void *ud, const sl_up_end_t *end) {
   sl_stream_t *st = ud;
@@ -697,7 +705,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       }
       sl__set_error(st, "engine %s answered HTTP %d%s%.*s", ep->name, end->status, mlen ? ": " : "", (int)mlen,
                     msg);
-      if (!sl__status_retryable(end->status) && !st->headers_sent && st->req != NULL) {
+      if (sl__status_is_refusal(end->status) && !st->headers_sent && st->req != NULL) {
         /* The engine refused the request itself: retrying elsewhere will not
          * help, and its status is the client's answer. */
         sl_api_error(st->req, end->status, "invalid_request_error", "upstream_rejected", NULL, "%s", st->error);

@@ -109,7 +109,7 @@ static int sl__l_streams(lua_State *L) {
   for (const sl_stream_t *st = sl_relay_stream_next(gw, NULL); st != NULL; st = sl_relay_stream_next(gw, st)) {
     sl_stream_info_t in;
     sl_relay_stream_info(st, now, &in);
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 13);
     sl__setstr(L, "id", in.id);
     sl__setstr(L, "model", in.model);
     sl__setstr(L, "endpoint", in.endpoint);
@@ -118,6 +118,7 @@ static int sl__l_streams(lua_State *L) {
     if (in.placement && in.placement[0]) sl__setstr(L, "placement", in.placement);
     if (in.gen) sl__setnum(L, "generation", (double)in.gen->id);
     sl__setnum(L, "tokens", (double)in.tokens);
+    sl__setnum(L, "tokens_written", (double)in.tokens_written);
     sl__setnum(L, "age_ms", in.age_ms);
     if (in.ttft_ms >= 0) sl__setnum(L, "ttft_ms", in.ttft_ms);
     sl__setnum(L, "attempts", in.attempts);

@@ -80,7 +80,8 @@ typedef struct {
                                      "paused" (backpressure) or "ending" (finished, closing handles) */
   const char *placement;          /* the placement reason ("" before placement) */
   const sl_generation_t *gen;     /* the generation it was admitted under (NULL when none) */
-  uint64_t tokens;                /* token events relayed to the client */
+  uint64_t tokens;                /* token events received from the engine */
+  uint64_t tokens_written;        /* of those, the ones whose bytes the kernel took for the client */
   double age_ms;                  /* since it was admitted */
   double ttft_ms;                 /* time to first token, or -1 before it */
   int attempts;                   /* attempts that counted so far */

@@ -17,7 +17,8 @@
   X(STREAMS_STARTED, "streams_started", "total")                     \
   X(STREAMS_ACTIVE, "streams_active", "gauge")                       \
   X(STREAMS_COMPLETED, "streams_completed", "total")                 \
-  X(TOKENS_RELAYED, "tokens_relayed", "total")                       \
+  X(TOKENS_RECEIVED, "tokens_received", "total")                     \
+  X(TOKENS_WRITTEN, "tokens_written", "total")                       \
   X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "total")             \
   X(BYTES_TO_CLIENTS, "bytes_to_clients", "total")                   \
   X(CHUNKS_ALLOCATED, "chunk_pool_allocated", "total")               \
@@ -74,7 +75,7 @@ static inline void sl_counter_max(sl_counter_id_t id, uint64_t v) {
 }
 static inline uint64_t sl_counter_get(sl_counter_id_t id) { return sl_counters[id]; }
 
-/* The counter's name ("tokens_relayed"), or NULL for an id out of range. */
+/* The counter's name ("tokens_received"), or NULL for an id out of range. */
 const char *sl_counter_name(sl_counter_id_t id);
 /* "total" or "gauge". */
 const char *sl_counter_kind(sl_counter_id_t id);

@@ -486,6 +486,17 @@ static int sl__scan_usage(sl__jc_t *c, sl_event_t *ev) {
   return r;
 }
 
+/* Usage counts an engine sends are trusted only within [0,
+ * SL_OAI_USAGE_MAX].  Saturating would report a made-up number as the
+ * engine's; a count outside that range means the engine's accounting is
+ * broken, so the whole usage object is treated as absent (usage_refused)
+ * and the relay falls back to what it counted itself. */
+static int sl__count_ok(int64_t v) { return v >= 0 && v <= SL_OAI_USAGE_MAX; }
+
+static int sl__usage_ok(const sl_event_t *ev) {
+  return sl__count_ok(ev->prompt_tokens) && sl__count_ok(ev->completion_tokens) && sl__count_ok(ev->total_tokens);
+}
+
 /* A number, a string's contents, or nothing, for error codes. */
 static int sl__get_code(sl__jc_t *c, sl_span_t *out) {
   if (*c->p == '-' || sl__isdigit(*c->p)) return sl__num(c, out);
@@ -569,9 +580,20 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
   sl_span_t ks;
   sl__key_t k;
   int r, kesc, first = 1, object_is_error = 0;
+  /* For usage_member: the end of the previous member's value, the usage
+   * keys seen, and whether a leading usage member waits for the next key
+   * (its span then runs up to that key, taking the comma after it). */
+  const char *prev_end = NULL;
+  int nusage = 0, usage_leads = 0;
   sl__ws(&c);
   if (c.p >= c.e || *c.p != '{' || sl__open(&c) < 0) return SL_EPARSE;
   while ((r = sl__obj_next(&c, &first, &ks, &kesc)) > 0) {
+    const char *kstart = ks.p - 1; /* the key's opening quote */
+    int is_usage = 0;
+    if (usage_leads) {
+      ev->usage_member.n = (size_t)(kstart - ev->usage_member.p);
+      usage_leads = 0;
+    }
     sl__key(&k, ks, kesc);
     if (SL__IS(k, "choices")) {
       ev->n_choices = -1;
@@ -598,9 +620,16 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
     } else if (SL__IS(k, "created")) {
       r = sl__get_int(&c, &ev->created, &ev->has_created);
     } else if (SL__IS(k, "usage")) {
+      is_usage = 1;
       ev->prompt_tokens = ev->completion_tokens = ev->total_tokens = 0;
+      ev->usage_refused = 0;
       ev->has_usage = *c.p == '{';
       r = ev->has_usage ? sl__scan_usage(&c, ev) : sl__skip(&c);
+      if (r == 0 && ev->has_usage && !sl__usage_ok(ev)) {
+        ev->has_usage = 0;
+        ev->usage_refused = 1;
+        ev->prompt_tokens = ev->completion_tokens = ev->total_tokens = 0;
+      }
     } else if (SL__IS(k, "error")) {
       r = sl__scan_error(&c, &s);
     } else if (SL__IS(k, "error_type")) {
@@ -615,10 +644,25 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
       r = sl__skip(&c);
     }
     if (r < 0) return r;
+    if (is_usage) {
+      /* A later member drops with the comma before it; a first one with
+       * the comma after it, found at the next key. */
+      nusage++;
+      ev->usage_member.p = prev_end != NULL ? prev_end : kstart;
+      ev->usage_member.n = (size_t)(c.p - ev->usage_member.p);
+      usage_leads = prev_end == NULL;
+    }
+    prev_end = c.p;
   }
   if (r < 0) return r;
   sl__ws(&c);
   if (c.p != c.e) return SL_EPARSE;
+  if (nusage != 1) {
+    /* With duplicate keys the last one wins; cutting one would change
+     * which that is, so none is offered for cutting. */
+    ev->usage_member.p = NULL;
+    ev->usage_member.n = 0;
+  }
 
   if (s.has_content) {
     ev->has_text = 1;
@@ -873,6 +917,8 @@ size_t sl_oai_encode_chunk(char *buf, size_t cap, const sl_oai_meta_t *m, const 
 
 size_t sl_oai_encode_usage(char *buf, size_t cap, const sl_oai_meta_t *m, int64_t prompt,
                            int64_t completion) {
+  /* Bounded counts keep the sum exact (and defined). */
+  if (!sl__count_ok(prompt) || !sl__count_ok(completion)) return (size_t)-1;
   sl__w_t w = {buf, 0, cap, 0};
   sl__w_head(&w, m);
   SL__W_LIT(&w, "],\"usage\":{\"prompt_tokens\":");

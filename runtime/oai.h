@@ -82,10 +82,15 @@ typedef struct {
   int has_logprobs;       /* choices[0].logprobs present and not null */
   sl_finish_t finish;     /* choices[0].finish_reason; NONE when null or absent */
   sl_span_t finish_raw;   /* finish_reason string as received */
-  int has_usage;          /* top-level "usage" is an object */
+  int has_usage;          /* top-level "usage" is an object whose counts were accepted */
   int64_t prompt_tokens;     /* usage.prompt_tokens (0 when absent) */
   int64_t completion_tokens; /* usage.completion_tokens */
   int64_t total_tokens;      /* usage.total_tokens */
+  int usage_refused;      /* "usage" was an object with a count that is negative or past
+                             SL_OAI_USAGE_MAX: malformed, so has_usage is 0 and the counts 0 */
+  sl_span_t usage_member; /* the bytes that drop the top-level "usage" member when cut out of raw:
+                             the member with its separating comma and blanks ("usage":null included);
+                             {NULL, 0} when there is no such key or more than one */
   /* ERROR: a truthy top-level "error" (JavaScript truthiness: any object or
    * array, a non-empty string, true, a non-zero number) that is an object
    * ({message,type,code}) or a string (TGI native / Ollama; then err_type is
@@ -96,6 +101,12 @@ typedef struct {
   sl_span_t err_code;     /* error.code: string contents, or the literal digits if numeric;
                              TGI's error.http_status_code when code is absent */
 } sl_event_t;
+
+/* The largest token count accepted in usage: 2^53, the largest integer
+ * every JSON reader holds exactly (JavaScript numbers are doubles).  Real
+ * counts are many orders of magnitude below it, and sums of two accepted
+ * counts cannot overflow an int64_t. */
+#define SL_OAI_USAGE_MAX 9007199254740992LL
 
 /* Scans one SSE data payload json[0..len).  "[DONE]" (optionally wrapped in
  * JSON whitespace) gives SL_EV_DONE, a payload with a truthy top-level
@@ -148,8 +159,9 @@ size_t sl_oai_encode_chunk(char *buf, size_t cap, const sl_oai_meta_t *m, const 
                            const char *text_escaped, size_t text_len, sl_finish_t finish);
 
 /* Writes the usage chunk: "choices":[] and usage {prompt_tokens,
- * completion_tokens, total_tokens = their sum}.  Returns the length or
- * (size_t)-1 if cap is too small. */
+ * completion_tokens, total_tokens = their sum}.  Returns the length, or
+ * (size_t)-1 if cap is too small or a count is negative or past
+ * SL_OAI_USAGE_MAX (nothing meaningful is written then). */
 size_t sl_oai_encode_usage(char *buf, size_t cap, const sl_oai_meta_t *m, int64_t prompt,
                            int64_t completion);
 

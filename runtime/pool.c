@@ -112,6 +112,16 @@ void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now) {
   sl_narrate_push(SL_NAR_COOLDOWN, NULL, ep->name, NULL, NULL, 0, 0, (double)ms, ep->failures);
 }
 
+int sl_endpoint_probe(sl_endpoint_t *ep, int ok) {
+  /* A probe and a request test different things: /health can answer while
+   * completions fail (a broken model, a full disk).  If a passing probe
+   * cleared the failure run, the backoff would restart every probe
+   * interval and never reach its cap; if a failing probe added to it, an
+   * engine that comes back would still sit out a cooldown earned while it
+   * was down.  So probes move readiness only. */
+  return sl_endpoint_set_ready(ep, ok);
+}
+
 void sl_endpoint_succeeded(sl_endpoint_t *ep) {
   if (ep->failures == 0 && ep->cooldown_until == 0) return;
   ep->failures = 0;

@@ -42,7 +42,7 @@ struct sl_endpoint_s {
   int ready;                     /* passed its last health check */
   int draining;                  /* takes no new streams */
   uint64_t cooldown_until;       /* not eligible before this time (0 = none) */
-  int failures;                  /* consecutive failures (health or requests) */
+  int failures;                  /* consecutive failed requests (probes do not count) */
   uint64_t requests, errors;     /* totals */
   double ewma_ttft_ms;           /* smoothed time to first token (0 = no sample) */
   double ewma_itl_ms;            /* smoothed inter-token time (0 = no sample) */
@@ -98,11 +98,18 @@ int sl_registry_any_ready(const sl_registry_t *reg);
  * changed anything. */
 int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready);
 int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
-/* A failure.  From the cooldown_after_failures-th consecutive one on, the
+/* A failed request (an attempt that failed, before or after its first
+ * token).  From the cooldown_after_failures-th consecutive one on, the
  * endpoint cools down for base * 2^(failures - that), capped at max. */
 void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now);
-/* A success: clears the failure count (and any cooldown). */
+/* A request the endpoint served (its first token arrived): clears the
+ * failure count and any cooldown.  Only requests call it. */
 void sl_endpoint_succeeded(sl_endpoint_t *ep);
+/* A health probe's outcome: passed (ok = 1) makes the endpoint ready,
+ * failed makes it not ready.  Readiness only: the failure count and the
+ * cooldown belong to requests, so a probe neither clears nor extends them.
+ * Returns 1 if readiness changed (snapshot_version was bumped), else 0. */
+int sl_endpoint_probe(sl_endpoint_t *ep, int ok);
 
 /* Feeds the live estimates (EWMA, alpha 0.2): an attempt's outcome, and for
  * a stream that produced tokens its TTFT, mean inter-token time and decode

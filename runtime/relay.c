@@ -11,10 +11,14 @@
  * Events are written to the client as they arrive, as "data: " + the
  * engine's own JSON bytes + "\n\n", with the pool chunk that holds the bytes
  * pinned by the write: no copy, no allocation per token.  Only an event that
- * was joined across reads is copied, into a per-stream copy chunk.  When the
- * client's write queue passes the high watermark the upstream read stops
- * (the engine's TCP window then closes); it resumes on the server's on_drain
- * at the low watermark, so the bytes a stream pins stay bounded.
+ * was joined across reads is copied, into a per-stream copy chunk.  The
+ * engine's top-level "usage" member is cut out of those bytes, in place,
+ * for a client that did not ask for usage.  When the client's write queue
+ * passes the high watermark the upstream read stops (the engine's TCP
+ * window then closes); it resumes on the server's on_drain at the low
+ * watermark, so the bytes a stream pins stay bounded.  Tokens are counted
+ * twice: received from the engine, and written once the kernel took their
+ * bytes (see "tokens written" below).
  *
  * Before the first token the client sees nothing but, every heartbeat_ms,
  * a ':' comment (which sends the headers); a role-only chunk is held back
@@ -38,6 +42,19 @@
 
 #define SL_MAX_TRIED 32
 #define SL_MAX_TOOLS 16
+/* Writes with tokens not yet taken by the kernel that are told apart; more
+ * are merged into the newest, which only makes their tokens count later. */
+#define SL_WPEND 16
+/* While [DONE] waits for the client to take the last tokens, the write
+ * queue is looked at after 1 ms, then twice as long each time, up to this. */
+#define SL_FLUSH_POLL_MAX_MS 64
+
+/* A write that held tokens: they are written once the bytes that ever
+ * entered the write queue minus those still in it reach mark. */
+typedef struct {
+  uint64_t mark;
+  uint64_t tokens;
+} sl__wmark_t;
 
 typedef struct {
   int index;
@@ -77,7 +94,13 @@ struct sl_stream_s {
   size_t held_len;
   sl_chunk_t *copy;          /* chunk for events joined across reads */
   uint64_t t_start, t_first, t_end;
-  uint64_t tokens;           /* token events relayed to the client */
+  uint64_t tokens_received;  /* token events received from the engine (what usage falls back to) */
+  uint64_t tokens_written;   /* of those, the ones whose bytes the kernel took for the client */
+  uint64_t wq_in;            /* bytes that ever stayed in the client's write queue (see sl__wq_note) */
+  sl__wmark_t wpend[SL_WPEND]; /* writes holding tokens not yet taken, oldest first (a ring) */
+  int wpend_head, wpend_n;
+  int flushing;              /* [DONE] is queued; the body ends once its tokens are taken */
+  uint64_t flush_ms;         /* the next wait before looking at the queue again */
   int64_t prompt_tokens, completion_tokens;
   int has_usage;
   sl_finish_t finish;
@@ -159,10 +182,10 @@ static void sl__observe(sl_stream_t *st) {
   if (st->ep == NULL || !st->first_token) return;
   double ttft = sl__ms(st->t_first - st->t_start);
   double itl = -1, tps = -1;
-  if (st->tokens > 1 && st->t_last > st->t_first) {
+  if (st->tokens_received > 1 && st->t_last > st->t_first) {
     double span = sl__ms(st->t_last - st->t_first);
-    itl = span / (double)(st->tokens - 1);
-    tps = (double)(st->tokens - 1) / (span / 1000.0);
+    itl = span / (double)(st->tokens_received - 1);
+    tps = (double)(st->tokens_received - 1) / (span / 1000.0);
   }
   sl_endpoint_observe(st->ep, 0, ttft, itl, tps);
 }
@@ -175,6 +198,59 @@ static void sl__stop_upstream(sl_stream_t *st) {
   sl__release_endpoint(st);
 }
 
+/* ---- tokens written ----
+ *
+ * A token counts as written once the kernel has taken its bytes for the
+ * client's socket: at once when the write went straight out (uv_try_write,
+ * or uv_write finding the queue empty and the socket ready), or later, when
+ * libuv moves the bytes from the connection's write queue into the socket.
+ * That is as far as a server can see; bytes the kernel took can still be
+ * lost with the connection, but nothing sluice holds is counted.
+ *
+ * The relay has no callback per write, so it measures the write queue,
+ * which is FIFO: wq_in is the total of bytes that ever stayed in it (the
+ * queue found at the start, then what each write left there), and a write
+ * holding tokens records wq_in just after it as its mark.  Bytes taken so
+ * far are wq_in minus the queue's size now; a mark at or below that is a
+ * write the kernel took whole.  The queue is looked at after each write,
+ * on drain, and while [DONE] waits for the last tokens to be taken
+ * (sl__on_flush): no allocation and no extra system call per token. */
+
+/* Counts the tokens of every write the kernel has taken by now. */
+static void sl__wq_settle(sl_stream_t *st) {
+  if (st->req == NULL || st->wpend_n == 0) return;
+  size_t queued = sl_http_req_write_queue(st->req);
+  uint64_t taken = st->wq_in > queued ? st->wq_in - queued : 0;
+  while (st->wpend_n > 0) {
+    sl__wmark_t *m = &st->wpend[st->wpend_head];
+    if (m->mark > taken) break;
+    st->tokens_written += m->tokens;
+    sl_counter_add(SL_C_TOKENS_WRITTEN, m->tokens);
+    st->wpend_head = (st->wpend_head + 1) % SL_WPEND;
+    st->wpend_n--;
+  }
+}
+
+/* After a write that succeeded: q0 was the queue's size just before it.
+ * Notes what it left in the queue and, if it held tokens, their mark. */
+static void sl__wq_note(sl_stream_t *st, size_t q0, uint64_t tokens) {
+  size_t q1 = sl_http_req_write_queue(st->req);
+  if (q1 > q0) st->wq_in += q1 - q0;
+  if (tokens > 0) {
+    if (st->wpend_n == SL_WPEND) {
+      sl__wmark_t *last = &st->wpend[(st->wpend_head + SL_WPEND - 1) % SL_WPEND];
+      last->mark = st->wq_in;
+      last->tokens += tokens;
+    } else {
+      sl__wmark_t *m = &st->wpend[(st->wpend_head + st->wpend_n) % SL_WPEND];
+      m->mark = st->wq_in;
+      m->tokens = tokens;
+      st->wpend_n++;
+    }
+  }
+  sl__wq_settle(st);
+}
+
 /* ---- writing to the client ---- */
 
 static const char sl__sse_headers_fmt[] =
@@ -185,11 +261,14 @@ static int sl__send_headers(sl_stream_t *st) {
   char extra[256];
   snprintf(extra, sizeof(extra), sl__sse_headers_fmt, st->id);
   st->headers_sent = 1;
+  size_t q0 = sl_http_req_write_queue(st->req);
   int rc = sl_http_stream_start(st->req, 200, "text/event-stream", extra);
   if (rc < 0) {
     st->req = NULL;
     st->answered = 1;
+    return rc;
   }
+  sl__wq_note(st, q0, 0);
   return rc;
 }
 
@@ -210,9 +289,45 @@ static const char *sl__copy(sl_stream_t *st, const char *p, size_t n, sl_chunk_t
   return dst;
 }
 
-/* Writes one "data: <payload>\n\n" event.  Returns 0, or < 0 if the client
- * is gone (the stream is then finished as canceled by the caller). */
-static int sl__write_event(sl_stream_t *st, const char *p, size_t n, sl_chunk_t *pin) {
+/* The bytes an engine event goes out as, in a chunk a write can pin: the
+ * pool chunk it was read into, or (an event joined across reads, chunk
+ * NULL) the stream's copy chunk.  The engine's top-level "usage" member is
+ * cut out when the client did not ask for usage (sluice always asks the
+ * engine, and OpenAI omits the key for clients that did not) or when its
+ * counts were refused.  The cut is made in place, in bytes no one else
+ * reads (this event's payload, already scanned), by moving the shorter
+ * side over the member: usually the closing brace.  Returns the bytes and
+ * sets *pin and *n, or NULL if a joined event cannot fit a chunk. */
+static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chunk_t *chunk, sl_chunk_t **pin,
+                                   size_t *n) {
+  const char *p = ev->raw.p;
+  size_t len = ev->raw.n;
+  if (chunk == NULL) {
+    p = sl__copy(st, p, len, &chunk);
+    if (p == NULL) return NULL;
+  }
+  if (ev->usage_member.n > 0 && (ev->usage_refused || !st->r.include_usage)) {
+    size_t head = (size_t)(ev->usage_member.p - ev->raw.p), cut = ev->usage_member.n;
+    size_t tail = len - head - cut;
+    char *w = (char *)chunk->data + (p - (const char *)chunk->data);
+    if (head <= tail) {
+      memmove(w + cut, w, head);
+      p = w + cut;
+    } else {
+      memmove(w + head, w + head + cut, tail);
+      p = w;
+    }
+    len -= cut;
+  }
+  *pin = chunk;
+  *n = len;
+  return p;
+}
+
+/* Writes one "data: <payload>\n\n" event holding `tokens` tokens.  Returns
+ * 0, or < 0 if the client is gone (the stream is then finished as canceled
+ * by the caller). */
+static int sl__write_event(sl_stream_t *st, const char *p, size_t n, sl_chunk_t *pin, uint64_t tokens) {
   if (st->req == NULL) return UV_ECANCELED;
   if (pin == NULL) {
     p = sl__copy(st, p, n, &pin);
@@ -221,23 +336,41 @@ static int sl__write_event(sl_stream_t *st, const char *p, size_t n, sl_chunk_t 
   static const char pre[] = "data: ", post[] = "\n\n";
   uv_buf_t b[3] = {uv_buf_init((char *)pre, 6), uv_buf_init((char *)p, (unsigned)n),
                    uv_buf_init((char *)post, 2)};
+  size_t q0 = sl_http_req_write_queue(st->req);
   int rc = sl_http_stream_write(st->req, b, 3, pin);
   if (rc < 0) {
     st->req = NULL; /* the server ended the request; no on_abort follows */
     st->answered = 1;
+    return rc;
   }
+  sl__wq_note(st, q0, tokens);
   return rc;
 }
 
 static int sl__write_static(sl_stream_t *st, const char *s, size_t n) {
   if (st->req == NULL) return UV_ECANCELED;
   uv_buf_t b = uv_buf_init((char *)s, (unsigned)n);
+  size_t q0 = sl_http_req_write_queue(st->req);
   int rc = sl_http_stream_write(st->req, &b, 1, NULL);
   if (rc < 0) {
     st->req = NULL;
     st->answered = 1;
+    return rc;
   }
+  sl__wq_note(st, q0, 0);
   return rc;
+}
+
+/* Ends the body of a response whose [DONE] is written (sl__complete): the
+ * tokens taken by now are counted, the rest never will be. */
+static void sl__flush_end(sl_stream_t *st) {
+  if (!st->flushing) return;
+  st->flushing = 0;
+  uv_timer_stop(&st->hb_timer);
+  if (st->req == NULL) return;
+  sl__wq_settle(st);
+  sl_http_stream_end(st->req, 0);
+  st->req = NULL;
 }
 
 /* Ends the client response after headers: one error event, then close,
@@ -246,7 +379,7 @@ static void sl__error_event(sl_stream_t *st, const char *type, const char *code)
   if (st->req == NULL) return;
   char buf[1024];
   size_t n = sl_oai_encode_error(buf, sizeof(buf), st->error, strlen(st->error), type, code);
-  if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL) < 0) return;
+  if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL, 0) < 0) return;
   sl_http_stream_end(st->req, 1);
   st->req = NULL;
   st->answered = 1;
@@ -302,7 +435,8 @@ static void sl__log_end(sl_stream_t *st) {
     cJSON_AddStringToObject(o, "model", st->r.model);
     cJSON_AddBoolToObject(o, "stream", st->r.stream);
     if (st->first_token) cJSON_AddNumberToObject(o, "ttft_ms", ttft); else cJSON_AddNullToObject(o, "ttft_ms");
-    cJSON_AddNumberToObject(o, "tokens", (double)st->tokens);
+    cJSON_AddNumberToObject(o, "tokens", (double)st->tokens_received);
+    cJSON_AddNumberToObject(o, "tokens_written", (double)st->tokens_written);
     if (st->has_usage) {
       cJSON_AddNumberToObject(o, "prompt_tokens", (double)st->prompt_tokens);
       cJSON_AddNumberToObject(o, "completion_tokens", (double)st->completion_tokens);
@@ -322,9 +456,11 @@ static void sl__log_end(sl_stream_t *st) {
     char ttfts[32];
     if (st->first_token) snprintf(ttfts, sizeof(ttfts), "%.1fms", ttft); else snprintf(ttfts, sizeof(ttfts), "-");
     fprintf(gw->log,
-            "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " duration=%.1fms end=%s "
+            "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " tokens_written=%" PRIu64
+            " duration=%.1fms end=%s "
             "attempts=%d gen=%llu placement=\"%s\"%s%s%s\n",
-            ts, st->id, pool, ep, st->r.model, ttfts, st->tokens, dur, st->end_reason, st->attempts,
+            ts, st->id, pool, ep, st->r.model, ttfts, st->tokens_received, st->tokens_written, dur, st->end_reason,
+            st->attempts,
             st->gen ? (unsigned long long)st->gen->id : 0ull, placement, error[0] ? " error=\"" : "", error,
             error[0] ? "\"" : "");
   }
@@ -340,6 +476,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   snprintf(st->end_reason, sizeof(st->end_reason), "%s", reason);
   sl__observe(st);
   sl__stop_upstream(st);
+  sl__flush_end(st); /* [DONE] went out: end the body cleanly */
   if (st->req != NULL) {
     /* Not answered yet (should not happen): close without [DONE]. */
     if (st->headers_sent) sl_http_stream_end(st->req, 1);
@@ -353,9 +490,10 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   const char *epname = st->ep ? st->ep->name : NULL;
   uint64_t gid = st->gen ? st->gen->id : 0;
   if (strcmp(reason, "client_cancel") == 0)
-    sl_narrate_push(SL_NAR_CANCEL, st->id, epname, st->r.model, NULL, st->attempts, gid, 0, (int64_t)st->tokens);
+    sl_narrate_push(SL_NAR_CANCEL, st->id, epname, st->r.model, NULL, st->attempts, gid, 0,
+                    (int64_t)st->tokens_received);
   sl_narrate_push(SL_NAR_STREAM_END, st->id, epname, st->r.model, reason, st->attempts, gid,
-                  sl__ms(st->t_end - st->t_start), (int64_t)st->tokens);
+                  sl__ms(st->t_end - st->t_start), (int64_t)st->tokens_received);
   uv_close((uv_handle_t *)&st->timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->hb_timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->total_timer, sl__handle_closed);
@@ -366,6 +504,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
 static void sl__fail(sl_stream_t *st, int status, const char *type, const char *code) {
   if (st->finished) return;
   sl__stop_upstream(st);
+  sl__flush_end(st); /* after [DONE] the answer is complete: no error event */
   if (st->req != NULL) {
     if (st->headers_sent) {
       sl__error_event(st, type, code);
@@ -465,7 +604,7 @@ static void sl__respond_whole(sl_stream_t *st) {
   if (fin) cJSON_AddStringToObject(c, "finish_reason", fin); else cJSON_AddNullToObject(c, "finish_reason");
   cJSON_AddItemToArray(choices, c);
   cJSON *u = cJSON_AddObjectToObject(o, "usage");
-  int64_t completion = st->has_usage ? st->completion_tokens : (int64_t)st->tokens;
+  int64_t completion = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received;
   cJSON_AddNumberToObject(u, "prompt_tokens", (double)st->prompt_tokens);
   cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
   cJSON_AddNumberToObject(u, "total_tokens", (double)(st->prompt_tokens + completion));
@@ -473,10 +612,17 @@ static void sl__respond_whole(sl_stream_t *st) {
   cJSON_Delete(o);
   char extra[128];
   snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n", st->id);
-  sl_http_respond(st->req, 200, "application/json", body, strlen(body), extra);
+  int rc = sl_http_respond(st->req, 200, "application/json", body, strlen(body), extra);
   cJSON_free(body);
   st->req = NULL;
   st->answered = 1;
+  if (rc == 0) {
+    /* One write that ends the request: nothing tells sluice later when
+     * the kernel took it, so its tokens count as written when handed over
+     * (docs/operations.md says so). */
+    st->tokens_written = st->tokens_received;
+    sl_counter_add(SL_C_TOKENS_WRITTEN, st->tokens_received);
+  }
 }
 
 /* ---- events from the engine ---- */
@@ -500,6 +646,22 @@ static void sl__arm_idle(sl_stream_t *st) {
     uv_timer_start(&st->timer, sl__on_deadline, st->deadline_ms, 0);
 }
 
+/* Looks at the write queue while [DONE] waits for the last tokens to be
+ * taken (the heartbeat timer, idle after the first token, does the
+ * waiting); ends the body once they are. */
+static void sl__on_flush(uv_timer_t *t) {
+  sl_stream_t *st = t->data;
+  if (st->finished || !st->flushing) return;
+  sl__wq_settle(st);
+  if (st->wpend_n > 0) {
+    if (st->flush_ms < SL_FLUSH_POLL_MAX_MS) st->flush_ms *= 2;
+    uv_timer_start(t, sl__on_flush, st->flush_ms, 0);
+    return;
+  }
+  sl__flush_end(st);
+  if (st->up == NULL) sl__finish(st, "complete"); /* else when the engine's response ends */
+}
+
 /* The engine said [DONE]: finish the client's response cleanly.  Returns 0,
  * or < 0 if the client turned out to be gone. */
 static int sl__complete(sl_stream_t *st) {
@@ -511,14 +673,23 @@ static int sl__complete(sl_stream_t *st) {
       sl_oai_meta_t m = {{st->resp_id, strlen(st->resp_id)}, {st->resp_model, strlen(st->resp_model)},
                          st->created, st->r.chat};
       size_t n = sl_oai_encode_usage(buf, sizeof(buf), &m, st->prompt_tokens,
-                                     st->has_usage ? st->completion_tokens : (int64_t)st->tokens);
-      if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL) < 0) return -1;
+                                     st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received);
+      if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL, 0) < 0) return -1;
     }
     static const char done[] = "data: [DONE]\n\n";
     if (sl__write_static(st, done, sizeof(done) - 1) < 0) return -1;
+    st->answered = 1;
+    if (st->wpend_n > 0) {
+      /* Tokens still sit in the write queue.  The body's end waits until
+       * the kernel has taken them, so that their count is known before the
+       * stream is logged; the client reads [DONE] meanwhile all the same. */
+      st->flushing = 1;
+      st->flush_ms = 1;
+      uv_timer_start(&st->hb_timer, sl__on_flush, st->flush_ms, 0);
+      return 0;
+    }
     sl_http_stream_end(st->req, 0);
     st->req = NULL;
-    st->answered = 1;
   } else {
     sl__respond_whole(st);
   }
@@ -567,10 +738,11 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     st->completion_tokens = ev->completion_tokens;
   }
   if (ev->n_choices == 0) {
-    /* The usage chunk: only for clients that asked. */
+    /* The usage chunk: only for clients that asked, and not with counts
+     * that were refused (sluice's own usage chunk replaces it at [DONE]). */
     if (ev->has_usage) st->upstream_sent_usage = 1;
-    if (st->r.stream && st->r.include_usage && st->first_token)
-      return sl__write_event(st, ev->raw.p, ev->raw.n, chunk) < 0;
+    if (st->r.stream && st->r.include_usage && st->first_token && !ev->usage_refused)
+      return sl__write_event(st, ev->raw.p, ev->raw.n, chunk, 0) < 0;
     return 0;
   }
   /* A token is text, a tool-call fragment, reasoning or a finish; the role
@@ -581,14 +753,14 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (!token && !st->first_token) {
     /* Role-only chunk: hold it until a token comes from the same engine. */
     if (st->r.stream && st->held == NULL) {
-      sl_chunk_t *pin = chunk;
-      const char *p = ev->raw.p;
-      if (pin == NULL) p = sl__copy(st, p, ev->raw.n, &pin);
+      sl_chunk_t *pin;
+      size_t n;
+      const char *p = sl__event_bytes(st, ev, chunk, &pin, &n);
       if (p != NULL) {
         sl_chunk_ref(pin);
         st->held = pin;
         st->held_p = p;
-        st->held_len = ev->raw.n;
+        st->held_len = n;
       }
     }
     return 0;
@@ -597,8 +769,8 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (!st->first_token) sl__first_token(st);
   if (has_content) {
     st->t_last = uv_hrtime();
-    st->tokens++;
-    sl_counter_inc(SL_C_TOKENS_RELAYED);
+    st->tokens_received++;
+    sl_counter_inc(SL_C_TOKENS_RECEIVED);
   }
   if (!st->r.stream) {
     sl__assemble(st, ev);
@@ -606,12 +778,15 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   }
   if (!st->headers_sent && sl__send_headers(st) < 0) return 1;
   if (st->held != NULL) {
-    int rc = sl__write_event(st, st->held_p, st->held_len, st->held);
+    int rc = sl__write_event(st, st->held_p, st->held_len, st->held, 0);
     sl_chunk_unref(st->held);
     st->held = NULL;
     if (rc < 0) return 1;
   }
-  if (sl__write_event(st, ev->raw.p, ev->raw.n, chunk) < 0) return 1;
+  sl_chunk_t *pin;
+  size_t n;
+  const char *p = sl__event_bytes(st, ev, chunk, &pin, &n);
+  if (p == NULL || sl__write_event(st, p, n, pin, has_content ? 1 : 0) < 0) return 1;
   /* Backpressure: past the high watermark, stop reading the engine.  The
    * held bytes, not only the unsent ones, count: writes the kernel took
    * keep their chunks pinned until the next loop turn. */
@@ -623,7 +798,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     sl_counter_inc(SL_C_UPSTREAM_PAUSES);
     if (st->pauses++ == 0) /* the first pause tells the story; the log line has the count */
       sl_narrate_push(SL_NAR_PAUSE, st->id, st->ep->name, st->r.model, NULL, st->attempts,
-                      st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens);
+                      st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
   }
   return 0;
 }
@@ -657,7 +832,15 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
 
 /* ---- the end of an attempt ---- */
 
-static int sl__status_retryable(int status) { return status >= 500 || status == 429 || status == 408; }
+/* Whether an engine's non-2xx status is the engine refusing the request
+ * itself (its answer then goes to the client as is) rather than the
+ * endpoint failing (retried, then 502).  Only 4xx can be a refusal, and not
+ * 408 or 429, which say "not now".  A 3xx is the endpoint failing too:
+ * sluice does not follow redirects (the pool names the engines it may
+ * use), and the client cannot follow an engine's Location either. */
+static int sl__status_is_refusal(int status) {
+  return status >= 400 && status < 500 && status != 408 && status != 429;
+}
 
 static void sl__on_end(void *ud, const sl_up_end_t *end) {
   sl_stream_t *st = ud;
@@ -665,7 +848,13 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
   sl__release_endpoint(st);
   if (st->finished) return;
   if (st->answered) {
-    /* The client got its [DONE] or answer already; the engine finished too. */
+    /* The client got its [DONE] or answer already; the engine finished too.
+     * While [DONE] waits for the last tokens to be taken, the flush ends
+     * the stream; nothing upstream can time out any more. */
+    if (st->flushing) {
+      uv_timer_stop(&st->timer);
+      return;
+    }
     sl__finish(st, "complete");
     return;
   }
@@ -697,7 +886,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       }
       sl__set_error(st, "engine %s answered HTTP %d%s%.*s", ep->name, end->status, mlen ? ": " : "", (int)mlen,
                     msg);
-      if (!sl__status_retryable(end->status) && !st->headers_sent && st->req != NULL) {
+      if (sl__status_is_refusal(end->status) && !st->headers_sent && st->req != NULL) {
         /* The engine refused the request itself: retrying elsewhere will not
          * help, and its status is the client's answer. */
         sl_api_error(st->req, end->status, "invalid_request_error", "upstream_rejected", NULL, "%s", st->error);
@@ -788,9 +977,19 @@ static void sl__on_retry_timer(uv_timer_t *t) {
 
 static void sl__on_client_abort(sl_http_req_t *req) {
   sl_stream_t *st = req->data;
+  /* Tokens still queued are not counted: the write queue cannot tell bytes
+   * the kernel took from those a failed write dropped, so a client that
+   * leaves is counted short rather than long. */
   st->req = NULL;
   st->answered = 1;
   if (st->finished) return;
+  if (st->flushing) {
+    /* It left after its [DONE] was written: the stream still completed. */
+    st->flushing = 0;
+    uv_timer_stop(&st->hb_timer);
+    if (st->up == NULL) sl__finish(st, "complete");
+    return;
+  }
   sl_counter_inc(SL_C_CANCELS);
   sl__set_error(st, "client went away");
   sl__finish(st, "client_cancel");
@@ -798,6 +997,7 @@ static void sl__on_client_abort(sl_http_req_t *req) {
 
 static void sl__on_client_drain(sl_http_req_t *req) {
   sl_stream_t *st = req->data;
+  sl__wq_settle(st);
   if (!st->paused || st->finished) return;
   st->paused = 0;
   sl_counter_inc(SL_C_UPSTREAM_RESUMES);
@@ -986,6 +1186,9 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gw->gen);
+  /* Bytes of an earlier response on this connection may still be queued
+   * ahead of this one's (see sl__wq_settle). */
+  st->wq_in = sl_http_req_write_queue(req);
   const char *cid = sl_http_req_header(req, "x-request-id");
   if (cid != NULL && sl__id_ok(cid))
     snprintf(st->id, sizeof(st->id), "%s", cid);
@@ -1048,7 +1251,8 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
                : "streaming";
   out->placement = st->place_reason;
   out->gen = st->gen;
-  out->tokens = st->tokens;
+  out->tokens = st->tokens_received;
+  out->tokens_written = st->tokens_written;
   out->age_ms = now > st->t_start ? sl__ms(now - st->t_start) : 0;
   out->ttft_ms = st->first_token ? sl__ms(st->t_first - st->t_start) : -1;
   out->attempts = st->attempts;

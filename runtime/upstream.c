@@ -386,17 +386,17 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
   sl_endpoint_t *ep = ud;
   ep->health_conn = NULL;
   int ok = end->result == SL_UP_OK && end->status >= 200 && end->status < 300;
+  /* A probe decides readiness only; the request backoff is left alone
+   * (see sl_endpoint_probe). */
   if (ok) {
-    if (sl_endpoint_set_ready(ep, 1)) sl_narrate_push(SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
-    sl_endpoint_succeeded(ep);
+    if (sl_endpoint_probe(ep, 1)) sl_narrate_push(SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
   } else {
     char why[160];
     if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
       snprintf(why, sizeof(why), "HTTP %d", end->status);
     else
       snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
-    if (sl_endpoint_set_ready(ep, 0)) sl_narrate_push(SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
-    sl_endpoint_failed(ep, uv_hrtime());
+    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
   }
   sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);
 }
@@ -417,8 +417,7 @@ static void sl__on_health_timer(uv_timer_t *t) {
     /* The previous check is still waiting: that is a failed check. */
     sl_upstream_abort(ep->health_conn);
     ep->health_conn = NULL;
-    sl_endpoint_set_ready(ep, 0);
-    sl_endpoint_failed(ep, uv_hrtime());
+    sl_endpoint_probe(ep, 0);
     sl__health_schedule(ep, cfg->health_interval_ms);
     return;
   }
@@ -429,8 +428,7 @@ static void sl__on_health_timer(uv_timer_t *t) {
   static const sl_up_handler_t h = {sl__health_event, sl__health_end};
   sl_upconn_t *c;
   if (sl_upstream_request(ctx, ep, "GET", cfg->health_path, NULL, NULL, 0, &h, ep, NULL, &c) < 0) {
-    sl_endpoint_set_ready(ep, 0);
-    sl_endpoint_failed(ep, uv_hrtime());
+    sl_endpoint_probe(ep, 0);
     sl__health_schedule(ep, cfg->health_interval_ms);
     return;
   }

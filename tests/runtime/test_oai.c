@@ -1,8 +1,10 @@
 /* Tests for runtime/oai: the scanner on the documented chunk shapes of
  * OpenAI, vLLM, llama.cpp and TGI; strict rejection of invalid JSON;
  * agreement with cJSON on thousands of generated chunks (random field
- * order, escapes, unicode, unknown nested fields) and on mutated ones; the
- * JSON string escape/unescape pair; and encoder output read back by cJSON. */
+ * order, escapes, unicode, unknown nested fields) and on mutated ones;
+ * usage counts out of range refused, and the usage member's bytes (cut out,
+ * the rest is the same object); the JSON string escape/unescape pair; and
+ * encoder output read back by cJSON. */
 #include "runtime/oai.h"
 
 #include <cjson/cJSON.h>
@@ -47,6 +49,18 @@ static const char *S(sl_span_t sp) {
   memcpy(b, sp.p, n);
   b[n] = '\0';
   return b;
+}
+
+/* raw with usage_member cut out, into a static buffer. */
+static const char *cut_usage(const sl_event_t *ev) {
+  static char out[1 << 16];
+  if (ev->raw.n >= sizeof(out)) return "(too long)";
+  size_t head = (size_t)(ev->usage_member.p - ev->raw.p);
+  memcpy(out, ev->raw.p, head);
+  size_t tail = ev->raw.n - head - ev->usage_member.n;
+  memcpy(out + head, ev->usage_member.p + ev->usage_member.n, tail);
+  out[head + tail] = '\0';
+  return out;
 }
 
 /* ---- documented shapes ------------------------------------------------ */
@@ -321,15 +335,16 @@ static void test_keys_numbers_duplicates(void) {
   ASSERT_EQ(ev.has_usage, 0);
   ASSERT_EQ(scan("{\"error\":{\"message\":\"x\"},\"error\":null}", &ev), 0);
   ASSERT_EQ(ev.kind, SL_EV_CHUNK);
-  /* Numbers: large, negative, fraction, exponent. */
+  /* Numbers: large, fraction, exponent. */
   ASSERT_EQ(scan("{\"created\":9223372036854775807,\"usage\":{\"prompt_tokens\":1e3,"
-                 "\"completion_tokens\":12.9,\"total_tokens\":-4}}",
+                 "\"completion_tokens\":12.9,\"total_tokens\":1012}}",
                  &ev),
             0);
   ASSERT_EQ(ev.created, INT64_MAX);
+  ASSERT_EQ(ev.has_usage, 1);
   ASSERT_EQ(ev.prompt_tokens, 1000);
   ASSERT_EQ(ev.completion_tokens, 12);
-  ASSERT_EQ(ev.total_tokens, -4);
+  ASSERT_EQ(ev.total_tokens, 1012);
   ASSERT_EQ(scan("{\"created\":99999999999999999999}", &ev), 0);
   ASSERT_EQ(ev.created, INT64_MAX);
   ASSERT_EQ(scan("{\"created\":\"soon\"}", &ev), 0);
@@ -742,6 +757,18 @@ static void check_against_cjson(const char *js, size_t len) {
 
   const cJSON *usage = OBJ(root, "usage");
   ASSERT_EQ(ev.has_usage, cJSON_IsObject(usage));
+  /* Cutting usage_member out leaves the same object without "usage". */
+  ASSERT_EQ(ev.usage_member.p != NULL, usage != NULL);
+  if (usage != NULL) {
+    cJSON *cut = cJSON_Parse(cut_usage(&ev));
+    cJSON *want = cJSON_Duplicate(root, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(want, "usage");
+    int same = cut != NULL && cJSON_Compare(cut, want, 1);
+    cJSON_Delete(cut);
+    cJSON_Delete(want);
+    if (!same) fprintf(stderr, "cut: %s\n", cut_usage(&ev));
+    ASSERT(same);
+  }
   if (ev.has_usage) {
     const cJSON *pt = OBJ(usage, "prompt_tokens"), *ct = OBJ(usage, "completion_tokens"),
                 *tt = OBJ(usage, "total_tokens");
@@ -1140,6 +1167,92 @@ static void test_encode_usage_and_error(void) {
   ASSERT_STR_EQ(sl_finish_name(SL_FINISH_FUNCTION_CALL), "function_call");
 }
 
+/* ---- usage: refused counts, the member's bytes ------------------------ */
+
+static void test_usage_counts_refused(void) {
+  sl_event_t ev;
+  /* An engine's overflowing, negative or unrepresentable counts: the usage
+   * is malformed and counts as absent. */
+  const char *bad[] = {
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":9223372036854775807,\"completion_tokens\":1}}",
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":-1,\"total_tokens\":4}}",
+      "{\"choices\":[],\"usage\":{\"total_tokens\":-4}}",
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":9007199254740993}}",
+      "{\"choices\":[],\"usage\":{\"completion_tokens\":1e300}}",
+      "{\"choices\":[],\"usage\":{\"prompt_tokens\":99999999999999999999999}}",
+  };
+  for (int i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+    ASSERT_EQ(scan(bad[i], &ev), 0);
+    ASSERT_EQ(ev.kind, SL_EV_CHUNK);
+    ASSERT_EQ(ev.has_usage, 0);
+    ASSERT_EQ(ev.usage_refused, 1);
+    ASSERT_EQ(ev.prompt_tokens, 0);
+    ASSERT_EQ(ev.completion_tokens, 0);
+    ASSERT_EQ(ev.total_tokens, 0);
+  }
+  /* Up to 2^53 is accepted; so are -0 and counts that are not numbers
+   * (absent). */
+  ASSERT_EQ(scan("{\"usage\":{\"prompt_tokens\":9007199254740992,\"completion_tokens\":-0,"
+                 "\"total_tokens\":\"9\"}}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_usage, 1);
+  ASSERT_EQ(ev.usage_refused, 0);
+  ASSERT_EQ(ev.prompt_tokens, SL_OAI_USAGE_MAX);
+  ASSERT_EQ(ev.completion_tokens, 0);
+  /* The last duplicate wins, refusal included. */
+  ASSERT_EQ(scan("{\"usage\":{\"prompt_tokens\":-1},\"usage\":{\"prompt_tokens\":3}}", &ev), 0);
+  ASSERT_EQ(ev.has_usage, 1);
+  ASSERT_EQ(ev.usage_refused, 0);
+  ASSERT_EQ(ev.prompt_tokens, 3);
+  ASSERT_EQ(scan("{\"usage\":{\"prompt_tokens\":3},\"usage\":{\"prompt_tokens\":-1}}", &ev), 0);
+  ASSERT_EQ(ev.has_usage, 0);
+  ASSERT_EQ(ev.usage_refused, 1);
+
+  /* The encoder refuses what the scanner refuses, so a sum never
+   * overflows; at the bound the total is exact. */
+  char buf[512];
+  sl_oai_meta_t m = {{"id1", 3}, {"m", 1}, 7, 1};
+  ASSERT_UINT_EQ(sl_oai_encode_usage(buf, sizeof(buf), &m, INT64_MAX, 1), (size_t)-1);
+  ASSERT_UINT_EQ(sl_oai_encode_usage(buf, sizeof(buf), &m, 1, INT64_MAX), (size_t)-1);
+  ASSERT_UINT_EQ(sl_oai_encode_usage(buf, sizeof(buf), &m, -1, 2), (size_t)-1);
+  ASSERT_UINT_EQ(sl_oai_encode_usage(buf, sizeof(buf), &m, 2, SL_OAI_USAGE_MAX + 1), (size_t)-1);
+  size_t n = sl_oai_encode_usage(buf, sizeof(buf), &m, SL_OAI_USAGE_MAX, SL_OAI_USAGE_MAX);
+  ASSERT(n != (size_t)-1);
+  buf[n] = '\0';
+  ASSERT(strstr(buf, "\"total_tokens\":18014398509481984}") != NULL);
+}
+
+static void test_usage_member_span(void) {
+  sl_event_t ev;
+  static const struct {
+    const char *in, *cut;
+  } cases[] = {
+      {"{\"id\":\"a\",\"choices\":[],\"usage\":null}", "{\"id\":\"a\",\"choices\":[]}"},
+      {"{\"usage\":null,\"id\":\"a\"}", "{\"id\":\"a\"}"},
+      {"{\"id\":\"a\",\"usage\":null,\"model\":\"m\"}", "{\"id\":\"a\",\"model\":\"m\"}"},
+      {"{\"usage\":null}", "{}"},
+      {" { \"usage\" : null , \"id\" : \"a\" } ", " { \"id\" : \"a\" } "},
+      {"{\"id\":\"a\" ,\n \"usage\"\t:null\n}", "{\"id\":\"a\"\n}"},
+      {"{\"id\":\"a\",\"usage\":{\"prompt_tokens\":1,\"x\":[1,{}]}}", "{\"id\":\"a\"}"},
+      {"{\"us\\u0061ge\":null,\"id\":\"a\"}", "{\"id\":\"a\"}"},
+  };
+  for (int i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) {
+    ASSERT_EQ(scan(cases[i].in, &ev), 0);
+    ASSERT_NOT_NULL(ev.usage_member.p);
+    ASSERT_STR_EQ(cut_usage(&ev), cases[i].cut);
+  }
+  /* No usage key, or two (the last one wins: cutting one would change
+   * which). */
+  ASSERT_EQ(scan("{\"id\":\"a\",\"x\":{\"usage\":null}}", &ev), 0);
+  ASSERT_NULL(ev.usage_member.p);
+  ASSERT_EQ(ev.usage_member.n, 0);
+  ASSERT_EQ(scan("{\"usage\":null,\"usage\":{\"prompt_tokens\":1}}", &ev), 0);
+  ASSERT_NULL(ev.usage_member.p);
+  ASSERT_EQ(scan("[DONE]", &ev), 0);
+  ASSERT_NULL(ev.usage_member.p);
+}
+
 int main(void) {
   SL_RUN(test_openai_chat_chunks);
   SL_RUN(test_logprobs_and_completions);
@@ -1155,5 +1268,7 @@ int main(void) {
   SL_RUN(test_escape_round_trip_random);
   SL_RUN(test_encode_chunks);
   SL_RUN(test_encode_usage_and_error);
+  SL_RUN(test_usage_counts_refused);
+  SL_RUN(test_usage_member_span);
   return SL_TEST_EXIT();
 }

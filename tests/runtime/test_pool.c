@@ -1,7 +1,8 @@
 /* Tests for runtime/pool: the placement prefilter (model, ready, draining,
  * cooldown, with the reason when nothing is eligible), the least-loaded
  * choice and its deterministic tie-break, retries avoiding tried endpoints,
- * cooldown backoff, and snapshot_version moving on every state change. */
+ * cooldown backoff (which health probes leave alone), and snapshot_version
+ * moving on every state change. */
 #include "runtime/config.h"
 #include "runtime/pool.h"
 #include "test.h"
@@ -153,11 +154,43 @@ static void test_cooldown_backoff_and_snapshot(void) {
   teardown();
 }
 
+/* A health probe moves readiness only: passing ones do not clear a run of
+ * failed requests (so the backoff still grows to its cap across probe
+ * intervals), failing ones do not add to it; a served request clears it. */
+static void test_probe_is_readiness_only(void) {
+  ASSERT_EQ(setup(), 0);
+  sl_endpoint_t *ep = &reg.eps[0];
+  uint64_t v = reg.snapshot_version;
+  ASSERT_EQ(sl_endpoint_probe(ep, 1), 1);
+  ASSERT_EQ(ep->ready, 1);
+  ASSERT_GT(reg.snapshot_version, v);
+  ASSERT_EQ(sl_endpoint_probe(ep, 1), 0); /* no change */
+  static const uint64_t want_ms[] = {0, 100, 200, 350, 350};
+  for (int i = 0; i < 5; i++) {
+    sl_endpoint_failed(ep, 0);
+    ASSERT_EQ(sl_endpoint_probe(ep, 1), 0); /* the probe between requests passes */
+    ASSERT_EQ(ep->failures, i + 1);
+    ASSERT_UINT_EQ(ep->cooldown_until, want_ms[i] * 1000000ull);
+  }
+  /* A failing probe: not ready, and the run is unchanged. */
+  ASSERT_EQ(sl_endpoint_probe(ep, 0), 1);
+  ASSERT_EQ(ep->ready, 0);
+  ASSERT_EQ(ep->failures, 5);
+  ASSERT_UINT_EQ(ep->cooldown_until, 350 * 1000000ull);
+  ASSERT_EQ(sl_endpoint_probe(ep, 1), 1);
+  sl_endpoint_succeeded(ep);
+  ASSERT_EQ(ep->failures, 0);
+  ASSERT_UINT_EQ(ep->cooldown_until, 0);
+  ASSERT_EQ(ep->ready, 1);
+  teardown();
+}
+
 int main(void) {
   SL_RUN(test_prefilter_reasons);
   SL_RUN(test_context_too_small);
   SL_RUN(test_least_loaded_and_tie_break);
   SL_RUN(test_retry_avoids_tried);
   SL_RUN(test_cooldown_backoff_and_snapshot);
+  SL_RUN(test_probe_is_readiness_only);
   return SL_TEST_EXIT();
 }

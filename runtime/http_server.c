@@ -8,6 +8,11 @@
  * Request line and headers are copied into one per-connection buffer as
  * NUL-terminated strings (offsets while parsing, pointers once complete),
  * the body into another; both are reused across requests on a connection.
+ * Once the headers are complete the header buffer is frozen: the request's
+ * header pointers point into it, so nothing may append to it (and maybe
+ * move it) until the next request begins.  Trailer fields after a chunked
+ * body arrive through the same llhttp callbacks; they are counted against
+ * the header limit and dropped, never stored.
  */
 #include "runtime/http_server.h"
 
@@ -70,6 +75,7 @@ struct sl_http_conn_s {
   sl_hdr_off_t *hoff;
   int nhdr, hoff_cap;
   int in_value;              /* last header callback was a value */
+  int headers_done;          /* headers complete: header callbacks now carry trailers */
   char *body;
   size_t body_len, body_cap;
   sl_http_header_t *headers;
@@ -364,6 +370,8 @@ static size_t sl__hbuf_append(sl_http_conn_t *c, const char *p, size_t n) {
   return off;
 }
 
+/* Request line, headers and trailers share one budget, so a trailer section
+ * cannot carry more than a header section could. */
 static int sl__count_header_bytes(sl_http_conn_t *c, size_t n) {
   c->header_bytes += n;
   if (c->header_bytes > c->server->limits.max_header_bytes) {
@@ -379,6 +387,7 @@ static int sl__on_message_begin(llhttp_t *p) {
   c->header_bytes = 0;
   c->nhdr = 0;
   c->in_value = 0;
+  c->headers_done = 0;
   c->body_len = 0;
   c->expect_continue = 0;
   c->method_off = 0;
@@ -422,6 +431,9 @@ static int sl__on_url_complete(llhttp_t *p) {
 static int sl__on_header_field(llhttp_t *p, const char *at, size_t n) {
   sl_http_conn_t *c = p->data;
   if (sl__count_header_bytes(c, n) < 0) return -1;
+  /* A trailer field: counted above, never stored.  Appending it would grow
+   * (and move) the buffer the request's header pointers point into. */
+  if (c->headers_done) return 0;
   if (c->in_value || c->nhdr == 0 || c->hoff[c->nhdr - 1].value_off != 0) {
     /* A new header begins. */
     if (c->nhdr == c->hoff_cap) {
@@ -441,6 +453,7 @@ static int sl__on_header_field_complete(llhttp_t *p) {
   sl_http_conn_t *c = p->data;
   char nul = '\0';
   if (sl__count_header_bytes(c, 4) < 0) return -1; /* ": " and CRLF */
+  if (c->headers_done) return 0;
   sl__hbuf_append(c, &nul, 1);
   if (c->nhdr > 0) c->hoff[c->nhdr - 1].value_off = c->hlen;
   return 0;
@@ -449,6 +462,7 @@ static int sl__on_header_field_complete(llhttp_t *p) {
 static int sl__on_header_value(llhttp_t *p, const char *at, size_t n) {
   sl_http_conn_t *c = p->data;
   if (sl__count_header_bytes(c, n) < 0) return -1;
+  if (c->headers_done) return 0;
   c->in_value = 1;
   sl__hbuf_append(c, at, n);
   return 0;
@@ -457,6 +471,7 @@ static int sl__on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int sl__on_header_value_complete(llhttp_t *p) {
   sl_http_conn_t *c = p->data;
   char nul = '\0';
+  if (c->headers_done) return 0;
   c->in_value = 1;
   sl__hbuf_append(c, &nul, 1);
   return 0;
@@ -485,6 +500,7 @@ static int sl__on_headers_complete(llhttp_t *p) {
   sl_http_req_t *r = &c->req;
   r->headers = c->headers;
   r->nheaders = c->nhdr;
+  c->headers_done = 1;
   const char *expect = sl_http_req_header(r, "expect");
   if (expect != NULL && strcasecmp(expect, "100-continue") == 0) c->expect_continue = 1;
   if (c->expect_continue) {
@@ -580,7 +596,10 @@ static void sl__conn_process(sl_http_conn_t *c) {
       continue;
     }
     if (c->error_status == 431) {
-      sl__conn_error(c, 431, "request header fields exceed the limit", "header_too_large");
+      sl__conn_error(c, 431,
+                     c->headers_done ? "request trailer fields (after the chunked body) and headers exceed the header limit"
+                                     : "request header fields exceed the limit",
+                     "header_too_large");
     } else if (c->error_status == 413) {
       sl__conn_error(c, 413, "request body exceeds the limit", "body_too_large");
     } else {

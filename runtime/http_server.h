@@ -2,7 +2,8 @@
  * engine.
  *
  * Built on llhttp and libuv.  It accepts connections, parses requests with
- * limits that each have their own answer (431 header bytes, 413 body bytes as
+ * limits that each have their own answer (431 header bytes: request line,
+ * headers and the trailer fields of a chunked body together, 413 body bytes as
  * soon as the headers declare too much or a chunked body grows past it, 408
  * when a request takes longer than the header timeout, 400 for malformed
  * requests including Content-Length together with Transfer-Encoding, 503 past
@@ -19,6 +20,9 @@
  * into upstream reads go out without a copy.  The handler watches the
  * connection's write queue (sl_http_req_write_queue) and gets on_drain when
  * it falls to the low watermark: that is how the relay applies backpressure.
+ *
+ * Trailer fields after a chunked body are read (within the header limit)
+ * and dropped: the handler sees only the headers before the body.
  *
  * Ownership: the request belongs to the connection.  The handler may use it
  * from the handler call until it ends the response, or until on_abort, after
@@ -39,7 +43,7 @@ typedef struct sl_http_conn_s sl_http_conn_t;
 typedef struct sl_http_req_s sl_http_req_t;
 
 typedef struct {
-  size_t max_header_bytes;     /* request line + headers; past it: 431 */
+  size_t max_header_bytes;     /* request line + headers + trailers; past it: 431 */
   size_t max_body_bytes;       /* declared or received body; past it: 413 */
   uint64_t header_timeout_ms;  /* first byte to complete request; then 408 */
   uint64_t idle_timeout_ms;    /* keep-alive idle between requests; then close */

@@ -6,12 +6,20 @@
  * usage.total_tokens, ...), a specialized loop records the value's span;
  * everywhere else the generic skipper only validates.  Nothing is copied
  * except object keys that contain escapes, which are decoded into a small
- * stack buffer so that "conten\u0074" still means content. */
+ * stack buffer so that "conten\u0074" still means content.
+ *
+ * The request checks reuse the same lexical and structure layers with a
+ * deeper nesting limit; the duplicate-key check and the prompt size work on
+ * the cJSON tree the gateway and the simulated engine parse anyway. */
 #include "runtime/oai.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "runtime/alloc.h"
 #include "runtime/errors.h"
 
 /* Deeper nesting than this is refused; chunks are about 6 levels deep. */
@@ -21,6 +29,7 @@ typedef struct {
   const char *p; /* next byte */
   const char *e; /* end of input */
   int depth;     /* open containers */
+  int max_depth; /* more open containers than this is refused */
 } sl__jc_t;
 
 /* ---- lexical layer ---------------------------------------------------- */
@@ -185,7 +194,7 @@ static int64_t sl__num_i64(sl_span_t s) {
 /* ---- structure layer -------------------------------------------------- */
 
 static int sl__open(sl__jc_t *c) {
-  if (++c->depth > SL__OAI_MAX_DEPTH) return SL_EPARSE;
+  if (++c->depth > c->max_depth) return SL_EPARSE;
   c->p++;
   return 0;
 }
@@ -542,7 +551,7 @@ static int sl__scan_error(sl__jc_t *c, sl__scan_t *s) {
 }
 
 static int sl__is_done(const char *json, size_t len) {
-  sl__jc_t c = {json, json + len, 0};
+  sl__jc_t c = {json, json + len, 0, SL__OAI_MAX_DEPTH};
   sl__ws(&c);
   if (sl__lit(&c, "[DONE]", 6) < 0) return 0;
   sl__ws(&c);
@@ -565,7 +574,7 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
   sl__scan_t s;
   memset(&s, 0, sizeof(s));
   s.ev = ev;
-  sl__jc_t c = {json, json + len, 0};
+  sl__jc_t c = {json, json + len, 0, SL__OAI_MAX_DEPTH};
   sl_span_t ks;
   sl__key_t k;
   int r, kesc, first = 1, object_is_error = 0;
@@ -908,4 +917,339 @@ const char *sl_finish_name(sl_finish_t f) {
     case SL_FINISH_OTHER: return "other";
     default: return NULL;
   }
+}
+
+/* ---- request checks --------------------------------------------------- */
+
+/* One step of the path from the body to a value: an object key (raw JSON
+ * string contents or decoded text) or an array index.  Steps live on the
+ * walkers' stacks and point up to their parent. */
+typedef struct sl__step_s {
+  const struct sl__step_s *up;
+  const char *key; /* NULL for an array element */
+  size_t keylen;
+  size_t index;
+} sl__step_t;
+
+typedef struct {
+  char *buf;
+  size_t cap, n;
+} sl__pb_t;
+
+static void sl__pb_put(sl__pb_t *b, const char *s, size_t n) {
+  for (size_t i = 0; i < n && b->n + 1 < b->cap; i++) b->buf[b->n++] = s[i];
+  b->buf[b->n] = '\0';
+}
+
+static int sl__ident(const char *k, size_t n) {
+  if (n == 0 || !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z') || k[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9') ||
+          k[i] == '_'))
+      return 0;
+  return 1;
+}
+
+/* messages[0].content, or ["odd key"] for keys that are not identifiers.
+ * Only printable ASCII is written (other bytes become '?'), so the path is
+ * safe in any message whatever the key held. */
+static void sl__path_render(const sl__step_t *st, sl__pb_t *b) {
+  if (st == NULL) return;
+  sl__path_render(st->up, b);
+  if (st->key == NULL) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "[%zu]", st->index);
+    sl__pb_put(b, tmp, (size_t)n);
+  } else if (sl__ident(st->key, st->keylen)) {
+    if (b->n > 0) sl__pb_put(b, ".", 1);
+    sl__pb_put(b, st->key, st->keylen);
+  } else {
+    sl__pb_put(b, "[\"", 2);
+    for (size_t i = 0; i < st->keylen; i++) {
+      unsigned char ch = (unsigned char)st->key[i];
+      char o = ch >= 0x20 && ch < 0x7F && ch != '"' && ch != '\\' ? (char)ch : '?';
+      sl__pb_put(b, &o, 1);
+    }
+    sl__pb_put(b, "\"]", 2);
+  }
+}
+
+static void sl__path(const sl__step_t *st, char *out, size_t cap) {
+  sl__pb_t b = {out, cap, 0};
+  out[0] = '\0';
+  sl__path_render(st, &b);
+  if (b.n + 1 >= cap && cap > 4) memcpy(out + cap - 4, "...", 4); /* cut: say so */
+}
+
+typedef struct {
+  sl__jc_t c;
+  const char *base;
+  sl_oai_problem_t *out;
+} sl__rq_t;
+
+/* Not strict JSON at c.p. */
+static int sl__rq_json(sl__rq_t *q, int too_deep) {
+  sl_oai_problem_t *o = q->out;
+  o->offset = (size_t)((q->c.p < q->c.e ? q->c.p : q->c.e) - q->base);
+  o->field[0] = '\0';
+  o->code = "body";
+  if (too_deep)
+    snprintf(o->message, sizeof(o->message), "request body nests deeper than %d levels (at byte %zu)",
+             SL_OAI_REQUEST_MAX_DEPTH, o->offset);
+  else
+    snprintf(o->message, sizeof(o->message), "request body is not valid JSON (error near byte %zu)", o->offset);
+  return SL_EPARSE;
+}
+
+static int sl__cont(const unsigned char *p, const unsigned char *e, int k) {
+  for (int i = 1; i <= k; i++)
+    if (p + i >= e || (p[i] & 0xC0) != 0x80) return 0;
+  return 1;
+}
+
+static long sl__hex4(const char *p) {
+  long v = 0;
+  for (int i = 0; i < 4; i++) v = v * 16 + sl__hexval((unsigned char)p[i]);
+  return v;
+}
+
+/* The first thing wrong with the text of string contents s[0..n) (whose
+ * escapes sl__str has checked for syntax): a static reason with *at its
+ * offset in s and *nul set when it is a \u0000, or NULL when the text is
+ * valid.  ASCII runs without a backslash are skipped eight bytes at a time. */
+static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *nul) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + n;
+  *nul = 0;
+  while (p < e) {
+    while (e - p >= 8) {
+      uint64_t v;
+      memcpy(&v, p, 8);
+      if ((v & SL__HIGHS) != 0 || sl__has_zero(v ^ (SL__ONES * '\\'))) break;
+      p += 8;
+    }
+    if (p >= e) break;
+    *at = (size_t)((const char *)p - s);
+    unsigned ch = *p;
+    if (ch == '\\') {
+      if (p[1] != 'u') {
+        p += 2;
+        continue;
+      }
+      long u = sl__hex4((const char *)p + 2);
+      if (u == 0) {
+        *nul = 1;
+        return "\\u0000";
+      }
+      if (u >= 0xDC00 && u <= 0xDFFF) return "a \\u escape of a low surrogate (U+DC00..U+DFFF) with no high one before it";
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        long lo = e - p >= 12 && p[6] == '\\' && p[7] == 'u' ? sl__hex4((const char *)p + 8) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+          return "a \\u escape of a high surrogate (U+D800..U+DBFF) with no low one after it";
+        p += 12;
+        continue;
+      }
+      p += 6;
+      continue;
+    }
+    if (ch < 0x80) {
+      p++;
+      continue;
+    }
+    if (ch < 0xC0) return "a continuation byte (0x80..0xBF) with no lead byte";
+    if (ch < 0xC2) return "an overlong encoding";
+    if (ch >= 0xF8) return "a byte that never occurs in UTF-8 (0xF8..0xFF)";
+    if (ch >= 0xF5) return "a code point past U+10FFFF";
+    int k = ch < 0xE0 ? 1 : ch < 0xF0 ? 2 : 3;
+    if (!sl__cont(p, e, k)) return "a truncated sequence";
+    if (ch == 0xE0 && p[1] < 0xA0) return "an overlong encoding";
+    if (ch == 0xED && p[1] >= 0xA0) return "a UTF-16 surrogate (U+D800..U+DFFF) encoded as UTF-8";
+    if (ch == 0xF0 && p[1] < 0x90) return "an overlong encoding";
+    if (ch == 0xF4 && p[1] >= 0x90) return "a code point past U+10FFFF";
+    p += k + 1;
+  }
+  return NULL;
+}
+
+/* Checks the text of a string (a key of the object at `at` when is_key,
+ * else the value at `at`). */
+static int sl__rq_text(sl__rq_t *q, sl_span_t s, const sl__step_t *at, int is_key) {
+  size_t off = 0;
+  int nul = 0;
+  const char *why = sl__text_problem(s.p, s.n, &off, &nul);
+  if (why == NULL) return 0;
+  sl_oai_problem_t *o = q->out;
+  o->offset = (size_t)(s.p - q->base) + off;
+  sl__path(at, o->field, sizeof(o->field));
+  char name[sizeof(o->field) + 32];
+  if (is_key)
+    snprintf(name, sizeof(name), o->field[0] ? "a key of '%s'" : "a top-level key%s", o->field);
+  else
+    snprintf(name, sizeof(name), o->field[0] ? "'%s'" : "the request body%s", o->field);
+  if (nul) {
+    o->code = "invalid_string";
+    snprintf(o->message, sizeof(o->message),
+             "%s contains the escape \\u0000 (NUL), which sluice does not accept (byte %zu)", name, o->offset);
+  } else {
+    o->code = "invalid_utf8";
+    snprintf(o->message, sizeof(o->message), "%s is not valid UTF-8: %s (byte %zu)", name, why, o->offset);
+  }
+  return SL_EINVAL;
+}
+
+static int sl__rq_value(sl__rq_t *q, const sl__step_t *at) {
+  sl__jc_t *c = &q->c;
+  sl_span_t s;
+  int r, first = 1, kesc;
+  switch (*c->p) {
+    case '"':
+      if (sl__str(c, &s, NULL) < 0) return sl__rq_json(q, 0);
+      return sl__rq_text(q, s, at, 0);
+    case '{':
+      if (c->depth >= c->max_depth) return sl__rq_json(q, 1);
+      c->depth++;
+      c->p++;
+      while ((r = sl__obj_next(c, &first, &s, &kesc)) > 0) {
+        if ((r = sl__rq_text(q, s, at, 1)) < 0) return r;
+        sl__step_t st = {at, s.p, s.n, 0};
+        if ((r = sl__rq_value(q, &st)) < 0) return r;
+      }
+      return r < 0 ? sl__rq_json(q, 0) : 0;
+    case '[': {
+      if (c->depth >= c->max_depth) return sl__rq_json(q, 1);
+      c->depth++;
+      c->p++;
+      size_t i = 0;
+      while ((r = sl__arr_next(c, &first)) > 0) {
+        sl__step_t st = {at, NULL, 0, i++};
+        if ((r = sl__rq_value(q, &st)) < 0) return r;
+      }
+      return r < 0 ? sl__rq_json(q, 0) : 0;
+    }
+    case 't':
+      return sl__lit(c, "true", 4) < 0 ? sl__rq_json(q, 0) : 0;
+    case 'f':
+      return sl__lit(c, "false", 5) < 0 ? sl__rq_json(q, 0) : 0;
+    case 'n':
+      return sl__lit(c, "null", 4) < 0 ? sl__rq_json(q, 0) : 0;
+    default:
+      if ((*c->p == '-' || sl__isdigit(*c->p)) && sl__num(c, &s) == 0) return 0;
+      return sl__rq_json(q, 0);
+  }
+}
+
+int sl_oai_check_request(const char *json, size_t len, sl_oai_problem_t *out) {
+  sl__rq_t q = {{json, json + len, 0, SL_OAI_REQUEST_MAX_DEPTH}, json, out};
+  sl__ws(&q.c);
+  if (q.c.p >= q.c.e) return sl__rq_json(&q, 0);
+  int r = sl__rq_value(&q, NULL);
+  if (r < 0) return r;
+  sl__ws(&q.c);
+  if (q.c.p != q.c.e) return sl__rq_json(&q, 0);
+  return 0;
+}
+
+static int sl__keycmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* An object's first duplicated key, or NULL.  Small objects (nearly all)
+ * compare every pair; larger ones sort a copy of the key pointers, so that
+ * a body of many keys in one object cannot cost quadratic time. */
+static const char *sl__dup_key(const cJSON *obj) {
+  size_t k = 0;
+  const cJSON *m;
+  for (m = obj->child; m != NULL; m = m->next) k++;
+  if (k < 2) return NULL;
+  if (k <= 16) {
+    for (const cJSON *a = obj->child; a != NULL; a = a->next)
+      for (const cJSON *b = a->next; b != NULL; b = b->next)
+        if (strcmp(a->string, b->string) == 0) return a->string;
+    return NULL;
+  }
+  const char **keys = sl_malloc(k * sizeof(*keys));
+  size_t i = 0;
+  for (m = obj->child; m != NULL; m = m->next) keys[i++] = m->string;
+  qsort(keys, k, sizeof(*keys), sl__keycmp);
+  const char *dup = NULL;
+  for (i = 1; i < k && dup == NULL; i++)
+    if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+  sl_free(keys);
+  return dup;
+}
+
+static int sl__dup_walk(const cJSON *v, const sl__step_t *at, sl_oai_problem_t *out) {
+  if (cJSON_IsObject(v)) {
+    const char *dup = sl__dup_key(v);
+    if (dup != NULL) {
+      sl__step_t st = {at, dup, strlen(dup), 0};
+      out->offset = 0;
+      out->code = "duplicate_key";
+      sl__path(&st, out->field, sizeof(out->field));
+      snprintf(out->message, sizeof(out->message),
+               "'%s' appears more than once; a key may appear only once in an object", out->field);
+      return SL_EINVAL;
+    }
+    for (const cJSON *m = v->child; m != NULL; m = m->next) {
+      sl__step_t st = {at, m->string, strlen(m->string), 0};
+      int r = sl__dup_walk(m, &st, out);
+      if (r < 0) return r;
+    }
+  } else if (cJSON_IsArray(v)) {
+    size_t i = 0;
+    for (const cJSON *m = v->child; m != NULL; m = m->next) {
+      sl__step_t st = {at, NULL, 0, i++};
+      int r = sl__dup_walk(m, &st, out);
+      if (r < 0) return r;
+    }
+  }
+  return 0;
+}
+
+int sl_oai_check_duplicates(const cJSON *root, sl_oai_problem_t *out) { return sl__dup_walk(root, NULL, out); }
+
+/* A completion prompt: a string, token ids (4 characters each) or arrays
+ * of them, nested. */
+static size_t sl__prompt_value_chars(const cJSON *v) {
+  if (cJSON_IsString(v)) return strlen(v->valuestring);
+  if (cJSON_IsNumber(v)) return 4;
+  size_t n = 0;
+  if (cJSON_IsArray(v)) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) n += sl__prompt_value_chars(it);
+  }
+  return n;
+}
+
+/* One message's content: a string, or parts whose text counts. */
+static size_t sl__content_chars(const cJSON *c) {
+  if (cJSON_IsString(c)) return strlen(c->valuestring);
+  size_t n = 0;
+  if (cJSON_IsArray(c)) {
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c) {
+      if (cJSON_IsString(part)) {
+        n += strlen(part->valuestring);
+        continue;
+      }
+      if (!cJSON_IsObject(part)) continue;
+      const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+      if (cJSON_IsString(t)) n += strlen(t->valuestring);
+      const cJSON *refusal = cJSON_GetObjectItemCaseSensitive(part, "refusal");
+      if (cJSON_IsString(refusal)) n += strlen(refusal->valuestring);
+    }
+  }
+  return n;
+}
+
+size_t sl_oai_prompt_chars(const cJSON *body, int chat) {
+  if (!cJSON_IsObject(body)) return 0;
+  if (!chat) return sl__prompt_value_chars(cJSON_GetObjectItemCaseSensitive(body, "prompt"));
+  const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+  size_t n = 0;
+  const cJSON *m;
+  if (!cJSON_IsArray(msgs)) return 0;
+  cJSON_ArrayForEach(m, msgs) {
+    if (cJSON_IsObject(m)) n += sl__content_chars(cJSON_GetObjectItemCaseSensitive(m, "content"));
+  }
+  return n;
 }

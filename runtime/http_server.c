@@ -80,6 +80,7 @@ struct sl_http_conn_s {
   size_t body_len, body_cap;
   sl_http_header_t *headers;
   int headers_cap;
+  char resp_headers[SL_HTTP_RESPONSE_HEADERS_MAX + 1]; /* set by the handler for this request's answer */
   sl_http_req_t req;
 };
 
@@ -147,6 +148,14 @@ const char *sl_http_req_header(const sl_http_req_t *req, const char *name) {
   for (int i = 0; i < req->nheaders; i++)
     if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
   return NULL;
+}
+
+int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines) {
+  sl_http_conn_t *c = req->conn;
+  size_t n = strlen(lines);
+  if (n > SL_HTTP_RESPONSE_HEADERS_MAX) return SL_ETOOBIG;
+  memcpy(c->resp_headers, lines, n + 1);
+  return 0;
 }
 
 /* ---- writes ---- */
@@ -565,6 +574,7 @@ static void sl__dispatch(sl_http_conn_t *c) {
   r->on_drain = NULL;
   r->on_abort = NULL;
   c->above_high = 0;
+  c->resp_headers[0] = '\0';
   if (s->limits.global_counters) sl_counter_inc(SL_C_REQUESTS);
   s->handler(r, s->ud);
 }
@@ -690,12 +700,12 @@ int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, co
   sl_http_conn_t *c = req->conn;
   int close = !req->keep_alive;
   const char *extra = extra_headers ? extra_headers : "";
-  size_t cap = 256 + strlen(extra) + (content_type ? strlen(content_type) : 0) + body_len;
+  size_t cap = 256 + strlen(c->resp_headers) + strlen(extra) + (content_type ? strlen(content_type) : 0) + body_len;
   char *out = sl_malloc(cap);
   int n = snprintf(out, cap,
-                   "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                   "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
                    status, sl_http_status_text(status), content_type ? content_type : "text/plain",
-                   body_len, extra, close ? "Connection: close\r\n" : "");
+                   body_len, c->resp_headers, extra, close ? "Connection: close\r\n" : "");
   int rc = 0;
   if (n < 0 || (size_t)n + body_len > cap) {
     sl_free(out);
@@ -712,13 +722,13 @@ int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_typ
                          const char *extra_headers) {
   sl_http_conn_t *c = req->conn;
   const char *extra = extra_headers ? extra_headers : "";
-  size_t cap = 256 + strlen(extra) + (content_type ? strlen(content_type) : 0);
+  size_t cap = 256 + strlen(c->resp_headers) + strlen(extra) + (content_type ? strlen(content_type) : 0);
   char *out = sl_malloc(cap);
   int n = snprintf(out, cap,
                    "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\n"
-                   "Transfer-Encoding: chunked\r\n%s%s\r\n",
+                   "Transfer-Encoding: chunked\r\n%s%s%s\r\n",
                    status, sl_http_status_text(status), content_type ? content_type : "text/plain",
-                   extra, req->keep_alive ? "" : "Connection: close\r\n");
+                   c->resp_headers, extra, req->keep_alive ? "" : "Connection: close\r\n");
   if (n < 0 || (size_t)n >= cap) {
     sl_free(out);
     return SL_EINVAL;

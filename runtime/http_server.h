@@ -89,6 +89,15 @@ struct sl_http_req_s {
 /* Case-insensitive header lookup: the value, or NULL if absent. */
 const char *sl_http_req_header(const sl_http_req_t *req, const char *name);
 
+/* Header lines ("Name: value\r\n"...) that every response to this request
+ * carries, whole or streamed, before the extra_headers of the call that
+ * answers it: how a handler attaches something (a request id) to whatever
+ * answer the request ends up with.  Copied; a later call replaces them.
+ * Returns 0, or SL_ETOOBIG if they are longer than
+ * SL_HTTP_RESPONSE_HEADERS_MAX bytes (nothing is set then). */
+#define SL_HTTP_RESPONSE_HEADERS_MAX 255
+int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines);
+
 /* Initializes and starts listening on host:port (port 0 picks a free one).
  * Returns 0 or a negative libuv code (e.g. UV_EADDRINUSE).  The handler is
  * called once per complete request.  The server struct must stay valid until

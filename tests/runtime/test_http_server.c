@@ -1,9 +1,11 @@
 /* Tests for runtime/http_server: keep-alive, pipelining, chunked request
  * bodies, trailers after a chunked body (ignored, bounded, never touching
- * the request's headers; the fuzzer's input kept as a regression), every
- * limit with its own status, timeouts, the connection limit, abort on
- * client disconnect, and one bad connection never disturbing another.  The server runs on its own loop in a background thread; the test
- * talks to it over loopback sockets with the blocking client in netutil.h.
+ * the request's headers; the fuzzer's input kept as a regression), headers
+ * a handler attaches to its request's answer, every limit with its own
+ * status, timeouts, the connection limit, abort on client disconnect, and
+ * one bad connection never disturbing another.  The server runs on its own
+ * loop in a background thread; the test talks to it over loopback sockets
+ * with the blocking client in netutil.h.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -108,6 +110,20 @@ static void handler(sl_http_req_t *req, void *ud) {
     sl_http_respond(req, 200, "text/plain", v ? v : "-", v ? strlen(v) : 1, NULL);
   } else if (strcmp(req->path, "/headers") == 0) {
     headers_echo(req);
+  } else if (strcmp(req->path, "/tagged") == 0) {
+    /* Response headers set for the request, then a whole answer. */
+    sl_http_req_set_response_headers(req, "X-Tag: one\r\n");
+    sl_http_req_set_response_headers(req, "X-Tag: two\r\n"); /* replaces */
+    sl_http_respond(req, 200, "text/plain", "t", 1, "X-Extra: e\r\n");
+  } else if (strcmp(req->path, "/tagged-stream") == 0) {
+    static char toolong[SL_HTTP_RESPONSE_HEADERS_MAX + 2];
+    memset(toolong, 'x', sizeof(toolong) - 1);
+    if (sl_http_req_set_response_headers(req, toolong) == 0) abort(); /* refused, nothing set */
+    sl_http_req_set_response_headers(req, "X-Tag: streamed\r\n");
+    sl_http_stream_start(req, 200, "text/plain", NULL);
+    uv_buf_t b = uv_buf_init("s", 1);
+    sl_http_stream_write(req, &b, 1, NULL);
+    sl_http_stream_end(req, 0);
   } else if (strncmp(req->path, "/stream", 7) == 0) {
     slow_stream_t *s = calloc(1, sizeof(*s));
     s->req = req;
@@ -254,6 +270,34 @@ static void test_chunked_trailers_ignored(void) {
   ASSERT_EQ(nu_read_response(&c, &r, 3000), 0);
   ASSERT_EQ(r.status, 200);
   ASSERT_STR_EQ(r.body, "next");
+  nu_resp_free(&r);
+  close(c.fd);
+}
+
+/* Headers a handler sets for its request go out with whatever answer it
+ * gives, whole or streamed, and only for that request. */
+static void test_response_headers_for_one_request(void) {
+  nu_conn_t c;
+  nu_resp_t r;
+  ASSERT_GE(conn_open(&c), 0);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /tagged HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 3000), 0);
+  ASSERT_EQ(r.status, 200);
+  ASSERT_NOT_NULL(nu_header(&r, "x-tag"));
+  ASSERT_STR_EQ(nu_header(&r, "x-tag"), "two");
+  ASSERT_NOT_NULL(nu_header(&r, "x-extra"));
+  ASSERT_NULL(strstr(r.headers, "one"));
+  nu_resp_free(&r);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 3000), 0);
+  ASSERT_NULL(nu_header(&r, "x-tag")); /* the next request on the connection starts clean */
+  nu_resp_free(&r);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /tagged-stream HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 3000), 0);
+  ASSERT_EQ(r.status, 200);
+  ASSERT_NOT_NULL(nu_header(&r, "x-tag"));
+  ASSERT_STR_EQ(nu_header(&r, "x-tag"), "streamed");
+  ASSERT_STR_EQ(r.body, "s");
   nu_resp_free(&r);
   close(c.fd);
 }
@@ -486,6 +530,7 @@ int main(void) {
   SL_RUN(test_chunked_request_body_accepted);
   SL_RUN(test_chunked_trailers_ignored);
   SL_RUN(test_fuzz_trailers_regression);
+  SL_RUN(test_response_headers_for_one_request);
   SL_RUN(test_header_limit_431);
   SL_RUN(test_trailer_limit_431);
   SL_RUN(test_declared_body_limit_413_before_body);

@@ -177,15 +177,13 @@ static void sl__stop_upstream(sl_stream_t *st) {
 
 /* ---- writing to the client ---- */
 
-static const char sl__sse_headers_fmt[] =
-    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Request-Id: %s\r\n";
+/* X-Request-Id is on every response already (api.c sets it at the door). */
+static const char sl__sse_headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
 
 static int sl__send_headers(sl_stream_t *st) {
   if (st->headers_sent) return 0;
-  char extra[256];
-  snprintf(extra, sizeof(extra), sl__sse_headers_fmt, st->id);
   st->headers_sent = 1;
-  int rc = sl_http_stream_start(st->req, 200, "text/event-stream", extra);
+  int rc = sl_http_stream_start(st->req, 200, "text/event-stream", sl__sse_headers);
   if (rc < 0) {
     st->req = NULL;
     st->answered = 1;
@@ -471,9 +469,7 @@ static void sl__respond_whole(sl_stream_t *st) {
   cJSON_AddNumberToObject(u, "total_tokens", (double)(st->prompt_tokens + completion));
   char *body = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
-  char extra[128];
-  snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n", st->id);
-  sl_http_respond(st->req, 200, "application/json", body, strlen(body), extra);
+  sl_http_respond(st->req, 200, "application/json", body, strlen(body), NULL);
   cJSON_free(body);
   st->req = NULL;
   st->answered = 1;
@@ -948,18 +944,6 @@ static char *sl__forward_headers(const sl_http_req_t *req, const char *id) {
   return out;
 }
 
-static int sl__id_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-          c == '.'))
-      return 0;
-  }
-  return 1;
-}
-
 void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   sl_stream_t *st = sl_calloc(1, sizeof(*st));
   st->gw = gw;
@@ -969,11 +953,7 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gw->gen);
-  const char *cid = sl_http_req_header(req, "x-request-id");
-  if (cid != NULL && sl__id_ok(cid))
-    snprintf(st->id, sizeof(st->id), "%s", cid);
-  else
-    snprintf(st->id, sizeof(st->id), "req-%08" PRIx64, ++gw->next_id);
+  snprintf(st->id, sizeof(st->id), "%s", r->id); /* decided at the door (api.c) */
   st->fwd_headers = sl__forward_headers(req, st->id);
   uv_timer_init(gw->loop, &st->timer);
   uv_timer_init(gw->loop, &st->hb_timer);

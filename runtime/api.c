@@ -11,9 +11,9 @@
  * assembles non-streaming answers itself.  Authorization is accepted and
  * ignored while no tenants are configured, and never forwarded.
  *
- * The body is checked as text before it is parsed (strict JSON, valid UTF-8
- * in every key and value, no \u0000), and as a tree after (no key twice in
- * an object), so what is validated is exactly what the engine reads.  The
+ * The body is checked as text before it is parsed (valid UTF-8 in every key
+ * and value, no NUL), and as a tree after (no key twice in an object), so
+ * what is validated is exactly what the engine reads.  The
  * request id is decided here, at the door, for every completion request:
  * the client's X-Request-Id when it is safe to print, else a generated one;
  * every response and log line for the request carries that id.
@@ -171,11 +171,12 @@ static int sl__check_number(sl_http_req_t *req, const cJSON *root, const char *n
 static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_request_t *r) {
   r->chat = chat;
   if (req->body_len == 0) return sl__bad(req, "body", "request body is empty; expected a JSON object");
-  /* cJSON does not validate UTF-8 and ends a string at \u0000; the text
-   * check refuses both, naming the field, before anything is parsed. */
+  /* cJSON does not validate UTF-8 and ends a string at a NUL; the text
+   * check refuses both, naming the field, before anything is parsed.  It
+   * leaves JSON syntax to cJSON. */
   sl_oai_problem_t problem;
-  if (sl_oai_check_request(req->body, req->body_len, &problem) < 0)
-    return sl__bad(req, problem.code, "%s", problem.message);
+  int text = sl_oai_check_request(req->body, req->body_len, &problem);
+  if (text == SL_EINVAL) return sl__bad(req, problem.code, "%s", problem.message);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, 0);
   if (root != NULL) {
@@ -193,6 +194,13 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_r
     return sl__bad(req, "body", "request body is not valid JSON (error near byte %zu)", off);
   }
   int rc = -1;
+  if (text < 0) {
+    /* cJSON took what the text check could not walk (it mirrors cJSON's
+     * syntax, so this should not happen): refuse rather than forward
+     * strings nobody checked. */
+    sl__bad(req, problem.code, "%s", problem.message);
+    goto out;
+  }
   if (!cJSON_IsObject(root)) {
     sl__bad(req, "body", "request body must be a JSON object");
     goto out;

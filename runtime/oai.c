@@ -8,9 +8,10 @@
  * except object keys that contain escapes, which are decoded into a small
  * stack buffer so that "conten\u0074" still means content.
  *
- * The request checks reuse the same lexical and structure layers with a
- * deeper nesting limit; the duplicate-key check and the prompt size work on
- * the cJSON tree the gateway and the simulated engine parse anyway. */
+ * The request text check has its own walker, as lenient as cJSON (which
+ * stays the judge of a request's JSON syntax) but reading every string; the
+ * duplicate-key check and the prompt size work on the cJSON tree the
+ * gateway and the simulated engine parse anyway. */
 #include "runtime/oai.h"
 
 #include <cjson/cJSON.h>
@@ -29,7 +30,6 @@ typedef struct {
   const char *p; /* next byte */
   const char *e; /* end of input */
   int depth;     /* open containers */
-  int max_depth; /* more open containers than this is refused */
 } sl__jc_t;
 
 /* ---- lexical layer ---------------------------------------------------- */
@@ -194,7 +194,7 @@ static int64_t sl__num_i64(sl_span_t s) {
 /* ---- structure layer -------------------------------------------------- */
 
 static int sl__open(sl__jc_t *c) {
-  if (++c->depth > c->max_depth) return SL_EPARSE;
+  if (++c->depth > SL__OAI_MAX_DEPTH) return SL_EPARSE;
   c->p++;
   return 0;
 }
@@ -551,7 +551,7 @@ static int sl__scan_error(sl__jc_t *c, sl__scan_t *s) {
 }
 
 static int sl__is_done(const char *json, size_t len) {
-  sl__jc_t c = {json, json + len, 0, SL__OAI_MAX_DEPTH};
+  sl__jc_t c = {json, json + len, 0};
   sl__ws(&c);
   if (sl__lit(&c, "[DONE]", 6) < 0) return 0;
   sl__ws(&c);
@@ -574,7 +574,7 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
   sl__scan_t s;
   memset(&s, 0, sizeof(s));
   s.ev = ev;
-  sl__jc_t c = {json, json + len, 0, SL__OAI_MAX_DEPTH};
+  sl__jc_t c = {json, json + len, 0};
   sl_span_t ks;
   sl__key_t k;
   int r, kesc, first = 1, object_is_error = 0;
@@ -981,16 +981,26 @@ static void sl__path(const sl__step_t *st, char *out, size_t cap) {
   if (b.n + 1 >= cap && cap > 4) memcpy(out + cap - 4, "...", 4); /* cut: say so */
 }
 
+/* The request walker's cursor.  Its grammar is cJSON's (which parses the
+ * body afterwards and decides what is JSON): every byte up to 0x20 is
+ * blank, raw control characters may stand in strings, a number is a run of
+ * [0-9+-.eE] after '-' or a digit.  It only has to find every string. */
 typedef struct {
-  sl__jc_t c;
+  const char *p, *e;
   const char *base;
+  int depth;
   sl_oai_problem_t *out;
 } sl__rq_t;
 
-/* Not strict JSON at c.p. */
+static void sl__rq_ws(sl__rq_t *q) {
+  while (q->p < q->e && (unsigned char)*q->p <= 0x20) q->p++;
+}
+
+/* The walk cannot go on at q->p: not JSON as cJSON reads it either (or, in
+ * theory, a leniency of cJSON's not mirrored here; the caller refuses then). */
 static int sl__rq_json(sl__rq_t *q, int too_deep) {
   sl_oai_problem_t *o = q->out;
-  o->offset = (size_t)((q->c.p < q->c.e ? q->c.p : q->c.e) - q->base);
+  o->offset = (size_t)((q->p < q->e ? q->p : q->e) - q->base);
   o->field[0] = '\0';
   o->code = "body";
   if (too_deep)
@@ -1007,38 +1017,87 @@ static int sl__cont(const unsigned char *p, const unsigned char *e, int k) {
   return 1;
 }
 
+/* The four hex digits at p as a number, or -1 if one is not a hex digit. */
 static long sl__hex4(const char *p) {
   long v = 0;
-  for (int i = 0; i < 4; i++) v = v * 16 + sl__hexval((unsigned char)p[i]);
+  for (int i = 0; i < 4; i++) {
+    int h = sl__hexval((unsigned char)p[i]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
   return v;
 }
 
-/* The first thing wrong with the text of string contents s[0..n) (whose
- * escapes sl__str has checked for syntax): a static reason with *at its
- * offset in s and *nul set when it is a \u0000, or NULL when the text is
- * valid.  ASCII runs without a backslash are skipped eight bytes at a time. */
-static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *nul) {
+/* q->p is at an opening quote: the string's contents into *out and q->p
+ * past the closing quote.  The string ends where cJSON ends it: a backslash
+ * takes the next byte with it, whatever it is; what the escapes mean is
+ * sl__text_problem's to judge, in the order cJSON decodes them.  Plain runs
+ * are skipped eight bytes at a time. */
+static int sl__rq_str(sl__rq_t *q, sl_span_t *out) {
+  const char *p = q->p + 1, *e = q->e, *s = p;
+  for (;;) {
+    while (e - p >= 8) {
+      uint64_t v;
+      memcpy(&v, p, 8);
+      if ((sl__has_zero(v ^ (SL__ONES * '"')) | sl__has_zero(v ^ (SL__ONES * '\\'))) != 0) break;
+      p += 8;
+    }
+    if (p >= e) return sl__rq_json(q, 0);
+    if (*p == '"') break;
+    if (*p == '\\') {
+      if (e - p < 2) return sl__rq_json(q, 0);
+      p += 2;
+    } else {
+      p++;
+    }
+  }
+  out->p = s;
+  out->n = (size_t)(p - s);
+  q->p = p + 1;
+  return 0;
+}
+
+enum { SL__TEXT_OK, SL__TEXT_UTF8, SL__TEXT_NUL, SL__TEXT_ESCAPE };
+
+/* The first thing wrong with the text of string contents s[0..n), decoded
+ * as cJSON decodes it: a static reason with *at its offset in s and *kind
+ * saying what it is (invalid UTF-8; a NUL, raw or as an escape cJSON would
+ * turn into one and end the string at; an escape cJSON refuses); NULL when
+ * the text is valid.  Runs of ASCII without a backslash or a NUL are
+ * skipped eight bytes at a time. */
+static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *kind) {
   const unsigned char *p = (const unsigned char *)s, *e = p + n;
-  *nul = 0;
+  *kind = SL__TEXT_UTF8;
   while (p < e) {
     while (e - p >= 8) {
       uint64_t v;
       memcpy(&v, p, 8);
-      if ((v & SL__HIGHS) != 0 || sl__has_zero(v ^ (SL__ONES * '\\'))) break;
+      if ((v & SL__HIGHS) != 0 || (sl__has_zero(v ^ (SL__ONES * '\\')) | sl__has_zero(v)) != 0) break;
       p += 8;
     }
     if (p >= e) break;
     *at = (size_t)((const char *)p - s);
     unsigned ch = *p;
+    if (ch == 0) {
+      *kind = SL__TEXT_NUL;
+      return "a NUL byte";
+    }
     if (ch == '\\') {
-      if (p[1] != 'u') {
-        p += 2;
-        continue;
+      switch (p[1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+          p += 2;
+          continue;
+        case 'u':
+          break;
+        default:
+          *kind = SL__TEXT_ESCAPE;
+          return "an unknown escape";
       }
-      long u = sl__hex4((const char *)p + 2);
-      if (u == 0) {
-        *nul = 1;
-        return "\\u0000";
+      /* cJSON reads a \u escape without four hex digits as U+0000. */
+      long u = e - p >= 6 ? sl__hex4((const char *)p + 2) : -1;
+      if (u <= 0) {
+        *kind = SL__TEXT_NUL;
+        return u < 0 ? "a \\u escape without four hex digits" : "the escape \\u0000 (NUL)";
       }
       if (u >= 0xDC00 && u <= 0xDFFF) return "a \\u escape of a low surrogate (U+DC00..U+DFFF) with no high one before it";
       if (u >= 0xD800 && u <= 0xDBFF) {
@@ -1067,6 +1126,7 @@ static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *nu
     if (ch == 0xF4 && p[1] >= 0x90) return "a code point past U+10FFFF";
     p += k + 1;
   }
+  *kind = SL__TEXT_OK;
   return NULL;
 }
 
@@ -1074,9 +1134,13 @@ static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *nu
  * else the value at `at`). */
 static int sl__rq_text(sl__rq_t *q, sl_span_t s, const sl__step_t *at, int is_key) {
   size_t off = 0;
-  int nul = 0;
-  const char *why = sl__text_problem(s.p, s.n, &off, &nul);
+  int kind = SL__TEXT_OK;
+  const char *why = sl__text_problem(s.p, s.n, &off, &kind);
   if (why == NULL) return 0;
+  if (kind == SL__TEXT_ESCAPE) {
+    q->p = s.p + off;
+    return sl__rq_json(q, 0); /* cJSON refuses it too */
+  }
   sl_oai_problem_t *o = q->out;
   o->offset = (size_t)(s.p - q->base) + off;
   sl__path(at, o->field, sizeof(o->field));
@@ -1085,10 +1149,10 @@ static int sl__rq_text(sl__rq_t *q, sl_span_t s, const sl__step_t *at, int is_ke
     snprintf(name, sizeof(name), o->field[0] ? "a key of '%s'" : "a top-level key%s", o->field);
   else
     snprintf(name, sizeof(name), o->field[0] ? "'%s'" : "the request body%s", o->field);
-  if (nul) {
+  if (kind == SL__TEXT_NUL) {
     o->code = "invalid_string";
-    snprintf(o->message, sizeof(o->message),
-             "%s contains the escape \\u0000 (NUL), which sluice does not accept (byte %zu)", name, o->offset);
+    snprintf(o->message, sizeof(o->message), "%s contains %s, which sluice does not accept (byte %zu)", name, why,
+             o->offset);
   } else {
     o->code = "invalid_utf8";
     snprintf(o->message, sizeof(o->message), "%s is not valid UTF-8: %s (byte %zu)", name, why, o->offset);
@@ -1096,55 +1160,84 @@ static int sl__rq_text(sl__rq_t *q, sl_span_t s, const sl__step_t *at, int is_ke
   return SL_EINVAL;
 }
 
+static int sl__rq_lit(sl__rq_t *q, const char *lit, size_t n) {
+  if ((size_t)(q->e - q->p) < n || memcmp(q->p, lit, n) != 0) return sl__rq_json(q, 0);
+  q->p += n;
+  return 0;
+}
+
+/* One value at q->p (not blank); `at` is its path. */
 static int sl__rq_value(sl__rq_t *q, const sl__step_t *at) {
-  sl__jc_t *c = &q->c;
   sl_span_t s;
-  int r, first = 1, kesc;
-  switch (*c->p) {
-    case '"':
-      if (sl__str(c, &s, NULL) < 0) return sl__rq_json(q, 0);
-      return sl__rq_text(q, s, at, 0);
-    case '{':
-      if (c->depth >= c->max_depth) return sl__rq_json(q, 1);
-      c->depth++;
-      c->p++;
-      while ((r = sl__obj_next(c, &first, &s, &kesc)) > 0) {
-        if ((r = sl__rq_text(q, s, at, 1)) < 0) return r;
-        sl__step_t st = {at, s.p, s.n, 0};
-        if ((r = sl__rq_value(q, &st)) < 0) return r;
-      }
-      return r < 0 ? sl__rq_json(q, 0) : 0;
-    case '[': {
-      if (c->depth >= c->max_depth) return sl__rq_json(q, 1);
-      c->depth++;
-      c->p++;
-      size_t i = 0;
-      while ((r = sl__arr_next(c, &first)) > 0) {
-        sl__step_t st = {at, NULL, 0, i++};
-        if ((r = sl__rq_value(q, &st)) < 0) return r;
-      }
-      return r < 0 ? sl__rq_json(q, 0) : 0;
-    }
-    case 't':
-      return sl__lit(c, "true", 4) < 0 ? sl__rq_json(q, 0) : 0;
-    case 'f':
-      return sl__lit(c, "false", 5) < 0 ? sl__rq_json(q, 0) : 0;
-    case 'n':
-      return sl__lit(c, "null", 4) < 0 ? sl__rq_json(q, 0) : 0;
-    default:
-      if ((*c->p == '-' || sl__isdigit(*c->p)) && sl__num(c, &s) == 0) return 0;
-      return sl__rq_json(q, 0);
+  int r;
+  char c = *q->p;
+  if (c == '"') {
+    if ((r = sl__rq_str(q, &s)) < 0) return r;
+    return sl__rq_text(q, s, at, 0);
   }
+  if (c == '{' || c == '[') {
+    char close = c == '{' ? '}' : ']';
+    if (q->depth >= SL_OAI_REQUEST_MAX_DEPTH) return sl__rq_json(q, 1);
+    q->depth++;
+    q->p++;
+    sl__rq_ws(q);
+    if (q->p < q->e && *q->p == close) {
+      q->p++;
+      q->depth--;
+      return 0;
+    }
+    for (size_t i = 0;; i++) {
+      sl__step_t st = {at, NULL, 0, i};
+      if (q->p >= q->e) return sl__rq_json(q, 0);
+      if (c == '{') {
+        if (*q->p != '"') return sl__rq_json(q, 0);
+        if ((r = sl__rq_str(q, &s)) < 0) return r;
+        if ((r = sl__rq_text(q, s, at, 1)) < 0) return r;
+        st.key = s.p;
+        st.keylen = s.n;
+        sl__rq_ws(q);
+        if (q->p >= q->e || *q->p != ':') return sl__rq_json(q, 0);
+        q->p++;
+        sl__rq_ws(q);
+        if (q->p >= q->e) return sl__rq_json(q, 0);
+      }
+      if ((r = sl__rq_value(q, &st)) < 0) return r;
+      sl__rq_ws(q);
+      if (q->p < q->e && *q->p == ',') {
+        q->p++;
+        sl__rq_ws(q);
+        continue;
+      }
+      if (q->p < q->e && *q->p == close) {
+        q->p++;
+        q->depth--;
+        return 0;
+      }
+      return sl__rq_json(q, 0);
+    }
+  }
+  if (c == 't') return sl__rq_lit(q, "true", 4);
+  if (c == 'f') return sl__rq_lit(q, "false", 5);
+  if (c == 'n') return sl__rq_lit(q, "null", 4);
+  if (c == '-' || sl__isdigit(c)) {
+    q->p++;
+    while (q->p < q->e && (sl__isdigit(*q->p) || *q->p == '+' || *q->p == '-' || *q->p == '.' || *q->p == 'e' ||
+                           *q->p == 'E'))
+      q->p++;
+    return 0;
+  }
+  return sl__rq_json(q, 0);
 }
 
 int sl_oai_check_request(const char *json, size_t len, sl_oai_problem_t *out) {
-  sl__rq_t q = {{json, json + len, 0, SL_OAI_REQUEST_MAX_DEPTH}, json, out};
-  sl__ws(&q.c);
-  if (q.c.p >= q.c.e) return sl__rq_json(&q, 0);
+  sl__rq_t q = {json, json + len, json, 0, out};
+  if (len >= 3 && memcmp(json, "\xEF\xBB\xBF", 3) == 0) q.p += 3; /* a UTF-8 BOM, which cJSON skips too */
+  sl__rq_ws(&q);
+  if (q.p >= q.e) return sl__rq_json(&q, 0);
   int r = sl__rq_value(&q, NULL);
   if (r < 0) return r;
-  sl__ws(&q.c);
-  if (q.c.p != q.c.e) return sl__rq_json(&q, 0);
+  sl__rq_ws(&q);
+  if (q.p != q.e) return sl__rq_json(&q, 0);
   return 0;
 }
 

@@ -12,11 +12,11 @@
  * bytes and JSON string contents.  Field meanings follow
  * /work/shared/wire-formats.md sections 1 and 2.
  *
- * The request side of the schema, shared by the gateway's validation
- * (api.c) and the simulated engine: sl_oai_check_request (strict JSON and
- * valid text in every string, naming the field), sl_oai_check_duplicates
- * (no key twice in an object) and sl_oai_prompt_chars (the prompt size of a
- * request, every content form counted).
+ * The request side of the schema: sl_oai_check_request (valid text in
+ * every string, naming the field) and sl_oai_check_duplicates (no key twice
+ * in an object), used by the gateway's validation (api.c), and
+ * sl_oai_prompt_chars (the prompt size of a request, every content form
+ * counted), used by the gateway and the simulated engine alike.
  *
  * Pure C over caller buffers, no libuv.  Only the stream side is on the
  * hot path and it allocates nothing; the request checks run once per
@@ -175,8 +175,8 @@ const char *sl_finish_name(sl_finish_t f);
 
 struct cJSON;
 
-/* Request bodies may nest this deep (cJSON's own limit is 1000). */
-#define SL_OAI_REQUEST_MAX_DEPTH 512
+/* Request bodies may nest this deep (cJSON's own limit). */
+#define SL_OAI_REQUEST_MAX_DEPTH 1000
 
 /* What a request check found wrong. */
 typedef struct {
@@ -186,22 +186,24 @@ typedef struct {
   char message[400]; /* a sentence for the client naming the field (printable ASCII and valid UTF-8) */
 } sl_oai_problem_t;
 
-/* Checks a request body json[0..len) before it is parsed into a tree:
- *  - it is one strict RFC 8259 JSON value (no trailing bytes but
- *    whitespace, no raw control characters in strings, no leading zeros),
- *    nested at most SL_OAI_REQUEST_MAX_DEPTH deep: else SL_EPARSE, code
- *    "body", the message giving the byte offset;
- *  - every string, keys and values, is valid UTF-8 once its escapes are
- *    decoded: no overlong forms, no surrogates (U+D800..U+DFFF), nothing
- *    past U+10FFFF, no truncated sequence; a \uXXXX escape of a high
- *    surrogate must be followed by one of a low surrogate, and a low one
- *    must follow a high one (a lone surrogate is not a character and has
- *    no UTF-8 form, so it is refused rather than replaced): else SL_EINVAL,
- *    code "invalid_utf8";
- *  - no string holds \u0000: a C string (cJSON's) would silently end
- *    there and the rest would be lost on the way to the engine: SL_EINVAL,
- *    code "invalid_string".
- * Returns 0, or the code above with *out filled.  Allocates nothing. */
+/* Checks the text of every string, keys and values, in a request body
+ * json[0..len) before it is parsed into a tree (cJSON validates none of
+ * it), and names the field of the first bad one:
+ *  - valid UTF-8 once escapes are decoded: no stray or truncated byte, no
+ *    overlong form, no surrogate (U+D800..U+DFFF), nothing past U+10FFFF;
+ *    a \uXXXX escape of a high surrogate must be followed by one of a low
+ *    surrogate and a low one must follow a high one (a lone surrogate is
+ *    not a character and has no UTF-8 form, so it is refused rather than
+ *    replaced): else SL_EINVAL, code "invalid_utf8";
+ *  - no NUL, raw or as \u0000: a C string (cJSON's) would silently end
+ *    there and the rest would not reach the engine: SL_EINVAL, code
+ *    "invalid_string".
+ * The walk reads JSON as leniently as cJSON does (cJSON parses the body
+ * next and stays the judge of its syntax: raw control characters in
+ * strings, any byte up to 0x20 as blank, a leading BOM, nesting up to
+ * SL_OAI_REQUEST_MAX_DEPTH).  Where it cannot go on it returns SL_EPARSE,
+ * code "body", with the offset in the message.
+ * Returns 0 or the code above with *out filled.  Allocates nothing. */
 int sl_oai_check_request(const char *json, size_t len, sl_oai_problem_t *out);
 
 /* Checks that no object in the tree, at any depth, has a key twice (cJSON

@@ -337,15 +337,26 @@ static void test_invalid_utf8_refused(void) {
                     "a top-level key is not valid UTF-8"));
   ASSERT(expect_400(port, "/v1/completions", "{\"model\":\"sim-small\",\"prompt\":[\"ok\",\"\xe2\x82\"]}",
                     "'prompt[1]' is not valid UTF-8: a truncated sequence"));
-  /* Valid text of every width, an escaped pair, and U+FFFF pass. */
+  /* cJSON reads \uZZZZ as a NUL and would cut the text there. */
+  ASSERT(expect_400(port, CHAT,
+                    "{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\uZZZZb\"}]}",
+                    "'messages[0].content' contains a \\u escape without four hex digits"));
+  /* What cJSON always took stays accepted: a raw newline inside a string
+   * (re-escaped on the way to the engine). */
   nu_resp_t r;
+  ASSERT_EQ(e2e_http(port, "POST", CHAT, "x-sim-tokens: 2\r\n",
+                     "{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":\"line 1\nline 2\"}]}",
+                     &r, 10000),
+            200);
+  nu_resp_free(&r);
+  /* Valid text of every width, an escaped pair, and U+FFFF pass. */
   ASSERT_EQ(e2e_http(port, "POST", CHAT, "x-sim-tokens: 2\r\n",
                      "{\"model\":\"sim-small\",\"messages\":[{\"role\":\"user\",\"content\":"
                      "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \\ud83d\\ude00 \xef\xbf\xbf\"}]}",
                      &r, 10000),
             200);
   nu_resp_free(&r);
-  ASSERT_GE(e2e_counter(port, "errors_bad_request"), 8);
+  ASSERT_GE(e2e_counter(port, "errors_bad_request"), 9);
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 

@@ -3,9 +3,9 @@
  * agreement with cJSON on thousands of generated chunks (random field
  * order, escapes, unicode, unknown nested fields) and on mutated ones; the
  * JSON string escape/unescape pair; encoder output read back by cJSON; and
- * the request side: the strict check of request bodies (UTF-8 in every
- * string, escapes, the field named), duplicate keys at any depth, and the
- * prompt size of every content form. */
+ * the request side: the text check of request bodies (UTF-8 in every
+ * string, escapes, NUL, the field named; JSON read as cJSON reads it),
+ * duplicate keys at any depth, and the prompt size of every content form. */
 #include "runtime/oai.h"
 
 #include <cjson/cJSON.h>
@@ -1307,25 +1307,126 @@ static void test_request_utf8_agrees_with_reference(void) {
   ASSERT_GT(valid, 1000); /* both outcomes were exercised */
 }
 
-static void test_request_not_json(void) {
-  const char *bad[] = {"", "   ", "{", "{\"a\":1,}", "{\"a\":01}", "{\"a\":\"x\ty\"}", "{\"a\":1} x", "{\"a\":\"\\x\"}",
-                       "{\"a\":[1 2]}", "nul", "{\"a\":1}{}"};
+/* What the gateway accepts as JSON: cJSON parses it and only " \t\r\n"
+ * follow the value. */
+static int gateway_accepts(const char *body, size_t n) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
+  int ok = root != NULL;
+  if (root != NULL)
+    for (const char *q = end; q < body + n; q++)
+      if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') ok = 0;
+  cJSON_Delete(root);
+  return ok;
+}
+
+/* The walk reads JSON as cJSON does (cJSON judges the syntax afterwards):
+ * what cJSON accepts is walked and its strings checked; what neither can
+ * read is SL_EPARSE with the offset. */
+static void test_request_json_as_cjson_reads_it(void) {
+  const char *bad[] = {"", "   ", "{", "{\"a\":1,}", "{\"a\":1} x", "{\"a\":\"\\x\"}", "{\"a\":[1 2]}",
+                       "nul", "{\"a\":1}{}", "{a:1}", "{\"a\" 1}", "[1,]", "{\"a\":\"open"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     sl_oai_problem_t p;
-    ASSERT_EQ(sl_oai_check_request(bad[i], strlen(bad[i]), &p), SL_EPARSE);
+    int r = sl_oai_check_request(bad[i], strlen(bad[i]), &p);
+    if (r != SL_EPARSE) fprintf(stderr, "  bad[%zu] '%s': %d\n", i, bad[i], r);
+    ASSERT_EQ(r, SL_EPARSE);
     ASSERT_STR_EQ(p.code, "body");
     ASSERT_NOT_NULL(strstr(p.message, "not valid JSON"));
+    ASSERT(!gateway_accepts(bad[i], strlen(bad[i]))); /* the gateway refuses them too */
   }
-  /* Nesting: up to the limit is fine, one more is refused with its own message. */
+  /* cJSON reads a \u escape without four hex digits as U+0000 and cuts the
+   * string there: refused like \u0000, naming the field. */
+  const char *bad_u[] = {"{\"a\":\"\\u12g4\"}", "{\"a\":\"x\\uZZZZy\"}", "{\"a\":\"\\u1\\\"23\"}", "{\"a\":\"\\u12\"}"};
+  for (size_t i = 0; i < sizeof(bad_u) / sizeof(bad_u[0]); i++) {
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(bad_u[i], strlen(bad_u[i]), &p);
+    if (r != SL_EINVAL) fprintf(stderr, "  bad_u[%zu] '%s': %d\n", i, bad_u[i], r);
+    ASSERT_EQ(r, SL_EINVAL);
+    ASSERT_STR_EQ(p.code, "invalid_string");
+    ASSERT_STR_EQ(p.field, "a");
+  }
+  /* cJSON's leniencies are walked, and their strings still checked. */
+  const char *lenient[] = {"{\"a\":\"raw\ttab and\nnewline\"}", "{\"a\":007,\"b\":1.,\"c\":-.5}",
+                           "\x01{\x1f\"a\"\x02:\x03[\x04]\x05}\x06", "\xef\xbb\xbf{\"bom\":1}"};
+  for (size_t i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++) {
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(lenient[i], strlen(lenient[i]), &p);
+    if (r != 0) fprintf(stderr, "  lenient[%zu]: %s\n", i, p.message);
+    ASSERT_EQ(r, 0);
+    cJSON *root = cJSON_ParseWithLength(lenient[i], strlen(lenient[i]));
+    ASSERT_NOT_NULL(root);
+    cJSON_Delete(root);
+  }
+  sl_oai_problem_t p;
+  const char *bad_in_lenient = "{\"a\":007,\"b\":\"x\ty\xc0\x80\"}";
+  ASSERT_EQ(sl_oai_check_request(bad_in_lenient, strlen(bad_in_lenient), &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.field, "b");
+  /* A raw NUL inside a string is refused like \u0000 (cJSON would cut the
+   * string there); between tokens cJSON reads it as blank. */
+  const char nul_in[] = "{\"prompt\":\"ab\0cd\"}";
+  ASSERT_EQ(sl_oai_check_request(nul_in, sizeof(nul_in) - 1, &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.code, "invalid_string");
+  ASSERT_STR_EQ(p.field, "prompt");
+  ASSERT_NOT_NULL(strstr(p.message, "a NUL byte"));
+  const char nul_out[] = "{\"prompt\":\0\"abcd\"}";
+  ASSERT_EQ(sl_oai_check_request(nul_out, sizeof(nul_out) - 1, &p), 0);
+  /* Nesting: up to cJSON's limit is walked, one more is refused. */
   size_t depth = SL_OAI_REQUEST_MAX_DEPTH;
   char *deep = malloc(2 * depth + 3);
   for (size_t i = 0; i < depth + 1; i++) deep[i] = '[';
   for (size_t i = 0; i < depth + 1; i++) deep[depth + 1 + i] = ']';
-  sl_oai_problem_t p;
   ASSERT_EQ(sl_oai_check_request(deep, 2 * (depth + 1), &p), SL_EPARSE);
   ASSERT_NOT_NULL(strstr(p.message, "deeper than"));
+  ASSERT_NULL(cJSON_ParseWithLength(deep, 2 * (depth + 1)));
   ASSERT_EQ(sl_oai_check_request(deep + 1, 2 * depth, &p), 0);
+  cJSON *root = cJSON_ParseWithLength(deep + 1, 2 * depth);
+  ASSERT_NOT_NULL(root);
+  cJSON_Delete(root);
   free(deep);
+}
+
+/* Random mutations of request bodies: whenever the gateway's parse (cJSON,
+ * then only " \t\r\n" after the value) would accept a body, the walk does
+ * not give up on it, so no string goes to the engine unchecked. */
+static void test_request_walk_never_stricter_than_cjson(void) {
+  static const char *seeds[] = {
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"h\\u00e9\"}]}],"
+      "\"max_tokens\":10,\"temperature\":0.5,\"stop\":null,\"stream\":true}",
+      "{\"model\":\"m\",\"prompt\":[1,2,-3e2],\"x\":{\"y\":[[],{}],\"z\":false}}",
+  };
+  static const char alphabet[] = "{}[]\":,\\ \t\n\r0123456789-+.eEntrufalsu\x01\x1f\x7f\x80\xc3\xa9\xff";
+  rng_state = 0xc0ffee77ULL;
+  int accepted = 0;
+  for (int round = 0; round < 60000; round++) {
+    char body[512];
+    const char *seed = seeds[rnd() % 2];
+    size_t n = strlen(seed);
+    memcpy(body, seed, n);
+    int edits = 1 + (int)(rnd() % 3);
+    for (int k = 0; k < edits; k++) {
+      size_t at = rnd() % (n + 1);
+      char ch = alphabet[rnd() % (sizeof(alphabet) - 1)];
+      int op = (int)(rnd() % 3);
+      if (op == 0 && at < n) {
+        body[at] = ch;
+      } else if (op == 1 && n + 1 < sizeof(body)) {
+        memmove(body + at + 1, body + at, n - at);
+        body[at] = ch;
+        n++;
+      } else if (at < n) {
+        memmove(body + at, body + at + 1, n - at - 1);
+        n--;
+      }
+    }
+    sl_oai_problem_t p;
+    int walk = sl_oai_check_request(body, n, &p);
+    int gateway_ok = gateway_accepts(body, n);
+    accepted += gateway_ok;
+    if (gateway_ok && walk == SL_EPARSE) fprintf(stderr, "  walk gave up on an accepted body: %.*s\n", (int)n, body);
+    ASSERT(!(gateway_ok && walk == SL_EPARSE));
+  }
+  ASSERT_GT(accepted, 1000);
 }
 
 static int dups(const char *body, char *field) {
@@ -1425,7 +1526,8 @@ int main(void) {
   SL_RUN(test_request_utf8_invalid_named);
   SL_RUN(test_request_utf8_every_position);
   SL_RUN(test_request_utf8_agrees_with_reference);
-  SL_RUN(test_request_not_json);
+  SL_RUN(test_request_json_as_cjson_reads_it);
+  SL_RUN(test_request_walk_never_stricter_than_cjson);
   SL_RUN(test_request_duplicate_keys);
   SL_RUN(test_prompt_chars_every_form);
   return SL_TEST_EXIT();

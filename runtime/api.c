@@ -13,10 +13,10 @@
  *
  * The body is checked as text before it is parsed (valid UTF-8 in every key
  * and value, no NUL), and as a tree after (no key twice in an object), so
- * what is validated is exactly what the engine reads.  The
- * request id is decided here, at the door, for every completion request:
- * the client's X-Request-Id when it is safe to print, else a generated one;
- * every response and log line for the request carries that id.
+ * what is validated is exactly what the engine reads.  The request id is
+ * decided here, at the door, for every completion request: the client's
+ * X-Request-Id when it is safe to print, else a generated one; every
+ * response and log line for the request carries that id.
  */
 #include <cjson/cJSON.h>
 #include <inttypes.h>

@@ -10,6 +10,13 @@
  * usage requested, since sluice always streams from the engine and
  * assembles non-streaming answers itself.  Authorization is accepted and
  * ignored while no tenants are configured, and never forwarded.
+ *
+ * The body is checked as text before it is parsed (valid UTF-8 in every key
+ * and value, no NUL), and as a tree after (no key twice in an object), so
+ * what is validated is exactly what the engine reads.  The request id is
+ * decided here, at the door, for every completion request: the client's
+ * X-Request-Id when it is safe to print, else a generated one; every
+ * response and log line for the request carries that id.
  */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -20,7 +27,9 @@
 
 #include "runtime/alloc.h"
 #include "runtime/counters.h"
+#include "runtime/errors.h"
 #include "runtime/gateway.h"
+#include "runtime/narrate.h"
 #include "runtime/oai.h"
 
 void sl_api_error(sl_http_req_t *req, int status, const char *type, const char *code, const char *extra_headers,
@@ -156,12 +165,18 @@ static int sl__check_number(sl_http_req_t *req, const cJSON *root, const char *n
   return 0;
 }
 
-/* Validates the body of a completion request and fills r.  Returns 0, or -1
- * after answering the client. */
+/* Validates the body of a completion request and fills r (zeroed by the
+ * caller, its id already decided).  Returns 0, or -1 after answering the
+ * client. */
 static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_request_t *r) {
-  memset(r, 0, sizeof(*r));
   r->chat = chat;
   if (req->body_len == 0) return sl__bad(req, "body", "request body is empty; expected a JSON object");
+  /* cJSON does not validate UTF-8 and ends a string at a NUL; the text
+   * check refuses both, naming the field, before anything is parsed.  It
+   * leaves JSON syntax to cJSON. */
+  sl_oai_problem_t problem;
+  int text = sl_oai_check_request(req->body, req->body_len, &problem);
+  if (text == SL_EINVAL) return sl__bad(req, problem.code, "%s", problem.message);
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, 0);
   if (root != NULL) {
@@ -179,8 +194,21 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_r
     return sl__bad(req, "body", "request body is not valid JSON (error near byte %zu)", off);
   }
   int rc = -1;
+  if (text < 0) {
+    /* cJSON took what the text check could not walk (it mirrors cJSON's
+     * syntax, so this should not happen): refuse rather than forward
+     * strings nobody checked. */
+    sl__bad(req, problem.code, "%s", problem.message);
+    goto out;
+  }
   if (!cJSON_IsObject(root)) {
     sl__bad(req, "body", "request body must be a JSON object");
+    goto out;
+  }
+  /* cJSON's lookups return the first of duplicate keys while an engine may
+   * read the last, so the request validated would not be the one served. */
+  if (sl_oai_check_duplicates(root, &problem) < 0) {
+    sl__bad(req, problem.code, "%s", problem.message);
     goto out;
   }
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -269,22 +297,23 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_r
     sl__bad(req, "stop", "'stop' must be a string, an array of strings, or null");
     goto out;
   }
-  /* What placement may weigh: prompt size, requested length, session. */
-  if (chat) {
-    const cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "messages")) {
-      const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-      if (cJSON_IsString(content)) r->prompt_chars += strlen(content->valuestring);
-    }
-  } else {
-    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    if (cJSON_IsString(prompt)) r->prompt_chars = strlen(prompt->valuestring);
-  }
+  /* What placement may weigh: prompt size (every content form, counted
+   * as the simulated engine counts it), requested length, session. */
+  r->prompt_chars = sl_oai_prompt_chars(root, chat);
   const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
   if (!cJSON_IsNumber(mt)) mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
   if (cJSON_IsNumber(mt)) r->max_tokens = (int64_t)mt->valuedouble;
+  /* A session id too long to keep is refused rather than hashed: a hash
+   * would hand affinity policies a key the client never sent (policies log
+   * it and match it against ids seen elsewhere), while a 400 tells the
+   * client the limit at once instead of silently losing affinity. */
   const char *session = sl_http_req_header(req, "x-session-id");
-  if (session != NULL && strlen(session) < sizeof(r->session)) snprintf(r->session, sizeof(r->session), "%s", session);
+  if (session != NULL && strlen(session) >= sizeof(r->session)) {
+    sl__bad(req, "x-session-id", "header 'X-Session-Id' is too long: %zu bytes (at most %zu)", strlen(session),
+            sizeof(r->session) - 1);
+    goto out;
+  }
+  if (session != NULL) snprintf(r->session, sizeof(r->session), "%s", session);
   if (!sl_registry_has_model(&gw->reg, r->model)) {
     sl_counter_inc(SL_C_ERR_NOT_FOUND);
     sl_api_error(req, 404, "invalid_request_error", "model_not_found", NULL,
@@ -305,6 +334,43 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_api_r
 out:
   cJSON_Delete(root);
   return rc;
+}
+
+/* ---- request id ---- */
+
+/* A client id is kept only if it is short, made of [A-Za-z0-9._-], and the
+ * log redactor would print it unchanged: an id that looks like a secret
+ * would otherwise be printed verbatim in some lines and "[redacted]" in
+ * others, and log lines could no longer be matched by id. */
+static int sl__client_id_ok(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > SL_API_REQUEST_ID_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+          c == '.'))
+      return 0;
+  }
+  char shown[2 * SL_API_REQUEST_ID_MAX + 16];
+  return strcmp(sl_log_redact(s, shown, sizeof(shown)), s) == 0;
+}
+
+/* Decides the request's id (into r->id) and has every response to it say
+ * so: X-Request-Id, and X-Sluice-Request-Id-Replaced: 1 when the client's
+ * own id was refused. */
+static void sl__request_id(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
+  const char *cid = sl_http_req_header(req, "x-request-id");
+  int replaced = 0;
+  if (cid != NULL && sl__client_id_ok(cid)) {
+    snprintf(r->id, sizeof(r->id), "%s", cid);
+  } else {
+    snprintf(r->id, sizeof(r->id), "req-%08" PRIx64, ++gw->next_id);
+    replaced = cid != NULL && cid[0] != '\0';
+  }
+  char lines[SL_HTTP_RESPONSE_HEADERS_MAX + 1];
+  snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s", r->id,
+           replaced ? "X-Sluice-Request-Id-Replaced: 1\r\n" : "");
+  (void)sl_http_req_set_response_headers(req, lines); /* at most ~100 bytes: fits */
 }
 
 /* ---- routing ---- */
@@ -356,12 +422,14 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
     case SL_R_MODELS: sl__models(gw, req); return;
     default: break;
   }
+  sl_api_request_t r;
+  memset(&r, 0, sizeof(r));
+  sl__request_id(gw, req, &r);
   if (gw->draining) {
     sl_api_error(req, 503, "service_unavailable", "shutting_down", "Retry-After: 1\r\n",
                  "sluice is shutting down and takes no new requests");
     return;
   }
-  sl_api_request_t r;
   if (sl__validate(gw, req, route == SL_R_CHAT, &r) < 0) return;
   sl_relay_start(gw, req, &r);
 }

@@ -46,8 +46,12 @@ typedef struct sl_gateway_s {
   uint64_t gen_built;        /* generations built so far (ids) */
 } sl_gateway_t;
 
+/* A client's X-Request-Id is kept only up to this many bytes. */
+#define SL_API_REQUEST_ID_MAX 64
+
 /* A validated client request, as the relay needs it. */
 typedef struct {
+  char id[SL_API_REQUEST_ID_MAX + 8]; /* the request id decided at the door (api.c): the client's, or generated */
   char model[256];
   int chat;                  /* /v1/chat/completions (1) or /v1/completions (0) */
   int stream;                /* client asked for SSE */

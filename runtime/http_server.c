@@ -8,6 +8,11 @@
  * Request line and headers are copied into one per-connection buffer as
  * NUL-terminated strings (offsets while parsing, pointers once complete),
  * the body into another; both are reused across requests on a connection.
+ * Once the headers are complete the header buffer is frozen: the request's
+ * header pointers point into it, so nothing may append to it (and maybe
+ * move it) until the next request begins.  Trailer fields after a chunked
+ * body arrive through the same llhttp callbacks; they are counted against
+ * the header limit and dropped, never stored.
  */
 #include "runtime/http_server.h"
 
@@ -70,10 +75,12 @@ struct sl_http_conn_s {
   sl_hdr_off_t *hoff;
   int nhdr, hoff_cap;
   int in_value;              /* last header callback was a value */
+  int headers_done;          /* headers complete: header callbacks now carry trailers */
   char *body;
   size_t body_len, body_cap;
   sl_http_header_t *headers;
   int headers_cap;
+  char resp_headers[SL_HTTP_RESPONSE_HEADERS_MAX + 1]; /* set by the handler for this request's answer */
   sl_http_req_t req;
 };
 
@@ -176,6 +183,14 @@ const char *sl_http_req_header(const sl_http_req_t *req, const char *name) {
   for (int i = 0; i < req->nheaders; i++)
     if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
   return NULL;
+}
+
+int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines) {
+  sl_http_conn_t *c = req->conn;
+  size_t n = strlen(lines);
+  if (n > SL_HTTP_RESPONSE_HEADERS_MAX) return SL_ETOOBIG;
+  memcpy(c->resp_headers, lines, n + 1);
+  return 0;
 }
 
 /* ---- writes ---- */
@@ -399,6 +414,8 @@ static size_t sl__hbuf_append(sl_http_conn_t *c, const char *p, size_t n) {
   return off;
 }
 
+/* Request line, headers and trailers share one budget, so a trailer section
+ * cannot carry more than a header section could. */
 static int sl__count_header_bytes(sl_http_conn_t *c, size_t n) {
   c->header_bytes += n;
   if (c->header_bytes > c->server->limits.max_header_bytes) {
@@ -414,6 +431,7 @@ static int sl__on_message_begin(llhttp_t *p) {
   c->header_bytes = 0;
   c->nhdr = 0;
   c->in_value = 0;
+  c->headers_done = 0;
   c->body_len = 0;
   c->expect_continue = 0;
   c->method_off = 0;
@@ -457,6 +475,9 @@ static int sl__on_url_complete(llhttp_t *p) {
 static int sl__on_header_field(llhttp_t *p, const char *at, size_t n) {
   sl_http_conn_t *c = p->data;
   if (sl__count_header_bytes(c, n) < 0) return -1;
+  /* A trailer field: counted above, never stored.  Appending it would grow
+   * (and move) the buffer the request's header pointers point into. */
+  if (c->headers_done) return 0;
   if (c->in_value || c->nhdr == 0 || c->hoff[c->nhdr - 1].value_off != 0) {
     /* A new header begins. */
     if (c->nhdr == c->hoff_cap) {
@@ -476,6 +497,7 @@ static int sl__on_header_field_complete(llhttp_t *p) {
   sl_http_conn_t *c = p->data;
   char nul = '\0';
   if (sl__count_header_bytes(c, 4) < 0) return -1; /* ": " and CRLF */
+  if (c->headers_done) return 0;
   sl__hbuf_append(c, &nul, 1);
   if (c->nhdr > 0) c->hoff[c->nhdr - 1].value_off = c->hlen;
   return 0;
@@ -484,6 +506,7 @@ static int sl__on_header_field_complete(llhttp_t *p) {
 static int sl__on_header_value(llhttp_t *p, const char *at, size_t n) {
   sl_http_conn_t *c = p->data;
   if (sl__count_header_bytes(c, n) < 0) return -1;
+  if (c->headers_done) return 0;
   c->in_value = 1;
   sl__hbuf_append(c, at, n);
   return 0;
@@ -492,6 +515,7 @@ static int sl__on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int sl__on_header_value_complete(llhttp_t *p) {
   sl_http_conn_t *c = p->data;
   char nul = '\0';
+  if (c->headers_done) return 0;
   c->in_value = 1;
   sl__hbuf_append(c, &nul, 1);
   return 0;
@@ -520,6 +544,7 @@ static int sl__on_headers_complete(llhttp_t *p) {
   sl_http_req_t *r = &c->req;
   r->headers = c->headers;
   r->nheaders = c->nhdr;
+  c->headers_done = 1;
   const char *expect = sl_http_req_header(r, "expect");
   if (expect != NULL && strcasecmp(expect, "100-continue") == 0) c->expect_continue = 1;
   if (c->expect_continue) {
@@ -584,6 +609,7 @@ static void sl__dispatch(sl_http_conn_t *c) {
   r->on_drain = NULL;
   r->on_abort = NULL;
   c->above_high = 0;
+  c->resp_headers[0] = '\0';
   if (s->limits.global_counters) sl_counter_inc(SL_C_REQUESTS);
   s->handler(r, s->ud);
 }
@@ -615,7 +641,10 @@ static void sl__conn_process(sl_http_conn_t *c) {
       continue;
     }
     if (c->error_status == 431) {
-      sl__conn_error(c, 431, "request header fields exceed the limit", "header_too_large");
+      sl__conn_error(c, 431,
+                     c->headers_done ? "request trailer fields (after the chunked body) and headers exceed the header limit"
+                                     : "request header fields exceed the limit",
+                     "header_too_large");
     } else if (c->error_status == 413) {
       sl__conn_error(c, 413, "request body exceeds the limit", "body_too_large");
     } else {
@@ -706,12 +735,12 @@ int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, co
   sl_http_conn_t *c = req->conn;
   int close = !req->keep_alive;
   const char *extra = extra_headers ? extra_headers : "";
-  size_t cap = 256 + strlen(extra) + (content_type ? strlen(content_type) : 0) + body_len;
+  size_t cap = 256 + strlen(c->resp_headers) + strlen(extra) + (content_type ? strlen(content_type) : 0) + body_len;
   char *out = sl_malloc(cap);
   int n = snprintf(out, cap,
-                   "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                   "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
                    status, sl_http_status_text(status), content_type ? content_type : "text/plain",
-                   body_len, extra, close ? "Connection: close\r\n" : "");
+                   body_len, c->resp_headers, extra, close ? "Connection: close\r\n" : "");
   int rc = 0;
   if (n < 0 || (size_t)n + body_len > cap) {
     sl_free(out);
@@ -728,13 +757,13 @@ int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_typ
                          const char *extra_headers) {
   sl_http_conn_t *c = req->conn;
   const char *extra = extra_headers ? extra_headers : "";
-  size_t cap = 256 + strlen(extra) + (content_type ? strlen(content_type) : 0);
+  size_t cap = 256 + strlen(c->resp_headers) + strlen(extra) + (content_type ? strlen(content_type) : 0);
   char *out = sl_malloc(cap);
   int n = snprintf(out, cap,
                    "HTTP/1.1 %d %s\r\nServer: sluice\r\nContent-Type: %s\r\n"
-                   "Transfer-Encoding: chunked\r\n%s%s\r\n",
+                   "Transfer-Encoding: chunked\r\n%s%s%s\r\n",
                    status, sl_http_status_text(status), content_type ? content_type : "text/plain",
-                   extra, req->keep_alive ? "" : "Connection: close\r\n");
+                   c->resp_headers, extra, req->keep_alive ? "" : "Connection: close\r\n");
   if (n < 0 || (size_t)n >= cap) {
     sl_free(out);
     return SL_EINVAL;

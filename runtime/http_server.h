@@ -2,7 +2,8 @@
  * engine.
  *
  * Built on llhttp and libuv.  It accepts connections, parses requests with
- * limits that each have their own answer (431 header bytes, 413 body bytes as
+ * limits that each have their own answer (431 header bytes: request line,
+ * headers and the trailer fields of a chunked body together, 413 body bytes as
  * soon as the headers declare too much or a chunked body grows past it, 408
  * when a request takes longer than the header timeout, 400 for malformed
  * requests including Content-Length together with Transfer-Encoding, 503 past
@@ -19,6 +20,9 @@
  * into upstream reads go out without a copy.  The handler watches the
  * connection's write queue (sl_http_req_write_queue) and gets on_drain when
  * it falls to the low watermark: that is how the relay applies backpressure.
+ *
+ * Trailer fields after a chunked body are read (within the header limit)
+ * and dropped: the handler sees only the headers before the body.
  *
  * Ownership: the request belongs to the connection.  The handler may use it
  * from the handler call until it ends the response, or until on_abort, after
@@ -39,7 +43,7 @@ typedef struct sl_http_conn_s sl_http_conn_t;
 typedef struct sl_http_req_s sl_http_req_t;
 
 typedef struct {
-  size_t max_header_bytes;     /* request line + headers; past it: 431 */
+  size_t max_header_bytes;     /* request line + headers + trailers; past it: 431 */
   size_t max_body_bytes;       /* declared or received body; past it: 413 */
   uint64_t header_timeout_ms;  /* first byte to complete request; then 408 */
   uint64_t idle_timeout_ms;    /* keep-alive idle between requests; then close */
@@ -84,6 +88,15 @@ struct sl_http_req_s {
 
 /* Case-insensitive header lookup: the value, or NULL if absent. */
 const char *sl_http_req_header(const sl_http_req_t *req, const char *name);
+
+/* Header lines ("Name: value\r\n"...) that every response to this request
+ * carries, whole or streamed, before the extra_headers of the call that
+ * answers it: how a handler attaches something (a request id) to whatever
+ * answer the request ends up with.  Copied; a later call replaces them.
+ * Returns 0, or SL_ETOOBIG if they are longer than
+ * SL_HTTP_RESPONSE_HEADERS_MAX bytes (nothing is set then). */
+#define SL_HTTP_RESPONSE_HEADERS_MAX 255
+int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines);
 
 /* Initializes and starts listening on host:port (port 0 picks a free one).
  * Returns 0 or a negative libuv code (e.g. UV_EADDRINUSE).  The handler is

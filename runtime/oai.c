@@ -6,12 +6,21 @@
  * usage.total_tokens, ...), a specialized loop records the value's span;
  * everywhere else the generic skipper only validates.  Nothing is copied
  * except object keys that contain escapes, which are decoded into a small
- * stack buffer so that "conten\u0074" still means content. */
+ * stack buffer so that "conten\u0074" still means content.
+ *
+ * The request text check has its own walker, as lenient as cJSON (which
+ * stays the judge of a request's JSON syntax) but reading every string; the
+ * duplicate-key check and the prompt size work on the cJSON tree the
+ * gateway and the simulated engine parse anyway. */
 #include "runtime/oai.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "runtime/alloc.h"
 #include "runtime/errors.h"
 
 /* Deeper nesting than this is refused; chunks are about 6 levels deep. */
@@ -954,4 +963,432 @@ const char *sl_finish_name(sl_finish_t f) {
     case SL_FINISH_OTHER: return "other";
     default: return NULL;
   }
+}
+
+/* ---- request checks --------------------------------------------------- */
+
+/* One step of the path from the body to a value: an object key (raw JSON
+ * string contents or decoded text) or an array index.  Steps live on the
+ * walkers' stacks and point up to their parent. */
+typedef struct sl__step_s {
+  const struct sl__step_s *up;
+  const char *key; /* NULL for an array element */
+  size_t keylen;
+  size_t index;
+} sl__step_t;
+
+typedef struct {
+  char *buf;
+  size_t cap, n;
+} sl__pb_t;
+
+static void sl__pb_put(sl__pb_t *b, const char *s, size_t n) {
+  for (size_t i = 0; i < n && b->n + 1 < b->cap; i++) b->buf[b->n++] = s[i];
+  b->buf[b->n] = '\0';
+}
+
+static int sl__ident(const char *k, size_t n) {
+  if (n == 0 || !((k[0] >= 'a' && k[0] <= 'z') || (k[0] >= 'A' && k[0] <= 'Z') || k[0] == '_')) return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') || (k[i] >= '0' && k[i] <= '9') ||
+          k[i] == '_'))
+      return 0;
+  return 1;
+}
+
+/* messages[0].content, or ["odd key"] for keys that are not identifiers.
+ * Only printable ASCII is written (other bytes become '?'), so the path is
+ * safe in any message whatever the key held. */
+static void sl__path_render(const sl__step_t *st, sl__pb_t *b) {
+  if (st == NULL) return;
+  sl__path_render(st->up, b);
+  if (st->key == NULL) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "[%zu]", st->index);
+    sl__pb_put(b, tmp, (size_t)n);
+  } else if (sl__ident(st->key, st->keylen)) {
+    if (b->n > 0) sl__pb_put(b, ".", 1);
+    sl__pb_put(b, st->key, st->keylen);
+  } else {
+    sl__pb_put(b, "[\"", 2);
+    for (size_t i = 0; i < st->keylen; i++) {
+      unsigned char ch = (unsigned char)st->key[i];
+      char o = ch >= 0x20 && ch < 0x7F && ch != '"' && ch != '\\' ? (char)ch : '?';
+      sl__pb_put(b, &o, 1);
+    }
+    sl__pb_put(b, "\"]", 2);
+  }
+}
+
+static void sl__path(const sl__step_t *st, char *out, size_t cap) {
+  sl__pb_t b = {out, cap, 0};
+  out[0] = '\0';
+  sl__path_render(st, &b);
+  if (b.n + 1 >= cap && cap > 4) memcpy(out + cap - 4, "...", 4); /* cut: say so */
+}
+
+/* The request walker's cursor.  Its grammar is cJSON's (which parses the
+ * body afterwards and decides what is JSON): every byte up to 0x20 is
+ * blank, raw control characters may stand in strings, a number is a run of
+ * [0-9+-.eE] after '-' or a digit.  It only has to find every string. */
+typedef struct {
+  const char *p, *e;
+  const char *base;
+  int depth;
+  sl_oai_problem_t *out;
+} sl__rq_t;
+
+static void sl__rq_ws(sl__rq_t *q) {
+  while (q->p < q->e && (unsigned char)*q->p <= 0x20) q->p++;
+}
+
+/* The walk cannot go on at q->p: not JSON as cJSON reads it either (or, in
+ * theory, a leniency of cJSON's not mirrored here; the caller refuses then). */
+static int sl__rq_json(sl__rq_t *q, int too_deep) {
+  sl_oai_problem_t *o = q->out;
+  o->offset = (size_t)((q->p < q->e ? q->p : q->e) - q->base);
+  o->field[0] = '\0';
+  o->code = "body";
+  if (too_deep)
+    snprintf(o->message, sizeof(o->message), "request body nests deeper than %d levels (at byte %zu)",
+             SL_OAI_REQUEST_MAX_DEPTH, o->offset);
+  else
+    snprintf(o->message, sizeof(o->message), "request body is not valid JSON (error near byte %zu)", o->offset);
+  return SL_EPARSE;
+}
+
+static int sl__cont(const unsigned char *p, const unsigned char *e, int k) {
+  for (int i = 1; i <= k; i++)
+    if (p + i >= e || (p[i] & 0xC0) != 0x80) return 0;
+  return 1;
+}
+
+/* The four hex digits at p as a number, or -1 if one is not a hex digit. */
+static long sl__hex4(const char *p) {
+  long v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = sl__hexval((unsigned char)p[i]);
+    if (h < 0) return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+/* q->p is at an opening quote: the string's contents into *out and q->p
+ * past the closing quote.  The string ends where cJSON ends it: a backslash
+ * takes the next byte with it, whatever it is; what the escapes mean is
+ * sl__text_problem's to judge, in the order cJSON decodes them.  Plain runs
+ * are skipped eight bytes at a time. */
+static int sl__rq_str(sl__rq_t *q, sl_span_t *out) {
+  const char *p = q->p + 1, *e = q->e, *s = p;
+  for (;;) {
+    while (e - p >= 8) {
+      uint64_t v;
+      memcpy(&v, p, 8);
+      if ((sl__has_zero(v ^ (SL__ONES * '"')) | sl__has_zero(v ^ (SL__ONES * '\\'))) != 0) break;
+      p += 8;
+    }
+    if (p >= e) return sl__rq_json(q, 0);
+    if (*p == '"') break;
+    if (*p == '\\') {
+      if (e - p < 2) return sl__rq_json(q, 0);
+      p += 2;
+    } else {
+      p++;
+    }
+  }
+  out->p = s;
+  out->n = (size_t)(p - s);
+  q->p = p + 1;
+  return 0;
+}
+
+enum { SL__TEXT_OK, SL__TEXT_UTF8, SL__TEXT_NUL, SL__TEXT_ESCAPE };
+
+/* The first thing wrong with the text of string contents s[0..n), decoded
+ * as cJSON decodes it: a static reason with *at its offset in s and *kind
+ * saying what it is (invalid UTF-8; a NUL, raw or as an escape cJSON would
+ * turn into one and end the string at; an escape cJSON refuses); NULL when
+ * the text is valid.  Runs of ASCII without a backslash or a NUL are
+ * skipped eight bytes at a time. */
+static const char *sl__text_problem(const char *s, size_t n, size_t *at, int *kind) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + n;
+  *kind = SL__TEXT_UTF8;
+  while (p < e) {
+    while (e - p >= 8) {
+      uint64_t v;
+      memcpy(&v, p, 8);
+      if ((v & SL__HIGHS) != 0 || (sl__has_zero(v ^ (SL__ONES * '\\')) | sl__has_zero(v)) != 0) break;
+      p += 8;
+    }
+    if (p >= e) break;
+    *at = (size_t)((const char *)p - s);
+    unsigned ch = *p;
+    if (ch == 0) {
+      *kind = SL__TEXT_NUL;
+      return "a NUL byte";
+    }
+    if (ch == '\\') {
+      switch (p[1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+          p += 2;
+          continue;
+        case 'u':
+          break;
+        default:
+          *kind = SL__TEXT_ESCAPE;
+          return "an unknown escape";
+      }
+      /* cJSON reads a \u escape without four hex digits as U+0000. */
+      long u = e - p >= 6 ? sl__hex4((const char *)p + 2) : -1;
+      if (u <= 0) {
+        *kind = SL__TEXT_NUL;
+        return u < 0 ? "a \\u escape without four hex digits" : "the escape \\u0000 (NUL)";
+      }
+      if (u >= 0xDC00 && u <= 0xDFFF) return "a \\u escape of a low surrogate (U+DC00..U+DFFF) with no high one before it";
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        long lo = e - p >= 12 && p[6] == '\\' && p[7] == 'u' ? sl__hex4((const char *)p + 8) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+          return "a \\u escape of a high surrogate (U+D800..U+DBFF) with no low one after it";
+        p += 12;
+        continue;
+      }
+      p += 6;
+      continue;
+    }
+    if (ch < 0x80) {
+      p++;
+      continue;
+    }
+    if (ch < 0xC0) return "a continuation byte (0x80..0xBF) with no lead byte";
+    if (ch < 0xC2) return "an overlong encoding";
+    if (ch >= 0xF8) return "a byte that never occurs in UTF-8 (0xF8..0xFF)";
+    if (ch >= 0xF5) return "a code point past U+10FFFF";
+    int k = ch < 0xE0 ? 1 : ch < 0xF0 ? 2 : 3;
+    if (!sl__cont(p, e, k)) return "a truncated sequence";
+    if (ch == 0xE0 && p[1] < 0xA0) return "an overlong encoding";
+    if (ch == 0xED && p[1] >= 0xA0) return "a UTF-16 surrogate (U+D800..U+DFFF) encoded as UTF-8";
+    if (ch == 0xF0 && p[1] < 0x90) return "an overlong encoding";
+    if (ch == 0xF4 && p[1] >= 0x90) return "a code point past U+10FFFF";
+    p += k + 1;
+  }
+  *kind = SL__TEXT_OK;
+  return NULL;
+}
+
+/* Checks the text of a string (a key of the object at `at` when is_key,
+ * else the value at `at`). */
+static int sl__rq_text(sl__rq_t *q, sl_span_t s, const sl__step_t *at, int is_key) {
+  size_t off = 0;
+  int kind = SL__TEXT_OK;
+  const char *why = sl__text_problem(s.p, s.n, &off, &kind);
+  if (why == NULL) return 0;
+  if (kind == SL__TEXT_ESCAPE) {
+    q->p = s.p + off;
+    return sl__rq_json(q, 0); /* cJSON refuses it too */
+  }
+  sl_oai_problem_t *o = q->out;
+  o->offset = (size_t)(s.p - q->base) + off;
+  sl__path(at, o->field, sizeof(o->field));
+  char name[sizeof(o->field) + 32];
+  if (is_key)
+    snprintf(name, sizeof(name), o->field[0] ? "a key of '%s'" : "a top-level key%s", o->field);
+  else
+    snprintf(name, sizeof(name), o->field[0] ? "'%s'" : "the request body%s", o->field);
+  if (kind == SL__TEXT_NUL) {
+    o->code = "invalid_string";
+    snprintf(o->message, sizeof(o->message), "%s contains %s, which sluice does not accept (byte %zu)", name, why,
+             o->offset);
+  } else {
+    o->code = "invalid_utf8";
+    snprintf(o->message, sizeof(o->message), "%s is not valid UTF-8: %s (byte %zu)", name, why, o->offset);
+  }
+  return SL_EINVAL;
+}
+
+static int sl__rq_lit(sl__rq_t *q, const char *lit, size_t n) {
+  if ((size_t)(q->e - q->p) < n || memcmp(q->p, lit, n) != 0) return sl__rq_json(q, 0);
+  q->p += n;
+  return 0;
+}
+
+/* One value at q->p (not blank); `at` is its path. */
+static int sl__rq_value(sl__rq_t *q, const sl__step_t *at) {
+  sl_span_t s;
+  int r;
+  char c = *q->p;
+  if (c == '"') {
+    if ((r = sl__rq_str(q, &s)) < 0) return r;
+    return sl__rq_text(q, s, at, 0);
+  }
+  if (c == '{' || c == '[') {
+    char close = c == '{' ? '}' : ']';
+    if (q->depth >= SL_OAI_REQUEST_MAX_DEPTH) return sl__rq_json(q, 1);
+    q->depth++;
+    q->p++;
+    sl__rq_ws(q);
+    if (q->p < q->e && *q->p == close) {
+      q->p++;
+      q->depth--;
+      return 0;
+    }
+    for (size_t i = 0;; i++) {
+      sl__step_t st = {at, NULL, 0, i};
+      if (q->p >= q->e) return sl__rq_json(q, 0);
+      if (c == '{') {
+        if (*q->p != '"') return sl__rq_json(q, 0);
+        if ((r = sl__rq_str(q, &s)) < 0) return r;
+        if ((r = sl__rq_text(q, s, at, 1)) < 0) return r;
+        st.key = s.p;
+        st.keylen = s.n;
+        sl__rq_ws(q);
+        if (q->p >= q->e || *q->p != ':') return sl__rq_json(q, 0);
+        q->p++;
+        sl__rq_ws(q);
+        if (q->p >= q->e) return sl__rq_json(q, 0);
+      }
+      if ((r = sl__rq_value(q, &st)) < 0) return r;
+      sl__rq_ws(q);
+      if (q->p < q->e && *q->p == ',') {
+        q->p++;
+        sl__rq_ws(q);
+        continue;
+      }
+      if (q->p < q->e && *q->p == close) {
+        q->p++;
+        q->depth--;
+        return 0;
+      }
+      return sl__rq_json(q, 0);
+    }
+  }
+  if (c == 't') return sl__rq_lit(q, "true", 4);
+  if (c == 'f') return sl__rq_lit(q, "false", 5);
+  if (c == 'n') return sl__rq_lit(q, "null", 4);
+  if (c == '-' || sl__isdigit(c)) {
+    q->p++;
+    while (q->p < q->e && (sl__isdigit(*q->p) || *q->p == '+' || *q->p == '-' || *q->p == '.' || *q->p == 'e' ||
+                           *q->p == 'E'))
+      q->p++;
+    return 0;
+  }
+  return sl__rq_json(q, 0);
+}
+
+int sl_oai_check_request(const char *json, size_t len, sl_oai_problem_t *out) {
+  sl__rq_t q = {json, json + len, json, 0, out};
+  if (len >= 3 && memcmp(json, "\xEF\xBB\xBF", 3) == 0) q.p += 3; /* a UTF-8 BOM, which cJSON skips too */
+  sl__rq_ws(&q);
+  if (q.p >= q.e) return sl__rq_json(&q, 0);
+  int r = sl__rq_value(&q, NULL);
+  if (r < 0) return r;
+  sl__rq_ws(&q);
+  if (q.p != q.e) return sl__rq_json(&q, 0);
+  return 0;
+}
+
+static int sl__keycmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* An object's first duplicated key, or NULL.  Small objects (nearly all)
+ * compare every pair; larger ones sort a copy of the key pointers, so that
+ * a body of many keys in one object cannot cost quadratic time. */
+static const char *sl__dup_key(const cJSON *obj) {
+  size_t k = 0;
+  const cJSON *m;
+  for (m = obj->child; m != NULL; m = m->next) k++;
+  if (k < 2) return NULL;
+  if (k <= 16) {
+    for (const cJSON *a = obj->child; a != NULL; a = a->next)
+      for (const cJSON *b = a->next; b != NULL; b = b->next)
+        if (strcmp(a->string, b->string) == 0) return a->string;
+    return NULL;
+  }
+  const char **keys = sl_malloc(k * sizeof(*keys));
+  size_t i = 0;
+  for (m = obj->child; m != NULL; m = m->next) keys[i++] = m->string;
+  qsort(keys, k, sizeof(*keys), sl__keycmp);
+  const char *dup = NULL;
+  for (i = 1; i < k && dup == NULL; i++)
+    if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+  sl_free(keys);
+  return dup;
+}
+
+static int sl__dup_walk(const cJSON *v, const sl__step_t *at, sl_oai_problem_t *out) {
+  if (cJSON_IsObject(v)) {
+    const char *dup = sl__dup_key(v);
+    if (dup != NULL) {
+      sl__step_t st = {at, dup, strlen(dup), 0};
+      out->offset = 0;
+      out->code = "duplicate_key";
+      sl__path(&st, out->field, sizeof(out->field));
+      snprintf(out->message, sizeof(out->message),
+               "'%s' appears more than once; a key may appear only once in an object", out->field);
+      return SL_EINVAL;
+    }
+    for (const cJSON *m = v->child; m != NULL; m = m->next) {
+      sl__step_t st = {at, m->string, strlen(m->string), 0};
+      int r = sl__dup_walk(m, &st, out);
+      if (r < 0) return r;
+    }
+  } else if (cJSON_IsArray(v)) {
+    size_t i = 0;
+    for (const cJSON *m = v->child; m != NULL; m = m->next) {
+      sl__step_t st = {at, NULL, 0, i++};
+      int r = sl__dup_walk(m, &st, out);
+      if (r < 0) return r;
+    }
+  }
+  return 0;
+}
+
+int sl_oai_check_duplicates(const cJSON *root, sl_oai_problem_t *out) { return sl__dup_walk(root, NULL, out); }
+
+/* A completion prompt: a string, token ids (4 characters each) or arrays
+ * of them, nested. */
+static size_t sl__prompt_value_chars(const cJSON *v) {
+  if (cJSON_IsString(v)) return strlen(v->valuestring);
+  if (cJSON_IsNumber(v)) return 4;
+  size_t n = 0;
+  if (cJSON_IsArray(v)) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) n += sl__prompt_value_chars(it);
+  }
+  return n;
+}
+
+/* One message's content: a string, or parts whose text counts. */
+static size_t sl__content_chars(const cJSON *c) {
+  if (cJSON_IsString(c)) return strlen(c->valuestring);
+  size_t n = 0;
+  if (cJSON_IsArray(c)) {
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c) {
+      if (cJSON_IsString(part)) {
+        n += strlen(part->valuestring);
+        continue;
+      }
+      if (!cJSON_IsObject(part)) continue;
+      const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+      if (cJSON_IsString(t)) n += strlen(t->valuestring);
+      const cJSON *refusal = cJSON_GetObjectItemCaseSensitive(part, "refusal");
+      if (cJSON_IsString(refusal)) n += strlen(refusal->valuestring);
+    }
+  }
+  return n;
+}
+
+size_t sl_oai_prompt_chars(const cJSON *body, int chat) {
+  if (!cJSON_IsObject(body)) return 0;
+  if (!chat) return sl__prompt_value_chars(cJSON_GetObjectItemCaseSensitive(body, "prompt"));
+  const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+  size_t n = 0;
+  const cJSON *m;
+  if (!cJSON_IsArray(msgs)) return 0;
+  cJSON_ArrayForEach(m, msgs) {
+    if (cJSON_IsObject(m)) n += sl__content_chars(cJSON_GetObjectItemCaseSensitive(m, "content"));
+  }
+  return n;
 }

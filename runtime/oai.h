@@ -12,7 +12,15 @@
  * bytes and JSON string contents.  Field meanings follow
  * /work/shared/wire-formats.md sections 1 and 2.
  *
- * Pure C over caller buffers: no allocation, no libuv.
+ * The request side of the schema: sl_oai_check_request (valid text in
+ * every string, naming the field) and sl_oai_check_duplicates (no key twice
+ * in an object), used by the gateway's validation (api.c), and
+ * sl_oai_prompt_chars (the prompt size of a request, every content form
+ * counted), used by the gateway and the simulated engine alike.
+ *
+ * Pure C over caller buffers, no libuv.  Only the stream side is on the
+ * hot path and it allocates nothing; the request checks run once per
+ * request and sl_oai_check_duplicates may allocate scratch.
  */
 #ifndef SL_OAI_H
 #define SL_OAI_H
@@ -174,5 +182,57 @@ size_t sl_oai_encode_error(char *buf, size_t cap, const char *message, size_t me
 /* "stop", "length", "tool_calls", "content_filter", "function_call",
  * "other" for OTHER; NULL for NONE.  A static string. */
 const char *sl_finish_name(sl_finish_t f);
+
+/* ---- request side ---- */
+
+struct cJSON;
+
+/* Request bodies may nest this deep (cJSON's own limit). */
+#define SL_OAI_REQUEST_MAX_DEPTH 1000
+
+/* What a request check found wrong. */
+typedef struct {
+  size_t offset;     /* byte offset in the body where it was found */
+  char field[160];   /* the field, as a path: "messages[0].content", "model"; "" = the body itself */
+  const char *code;  /* static: "body" (not JSON), "invalid_utf8", "invalid_string", "duplicate_key" */
+  char message[400]; /* a sentence for the client naming the field (printable ASCII and valid UTF-8) */
+} sl_oai_problem_t;
+
+/* Checks the text of every string, keys and values, in a request body
+ * json[0..len) before it is parsed into a tree (cJSON validates none of
+ * it), and names the field of the first bad one:
+ *  - valid UTF-8 once escapes are decoded: no stray or truncated byte, no
+ *    overlong form, no surrogate (U+D800..U+DFFF), nothing past U+10FFFF;
+ *    a \uXXXX escape of a high surrogate must be followed by one of a low
+ *    surrogate and a low one must follow a high one (a lone surrogate is
+ *    not a character and has no UTF-8 form, so it is refused rather than
+ *    replaced): else SL_EINVAL, code "invalid_utf8";
+ *  - no NUL, raw or as \u0000: a C string (cJSON's) would silently end
+ *    there and the rest would not reach the engine: SL_EINVAL, code
+ *    "invalid_string".
+ * The walk reads JSON as leniently as cJSON does (cJSON parses the body
+ * next and stays the judge of its syntax: raw control characters in
+ * strings, any byte up to 0x20 as blank, a leading BOM, nesting up to
+ * SL_OAI_REQUEST_MAX_DEPTH).  Where it cannot go on it returns SL_EPARSE,
+ * code "body", with the offset in the message.
+ * Returns 0 or the code above with *out filled.  Allocates nothing. */
+int sl_oai_check_request(const char *json, size_t len, sl_oai_problem_t *out);
+
+/* Checks that no object in the tree, at any depth, has a key twice (cJSON
+ * keeps every member and its lookups return the first, while an engine may
+ * read the last).  Returns 0, or SL_EINVAL with *out naming the duplicated
+ * key's path (code "duplicate_key"; offset 0).  Objects with many members
+ * are checked by sorting a scratch copy of their keys (allocated and freed
+ * here), so a body of many keys costs O(n log n). */
+int sl_oai_check_duplicates(const struct cJSON *root, sl_oai_problem_t *out);
+
+/* The prompt size, in characters (bytes of UTF-8 text), of a parsed
+ * request body: for chat (chat = 1) the "content" of every message, either
+ * a string or an array of parts, where each part's "text" string counts
+ * (a bare string part counts too; image, audio and file parts have no
+ * text and count 0); for completions the "prompt", a string, an array of
+ * strings, or token ids (4 characters each, the same rule of thumb as
+ * text), nested arrays included.  Missing or mistyped fields count 0. */
+size_t sl_oai_prompt_chars(const struct cJSON *body, int chat);
 
 #endif

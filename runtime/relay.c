@@ -253,16 +253,14 @@ static void sl__wq_note(sl_stream_t *st, size_t q0, uint64_t tokens) {
 
 /* ---- writing to the client ---- */
 
-static const char sl__sse_headers_fmt[] =
-    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nX-Request-Id: %s\r\n";
+/* X-Request-Id is on every response already (api.c sets it at the door). */
+static const char sl__sse_headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
 
 static int sl__send_headers(sl_stream_t *st) {
   if (st->headers_sent) return 0;
-  char extra[256];
-  snprintf(extra, sizeof(extra), sl__sse_headers_fmt, st->id);
   st->headers_sent = 1;
   size_t q0 = sl_http_req_write_queue(st->req);
-  int rc = sl_http_stream_start(st->req, 200, "text/event-stream", extra);
+  int rc = sl_http_stream_start(st->req, 200, "text/event-stream", sl__sse_headers);
   if (rc < 0) {
     st->req = NULL;
     st->answered = 1;
@@ -610,9 +608,7 @@ static void sl__respond_whole(sl_stream_t *st) {
   cJSON_AddNumberToObject(u, "total_tokens", (double)(st->prompt_tokens + completion));
   char *body = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
-  char extra[128];
-  snprintf(extra, sizeof(extra), "X-Request-Id: %s\r\n", st->id);
-  int rc = sl_http_respond(st->req, 200, "application/json", body, strlen(body), extra);
+  int rc = sl_http_respond(st->req, 200, "application/json", body, strlen(body), NULL);
   cJSON_free(body);
   st->req = NULL;
   st->answered = 1;
@@ -1165,18 +1161,6 @@ static char *sl__forward_headers(const sl_http_req_t *req, const char *id) {
   return out;
 }
 
-static int sl__id_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-          c == '.'))
-      return 0;
-  }
-  return 1;
-}
-
 void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   sl_stream_t *st = sl_calloc(1, sizeof(*st));
   st->gw = gw;
@@ -1189,11 +1173,7 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   /* Bytes of an earlier response on this connection may still be queued
    * ahead of this one's (see sl__wq_settle). */
   st->wq_in = sl_http_req_write_queue(req);
-  const char *cid = sl_http_req_header(req, "x-request-id");
-  if (cid != NULL && sl__id_ok(cid))
-    snprintf(st->id, sizeof(st->id), "%s", cid);
-  else
-    snprintf(st->id, sizeof(st->id), "req-%08" PRIx64, ++gw->next_id);
+  snprintf(st->id, sizeof(st->id), "%s", r->id); /* decided at the door (api.c) */
   st->fwd_headers = sl__forward_headers(req, st->id);
   uv_timer_init(gw->loop, &st->timer);
   uv_timer_init(gw->loop, &st->hb_timer);

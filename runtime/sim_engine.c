@@ -31,6 +31,7 @@
 #include "runtime/chunk_pool.h"
 #include "runtime/errors.h"
 #include "runtime/http_server.h"
+#include "runtime/oai.h"
 #include "runtime/sim_text.h"
 
 #define SL_SIM_CHUNK_SIZE 8192  /* pool chunk bytes */
@@ -764,39 +765,6 @@ static int sl__model_ok(const sl_sim_config_t *cfg, const char *model) {
   return 0;
 }
 
-/* Characters of text a prompt field holds (string, array of strings, array
- * of token ids counted as 4 characters each, or nested arrays). */
-static size_t sl__prompt_chars(const cJSON *v) {
-  if (cJSON_IsString(v)) return strlen(v->valuestring);
-  if (cJSON_IsNumber(v)) return 4;
-  size_t n = 0;
-  if (cJSON_IsArray(v)) {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, v) n += sl__prompt_chars(it);
-  }
-  return n;
-}
-
-/* Characters of message content: a string, or an array of parts whose
- * "text" fields count. */
-static size_t sl__message_chars(const cJSON *messages) {
-  size_t n = 0;
-  const cJSON *m;
-  cJSON_ArrayForEach(m, messages) {
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (cJSON_IsString(c)) {
-      n += strlen(c->valuestring);
-    } else if (cJSON_IsArray(c)) {
-      const cJSON *part;
-      cJSON_ArrayForEach(part, c) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(t)) n += strlen(t->valuestring);
-      }
-    }
-  }
-  return n;
-}
-
 /* An integer field >= 0, or absent.  Returns 1 if present and valid, 0 if
  * absent or null, -1 if invalid. */
 static int sl__int_field(const cJSON *obj, const char *name, uint64_t *out) {
@@ -1011,14 +979,14 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
       sl__bad(req, "messages", "%s", "messages: a non-empty array is required");
       goto out;
     }
-    prompt_chars = sl__message_chars(messages);
+    prompt_chars = sl_oai_prompt_chars(body, 1); /* the gateway's own estimate counts the same way */
   } else {
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(body, "prompt");
     if (prompt == NULL || !(cJSON_IsString(prompt) || cJSON_IsArray(prompt))) {
       sl__bad(req, "prompt", "%s", "prompt: a string or an array is required");
       goto out;
     }
-    prompt_chars = sl__prompt_chars(prompt);
+    prompt_chars = sl_oai_prompt_chars(body, 0);
   }
   uint64_t max_tokens = 0, mct = 0;
   int have_max = sl__int_field(body, "max_tokens", &max_tokens);

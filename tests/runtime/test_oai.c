@@ -3,8 +3,11 @@
  * agreement with cJSON on thousands of generated chunks (random field
  * order, escapes, unicode, unknown nested fields) and on mutated ones;
  * usage counts out of range refused, and the usage member's bytes (cut out,
- * the rest is the same object); the JSON string escape/unescape pair; and
- * encoder output read back by cJSON. */
+ * the rest is the same object); the JSON string escape/unescape pair;
+ * encoder output read back by cJSON; and the request side: the text check
+ * of request bodies (UTF-8 in every string, escapes, NUL, the field named;
+ * JSON read as cJSON reads it), duplicate keys at any depth, and the prompt
+ * size of every content form. */
 #include "runtime/oai.h"
 
 #include <cjson/cJSON.h>
@@ -1253,6 +1256,370 @@ static void test_usage_member_span(void) {
   ASSERT_NULL(ev.usage_member.p);
 }
 
+/* ---- request side ---------------------------------------------------- */
+
+/* Checks body; returns the code and copies the field and message out. */
+static int check(const char *body, char *field, char *msg) {
+  sl_oai_problem_t p;
+  memset(&p, 0, sizeof(p));
+  int r = sl_oai_check_request(body, strlen(body), &p);
+  if (field) strcpy(field, r < 0 ? p.field : "");
+  if (msg) strcpy(msg, r < 0 ? p.message : "");
+  return r;
+}
+
+static void test_request_utf8_valid(void) {
+  const char *good[] = {
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+      "{\"a\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\"}", /* 2, 3, 4 bytes, U+FFFF, U+10FFFF */
+      "{\"a\":\"\\ud83d\\ude00 \\u00e9 \\u20ac \\n\\t\\\"\\\\\\/\"}",                   /* escapes, a pair */
+      "{\"\xc3\xa9t\xc3\xa9\":[1,-2.5e3,true,false,null,{}],\"b\":[]}",                    /* a UTF-8 key */
+      "  [\"x\"]  ", "\"just a string\"", "0",
+      "{\"long\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9\"}",
+  };
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char msg[512];
+    int r = check(good[i], NULL, msg);
+    if (r != 0) fprintf(stderr, "  good[%zu]: %s\n", i, msg);
+    ASSERT_EQ(r, 0);
+  }
+}
+
+static void test_request_utf8_invalid_named(void) {
+  static const struct {
+    const char *body, *field, *mention;
+  } bad[] = {
+      /* raw bytes */
+      {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\xff\"}]}", "messages[0].content", "0xF8..0xFF"},
+      {"{\"messages\":[{\"content\":\"x\"},{\"content\":[{\"type\":\"text\",\"text\":\"\x80\"}]}]}",
+       "messages[1].content[0].text", "continuation"},
+      {"{\"model\":\"\xc0\xaf\"}", "model", "overlong"},                 /* '/' in two bytes */
+      {"{\"model\":\"\xc1\xbf\"}", "model", "overlong"},
+      {"{\"model\":\"\xe0\x80\xaf\"}", "model", "overlong"},             /* '/' in three bytes */
+      {"{\"model\":\"\xf0\x80\x80\xaf\"}", "model", "overlong"},         /* '/' in four bytes */
+      {"{\"model\":\"\xed\xa0\x80\"}", "model", "surrogate"},            /* U+D800 as UTF-8 */
+      {"{\"model\":\"\xed\xbf\xbf\"}", "model", "surrogate"},            /* U+DFFF */
+      {"{\"model\":\"\xf4\x90\x80\x80\"}", "model", "U+10FFFF"},         /* U+110000 */
+      {"{\"model\":\"\xf5\x80\x80\x80\"}", "model", "U+10FFFF"},
+      {"{\"model\":\"\xe2\x82\"}", "model", "truncated"},                /* cut before the quote */
+      {"{\"model\":\"\xc3\"}", "model", "truncated"},
+      {"{\"model\":\"\xc3x\"}", "model", "truncated"},
+      /* escapes: lone surrogates are refused, not replaced */
+      {"{\"stop\":[\"ok\",\"\\ud800\"]}", "stop[1]", "high surrogate"},
+      {"{\"stop\":[\"\\ud800x\"]}", "stop[0]", "high surrogate"},
+      {"{\"stop\":[\"\\ud800\\u0041\"]}", "stop[0]", "high surrogate"},
+      {"{\"stop\":[\"\\ud800\\ud800\"]}", "stop[0]", "high surrogate"},
+      {"{\"stop\":[\"\\udc00\"]}", "stop[0]", "low surrogate"},
+      {"{\"stop\":[\"\\ude00\\ud83d\"]}", "stop[0]", "low surrogate"},   /* a pair in the wrong order */
+      {"{\"a\":{\"b c\":{\"d\":\"\\u0000\"}}}", "a[\"b c\"].d", "\\u0000"},
+      /* keys */
+      {"{\"messages\":[{\"r\xffle\":\"user\"}]}", "messages[0]", "a key of 'messages[0]'"},
+      {"{\"\\udfff\":1}", "", "a top-level key"},
+      {"\"\xff\"", "", "the request body"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char field[256], msg[512];
+    int r = check(bad[i].body, field, msg);
+    if (r != SL_EINVAL || strcmp(field, bad[i].field) != 0 || strstr(msg, bad[i].mention) == NULL)
+      fprintf(stderr, "  bad[%zu]: r=%d field=%s msg=%s\n", i, r, field, msg);
+    ASSERT_EQ(r, SL_EINVAL);
+    ASSERT_STR_EQ(field, bad[i].field);
+    ASSERT_NOT_NULL(strstr(msg, bad[i].mention));
+  }
+  /* The message names the field the way a client wrote it and says what is wrong. */
+  char msg[512];
+  ASSERT_EQ(check("{\"messages\":[{\"role\":\"user\",\"content\":\"\xc0\xaf\"}]}", NULL, msg), SL_EINVAL);
+  ASSERT_STR_EQ(msg, "'messages[0].content' is not valid UTF-8: an overlong encoding (byte 39)");
+  sl_oai_problem_t p;
+  const char *nul = "{\"prompt\":\"ab\\u0000cd\"}";
+  ASSERT_EQ(sl_oai_check_request(nul, strlen(nul), &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.code, "invalid_string");
+  ASSERT_EQ(p.offset, 13);
+  const char *ff = "{\"prompt\":\"\xff\"}";
+  ASSERT_EQ(sl_oai_check_request(ff, strlen(ff), &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.code, "invalid_utf8");
+  ASSERT_EQ(p.offset, 11);
+}
+
+/* Every invalid byte in every position of a string: the fast ASCII path
+ * must not skip over one. */
+static void test_request_utf8_every_position(void) {
+  char body[64];
+  for (int pos = 0; pos < 24; pos++) {
+    char text[32];
+    memset(text, 'a', sizeof(text));
+    text[pos] = (char)0xFE;
+    int n = snprintf(body, sizeof(body), "{\"k\":\"%.24s\"}", text);
+    sl_oai_problem_t p;
+    ASSERT_EQ(sl_oai_check_request(body, (size_t)n, &p), SL_EINVAL);
+    ASSERT_EQ(p.offset, 6 + (size_t)pos);
+  }
+}
+
+/* The well-formed byte sequences of the Unicode standard (table 3-7),
+ * written as ranges: an independent reference for the checker. */
+static int ref_utf8_ok(const unsigned char *s, size_t n) {
+  static const struct {
+    unsigned char lo[4], hi[4];
+    int len;
+  } rows[] = {
+      {{0x00}, {0x7F}, 1},
+      {{0xC2, 0x80}, {0xDF, 0xBF}, 2},
+      {{0xE0, 0xA0, 0x80}, {0xE0, 0xBF, 0xBF}, 3},
+      {{0xE1, 0x80, 0x80}, {0xEC, 0xBF, 0xBF}, 3},
+      {{0xED, 0x80, 0x80}, {0xED, 0x9F, 0xBF}, 3},
+      {{0xEE, 0x80, 0x80}, {0xEF, 0xBF, 0xBF}, 3},
+      {{0xF0, 0x90, 0x80, 0x80}, {0xF0, 0xBF, 0xBF, 0xBF}, 4},
+      {{0xF1, 0x80, 0x80, 0x80}, {0xF3, 0xBF, 0xBF, 0xBF}, 4},
+      {{0xF4, 0x80, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}, 4},
+  };
+  size_t i = 0;
+  while (i < n) {
+    int matched = 0;
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]) && !matched; r++) {
+      int len = rows[r].len;
+      if (i + (size_t)len > n) continue;
+      int ok = 1;
+      for (int k = 0; k < len; k++)
+        if (s[i + k] < rows[r].lo[k] || s[i + k] > rows[r].hi[k]) ok = 0;
+      if (ok) {
+        i += (size_t)len;
+        matched = 1;
+      }
+    }
+    if (!matched) return 0;
+  }
+  return 1;
+}
+
+/* Random strings of bytes near the edges of the UTF-8 ranges: the checker
+ * agrees with the reference on every one. */
+static void test_request_utf8_agrees_with_reference(void) {
+  static const unsigned char edge[] = {'a',  'z',  0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2,
+                                       0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF};
+  rng_state = 0x5eed1234abcdULL;
+  int valid = 0;
+  for (int round = 0; round < 200000; round++) {
+    unsigned char text[12];
+    size_t n = 1 + rnd() % sizeof(text);
+    for (size_t i = 0; i < n; i++) text[i] = edge[rnd() % sizeof(edge)];
+    char body[64];
+    int bn = snprintf(body, sizeof(body), "{\"k\":[\"%.*s\"]}", (int)n, (const char *)text);
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(body, (size_t)bn, &p);
+    int want = ref_utf8_ok(text, n);
+    valid += want;
+    if ((r == 0) != want) {
+      fprintf(stderr, "  disagree on");
+      for (size_t i = 0; i < n; i++) fprintf(stderr, " %02x", text[i]);
+      fprintf(stderr, ": checker %d, reference %d\n", r, want);
+    }
+    ASSERT_EQ(r == 0, want);
+    if (r != 0) ASSERT_STR_EQ(p.field, "k[0]");
+  }
+  ASSERT_GT(valid, 1000); /* both outcomes were exercised */
+}
+
+/* What the gateway accepts as JSON: cJSON parses it and only " \t\r\n"
+ * follow the value. */
+static int gateway_accepts(const char *body, size_t n) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(body, n, &end, 0);
+  int ok = root != NULL;
+  if (root != NULL)
+    for (const char *q = end; q < body + n; q++)
+      if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') ok = 0;
+  cJSON_Delete(root);
+  return ok;
+}
+
+/* The walk reads JSON as cJSON does (cJSON judges the syntax afterwards):
+ * what cJSON accepts is walked and its strings checked; what neither can
+ * read is SL_EPARSE with the offset. */
+static void test_request_json_as_cjson_reads_it(void) {
+  const char *bad[] = {"", "   ", "{", "{\"a\":1,}", "{\"a\":1} x", "{\"a\":\"\\x\"}", "{\"a\":[1 2]}",
+                       "nul", "{\"a\":1}{}", "{a:1}", "{\"a\" 1}", "[1,]", "{\"a\":\"open"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(bad[i], strlen(bad[i]), &p);
+    if (r != SL_EPARSE) fprintf(stderr, "  bad[%zu] '%s': %d\n", i, bad[i], r);
+    ASSERT_EQ(r, SL_EPARSE);
+    ASSERT_STR_EQ(p.code, "body");
+    ASSERT_NOT_NULL(strstr(p.message, "not valid JSON"));
+    ASSERT(!gateway_accepts(bad[i], strlen(bad[i]))); /* the gateway refuses them too */
+  }
+  /* cJSON reads a \u escape without four hex digits as U+0000 and cuts the
+   * string there: refused like \u0000, naming the field. */
+  const char *bad_u[] = {"{\"a\":\"\\u12g4\"}", "{\"a\":\"x\\uZZZZy\"}", "{\"a\":\"\\u1\\\"23\"}", "{\"a\":\"\\u12\"}"};
+  for (size_t i = 0; i < sizeof(bad_u) / sizeof(bad_u[0]); i++) {
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(bad_u[i], strlen(bad_u[i]), &p);
+    if (r != SL_EINVAL) fprintf(stderr, "  bad_u[%zu] '%s': %d\n", i, bad_u[i], r);
+    ASSERT_EQ(r, SL_EINVAL);
+    ASSERT_STR_EQ(p.code, "invalid_string");
+    ASSERT_STR_EQ(p.field, "a");
+  }
+  /* cJSON's leniencies are walked, and their strings still checked. */
+  const char *lenient[] = {"{\"a\":\"raw\ttab and\nnewline\"}", "{\"a\":007,\"b\":1.,\"c\":-.5}",
+                           "\x01{\x1f\"a\"\x02:\x03[\x04]\x05}\x06", "\xef\xbb\xbf{\"bom\":1}"};
+  for (size_t i = 0; i < sizeof(lenient) / sizeof(lenient[0]); i++) {
+    sl_oai_problem_t p;
+    int r = sl_oai_check_request(lenient[i], strlen(lenient[i]), &p);
+    if (r != 0) fprintf(stderr, "  lenient[%zu]: %s\n", i, p.message);
+    ASSERT_EQ(r, 0);
+    cJSON *root = cJSON_ParseWithLength(lenient[i], strlen(lenient[i]));
+    ASSERT_NOT_NULL(root);
+    cJSON_Delete(root);
+  }
+  sl_oai_problem_t p;
+  const char *bad_in_lenient = "{\"a\":007,\"b\":\"x\ty\xc0\x80\"}";
+  ASSERT_EQ(sl_oai_check_request(bad_in_lenient, strlen(bad_in_lenient), &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.field, "b");
+  /* A raw NUL inside a string is refused like \u0000 (cJSON would cut the
+   * string there); between tokens cJSON reads it as blank. */
+  const char nul_in[] = "{\"prompt\":\"ab\0cd\"}";
+  ASSERT_EQ(sl_oai_check_request(nul_in, sizeof(nul_in) - 1, &p), SL_EINVAL);
+  ASSERT_STR_EQ(p.code, "invalid_string");
+  ASSERT_STR_EQ(p.field, "prompt");
+  ASSERT_NOT_NULL(strstr(p.message, "a NUL byte"));
+  const char nul_out[] = "{\"prompt\":\0\"abcd\"}";
+  ASSERT_EQ(sl_oai_check_request(nul_out, sizeof(nul_out) - 1, &p), 0);
+  /* Nesting: up to cJSON's limit is walked, one more is refused. */
+  size_t depth = SL_OAI_REQUEST_MAX_DEPTH;
+  char *deep = malloc(2 * depth + 3);
+  for (size_t i = 0; i < depth + 1; i++) deep[i] = '[';
+  for (size_t i = 0; i < depth + 1; i++) deep[depth + 1 + i] = ']';
+  ASSERT_EQ(sl_oai_check_request(deep, 2 * (depth + 1), &p), SL_EPARSE);
+  ASSERT_NOT_NULL(strstr(p.message, "deeper than"));
+  ASSERT_NULL(cJSON_ParseWithLength(deep, 2 * (depth + 1)));
+  ASSERT_EQ(sl_oai_check_request(deep + 1, 2 * depth, &p), 0);
+  cJSON *root = cJSON_ParseWithLength(deep + 1, 2 * depth);
+  ASSERT_NOT_NULL(root);
+  cJSON_Delete(root);
+  free(deep);
+}
+
+/* Random mutations of request bodies: whenever the gateway's parse (cJSON,
+ * then only " \t\r\n" after the value) would accept a body, the walk does
+ * not give up on it, so no string goes to the engine unchecked. */
+static void test_request_walk_never_stricter_than_cjson(void) {
+  static const char *seeds[] = {
+      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"h\\u00e9\"}]}],"
+      "\"max_tokens\":10,\"temperature\":0.5,\"stop\":null,\"stream\":true}",
+      "{\"model\":\"m\",\"prompt\":[1,2,-3e2],\"x\":{\"y\":[[],{}],\"z\":false}}",
+  };
+  static const char alphabet[] = "{}[]\":,\\ \t\n\r0123456789-+.eEntrufalsu\x01\x1f\x7f\x80\xc3\xa9\xff";
+  rng_state = 0xc0ffee77ULL;
+  int accepted = 0;
+  for (int round = 0; round < 60000; round++) {
+    char body[512];
+    const char *seed = seeds[rnd() % 2];
+    size_t n = strlen(seed);
+    memcpy(body, seed, n);
+    int edits = 1 + (int)(rnd() % 3);
+    for (int k = 0; k < edits; k++) {
+      size_t at = rnd() % (n + 1);
+      char ch = alphabet[rnd() % (sizeof(alphabet) - 1)];
+      int op = (int)(rnd() % 3);
+      if (op == 0 && at < n) {
+        body[at] = ch;
+      } else if (op == 1 && n + 1 < sizeof(body)) {
+        memmove(body + at + 1, body + at, n - at);
+        body[at] = ch;
+        n++;
+      } else if (at < n) {
+        memmove(body + at, body + at + 1, n - at - 1);
+        n--;
+      }
+    }
+    sl_oai_problem_t p;
+    int walk = sl_oai_check_request(body, n, &p);
+    int gateway_ok = gateway_accepts(body, n);
+    accepted += gateway_ok;
+    if (gateway_ok && walk == SL_EPARSE) fprintf(stderr, "  walk gave up on an accepted body: %.*s\n", (int)n, body);
+    ASSERT(!(gateway_ok && walk == SL_EPARSE));
+  }
+  ASSERT_GT(accepted, 1000);
+}
+
+static int dups(const char *body, char *field) {
+  cJSON *root = cJSON_Parse(body);
+  if (root == NULL) return 99;
+  sl_oai_problem_t p;
+  int r = sl_oai_check_duplicates(root, &p);
+  strcpy(field, r < 0 ? p.field : "");
+  if (r < 0 && (strstr(p.message, p.field) == NULL || strcmp(p.code, "duplicate_key") != 0)) r = 98;
+  cJSON_Delete(root);
+  return r;
+}
+
+static void test_request_duplicate_keys(void) {
+  char field[256];
+  /* The issue's example: the first model and max_tokens were validated, the
+   * last ones may be what an engine reads. */
+  ASSERT_EQ(dups("{\"model\":\"m\",\"model\":\"x-other\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                 "\"max_tokens\":10,\"max_tokens\":-7}",
+                 field),
+            SL_EINVAL);
+  ASSERT(strcmp(field, "model") == 0 || strcmp(field, "max_tokens") == 0);
+  ASSERT_EQ(dups("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"role\":\"system\"}]}", field),
+            SL_EINVAL);
+  ASSERT_STR_EQ(field, "messages[1].role");
+  ASSERT_EQ(dups("{\"a\":{\"b\":[{},{\"odd key\":1,\"odd key\":2}]}}", field), SL_EINVAL);
+  ASSERT_STR_EQ(field, "a.b[1][\"odd key\"]");
+  /* An escape spelling the same key is the same key. */
+  ASSERT_EQ(dups("{\"model\":\"m\",\"mod\\u0065l\":\"n\"}", field), SL_EINVAL);
+  ASSERT_STR_EQ(field, "model");
+  /* The same key in different objects, or differing in case, is fine. */
+  ASSERT_EQ(dups("{\"messages\":[{\"role\":\"user\"},{\"role\":\"user\"}],\"Model\":1,\"model\":2}", field), 0);
+  /* A large object (the sorted path) with one duplicate at its end, and without. */
+  char *big = malloc(200 * 16 + 64);
+  size_t n = 0;
+  big[n++] = '{';
+  for (int i = 0; i < 200; i++) n += (size_t)sprintf(big + n, "%s\"k%d\":%d", i ? "," : "", i, i);
+  strcpy(big + n, "}");
+  ASSERT_EQ(dups(big, field), 0);
+  strcpy(big + n, ",\"k117\":0}");
+  ASSERT_EQ(dups(big, field), SL_EINVAL);
+  ASSERT_STR_EQ(field, "k117");
+  free(big);
+}
+
+static size_t prompt_chars(const char *body, int chat) {
+  cJSON *root = cJSON_Parse(body);
+  size_t n = sl_oai_prompt_chars(root, chat);
+  cJSON_Delete(root);
+  return n;
+}
+
+static void test_prompt_chars_every_form(void) {
+  /* String content and array-of-parts content count the same text. */
+  ASSERT_UINT_EQ(prompt_chars("{\"messages\":[{\"role\":\"user\",\"content\":\"hello world\"}]}", 1), 11);
+  ASSERT_UINT_EQ(prompt_chars("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hello \"},"
+                              "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}},"
+                              "{\"type\":\"text\",\"text\":\"world\"}]}]}",
+                              1),
+                 11);
+  /* Several messages, mixed forms, a refusal part, a bare string part, and
+   * things that hold no text. */
+  ASSERT_UINT_EQ(prompt_chars("{\"messages\":[{\"role\":\"system\",\"content\":\"abc\"},"
+                              "{\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\",\"refusal\":\"no\"}]},"
+                              "{\"role\":\"user\",\"content\":[\"de\",{\"type\":\"input_audio\"},7,null]},"
+                              "{\"role\":\"assistant\",\"content\":null},{\"role\":\"user\"},5]}",
+                              1),
+                 7);
+  /* Completions: string, array of strings, token ids at 4 characters each. */
+  ASSERT_UINT_EQ(prompt_chars("{\"prompt\":\"hello\"}", 0), 5);
+  ASSERT_UINT_EQ(prompt_chars("{\"prompt\":[\"ab\",\"cde\"]}", 0), 5);
+  ASSERT_UINT_EQ(prompt_chars("{\"prompt\":[1,2,3]}", 0), 12);
+  ASSERT_UINT_EQ(prompt_chars("{\"prompt\":[[1,2],[3]]}", 0), 12);
+  /* Missing or mistyped: nothing. */
+  ASSERT_UINT_EQ(prompt_chars("{\"messages\":\"x\"}", 1), 0);
+  ASSERT_UINT_EQ(prompt_chars("{}", 0), 0);
+  ASSERT_UINT_EQ(prompt_chars("[1]", 1), 0);
+  ASSERT_UINT_EQ(sl_oai_prompt_chars(NULL, 1), 0);
+}
+
 int main(void) {
   SL_RUN(test_openai_chat_chunks);
   SL_RUN(test_logprobs_and_completions);
@@ -1270,5 +1637,13 @@ int main(void) {
   SL_RUN(test_encode_usage_and_error);
   SL_RUN(test_usage_counts_refused);
   SL_RUN(test_usage_member_span);
+  SL_RUN(test_request_utf8_valid);
+  SL_RUN(test_request_utf8_invalid_named);
+  SL_RUN(test_request_utf8_every_position);
+  SL_RUN(test_request_utf8_agrees_with_reference);
+  SL_RUN(test_request_json_as_cjson_reads_it);
+  SL_RUN(test_request_walk_never_stricter_than_cjson);
+  SL_RUN(test_request_duplicate_keys);
+  SL_RUN(test_prompt_chars_every_form);
   return SL_TEST_EXIT();
 }

@@ -18,9 +18,6 @@
  * Streams are held open with the simulated engine's stall fault, never by
  * timing.
  */
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include "test.h"
 #include "e2e/harness.h"
 
@@ -82,35 +79,7 @@ static int config(char *buf, size_t cap, const char *placement, const char *narr
                   placement, narration, admin_path, extra ? extra : "");
 }
 
-/* One admin command; returns 0 when the reply starts with "ok". */
-static int admin(const char *cmd, char *out, size_t cap) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof(a));
-  a.sun_family = AF_UNIX;
-  memcpy(a.sun_path, admin_path, strlen(admin_path) + 1);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-    close(fd);
-    return -1;
-  }
-  char line[256];
-  snprintf(line, sizeof(line), "%s\n", cmd);
-  nu_send_str(fd, line);
-  size_t n = 0;
-  int64_t deadline = nu_now_ms() + 30000;
-  while (n + 1 < cap && nu_now_ms() < deadline) {
-    ssize_t r = nu_recv(fd, out + n, cap - 1 - n, 200);
-    if (r > 0) {
-      n += (size_t)r;
-      if (memchr(out, '\n', n)) break;
-    } else if (r == 0 || r == -1) {
-      break;
-    }
-  }
-  out[n] = '\0';
-  close(fd);
-  return strncmp(out, "ok", 2) == 0 ? 0 : 1;
-}
+static int admin(const char *cmd, char *out, size_t cap) { return e2e_admin(admin_path, cmd, out, cap); }
 
 /* Two streams that stall after 2 tokens, held open: with least-loaded
  * placement they go to different endpoints (the first candidate rule
@@ -246,6 +215,19 @@ static void test_runaway_policies_through_reload(void) {
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 
+/* One streamed request of 3 tokens; 1 if it came whole. */
+static int three_tokens(const e2e_proc_t *p, const char *headers) {
+  nu_resp_t head;
+  e2e_sse_t s;
+  char body[512];
+  int st = e2e_stream(p->port, "/v1/chat/completions", headers, e2e_chat_body(body, sizeof(body), "m", 1, NULL),
+                      &head, &s, "chat.completion.chunk", 60000);
+  int ok = st == 200 && e2e_sse_kinds_are(&s, 1, 3, 0);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  return ok;
+}
+
 static void test_looping_on_samples_is_refused(void) {
   paths();
   char cfg[2048];
@@ -310,15 +292,7 @@ static void test_looping_on_samples_is_refused(void) {
   ASSERT_EQ(admin("reload", reply, sizeof(reply)), 1);
   ASSERT(strstr(reply, "narration of one sample event of each kind") != NULL);
   ASSERT_EQ(e2e_counter(p.port, "reloads_failed"), 2);
-  nu_resp_t head;
-  e2e_sse_t s;
-  char body[512];
-  ASSERT_EQ(e2e_stream(p.port, "/v1/chat/completions", "x-sim-tokens: 3\r\n",
-                       e2e_chat_body(body, sizeof(body), "m", 1, NULL), &head, &s, "chat.completion.chunk", 30000),
-            200);
-  ASSERT(e2e_sse_kinds_are(&s, 1, 3, 0));
-  e2e_sse_free(&s);
-  nu_resp_free(&head);
+  ASSERT_EQ(three_tokens(&p, "x-sim-tokens: 3\r\n"), 1);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 
@@ -374,15 +348,7 @@ static void test_watchdog_logs_a_stall_that_ends(void) {
   e2e_proc_t p;
   ASSERT_EQ(e2e_serve_start(&p, cfg, NULL), 0);
   ASSERT_EQ(e2e_wait_endpoints_ready(p.port, 2, 30000), 1);
-  nu_resp_t head;
-  e2e_sse_t s;
-  char body[512];
-  ASSERT_EQ(e2e_stream(p.port, "/v1/chat/completions", "X-Request-Id: wd-2\r\nx-sim-tokens: 3\r\n",
-                       e2e_chat_body(body, sizeof(body), "m", 1, NULL), &head, &s, "chat.completion.chunk", 60000),
-            200);
-  ASSERT(e2e_sse_kinds_are(&s, 1, 3, 0));
-  e2e_sse_free(&s);
-  nu_resp_free(&head);
+  ASSERT_EQ(three_tokens(&p, "X-Request-Id: wd-2\r\nx-sim-tokens: 3\r\n"), 1);
   ASSERT_EQ(e2e_log_wait(&p, "running: placement", 5000, NULL, 0), 1);
   ASSERT_EQ(e2e_log_wait(&p, "the event loop turns again after", 5000, NULL, 0), 1);
   ASSERT_GE(e2e_wait_counter(p.port, "watchdog_stalls", 1, 5000), 1);

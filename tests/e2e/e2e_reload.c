@@ -45,35 +45,7 @@ static void write_raw_policy(const char *text) {
   fclose(f);
 }
 
-/* One admin command; the reply line into out. */
-static int admin(const char *cmd, char *out, size_t cap) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof(a));
-  a.sun_family = AF_UNIX;
-  memcpy(a.sun_path, admin_path, strlen(admin_path) + 1); /* admin_path is < 100 bytes */
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-    close(fd);
-    return -1;
-  }
-  char line[256];
-  snprintf(line, sizeof(line), "%s\n", cmd);
-  nu_send_str(fd, line);
-  size_t n = 0;
-  int64_t deadline = nu_now_ms() + 5000;
-  while (n + 1 < cap && nu_now_ms() < deadline) {
-    ssize_t r = nu_recv(fd, out + n, cap - 1 - n, 200);
-    if (r > 0) {
-      n += (size_t)r;
-      if (memchr(out, '\n', n)) break;
-    } else if (r == 0 || r == -1) {
-      break;
-    }
-  }
-  out[n] = '\0';
-  close(fd);
-  return strncmp(out, "ok", 2) == 0 ? 0 : 1;
-}
+static int admin(const char *cmd, char *out, size_t cap) { return e2e_admin(admin_path, cmd, out, cap); }
 
 typedef struct {
   nu_conn_t *c;

@@ -8,6 +8,9 @@
  */
 #include "e2e/harness.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1024,4 +1027,36 @@ char *e2e_completion_body(char *buf, size_t cap, const char *model, int stream, 
   snprintf(buf, cap, "{\"model\":\"%s\",\"prompt\":\"Once upon a time\",\"stream\":%s%s}", model,
            stream ? "true" : "false", extra ? extra : "");
   return buf;
+}
+
+int e2e_admin(const char *sock, const char *cmd, char *out, size_t cap) {
+  out[0] = '\0';
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof(a));
+  a.sun_family = AF_UNIX;
+  if (strlen(sock) >= sizeof(a.sun_path)) return -1;
+  memcpy(a.sun_path, sock, strlen(sock) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+    if (fd >= 0) close(fd);
+    fprintf(stderr, "e2e_admin: cannot reach %s\n", sock);
+    return -1;
+  }
+  char line[512];
+  snprintf(line, sizeof(line), "%s\n", cmd);
+  nu_send_str(fd, line);
+  size_t n = 0;
+  int64_t deadline = nu_now_ms() + 30000;
+  while (n + 1 < cap && nu_now_ms() < deadline) {
+    ssize_t r = nu_recv(fd, out + n, cap - 1 - n, 200);
+    if (r > 0) {
+      n += (size_t)r;
+      if (memchr(out, '\n', n)) break;
+    } else if (r == 0 || r == -1) {
+      break;
+    }
+  }
+  out[n] = '\0';
+  close(fd);
+  return strncmp(out, "ok", 2) == 0 ? 0 : 1;
 }

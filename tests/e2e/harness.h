@@ -101,6 +101,12 @@ char *e2e_read_file(const char *path);
  * exit status, or -1 if it did not run or its stderr has a sanitizer report. */
 int e2e_run_cli(const char *subcmd, const char *args, const char *script, char **out, char **err);
 
+/* Sends one admin command line (e.g. "reload") to the daemon's unix admin
+ * socket at sock and copies the first reply line into out (NUL-terminated;
+ * up to 30 s).  Returns 0 if the reply starts with "ok", 1 for any other
+ * reply, -1 if the socket cannot be reached. */
+int e2e_admin(const char *sock, const char *cmd, char *out, size_t cap);
+
 /* Waits up to timeout_ms for a log line containing needle.  Returns 1 if
  * found (and copies that line into line[cap] when line is not NULL), else 0. */
 int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *line, size_t cap);

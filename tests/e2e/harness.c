@@ -232,6 +232,15 @@ int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *
   }
 }
 
+int e2e_log_count(const e2e_proc_t *p, const char *needle) {
+  char *text = e2e_log_text(p);
+  if (text == NULL) return -1;
+  int n = 0;
+  for (const char *at = text; (at = strstr(at, needle)) != NULL; at += strlen(needle)) n++;
+  free(text);
+  return n;
+}
+
 static void e2e__dump_path(const char *name, pid_t pid, const char *path, int lines) {
   e2e_proc_t tmp;
   memset(&tmp, 0, sizeof(tmp));
@@ -377,8 +386,8 @@ static int e2e__port_after_colon(const char *s) {
 }
 
 /* Waits for the listening line; fills p->port (and sim ports for serve). */
-static int e2e__wait_listening(e2e_proc_t *p, const char *marker) {
-  int64_t deadline = nu_now_ms() + E2E_START_TIMEOUT_MS;
+static int e2e__wait_listening(e2e_proc_t *p, const char *marker, int timeout_ms) {
+  int64_t deadline = nu_now_ms() + timeout_ms;
   for (;;) {
     char *text = e2e_log_text(p);
     const char *at = text ? strstr(text, marker) : NULL;
@@ -405,7 +414,7 @@ static int e2e__wait_listening(e2e_proc_t *p, const char *marker) {
       return -1;
     }
     if (nu_now_ms() >= deadline) {
-      fprintf(stderr, "e2e: %s did not print \"%s\" within %d ms\n", p->name, marker, E2E_START_TIMEOUT_MS);
+      fprintf(stderr, "e2e: %s did not print \"%s\" within %d ms\n", p->name, marker, timeout_ms);
       return -1;
     }
     usleep(5 * 1000);
@@ -422,9 +431,9 @@ static int e2e__spawn_named(e2e_proc_t *p, const char *name, char *const *argv) 
   return 0;
 }
 
-static int e2e__start(e2e_proc_t *p, const char *name, char *const *argv, const char *marker) {
+static int e2e__start(e2e_proc_t *p, const char *name, char *const *argv, const char *marker, int timeout_ms) {
   if (e2e__spawn_named(p, name, argv) < 0) return -1;
-  if (e2e__wait_listening(p, marker) < 0) {
+  if (e2e__wait_listening(p, marker, timeout_ms) < 0) {
     e2e_log_dump(p, 60);
     e2e_kill(p);
     e2e__any_failure = 1;
@@ -457,7 +466,7 @@ int e2e_serve_start(e2e_proc_t *p, const char *config_json, const char *const *e
   char *argv[32];
   if (e2e__serve_argv(p, config_json, extra_args, argv) < 0) return -1;
   /* "sluice <version> listening on http://127.0.0.1:PORT" */
-  return e2e__start(p, "sluice", argv, " listening on http://");
+  return e2e__start(p, "sluice", argv, " listening on http://", E2E_START_TIMEOUT_MS);
 }
 
 int e2e_serve_spawn(e2e_proc_t *p, const char *config_json, const char *const *extra_args) {
@@ -477,7 +486,16 @@ int e2e_sim_start(e2e_proc_t *p, const char *const *args) {
   for (int i = 0; args && args[i] && n < 63; i++) argv[n++] = (char *)args[i];
   argv[n] = NULL;
   /* "sim-engine listening on HOST:PORT" */
-  return e2e__start(p, "sim-engine", argv, "sim-engine listening on ");
+  return e2e__start(p, "sim-engine", argv, "sim-engine listening on ", E2E_START_TIMEOUT_MS);
+}
+
+int e2e_proc_start(e2e_proc_t *p, const char *name, const char *const *argv, const char *marker, int timeout_ms) {
+  memset(p, 0, sizeof(*p));
+  char *args[64];
+  int n = 0;
+  for (; argv[n] != NULL && n < 63; n++) args[n] = (char *)argv[n];
+  args[n] = NULL;
+  return e2e__start(p, name, args, marker, timeout_ms);
 }
 
 void e2e_after_test(const char *name, int failed, int64_t elapsed_ms) {

@@ -74,6 +74,16 @@ int e2e_serve_spawn(e2e_proc_t *p, const char *config_json, const char *const *e
  * may be NULL).  Returns 0 or -1 as above. */
 int e2e_sim_start(e2e_proc_t *p, const char *const *args);
 
+/* Starts any other program as a tracked child, killed on every failure
+ * path like sluice's processes: argv[0] is its path (exec'd as is), argv is
+ * NULL-terminated (at most 63 entries), name names it in messages, stdout
+ * and stderr go to its log file.  Waits up to timeout_ms for a log line
+ * containing marker and reads the port after the last ':' that follows the
+ * marker on that line into p->port (so a marker ending in "http://" fits
+ * "listening on http://127.0.0.1:PORT").  Returns 0, or -1 after printing
+ * the log (the process is then killed). */
+int e2e_proc_start(e2e_proc_t *p, const char *name, const char *const *argv, const char *marker, int timeout_ms);
+
 /* SIGTERM, then waits up to 20 s for the exit.  Returns 0 if it exited with
  * status 0 and its log is clean (see e2e_log_check); otherwise prints why and
  * the log's tail and returns -1 (a process that does not exit is killed). */
@@ -110,6 +120,9 @@ int e2e_admin(const char *sock, const char *cmd, char *out, size_t cap);
 /* Waits up to timeout_ms for a log line containing needle.  Returns 1 if
  * found (and copies that line into line[cap] when line is not NULL), else 0. */
 int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *line, size_t cap);
+
+/* How many times needle occurs in the log so far, or -1 if it cannot be read. */
+int e2e_log_count(const e2e_proc_t *p, const char *needle);
 
 /* Prints the last `lines` lines of the log on stderr. */
 void e2e_log_dump(const e2e_proc_t *p, int lines);

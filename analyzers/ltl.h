@@ -41,6 +41,8 @@
 #define SL_LTL_MAX_NODES 4096       /* distinct subformulas in one formula */
 #define SL_LTL_MAX_MONITOR_PROPS 16 /* propositions a compiled monitor can take */
 #define SL_LTL_DEFAULT_MAX_STATES 65536 /* automaton states sl_ltl_compile allows by default */
+#define SL_LTL_DEFAULT_MAX_WORK ((uint64_t)1 << 24) /* compile work units allowed by default */
+#define SL_LTL_MAX_TABLE ((size_t)1 << 22) /* transitions (states x 2^props) a monitor may have */
 #define SL_LTL_NOPOS ((size_t)-1)   /* "no position": the trace satisfies */
 
 typedef enum {
@@ -71,6 +73,20 @@ typedef struct {
 
 typedef struct sl_ltl_s sl_ltl_t; /* a parsed (and maybe compiled) formula */
 
+/* Limits for sl_ltl_compile_opts; a zero field means its default.  Work is
+ * counted in units of one elementary step: one BDD operation step (an
+ * apply or a substitution), one subformula progressed, one transition-table
+ * entry written, copied or scanned; a new BDD node costs 16 units, since it
+ * is memory and cache misses as well.  So max_work bounds both the time
+ * (a unit is a few to about 50 nanoseconds) and the memory (about 3 bytes
+ * per unit at most) of a compilation, whatever the formula: the default
+ * (2^24 units) stops any formula within about a second and 50 MB, and
+ * fits automata of about a million transitions. */
+typedef struct {
+  size_t max_states; /* automaton states; 0 means SL_LTL_DEFAULT_MAX_STATES */
+  uint64_t max_work; /* work units; 0 means SL_LTL_DEFAULT_MAX_WORK */
+} sl_ltl_compile_opts_t;
+
 typedef struct {
   int holds;              /* 1 when the trace satisfies the formula */
   size_t first_violation; /* first i such that every trace starting with
@@ -96,10 +112,14 @@ int sl_ltl_parse(const char *src, size_t len, sl_ltl_t **out, sl_ltl_error_t *er
  * not be used afterwards. */
 void sl_ltl_free(sl_ltl_t *f);
 
-/* Writes the formula in canonical form (binary operators parenthesized,
- * weak next as N) with a terminating NUL; sl_ltl_parse of it gives the same
- * tree.  *len (when non-NULL) gets the length without the NUL, also when
- * the buffer is short.  Returns 0, or SL_ETOOBIG when cap is too small. */
+/* Writes the formula in canonical form (parentheses only where precedence
+ * or associativity needs them, so `a && b && c` stays flat; one space
+ * around binary operators and after letter operators; weak next as N) with
+ * a terminating NUL.  sl_ltl_parse of it gives the same tree, and never
+ * refuses it: the text nests no deeper than any text that parses to the
+ * same tree.  *len (when non-NULL) gets the length without the NUL, also
+ * when the buffer is short.  Returns 0, or SL_ETOOBIG when cap is too
+ * small. */
 int sl_ltl_print(const sl_ltl_t *f, char *buf, size_t cap, size_t *len);
 
 /* The node array (children before parents) and the root's index. */
@@ -113,11 +133,26 @@ const char *sl_ltl_prop_name(const sl_ltl_t *f, size_t i);
 /* The bit index of proposition name[0..len), or SL_ENOTFOUND. */
 int sl_ltl_prop_index(const sl_ltl_t *f, const char *name, size_t len);
 
-/* Builds the monitor automaton (allocating once, here); max_states 0 means
- * SL_LTL_DEFAULT_MAX_STATES.  Returns 0 (also when already compiled),
- * SL_ETOOBIG when the formula has more than SL_LTL_MAX_MONITOR_PROPS
- * propositions or the automaton would exceed max_states, or SL_ENOMEM. */
+/* Builds the monitor automaton (allocating once, here) within the limits of
+ * opts (NULL means every default).  Returns 0 (also when already compiled),
+ * or fails with nothing built and err->msg (when err is non-NULL; column 0)
+ * naming the limit: SL_ETOOBIG when the formula has more than
+ * SL_LTL_MAX_MONITOR_PROPS propositions, the automaton would exceed
+ * opts->max_states states or SL_LTL_MAX_TABLE transitions, or compiling
+ * would take more than opts->max_work units ("compile work budget exceeded
+ * (max_work)"); SL_ENOMEM; SL_EINVAL for NULL f.  The work is counted the
+ * same way on every run, so a formula that compiles within a budget always
+ * does, and sl_ltl_compile_work says how much it took. */
+int sl_ltl_compile_opts(sl_ltl_t *f, const sl_ltl_compile_opts_t *opts, sl_ltl_error_t *err);
+
+/* sl_ltl_compile_opts with max_states (0 for the default), the default work
+ * budget and no error text. */
 int sl_ltl_compile(sl_ltl_t *f, size_t max_states);
+
+/* Work units the last sl_ltl_compile_opts call on f spent (also when it
+ * failed; up to the budget plus one when the budget stopped it); 0 before
+ * any. */
+uint64_t sl_ltl_compile_work(const sl_ltl_t *f);
 
 /* States of the compiled automaton (0 before sl_ltl_compile). */
 size_t sl_ltl_state_count(const sl_ltl_t *f);

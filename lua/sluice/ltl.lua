@@ -2,6 +2,7 @@
 -- (analyzers/ltl.h) through the FFI.
 --
 --   local f, err = ltl.compile("G (req -> F ack)")   -- err: "column 9: ..."
+--   ltl.compile(src, { max_states = 1000, max_work = 1e6 })  -- limits
 --   local ev = f:event{ "req" }                       -- bitset of names
 --   local m = f:monitor()
 --   m:step(ev)            --> "open" | "satisfied" | "violated"
@@ -21,6 +22,7 @@ ffi.cdef [[
 typedef enum { SL_LTL_OPEN = 0, SL_LTL_SATISFIED = 1, SL_LTL_VIOLATED = 2 } sl_ltl_verdict_t;
 typedef struct { size_t column; const char *msg; } sl_ltl_error_t;
 typedef struct sl_ltl_s sl_ltl_t;
+typedef struct { size_t max_states; uint64_t max_work; } sl_ltl_compile_opts_t;
 typedef struct { int holds; size_t first_violation; } sl_ltl_result_t;
 typedef struct { const sl_ltl_t *f; uint32_t state; uint64_t steps; } sl_ltl_monitor_t;
 int sl_ltl_parse(const char *src, size_t len, sl_ltl_t **out, sl_ltl_error_t *err);
@@ -29,7 +31,8 @@ int sl_ltl_print(const sl_ltl_t *f, char *buf, size_t cap, size_t *len);
 size_t sl_ltl_prop_count(const sl_ltl_t *f);
 const char *sl_ltl_prop_name(const sl_ltl_t *f, size_t i);
 int sl_ltl_prop_index(const sl_ltl_t *f, const char *name, size_t len);
-int sl_ltl_compile(sl_ltl_t *f, size_t max_states);
+int sl_ltl_compile_opts(sl_ltl_t *f, const sl_ltl_compile_opts_t *opts, sl_ltl_error_t *err);
+uint64_t sl_ltl_compile_work(const sl_ltl_t *f);
 size_t sl_ltl_state_count(const sl_ltl_t *f);
 size_t sl_ltl_eval_workspace_size(const sl_ltl_t *f);
 int sl_ltl_eval(const sl_ltl_t *f, const uint64_t *trace, size_t n, void *ws, size_t ws_size,
@@ -47,7 +50,8 @@ local sl_ltl_free = C.sl_ltl_free
 local sl_ltl_print = C.sl_ltl_print
 local sl_ltl_prop_count = C.sl_ltl_prop_count
 local sl_ltl_prop_name = C.sl_ltl_prop_name
-local sl_ltl_compile = C.sl_ltl_compile
+local sl_ltl_compile_opts = C.sl_ltl_compile_opts
+local sl_ltl_compile_work = C.sl_ltl_compile_work
 local sl_ltl_state_count = C.sl_ltl_state_count
 local sl_ltl_eval_workspace_size = C.sl_ltl_eval_workspace_size
 local sl_ltl_eval = C.sl_ltl_eval
@@ -62,8 +66,10 @@ local bit = require "bit"
 local SIZE_MAX = ffi.cast("size_t", -1)
 
 local _M = {
-  MAX_PROPS = 64,          -- mirrors SL_LTL_MAX_PROPS
-  MAX_MONITOR_PROPS = 16,  -- mirrors SL_LTL_MAX_MONITOR_PROPS
+  MAX_PROPS = 64,                 -- mirrors SL_LTL_MAX_PROPS
+  MAX_MONITOR_PROPS = 16,         -- mirrors SL_LTL_MAX_MONITOR_PROPS
+  DEFAULT_MAX_STATES = 65536,     -- mirrors SL_LTL_DEFAULT_MAX_STATES
+  DEFAULT_MAX_WORK = 16777216,    -- mirrors SL_LTL_DEFAULT_MAX_WORK (2^24)
 }
 
 -- Verdict names, indexed by sl_ltl_verdict_t.
@@ -74,18 +80,40 @@ local out_box = ffi_new("sl_ltl_t *[1]")
 local err_box = ffi_new("sl_ltl_error_t")
 local len_box = ffi_new("size_t[1]")
 local result = ffi_new("sl_ltl_result_t")
+local opts_box = ffi_new("sl_ltl_compile_opts_t")
 
 local formula_mt = {}
 formula_mt.__index = formula_mt
 local monitor_mt = {}
 monitor_mt.__index = monitor_mt
 
--- Parses and compiles src (max_states: automaton limit, default 65536).
--- Returns a formula object, or nil and "column N: message" / the error.
-function _M.compile(src, max_states)
+-- A limit from ltl.compile's options: nil for the default (0 in C), or a
+-- positive integer.
+local function limit(opts, key)
+  local v = opts[key]
+  if v == nil then return 0 end
+  if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+    error(("ltl.compile: %s must be a positive integer"):format(key), 3)
+  end
+  return v
+end
+
+-- Parses and compiles src.  opts (optional) is a table with max_states
+-- (automaton states, default 65536) and max_work (compile work units,
+-- default 2^24, see sl_ltl_compile_opts_t), or a number, taken as
+-- max_states.  Returns a formula object, or nil and "column N: message" for
+-- bad text, or the limit that refused it, e.g. "compile work budget
+-- exceeded (max_work = 1000)".
+function _M.compile(src, opts)
   if type(src) ~= "string" then
     error("ltl.compile: formula must be a string", 2)
   end
+  if type(opts) == "number" then opts = { max_states = opts } end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("ltl.compile: options must be a table", 2)
+  end
+  opts_box.max_states = opts and limit(opts, "max_states") or 0
+  opts_box.max_work = opts and limit(opts, "max_work") or 0
   local rc = sl_ltl_parse(src, #src, out_box, err_box)
   if rc ~= 0 then
     if err_box.msg ~= nil then
@@ -94,9 +122,19 @@ function _M.compile(src, max_states)
     return nil, ffi_string(sl_strerror(rc))
   end
   local f = ffi_gc(out_box[0], sl_ltl_free)
-  rc = sl_ltl_compile(f, max_states or 0)
+  rc = sl_ltl_compile_opts(f, opts_box, err_box)
   if rc ~= 0 then
-    return nil, ffi_string(sl_strerror(rc))
+    if err_box.msg == nil then return nil, ffi_string(sl_strerror(rc)) end
+    local msg = ffi_string(err_box.msg)
+    -- Name the budget's value too: it may have come from a default.
+    if msg:find("(max_work)", 1, true) then
+      local w = opts_box.max_work ~= 0 and opts_box.max_work or _M.DEFAULT_MAX_WORK
+      msg = msg:gsub("%(max_work%)", ("(max_work = %d)"):format(tonumber(w)))
+    elseif msg:find("max_states", 1, true) then
+      local n = opts_box.max_states ~= 0 and opts_box.max_states or _M.DEFAULT_MAX_STATES
+      msg = ("%s (%d)"):format(msg, tonumber(n))
+    end
+    return nil, msg
   end
   local names, index = {}, {}
   for i = 0, tonumber(sl_ltl_prop_count(f)) - 1 do
@@ -130,6 +168,11 @@ end
 
 function formula_mt:states()
   return tonumber(sl_ltl_state_count(self.cdata))
+end
+
+-- The work units compiling this formula took (see ltl.compile's max_work).
+function formula_mt:work()
+  return tonumber(sl_ltl_compile_work(self.cdata))
 end
 
 -- The bitset of an event given as a number, an array of names or a set.

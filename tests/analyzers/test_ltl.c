@@ -149,16 +149,16 @@ static void remap(const sl_ltl_t *f, const uint64_t *w, size_t n, uint64_t *out)
 
 static void test_parse_precedence(void) {
   static const char *const cases[][2] = {
-      {"p || q && r", "(p || (q && r))"},
-      {"p && q || r", "((p && q) || r)"},
-      {"a -> b -> c", "(a -> (b -> c))"},
-      {"a || b -> c", "((a || b) -> c)"},
-      {"p U q U r", "(p U (q U r))"},
-      {"p R q U r", "(p R (q U r))"},
-      {"!p U q", "(!p U q)"},
-      {"p U q && r", "((p U q) && r)"},
-      {"X p U q", "(X p U q)"},
-      {"G p && F q", "(G p && F q)"},
+      {"p || q && r", "p || q && r"},
+      {"p && q || r", "p && q || r"},
+      {"a -> b -> c", "a -> b -> c"},
+      {"a || b -> c", "a || b -> c"},
+      {"p U q U r", "p U q U r"},
+      {"p R q U r", "p R q U r"},
+      {"!p U q", "!p U q"},
+      {"p U q && r", "p U q && r"},
+      {"X p U q", "X p U q"},
+      {"G p && F q", "G p && F q"},
       {"G (req -> F ack)", "G (req -> F ack)"},
       {"Xw p", "N p"},
       {"N N p", "N N p"},
@@ -166,9 +166,25 @@ static void test_parse_precedence(void) {
       {"G(p)", "G p"},
       {"((true))", "true"},
       {"  false\t", "false"},
-      {"G F p_1 && Gp", "(G F p_1 && Gp)"},
-      {"a && b && c", "((a && b) && c)"},
+      {"G F p_1 && Gp", "G F p_1 && Gp"},
+      {"a && b && c", "a && b && c"},
       {"X!p", "X !p"},
+      /* Parentheses stay exactly where the tree needs them. */
+      {"(a && b) && c", "a && b && c"},
+      {"a && (b && c)", "a && (b && c)"},
+      {"(a || b) && c", "(a || b) && c"},
+      {"a || (b || c)", "a || (b || c)"},
+      {"a || (b && c)", "a || b && c"},
+      {"(a -> b) -> c", "(a -> b) -> c"},
+      {"a -> (b -> c)", "a -> b -> c"},
+      {"(p U q) U r", "(p U q) U r"},
+      {"(p U q) R r", "(p U q) R r"},
+      {"p U (q R r)", "p U q R r"},
+      {"(p && q) U r", "(p && q) U r"},
+      {"!(p && q)", "!(p && q)"},
+      {"X (p U q)", "X (p U q)"},
+      {"(G p) U (F q)", "G p U F q"},
+      {"((a -> b) || c) && (d U e)", "((a -> b) || c) && d U e"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sl_ltl_t *f = parse(cases[i][0]);
@@ -226,7 +242,7 @@ static void test_parse_errors_point_at_column(void) {
   /* Only len bytes are read: a NUL-free slice works. */
   sl_ltl_t *f;
   ASSERT_EQ(sl_ltl_parse("p && q garbage", 6, &f, NULL), 0);
-  ASSERT_STR_EQ(print(f), "(p && q)");
+  ASSERT_STR_EQ(print(f), "p && q");
   sl_ltl_free(f);
   ASSERT_EQ(sl_ltl_parse(NULL, 0, &f, NULL), SL_EINVAL);
 }
@@ -547,6 +563,401 @@ static void test_long_trace(void) {
   free(w);
 }
 
+/* ---- printing and parsing agree on long and deep formulas -------------- */
+
+/* Whether text parses, prints, and the printed text parses back to the
+ * same tree and prints the same again.  Says what went wrong on stderr. */
+static int round_trips(const char *text, size_t len) {
+  sl_ltl_t *f = NULL, *g = NULL;
+  sl_ltl_error_t err = {0, NULL};
+  int ok = 0;
+  char *out = NULL, *again = NULL;
+  size_t n = 0, m = 0, rf, rg, nf, ng;
+  if (sl_ltl_parse(text, len, &f, &err) != 0) {
+    fprintf(stderr, "source refused at %zu: %s\n", err.column, err.msg);
+    goto done;
+  }
+  sl_ltl_print(f, NULL, 0, &n);
+  out = malloc(n + 1);
+  again = malloc(n + 1);
+  if (sl_ltl_print(f, out, n + 1, NULL) != 0) goto done;
+  if (sl_ltl_parse(out, n, &g, &err) != 0) {
+    fprintf(stderr, "printed text (%zu bytes) refused at %zu: %s\n", n, err.column, err.msg);
+    goto done;
+  }
+  sl_ltl_nodes(f, &nf, &rf);
+  sl_ltl_nodes(g, &ng, &rg);
+  if (nf != ng || !same_tree(f, (uint32_t)rf, g, (uint32_t)rg)) {
+    fprintf(stderr, "printed text parses to another tree\n");
+    goto done;
+  }
+  if (sl_ltl_print(g, again, n + 1, &m) != 0 || m != n || memcmp(out, again, n) != 0) {
+    fprintf(stderr, "printing is not a fixed point\n");
+    goto done;
+  }
+  ok = 1;
+done:
+  sl_ltl_free(f);
+  sl_ltl_free(g);
+  free(out);
+  free(again);
+  return ok;
+}
+
+/* A random formula of about depth levels along one spine (the other operand
+ * of each binary operator is a proposition or a short formula), each level
+ * written with or without redundant parentheses, so the text nests up to
+ * the parser's limit without growing exponentially. */
+static void gen_spine(char *buf, size_t *len, int depth) {
+  static const char *const un[] = {"!", "X ", "N ", "G ", "F "};
+  static const char *const bin[] = {" && ", " || ", " -> ", " U ", " R "};
+  if (depth <= 0) {
+    *len += (size_t)sprintf(buf + *len, "p%u", rndn(64));
+    return;
+  }
+  int paren = rndn(4) == 0;
+  if (paren) buf[(*len)++] = '(';
+  unsigned c = rndn(3);
+  if (c == 0) {
+    *len += (size_t)sprintf(buf + *len, "%s", un[rndn(5)]);
+    buf[(*len)++] = '(';
+    gen_spine(buf, len, depth - 1);
+    buf[(*len)++] = ')';
+  } else {
+    int spine_left = rndn(2);
+    if (!spine_left) *len += (size_t)sprintf(buf + *len, "%sp%u", rndn(2) ? "!" : "", rndn(64));
+    else {
+      buf[(*len)++] = '(';
+      gen_spine(buf, len, depth - 1);
+      buf[(*len)++] = ')';
+    }
+    *len += (size_t)sprintf(buf + *len, "%s", bin[rndn(5)]);
+    if (spine_left) *len += (size_t)sprintf(buf + *len, "F p%u", rndn(64));
+    else {
+      buf[(*len)++] = '(';
+      gen_spine(buf, len, depth - 1);
+      buf[(*len)++] = ')';
+    }
+  }
+  if (paren) buf[(*len)++] = ')';
+  buf[*len] = '\0';
+}
+
+static void test_print_parse_agree_long(void) {
+  char *buf = malloc(1 << 20);
+  size_t len = 0;
+  /* 1,000 && in a row: the printer used to wrap each in parentheses,
+   * nesting 1,000 deep, which the parser then refused. */
+  for (int i = 0; i <= 1000; i++) len += (size_t)sprintf(buf + len, "%sp%d", i ? " && " : "", i % 64);
+  ASSERT(round_trips(buf, len));
+  /* The same 1,000 && and || alternating, and 999 written the way the old
+   * printer did, fully parenthesized (999 levels parse; so must the
+   * print). */
+  len = 0;
+  for (int i = 0; i <= 1000; i++)
+    len += (size_t)sprintf(buf + len, "%sp%d", i ? (i % 2 ? " && " : " || ") : "", i % 64);
+  ASSERT(round_trips(buf, len));
+  len = 0;
+  memset(buf, '(', 999);
+  len = 999;
+  len += (size_t)sprintf(buf + len, "p0");
+  for (int i = 1; i <= 999; i++) len += (size_t)sprintf(buf + len, " && p%d)", i % 64);
+  ASSERT(round_trips(buf, len));
+  /* Right-nested chains as deep as the parser allows: 999 U, 999 ->, 999
+   * G; and && nested to the right, which keeps its parentheses. */
+  static const char *const right[] = {" U ", " -> ", " R "};
+  for (int k = 0; k < 3; k++) {
+    len = 0;
+    for (int i = 0; i <= 999; i++) len += (size_t)sprintf(buf + len, "%sp%d", i ? right[k] : "", i % 64);
+    ASSERT(round_trips(buf, len));
+  }
+  len = 0;
+  for (int i = 0; i < 999; i++) len += (size_t)sprintf(buf + len, "G ");
+  len += (size_t)sprintf(buf + len, "p");
+  ASSERT(round_trips(buf, len));
+  len = 0;
+  for (int i = 0; i < 490; i++) len += (size_t)sprintf(buf + len, "p%d && (", i % 64);
+  len += (size_t)sprintf(buf + len, "p0");
+  memset(buf + len, ')', 490);
+  len += 490;
+  ASSERT(round_trips(buf, len));
+  /* Random deep formulas with redundant parentheses: whatever parses must
+   * print to text that parses to the same tree. */
+  int parsed = 0, deep = 0;
+  for (int round = 0; round < 300; round++) {
+    len = 0;
+    int depth = 1 + (int)rndn(round < 150 ? 60 : 700);
+    gen_spine(buf, &len, depth);
+    sl_ltl_t *f;
+    if (sl_ltl_parse(buf, len, &f, NULL) != 0) continue;
+    sl_ltl_free(f);
+    parsed++;
+    if (depth > 300) deep++;
+    if (!round_trips(buf, len)) fprintf(stderr, "%.200s...\n", buf);
+    ASSERT(round_trips(buf, len));
+  }
+  fprintf(stderr, "  %d random formulas parsed and round-tripped (%d deeper than 300)\n", parsed,
+          deep);
+  ASSERT_GT(parsed, 200);
+  ASSERT_GT(deep, 20);
+  free(buf);
+}
+
+/* ---- compile work budget ----------------------------------------------- */
+
+static const char *const budget_msg = "compile work budget exceeded (max_work)";
+
+static void test_compile_budget(void) {
+  const char *src = "G (req -> (!done U ack)) && F done";
+  sl_ltl_t *f = parse(src);
+  sl_ltl_error_t err = {7, "x"};
+  ASSERT_EQ(sl_ltl_compile_work(f), 0);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), 0);
+  ASSERT_NULL(err.msg);
+  uint64_t need = sl_ltl_compile_work(f);
+  size_t states = sl_ltl_state_count(f);
+  ASSERT_GT(need, 0);
+  sl_ltl_free(f);
+  /* The count is the same on every run: exactly that budget is enough, one
+   * unit less is refused with the budget named, and nothing is built. */
+  f = parse(src);
+  sl_ltl_compile_opts_t opts = {0, need};
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), 0);
+  ASSERT_UINT_EQ(sl_ltl_compile_work(f), need);
+  ASSERT_UINT_EQ(sl_ltl_state_count(f), states);
+  sl_ltl_free(f);
+  f = parse(src);
+  opts.max_work = need - 1;
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, budget_msg);
+  ASSERT_UINT_EQ(err.column, 0);
+  ASSERT_UINT_EQ(sl_ltl_compile_work(f), need); /* stopped at max_work + 1 */
+  ASSERT_EQ(sl_ltl_state_count(f), 0);
+  sl_ltl_monitor_t m;
+  ASSERT_EQ(sl_ltl_monitor_init(&m, f), SL_EINVAL);
+  /* A refused formula can be compiled again with a larger budget. */
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), 0);
+  ASSERT_UINT_EQ(sl_ltl_state_count(f), states);
+  sl_ltl_free(f);
+
+  /* The budget bounds all the work, whatever the other limits allow: a
+   * counter (2^22 states over 2 propositions, each cheap) with max_states
+   * out of the way stops at the default budget, and at a small one. */
+  char buf[256];
+  size_t len = (size_t)sprintf(buf, "F (a && ");
+  for (int i = 0; i < 22; i++) len += (size_t)sprintf(buf + len, "X ");
+  sprintf(buf + len, "b)");
+  f = parse(buf);
+  opts.max_states = 4000000;
+  opts.max_work = 0;
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, budget_msg);
+  ASSERT_UINT_EQ(sl_ltl_compile_work(f), SL_LTL_DEFAULT_MAX_WORK + 1);
+  opts.max_work = 100000;
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, budget_msg);
+  ASSERT_UINT_EQ(sl_ltl_compile_work(f), 100001);
+  /* The plain entry point has the default budget (and here the default
+   * state limit, which this counter reaches first). */
+  ASSERT_EQ(sl_ltl_compile(f, 0), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, "automaton exceeds max_states");
+  sl_ltl_free(f);
+
+  /* Other refusals name their limit too. */
+  len = 0;
+  for (int i = 0; i < 17; i++) len += (size_t)sprintf(buf + len, "%sF p%d", i ? " && " : "", i);
+  f = parse(buf);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, "a monitor takes at most 16 propositions (SL_LTL_MAX_MONITOR_PROPS)");
+  sl_ltl_free(f);
+  /* 16 independent F's need 2^16 states of 2^16 letters each. */
+  len = 0;
+  for (int i = 0; i < 16; i++) len += (size_t)sprintf(buf + len, "%sF p%d", i ? " && " : "", i);
+  f = parse(buf);
+  opts.max_states = 0;
+  opts.max_work = UINT64_MAX; /* no budget: the table limit must still hold */
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg,
+                "transition table exceeds SL_LTL_MAX_TABLE entries (states x 2^propositions)");
+  sl_ltl_free(f);
+  ASSERT_EQ(sl_ltl_compile_opts(NULL, NULL, &err), SL_EINVAL);
+}
+
+/* Checks a compiled formula's monitor against the offline evaluator's
+ * backward pass (which does not use the automaton) on random traces over
+ * all its propositions: the final verdict on every prefix, and settled
+ * verdicts never changing.  Returns the number of traces checked, or -1. */
+static int check_monitor(const sl_ltl_t *f, int traces, size_t max_len) {
+  size_t wsz = sl_ltl_eval_workspace_size(f);
+  void *ws = malloc(wsz);
+  uint64_t w[64];
+  uint64_t mask = ((uint64_t)1 << sl_ltl_prop_count(f)) - 1;
+  for (int t = 0; t < traces; t++) {
+    size_t n = rndn((unsigned)max_len + 1);
+    for (size_t i = 0; i < n; i++) w[i] = rnd() & mask;
+    /* Bias toward events where everything holds, where long formulas
+     * over many propositions get interesting. */
+    for (size_t i = 0; i < n; i++)
+      if (rndn(2)) w[i] = mask & ~(rndn(3) ? 0 : (uint64_t)1 << rndn(64));
+    sl_ltl_monitor_t m;
+    if (sl_ltl_monitor_init(&m, f) != 0) goto fail;
+    sl_ltl_verdict_t v = sl_ltl_monitor_verdict(&m);
+    for (size_t i = 0; i <= n; i++) {
+      if (i > 0) {
+        sl_ltl_verdict_t nv = sl_ltl_monitor_step(&m, w[i - 1]);
+        if (v != SL_LTL_OPEN && nv != v) goto fail;
+        v = nv;
+      }
+      sl_ltl_result_t r;
+      if (sl_ltl_eval(f, w, i, ws, wsz, &r) != 0) goto fail;
+      if ((sl_ltl_monitor_final(&m) == SL_LTL_SATISFIED) != r.holds) goto fail;
+      if (v == SL_LTL_SATISFIED && !r.holds) goto fail;
+      if (v == SL_LTL_VIOLATED && r.holds) goto fail;
+    }
+  }
+  free(ws);
+  return traces;
+fail:
+  free(ws);
+  return -1;
+}
+
+/* "(G G ... G a) && b && ... && p": 700 G's, 16 propositions, 3 states.
+ * The compiler used to progress all 731 subformulas once for each of the
+ * 2^16 letters (about 48 million steps, before max_states was looked at);
+ * progression is now symbolic, done once, and the letters cost only the
+ * table. */
+static void test_compile_cost_not_per_letter(void) {
+  char *buf = malloc(4096);
+  size_t len = (size_t)sprintf(buf, "(");
+  for (int i = 0; i < 700; i++) len += (size_t)sprintf(buf + len, "G ");
+  len += (size_t)sprintf(buf + len, "a)");
+  for (char c = 'b'; c <= 'p'; c++) len += (size_t)sprintf(buf + len, "&&%c", c);
+  sl_ltl_t *f = parse(buf);
+  ASSERT_NOT_NULL(f);
+  ASSERT_EQ(sl_ltl_prop_count(f), 16);
+  sl_ltl_error_t err;
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), 0);
+  ASSERT_EQ(sl_ltl_state_count(f), 3);
+  uint64_t work = sl_ltl_compile_work(f);
+  fprintf(stderr, "  700 G over 16 propositions: %llu work units\n", (unsigned long long)work);
+  /* 3 rows of 65,536 transitions, scanned 4 times, plus the BDDs. */
+  ASSERT_LT(work, 4000000);
+  /* The semantics: a at every position, and b..p at the first. */
+  uint64_t all = 0xFFFF, no_a = all & ~((uint64_t)1 << sl_ltl_prop_index(f, "a", 1));
+  uint64_t no_q = all & ~((uint64_t)1 << sl_ltl_prop_index(f, "p", 1));
+  uint64_t tr[4] = {all, no_q, all, all};
+  sl_ltl_monitor_t m;
+  ASSERT_EQ(sl_ltl_monitor_init(&m, f), 0);
+  for (int i = 0; i < 4; i++) ASSERT_EQ(sl_ltl_monitor_step(&m, tr[i]), SL_LTL_OPEN);
+  ASSERT_EQ(sl_ltl_monitor_final(&m), SL_LTL_SATISFIED);
+  ASSERT_EQ(sl_ltl_monitor_step(&m, no_a), SL_LTL_VIOLATED);
+  sl_ltl_monitor_reset(&m);
+  ASSERT_EQ(sl_ltl_monitor_step(&m, no_q), SL_LTL_VIOLATED);
+  ASSERT_EQ(check_monitor(f, 300, 12), 300);
+  sl_ltl_free(f);
+  /* A state limit is met before the letters are all walked, cheaply. */
+  f = parse(buf);
+  sl_ltl_compile_opts_t opts = {2, 0};
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_STR_EQ(err.msg, "automaton exceeds max_states");
+  ASSERT_LT(sl_ltl_compile_work(f), 4000000);
+  sl_ltl_free(f);
+  free(buf);
+}
+
+/* The transition table grows geometrically: 10 independent F's give 1,025
+ * states of 1,024 letters.  Growing it one row per state copied the table
+ * once per state (half a billion entries here); the copies are charged to
+ * the budget, so the work stays a small multiple of the table's size. */
+static void test_compile_table_grows_geometrically(void) {
+  char buf[256];
+  size_t len = 0;
+  for (int i = 0; i < 10; i++) len += (size_t)sprintf(buf + len, "%sF p%d", i ? " && " : "", i);
+  sl_ltl_t *f = parse(buf);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, NULL), 0);
+  uint64_t entries = (uint64_t)sl_ltl_state_count(f) << 10;
+  ASSERT_EQ(sl_ltl_state_count(f), 1025);
+  fprintf(stderr, "  1025 states x 1024 letters: %llu work units\n",
+          (unsigned long long)sl_ltl_compile_work(f));
+  ASSERT_LT(sl_ltl_compile_work(f), 16 * entries);
+  ASSERT_EQ(check_monitor(f, 100, 20), 100);
+  sl_ltl_free(f);
+}
+
+/* ---- fuzz regressions ---------------------------------------------------- */
+
+/* tests/fuzz/regress/ltl/, found from this file's own path. */
+static void regress_path(char *out, size_t cap, const char *name) {
+  const char *here = __FILE__;
+  const char *slash = strrchr(here, '/');
+  int dir = slash ? (int)(slash - here) : 0;
+  snprintf(out, cap, "%.*s%s../fuzz/regress/ltl/%s", dir, here, slash ? "/" : "", name);
+}
+
+/* Parses and compiles one input: a clear refusal, or a monitor that agrees
+ * with the offline evaluator.  Returns 1 when it compiled, 0 when refused,
+ * -1 when something was wrong. */
+static int regress_one(const char *text, size_t len) {
+  sl_ltl_t *f = NULL;
+  sl_ltl_error_t err = {0, NULL};
+  int rc = sl_ltl_parse(text, len, &f, &err);
+  if (rc != 0) {
+    if ((rc != SL_EPARSE && rc != SL_ETOOBIG) || err.msg == NULL || err.column < 1 ||
+        err.column > len + 1)
+      return -1;
+    fprintf(stderr, "    refused at column %zu: %s\n", err.column, err.msg);
+    return 0;
+  }
+  if (!round_trips(text, len)) {
+    sl_ltl_free(f);
+    return -1;
+  }
+  rc = sl_ltl_compile_opts(f, NULL, &err);
+  int out = -1;
+  if (rc == SL_ETOOBIG && err.msg != NULL) {
+    fprintf(stderr, "    compile refused: %s\n", err.msg);
+    out = 0;
+  } else if (rc == 0 && sl_ltl_compile_work(f) <= SL_LTL_DEFAULT_MAX_WORK &&
+             check_monitor(f, 100, 16) == 100) {
+    fprintf(stderr, "    %zu states, %llu work units\n", sl_ltl_state_count(f),
+            (unsigned long long)sl_ltl_compile_work(f));
+    out = 1;
+  }
+  sl_ltl_free(f);
+  return out;
+}
+
+static void test_fuzz_regressions(void) {
+  static const char *const files[] = {"ltl-slow-compile-1.txt", "ltl-slow-compile-2.txt",
+                                      "ltl-slow-compile-3.txt", "ltl-slow-compile-4.txt"};
+  int compiled = 0;
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[4096];
+    regress_path(path, sizeof path, files[i]);
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) fprintf(stderr, "cannot open %s\n", path);
+    ASSERT_NOT_NULL(fp);
+    char text[8192];
+    size_t len = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    ASSERT_GT(len, 0);
+    fprintf(stderr, "  %s (%zu bytes)\n", files[i], len);
+    int r = regress_one(text, len);
+    ASSERT_GE(r, 0);
+    compiled += r;
+    /* A NUL ends the text for a reader of C strings: that formula too. */
+    size_t z = strnlen(text, len);
+    if (z < len) {
+      r = regress_one(text, z);
+      ASSERT_GE(r, 0);
+      compiled += r;
+    }
+  }
+  ASSERT_EQ(compiled, 4); /* all four formulas compile; the NUL file is refused */
+}
+
 int main(void) {
   SL_RUN(test_parse_precedence);
   SL_RUN(test_parse_errors_point_at_column);
@@ -558,5 +969,10 @@ int main(void) {
   SL_RUN(test_agreement_randomized);
   SL_RUN(test_open_is_exact);
   SL_RUN(test_long_trace);
+  SL_RUN(test_print_parse_agree_long);
+  SL_RUN(test_compile_budget);
+  SL_RUN(test_compile_cost_not_per_letter);
+  SL_RUN(test_compile_table_grows_geometrically);
+  SL_RUN(test_fuzz_regressions);
   return SL_TEST_EXIT();
 }

@@ -9,6 +9,11 @@
  * parallel stream keeps flowing and completes; a deliberate error and a
  * memory blow-up are reported and the next command works; two sessions at
  * once keep separate states, and closing one leaves the other working.
+ *
+ * A stream a session must see is held open by the simulated engine (a
+ * stall after a few tokens, with the upstream idle timeout out of reach),
+ * never by its length: however slow the session, the stream is still
+ * there, and it ends only when the test closes it.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -21,6 +26,7 @@ static char admin_path[108];
 static int config(char *buf, size_t cap, int itl_ms) {
   return snprintf(buf, cap,
                   "{\"admin_socket\":\"%s\",\"placement\":{\"watch\":false},"
+                  "\"upstream\":{\"idle_timeout_ms\":3600000},"
                   "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"slots\":64,\"endpoints\":["
                   "{\"sim\":{\"seed\":1,\"ttft_ms\":5,\"itl_ms\":%d,\"itl_jitter\":0}},"
                   "{\"sim\":{\"seed\":2,\"ttft_ms\":5,\"itl_ms\":%d,\"itl_jitter\":0}}]}]}",
@@ -32,8 +38,8 @@ static int start(e2e_proc_t *p, int itl_ms) {
   char cfg[2048];
   config(cfg, sizeof(cfg), itl_ms);
   if (e2e_serve_start(p, cfg, NULL) < 0) return -1;
-  if (e2e_wait_endpoints_ready(p->port, 2, 10000) != 1) return -1;
-  return e2e_log_wait(p, "admin socket on", 5000, NULL, 0) == 1 ? 0 : -1;
+  if (e2e_wait_endpoints_ready(p->port, 2, E2E_WAIT_MS) != 1) return -1;
+  return e2e_log_wait(p, "admin socket on", E2E_WAIT_MS, NULL, 0) == 1 ? 0 : -1;
 }
 
 /* ---- the framed protocol, directly on the socket ---- */
@@ -46,7 +52,7 @@ typedef struct {
 
 static int sess_read_frame(sess_t *s) {
   char head[128];
-  int64_t deadline = nu_now_ms() + 10000;
+  int64_t deadline = nu_now_ms() + E2E_WAIT_MS;
   if (nu_line(&s->c, head, sizeof(head), deadline) < 0) return -1;
   size_t len;
   if (sscanf(head, "%15s %zu", s->status, &len) != 2 || len >= sizeof(s->text)) {
@@ -98,7 +104,7 @@ static void sess_close(sess_t *s) {
 static int endpoint_of(const e2e_proc_t *p, const char *id, char *endpoint, size_t cap) {
   char needle[96], line[2048];
   snprintf(needle, sizeof(needle), "stream %s ", id);
-  if (!e2e_log_wait(p, needle, 5000, line, sizeof(line))) return -1;
+  if (!e2e_log_wait(p, needle, E2E_WAIT_MS, line, sizeof(line))) return -1;
   char *ep = strstr(line, "endpoint=");
   if (ep == NULL) return -1;
   ep += 9;
@@ -116,11 +122,59 @@ static int one_request(int port, const char *id) {
   snprintf(headers, sizeof(headers), "x-request-id: %s\r\nx-sim-tokens: 3\r\n", id);
   nu_resp_t head;
   e2e_sse_t s;
-  int st = e2e_stream(port, "/v1/chat/completions", headers, body, &head, &s, "chat.completion.chunk", 10000);
+  int st = e2e_stream(port, "/v1/chat/completions", headers, body, &head, &s, "chat.completion.chunk", E2E_WAIT_MS);
   int ok = st == 200 && e2e_sse_kinds_are(&s, 1, 3, 0);
   e2e_sse_free(&s);
   nu_resp_free(&head);
   return ok ? 0 : -1;
+}
+
+/* Opens a streamed request with x-request-id id that the engine holds open
+ * after `after` tokens (a stall: no more tokens, the connection stays until
+ * the client leaves), and reads those tokens.  Returns the connection (the
+ * stream is in s), or NULL. */
+static nu_conn_t *held_stream(int port, const char *id, int after, e2e_sse_t *s) {
+  char body[512], headers[256];
+  e2e_chat_body(body, sizeof(body), "m", 1, NULL);
+  snprintf(headers, sizeof(headers),
+           "x-request-id: %s\r\nx-sim-tokens: 60\r\nx-sim-fault: stall\r\nx-sim-fault-at: %d\r\n", id, after);
+  nu_resp_t head;
+  nu_conn_t *c = e2e_sse_open(port, "/v1/chat/completions", headers, body, &head, s, "chat.completion.chunk",
+                              E2E_WAIT_MS);
+  int ok = c != NULL && head.status == 200;
+  nu_resp_free(&head);
+  if (ok) {
+    s->stop_after_content = after;
+    ok = e2e_sse_read(c, s, E2E_WAIT_MS) == 1;
+    s->stop_after_content = 0;
+  }
+  if (!ok && c != NULL) {
+    e2e_conn_close(c);
+    c = NULL;
+  }
+  return c;
+}
+
+/* The sum of a /sim/stats field over both in-process engines. */
+static int64_t sims_stat(const e2e_proc_t *p, const char *name) {
+  return e2e_sim_stat(p->sim_ports[0], name) + e2e_sim_stat(p->sim_ports[1], name);
+}
+
+/* Closes a held stream's connection and waits until the engine has seen
+ * its request cancelled (one more client_closed_mid_stream) and sluice
+ * has logged the stream's end as a cancel.  Returns 0 or -1. */
+static int cancel_held(const e2e_proc_t *p, nu_conn_t *c, const char *id) {
+  int64_t closed0 = sims_stat(p, "client_closed_mid_stream");
+  e2e_conn_close(c);
+  int64_t end = nu_now_ms() + E2E_WAIT_MS;
+  while (sims_stat(p, "client_closed_mid_stream") < closed0 + 1) {
+    if (nu_now_ms() >= end) return -1;
+    usleep(10 * 1000);
+  }
+  char needle[96], line[2048];
+  snprintf(needle, sizeof(needle), "stream %s ", id);
+  if (!e2e_log_wait(p, needle, E2E_WAIT_MS, line, sizeof(line))) return -1;
+  return strstr(line, "end=client_cancel") != NULL ? 0 : -1;
 }
 
 /* ---- tests ---- */
@@ -128,19 +182,12 @@ static int one_request(int port, const char *id) {
 static void test_helpers_show_the_live_daemon(void) {
   e2e_proc_t p;
   ASSERT_EQ(start(&p, 20), 0);
-  /* A stream that lasts: 60 tokens 20 ms apart (~1.2 s). */
-  char body[512];
-  e2e_chat_body(body, sizeof(body), "m", 1, NULL);
-  nu_resp_t head;
+  /* A stream in flight for as long as the test needs: 3 tokens, then the
+   * engine holds it (it used to be 60 tokens 20 ms apart, which a slow
+   * session could outlast). */
   e2e_sse_t sse;
-  nu_conn_t *c = e2e_sse_open(p.port, "/v1/chat/completions", "x-request-id: long-1\r\nx-sim-tokens: 60\r\n", body,
-                              &head, &sse, "chat.completion.chunk", 5000);
+  nu_conn_t *c = held_stream(p.port, "long-1", 3, &sse);
   ASSERT_NOT_NULL(c);
-  ASSERT_EQ(head.status, 200);
-  nu_resp_free(&head);
-  /* Wait for its first tokens so it is placed and streaming. */
-  sse.stop_after_content = 2;
-  ASSERT_EQ(e2e_sse_read(c, &sse, 5000), 1);
 
   char *out, *err;
   int rc = e2e_run_cli("attach", admin_path,
@@ -195,12 +242,16 @@ static void test_helpers_show_the_live_daemon(void) {
   free(out);
   free(err);
 
-  /* The stream was not disturbed: it completes. */
-  sse.stop_after_content = 0;
-  ASSERT_EQ(e2e_sse_read(c, &sse, 10000), 0);
-  ASSERT(e2e_sse_kinds_are(&sse, 1, 60, 0));
+  /* The stream was not disturbed: still there, with what it had, and
+   * its client's leaving still cancels it at the engine. */
+  rc = e2e_run_cli("attach", admin_path, "=#streams(), streams()[1].id, streams()[1].state\n", &out, &err);
+  ASSERT_EQ(rc, 0);
+  ASSERT_STR_EQ(out, "1\t\"long-1\"\t\"streaming\"\n");
+  free(out);
+  free(err);
+  ASSERT(e2e_sse_kinds_eq(&sse, "RCCC"));
+  ASSERT_EQ(cancel_held(&p, c, "long-1"), 0);
   e2e_sse_free(&sse);
-  e2e_conn_close(c);
 
   /* reload() makes a new generation current. */
   rc = e2e_run_cli("attach", admin_path, "=reload()\n=generations().current\n", &out, &err);
@@ -260,18 +311,24 @@ static void test_drain_and_undrain(void) {
 static void test_runaway_and_errors_leave_it_serving(void) {
   e2e_proc_t p;
   ASSERT_EQ(start(&p, 20), 0);
-  /* A parallel stream: 40 tokens 20 ms apart. */
+  /* Two parallel streams: one the engine holds after 2 tokens, which the
+   * session must still see at its end (the flaky version counted a
+   * 40-token stream that a slow session could outlast), and one of 40
+   * tokens 20 ms apart that flows and must complete. */
+  e2e_sse_t held;
+  nu_conn_t *hc = held_stream(p.port, "held", 2, &held);
+  ASSERT_NOT_NULL(hc);
   char body[512];
   e2e_chat_body(body, sizeof(body), "m", 1, NULL);
   nu_resp_t head;
   e2e_sse_t sse;
   nu_conn_t *c = e2e_sse_open(p.port, "/v1/chat/completions", "x-sim-tokens: 40\r\n", body, &head, &sse,
-                              "chat.completion.chunk", 5000);
+                              "chat.completion.chunk", E2E_WAIT_MS);
   ASSERT_NOT_NULL(c);
   ASSERT_EQ(head.status, 200);
   nu_resp_free(&head);
   sse.stop_after_content = 1;
-  ASSERT_EQ(e2e_sse_read(c, &sse, 5000), 1);
+  ASSERT_EQ(e2e_sse_read(c, &sse, E2E_WAIT_MS), 1);
 
   char *out, *err;
   int rc = e2e_run_cli("attach", admin_path,
@@ -290,10 +347,10 @@ static void test_runaway_and_errors_leave_it_serving(void) {
                       "=5 + 5\n"
                       "jit.on()\n"
                       "os.exit(0)\n"
-                      "=#streams()\n",
+                      "for _, s in ipairs(streams()) do if s.id == 'held' then print(s.state) end end\n",
                       &out, &err);
   ASSERT_EQ(rc, 1); /* some chunks failed */
-  ASSERT_STR_EQ(out, "2\n4\n6\n8\n10\n1\n");
+  ASSERT_STR_EQ(out, "2\n4\n6\n8\n10\nstreaming\n");
   /* Both runaway loops were stopped by the budget. */
   const char *b1 = strstr(err, "instruction budget exceeded");
   ASSERT_NOT_NULL(b1);
@@ -307,14 +364,18 @@ static void test_runaway_and_errors_leave_it_serving(void) {
   free(out);
   free(err);
 
-  /* The stream kept flowing and completes; new requests are served. */
+  /* The flowing stream completes, the held one is intact and still
+   * cancels at the engine; new requests are served. */
   sse.stop_after_content = 0;
-  ASSERT_EQ(e2e_sse_read(c, &sse, 10000), 0);
+  ASSERT_EQ(e2e_sse_read(c, &sse, E2E_WAIT_MS), 0);
   ASSERT(e2e_sse_kinds_are(&sse, 1, 40, 0));
   e2e_sse_free(&sse);
   e2e_conn_close(c);
+  ASSERT(e2e_sse_kinds_eq(&held, "RCC"));
+  ASSERT_EQ(cancel_held(&p, hc, "held"), 0);
+  e2e_sse_free(&held);
   ASSERT_EQ(one_request(p.port, "after-runaway"), 0);
-  ASSERT_EQ(e2e_log_wait(&p, "attach session 1: closed", 5000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(&p, "attach session 1: closed", E2E_WAIT_MS, NULL, 0), 1);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 
@@ -374,11 +435,11 @@ static void test_two_sessions_and_the_framed_protocol(void) {
   nu_conn_init(&cmd->c, fd);
   nu_send_str(fd, "help\n");
   char line[256];
-  ASSERT_GE(nu_line(&cmd->c, line, sizeof(line), nu_now_ms() + 5000), 0);
+  ASSERT_GE(nu_line(&cmd->c, line, sizeof(line), nu_now_ms() + E2E_WAIT_MS), 0);
   ASSERT_STR_EQ(line, "commands: reload | status | lua | help");
   sess_close(cmd);
   sess_close(b);
-  ASSERT_EQ(e2e_log_wait(&p, "attach session 2: closed", 5000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(&p, "attach session 2: closed", E2E_WAIT_MS, NULL, 0), 1);
   /* A session still attached when the daemon stops is closed with it
    * (the stop checks a clean exit and, under ASan, no leak). */
   sess_t *left = sess_open();

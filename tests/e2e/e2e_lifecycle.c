@@ -5,6 +5,11 @@
  * GET /v1/models lists the configured models; SIGTERM drains: a stream in
  * flight completes with [DONE], new connections are refused, and the process
  * exits 0 with every handle closed; a bad config refuses to start.
+ *
+ * A stream that must still be in flight when SIGTERM comes is held by a
+ * standalone engine the test pauses (SIGSTOP) before the request and lets
+ * go only after it has seen the drain begin, or by an engine that stalls:
+ * never by how long its tokens take, which a slow machine can outlast.
  */
 #include "test.h"
 #include "e2e/harness.h"
@@ -19,7 +24,7 @@ static int completion_status(int port, int stream, char *err, size_t errcap) {
   nu_resp_t head;
   e2e_sse_t s;
   int st = e2e_stream(port, CHAT, "x-sim-tokens: 3\r\n", e2e_chat_body(body, sizeof(body), "m2", stream, NULL), &head,
-                      &s, CHUNK, 10000);
+                      &s, CHUNK, E2E_WAIT_MS);
   if (err != NULL) snprintf(err, errcap, "%s", head.body ? head.body : "");
   if (st == 200 && stream && !e2e_sse_kinds_are(&s, 1, 3, 0)) st = -2;
   e2e_sse_free(&s);
@@ -38,7 +43,7 @@ static void test_ready_follows_engine_health(void) {
            "\"health\":{\"interval_ms\":100,\"cooldown_base_ms\":50,\"cooldown_max_ms\":100}}",
            sim.port);
   ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
   ASSERT_EQ(completion_status(sl.port, 1, NULL, 0), 200);
 
   /* The model list. */
@@ -56,7 +61,7 @@ static void test_ready_follows_engine_health(void) {
 
   /* The engine turns unhealthy: /ready goes 503 and completions get 503. */
   ASSERT_EQ(e2e_sim_control(sim.port, "{\"healthy\":false}"), 200);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 503, 5000), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 503, E2E_WAIT_MS), 0);
   char err[1024];
   for (int stream = 1; stream >= 0; stream--) {
     ASSERT_EQ(completion_status(sl.port, stream, err, sizeof(err)), 503);
@@ -64,7 +69,7 @@ static void test_ready_follows_engine_health(void) {
   }
   ASSERT_GE(e2e_counter(sl.port, "errors_no_ready_endpoint"), 2);
   nu_resp_t r;
-  ASSERT_EQ(e2e_http(sl.port, "GET", "/ready", NULL, NULL, &r, 5000), 503);
+  ASSERT_EQ(e2e_http(sl.port, "GET", "/ready", NULL, NULL, &r, E2E_WAIT_MS), 503);
   cJSON *doc = cJSON_Parse(r.body);
   ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(doc, "ready")));
   cJSON_Delete(doc);
@@ -78,8 +83,8 @@ static void test_ready_follows_engine_health(void) {
 
   /* Healthy again: ready, and completions are served. */
   ASSERT_EQ(e2e_sim_control(sim.port, "{\"healthy\":true}"), 200);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 5000), 0);
-  ASSERT(e2e_wait_endpoints_ready(sl.port, 1, 5000));
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
+  ASSERT(e2e_wait_endpoints_ready(sl.port, 1, E2E_WAIT_MS));
   ASSERT_EQ(completion_status(sl.port, 1, NULL, 0), 200);
   ASSERT_EQ(completion_status(sl.port, 0, NULL, 0), 200);
   ASSERT_EQ(e2e_stop(&sl), 0);
@@ -88,32 +93,56 @@ static void test_ready_follows_engine_health(void) {
 
 /* ---- 12: SIGTERM drains the streams in flight ---- */
 
+/* Starts a standalone engine and sluice in front of it with heartbeats (so
+ * a stream's headers go out while its engine is paused), no health check
+ * after the first, and no first-token or drain timeout within reach.
+ * Returns 0. */
+static int start_pausable(e2e_proc_t *sim, e2e_proc_t *sl) {
+  const char *const sim_args[] = {"--model", "m1", "--ttft-ms", "2", "--itl-ms", "1", "--itl-jitter", "0", NULL};
+  if (e2e_sim_start(sim, sim_args) < 0) return -1;
+  char cfg[1024];
+  snprintf(cfg, sizeof(cfg),
+           "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]}],"
+           "\"heartbeat_ms\":50,\"health\":{\"interval_ms\":3600000},\"drain_timeout_ms\":3600000,"
+           "\"upstream\":{\"first_token_timeout_ms\":3600000}}",
+           sim->port);
+  if (e2e_serve_start(sl, cfg, NULL) < 0) return -1;
+  return e2e_wait_ready(sl->port, 200, E2E_WAIT_MS);
+}
+
+/* With the engine paused, opens a stream of ntokens 25 ms apart and reads
+ * its response head (sent with the first heartbeat): the stream is in
+ * flight and cannot end until the engine is resumed.  Returns the
+ * connection or NULL. */
+static nu_conn_t *held_stream(e2e_proc_t *sim, const e2e_proc_t *sl, int ntokens, nu_resp_t *head, e2e_sse_t *s) {
+  if (e2e_pause(sim, E2E_WAIT_MS) < 0) return NULL;
+  char body[1024], headers[128];
+  snprintf(headers, sizeof(headers), "x-sim-tokens: %d\r\nx-sim-itl-ms: 25\r\n", ntokens);
+  nu_conn_t *c = e2e_sse_open(sl->port, CHAT, headers, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), head, s, CHUNK,
+                              E2E_WAIT_MS);
+  if (c != NULL && head->status != 200) {
+    e2e_conn_close(c);
+    c = NULL;
+  }
+  return c;
+}
+
 static void test_sigterm_drains_stream(void) {
-  e2e_proc_t sl;
-  const char *cfg =
-      "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],"
-      "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}]}";
-  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
-  char body[1024];
+  e2e_proc_t sim, sl;
+  ASSERT_EQ(start_pausable(&sim, &sl), 0);
   nu_resp_t head;
   e2e_sse_t s;
-  /* 40 tokens 25 ms apart: about a second to go when SIGTERM comes. */
-  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, "x-sim-tokens: 40\r\nx-sim-itl-ms: 25\r\n",
-                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, 10000);
+  /* 40 tokens 25 ms apart, held before the first until the drain began. */
+  nu_conn_t *c = held_stream(&sim, &sl, 40, &head, &s);
   ASSERT_NOT_NULL(c);
-  ASSERT_EQ(head.status, 200);
-  s.stop_after_content = 3;
-  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 1);
-  s.stop_after_content = 0;
 
   ASSERT_EQ(kill(sl.pid, SIGTERM), 0);
-  ASSERT(e2e_log_wait(&sl, "draining 1 stream", 5000, NULL, 0));
+  ASSERT(e2e_log_wait(&sl, "draining 1 stream", E2E_WAIT_MS, NULL, 0));
   /* The listener closes right after that line is written: from then on new
    * connections are refused (a connect that slipped in just before is
-   * retried, for at most 2 s). */
+   * retried, for as long as the generous bound). */
   int refused = 0;
-  for (int64_t end = nu_now_ms() + 2000; !refused && nu_now_ms() < end;) {
+  for (int64_t end = nu_now_ms() + E2E_WAIT_MS; !refused && nu_now_ms() < end;) {
     int fd = nu_connect(sl.port);
     if (fd < 0) refused = 1;
     else {
@@ -124,7 +153,8 @@ static void test_sigterm_drains_stream(void) {
   ASSERT(refused);
 
   /* The stream in flight runs to its end. */
-  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 0);
+  ASSERT_EQ(e2e_resume(&sim), 0);
+  ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 0);
   ASSERT(e2e_sse_kinds_are(&s, 1, 40, 0));
   ASSERT_EQ(s.nerror, 0);
   e2e_conn_close(c);
@@ -132,50 +162,46 @@ static void test_sigterm_drains_stream(void) {
   nu_resp_free(&head);
 
   /* Then the process exits 0 on its own with every handle closed. */
-  ASSERT_EQ(e2e_wait_exit(&sl, 10000), 0);
+  ASSERT_EQ(e2e_wait_exit(&sl, E2E_WAIT_MS), 0);
   ASSERT(WIFEXITED(sl.status));
   ASSERT_EQ(WEXITSTATUS(sl.status), 0);
   ASSERT_EQ(e2e_log_check(&sl), 0);
   ASSERT(e2e_log_wait(&sl, "end=complete", 0, NULL, 0));
   ASSERT(e2e_log_wait(&sl, "every stream has ended", 0, NULL, 0));
+  ASSERT_EQ(e2e_stop(&sim), 0);
 }
 
 /* A request on a connection opened before SIGTERM, while a stream drains,
  * is refused with 503 rather than started. */
 static void test_draining_refuses_new_requests(void) {
-  e2e_proc_t sl;
-  const char *cfg =
-      "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],"
-      "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}]}";
-  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
-  char body[1024];
-  nu_resp_t head;
-  e2e_sse_t s;
-  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, "x-sim-tokens: 30\r\nx-sim-itl-ms: 25\r\n",
-                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, 10000);
-  ASSERT_NOT_NULL(c);
+  e2e_proc_t sim, sl;
+  ASSERT_EQ(start_pausable(&sim, &sl), 0);
   nu_conn_t *other = e2e_conn_open(sl.port, 0);
   ASSERT_NOT_NULL(other);
-  s.stop_after_content = 2;
-  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 1);
-  s.stop_after_content = 0;
+  nu_resp_t head;
+  e2e_sse_t s;
+  nu_conn_t *c = held_stream(&sim, &sl, 30, &head, &s);
+  ASSERT_NOT_NULL(c);
   ASSERT_EQ(kill(sl.pid, SIGTERM), 0);
-  ASSERT(e2e_log_wait(&sl, "draining 1 stream", 5000, NULL, 0));
+  ASSERT(e2e_log_wait(&sl, "draining 1 stream", E2E_WAIT_MS, NULL, 0));
+  char body[1024];
   nu_resp_t r;
-  ASSERT_EQ(e2e_http_on(other, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &r, 5000), 503);
+  ASSERT_EQ(e2e_http_on(other, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &r, E2E_WAIT_MS),
+            503);
   ASSERT(e2e_is_error_body(r.body, "shutting down"));
   nu_resp_free(&r);
   e2e_conn_close(other);
-  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 0);
+  ASSERT_EQ(e2e_resume(&sim), 0);
+  ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 0);
   ASSERT(e2e_sse_kinds_are(&s, 1, 30, 0));
   e2e_conn_close(c);
   e2e_sse_free(&s);
   nu_resp_free(&head);
-  ASSERT_EQ(e2e_wait_exit(&sl, 10000), 0);
+  ASSERT_EQ(e2e_wait_exit(&sl, E2E_WAIT_MS), 0);
   ASSERT(WIFEXITED(sl.status));
   ASSERT_EQ(WEXITSTATUS(sl.status), 0);
   ASSERT_EQ(e2e_log_check(&sl), 0);
+  ASSERT_EQ(e2e_stop(&sim), 0);
 }
 
 /* SIGTERM while a stream runs, then its client leaves: the stream ends as a
@@ -183,26 +209,30 @@ static void test_draining_refuses_new_requests(void) {
  * (the listener closed long before the last connection did). */
 static void test_sigterm_then_client_leaves(void) {
   e2e_proc_t sl;
+  /* The engine holds the stream after 5 tokens (a stall; the idle timeout
+   * is out of reach), so it is in flight whenever SIGTERM comes. */
   const char *cfg =
       "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],"
-      "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}]}";
+      "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}],"
+      "\"upstream\":{\"idle_timeout_ms\":3600000},\"drain_timeout_ms\":3600000}";
   ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
-  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
   char body[1024];
   nu_resp_t head;
   e2e_sse_t s;
-  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, "x-sim-tokens: 1000\r\nx-sim-itl-ms: 20\r\n",
-                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, 10000);
+  nu_conn_t *c = e2e_sse_open(sl.port, CHAT,
+                              "x-sim-tokens: 1000\r\nx-sim-itl-ms: 20\r\nx-sim-fault: stall\r\nx-sim-fault-at: 5\r\n",
+                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, E2E_WAIT_MS);
   ASSERT_NOT_NULL(c);
   s.stop_after_content = 2;
-  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 1);
+  ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 1);
   ASSERT_EQ(kill(sl.pid, SIGTERM), 0);
-  ASSERT(e2e_log_wait(&sl, "draining 1 stream", 5000, NULL, 0));
+  ASSERT(e2e_log_wait(&sl, "draining 1 stream", E2E_WAIT_MS, NULL, 0));
   usleep(50 * 1000);
   e2e_conn_close(c);
   e2e_sse_free(&s);
   nu_resp_free(&head);
-  ASSERT_EQ(e2e_wait_exit(&sl, 10000), 0);
+  ASSERT_EQ(e2e_wait_exit(&sl, E2E_WAIT_MS), 0);
   ASSERT(WIFEXITED(sl.status));
   ASSERT_EQ(WEXITSTATUS(sl.status), 0);
   ASSERT_EQ(e2e_log_check(&sl), 0);
@@ -214,7 +244,7 @@ static void test_bad_config_refuses_to_start(void) {
   e2e_proc_t sl;
   const char *cfg = "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"endpoints\":[{\"sim\":{}}]}],\"heartbeat\":5}";
   ASSERT_EQ(e2e_serve_spawn(&sl, cfg, NULL), 0);
-  ASSERT_EQ(e2e_wait_exit(&sl, 10000), 0);
+  ASSERT_EQ(e2e_wait_exit(&sl, E2E_WAIT_MS), 0);
   ASSERT(WIFEXITED(sl.status));
   ASSERT_EQ(WEXITSTATUS(sl.status), 2);
   char line[512];

@@ -5,15 +5,19 @@
  * stamps on, and its JSON report is checked against what is known:
  *  - the tokens it counted equal the engine's own tokens_sent, every token
  *    carried a stamp, every request ended cleanly;
- *  - on the direct path the added latency is near zero (a generous bound:
- *    the point is that stamps and receive times use the same clock, not a
- *    performance figure);
+ *  - on the direct path the added latency is never negative and far from
+ *    the years a wrong clock would show: stamps and receive times use the
+ *    same clock;
  *  - through a relay inside this test that sleeps 20 ms before forwarding
  *    each chunk from the engine, the added latency shows those 20 ms (never
- *    less, since the sleep guarantees them, and not much more);
+ *    less, since the sleep guarantees them);
  *  - the cancel mode sees every close reach the engine.
- * The bounds check the instrument, not sluice's speed, so they are wide
- * enough for the sanitizer build.  Only loopback is used.
+ * No bound depends on how fast anything runs: lower bounds are what the
+ * engine's TTFT and the relay's sleep guarantee, and upper bounds only
+ * catch a wrong clock (they are minutes wide; an upper bound of a few ms
+ * on a latency measured on a loaded machine is a speed test).  The cancel
+ * run has the engine hold each stream after the tokens the client reads,
+ * so the count read is exact however reads coalesce.  Only loopback.
  */
 #include "test.h"
 #include "e2e/harness.h"
@@ -26,6 +30,9 @@
 
 #define CHAT "/v1/chat/completions"
 #define RELAY_DELAY_MS 20
+/* An upper bound on a measured latency that only a wrong clock (a
+ * different clock on the two sides: decades off) or a lost stamp can break. */
+#define SANE_MS 120000.0
 
 static char loadgen[1024];
 
@@ -105,7 +112,7 @@ static void test_direct_accounting(void) {
   snprintf(url, sizeof(url), "http://127.0.0.1:%d" CHAT, sim.port);
   snprintf(simport, sizeof(simport), "%d", sim.port);
   const char *const args[] = {"--url", url, "--sim-port", simport, "--streams", "20", "--requests", "60",
-                              "--max-tokens", "16", "--timeout-s", "20", "--quiet", NULL};
+                              "--max-tokens", "16", "--timeout-s", "120", "--quiet", NULL};
   cJSON *r = run_loadgen("direct", args);
   ASSERT_NOT_NULL(r);
   /* Read every figure, then free the report, so a failed assertion leaks nothing. */
@@ -126,13 +133,14 @@ static void test_direct_accounting(void) {
   ASSERT_EQ((int64_t)unstamped, 0);
   ASSERT_EQ((int64_t)ttft_n, 60);
   ASSERT_EQ((int64_t)itl_n, 60 * 15);
-  ASSERT_EQ((int64_t)open, 20);
+  ASSERT_EQ((int64_t)open, 20); /* the closed loop starts all 20 at once (no ramp) */
   ASSERT(per_read >= 1.0);
-  /* Same clock on both sides: never negative, and small on the direct path. */
+  /* Same clock on both sides: never negative, and not off by a clock's
+   * difference (how small it is measures the machine, not the instrument). */
   ASSERT(itl50 >= 0.0);
   ASSERT(ttft50 >= 0.0);
-  ASSERT(itl50 < 5.0);
-  ASSERT(ttft50 < 5.0);
+  ASSERT(itl99 < SANE_MS);
+  ASSERT(ttft50 < SANE_MS);
   /* The client's TTFT includes the engine's 5 ms. */
   ASSERT(client_ttft50 >= 5.0);
   ASSERT_EQ(e2e_sim_stat(sim.port, "completed"), 60);
@@ -249,7 +257,7 @@ static void test_delayed_relay(void) {
   snprintf(url, sizeof(url), "http://127.0.0.1:%d" CHAT, rport);
   snprintf(simport, sizeof(simport), "%d", sim.port);
   const char *const args[] = {"--url", url, "--sim-port", simport, "--streams", "1", "--requests", "3",
-                              "--max-tokens", "10", "--timeout-s", "20", "--quiet", NULL};
+                              "--max-tokens", "10", "--timeout-s", "120", "--quiet", NULL};
   cJSON *r = run_loadgen("delayed", args);
   kill(relay, SIGKILL);
   waitpid(relay, NULL, 0);
@@ -264,15 +272,12 @@ static void test_delayed_relay(void) {
   ASSERT_EQ((int64_t)tokens, e2e_sim_stat(sim.port, "tokens_sent"));
   ASSERT_EQ((int64_t)n, 27);
   /* The relay slept 20 ms before every forward: the added latency is at
-   * least that, and (generously) not much more. */
+   * least that (for the first token too), and the same clock on both sides. */
   ASSERT(p50 >= RELAY_DELAY_MS);
-  ASSERT(p50 < RELAY_DELAY_MS + 15);
   ASSERT(max >= RELAY_DELAY_MS);
-  /* The role chunk and the first token are two engine writes a moment
-   * apart: when the relay reads them separately, the token waits behind
-   * the role chunk's sleep too, so the first token may carry two delays. */
+  ASSERT(max < SANE_MS);
   ASSERT(ttft >= RELAY_DELAY_MS);
-  ASSERT(ttft < 2 * RELAY_DELAY_MS + 15);
+  ASSERT(ttft < SANE_MS);
   ASSERT_EQ(e2e_stop(&sim), 0);
 }
 
@@ -283,8 +288,13 @@ static void test_cancel_mode(void) {
   char url[128], simport[16];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d" CHAT, sim.port);
   snprintf(simport, sizeof(simport), "%d", sim.port);
+  /* The engine sends 3 tokens and holds the stream until the client
+   * leaves: the client reads exactly 3 even when a read would have brought
+   * several tokens at once. */
   const char *const args[] = {"--url", url, "--sim-port", simport, "--mode", "cancel", "--requests", "4",
-                              "--max-tokens", "500", "--cancel-after", "3", "--timeout-s", "20", "--quiet", NULL};
+                              "--max-tokens", "500", "--cancel-after", "3", "--header", "x-sim-fault: stall",
+                              "--header", "x-sim-fault-at: 3", "--cancel-timeout-ms", "60000", "--timeout-s", "120",
+                              "--quiet", NULL};
   cJSON *r = run_loadgen("cancel", args);
   ASSERT_NOT_NULL(r);
   double p50 = jget(r, "cancel_ms.p50"), n = jget(r, "cancel_ms.n"), not_seen = jget(r, "cancel_not_seen");
@@ -300,7 +310,7 @@ static void test_cancel_mode(void) {
 }
 
 int main(int argc, char **argv) {
-  e2e_init(argc, argv, 60);
+  e2e_init(argc, argv, 280); /* each load generator run is bounded by its own --timeout-s */
   /* The load generator is built beside the binary, in bench/. */
   char tmp[1024];
   snprintf(tmp, sizeof(tmp), "%s", e2e_binary());

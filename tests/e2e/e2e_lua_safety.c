@@ -148,11 +148,11 @@ static int count_lines(const e2e_proc_t *p, const char *needle) {
  * its generation, said once, and the fallbacks served the rest. */
 static void check_kills(const e2e_proc_t *p, int64_t placements, unsigned long long gen) {
   ASSERT_GE(e2e_counter(p->port, "placement_policy_errors"), placements);
-  ASSERT_EQ(e2e_wait_counter(p->port, "lua_budget_exceeded", 16, 5000), 16);
+  ASSERT_EQ(e2e_wait_counter(p->port, "lua_budget_exceeded", 16, E2E_WAIT_MS), 16);
   ASSERT_GE(e2e_counter(p->port, "narration_policy_errors"), 8);
   char needle[1024];
   snprintf(needle, sizeof(needle), "stopped after 200000 VM instructions at %s:4", dir_policy);
-  ASSERT_EQ(e2e_log_wait(p, needle, 5000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(p, needle, E2E_WAIT_MS, NULL, 0), 1);
   ASSERT_EQ(count_lines(p, needle), 8);
   ASSERT_EQ(count_lines(p, "using the least-loaded rule"), 8);
   snprintf(needle, sizeof(needle),
@@ -160,13 +160,13 @@ static void check_kills(const e2e_proc_t *p, int64_t placements, unsigned long l
   ASSERT_EQ(count_lines(p, needle), 1);
   snprintf(needle, sizeof(needle), "narration %s stopped after 200000 VM instructions at %s:4", dir_narration,
            dir_narration);
-  ASSERT_EQ(e2e_log_wait(p, needle, 5000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(p, needle, E2E_WAIT_MS, NULL, 0), 1);
   ASSERT_EQ(count_lines(p, needle), 8);
   snprintf(needle, sizeof(needle),
            "8 stops in a row: the policy is suspended for generation %llu (plain narration until a reload)", gen);
   ASSERT_EQ(count_lines(p, needle), 1);
   /* Narration fell back to the plain rendering: the events are still told. */
-  ASSERT_EQ(e2e_log_wait(p, "stream_end: stream ended (complete)", 5000, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(p, "stream_end: stream ended (complete)", E2E_WAIT_MS, NULL, 0), 1);
   ASSERT_GE(count_lines(p, "fallback (policy suspended): least loaded"), 1);
 }
 
@@ -349,9 +349,9 @@ static void test_watchdog_logs_a_stall_that_ends(void) {
   ASSERT_EQ(e2e_serve_start(&p, cfg, NULL), 0);
   ASSERT_EQ(e2e_wait_endpoints_ready(p.port, 2, 30000), 1);
   ASSERT_EQ(three_tokens(&p, "X-Request-Id: wd-2\r\nx-sim-tokens: 3\r\n"), 1);
-  ASSERT_EQ(e2e_log_wait(&p, "running: placement", 5000, NULL, 0), 1);
-  ASSERT_EQ(e2e_log_wait(&p, "the event loop turns again after", 5000, NULL, 0), 1);
-  ASSERT_GE(e2e_wait_counter(p.port, "watchdog_stalls", 1, 5000), 1);
+  ASSERT_EQ(e2e_log_wait(&p, "running: placement", E2E_WAIT_MS, NULL, 0), 1);
+  ASSERT_EQ(e2e_log_wait(&p, "the event loop turns again after", E2E_WAIT_MS, NULL, 0), 1);
+  ASSERT_GE(e2e_wait_counter(p.port, "watchdog_stalls", 1, E2E_WAIT_MS), 1);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 

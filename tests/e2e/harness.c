@@ -34,6 +34,8 @@ static char e2e__dir[256];
 static int e2e__nfiles;
 static int e2e__any_failure;
 
+static char e2e__proc_state(pid_t pid);
+
 /* ---- the child table ---- */
 
 static void e2e__kid_add(pid_t pid, const char *log, const char *name) {
@@ -355,6 +357,12 @@ int e2e_stop(e2e_proc_t *p) {
     fprintf(stderr, "e2e: %s is not running\n", p->name);
     return -1;
   }
+  /* A process a test left paused would never act on the SIGTERM: resume it
+   * first.  Only then, and only if it is stopped: a SIGCONT arriving while
+   * an exiting sanitizer build runs LeakSanitizer discards the SIGSTOP its
+   * tracer waits for, and the process spins for ever. */
+  char state = e2e__proc_state(p->pid);
+  if (state == 'T' || state == 't') kill(p->pid, SIGCONT);
   kill(p->pid, SIGTERM);
   if (e2e_wait_exit(p, E2E_STOP_TIMEOUT_MS) < 0) {
     fprintf(stderr, "e2e: %s (pid %d) did not exit within %d ms of SIGTERM; killing it\n", p->name, (int)p->pid,
@@ -372,6 +380,48 @@ int e2e_stop(e2e_proc_t *p) {
     e2e__any_failure = 1;
   }
   return ok ? 0 : -1;
+}
+
+/* The scheduler state letter of pid from /proc/PID/stat ('T' when stopped),
+ * or 0.  The state follows the command name, which is in parentheses and
+ * may itself hold spaces or parentheses: it is the field after the last
+ * ')'. */
+static char e2e__proc_state(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+int e2e_pause(e2e_proc_t *p, int timeout_ms) {
+  if (p->pid <= 0 || kill(p->pid, SIGSTOP) != 0) {
+    fprintf(stderr, "e2e: cannot pause %s: not running\n", p->name);
+    return -1;
+  }
+  int64_t deadline = nu_now_ms() + timeout_ms;
+  for (;;) {
+    char st = e2e__proc_state(p->pid);
+    if (st == 'T' || st == 't') return 0;
+    if (nu_now_ms() >= deadline) {
+      fprintf(stderr, "e2e: %s (pid %d) not stopped after %d ms (state '%c')\n", p->name, (int)p->pid, timeout_ms,
+              st ? st : '?');
+      return -1;
+    }
+    usleep(1000);
+  }
+}
+
+int e2e_resume(e2e_proc_t *p) {
+  if (p->pid <= 0 || kill(p->pid, SIGCONT) != 0) {
+    fprintf(stderr, "e2e: cannot resume %s: not running\n", p->name);
+    return -1;
+  }
+  return 0;
 }
 
 /* Parses the port after the last ':' of s (up to a space or the end). */
@@ -920,6 +970,24 @@ int e2e_sse_read(nu_conn_t *c, e2e_sse_t *s, int timeout_ms) {
   for (;;) {
     if (s->body_ended) return 0;
     if (s->stop_after_content > 0 && s->ncontent >= s->stop_after_content) return 1;
+    if (c->start < c->end) {
+      c->start += e2e_sse_feed(s, c->buf + c->start, c->end - c->start);
+      continue;
+    }
+    int r = nu_fill(c, deadline);
+    if (r == 0 || r == -1) {
+      s->eof = 1;
+      return -1;
+    }
+    if (r < 0) return -2;
+  }
+}
+
+int e2e_sse_read_comments(nu_conn_t *c, e2e_sse_t *s, long n, int timeout_ms) {
+  int64_t deadline = nu_now_ms() + timeout_ms;
+  for (;;) {
+    if (s->ncomments >= n) return 0;
+    if (s->body_ended) return -1;
     if (c->start < c->end) {
       c->start += e2e_sse_feed(s, c->buf + c->start, c->end - c->start);
       continue;

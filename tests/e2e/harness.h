@@ -37,6 +37,11 @@
 
 #define E2E_MAX_SIMS 16
 
+/* The bound for waiting on an event (a log line, a counter, a stream's
+ * end): generous, since the sanitizer build on a loaded 2-core machine is
+ * slow.  A wait that reaches it is a failure, never a timing assertion. */
+#define E2E_WAIT_MS 30000
+
 /* One child process. */
 typedef struct {
   pid_t pid;                   /* > 0 while running; -pid once reaped */
@@ -91,6 +96,18 @@ int e2e_stop(e2e_proc_t *p);
 
 /* SIGKILL and reap.  Returns 0 if the log holds no sanitizer report, else -1. */
 int e2e_kill(e2e_proc_t *p);
+
+/* Stops p with SIGSTOP and waits (up to timeout_ms) until the kernel reports
+ * it stopped, so that nothing it would do can happen before the caller's
+ * next step: a paused engine holds a request at exactly the point the test
+ * chose, however fast or slow anything runs.  Returns 0, or -1 (after
+ * printing why) if it is not running or did not stop in time.
+ * e2e_stop resumes a paused process before it waits for its exit. */
+int e2e_pause(e2e_proc_t *p, int timeout_ms);
+
+/* Lets a paused process run again (SIGCONT).  Returns 0, or -1 if it is not
+ * running. */
+int e2e_resume(e2e_proc_t *p);
 
 /* Waits up to timeout_ms for the process to exit on its own.  Returns 0 once
  * reaped (p->status set), -1 on timeout. */
@@ -263,6 +280,11 @@ int e2e_sse_read(nu_conn_t *c, e2e_sse_t *s, int timeout_ms);
 /* One read of at most max bytes (buffered bytes first), waiting up to
  * timeout_ms.  Returns the bytes fed, 0 at EOF or body end, -2 on timeout. */
 long e2e_sse_read_some(nu_conn_t *c, e2e_sse_t *s, size_t max, int timeout_ms);
+
+/* Reads from c (after the response head) until s has seen at least n ':'
+ * comment lines (heartbeats).  Returns 0 then, -1 if the body or the
+ * connection ended first, -2 after timeout_ms. */
+int e2e_sse_read_comments(nu_conn_t *c, e2e_sse_t *s, long n, int timeout_ms);
 
 /* Sends POST path on the open connection c and reads the response head into
  * *head; initialises s for the body (s->chunked from the head).  Returns the

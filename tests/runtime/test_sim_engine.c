@@ -922,6 +922,11 @@ static void test_fault_stall_and_client_close(void) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(send_req(fd, "POST", "/v1/chat/completions", "x-sim-fault: stall\r\nx-sim-fault-at: 2\r\n",
                      CHAT_BODY), 0);
+  /* Once the stall has fired, the two tokens are written: then a short
+   * read finds them and nothing more (reading for 300 ms from the send
+   * assumed the tokens came within that time). */
+  sl_sim_stats_t st0;
+  ASSERT(WAIT_STATS(st0, st0.faults_injected >= 1 && st0.tokens_sent >= 2));
   set_rcvtimeo_ms(fd, 300);
   resp_t r;
   memset(&r, 0, sizeof(r));

@@ -227,6 +227,12 @@ static void sl__on_write(uv_write_t *req, int status) {
     if (!c->closing) sl__conn_close(c);
     return;
   }
+  /* libuv lowers the queue's size as the kernel takes bytes and calls a
+   * write back once all of its bytes are taken, so the size now is exact.
+   * Not so after a failure: libuv drops a failed write's unsent bytes from
+   * the size just before its callback, as if the kernel had taken them. */
+  if (c->state == SL_CONN_ACTIVE && c->req.on_written != NULL)
+    c->req.on_written(&c->req, uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
   if (c->above_high && c->state == SL_CONN_ACTIVE && c->held <= s->limits.write_low_watermark &&
       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= s->limits.write_low_watermark) {
     c->above_high = 0;
@@ -310,6 +316,7 @@ static void sl__conn_close(sl_http_conn_t *c) {
     sl_http_req_cb abort_cb = c->req.on_abort;
     c->req.on_abort = NULL;
     c->req.on_drain = NULL;
+    c->req.on_written = NULL;
     if (abort_cb != NULL) abort_cb(&c->req);
   }
   uv_timer_stop(&c->timer);
@@ -326,6 +333,7 @@ void sl_http_req_reset(sl_http_req_t *req) {
     c->server->nactive--;
     c->req.on_abort = NULL;
     c->req.on_drain = NULL;
+    c->req.on_written = NULL;
   }
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, sl__on_handle_closed);
@@ -608,6 +616,7 @@ static void sl__dispatch(sl_http_conn_t *c) {
   r->data = NULL;
   r->on_drain = NULL;
   r->on_abort = NULL;
+  r->on_written = NULL;
   c->above_high = 0;
   c->resp_headers[0] = '\0';
   if (s->limits.global_counters) sl_counter_inc(SL_C_REQUESTS);
@@ -716,6 +725,7 @@ static void sl__request_done(sl_http_conn_t *c, int close) {
   s->nactive--;
   c->req.on_abort = NULL;
   c->req.on_drain = NULL;
+  c->req.on_written = NULL;
   c->req.data = NULL;
   if (close || !c->req.keep_alive || s->closing) {
     sl__conn_close_after_writes(c);

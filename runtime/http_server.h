@@ -20,6 +20,8 @@
  * into upstream reads go out without a copy.  The handler watches the
  * connection's write queue (sl_http_req_write_queue) and gets on_drain when
  * it falls to the low watermark: that is how the relay applies backpressure.
+ * on_written tells it, per write, when the kernel has taken a queued write
+ * whole: the relay counts tokens written and ends a body on that event.
  *
  * Trailer fields after a chunked body are read (within the header limit)
  * and dropped: the handler sees only the headers before the body.
@@ -65,6 +67,9 @@ typedef struct {
 } sl_http_header_t;
 
 typedef void (*sl_http_req_cb)(sl_http_req_t *req);
+/* A write's bytes were all taken by the kernel; queued is the connection's
+ * write queue (sl_http_req_write_queue) at that moment. */
+typedef void (*sl_http_written_cb)(sl_http_req_t *req, size_t queued);
 typedef void (*sl_http_handler_cb)(sl_http_req_t *req, void *ud);
 
 struct sl_http_req_s {
@@ -84,7 +89,18 @@ struct sl_http_req_s {
   void *data;                 /* handler's per-request state */
   sl_http_req_cb on_drain;    /* write queue fell to the low watermark */
   sl_http_req_cb on_abort;    /* client went away before the response ended */
+  sl_http_written_cb on_written; /* a queued write was taken whole by the kernel (see below) */
 };
+
+/* on_written, when set, runs at the completion of each write request on
+ * the connection, once the kernel has taken all of that write's bytes, in
+ * the order the writes were made; queued is what is still queued then (the
+ * queue is FIFO: every byte written before is taken too).  It does not run
+ * for a chunk sl_http_stream_write got into the kernel at once (no write
+ * request is made; the queue's size right after the call shows it), for a
+ * write that failed, nor once the response has ended or on_abort has run.
+ * It may write, end the response or reset the connection.  It costs no
+ * allocation and no system call: the completion is libuv's own. */
 
 /* Case-insensitive header lookup: the value, or NULL if absent. */
 const char *sl_http_req_header(const sl_http_req_t *req, const char *name);

@@ -45,9 +45,6 @@
 /* Writes with tokens not yet taken by the kernel that are told apart; more
  * are merged into the newest, which only makes their tokens count later. */
 #define SL_WPEND 16
-/* While [DONE] waits for the client to take the last tokens, the write
- * queue is looked at after 1 ms, then twice as long each time, up to this. */
-#define SL_FLUSH_POLL_MAX_MS 64
 
 /* A write that held tokens: they are written once the bytes that ever
  * entered the write queue minus those still in it reach mark. */
@@ -100,7 +97,6 @@ struct sl_stream_s {
   sl__wmark_t wpend[SL_WPEND]; /* writes holding tokens not yet taken, oldest first (a ring) */
   int wpend_head, wpend_n;
   int flushing;              /* [DONE] is queued; the body ends once its tokens are taken */
-  uint64_t flush_ms;         /* the next wait before looking at the queue again */
   int64_t prompt_tokens, completion_tokens;
   int has_usage;
   sl_finish_t finish;
@@ -207,19 +203,31 @@ static void sl__stop_upstream(sl_stream_t *st) {
  * That is as far as a server can see; bytes the kernel took can still be
  * lost with the connection, but nothing sluice holds is counted.
  *
- * The relay has no callback per write, so it measures the write queue,
- * which is FIFO: wq_in is the total of bytes that ever stayed in it (the
- * queue found at the start, then what each write left there), and a write
- * holding tokens records wq_in just after it as its mark.  Bytes taken so
- * far are wq_in minus the queue's size now; a mark at or below that is a
- * write the kernel took whole.  The queue is looked at after each write,
- * on drain, and while [DONE] waits for the last tokens to be taken
- * (sl__on_flush): no allocation and no extra system call per token. */
+ * The relay measures the write queue, which is FIFO: wq_in is the total
+ * of bytes that ever stayed in it (the queue found at the start, then what
+ * each write left there), and a write holding tokens records wq_in just
+ * after it as its mark.  Bytes taken so far are wq_in minus the queue's
+ * size now; a mark at or below that is a write the kernel took whole.  The
+ * marks are settled after each write (what went straight out) and on the
+ * server's on_written event (sl__on_client_written), which libuv's write
+ * completion raises with the queue's size whenever the kernel has taken a
+ * queued write whole: a mark is reached exactly when its write is taken,
+ * and that write's event settles it.  After [DONE] the body ends on the
+ * event that settles the last mark, with no timer.  No allocation and no
+ * extra system call per token.
+ *
+ * A client that leaves is counted short, never long.  A failed write
+ * raises no event (libuv takes its unsent bytes off the queue's size, as
+ * if sent, before calling it back), and nothing is settled once the client
+ * is gone: the tokens the kernel had not taken stay uncounted.  Every
+ * write it took whole was settled on its own event before the client's
+ * end was seen, so a client that read everything and left is counted in
+ * full. */
 
-/* Counts the tokens of every write the kernel has taken by now. */
-static void sl__wq_settle(sl_stream_t *st) {
-  if (st->req == NULL || st->wpend_n == 0) return;
-  size_t queued = sl_http_req_write_queue(st->req);
+/* Counts the tokens of every write the kernel has taken, given the bytes
+ * still queued. */
+static void sl__wq_settle(sl_stream_t *st, size_t queued) {
+  if (st->wpend_n == 0) return;
   uint64_t taken = st->wq_in > queued ? st->wq_in - queued : 0;
   while (st->wpend_n > 0) {
     sl__wmark_t *m = &st->wpend[st->wpend_head];
@@ -248,7 +256,7 @@ static void sl__wq_note(sl_stream_t *st, size_t q0, uint64_t tokens) {
       st->wpend_n++;
     }
   }
-  sl__wq_settle(st);
+  sl__wq_settle(st, q1);
 }
 
 /* ---- writing to the client ---- */
@@ -364,9 +372,8 @@ static int sl__write_static(sl_stream_t *st, const char *s, size_t n) {
 static void sl__flush_end(sl_stream_t *st) {
   if (!st->flushing) return;
   st->flushing = 0;
-  uv_timer_stop(&st->hb_timer);
   if (st->req == NULL) return;
-  sl__wq_settle(st);
+  sl__wq_settle(st, sl_http_req_write_queue(st->req));
   sl_http_stream_end(st->req, 0);
   st->req = NULL;
 }
@@ -642,22 +649,6 @@ static void sl__arm_idle(sl_stream_t *st) {
     uv_timer_start(&st->timer, sl__on_deadline, st->deadline_ms, 0);
 }
 
-/* Looks at the write queue while [DONE] waits for the last tokens to be
- * taken (the heartbeat timer, idle after the first token, does the
- * waiting); ends the body once they are. */
-static void sl__on_flush(uv_timer_t *t) {
-  sl_stream_t *st = t->data;
-  if (st->finished || !st->flushing) return;
-  sl__wq_settle(st);
-  if (st->wpend_n > 0) {
-    if (st->flush_ms < SL_FLUSH_POLL_MAX_MS) st->flush_ms *= 2;
-    uv_timer_start(t, sl__on_flush, st->flush_ms, 0);
-    return;
-  }
-  sl__flush_end(st);
-  if (st->up == NULL) sl__finish(st, "complete"); /* else when the engine's response ends */
-}
-
 /* The engine said [DONE]: finish the client's response cleanly.  Returns 0,
  * or < 0 if the client turned out to be gone. */
 static int sl__complete(sl_stream_t *st) {
@@ -677,11 +668,10 @@ static int sl__complete(sl_stream_t *st) {
     st->answered = 1;
     if (st->wpend_n > 0) {
       /* Tokens still sit in the write queue.  The body's end waits until
-       * the kernel has taken them, so that their count is known before the
-       * stream is logged; the client reads [DONE] meanwhile all the same. */
+       * the kernel has taken them (sl__on_client_written), so that their
+       * count is known before the stream is logged; the client reads
+       * [DONE] meanwhile all the same, only the terminating chunk waits. */
       st->flushing = 1;
-      st->flush_ms = 1;
-      uv_timer_start(&st->hb_timer, sl__on_flush, st->flush_ms, 0);
       return 0;
     }
     sl_http_stream_end(st->req, 0);
@@ -845,8 +835,9 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
   if (st->finished) return;
   if (st->answered) {
     /* The client got its [DONE] or answer already; the engine finished too.
-     * While [DONE] waits for the last tokens to be taken, the flush ends
-     * the stream; nothing upstream can time out any more. */
+     * While [DONE] waits for the last tokens to be taken, the write event
+     * that settles them ends the stream; nothing upstream can time out any
+     * more. */
     if (st->flushing) {
       uv_timer_stop(&st->timer);
       return;
@@ -973,16 +964,20 @@ static void sl__on_retry_timer(uv_timer_t *t) {
 
 static void sl__on_client_abort(sl_http_req_t *req) {
   sl_stream_t *st = req->data;
-  /* Tokens still queued are not counted: the write queue cannot tell bytes
-   * the kernel took from those a failed write dropped, so a client that
-   * leaves is counted short rather than long. */
+  /* Nothing is settled now: the write queue cannot tell bytes the kernel
+   * took from those a failed write dropped.  Every write taken whole was
+   * settled already, right after it or on its own on_written event, so
+   * only tokens the kernel had not taken stay uncounted: short, never
+   * long. */
   st->req = NULL;
   st->answered = 1;
   if (st->finished) return;
   if (st->flushing) {
-    /* It left after its [DONE] was written: the stream still completed. */
+    /* It left after its [DONE] was queued behind its last tokens: the
+     * engine's answer was complete and all of it handed over, so the
+     * stream completed, with the tokens the kernel had not taken left
+     * uncounted. */
     st->flushing = 0;
-    uv_timer_stop(&st->hb_timer);
     if (st->up == NULL) sl__finish(st, "complete");
     return;
   }
@@ -991,9 +986,21 @@ static void sl__on_client_abort(sl_http_req_t *req) {
   sl__finish(st, "client_cancel");
 }
 
+/* The kernel took a queued write whole (the server's on_written): counts the
+ * tokens of every write taken by now and, when [DONE] was waiting for the
+ * last of them, ends the body and, if the engine is done too, the stream. */
+static void sl__on_client_written(sl_http_req_t *req, size_t queued) {
+  sl_stream_t *st = req->data;
+  sl__wq_settle(st, queued);
+  if (!st->flushing || st->wpend_n > 0) return;
+  sl__flush_end(st); /* ends the request: no more events come */
+  if (st->up == NULL) sl__finish(st, "complete"); /* else when the engine's response ends */
+}
+
 static void sl__on_client_drain(sl_http_req_t *req) {
   sl_stream_t *st = req->data;
-  sl__wq_settle(st);
+  /* The marks are settled: on_written came just before, with the same
+   * queue. */
   if (!st->paused || st->finished) return;
   st->paused = 0;
   sl_counter_inc(SL_C_UPSTREAM_RESUMES);
@@ -1171,7 +1178,7 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gw->gen);
   /* Bytes of an earlier response on this connection may still be queued
-   * ahead of this one's (see sl__wq_settle). */
+   * ahead of this one's (see "tokens written"). */
   st->wq_in = sl_http_req_write_queue(req);
   snprintf(st->id, sizeof(st->id), "%s", r->id); /* decided at the door (api.c) */
   st->fwd_headers = sl__forward_headers(req, st->id);
@@ -1190,6 +1197,7 @@ void sl_relay_start(sl_gateway_t *gw, sl_http_req_t *req, sl_api_request_t *r) {
   req->data = st;
   req->on_abort = sl__on_client_abort;
   req->on_drain = sl__on_client_drain;
+  req->on_written = sl__on_client_written;
   uv_timer_start(&st->total_timer, sl__on_total, gw->cfg->total_timeout_ms, 0);
   if (st->r.stream)
     uv_timer_start(&st->hb_timer, sl__on_heartbeat, gw->cfg->heartbeat_ms, gw->cfg->heartbeat_ms);

@@ -5,7 +5,8 @@
  *   cooldown keep growing to the configured cap across probe intervals.
  * - Two token counts: tokens received from the engine and tokens written to
  *   the client.  Against a client that stops reading they part; once it has
- *   read everything they agree, in the counters and in the stream's log line.
+ *   read everything they agree, in the counters and in the stream's log line,
+ *   also when it leaves right after reading [DONE].
  * - An engine's redirect is a failure of that endpoint (retried, then 502),
  *   never a "301 OK" for the client; statuses carry their reason phrases.
  * - Chunks carry no "usage" key unless the client asked for usage (sluice
@@ -356,6 +357,55 @@ static void test_received_and_written_tokens(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+/* A client that stops reading until the engine is done, its [DONE] queued
+ * behind tokens sluice still holds, then reads up to [DONE] and leaves at
+ * once, without waiting for the body's end: it read every token, so every
+ * token counts as written and the stream as complete. */
+static void test_written_tokens_when_client_leaves_after_done(void) {
+  e2e_proc_t sl;
+  /* A high watermark past the whole answer: the engine is never paused, so
+   * all of it is received while the client does not read, and queued. */
+  const char *cfg =
+      "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],"
+      "\"endpoints\":[{\"sim\":{\"ttft_ms\":1,\"itl_ms\":0,\"itl_jitter\":0}}]}],"
+      "\"stream\":{\"high_watermark\":67108864}}";
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
+  nu_conn_t *c = e2e_conn_open(sl.port, 4096);
+  ASSERT_NOT_NULL(c);
+  char body[1024], headers[128];
+  nu_resp_t head;
+  e2e_sse_t s;
+  snprintf(headers, sizeof(headers), "x-request-id: all-read-1\r\nx-sim-tokens: %d\r\nx-sim-itl-ms: 0\r\n",
+           SLOW_TOKENS);
+  ASSERT_EQ(e2e_sse_start(c, CHAT, headers, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, 10000),
+            200);
+  s.stop_after_content = 3;
+  ASSERT_EQ(e2e_sse_read(c, &s, 10000), 1);
+  s.stop_after_content = 0;
+  /* Every token came from the engine; most still sit in the write queue. */
+  ASSERT_EQ(e2e_wait_counter(sl.port, "tokens_received", SLOW_TOKENS, 60000), SLOW_TOKENS);
+  ASSERT_LT(e2e_counter(sl.port, "tokens_written"), SLOW_TOKENS);
+  /* Read up to [DONE], then leave. */
+  int64_t deadline = nu_now_ms() + 120000;
+  while (s.ndone == 0 && !s.eof && nu_now_ms() < deadline) {
+    long n = e2e_sse_read_some(c, &s, 65536, 1000);
+    if (n == 0 && s.body_ended) break;
+  }
+  ASSERT_EQ(s.ndone, 1);
+  e2e_conn_close(c);
+  ASSERT_EQ(s.ncontent, SLOW_TOKENS);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  char line[1024];
+  ASSERT(e2e_log_wait(&sl, "stream all-read-1 ", 10000, line, sizeof(line)));
+  ASSERT(strstr(line, "end=complete") != NULL);
+  ASSERT_EQ(field_num(line, " tokens="), SLOW_TOKENS);
+  ASSERT_EQ(field_num(line, " tokens_written="), SLOW_TOKENS);
+  ASSERT_EQ(e2e_counter(sl.port, "tokens_written"), SLOW_TOKENS);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 /* ---- finding 10: an engine's redirect is the endpoint failing ---- */
 
 static void test_engine_redirect_is_a_failure(void) {
@@ -554,6 +604,7 @@ int main(int argc, char **argv) {
   e2e_init(argc, argv, 280);
   E2E_RUN(test_probe_keeps_request_backoff);
   E2E_RUN(test_received_and_written_tokens);
+  E2E_RUN(test_written_tokens_when_client_leaves_after_done);
   E2E_RUN(test_engine_redirect_is_a_failure);
   E2E_RUN(test_no_usage_key_unless_asked);
   E2E_RUN(test_usage_null_anywhere_in_the_chunk);

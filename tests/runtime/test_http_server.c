@@ -2,10 +2,11 @@
  * bodies, trailers after a chunked body (ignored, bounded, never touching
  * the request's headers; the fuzzer's input kept as a regression), headers
  * a handler attaches to its request's answer, every limit with its own
- * status, timeouts, the connection limit, abort on client disconnect, and
- * one bad connection never disturbing another.  The server runs on its own
- * loop in a background thread; the test talks to it over loopback sockets
- * with the blocking client in netutil.h.
+ * status, timeouts, the connection limit, abort on client disconnect, drain
+ * and written events to a slow reader, and one bad connection never
+ * disturbing another.  The server runs on its own loop in a background
+ * thread; the test talks to it over loopback sockets with the blocking
+ * client in netutil.h.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -98,6 +99,50 @@ static void headers_echo(sl_http_req_t *req) {
   free(out);
 }
 
+/* /written: 16 MiB queued at once, with no backpressure, to a client that
+ * does not read yet.  Every on_written is recorded with what the client had
+ * read by then, and the one that finds the queue empty ends the body: the
+ * relay's use of the event. */
+#define WRITTEN_PIECES 256
+#define WRITTEN_MAX_CALLS 2048
+static atomic_size_t written_queued0; /* write queue after the handler's writes (0: not yet) */
+static atomic_int written_calls;      /* on_written calls */
+static atomic_int written_mismatches; /* calls whose queued was not the connection's write queue */
+static atomic_int written_late;       /* calls after the body was ended */
+static atomic_int written_ended;      /* on_written ended the body */
+static atomic_llong client_read;      /* raw response bytes the test's client has read */
+static size_t written_queued[WRITTEN_MAX_CALLS]; /* each call's queued */
+static long long written_seen[WRITTEN_MAX_CALLS]; /* client_read at that call */
+
+static void written_cb(sl_http_req_t *req, size_t queued) {
+  int i = atomic_fetch_add(&written_calls, 1);
+  if (atomic_load(&written_ended)) atomic_fetch_add(&written_late, 1);
+  if (queued != sl_http_req_write_queue(req)) atomic_fetch_add(&written_mismatches, 1);
+  if (i < WRITTEN_MAX_CALLS) {
+    written_queued[i] = queued;
+    written_seen[i] = atomic_load(&client_read);
+  }
+  if (queued == 0) {
+    atomic_store(&written_ended, 1);
+    sl_http_stream_end(req, 0);
+  }
+}
+
+static void written_start(sl_http_req_t *req) {
+  static char blob[65536];
+  memset(blob, 'w', sizeof(blob));
+  req->on_written = written_cb;
+  req->on_abort = big_abort;
+  if (sl_http_stream_start(req, 200, "application/octet-stream", NULL) < 0) return;
+  for (int i = 0; i < WRITTEN_PIECES; i++) {
+    uv_buf_t b = uv_buf_init(blob, sizeof(blob));
+    if (sl_http_stream_write(req, &b, 1, NULL) < 0) return;
+  }
+  size_t q = sl_http_req_write_queue(req);
+  if (q == 0) sl_http_stream_end(req, 0); /* nothing to wait for (the test then fails) */
+  atomic_store(&written_queued0, q == 0 ? (size_t)-1 : q);
+}
+
 static void handler(sl_http_req_t *req, void *ud) {
   (void)ud;
   (void)touch_headers(req);
@@ -140,6 +185,8 @@ static void handler(sl_http_req_t *req, void *ud) {
     req->on_abort = big_abort;
     sl_http_stream_start(req, 200, "application/octet-stream", NULL);
     big_pump(req);
+  } else if (strcmp(req->path, "/written") == 0) {
+    written_start(req);
   } else {
     sl_http_respond(req, 404, "text/plain", "nope", 4, NULL);
   }
@@ -521,6 +568,62 @@ static void test_drain_fires_after_high_watermark(void) {
   close(c.fd);
 }
 
+static void test_written_fires_when_a_slow_reader_reads(void) {
+  atomic_store(&written_queued0, 0);
+  atomic_store(&written_calls, 0);
+  atomic_store(&written_mismatches, 0);
+  atomic_store(&written_late, 0);
+  atomic_store(&written_ended, 0);
+  atomic_store(&client_read, 0);
+  int fd = nu_connect_rcvbuf(atomic_load(&port), 4096);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(nu_send_str(fd, "GET /written HTTP/1.1\r\n\r\n"), 0);
+  /* The handler queued everything; the client has read nothing. */
+  int64_t deadline = nu_now_ms() + 10000;
+  while (atomic_load(&written_queued0) == 0 && nu_now_ms() < deadline) usleep(1000);
+  size_t queued0 = atomic_load(&written_queued0);
+  ASSERT_NE(queued0, 0);
+  ASSERT_NE(queued0, (size_t)-1);
+  /* It reads everything, raw, up to the terminating chunk (the body is all
+   * 'w', so "0\r\n\r\n" is only the terminator). */
+  char buf[4096], tail[6] = {0};
+  long long total = 0;
+  int ended = 0;
+  deadline = nu_now_ms() + 60000;
+  while (!ended && nu_now_ms() < deadline) {
+    ssize_t n = nu_recv(fd, buf, sizeof(buf), 10000);
+    if (n <= 0) break;
+    total += n;
+    atomic_store(&client_read, total);
+    for (ssize_t i = 0; i < n; i++) {
+      memmove(tail, tail + 1, 4);
+      tail[4] = buf[i];
+    }
+    ended = memcmp(tail, "0\r\n\r\n", 5) == 0;
+  }
+  close(fd);
+  ASSERT(ended);
+  int by_event = atomic_load(&written_ended), late = atomic_load(&written_late);
+  int mismatches = atomic_load(&written_mismatches), calls = atomic_load(&written_calls);
+  ASSERT_EQ(by_event, 1);
+  ASSERT_EQ(late, 0);
+  ASSERT_EQ(mismatches, 0);
+  ASSERT_GE(calls, 2); /* the head's write, and at least one queued piece */
+  ASSERT_LE(calls, WRITTEN_MAX_CALLS);
+  /* Every byte before the terminating chunk was queued before the first
+   * event.  Each event's queue is no more than what the client had not yet
+   * read (the kernel took at least what the client read), shrinks from one
+   * event to the next, and the last is empty. */
+  long long wire = total - 5;
+  ASSERT_GE(wire, (long long)WRITTEN_PIECES * 65536);
+  ASSERT_LE(written_queued[0], queued0);
+  for (int i = 0; i < calls; i++) {
+    ASSERT_LE((long long)written_queued[i] + written_seen[i], wire);
+    if (i > 0) ASSERT_LE(written_queued[i], written_queued[i - 1]);
+  }
+  ASSERT_EQ(written_queued[calls - 1], 0);
+}
+
 static void test_bad_connections_do_not_disturb_a_good_one(void) {
   nu_conn_t good, c;
   nu_resp_t r;
@@ -557,6 +660,7 @@ int main(void) {
   SL_RUN(test_idle_keep_alive_closed);
   SL_RUN(test_client_disconnect_aborts_stream);
   SL_RUN(test_drain_fires_after_high_watermark);
+  SL_RUN(test_written_fires_when_a_slow_reader_reads);
   SL_RUN(test_bad_connections_do_not_disturb_a_good_one);
   SL_RUN(test_connection_limit_503);
   stop_server();

@@ -2,8 +2,8 @@
 -- (`sluice attach`, runtime/attach.c).  They read the daemon's own state
 -- when called, so every call shows the present; nothing is cached.
 --
---   streams()        --> { { id, model, endpoint, pool, tokens, age_ms, ttft_ms,
---                            state, generation, attempts, stream, placement }, ... }
+--   streams()        --> { { id, model, endpoint, pool, tokens, tokens_written, age_ms,
+--                            ttft_ms, state, generation, attempts, stream, placement }, ... }
 --                        oldest first
 --   pools()          --> { { name, adapter, models, slots, context_tokens,
 --                            endpoints, ready, streams }, ... }

@@ -6,7 +6,8 @@
  * old generations are freed once their streams end, and a counter the
  * policy keeps in the TTL dictionary survives every reload.  A broken policy
  * file leaves the old generation serving and the error names the line; a
- * policy that raises at run time falls back to the first candidate.
+ * policy that raises on the sample contexts is refused, and one that raises
+ * only on real traffic falls back to the C least-loaded rule.
  */
 #include <poll.h>
 #include <sys/socket.h>

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/oai.h"
-#include "runtime/upstream_decoder.h"
+#include "runtime/upstream/oai.h"
+#include "runtime/upstream/upstream_decoder.h"
 
 static double now_ns(void) {
   struct timespec ts;

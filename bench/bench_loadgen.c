@@ -60,7 +60,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "runtime/upstream_decoder.h"
+#include "runtime/upstream/upstream_decoder.h"
 
 #define LG_MAX_STREAMS 8000
 #define LG_JOIN 4096          /* largest SSE event joined across reads (the engine's are < 1 KiB) */

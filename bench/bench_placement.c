@@ -18,10 +18,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "runtime/alloc.h"
-#include "runtime/generation.h"
-#include "runtime/pool.h"
-#include "runtime/ttldict.h"
+#include "runtime/base/alloc.h"
+#include "runtime/lua/generation.h"
+#include "runtime/stream/placement.h"
+#include "runtime/lua/ttldict.h"
 
 static double now_ns(void) {
   struct timespec ts;

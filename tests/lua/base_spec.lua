@@ -22,7 +22,7 @@ describe("sluice.base", function()
   end)
 
   it("mirrors SL_FFI_ABI_VERSION from runtime/version.h", function()
-    local f = assert(io.open("runtime/version.h"))
+    local f = assert(io.open("runtime/base/version.h"))
     local src = f:read("*a")
     f:close()
     local c_abi = tonumber(src:match("#define SL_FFI_ABI_VERSION (%d+)"))

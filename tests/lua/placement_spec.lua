@@ -33,7 +33,7 @@ end
 
 describe("sluice.placement", function()
   it("mirrors runtime/place_ffi.h exactly", function()
-    local header = read("runtime/place_ffi.h")
+    local header = read("runtime/lua/place_ffi.h")
     local max = tonumber(header:match("#define SL_FFI_MAX_CANDIDATES (%d+)"))
     assert.equals(max, placement.MAX_CANDIDATES)
     local decls = header:match("(typedef struct.-sl_ffi_place_ctx%(void%);)")

@@ -1,0 +1,691 @@
+/* config.c: JSON configuration parsing with errors that name the key. */
+#include "runtime/base/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/errors.h"
+
+static const char sl__default_config[] =
+    "{\n"
+    "  \"listen\": \"127.0.0.1:8080\",\n"
+    "  \"pools\": [\n"
+    "    {\n"
+    "      \"name\": \"sim\",\n"
+    "      \"adapter\": \"openai\",\n"
+    "      \"models\": [\"sim-small\", \"sim-large\"],\n"
+    "      \"slots\": 16,\n"
+    "      \"context_tokens\": 8192,\n"
+    "      \"endpoints\": [\n"
+    "        {\"sim\": {\"seed\": 1, \"ttft_ms\": 120, \"itl_ms\": 25}},\n"
+    "        {\"sim\": {\"seed\": 2, \"ttft_ms\": 150, \"itl_ms\": 30}}\n"
+    "      ]\n"
+    "    }\n"
+    "  ]\n"
+    "}\n";
+
+const char *sl_config_default_json(void) { return sl__default_config; }
+
+typedef struct {
+  char *err;
+  size_t errlen;
+} sl__cfgctx_t;
+
+static int sl__fail(sl__cfgctx_t *x, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(x->err, x->errlen, fmt, ap);
+  va_end(ap);
+  return SL_EINVAL;
+}
+
+int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port) {
+  const char *colon = strrchr(s, ':');
+  if (colon == NULL) return SL_EINVAL;
+  const char *h = s;
+  size_t hl = (size_t)(colon - s);
+  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  } else if (memchr(h, ':', hl) != NULL) {
+    return SL_EINVAL; /* a bare IPv6 address needs brackets */
+  }
+  if (hl == 0) {
+    h = "127.0.0.1";
+    hl = strlen(h);
+  }
+  if (hl >= hostcap) return SL_EINVAL;
+  char *end;
+  errno = 0;
+  long p = strtol(colon + 1, &end, 10);
+  if (errno || *end != '\0' || end == colon + 1 || p < 0 || p > 65535) return SL_EINVAL;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  *port = (int)p;
+  return 0;
+}
+
+/* Parses "http://host[:port][/base]". */
+static int sl__parse_url(const char *url, sl_endpoint_config_t *ep) {
+  if (strncmp(url, "http://", 7) != 0) return SL_EINVAL;
+  const char *p = url + 7;
+  const char *slash = strchr(p, '/');
+  size_t authlen = slash ? (size_t)(slash - p) : strlen(p);
+  char auth[300];
+  if (authlen == 0 || authlen >= sizeof(auth)) return SL_EINVAL;
+  memcpy(auth, p, authlen);
+  auth[authlen] = '\0';
+  int has_port = auth[0] == '[' ? strstr(auth, "]:") != NULL : strchr(auth, ':') != NULL;
+  if (has_port) {
+    if (sl_parse_hostport(auth, ep->host, sizeof(ep->host), &ep->port) < 0 || ep->port == 0)
+      return SL_EINVAL;
+  } else {
+    if (authlen >= sizeof(ep->host)) return SL_EINVAL;
+    memcpy(ep->host, auth, authlen + 1);
+    ep->port = 80;
+  }
+  const char *base = slash ? slash : "";
+  size_t bl = strlen(base);
+  while (bl > 0 && base[bl - 1] == '/') bl--;
+  if (bl >= sizeof(ep->base)) return SL_EINVAL;
+  memcpy(ep->base, base, bl);
+  ep->base[bl] = '\0';
+  return 0;
+}
+
+/* Typed getters: each returns 0 if the key is absent (leaving *out), 1 if
+ * read, or SL_EINVAL with the path in the message. */
+static int sl__get_num(sl__cfgctx_t *x, const cJSON *obj, const char *key, const char *path, double min,
+                       double max, double *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL) return 0;
+  if (!cJSON_IsNumber(v)) return sl__fail(x, "%s%s: expected a number", path, key);
+  if (v->valuedouble < min || v->valuedouble > max)
+    return sl__fail(x, "%s%s: %g is out of range [%g, %g]", path, key, v->valuedouble, min, max);
+  *out = v->valuedouble;
+  return 1;
+}
+
+static int sl__get_u64(sl__cfgctx_t *x, const cJSON *obj, const char *key, const char *path, double min,
+                       double max, uint64_t *out) {
+  double d = 0;
+  int rc = sl__get_num(x, obj, key, path, min, max, &d);
+  if (rc == 1) {
+    if (d != (double)(uint64_t)d) return sl__fail(x, "%s%s: expected an integer", path, key);
+    *out = (uint64_t)d;
+  }
+  return rc;
+}
+
+static int sl__get_size(sl__cfgctx_t *x, const cJSON *obj, const char *key, const char *path, double min,
+                        double max, size_t *out) {
+  uint64_t v = *out;
+  int rc = sl__get_u64(x, obj, key, path, min, max, &v);
+  *out = (size_t)v;
+  return rc;
+}
+
+static int sl__get_int(sl__cfgctx_t *x, const cJSON *obj, const char *key, const char *path, double min,
+                       double max, int *out) {
+  uint64_t v = (uint64_t)(*out < 0 ? 0 : *out);
+  int rc = sl__get_u64(x, obj, key, path, min, max, &v);
+  *out = (int)v;
+  return rc;
+}
+
+static int sl__get_str(sl__cfgctx_t *x, const cJSON *obj, const char *key, const char *path, char **out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL || cJSON_IsNull(v)) return 0;
+  if (!cJSON_IsString(v)) return sl__fail(x, "%s%s: expected a string", path, key);
+  *out = sl_strndup(v->valuestring, strlen(v->valuestring));
+  return 1;
+}
+
+/* Refuses keys not in the allowed list. */
+static int sl__only_keys(sl__cfgctx_t *x, const cJSON *obj, const char *path, const char *const *allowed) {
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    int ok = 0;
+    for (const char *const *a = allowed; *a; a++)
+      if (strcmp(it->string, *a) == 0) ok = 1;
+    if (!ok) return sl__fail(x, "%s%s: unknown key", path, it->string);
+  }
+  return 0;
+}
+
+#define SL__TRY(e) do { int sl__rc = (e); if (sl__rc < 0) return sl__rc; } while (0)
+
+static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path, sl_pool_config_t *pool,
+                              sl_endpoint_config_t *ep) {
+  static const char *const keys[] = {"url", "sim", "slots", NULL};
+  if (!cJSON_IsObject(e)) return sl__fail(x, "%s: expected an object", path);
+  char p[128];
+  snprintf(p, sizeof(p), "%s.", path);
+  SL__TRY(sl__only_keys(x, e, p, keys));
+  ep->slots = pool->slots;
+  SL__TRY(sl__get_int(x, e, "slots", p, 1, 100000, &ep->slots));
+  const cJSON *sim = cJSON_GetObjectItemCaseSensitive(e, "sim");
+  SL__TRY(sl__get_str(x, e, "url", p, &ep->url));
+  if ((ep->url != NULL) == (sim != NULL))
+    return sl__fail(x, "%s: give exactly one of \"url\" or \"sim\"", path);
+  if (ep->url != NULL) {
+    if (sl__parse_url(ep->url, ep) < 0)
+      return sl__fail(x, "%surl: \"%s\" is not an http://host:port[/base] URL", p, ep->url);
+    return 0;
+  }
+  if (!cJSON_IsObject(sim)) return sl__fail(x, "%ssim: expected an object", p);
+  ep->is_sim = 1;
+  sl_sim_config_default(&ep->sim);
+  char simerr[256];
+  if (sl_sim_config_from_json(&ep->sim, sim, simerr, sizeof(simerr)) < 0)
+    return sl__fail(x, "%ssim: %s", p, simerr);
+  /* The simulated engine serves this pool's models and slots. */
+  ep->sim.nmodels = 0;
+  for (int i = 0; i < pool->nmodels && i < SL_SIM_MAX_MODELS; i++) {
+    snprintf(ep->sim.models[i], sizeof(ep->sim.models[i]), "%s", pool->models[i]);
+    ep->sim.nmodels++;
+  }
+  ep->sim.slots = ep->slots;
+  snprintf(ep->host, sizeof(ep->host), "127.0.0.1");
+  ep->port = 0;
+  ep->base[0] = '\0';
+  return 0;
+}
+
+static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
+  static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
+                                     "api_key", "endpoints", NULL};
+  char p[64];
+  snprintf(p, sizeof(p), "pools[%d].", idx);
+  if (!cJSON_IsObject(o)) return sl__fail(x, "pools[%d]: expected an object", idx);
+  SL__TRY(sl__only_keys(x, o, p, keys));
+  if (sl__get_str(x, o, "name", p, &pool->name) <= 0)
+    return x->err[0] ? SL_EINVAL : sl__fail(x, "%sname: required", p);
+  SL__TRY(sl__get_str(x, o, "adapter", p, &pool->adapter));
+  if (pool->adapter == NULL) pool->adapter = sl_strndup("openai", 6);
+  if (strcmp(pool->adapter, "openai") != 0)
+    return sl__fail(x, "%sadapter: \"%s\" is not supported (supported: \"openai\")", p, pool->adapter);
+  SL__TRY(sl__get_str(x, o, "api_key", p, &pool->api_key));
+  pool->slots = 8;
+  SL__TRY(sl__get_int(x, o, "slots", p, 1, 100000, &pool->slots));
+  SL__TRY(sl__get_int(x, o, "context_tokens", p, 0, 1e9, &pool->context_tokens));
+  const cJSON *models = cJSON_GetObjectItemCaseSensitive(o, "models");
+  if (!cJSON_IsArray(models) || cJSON_GetArraySize(models) == 0)
+    return sl__fail(x, "%smodels: expected a non-empty array of model names", p);
+  const cJSON *m;
+  cJSON_ArrayForEach(m, models) {
+    if (!cJSON_IsString(m) || m->valuestring[0] == '\0')
+      return sl__fail(x, "%smodels[%d]: expected a non-empty string", p, pool->nmodels);
+    if (pool->nmodels == SL_MAX_MODELS) return sl__fail(x, "%smodels: more than %d", p, SL_MAX_MODELS);
+    pool->models[pool->nmodels++] = sl_strndup(m->valuestring, strlen(m->valuestring));
+  }
+  const cJSON *eps = cJSON_GetObjectItemCaseSensitive(o, "endpoints");
+  if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0)
+    return sl__fail(x, "%sendpoints: expected a non-empty array", p);
+  const cJSON *e;
+  cJSON_ArrayForEach(e, eps) {
+    if (pool->nendpoints == SL_MAX_ENDPOINTS)
+      return sl__fail(x, "%sendpoints: more than %d", p, SL_MAX_ENDPOINTS);
+    char ep[96];
+    snprintf(ep, sizeof(ep), "%sendpoints[%d]", p, pool->nendpoints);
+    SL__TRY(sl__parse_endpoint(x, e, ep, pool, &pool->endpoints[pool->nendpoints++]));
+  }
+  return 0;
+}
+
+static void sl__defaults(sl_config_t *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+  cfg->listen_port = 8080;
+  sl_http_limits_default(&cfg->http);
+  cfg->heartbeat_ms = 10000;
+  cfg->chunk_size = 16384;
+  cfg->chunk_keep = 1024;
+  cfg->max_event_bytes = 16384;
+  cfg->connect_timeout_ms = 2000;
+  cfg->first_token_timeout_ms = 60000;
+  cfg->idle_timeout_ms = 30000;
+  cfg->total_timeout_ms = 600000;
+  cfg->max_attempts = 3;
+  cfg->backoff_base_ms = 50;
+  cfg->backoff_max_ms = 2000;
+  cfg->keepalive_per_endpoint = 64;
+  cfg->upstream_keepalive_ms = 30000;
+  cfg->health_interval_ms = 2000;
+  cfg->health_timeout_ms = 1000;
+  snprintf(cfg->health_path, sizeof(cfg->health_path), "/health");
+  cfg->cooldown_base_ms = 1000;
+  cfg->cooldown_max_ms = 30000;
+  cfg->cooldown_after_failures = 3;
+  cfg->drain_timeout_ms = 30000;
+  snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "least_loaded");
+  cfg->placement_watch = 1;
+  snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "narration");
+  cfg->lua_memory_limit = 64u << 20;
+  cfg->lua_budget = SL_BUDGET_DEFAULT;
+  cfg->lua_load_budget = SL_BUDGET_LOAD_DEFAULT;
+  cfg->watchdog_warn_ms = 2000;
+  cfg->watchdog_abort_ms = 20000;
+}
+
+static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
+  static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
+                                    "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
+                                    "watchdog", "pools", NULL};
+  static const char *const narration[] = {"policy", "enabled", NULL};
+  static const char *const placement[] = {"policy", "watch", "config", NULL};
+  static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
+  static const char *const watchdog[] = {"warn_ms", "abort_ms", NULL};
+  static const char *const http[] = {"max_header_bytes", "max_body_bytes", "header_timeout_ms",
+                                     "idle_timeout_ms", "max_connections", NULL};
+  static const char *const stream[] = {"high_watermark", "low_watermark", "chunk_size", "chunk_keep",
+                                       "max_event_bytes", NULL};
+  static const char *const up[] = {"connect_timeout_ms", "first_token_timeout_ms", "idle_timeout_ms",
+                                   "total_timeout_ms", "max_attempts", "backoff_base_ms", "backoff_max_ms",
+                                   "keepalive_per_endpoint", "keepalive_ms", NULL};
+  static const char *const health[] = {"interval_ms", "timeout_ms", "path", "cooldown_base_ms",
+                                       "cooldown_max_ms", "cooldown_after_failures", NULL};
+  static const char *const log[] = {"format", "secrets", NULL};
+  if (!cJSON_IsObject(root)) return sl__fail(x, "config: expected a JSON object at the top level");
+  SL__TRY(sl__only_keys(x, root, "", top));
+  char *listen = NULL;
+  SL__TRY(sl__get_str(x, root, "listen", "", &listen));
+  if (listen != NULL) {
+    int rc = sl_parse_hostport(listen, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port);
+    if (rc < 0) sl__fail(x, "listen: \"%s\" is not HOST:PORT", listen);
+    sl_free(listen);
+    if (rc < 0) return rc;
+  }
+  SL__TRY(sl__get_u64(x, root, "heartbeat_ms", "", 10, 3600000, &cfg->heartbeat_ms));
+  SL__TRY(sl__get_u64(x, root, "drain_timeout_ms", "", 0, 3600000, &cfg->drain_timeout_ms));
+  const cJSON *o;
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "http")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "http: expected an object");
+    SL__TRY(sl__only_keys(x, o, "http.", http));
+    SL__TRY(sl__get_size(x, o, "max_header_bytes", "http.", 256, 1 << 24, &cfg->http.max_header_bytes));
+    SL__TRY(sl__get_size(x, o, "max_body_bytes", "http.", 0, 1 << 30, &cfg->http.max_body_bytes));
+    SL__TRY(sl__get_u64(x, o, "header_timeout_ms", "http.", 10, 3600000, &cfg->http.header_timeout_ms));
+    SL__TRY(sl__get_u64(x, o, "idle_timeout_ms", "http.", 10, 3600000, &cfg->http.idle_timeout_ms));
+    SL__TRY(sl__get_int(x, o, "max_connections", "http.", 1, 1000000, &cfg->http.max_connections));
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "stream")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "stream: expected an object");
+    SL__TRY(sl__only_keys(x, o, "stream.", stream));
+    SL__TRY(sl__get_size(x, o, "high_watermark", "stream.", 1024, 1 << 30, &cfg->http.write_high_watermark));
+    SL__TRY(sl__get_size(x, o, "low_watermark", "stream.", 0, 1 << 30, &cfg->http.write_low_watermark));
+    SL__TRY(sl__get_size(x, o, "chunk_size", "stream.", 1024, 1 << 24, &cfg->chunk_size));
+    SL__TRY(sl__get_size(x, o, "chunk_keep", "stream.", 0, 1 << 24, &cfg->chunk_keep));
+    SL__TRY(sl__get_size(x, o, "max_event_bytes", "stream.", 1024, 1 << 26, &cfg->max_event_bytes));
+    if (cfg->max_event_bytes > cfg->chunk_size)
+      return sl__fail(x, "stream.max_event_bytes: must not exceed stream.chunk_size (%zu)", cfg->chunk_size);
+    if (cfg->http.write_low_watermark >= cfg->http.write_high_watermark)
+      return sl__fail(x, "stream.low_watermark: must be below stream.high_watermark");
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "upstream")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "upstream: expected an object");
+    SL__TRY(sl__only_keys(x, o, "upstream.", up));
+    SL__TRY(sl__get_u64(x, o, "connect_timeout_ms", "upstream.", 1, 3600000, &cfg->connect_timeout_ms));
+    SL__TRY(sl__get_u64(x, o, "first_token_timeout_ms", "upstream.", 1, 3600000, &cfg->first_token_timeout_ms));
+    SL__TRY(sl__get_u64(x, o, "idle_timeout_ms", "upstream.", 1, 3600000, &cfg->idle_timeout_ms));
+    SL__TRY(sl__get_u64(x, o, "total_timeout_ms", "upstream.", 1, 86400000, &cfg->total_timeout_ms));
+    SL__TRY(sl__get_int(x, o, "max_attempts", "upstream.", 1, 20, &cfg->max_attempts));
+    SL__TRY(sl__get_u64(x, o, "backoff_base_ms", "upstream.", 0, 60000, &cfg->backoff_base_ms));
+    SL__TRY(sl__get_u64(x, o, "backoff_max_ms", "upstream.", 0, 600000, &cfg->backoff_max_ms));
+    SL__TRY(sl__get_int(x, o, "keepalive_per_endpoint", "upstream.", 0, 100000, &cfg->keepalive_per_endpoint));
+    SL__TRY(sl__get_u64(x, o, "keepalive_ms", "upstream.", 1, 3600000, &cfg->upstream_keepalive_ms));
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "health")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "health: expected an object");
+    SL__TRY(sl__only_keys(x, o, "health.", health));
+    SL__TRY(sl__get_u64(x, o, "interval_ms", "health.", 10, 3600000, &cfg->health_interval_ms));
+    SL__TRY(sl__get_u64(x, o, "timeout_ms", "health.", 10, 3600000, &cfg->health_timeout_ms));
+    SL__TRY(sl__get_u64(x, o, "cooldown_base_ms", "health.", 1, 3600000, &cfg->cooldown_base_ms));
+    SL__TRY(sl__get_u64(x, o, "cooldown_max_ms", "health.", 1, 3600000, &cfg->cooldown_max_ms));
+    SL__TRY(sl__get_int(x, o, "cooldown_after_failures", "health.", 1, 1000, &cfg->cooldown_after_failures));
+    char *path = NULL;
+    SL__TRY(sl__get_str(x, o, "path", "health.", &path));
+    if (path != NULL) {
+      int bad = path[0] != '/' || strlen(path) >= sizeof(cfg->health_path);
+      if (!bad) snprintf(cfg->health_path, sizeof(cfg->health_path), "%s", path);
+      sl_free(path);
+      if (bad) return sl__fail(x, "health.path: expected an absolute path such as \"/health\"");
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "log")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "log: expected an object");
+    SL__TRY(sl__only_keys(x, o, "log.", log));
+    char *fmt = NULL;
+    SL__TRY(sl__get_str(x, o, "format", "log.", &fmt));
+    if (fmt != NULL) {
+      int ok = strcmp(fmt, "json") == 0 || strcmp(fmt, "human") == 0;
+      cfg->log_json = strcmp(fmt, "json") == 0;
+      sl_free(fmt);
+      if (!ok) return sl__fail(x, "log.format: expected \"human\" or \"json\"");
+    }
+    const cJSON *sec = cJSON_GetObjectItemCaseSensitive(o, "secrets");
+    if (sec != NULL) {
+      const cJSON *it;
+      if (!cJSON_IsArray(sec)) return sl__fail(x, "log.secrets: expected an array of strings");
+      cJSON_ArrayForEach(it, sec) {
+        if (!cJSON_IsString(it)) return sl__fail(x, "log.secrets[%d]: expected a string", cfg->nlog_secrets);
+        if (cfg->nlog_secrets == 32) return sl__fail(x, "log.secrets: more than 32");
+        cfg->log_secrets[cfg->nlog_secrets++] = sl_strndup(it->valuestring, strlen(it->valuestring));
+      }
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "placement")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "placement: expected an object");
+    SL__TRY(sl__only_keys(x, o, "placement.", placement));
+    char *pol = NULL;
+    SL__TRY(sl__get_str(x, o, "policy", "placement.", &pol));
+    if (pol != NULL) {
+      int bad = pol[0] == '\0' || strlen(pol) >= sizeof(cfg->placement_policy);
+      if (!bad) snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "%s", pol);
+      sl_free(pol);
+      if (bad) return sl__fail(x, "placement.policy: expected a policy name or a path to a .lua file");
+    }
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(o, "config");
+    if (pc != NULL) {
+      if (!cJSON_IsObject(pc)) return sl__fail(x, "placement.config: expected an object");
+      char *text = cJSON_PrintUnformatted(pc);
+      cfg->placement_config = sl_strndup(text, strlen(text));
+      cJSON_free(text);
+    }
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "watch");
+    if (w != NULL) {
+      if (!cJSON_IsBool(w)) return sl__fail(x, "placement.watch: expected true or false");
+      cfg->placement_watch = cJSON_IsTrue(w);
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "narration")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "narration: expected an object");
+    SL__TRY(sl__only_keys(x, o, "narration.", narration));
+    char *pol = NULL;
+    SL__TRY(sl__get_str(x, o, "policy", "narration.", &pol));
+    if (pol != NULL) {
+      int bad = pol[0] == '\0' || strlen(pol) >= sizeof(cfg->narration_policy);
+      if (!bad) snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "%s", pol);
+      sl_free(pol);
+      if (bad) return sl__fail(x, "narration.policy: expected a policy name or a path to a .lua file");
+    }
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enabled");
+    if (en != NULL) {
+      if (!cJSON_IsBool(en)) return sl__fail(x, "narration.enabled: expected true or false");
+      if (cJSON_IsFalse(en)) cfg->narration_policy[0] = '\0';
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "lua")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "lua: expected an object");
+    SL__TRY(sl__only_keys(x, o, "lua.", lua));
+    SL__TRY(sl__get_size(x, o, "memory_limit_bytes", "lua.", 0, 1e12, &cfg->lua_memory_limit));
+    /* lua_sethook counts in an int. */
+    SL__TRY(sl__get_u64(x, o, "instruction_budget", "lua.", 1000, 2147483647.0, &cfg->lua_budget));
+    SL__TRY(sl__get_u64(x, o, "load_instruction_budget", "lua.", 1000, 2147483647.0, &cfg->lua_load_budget));
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "watchdog")) != NULL) {
+    if (!cJSON_IsObject(o)) return sl__fail(x, "watchdog: expected an object");
+    SL__TRY(sl__only_keys(x, o, "watchdog.", watchdog));
+    SL__TRY(sl__get_u64(x, o, "warn_ms", "watchdog.", 0, 3600000, &cfg->watchdog_warn_ms));
+    SL__TRY(sl__get_u64(x, o, "abort_ms", "watchdog.", 0, 3600000, &cfg->watchdog_abort_ms));
+    if (cfg->watchdog_abort_ms && cfg->watchdog_warn_ms && cfg->watchdog_abort_ms < cfg->watchdog_warn_ms)
+      return sl__fail(x, "watchdog.abort_ms: must be at least watchdog.warn_ms (%llu)",
+                      (unsigned long long)cfg->watchdog_warn_ms);
+  }
+  {
+    char *sock = NULL;
+    SL__TRY(sl__get_str(x, root, "admin_socket", "", &sock));
+    if (sock != NULL) {
+      int bad = strlen(sock) >= sizeof(cfg->admin_socket);
+      if (!bad) snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "%s", sock);
+      sl_free(sock);
+      if (bad) return sl__fail(x, "admin_socket: path too long");
+    }
+  }
+  const cJSON *pools = cJSON_GetObjectItemCaseSensitive(root, "pools");
+  if (!cJSON_IsArray(pools) || cJSON_GetArraySize(pools) == 0)
+    return sl__fail(x, "pools: expected a non-empty array");
+  const cJSON *p;
+  cJSON_ArrayForEach(p, pools) {
+    if (cfg->npools == SL_MAX_POOLS) return sl__fail(x, "pools: more than %d", SL_MAX_POOLS);
+    SL__TRY(sl__parse_pool(x, p, cfg->npools, &cfg->pools[cfg->npools]));
+    cfg->npools++;
+  }
+  for (int i = 0; i < cfg->npools; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(cfg->pools[i].name, cfg->pools[j].name) == 0)
+        return sl__fail(x, "pools[%d].name: \"%s\" is used twice", i, cfg->pools[i].name);
+  return 0;
+}
+
+/* Line and column of a byte offset, for JSON syntax errors. */
+static void sl__line_col(const char *text, size_t off, int *line, int *col) {
+  *line = 1;
+  *col = 1;
+  for (size_t i = 0; i < off && text[i]; i++) {
+    if (text[i] == '\n') {
+      (*line)++;
+      *col = 1;
+    } else {
+      (*col)++;
+    }
+  }
+}
+
+int sl_config_parse(sl_config_t *cfg, const char *json, size_t len, char *err, size_t errlen) {
+  sl__cfgctx_t x = {err, errlen};
+  err[0] = '\0';
+  sl__defaults(cfg);
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+  if (root == NULL) {
+    int line, col;
+    size_t off = end ? (size_t)(end - json) : 0;
+    sl__line_col(json, off, &line, &col);
+    return sl__fail(&x, "line %d, column %d: invalid JSON", line, col);
+  }
+  int rc = sl__parse_doc(&x, cfg, root);
+  cJSON_Delete(root);
+  if (rc < 0) {
+    sl_config_free(cfg);
+    sl__defaults(cfg);
+  }
+  return rc;
+}
+
+int sl_config_load(sl_config_t *cfg, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return SL_EINVAL;
+  }
+  size_t cap = 65536, len = 0;
+  char *buf = sl_malloc(cap);
+  size_t n;
+  while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
+    len += n;
+    if (len == cap) {
+      if (cap >= (64u << 20)) break;
+      cap *= 2;
+      buf = sl_realloc(buf, cap);
+    }
+  }
+  fclose(f);
+  char msg[512];
+  int rc = sl_config_parse(cfg, buf, len, msg, sizeof(msg));
+  sl_free(buf);
+  if (rc < 0) snprintf(err, errlen, "%s: %s", path, msg);
+  return rc;
+}
+
+static void sl__pool_free(sl_pool_config_t *p) {
+  sl_free(p->name);
+  sl_free(p->adapter);
+  sl_free(p->api_key);
+  for (int m = 0; m < p->nmodels; m++) sl_free(p->models[m]);
+  for (int e = 0; e < p->nendpoints; e++) sl_free(p->endpoints[e].url);
+}
+
+void sl_config_free(sl_config_t *cfg) {
+  /* A pool that failed half-way sits at index npools: free what it got. */
+  int n = cfg->npools < SL_MAX_POOLS ? cfg->npools + 1 : cfg->npools;
+  for (int i = 0; i < n; i++) sl__pool_free(&cfg->pools[i]);
+  memset(cfg->pools, 0, sizeof(cfg->pools));
+  cfg->npools = 0;
+  sl_free(cfg->placement_config);
+  cfg->placement_config = NULL;
+  for (int i = 0; i < cfg->nlog_secrets; i++) sl_free(cfg->log_secrets[i]);
+  cfg->nlog_secrets = 0;
+}
+
+/* ---- the HTTP server's limits ---- */
+
+void sl_http_limits_default(sl_http_limits_t *l) {
+  l->max_header_bytes = 16 * 1024;
+  l->max_body_bytes = 4 * 1024 * 1024;
+  l->header_timeout_ms = 10000;
+  l->idle_timeout_ms = 60000;
+  l->max_connections = 8192;
+  l->write_high_watermark = 64 * 1024;
+  l->write_low_watermark = 16 * 1024;
+  l->global_counters = 1;
+}
+
+/* ---- a simulated engine's options (the "sim" object of an endpoint) ---- */
+
+void sl_sim_config_default(sl_sim_config_t *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+  cfg->port = 8000;
+  cfg->slots = 4;
+  cfg->ttft_ms = 50;
+  cfg->prefill_us_per_char = 10;
+  cfg->itl_ms = 20;
+  cfg->itl_jitter = 0.2;
+  cfg->max_tokens = 64;
+  cfg->seed = 1;
+  cfg->stamp = 0;
+  cfg->nmodels = 1;
+  snprintf(cfg->models[0], SL_SIM_MODEL_MAX, "sim");
+}
+
+int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport) {
+  return sl_parse_hostport(hostport, cfg->host, sizeof(cfg->host), &cfg->port);
+}
+
+static int sl__cfg_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err != NULL && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return SL_EINVAL;
+}
+
+/* A JSON number that is an integer in [lo, hi]. */
+static int sl__json_int(const cJSON *v, double lo, double hi, double *out) {
+  if (!cJSON_IsNumber(v)) return -1;
+  double d = v->valuedouble;
+  if (!(d >= lo && d <= hi) || d != floor(d)) return -1;
+  *out = d;
+  return 0;
+}
+
+static int sl__json_num(const cJSON *v, double lo, double hi, double *out) {
+  if (!cJSON_IsNumber(v)) return -1;
+  double d = v->valuedouble;
+  if (!(d >= lo && d <= hi)) return -1;
+  *out = d;
+  return 0;
+}
+
+static int sl__set_model(sl_sim_config_t *cfg, int i, const cJSON *v) {
+  if (!cJSON_IsString(v) || v->valuestring[0] == '\0' ||
+      strlen(v->valuestring) >= SL_SIM_MODEL_MAX)
+    return -1;
+  snprintf(cfg->models[i], SL_SIM_MODEL_MAX, "%s", v->valuestring);
+  return 0;
+}
+
+int sl_sim_config_from_json(sl_sim_config_t *cfg, const cJSON *obj, char *err, size_t errlen) {
+  if (!cJSON_IsObject(obj)) return sl__cfg_err(err, errlen, "sim options must be a JSON object");
+  const cJSON *v;
+  cJSON_ArrayForEach(v, obj) {
+    const char *k = v->string;
+    double d;
+    if (strcmp(k, "listen") == 0) {
+      if (!cJSON_IsString(v) || sl_sim_config_set_listen(cfg, v->valuestring) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected a string \"HOST:PORT\"", k);
+    } else if (strcmp(k, "host") == 0) {
+      if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || strlen(v->valuestring) >= sizeof(cfg->host))
+        return sl__cfg_err(err, errlen, "%s: expected an address string", k);
+      snprintf(cfg->host, sizeof(cfg->host), "%s", v->valuestring);
+    } else if (strcmp(k, "port") == 0) {
+      if (sl__json_int(v, 0, 65535, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected an integer from 0 to 65535", k);
+      cfg->port = (int)d;
+    } else if (strcmp(k, "slots") == 0) {
+      if (sl__json_int(v, 1, 1000000, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected an integer >= 1", k);
+      cfg->slots = (int)d;
+    } else if (strcmp(k, "ttft_ms") == 0) {
+      if (sl__json_num(v, 0, 3.6e6, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected a number of milliseconds >= 0", k);
+      cfg->ttft_ms = d;
+    } else if (strcmp(k, "prefill_us_per_char") == 0) {
+      if (sl__json_num(v, 0, 1e6, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected a number of microseconds >= 0", k);
+      cfg->prefill_us_per_char = d;
+    } else if (strcmp(k, "itl_ms") == 0) {
+      if (sl__json_num(v, 0, 3.6e6, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected a number of milliseconds >= 0", k);
+      cfg->itl_ms = d;
+    } else if (strcmp(k, "itl_jitter") == 0) {
+      if (sl__json_num(v, 0, 1, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected a number from 0 to 1", k);
+      cfg->itl_jitter = d;
+    } else if (strcmp(k, "max_tokens") == 0) {
+      if (sl__json_int(v, 0, 100000000, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected an integer >= 0", k);
+      cfg->max_tokens = (int)d;
+    } else if (strcmp(k, "seed") == 0) {
+      if (sl__json_int(v, 0, 9007199254740992.0, &d) < 0)
+        return sl__cfg_err(err, errlen, "%s: expected an integer >= 0", k);
+      cfg->seed = (uint64_t)d;
+    } else if (strcmp(k, "stamp") == 0) {
+      if (!cJSON_IsBool(v)) return sl__cfg_err(err, errlen, "%s: expected true or false", k);
+      cfg->stamp = cJSON_IsTrue(v);
+    } else if (strcmp(k, "models") == 0) {
+      if (cJSON_IsString(v)) {
+        if (sl__set_model(cfg, 0, v) < 0)
+          return sl__cfg_err(err, errlen, "%s: model names are 1 to %d bytes", k, SL_SIM_MODEL_MAX - 1);
+        cfg->nmodels = 1;
+      } else if (cJSON_IsArray(v)) {
+        int n = cJSON_GetArraySize(v);
+        if (n < 1 || n > SL_SIM_MAX_MODELS)
+          return sl__cfg_err(err, errlen, "%s: expected 1 to %d model names", k, SL_SIM_MAX_MODELS);
+        int i = 0;
+        const cJSON *m;
+        cJSON_ArrayForEach(m, v) {
+          if (sl__set_model(cfg, i, m) < 0)
+            return sl__cfg_err(err, errlen, "%s[%d]: expected a model name of 1 to %d bytes", k, i,
+                               SL_SIM_MODEL_MAX - 1);
+          i++;
+        }
+        cfg->nmodels = n;
+      } else {
+        return sl__cfg_err(err, errlen, "%s: expected a string or an array of strings", k);
+      }
+    } else {
+      return sl__cfg_err(err, errlen, "unknown key \"%.64s\"", k);
+    }
+  }
+  return 0;
+}
+

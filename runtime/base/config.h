@@ -1,0 +1,166 @@
+/* config.h: sluice's configuration, read from JSON.
+ *
+ * One JSON document describes the listener, the HTTP limits, the stream
+ * watermarks, upstream timeouts and retries, logging, and the engine pools.
+ * The default configuration is compiled in (sl_config_default_json) and
+ * serves one pool of two simulated engines that run inside the process on
+ * loopback ports, so `sluice serve` works with no file.  Unknown keys and
+ * wrong types are refused with the key's path named ("pools[0].endpoints[1]
+ * .url: expected a string"), so a typo never silently falls back to a
+ * default.  Times are milliseconds; sizes are bytes.
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* ---- the HTTP server's limits (runtime/http) ---- */
+
+typedef struct {
+  size_t max_header_bytes;     /* request line + headers + trailers; past it: 431 */
+  size_t max_body_bytes;       /* declared or received body; past it: 413 */
+  uint64_t header_timeout_ms;  /* first byte to complete request; then 408 */
+  uint64_t idle_timeout_ms;    /* keep-alive idle between requests; then close */
+  int max_connections;         /* open connections; past it: 503 and close */
+  size_t write_high_watermark; /* write queue bytes at which the handler should pause */
+  size_t write_low_watermark;  /* write queue bytes at which on_drain fires */
+  int global_counters;         /* 1: bump the process counters (the gateway's own server);
+                                  0: an in-process engine's server, kept out of them */
+} sl_http_limits_t;
+
+/* Fills in the defaults: 16 KiB headers, 4 MiB body, 10 s header timeout,
+ * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks, counted
+ * in the process counters. */
+void sl_http_limits_default(sl_http_limits_t *l);
+
+/* ---- a simulated engine's options (runtime/sim) ---- */
+
+#define SL_SIM_MAX_MODELS 16  /* model names a config may list */
+#define SL_SIM_MODEL_MAX 128  /* bytes per model name, NUL included */
+
+typedef struct {
+  char host[64];              /* listen address (IPv4 or IPv6 literal); default "127.0.0.1" */
+  int port;                   /* listen port; default 8000; 0 picks a free one */
+  int slots;                  /* requests generating at once; default 4; more wait FIFO */
+  double ttft_ms;             /* base time to first token; default 50 */
+  double prefill_us_per_char; /* added to TTFT per prompt character; default 10 */
+  double itl_ms;              /* mean inter-token gap; default 20; 0 = as fast as possible */
+  double itl_jitter;          /* relative jitter in [0,1]: gaps uniform in itl*(1 +- j); default 0.2 */
+  int max_tokens;             /* tokens when the request gives neither max_tokens nor x-sim-tokens; default 64 */
+  uint64_t seed;              /* base seed; request k uses a seed derived from (seed, k); default 1 */
+  int stamp;                  /* 1: stamp every token with its send time (as x-sim-stamp: 1); default 0 */
+  int nmodels;                /* entries in models; default 1 ("sim") */
+  char models[SL_SIM_MAX_MODELS][SL_SIM_MODEL_MAX]; /* served model ids; "*" accepts any */
+} sl_sim_config_t;
+
+/* Fills cfg with the defaults listed above. */
+void sl_sim_config_default(sl_sim_config_t *cfg);
+
+/* Applies the keys of a JSON object onto cfg (start from
+ * sl_sim_config_default): "listen" ("HOST:PORT"), "host", "port", "slots",
+ * "ttft_ms", "prefill_us_per_char", "itl_ms", "itl_jitter", "max_tokens",
+ * "seed", "stamp" (bool) and "models" (a string or an array of strings).
+ * Returns 0, or SL_EINVAL with a message naming the key in err (errlen bytes,
+ * may be NULL) for an unknown key, a wrong type or a value out of range; cfg
+ * may then be partly updated. */
+int sl_sim_config_from_json(sl_sim_config_t *cfg, const cJSON *obj, char *err, size_t errlen);
+
+/* Parses "HOST:PORT" (or "[v6]:PORT", or ":PORT" for 127.0.0.1) into
+ * cfg->host and cfg->port.  Returns 0 or SL_EINVAL. */
+int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
+
+/* Lua budgets (lua.instruction_budget, lua.load_instruction_budget). */
+#define SL_BUDGET_DEFAULT 1000000u        /* VM instructions per phase call */
+#define SL_BUDGET_LOAD_DEFAULT 50000000u  /* VM instructions to load and configure a module */
+
+#define SL_MAX_POOLS 32
+#define SL_MAX_ENDPOINTS 64  /* per pool */
+#define SL_MAX_MODELS 32     /* per pool */
+
+typedef struct {
+  char *url;                 /* "http://host:port[/base]", or NULL for an in-process sim */
+  int is_sim;                /* run a simulated engine in-process for this endpoint */
+  sl_sim_config_t sim;       /* its options when is_sim */
+  char host[256];            /* parsed from url (or 127.0.0.1 for a sim) */
+  int port;                  /* parsed from url (0 for a sim until it listens) */
+  char base[256];            /* path prefix from url, without trailing '/' ("" for none) */
+  int slots;                 /* concurrent streams this endpoint takes (from the pool if unset) */
+} sl_endpoint_config_t;
+
+typedef struct {
+  char *name;                /* pool name */
+  char *adapter;             /* "openai" (the only one so far) */
+  char *models[SL_MAX_MODELS];
+  int nmodels;
+  int slots;                 /* default slots per endpoint */
+  int context_tokens;        /* context limit of the pool's engines (0 = unknown) */
+  char *api_key;             /* upstream bearer token, or NULL */
+  sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
+  int nendpoints;
+} sl_pool_config_t;
+
+typedef struct {
+  char listen_host[256];
+  int listen_port;
+  sl_http_limits_t http;          /* client-side limits and write watermarks */
+  uint64_t heartbeat_ms;          /* ':' comment interval before the first token */
+  size_t chunk_size;              /* upstream read chunk size */
+  size_t chunk_keep;              /* recycle-list low watermark (chunks) */
+  size_t max_event_bytes;         /* one SSE event joined across reads */
+  uint64_t connect_timeout_ms;
+  uint64_t first_token_timeout_ms;
+  uint64_t idle_timeout_ms;       /* between upstream events */
+  uint64_t total_timeout_ms;      /* whole stream */
+  int max_attempts;               /* upstream attempts before the first token */
+  uint64_t backoff_base_ms;
+  uint64_t backoff_max_ms;
+  int keepalive_per_endpoint;     /* idle upstream connections kept per endpoint */
+  uint64_t upstream_keepalive_ms; /* an idle upstream connection is closed after this */
+  uint64_t health_interval_ms;
+  uint64_t health_timeout_ms;
+  char health_path[128];
+  uint64_t cooldown_base_ms;
+  uint64_t cooldown_max_ms;
+  int cooldown_after_failures;    /* consecutive failures before an endpoint cools down */
+  uint64_t drain_timeout_ms;      /* SIGTERM: streams get this long to finish */
+  int log_json;                   /* stream-end lines as JSON */
+  char placement_policy[512];     /* policy name ("least_loaded") or path to a .lua file */
+  int placement_watch;            /* reload when the policy file changes */
+  char *placement_config;         /* the policy's config object as JSON text, or NULL */
+  char admin_socket[256];         /* unix socket for admin commands ("" = none) */
+  char narration_policy[512];     /* narration policy name or path ("" = narration off) */
+  char *log_secrets[32];          /* strings redacted from every log line */
+  int nlog_secrets;
+  size_t lua_memory_limit;        /* bytes per Lua state (0 = no cap) */
+  uint64_t lua_budget;            /* VM instructions per policy call (placement, narration batch) */
+  uint64_t lua_load_budget;       /* VM instructions to load and configure a policy module */
+  uint64_t watchdog_warn_ms;      /* the loop stuck this long: log what runs (0 = no watchdog) */
+  uint64_t watchdog_abort_ms;     /* stuck this long: end the process (0 = never) */
+  sl_pool_config_t pools[SL_MAX_POOLS];
+  int npools;
+} sl_config_t;
+
+/* The compiled-in default configuration (JSON text; static storage). */
+const char *sl_config_default_json(void);
+
+/* Parses JSON text into cfg (zeroed first, defaults applied, then the
+ * document).  Returns 0, or SL_EINVAL with a message naming the key path
+ * (and line, for JSON syntax errors) in err[0..errlen).  On failure cfg
+ * holds nothing that needs freeing.  On success free it with
+ * sl_config_free. */
+int sl_config_parse(sl_config_t *cfg, const char *json, size_t len, char *err, size_t errlen);
+
+/* Reads and parses a file; errors name the file. */
+int sl_config_load(sl_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Frees the strings cfg owns. */
+void sl_config_free(sl_config_t *cfg);
+
+/* Parses "host:port" (or "[v6]:port", or ":port" for 127.0.0.1) into host
+ * and port.  Returns 0 or SL_EINVAL. */
+int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
+
+#endif

@@ -1,0 +1,61 @@
+/* main.c: the sluice command line: dispatches to serve, sim-engine, check,
+ * repl, attach, or prints help and version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/ops/attach_client.h"
+#include "runtime/cli/serve.h"
+#include "runtime/lua/policy_check.h"
+#include "runtime/ops/repl.h"
+#include "runtime/cli/sim.h"
+
+static void sl__usage(FILE *f) {
+  fprintf(f,
+          "sluice %s: a streaming runtime for LLM token streams\n"
+          "\n"
+          "usage:\n"
+          "  sluice serve [--config FILE] [--listen HOST:PORT] [--log-json]\n"
+          "      Serve the OpenAI-compatible API (default 127.0.0.1:8080).  Without\n"
+          "      --config, the compiled-in default serves a pool of two simulated\n"
+          "      engines running in-process on loopback ports.\n"
+          "  sluice serve --print-default-config\n"
+          "      Print the compiled-in configuration (a starting point for a file).\n"
+          "  sluice check POLICY.lua | --config FILE\n"
+          "      Load a placement or narration policy (or a config's policies) as the daemon\n"
+          "      would, run each phase on sample inputs under the instruction budget; on\n"
+          "      error print file:line and exit 1.\n"
+          "  sluice repl\n"
+          "      A LuaJIT prompt with the sluice library loaded (reads stdin; scripts may be piped).\n"
+          "  sluice attach [-e CHUNK]... [SOCKET]\n"
+          "      A Lua prompt inside the running daemon over its admin socket (default\n"
+          "      $SLUICE_ADMIN_SOCKET, else " SL_ATTACH_DEFAULT_SOCKET "); see docs/attach.md.\n"
+          "  sluice sim-engine [--listen HOST:PORT] [options]\n"
+          "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
+          "  sluice --help | --version\n",
+          SL_VERSION);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    sl__usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    sl__usage(stdout);
+    return 0;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("sluice %s\n", SL_VERSION);
+    return 0;
+  }
+  if (strcmp(cmd, "serve") == 0) return sl_serve_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "sim-engine") == 0) return sl_sim_engine_cli(argc - 1, argv + 1);
+  if (strcmp(cmd, "check") == 0) return sl_policy_check_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
+  fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
+  sl__usage(stderr);
+  return 2;
+}

@@ -1,0 +1,168 @@
+/* http_server.h: the HTTP/1.1 server under the client API and the simulated
+ * engine.
+ *
+ * Built on llhttp and libuv.  It accepts connections, parses requests with
+ * limits that each have their own answer (431 header bytes: request line,
+ * headers and the trailer fields of a chunked body together, 413 body bytes as
+ * soon as the headers declare too much or a chunked body grows past it, 408
+ * when a request takes longer than the header timeout, 400 for malformed
+ * requests including Content-Length together with Transfer-Encoding, 503 past
+ * the connection limit) and hands each complete request to one handler.
+ * Keep-alive and pipelining: requests on a connection are handed over one at
+ * a time, and the next is parsed only after the previous response ended, so
+ * answers go out in order.  A connection idle between requests is closed
+ * after the idle timeout.  While a response is in progress the connection is
+ * still read, so a client that goes away is noticed at once (on_abort).
+ *
+ * Responses are either whole (sl_http_respond) or streamed with chunked
+ * transfer encoding (sl_http_stream_*).  A streamed write may pin a pool
+ * chunk: the chunk is referenced until libuv has sent the bytes, so spans
+ * into upstream reads go out without a copy.  The handler watches the
+ * connection's write queue (sl_http_req_write_queue) and gets on_drain when
+ * it falls to the low watermark: that is how the relay applies backpressure.
+ * on_written tells it, per write, when the kernel has taken a queued write
+ * whole: the relay counts tokens written and ends a body on that event.
+ *
+ * Trailer fields after a chunked body are read (within the header limit)
+ * and dropped: the handler sees only the headers before the body.
+ *
+ * Ownership: the request belongs to the connection.  The handler may use it
+ * from the handler call until it ends the response, or until on_abort, after
+ * which it must not touch it again.  Times are uv_hrtime nanoseconds or
+ * milliseconds where a name says _ms.
+ */
+#ifndef SL_HTTP_SERVER_H
+#define SL_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/base/chunk_pool.h"
+#include "runtime/base/config.h"
+
+typedef struct sl_http_server_s sl_http_server_t;
+typedef struct sl_http_conn_s sl_http_conn_t;
+typedef struct sl_http_req_s sl_http_req_t;
+
+
+typedef struct {
+  const char *name;  /* NUL-terminated, as received */
+  const char *value; /* NUL-terminated, surrounding whitespace trimmed */
+} sl_http_header_t;
+
+typedef void (*sl_http_req_cb)(sl_http_req_t *req);
+/* A write's bytes were all taken by the kernel; queued is the connection's
+ * write queue (sl_http_req_write_queue) at that moment. */
+typedef void (*sl_http_written_cb)(sl_http_req_t *req, size_t queued);
+typedef void (*sl_http_handler_cb)(sl_http_req_t *req, void *ud);
+
+struct sl_http_req_s {
+  sl_http_conn_t *conn;       /* owning connection */
+  sl_http_server_t *server;   /* owning server */
+  int method;                 /* llhttp_method_t */
+  const char *method_name;    /* "GET", ... */
+  const char *path;           /* NUL-terminated path, query removed */
+  const char *query;          /* NUL-terminated query after '?', or "" */
+  sl_http_header_t *headers;  /* nheaders entries */
+  int nheaders;
+  char *body;                 /* NUL-terminated body bytes (may contain NULs) */
+  size_t body_len;
+  int keep_alive;             /* client allows reuse after this response */
+  uint64_t start_ns;          /* uv_hrtime when the request's first byte came */
+  /* Set by the handler: */
+  void *data;                 /* handler's per-request state */
+  sl_http_req_cb on_drain;    /* write queue fell to the low watermark */
+  sl_http_req_cb on_abort;    /* client went away before the response ended */
+  sl_http_written_cb on_written; /* a queued write was taken whole by the kernel (see below) */
+};
+
+/* on_written, when set, runs at the completion of each write request on
+ * the connection, once the kernel has taken all of that write's bytes, in
+ * the order the writes were made; queued is what is still queued then (the
+ * queue is FIFO: every byte written before is taken too).  It does not run
+ * for a chunk sl_http_stream_write got into the kernel at once (no write
+ * request is made; the queue's size right after the call shows it), for a
+ * write that failed, nor once the response has ended or on_abort has run.
+ * It may write, end the response or reset the connection.  It costs no
+ * allocation and no system call: the completion is libuv's own. */
+
+/* Case-insensitive header lookup: the value, or NULL if absent. */
+const char *sl_http_req_header(const sl_http_req_t *req, const char *name);
+
+/* Header lines ("Name: value\r\n"...) that every response to this request
+ * carries, whole or streamed, before the extra_headers of the call that
+ * answers it: how a handler attaches something (a request id) to whatever
+ * answer the request ends up with.  Copied; a later call replaces them.
+ * Returns 0, or SL_ETOOBIG if they are longer than
+ * SL_HTTP_RESPONSE_HEADERS_MAX bytes (nothing is set then). */
+#define SL_HTTP_RESPONSE_HEADERS_MAX 255
+int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines);
+
+/* Initializes and starts listening on host:port (port 0 picks a free one).
+ * Returns 0 or a negative libuv code (e.g. UV_EADDRINUSE).  The handler is
+ * called once per complete request.  The server struct must stay valid until
+ * the close callback of sl_http_server_close. */
+int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
+                        const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud);
+
+/* The bound port (useful after port 0). */
+int sl_http_server_port(const sl_http_server_t *s);
+
+/* Stops accepting new connections; open ones continue. */
+void sl_http_server_stop_accepting(sl_http_server_t *s);
+
+/* Connections open right now, and those with a response in progress. */
+int sl_http_server_connections(const sl_http_server_t *s);
+int sl_http_server_active_requests(const sl_http_server_t *s);
+/* Connections this server has accepted since it started (a total). */
+uint64_t sl_http_server_accepted(const sl_http_server_t *s);
+
+/* Closes the listener and every connection (in-progress responses are cut,
+ * their handlers get on_abort) and frees the server; cb (may be NULL) runs
+ * once everything is closed. */
+void sl_http_server_close(sl_http_server_t *s, void (*cb)(void *ud), void *ud);
+
+/* A whole response with Content-Length.  extra_headers is raw header lines
+ * ("Name: value\r\n"...) or NULL.  Ends the request: the handler must not
+ * touch req afterwards.  Returns 0, or a negative code if the connection is
+ * gone (the request is ended all the same). */
+int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, const char *body,
+                    size_t body_len, const char *extra_headers);
+
+/* Starts a streamed (chunked) response.  Returns 0 or a negative code. */
+int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
+                         const char *extra_headers);
+
+/* Writes one HTTP chunk holding the concatenation of up to 3 buffers.  If pin
+ * is not NULL it is referenced until the bytes are sent, so the buffers may
+ * point into it.  Other buffers must stay valid until sent (static strings)
+ * or be copied by the caller.  Returns 0, or a negative code if the
+ * connection is gone (nothing is queued; pin is not referenced). */
+int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *pin);
+
+/* Ends a streamed response with the terminating chunk.  With close=1 the
+ * connection is closed once the bytes are sent (no further requests on it).
+ * Ends the request: the handler must not touch req afterwards. */
+void sl_http_stream_end(sl_http_req_t *req, int close);
+
+/* Closes the request's connection at once with a TCP RST instead of a FIN;
+ * queued writes are dropped.  Ends the request: on_abort is not called and
+ * the handler must not touch req afterwards. */
+void sl_http_req_reset(sl_http_req_t *req);
+
+/* Bytes queued for this request's connection and not yet sent. */
+size_t sl_http_req_write_queue(const sl_http_req_t *req);
+
+/* Bytes of this connection's writes whose callbacks have not run yet: those
+ * still queued and those the kernel took but libuv reports only on its next
+ * loop turn.  Their buffers and pinned chunks are still held, so this (never
+ * less than sl_http_req_write_queue) is what bounds memory.  Once either
+ * passes the high watermark, on_drain fires when both are back at the low
+ * watermark. */
+size_t sl_http_req_write_held(const sl_http_req_t *req);
+
+/* The reason phrase for a status code ("Not Found"). */
+const char *sl_http_status_text(int status);
+
+#endif

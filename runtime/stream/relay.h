@@ -1,0 +1,107 @@
+/* relay.h: the streams in flight on one loop, each from placement to its end.
+ *
+ * A stream runs attempts until the first token reaches the client: each
+ * attempt places the request (placement.h), sends it upstream and waits
+ * under the first-token timeout; failures before the first token are
+ * retried on another endpoint after a jittered backoff.  Events are relayed
+ * with backpressure (the upstream read stops while the client's write queue
+ * is above the high watermark), heartbeats go out before the first token,
+ * and every stream ends with one log line.  relay.c tells the details.
+ *
+ * sl_streams_t is what the streams of one loop share: the gateway (or a
+ * worker) owns one and fills in the pointers before the first stream.
+ */
+#ifndef SL_RELAY_H
+#define SL_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "runtime/base/chunk_pool.h"
+#include "runtime/base/config.h"
+#include "runtime/http/http_server.h"
+#include "runtime/lua/generation.h"
+#include "runtime/lua/place_ffi.h"
+#include "runtime/upstream/registry.h"
+#include "runtime/upstream/upstream.h"
+
+typedef struct sl_stream_s sl_stream_t;
+
+typedef struct sl_streams_s {
+  uv_loop_t *loop;
+  const sl_config_t *cfg;
+  sl_registry_t *reg;
+  sl_upstream_ctx_t *up;
+  sl_chunk_pool_t *chunks;
+  FILE *log;                 /* stream-end lines */
+  sl_stream_t *head;         /* streams in flight (doubly linked) */
+  int n;
+  int draining;              /* no retries; set by the owner when it drains */
+  uint64_t rng;              /* backoff jitter and policy seeds (xorshift; nonzero) */
+  void (*on_idle)(void *ud); /* called when the last stream ends (set it while draining) */
+  void *idle_ud;
+  sl_ffi_place_ctx_t place_ctx; /* the placement context handed to Lua (one placement at a time) */
+} sl_streams_t;
+
+/* A client's X-Request-Id is kept only up to this many bytes. */
+#define SL_REQUEST_ID_MAX 64
+
+/* A validated client request, as the relay needs it (built by the request
+ * phase, runtime/gateway/api.c). */
+typedef struct {
+  char id[SL_REQUEST_ID_MAX + 8]; /* the request id decided at the door (api.c): the client's, or generated */
+  char model[256];
+  int chat;                  /* /v1/chat/completions (1) or /v1/completions (0) */
+  int stream;                /* client asked for SSE */
+  int include_usage;         /* stream_options.include_usage */
+  char *upstream_body;       /* JSON sent upstream (stream forced on, usage asked); owned */
+  size_t upstream_body_len;
+  size_t prompt_chars;       /* characters of prompt / message contents */
+  int64_t max_tokens;        /* max_completion_tokens or max_tokens (0 = not given) */
+  char session[128];         /* x-session-id header, for affinity policies ("" = none) */
+} sl_request_t;
+
+/* Starts a stream for a validated request under generation gen (the stream
+ * takes a reference; NULL = the least-loaded rule); takes ownership of r's
+ * body.  Answers the client itself in every case. */
+void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_generation_t *gen);
+
+/* Cancels every stream in flight (shutdown past the drain deadline). */
+void sl_relay_cancel_all(sl_streams_t *ss, const char *why);
+
+/* Bytes a stream may pin at most with this configuration: the high
+ * watermark plus one read and the partly used chunks at either end. */
+size_t sl_relay_pin_bound(const sl_config_t *cfg);
+
+/* ---- stream listing (for operator tools) ---- */
+
+/* One stream in flight as the attach helpers show it.  Strings are borrowed
+ * from the stream: valid until control returns to the loop. */
+typedef struct {
+  const char *id;                 /* request id */
+  const char *model;              /* requested model */
+  const char *endpoint;           /* "host:port" of the current or last attempt, or NULL before placement */
+  const char *pool;               /* that endpoint's pool, or NULL */
+  const char *state;              /* "waiting" (no token yet), "backoff" (retry pending), "streaming",
+                                     "paused" (backpressure) or "ending" (finished, closing handles) */
+  const char *placement;          /* the placement reason ("" before placement) */
+  const sl_generation_t *gen;     /* the generation it was admitted under (NULL when none) */
+  uint64_t tokens;                /* token events received from the engine */
+  uint64_t tokens_written;        /* of those, the ones whose bytes the kernel took for the client */
+  double age_ms;                  /* since it was admitted */
+  double ttft_ms;                 /* time to first token, or -1 before it */
+  int attempts;                   /* attempts that counted so far */
+  int stream;                     /* the client asked for SSE */
+} sl_stream_info_t;
+
+/* The first stream in flight (after == NULL) or the one after `after`;
+ * NULL at the end.  The list must not change while it is walked (nothing
+ * in a synchronous walk can change it). */
+const sl_stream_t *sl_relay_stream_next(const sl_streams_t *ss, const sl_stream_t *after);
+
+/* Fills *out for st at time now (uv_hrtime). */
+void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t *out);
+
+#endif

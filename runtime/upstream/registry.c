@@ -1,0 +1,142 @@
+/* registry.c: the engine pools and endpoints (see registry.h). */
+#include "runtime/upstream/registry.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/errors.h"
+#include "runtime/base/narrate.h"
+
+int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen) {
+  memset(reg, 0, sizeof(*reg));
+  reg->loop = loop;
+  reg->cfg = cfg;
+  int total = 0;
+  for (int i = 0; i < cfg->npools; i++) total += cfg->pools[i].nendpoints;
+  reg->eps = sl_calloc((size_t)total, sizeof(sl_endpoint_t));
+  reg->neps = total;
+  reg->npools = cfg->npools;
+  int k = 0;
+  for (int i = 0; i < cfg->npools; i++) {
+    const sl_pool_config_t *pc = &cfg->pools[i];
+    sl_pool_t *pool = &reg->pools[i];
+    pool->cfg = pc;
+    pool->eps = &reg->eps[k];
+    pool->neps = pc->nendpoints;
+    for (int j = 0; j < pc->nendpoints; j++, k++) {
+      const sl_endpoint_config_t *ec = &pc->endpoints[j];
+      sl_endpoint_t *ep = &reg->eps[k];
+      ep->id = k;
+      ep->pool = pool;
+      ep->reg = reg;
+      ep->slots = ec->slots > 0 ? ec->slots : pc->slots;
+      snprintf(ep->host, sizeof(ep->host), "%s", ec->host);
+      snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
+      ep->port = ec->port;
+      snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
+      if (ec->is_sim) continue; /* resolved when the in-process engine listens */
+      struct addrinfo hints, *res = NULL;
+      memset(&hints, 0, sizeof(hints));
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      char port[16];
+      snprintf(port, sizeof(port), "%d", ep->port);
+      int rc = getaddrinfo(ep->host, port, &hints, &res);
+      if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "pools[%d].endpoints[%d]: cannot resolve \"%s\": %s", i, j, ep->host,
+                 gai_strerror(rc));
+        sl_registry_free(reg);
+        return SL_EINVAL;
+      }
+      memcpy(&ep->addr, res->ai_addr, res->ai_addrlen);
+      freeaddrinfo(res);
+    }
+  }
+  reg->snapshot_version = 1;
+  return 0;
+}
+
+void sl_registry_free(sl_registry_t *reg) {
+  sl_free(reg->eps);
+  reg->eps = NULL;
+  reg->neps = 0;
+}
+
+int sl_pool_serves(const sl_pool_t *p, const char *model) {
+  for (int m = 0; m < p->cfg->nmodels; m++)
+    if (strcmp(p->cfg->models[m], model) == 0) return 1;
+  return 0;
+}
+
+int sl_registry_has_model(const sl_registry_t *reg, const char *model) {
+  for (int i = 0; i < reg->npools; i++)
+    if (sl_pool_serves(&reg->pools[i], model)) return 1;
+  return 0;
+}
+
+int sl_registry_any_ready(const sl_registry_t *reg) {
+  for (int i = 0; i < reg->neps; i++)
+    if (reg->eps[i].ready && !reg->eps[i].draining) return 1;
+  return 0;
+}
+
+int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready) {
+  if (ep->ready == !!ready) return 0;
+  ep->ready = !!ready;
+  ep->reg->snapshot_version++;
+  return 1;
+}
+
+int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining) {
+  if (ep->draining == !!draining) return 0;
+  ep->draining = !!draining;
+  ep->reg->snapshot_version++;
+  return 1;
+}
+
+void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now) {
+  const sl_config_t *cfg = ep->reg->cfg;
+  ep->failures++;
+  ep->errors++;
+  /* One failure may be the request's bad luck; a run of them is the
+   * endpoint.  Cooldown starts at the configured run length and doubles
+   * with every further failure. */
+  if (ep->failures < cfg->cooldown_after_failures) return;
+  uint64_t ms = cfg->cooldown_base_ms;
+  for (int i = cfg->cooldown_after_failures; i < ep->failures && ms < cfg->cooldown_max_ms; i++) ms *= 2;
+  if (ms > cfg->cooldown_max_ms) ms = cfg->cooldown_max_ms;
+  ep->cooldown_until = now + ms * 1000000ull;
+  ep->reg->snapshot_version++;
+  sl_narrate_push(SL_NAR_COOLDOWN, NULL, ep->name, NULL, NULL, 0, 0, (double)ms, ep->failures);
+}
+
+int sl_endpoint_probe(sl_endpoint_t *ep, int ok) {
+  /* A probe and a request test different things: /health can answer while
+   * completions fail (a broken model, a full disk).  If a passing probe
+   * cleared the failure run, the backoff would restart every probe
+   * interval and never reach its cap; if a failing probe added to it, an
+   * engine that comes back would still sit out a cooldown earned while it
+   * was down.  So probes move readiness only. */
+  return sl_endpoint_set_ready(ep, ok);
+}
+
+void sl_endpoint_succeeded(sl_endpoint_t *ep) {
+  if (ep->failures == 0 && ep->cooldown_until == 0) return;
+  ep->failures = 0;
+  ep->cooldown_until = 0;
+  ep->reg->snapshot_version++;
+}
+
+static double sl__ewma(double old, double sample) {
+  const double alpha = 0.2;
+  return old == 0 ? sample : old + alpha * (sample - old);
+}
+
+void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s) {
+  ep->error_rate += 0.2 * ((failed ? 1.0 : 0.0) - ep->error_rate);
+  if (ttft_ms >= 0) ep->ewma_ttft_ms = sl__ewma(ep->ewma_ttft_ms, ttft_ms);
+  if (itl_ms >= 0) ep->ewma_itl_ms = sl__ewma(ep->ewma_itl_ms, itl_ms);
+  if (tokens_per_s >= 0) ep->tokens_per_s = sl__ewma(ep->tokens_per_s, tokens_per_s);
+}

@@ -1,0 +1,112 @@
+/* registry.h: the registry of engine pools and endpoints.
+ *
+ * Built once from the configuration: each pool has endpoints with their
+ * address, slots, streams in flight, readiness (set by health checks),
+ * cooldown after failures, and an idle keep-alive connection list (owned by
+ * upstream.c).  snapshot_version changes whenever topology, readiness,
+ * draining or cooldown changes, so later caches of the eligible set can key
+ * on it.
+ *
+ * Placement over it is runtime/stream/placement.h.  Times are uv_hrtime
+ * nanoseconds.
+ */
+#ifndef SL_REGISTRY_H
+#define SL_REGISTRY_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/base/config.h"
+
+typedef struct sl_pool_s sl_pool_t;
+typedef struct sl_endpoint_s sl_endpoint_t;
+typedef struct sl_registry_s sl_registry_t;
+typedef struct sl_upconn_s sl_upconn_t;
+typedef struct sl_sim_engine_s sl_sim_engine_t;
+
+struct sl_endpoint_s {
+  int id;                        /* index in the registry's flat endpoint list */
+  sl_pool_t *pool;               /* owning pool */
+  sl_registry_t *reg;            /* owning registry */
+  char name[300];                /* "host:port" for logs */
+  char host[256];                /* address to connect to */
+  int port;
+  char base[256];                /* path prefix ("" or "/openai") */
+  struct sockaddr_storage addr;  /* resolved at start */
+  int slots;                     /* streams it takes at once */
+  int inflight;                  /* streams placed on it now */
+  int ready;                     /* passed its last health check */
+  int draining;                  /* takes no new streams */
+  uint64_t cooldown_until;       /* not eligible before this time (0 = none) */
+  int failures;                  /* consecutive failed requests (probes do not count) */
+  uint64_t requests, errors;     /* totals */
+  double ewma_ttft_ms;           /* smoothed time to first token (0 = no sample) */
+  double ewma_itl_ms;            /* smoothed inter-token time (0 = no sample) */
+  double tokens_per_s;           /* smoothed decode speed (0 = no sample) */
+  double error_rate;             /* smoothed share of failed attempts */
+  sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
+  sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
+  int nidle;
+  uv_timer_t health_timer;       /* next health check */
+  sl_upconn_t *health_conn;      /* health check in flight, or NULL */
+  int health_timer_open;
+};
+
+struct sl_pool_s {
+  const sl_pool_config_t *cfg;   /* name, models, api_key */
+  sl_endpoint_t *eps;            /* endpoints of this pool (into the registry's array) */
+  int neps;
+};
+
+struct sl_registry_s {
+  uv_loop_t *loop;
+  const sl_config_t *cfg;
+  sl_pool_t pools[SL_MAX_POOLS];
+  int npools;
+  sl_endpoint_t *eps;            /* all endpoints */
+  int neps;
+  uint64_t snapshot_version;     /* bumped on any readiness/cooldown/draining change */
+  struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
+};
+
+/* A candidate handed to the choice step. */
+/* Builds the registry from cfg (which must outlive it): resolves every
+ * endpoint address (in-process sims get theirs when started), all endpoints
+ * not ready.  Returns 0 or SL_EINVAL with a message naming the endpoint. */
+int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen);
+
+/* Frees the registry's arrays (handles must be closed by upstream.c first). */
+void sl_registry_free(sl_registry_t *reg);
+
+/* 1 if pool p lists model. */
+int sl_pool_serves(const sl_pool_t *p, const char *model);
+
+/* 1 if some pool serves model. */
+int sl_registry_has_model(const sl_registry_t *reg, const char *model);
+
+/* 1 if any endpoint is ready and not draining. */
+int sl_registry_any_ready(const sl_registry_t *reg);
+
+/* Marks state changes; each bumps snapshot_version and returns 1 if it
+ * changed anything. */
+int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready);
+int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
+/* A failed request (an attempt that failed, before or after its first
+ * token).  From the cooldown_after_failures-th consecutive one on, the
+ * endpoint cools down for base * 2^(failures - that), capped at max. */
+void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now);
+/* A request the endpoint served (its first token arrived): clears the
+ * failure count and any cooldown.  Only requests call it. */
+void sl_endpoint_succeeded(sl_endpoint_t *ep);
+/* A health probe's outcome: passed (ok = 1) makes the endpoint ready,
+ * failed makes it not ready.  Readiness only: the failure count and the
+ * cooldown belong to requests, so a probe neither clears nor extends them.
+ * Returns 1 if readiness changed (snapshot_version was bumped), else 0. */
+int sl_endpoint_probe(sl_endpoint_t *ep, int ok);
+
+/* Feeds the live estimates (EWMA, alpha 0.2): an attempt's outcome, and for
+ * a stream that produced tokens its TTFT, mean inter-token time and decode
+ * speed (a value < 0 is "no sample"). */
+void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s);
+
+#endif

@@ -1,0 +1,487 @@
+/* upstream.c: engine connections, keep-alive pool and health checks.
+ *
+ * A connection is CONNECTING, BUSY (one request in flight), IDLE (on its
+ * endpoint's list, still read so that a close by the engine is noticed) or
+ * CLOSING.  Reads go into the tail of the current pool chunk, or a fresh one
+ * when little is left, so consecutive small token writes share a chunk and
+ * the relay can reference them without copying.
+ */
+#include "runtime/upstream/upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/counters.h"
+#include "runtime/base/errors.h"
+#include "runtime/base/narrate.h"
+#include "runtime/upstream/upstream_decoder.h"
+
+enum { SL_UPC_CONNECTING, SL_UPC_BUSY, SL_UPC_FINISHING, SL_UPC_IDLE, SL_UPC_CLOSING };
+
+/* Reads go to a chunk's tail only while at least this much is left. */
+#define SL_UP_MIN_TAIL 2048
+
+struct sl_upconn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;          /* connect timeout, or idle keep-alive timeout */
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  sl_upstream_ctx_t *ctx;
+  sl_endpoint_t *ep;
+  sl_upconn_t *prev, *next;  /* endpoint's idle list */
+  int state;
+  int handles;               /* open handles */
+  int reused;                /* this request runs on a kept-alive connection */
+  int got_bytes;             /* a response byte arrived for this request */
+  int reading;
+  int paused;
+  int writing;               /* request bytes not yet written */
+  char *reqbuf;
+  sl_chunk_t *rchunk;        /* chunk reads land in */
+  sl_pin_account_t *acct;    /* charged for reads of this request */
+  sl_up_handler_t h;
+  void *ud;
+  char *joinbuf;
+  sl_updec_t dec;
+  char msg[512];
+};
+
+static void sl__upc_close(sl_upconn_t *c);
+static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *why);
+static void sl__maybe_closed(sl_upstream_ctx_t *ctx);
+
+void sl_upstream_init(sl_upstream_ctx_t *ctx, uv_loop_t *loop, sl_registry_t *reg, sl_chunk_pool_t *chunks) {
+  ctx->loop = loop;
+  ctx->reg = reg;
+  ctx->chunks = chunks;
+  ctx->nopen = 0;
+  ctx->closing = 0;
+  ctx->close_cb = NULL;
+  ctx->close_ud = NULL;
+  ctx->health_open = 0;
+  reg->upstream = ctx;
+}
+
+int sl_upstream_open_connections(const sl_upstream_ctx_t *ctx) { return ctx->nopen; }
+
+/* ---- life of a connection ---- */
+
+static void sl__idle_remove(sl_upconn_t *c) {
+  sl_endpoint_t *ep = c->ep;
+  if (c->prev) c->prev->next = c->next; else if (ep->idle == c) ep->idle = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  ep->nidle--;
+}
+
+static void sl__upc_handle_closed(uv_handle_t *h) {
+  sl_upconn_t *c = h->data;
+  if (--c->handles > 0) return;
+  if (c->rchunk) sl_chunk_unref(c->rchunk);
+  sl_free(c->reqbuf);
+  sl_free(c->joinbuf);
+  sl_upstream_ctx_t *ctx = c->ctx;
+  sl_free(c);
+  ctx->nopen--;
+  sl__maybe_closed(ctx);
+}
+
+static void sl__upc_close(sl_upconn_t *c) {
+  if (c->state == SL_UPC_CLOSING) return;
+  if (c->state == SL_UPC_IDLE) sl__idle_remove(c);
+  c->state = SL_UPC_CLOSING;
+  c->h.on_event = NULL;
+  c->h.on_end = NULL;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, sl__upc_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, sl__upc_handle_closed);
+}
+
+static void sl__on_idle_timer(uv_timer_t *t) {
+  sl_upconn_t *c = t->data;
+  sl__upc_close(c);
+}
+
+static void sl__upc_to_idle(sl_upconn_t *c) {
+  sl_endpoint_t *ep = c->ep;
+  const sl_config_t *cfg = c->ctx->reg->cfg;
+  if (c->ctx->closing || ep->nidle >= cfg->keepalive_per_endpoint) {
+    sl__upc_close(c);
+    return;
+  }
+  if (c->rchunk) {
+    /* Idle connections hold no chunk; the next request starts fresh. */
+    sl_chunk_unref(c->rchunk);
+    c->rchunk = NULL;
+  }
+  c->acct = NULL;
+  c->state = SL_UPC_IDLE;
+  c->h.on_event = NULL;
+  c->h.on_end = NULL;
+  c->ud = NULL;
+  c->next = ep->idle;
+  c->prev = NULL;
+  if (ep->idle) ep->idle->prev = c;
+  ep->idle = c;
+  ep->nidle++;
+  if (c->paused || !c->reading) sl_upstream_resume(c);
+  c->paused = 0;
+  uv_timer_start(&c->timer, sl__on_idle_timer, cfg->upstream_keepalive_ms, 0);
+}
+
+/* Ends the request in progress: exactly one on_end, then reuse or close. */
+static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *why) {
+  if (c->state != SL_UPC_BUSY && c->state != SL_UPC_CONNECTING) return;
+  sl_up_handler_t h = c->h;
+  void *ud = c->ud;
+  c->h.on_event = NULL;
+  c->h.on_end = NULL;
+  int reuse = result == SL_UP_OK && c->dec.message_done && c->dec.keep_alive && !c->writing;
+  if (result == SL_UP_OK && c->dec.status >= 300) result = SL_UP_STATUS;
+  sl_up_end_t end;
+  memset(&end, 0, sizeof(end));
+  end.result = result;
+  end.status = c->dec.status;
+  end.is_sse = c->dec.is_sse;
+  end.saw_done = c->dec.saw_done;
+  end.body = c->dec.body;
+  end.body_len = c->dec.body_len;
+  end.message = why;
+  /* The connection is no longer the caller's while it is told, so a retry
+   * started from on_end cannot be handed this connection while it still
+   * holds this response. */
+  c->state = SL_UPC_FINISHING;
+  if (h.on_end) h.on_end(ud, &end);
+  if (c->state != SL_UPC_FINISHING) return; /* closed meanwhile */
+  if (reuse)
+    sl__upc_to_idle(c);
+  else
+    sl__upc_close(c);
+}
+
+/* ---- reading ---- */
+
+static char *sl__upc_joinbuf(void *ud) {
+  sl_upconn_t *c = ud;
+  if (c->joinbuf == NULL) c->joinbuf = sl_try_malloc(c->ctx->reg->cfg->max_event_bytes);
+  return c->joinbuf;
+}
+
+static void sl__upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  sl_upconn_t *c = h->data;
+  (void)suggested;
+  sl_chunk_t *ch = c->rchunk;
+  if (ch == NULL || ch->cap - ch->len < SL_UP_MIN_TAIL) {
+    if (ch) sl_chunk_unref(ch);
+    ch = sl_chunk_get(c->ctx->chunks);
+    if (c->acct) sl_chunk_charge(ch, c->acct);
+    c->rchunk = ch;
+  }
+  buf->base = (char *)ch->data + ch->len;
+  buf->len = ch->cap - ch->len;
+}
+
+static int sl__upc_event(void *ud, const sl_event_t *ev) {
+  sl_upconn_t *c = ud;
+  if (c->h.on_event == NULL) return 1;
+  return c->h.on_event(c->ud, ev, ev->raw_in_input ? c->rchunk : NULL);
+}
+
+static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  sl_upconn_t *c = s->data;
+  (void)buf;
+  if (nread == 0) return;
+  if (c->state == SL_UPC_IDLE) {
+    /* An idle connection that reads anything (EOF included) is done. */
+    sl__upc_close(c);
+    return;
+  }
+  if (c->state != SL_UPC_BUSY) return;
+  if (nread < 0) {
+    if (!c->got_bytes && c->reused) {
+      sl__upc_finish(c, SL_UP_STALE, "kept-alive connection closed by the engine before the response");
+      return;
+    }
+    if (sl_updec_eof(&c->dec) == 0 && c->dec.message_done) {
+      c->dec.keep_alive = 0;
+      sl__upc_finish(c, SL_UP_OK, "complete");
+      return;
+    }
+    snprintf(c->msg, sizeof(c->msg), "engine closed the connection before the response ended (%s)",
+             nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
+    sl__upc_finish(c, SL_UP_RESET, c->msg);
+    return;
+  }
+  c->got_bytes = 1;
+  sl_chunk_t *ch = c->rchunk;
+  const char *start = (const char *)ch->data + ch->len;
+  ch->len += (uint32_t)nread;
+  sl_counter_add(SL_C_BYTES_FROM_UPSTREAM, (uint64_t)nread);
+  /* Hold the chunk while events reference it, even if a callback aborts. */
+  sl_chunk_ref(ch);
+  int rc = sl_updec_feed(&c->dec, start, (size_t)nread, sl__upc_event, c);
+  sl_chunk_unref(ch);
+  if (c->rchunk != NULL && c->rchunk->refcnt == 1) {
+    /* No write holds these bytes (the client took them at once): give the
+     * chunk back, so a stream between tokens pins no memory; the next read
+     * takes a recycled one. */
+    sl_chunk_unref(c->rchunk);
+    c->rchunk = NULL;
+  }
+  if (c->state != SL_UPC_BUSY) return; /* aborted from a callback */
+  if (rc == SL_ECANCELED) return;     /* the caller stopped us and will abort */
+  if (rc < 0) {
+    snprintf(c->msg, sizeof(c->msg), "malformed response from the engine: %s", c->dec.errmsg);
+    sl__upc_finish(c, SL_UP_PROTOCOL, c->msg);
+    return;
+  }
+  if (c->dec.message_done) sl__upc_finish(c, SL_UP_OK, "complete");
+}
+
+/* ---- writing the request ---- */
+
+static void sl__upc_written(uv_write_t *w, int status) {
+  sl_upconn_t *c = w->data;
+  c->writing = 0;
+  sl_free(c->reqbuf);
+  c->reqbuf = NULL;
+  if (status < 0 && c->state == SL_UPC_BUSY) {
+    if (status == UV_ECANCELED) return;
+    snprintf(c->msg, sizeof(c->msg), "writing the request failed: %s", uv_strerror(status));
+    sl__upc_finish(c, c->reused && !c->got_bytes ? SL_UP_STALE : SL_UP_RESET, c->msg);
+  }
+}
+
+static void sl__upc_send(sl_upconn_t *c) {
+  uv_buf_t b = uv_buf_init(c->reqbuf, (unsigned)strlen(c->reqbuf));
+  c->write_req.data = c;
+  c->writing = 1;
+  int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, sl__upc_written);
+  if (rc < 0) {
+    c->writing = 0;
+    snprintf(c->msg, sizeof(c->msg), "writing the request failed: %s", uv_strerror(rc));
+    sl__upc_finish(c, c->reused ? SL_UP_STALE : SL_UP_RESET, c->msg);
+  }
+}
+
+static void sl__on_connect_timeout(uv_timer_t *t) {
+  sl_upconn_t *c = t->data;
+  if (c->state != SL_UPC_CONNECTING) return;
+  snprintf(c->msg, sizeof(c->msg), "connect to %s timed out", c->ep->name);
+  sl__upc_finish(c, SL_UP_CONNECT, c->msg);
+}
+
+static void sl__on_connected(uv_connect_t *req, int status) {
+  sl_upconn_t *c = req->data;
+  if (c->state != SL_UPC_CONNECTING) return; /* timed out or aborted meanwhile */
+  uv_timer_stop(&c->timer);
+  if (status < 0) {
+    snprintf(c->msg, sizeof(c->msg), "connect to %s failed: %s", c->ep->name, uv_strerror(status));
+    sl__upc_finish(c, SL_UP_CONNECT, c->msg);
+    return;
+  }
+  c->state = SL_UPC_BUSY;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, sl__upc_alloc, sl__upc_read) == 0) c->reading = 1;
+  sl__upc_send(c);
+}
+
+static char *sl__build_request(sl_endpoint_t *ep, const char *method, const char *path, const char *headers,
+                               const char *body, size_t body_len) {
+  const char *key = ep->pool->cfg->api_key;
+  size_t cap = 512 + strlen(path) + strlen(ep->base) + strlen(ep->host) + (headers ? strlen(headers) : 0) +
+               (key ? strlen(key) : 0) + body_len;
+  char *out = sl_malloc(cap);
+  int n = snprintf(out, cap,
+                   "%s %s%s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: sluice/%s\r\n%s%s%s%s"
+                   "Content-Length: %zu\r\n\r\n",
+                   method, ep->base, path, ep->host, ep->port, SL_VERSION, key ? "Authorization: Bearer " : "",
+                   key ? key : "", key ? "\r\n" : "", headers ? headers : "", body_len);
+  if (n < 0 || (size_t)n + body_len + 1 > cap) {
+    sl_free(out);
+    return NULL;
+  }
+  if (body_len) memcpy(out + n, body, body_len);
+  out[n + body_len] = '\0';
+  return out;
+}
+
+int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *method, const char *path,
+                        const char *headers, const char *body, size_t body_len, const sl_up_handler_t *h,
+                        void *ud, sl_pin_account_t *acct, sl_upconn_t **out) {
+  if (ctx->closing) return UV_ECANCELED;
+  if (body_len > 0 && memchr(body, '\0', body_len) != NULL) return SL_EINVAL; /* sent as a C string */
+  char *req = sl__build_request(ep, method, path, headers, body, body_len);
+  if (req == NULL) return SL_EINVAL;
+  sl_upconn_t *c = ep->idle;
+  if (c != NULL) {
+    sl__idle_remove(c);
+    uv_timer_stop(&c->timer);
+    c->state = SL_UPC_BUSY;
+    c->reused = 1;
+    sl_counter_inc(SL_C_UPSTREAM_REUSES);
+  } else {
+    c = sl_calloc(1, sizeof(*c));
+    c->ctx = ctx;
+    c->ep = ep;
+    /* The join buffer is allocated only if an event ever spans reads. */
+    sl_updec_init(&c->dec, NULL, ctx->reg->cfg->max_event_bytes);
+    sl_sse_set_acquire(&c->dec.sse, sl__upc_joinbuf, c);
+    uv_tcp_init(ctx->loop, &c->tcp);
+    uv_timer_init(ctx->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    ctx->nopen++;
+    c->state = SL_UPC_CONNECTING;
+    c->connect_req.data = c;
+    int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&ep->addr, sl__on_connected);
+    if (rc < 0) {
+      sl_free(req);
+      sl__upc_close(c);
+      return rc;
+    }
+    uv_timer_start(&c->timer, sl__on_connect_timeout, ctx->reg->cfg->connect_timeout_ms, 0);
+    sl_counter_inc(SL_C_UPSTREAM_CONNECTS);
+  }
+  sl_updec_reset(&c->dec);
+  c->got_bytes = 0;
+  c->paused = 0;
+  c->reqbuf = req;
+  c->h = *h;
+  c->ud = ud;
+  c->acct = acct;
+  if (c->rchunk && acct) sl_chunk_charge(c->rchunk, acct);
+  *out = c;
+  if (c->state == SL_UPC_BUSY) sl__upc_send(c);
+  return 0;
+}
+
+void sl_upstream_pause(sl_upconn_t *c) {
+  if (c->state != SL_UPC_BUSY || c->paused) return;
+  c->paused = 1;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = 0;
+}
+
+void sl_upstream_resume(sl_upconn_t *c) {
+  if (c->state == SL_UPC_CLOSING || c->state == SL_UPC_CONNECTING) return;
+  c->paused = 0;
+  if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, sl__upc_alloc, sl__upc_read) == 0) c->reading = 1;
+}
+
+void sl_upstream_abort(sl_upconn_t *c) {
+  if (c->state == SL_UPC_CLOSING) return;
+  if (c->state == SL_UPC_IDLE) return; /* already handed back: nothing to cancel */
+  sl__upc_close(c);
+}
+
+/* ---- health checks ---- */
+
+static void sl__health_schedule(sl_endpoint_t *ep, uint64_t ms);
+
+static void sl__health_end(void *ud, const sl_up_end_t *end) {
+  sl_endpoint_t *ep = ud;
+  ep->health_conn = NULL;
+  int ok = end->result == SL_UP_OK && end->status >= 200 && end->status < 300;
+  /* A probe decides readiness only; the request backoff is left alone
+   * (see sl_endpoint_probe). */
+  if (ok) {
+    if (sl_endpoint_probe(ep, 1)) sl_narrate_push(SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
+  } else {
+    char why[160];
+    if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
+      snprintf(why, sizeof(why), "HTTP %d", end->status);
+    else
+      snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
+    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+  }
+  sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);
+}
+
+static int sl__health_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
+  (void)ud;
+  (void)ev;
+  (void)chunk;
+  return 0;
+}
+
+static void sl__on_health_timer(uv_timer_t *t) {
+  sl_endpoint_t *ep = t->data;
+  const sl_config_t *cfg = ep->reg->cfg;
+  sl_upstream_ctx_t *ctx = ep->reg->upstream;
+  if (ctx->closing) return;
+  if (ep->health_conn != NULL) {
+    /* The previous check is still waiting: that is a failed check. */
+    sl_upstream_abort(ep->health_conn);
+    ep->health_conn = NULL;
+    sl_endpoint_probe(ep, 0);
+    sl__health_schedule(ep, cfg->health_interval_ms);
+    return;
+  }
+  if (ep->port == 0) { /* an in-process engine not listening yet */
+    sl__health_schedule(ep, 50);
+    return;
+  }
+  static const sl_up_handler_t h = {sl__health_event, sl__health_end};
+  sl_upconn_t *c;
+  if (sl_upstream_request(ctx, ep, "GET", cfg->health_path, NULL, NULL, 0, &h, ep, NULL, &c) < 0) {
+    sl_endpoint_probe(ep, 0);
+    sl__health_schedule(ep, cfg->health_interval_ms);
+    return;
+  }
+  ep->health_conn = c;
+  /* The same timer now bounds the check; on_end re-arms it for the next. */
+  uv_timer_start(&ep->health_timer, sl__on_health_timer, cfg->health_timeout_ms, 0);
+}
+
+static void sl__health_schedule(sl_endpoint_t *ep, uint64_t ms) {
+  if (((sl_upstream_ctx_t *)ep->reg->upstream)->closing || !ep->health_timer_open) return;
+  uv_timer_start(&ep->health_timer, sl__on_health_timer, ms, 0);
+}
+
+void sl_upstream_start_health(sl_upstream_ctx_t *ctx) {
+  for (int i = 0; i < ctx->reg->neps; i++) {
+    sl_endpoint_t *ep = &ctx->reg->eps[i];
+    uv_timer_init(ctx->loop, &ep->health_timer);
+    ep->health_timer.data = ep;
+    ep->health_timer_open = 1;
+    ctx->health_open++;
+    sl__health_schedule(ep, 0);
+  }
+}
+
+static void sl__health_timer_closed(uv_handle_t *h) {
+  sl_endpoint_t *ep = h->data;
+  sl_upstream_ctx_t *ctx = ep->reg->upstream;
+  ctx->health_open--;
+  sl__maybe_closed(ctx);
+}
+
+static void sl__maybe_closed(sl_upstream_ctx_t *ctx) {
+  if (!ctx->closing || ctx->nopen > 0 || ctx->health_open > 0) return;
+  void (*cb)(void *) = ctx->close_cb;
+  ctx->close_cb = NULL;
+  if (cb) cb(ctx->close_ud);
+}
+
+void sl_upstream_close(sl_upstream_ctx_t *ctx, void (*cb)(void *), void *ud) {
+  ctx->closing = 1;
+  ctx->close_cb = cb;
+  ctx->close_ud = ud;
+  for (int i = 0; i < ctx->reg->neps; i++) {
+    sl_endpoint_t *ep = &ctx->reg->eps[i];
+    if (ep->health_conn) {
+      sl_upstream_abort(ep->health_conn);
+      ep->health_conn = NULL;
+    }
+    while (ep->idle) sl__upc_close(ep->idle);
+    if (ep->health_timer_open) {
+      ep->health_timer_open = 0;
+      uv_close((uv_handle_t *)&ep->health_timer, sl__health_timer_closed);
+    }
+  }
+  sl__maybe_closed(ctx);
+}

@@ -1,0 +1,98 @@
+/* upstream_decoder.h: one upstream HTTP/1.1 response to normalized events.
+ *
+ * Stacks the three decoding layers of a streamed upstream reply: llhttp
+ * parses the response (status line, headers, chunked or Content-Length or
+ * close-delimited body, de-chunking into spans of the input), sl_sse frames
+ * the body of a 2xx text/event-stream reply into events, and sl_oai_scan
+ * turns each event's data into an sl_event_t that the caller receives
+ * through a C callback, in order.  A non-2xx or non-SSE reply produces no
+ * events; its first bytes are kept in `body` for the caller's error or
+ * health handling.
+ *
+ * Zero copy: an event that one read delivered whole (the usual "data:
+ * {...}\n\n" in one chunk) reaches the callback as spans into the caller's
+ * input (ev->raw_in_input = 1); an event cut by a read or chunk boundary is
+ * joined in the caller's join buffer first.  No allocation, no libuv: the
+ * state is inline and the function is pure over (buffer, length, state).
+ * Uses runtime/sse.h, runtime/oai.h and llhttp.
+ */
+#ifndef SL_UPSTREAM_DECODER_H
+#define SL_UPSTREAM_DECODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "runtime/upstream/oai.h"
+#include "runtime/upstream/sse.h"
+
+/* Bytes of a non-SSE (or non-2xx) body kept in sl_updec_t.body. */
+#define SL_UPDEC_BODY_MAX 4096
+
+typedef struct sl_updec_s sl_updec_t;
+
+/* Receives each normalized event.  ev and its spans are valid only during
+ * the call.  Return 0 to continue, nonzero to stop: sl_updec_feed then
+ * returns SL_ECANCELED and calls nothing more. */
+typedef int (*sl_updec_event_cb)(void *ud, const sl_event_t *ev);
+
+struct sl_updec_s {
+  llhttp_t parser;         /* the HTTP/1.1 response parser */
+  sl_sse_t sse;            /* SSE framing of the body (its join buffer is the caller's) */
+  int status;              /* HTTP status once headers are complete, else 0 */
+  int headers_done;        /* the final (non-1xx) response's headers were parsed */
+  int message_done;        /* the whole response was parsed */
+  int keep_alive;          /* the connection may be reused after message_done */
+  int is_sse;              /* Content-Type is text/event-stream (parameters ignored, any case) */
+  int is_ndjson;           /* Content-Type is application/x-ndjson (not decoded here) */
+  int saw_done;            /* a [DONE] event arrived */
+  char body[SL_UPDEC_BODY_MAX]; /* first bytes of a body that is not decoded (non-2xx or non-SSE) */
+  size_t body_len;         /* bytes in body */
+  uint64_t body_total;     /* body bytes seen (de-chunked), decoded or not */
+  uint64_t events;         /* events delivered to the callback */
+  uint64_t events_after_done; /* SSE events after [DONE], ignored as the SDKs do */
+  char errmsg[128];        /* why feed or eof failed (NUL-terminated) */
+  int err;                 /* sticky error code, 0 while healthy */
+  /* Internal. */
+  int emit;                /* decode the body as SSE events (2xx and SSE) */
+  sl_updec_event_cb cb;    /* callback of the feed in progress */
+  void *ud;                /* its argument */
+  int hdr;                 /* the header being parsed: 0 other, 1 Content-Type */
+  char hname[16];          /* header name bytes (first 16) */
+  size_t hname_len;        /* header name length so far */
+  char ctype[64];          /* Content-Type value bytes (first 64) */
+  size_t ctype_len;        /* Content-Type value length so far */
+  sl_event_t ev;           /* scratch event handed to the callback */
+};
+
+/* Initializes d for a new connection's first response; joinbuf[0..cap) is
+ * the caller's join buffer (the most data bytes one SSE event may carry),
+ * which must outlive d.  d must not move in memory while in use. */
+void sl_updec_init(sl_updec_t *d, char *joinbuf, size_t cap);
+
+/* Ready for the next response on a kept-alive connection (also clears a
+ * sticky error).  Keeps the join buffer. */
+void sl_updec_reset(sl_updec_t *d);
+
+/* Feeds raw socket bytes in[0..len).  Calls cb(ud, ev) for each normalized
+ * event, in order.  Returns 0 when all bytes were consumed (check
+ * headers_done / message_done), or a negative code with errmsg set:
+ * SL_EPARSE for malformed HTTP (an llhttp error, bytes after the end of
+ * the response) or an SSE payload that is not a valid JSON object,
+ * SL_ETOOBIG for an SSE event larger than the join buffer, SL_ECANCELED
+ * when cb asked to stop.  An error is sticky: later feeds and eof return it
+ * until reset.  Nothing keeps pointing into `in` after the call returns.
+ * Not reentrant: cb must not call sl_updec_feed, _eof or _reset on d. */
+int sl_updec_feed(sl_updec_t *d, const char *in, size_t len, sl_updec_event_cb cb, void *ud);
+
+/* Tells d the connection reached EOF.  Returns 0 if the response was
+ * complete (or its body was close-delimited and is complete now), else
+ * SL_EUPSTREAM (nothing, or only part of the response arrived) with errmsg
+ * set, or the sticky error of an earlier feed.  A stream that ended without
+ * [DONE] is not an error here: check saw_done.  An SSE event that was still
+ * pending (no blank line after it) is discarded, as the SSE spec says.
+ * Calls no callback. */
+int sl_updec_eof(sl_updec_t *d);
+
+#endif

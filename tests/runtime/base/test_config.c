@@ -1,0 +1,122 @@
+/* Tests for runtime/config: the compiled-in default, every error naming its
+ * key, URL and HOST:PORT parsing, and that nothing leaks on failure. */
+#include "runtime/base/config.h"
+#include "runtime/base/errors.h"
+#include "test.h"
+
+static int parse(sl_config_t *cfg, const char *json, char *err, size_t n) {
+  return sl_config_parse(cfg, json, strlen(json), err, n);
+}
+
+static void test_default_config_parses(void) {
+  sl_config_t cfg;
+  char err[512];
+  ASSERT_EQ(parse(&cfg, sl_config_default_json(), err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.npools, 1);
+  ASSERT_STR_EQ(cfg.pools[0].name, "sim");
+  ASSERT_EQ(cfg.pools[0].nendpoints, 2);
+  ASSERT_EQ(cfg.pools[0].endpoints[0].is_sim, 1);
+  /* In-process engines serve the pool's models. */
+  ASSERT_EQ(cfg.pools[0].endpoints[0].sim.nmodels, cfg.pools[0].nmodels);
+  ASSERT_STR_EQ(cfg.pools[0].endpoints[0].sim.models[0], cfg.pools[0].models[0]);
+  ASSERT_STR_EQ(cfg.listen_host, "127.0.0.1");
+  ASSERT_EQ(cfg.listen_port, 8080);
+  ASSERT_UINT_EQ(cfg.heartbeat_ms, 10000);
+  sl_config_free(&cfg);
+}
+
+static void test_full_config(void) {
+  sl_config_t cfg;
+  char err[512];
+  const char *j =
+      "{\"listen\":\"[::1]:9000\",\"heartbeat_ms\":250,"
+      "\"http\":{\"max_body_bytes\":1000,\"max_connections\":2000},"
+      "\"stream\":{\"high_watermark\":8192,\"low_watermark\":1024},"
+      "\"upstream\":{\"max_attempts\":5,\"idle_timeout_ms\":700},"
+      "\"health\":{\"path\":\"/v1/health\",\"interval_ms\":100},\"log\":{\"format\":\"json\"},"
+      "\"pools\":[{\"name\":\"a\",\"models\":[\"m1\",\"m2\"],\"api_key\":\"k\",\"slots\":3,"
+      "\"endpoints\":[{\"url\":\"http://127.0.0.1:8001/base/\"},{\"url\":\"http://localhost\",\"slots\":9}]}]}";
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(cfg.listen_host, "::1");
+  ASSERT_EQ(cfg.listen_port, 9000);
+  ASSERT_UINT_EQ(cfg.heartbeat_ms, 250);
+  ASSERT_UINT_EQ(cfg.http.max_body_bytes, 1000);
+  ASSERT_EQ(cfg.http.max_connections, 2000);
+  ASSERT_UINT_EQ(cfg.http.write_high_watermark, 8192);
+  ASSERT_EQ(cfg.max_attempts, 5);
+  ASSERT_STR_EQ(cfg.health_path, "/v1/health");
+  ASSERT_EQ(cfg.log_json, 1);
+  const sl_pool_config_t *p = &cfg.pools[0];
+  ASSERT_STR_EQ(p->api_key, "k");
+  ASSERT_STR_EQ(p->endpoints[0].host, "127.0.0.1");
+  ASSERT_EQ(p->endpoints[0].port, 8001);
+  ASSERT_STR_EQ(p->endpoints[0].base, "/base");
+  ASSERT_EQ(p->endpoints[0].slots, 3);
+  ASSERT_STR_EQ(p->endpoints[1].host, "localhost");
+  ASSERT_EQ(p->endpoints[1].port, 80);
+  ASSERT_EQ(p->endpoints[1].slots, 9);
+  sl_config_free(&cfg);
+}
+
+static void expect_error(const char *json, const char *needle) {
+  sl_config_t cfg;
+  char err[512];
+  int rc = parse(&cfg, json, err, sizeof(err));
+  ASSERT_EQ(rc, SL_EINVAL);
+  if (strstr(err, needle) == NULL) {
+    fprintf(stderr, "error \"%s\" does not contain \"%s\"\n", err, needle);
+    ASSERT(0);
+  }
+}
+
+static void test_errors_name_the_key(void) {
+  expect_error("{", "line 1, column ");
+  expect_error("{\n\"pools\": [\n  {\"name\": }\n]}", "line 3");
+  expect_error("[]", "top level");
+  expect_error("{}", "pools: expected a non-empty array");
+  expect_error("{\"pools\":[],\"lisen\":\"x\"}", "lisen: unknown key");
+  expect_error("{\"listen\":\"nope\",\"pools\":[]}", "listen: \"nope\" is not HOST:PORT");
+  expect_error("{\"heartbeat_ms\":\"5\",\"pools\":[]}", "heartbeat_ms: expected a number");
+  expect_error("{\"heartbeat_ms\":1.5,\"pools\":[]}", "heartbeat_ms");
+  expect_error("{\"http\":{\"max_connections\":0},\"pools\":[]}", "http.max_connections: 0 is out of range");
+  expect_error("{\"stream\":{\"high_watermark\":4096,\"low_watermark\":8192},\"pools\":[{}]}", "low_watermark");
+  expect_error("{\"pools\":[{\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}", "pools[0].name: required");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[],\"endpoints\":[]}]}", "pools[0].models");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"10.0.0.1:80\"}]}]}",
+               "pools[0].endpoints[0].url: \"10.0.0.1:80\" is not an http://host:port[/base] URL");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\",\"sim\":{}}]}]}",
+               "exactly one of");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"sim\":{\"itl_ms\":\"x\"}}]}]}",
+               "pools[0].endpoints[0].sim: itl_ms");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"adapter\":\"tgi\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}",
+               "adapter: \"tgi\" is not supported");
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]},"
+               "{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}",
+               "\"p\" is used twice");
+}
+
+static void test_hostport(void) {
+  char host[64];
+  int port;
+  ASSERT_EQ(sl_parse_hostport("0.0.0.0:80", host, sizeof(host), &port), 0);
+  ASSERT_STR_EQ(host, "0.0.0.0");
+  ASSERT_EQ(port, 80);
+  ASSERT_EQ(sl_parse_hostport(":0", host, sizeof(host), &port), 0);
+  ASSERT_STR_EQ(host, "127.0.0.1");
+  ASSERT_EQ(port, 0);
+  ASSERT_EQ(sl_parse_hostport("[::1]:8080", host, sizeof(host), &port), 0);
+  ASSERT_STR_EQ(host, "::1");
+  ASSERT_LT(sl_parse_hostport("::1:8080", host, sizeof(host), &port), 0);
+  ASSERT_LT(sl_parse_hostport("host", host, sizeof(host), &port), 0);
+  ASSERT_LT(sl_parse_hostport("host:", host, sizeof(host), &port), 0);
+  ASSERT_LT(sl_parse_hostport("host:70000", host, sizeof(host), &port), 0);
+  ASSERT_LT(sl_parse_hostport("host:12ab", host, sizeof(host), &port), 0);
+}
+
+int main(void) {
+  SL_RUN(test_default_config_parses);
+  SL_RUN(test_full_config);
+  SL_RUN(test_errors_name_the_key);
+  SL_RUN(test_hostport);
+  return SL_TEST_EXIT();
+}

@@ -105,6 +105,8 @@ int main(int argc, char **argv) {
   int calls = argc > 1 ? atoi(argv[1]) : 200000;
   int rounds = argc > 2 ? atoi(argv[2]) : 5;
   sl_alloc_init();
+  sl_ttldict_t *dict = NULL; /* what affinity and learning store into */
+  if (sl_ttldict_new(NULL, &dict) != 0) return 1;
   static const char *const policies[] = {"least_loaded", "p2c", "affinity", "weighted", "learning"};
   printf("ns per placement, best of %d rounds of %d calls (fill of the context included in every column)\n\n",
          rounds, calls);
@@ -114,7 +116,7 @@ int main(int argc, char **argv) {
     char path[512], err[1024];
     sl_policy_resolve(policies[p], path, sizeof(path));
     sl_generation_t *g;
-    sl_lua_limits_t lim = {64u << 20, 0, 0};
+    sl_lua_host_t lim = {64u << 20, 0, 0, NULL, dict};
     if (sl_generation_build(path, NULL, 1, &lim, &g, err, sizeof(err)) < 0) {
       fprintf(stderr, "%s\n", err);
       return 1;
@@ -131,6 +133,6 @@ int main(int argc, char **argv) {
              off[j] / on[j], off[j] / c[j]);
     sl_generation_release(g);
   }
-  sl_ttldict_set_default(NULL);
+  sl_ttldict_free(dict);
   return 0;
 }

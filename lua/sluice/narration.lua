@@ -2,7 +2,8 @@
 --
 -- The runtime queues key events in C (runtime/narrate.h) and, once per
 -- loop iteration, runs the current generation's narration policy over the
--- whole batch: run_batch(policy) reads the events through
+-- whole batch: run_batch(policy, nar) reads the events of narrator nar
+-- (the gateway's; C passes it as a light userdata) through
 -- sl_ffi_narrate_batch and hands each one to policy.narrate(ev), which
 -- returns a sentence (or nil/false to say nothing).  The sentence goes back
 -- to C with sl_ffi_narrate_emit, which redacts secrets and logs it beside
@@ -25,8 +26,9 @@ typedef struct {
   char model[64];
   char text[256];
 } sl_ffi_narration_event_t;
-const sl_ffi_narration_event_t *sl_ffi_narrate_batch(int32_t *n);
-int sl_ffi_narrate_emit(int32_t i, const char *sentence, size_t len);
+typedef struct sl_narrator_s sl_narrator_t;
+const sl_ffi_narration_event_t *sl_ffi_narrate_batch(const sl_narrator_t *nar, int32_t *n);
+int sl_ffi_narrate_emit(sl_narrator_t *nar, int32_t i, const char *sentence, size_t len);
 ]]
 
 local _M = {
@@ -36,6 +38,7 @@ local _M = {
 }
 
 local nbox = ffi.new("int32_t[1]")
+local narrator_ptr = ffi.typeof("sl_narrator_t *")
 
 -- Returns true, or nil and a message naming what a narration module lacks.
 function _M.validate(mod)
@@ -58,19 +61,21 @@ function _M.str(field)
   return ffi.string(field)
 end
 
--- Narrates the batch in progress with mod.narrate; errors propagate to the
--- caller (the C side then logs the plain rendering of the batch).
-function _M.run_batch(mod)
-  local events = C.sl_ffi_narrate_batch(nbox)
+-- Narrates the batch narrator p (a light userdata) is narrating with
+-- mod.narrate; errors propagate to the caller (the C side then logs the
+-- plain rendering of the batch).
+function _M.run_batch(mod, p)
+  local nar = ffi.cast(narrator_ptr, p)
+  local events = C.sl_ffi_narrate_batch(nar, nbox)
   local n = nbox[0]
   local narrate = mod.narrate
   for i = 0, n - 1 do
     local s = narrate(events[i])
     if s then
       s = tostring(s)
-      C.sl_ffi_narrate_emit(i, s, #s)
+      C.sl_ffi_narrate_emit(nar, i, s, #s)
     else
-      C.sl_ffi_narrate_emit(i, "", 0)
+      C.sl_ffi_narrate_emit(nar, i, "", 0)
     end
   end
   return n

@@ -1,8 +1,8 @@
 -- sluice.placement: what a placement policy sees (runtime/place_ffi.h) and
 -- helpers for policy authors.
 --
---   local ctx = placement.context()        -- const sl_ffi_place_ctx_t *, or nil
---                                          -- outside a place() call
+--   placement.context_of(p)                -- the context C hands the place()
+--                                          -- wrapper (a light userdata), as cdata
 --   placement.load(c)                      -- inflight / slots of a candidate
 --   placement.name(c)                      -- its "host:port"
 --   placement.tried(c)                     -- true if this request failed on it
@@ -47,9 +47,6 @@ typedef struct {
   uint64_t seed;         /* per-request random seed (deterministic policies ignore it) */
   sl_ffi_candidate_t cands[64];
 } sl_ffi_place_ctx_t;
-
-/* The context of the place() call in progress (NULL outside one). */
-const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void);
 ]]
 ffi.cdef(CDEF)
 
@@ -62,19 +59,13 @@ local _M = {
   MAX_CANDIDATES = 64, -- mirrors SL_FFI_MAX_CANDIDATES
 }
 
--- sl_ffi_place_ctx is the daemon's; a library without it (an older build)
--- still serves new_context and the helpers.
-local ok_ctx, sl_ffi_place_ctx = pcall(function() return C.sl_ffi_place_ctx end)
-if not ok_ctx then sl_ffi_place_ctx = nil end
+local ctx_ptr = ffi_typeof("const sl_ffi_place_ctx_t *")
 
--- The context of the place() call in progress, or nil outside one.
-function _M.context()
-  if not sl_ffi_place_ctx then
-    return nil, "this libsluice has no sl_ffi_place_ctx"
-  end
-  local ctx = sl_ffi_place_ctx()
-  if ctx == nil then return nil end
-  return ctx
+-- The placement context C passes to the generation's place() wrapper (a
+-- light userdata: C cannot make cdata), as the FFI type the policy reads.
+-- Each gateway fills its own context, so no process-wide "current" one.
+function _M.context_of(p)
+  return ffi.cast(ctx_ptr, p)
 end
 
 -- Streams in flight per slot (a candidate with no slots counts as one).

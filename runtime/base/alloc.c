@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <uv.h>
 
 #ifdef SL_USE_LIBC_MALLOC
@@ -63,10 +64,14 @@ static void *sl__uv_realloc(void *p, size_t n) { return SL_RAW_REALLOC(p, n); }
 static void *sl__uv_calloc(size_t c, size_t n) { return SL_RAW_CALLOC(c, n); }
 static void sl__uv_free(void *p) { SL_RAW_FREE(p); }
 
+static pthread_once_t sl__alloc_once = PTHREAD_ONCE_INIT;
+static int sl__alloc_rc;
+
+static void sl__alloc_install(void) {
+  sl__alloc_rc = uv_replace_allocator(sl__uv_malloc, sl__uv_realloc, sl__uv_calloc, sl__uv_free);
+}
+
 int sl_alloc_init(void) {
-  static int done;
-  if (done) return 0;
-  int rc = uv_replace_allocator(sl__uv_malloc, sl__uv_realloc, sl__uv_calloc, sl__uv_free);
-  if (rc == 0) done = 1;
-  return rc;
+  pthread_once(&sl__alloc_once, sl__alloc_install);
+  return sl__alloc_rc;
 }

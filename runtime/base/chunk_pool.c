@@ -25,7 +25,6 @@ int sl_chunk_pool_init(sl_chunk_pool_t *pool, size_t chunk_size, size_t keep) {
   pool->in_use = 0;
   pool->allocated = 0;
   pool->reused = 0;
-  pool->counted = 1;
   return 0;
 }
 
@@ -48,20 +47,20 @@ sl_chunk_t *sl_chunk_get(sl_chunk_pool_t *pool) {
     pool->nfree--;
     pool->reused++;
     SL_UNPOISON_BYTES(c->data, c->cap);
-    if (pool->counted) sl_counter_inc(SL_C_CHUNKS_REUSED);
+    sl_counter_inc(pool->counters, SL_C_CHUNKS_REUSED);
   } else {
     c = sl_malloc(sizeof(*c) + pool->chunk_size);
     c->pool = pool;
     c->cap = (uint32_t)pool->chunk_size;
     pool->allocated++;
-    if (pool->counted) sl_counter_inc(SL_C_CHUNKS_ALLOCATED);
+    sl_counter_inc(pool->counters, SL_C_CHUNKS_ALLOCATED);
   }
   c->next = NULL;
   c->refcnt = 1;
   c->len = 0;
   c->charged = NULL;
   pool->in_use++;
-  if (pool->counted) sl_counter_inc(SL_C_CHUNKS_IN_USE);
+  sl_counter_inc(pool->counters, SL_C_CHUNKS_IN_USE);
   return c;
 }
 
@@ -92,7 +91,7 @@ void sl_chunk_unref(sl_chunk_t *c) {
   sl_chunk_pool_t *pool = c->pool;
   sl__uncharge(c);
   pool->in_use--;
-  if (pool->counted) sl_counter_dec(SL_C_CHUNKS_IN_USE);
+  sl_counter_dec(pool->counters, SL_C_CHUNKS_IN_USE);
   if (pool->nfree < pool->keep) {
     c->next = pool->free_list;
     pool->free_list = c;

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/base/counters.h"
+
 typedef struct sl_chunk_pool_s sl_chunk_pool_t;
 typedef struct sl_chunk_s sl_chunk_t;
 typedef struct sl_pin_account_s sl_pin_account_t;
@@ -49,8 +51,7 @@ struct sl_chunk_pool_s {
   size_t in_use;             /* chunks handed out and not yet released */
   uint64_t allocated;        /* chunks ever obtained from the allocator */
   uint64_t reused;           /* chunks ever served from the recycle list */
-  int counted;               /* 1 (default): bump the process counters; 0 for
-                                pools outside the gateway (in-process engines) */
+  sl_counters_t *counters;   /* the owner's counters (NULL, the default: none) */
 };
 
 /* Initializes a pool of chunk_size-byte chunks keeping at most `keep` idle.

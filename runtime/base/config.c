@@ -553,7 +553,6 @@ void sl_http_limits_default(sl_http_limits_t *l) {
   l->max_connections = 8192;
   l->write_high_watermark = 64 * 1024;
   l->write_low_watermark = 16 * 1024;
-  l->global_counters = 1;
 }
 
 /* ---- a simulated engine's options (the "sim" object of an endpoint) ---- */

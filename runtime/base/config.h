@@ -27,13 +27,10 @@ typedef struct {
   int max_connections;         /* open connections; past it: 503 and close */
   size_t write_high_watermark; /* write queue bytes at which the handler should pause */
   size_t write_low_watermark;  /* write queue bytes at which on_drain fires */
-  int global_counters;         /* 1: bump the process counters (the gateway's own server);
-                                  0: an in-process engine's server, kept out of them */
 } sl_http_limits_t;
 
 /* Fills in the defaults: 16 KiB headers, 4 MiB body, 10 s header timeout,
- * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks, counted
- * in the process counters. */
+ * 60 s idle, 8192 connections, 64 KiB / 16 KiB write watermarks. */
 void sl_http_limits_default(sl_http_limits_t *l);
 
 /* ---- a simulated engine's options (runtime/sim) ---- */

@@ -1,11 +1,9 @@
-/* counters.c: the counter registry's storage and names. */
+/* counters.c: counter names and the JSON view. */
 #include "runtime/base/counters.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-
-uint64_t sl_counters[SL_C__COUNT];
 
 static const char *const sl__counter_names[SL_C__COUNT] = {
 #define SL__COUNTER_NAME(id, name, kind) name,
@@ -27,13 +25,13 @@ const char *sl_counter_kind(sl_counter_id_t id) {
   return (unsigned)id < SL_C__COUNT ? sl__counter_kinds[id] : NULL;
 }
 
-size_t sl_counters_json(char *buf, size_t cap) {
+size_t sl_counters_json(const sl_counters_t *c, char *buf, size_t cap) {
   size_t n = 0;
   int w = snprintf(buf, cap, "{");
   n += (size_t)w;
   for (int i = 0; i < SL_C__COUNT; i++) {
     w = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, "%s\"%s\":%" PRIu64,
-                 i ? "," : "", sl__counter_names[i], sl_counters[i]);
+                 i ? "," : "", sl__counter_names[i], c->v[i]);
     n += (size_t)w;
   }
   w = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, "}");
@@ -41,4 +39,4 @@ size_t sl_counters_json(char *buf, size_t cap) {
   return n;
 }
 
-void sl_counters_reset(void) { memset(sl_counters, 0, sizeof(sl_counters)); }
+void sl_counters_reset(sl_counters_t *c) { memset(c, 0, sizeof(*c)); }

@@ -1,10 +1,12 @@
-/* counters.h: the fixed registry of process counters.
+/* counters.h: the fixed set of counters one gateway keeps.
  *
- * Every counter is declared once in SL_COUNTERS below and lives in one static
- * array created at start-up, so bumping one on the hot path is a single add
- * on a known address, and readers (/health today, /metrics and a multi-worker
- * view later) walk the array without touching the hot path.  Gauges (things
- * in use now) go up and down; totals only go up.  Single-threaded (one loop).
+ * Every counter is declared once in SL_COUNTERS below; a gateway (or a
+ * worker) owns one sl_counters_t, a plain array, and hands a pointer to each
+ * unit that counts, so bumping one on the hot path is a single add, and
+ * readers (/health today, /metrics and a multi-worker view later) walk the
+ * array without touching the hot path.  A NULL set counts nothing (an
+ * in-process engine's server, unit tests).  Gauges (things in use now) go up
+ * and down; totals only go up.  Single-threaded: one set per loop.
  */
 #ifndef SL_COUNTERS_H
 #define SL_COUNTERS_H
@@ -65,15 +67,23 @@ typedef enum {
   SL_C__COUNT
 } sl_counter_id_t;
 
-extern uint64_t sl_counters[SL_C__COUNT];
+typedef struct sl_counters_s {
+  uint64_t v[SL_C__COUNT];
+} sl_counters_t;
 
-static inline void sl_counter_inc(sl_counter_id_t id) { sl_counters[id]++; }
-static inline void sl_counter_add(sl_counter_id_t id, uint64_t n) { sl_counters[id] += n; }
-static inline void sl_counter_dec(sl_counter_id_t id) { sl_counters[id]--; }
-static inline void sl_counter_max(sl_counter_id_t id, uint64_t v) {
-  if (v > sl_counters[id]) sl_counters[id] = v;
+static inline void sl_counter_inc(sl_counters_t *c, sl_counter_id_t id) {
+  if (c) c->v[id]++;
 }
-static inline uint64_t sl_counter_get(sl_counter_id_t id) { return sl_counters[id]; }
+static inline void sl_counter_add(sl_counters_t *c, sl_counter_id_t id, uint64_t n) {
+  if (c) c->v[id] += n;
+}
+static inline void sl_counter_dec(sl_counters_t *c, sl_counter_id_t id) {
+  if (c) c->v[id]--;
+}
+static inline void sl_counter_max(sl_counters_t *c, sl_counter_id_t id, uint64_t v) {
+  if (c && v > c->v[id]) c->v[id] = v;
+}
+static inline uint64_t sl_counter_get(const sl_counters_t *c, sl_counter_id_t id) { return c ? c->v[id] : 0; }
 
 /* The counter's name ("tokens_received"), or NULL for an id out of range. */
 const char *sl_counter_name(sl_counter_id_t id);
@@ -83,9 +93,9 @@ const char *sl_counter_kind(sl_counter_id_t id);
 /* Writes the registry as one JSON object ({"name":value,...}) into buf.
  * Returns the length written (excluding NUL), or the length needed if it
  * did not fit (snprintf convention). */
-size_t sl_counters_json(char *buf, size_t cap);
+size_t sl_counters_json(const sl_counters_t *c, char *buf, size_t cap);
 
-/* Zeroes every counter (tests only). */
-void sl_counters_reset(void);
+/* Zeroes every counter. */
+void sl_counters_reset(sl_counters_t *c);
 
 #endif

@@ -4,7 +4,7 @@
  * (a placement and its reason, a reload that worked or failed, an endpoint
  * becoming ready or not, a cooldown, the first backpressure pause of a
  * stream, a client cancel, a stream's end) pushes one fixed-size record
- * into a ring here.  Pushing is a copy: no allocation, no Lua.  Once per
+ * into its gateway's ring here.  Pushing is a copy: no allocation, no Lua.  Once per
  * loop iteration, if the ring is not empty, the daemon hands the whole
  * batch to the current generation's narration policy (one lua_pcall per
  * batch, never per event, never from inside an FFI call); the policy calls
@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "runtime/base/counters.h"
 
 enum {
   SL_NAR_PLACEMENT = 1,   /* text: reason; endpoint; attempt */
@@ -50,32 +52,38 @@ typedef struct {
 
 #define SL_NARRATE_RING 1024
 
-/* Where lines go, their format, and the secrets to redact (copied; NULL
- * entries end the list).  Call again to change them. */
-void sl_narrate_configure(FILE *log, int json, const char *const *secrets);
+typedef struct sl_narrator_s sl_narrator_t;
+
+/* A narrator: where lines go (NULL = stderr), their format, the secrets to
+ * redact (copied; a NULL entry ends the list; NULL = none) and the counters
+ * it bumps (narration_dropped, narration_policy_errors; may be NULL).  One
+ * per gateway; every function below that takes one accepts NULL as "no
+ * narration" (pushes are dropped, redaction uses the built-in shapes only). */
+sl_narrator_t *sl_narrator_new(FILE *log, int json, const char *const *secrets, sl_counters_t *counters);
+void sl_narrator_free(sl_narrator_t *nar);
 
 /* Queues one event (copied; strings may be NULL).  When the ring is full
  * the event is dropped and counted (narration_dropped). */
-void sl_narrate_push(int kind, const char *request_id, const char *endpoint, const char *model, const char *text,
+void sl_narrate_push(sl_narrator_t *nar, int kind, const char *request_id, const char *endpoint, const char *model, const char *text,
                      int attempt, uint64_t generation, double ms, int64_t tokens);
 
 /* Events queued now. */
-size_t sl_narrate_pending(void);
+size_t sl_narrate_pending(const sl_narrator_t *nar);
 
 /* The batch being narrated: *n events at the returned pointer (valid only
  * during the narration call).  For the Lua side. */
-const sl_ffi_narration_event_t *sl_ffi_narrate_batch(int32_t *n);
+const sl_ffi_narration_event_t *sl_ffi_narrate_batch(const sl_narrator_t *nar, int32_t *n);
 
 /* The policy's sentence for event i of the batch: logged (redacted) beside
  * that event's fields; an empty sentence (len 0) means "say nothing about
  * it".  Returns 0, or SL_EINVAL for an i out of range. */
-int sl_ffi_narrate_emit(int32_t i, const char *sentence, size_t len);
+int sl_ffi_narrate_emit(sl_narrator_t *nar, int32_t i, const char *sentence, size_t len);
 
 /* Narrates everything queued: takes the batch, calls run (the policy; may
  * be NULL) with ud, then logs a plain rendering of every event the policy
  * did not emit a sentence for.  run returns 0, or < 0 with a message (the
  * failure is logged once per batch). */
-void sl_narrate_flush(int (*run)(void *ud, char *err, size_t errlen), void *ud);
+void sl_narrate_flush(sl_narrator_t *nar, int (*run)(void *ud, char *err, size_t errlen), void *ud);
 
 /* A trial run of a narration policy (sluice check, and every generation
  * before it goes live): hands events[0..n) to run as one batch, as a flush
@@ -83,11 +91,11 @@ void sl_narrate_flush(int (*run)(void *ud, char *err, size_t errlen), void *ud);
  * redacted; NULL = nowhere) instead of the log, and the live ring is not
  * touched.  Returns what run returned (its message in err), or SL_EINVAL
  * when a flush is in progress or n is out of range. */
-int sl_narrate_trial(const sl_ffi_narration_event_t *events, int32_t n, int (*run)(void *ud, char *err, size_t errlen),
+int sl_narrate_trial(sl_narrator_t *nar, const sl_ffi_narration_event_t *events, int32_t n, int (*run)(void *ud, char *err, size_t errlen),
                      void *ud, FILE *say, char *err, size_t errlen);
 
 /* Copies in to out (cap bytes, NUL-terminated) with secrets replaced by
  * "[redacted]".  Returns out. */
-char *sl_log_redact(const char *in, char *out, size_t cap);
+char *sl_log_redact(const sl_narrator_t *nar, const char *in, char *out, size_t cap);
 
 #endif

@@ -6,7 +6,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/ops/attach_client.h"
 #include "runtime/cli/serve.h"
-#include "runtime/lua/policy_check.h"
+#include "runtime/cli/check.h"
 #include "runtime/ops/repl.h"
 #include "runtime/cli/sim.h"
 

@@ -54,7 +54,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON_AddNumberToObject(o, "stream_pin_bound_bytes", (double)sl_relay_pin_bound(gw->cfg));
   cJSON_AddNumberToObject(o, "snapshot_version", (double)gw->reg.snapshot_version);
   cJSON *c = cJSON_AddObjectToObject(o, "counters");
-  for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)sl_counters[i]);
+  for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)gw->counters.v[i]);
   cJSON *pools = cJSON_AddArrayToObject(o, "pools");
   uint64_t now = uv_hrtime();
   for (int i = 0; i < gw->reg.npools; i++) {
@@ -66,7 +66,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
       sl_endpoint_t *ep = &p->eps[j];
       cJSON *e = cJSON_CreateObject();
       cJSON_AddStringToObject(e, "address", ep->name);
-      cJSON_AddBoolToObject(e, "simulated", ep->sim != NULL);
+      cJSON_AddBoolToObject(e, "simulated", sl_gateway_sim(gw, ep) != NULL);
       cJSON_AddBoolToObject(e, "ready", ep->ready);
       cJSON_AddBoolToObject(e, "draining", ep->draining);
       cJSON_AddNumberToObject(e, "streams", ep->inflight);
@@ -129,7 +129,8 @@ static int sl__bad(sl_http_req_t *req, const char *param, const char *fmt, ...) 
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  sl_counter_inc(SL_C_ERR_BAD_REQUEST);
+  sl_gateway_t *gw = sl_http_server_ud(req->server);
+  sl_counter_inc(&gw->counters, SL_C_ERR_BAD_REQUEST);
   sl_reply_error(req, 400, "invalid_request_error", param, NULL, "%s", msg);
   return -1;
 }
@@ -304,7 +305,7 @@ static int sl__validate(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_reque
   }
   if (session != NULL) snprintf(r->session, sizeof(r->session), "%s", session);
   if (!sl_registry_has_model(&gw->reg, r->model)) {
-    sl_counter_inc(SL_C_ERR_NOT_FOUND);
+    sl_counter_inc(&gw->counters, SL_C_ERR_NOT_FOUND);
     sl_reply_error(req, 404, "invalid_request_error", "model_not_found", NULL,
                  "The model '%s' does not exist (GET /v1/models lists the models served)", r->model);
     goto out;
@@ -331,7 +332,7 @@ out:
  * log redactor would print it unchanged: an id that looks like a secret
  * would otherwise be printed verbatim in some lines and "[redacted]" in
  * others, and log lines could no longer be matched by id. */
-static int sl__client_id_ok(const char *s) {
+static int sl__client_id_ok(const sl_gateway_t *gw, const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > SL_REQUEST_ID_MAX) return 0;
   for (size_t i = 0; i < n; i++) {
@@ -341,7 +342,7 @@ static int sl__client_id_ok(const char *s) {
       return 0;
   }
   char shown[2 * SL_REQUEST_ID_MAX + 16];
-  return strcmp(sl_log_redact(s, shown, sizeof(shown)), s) == 0;
+  return strcmp(sl_log_redact(gw->nar, s, shown, sizeof(shown)), s) == 0;
 }
 
 /* Decides the request's id (into r->id) and has every response to it say
@@ -350,7 +351,7 @@ static int sl__client_id_ok(const char *s) {
 static void sl__request_id(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r) {
   const char *cid = sl_http_req_header(req, "x-request-id");
   int replaced = 0;
-  if (cid != NULL && sl__client_id_ok(cid)) {
+  if (cid != NULL && sl__client_id_ok(gw, cid)) {
     snprintf(r->id, sizeof(r->id), "%s", cid);
   } else {
     snprintf(r->id, sizeof(r->id), "req-%08" PRIx64, ++gw->next_id);
@@ -390,7 +391,7 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
   const char *allow = NULL;
   sl__route_t route = sl__route(req->path, &allow);
   if (route == SL_R_NONE) {
-    sl_counter_inc(SL_C_ERR_NOT_FOUND);
+    sl_counter_inc(&gw->counters, SL_C_ERR_NOT_FOUND);
     sl_reply_error(req, 404, "invalid_request_error", "unknown_url", NULL, "Unknown request URL: %s %s",
                  req->method_name, req->path);
     return;
@@ -400,7 +401,7 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
       (strcmp(allow, "POST") == 0 && strcmp(req->method_name, "POST") != 0)) {
     char extra[64];
     snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-    sl_counter_inc(SL_C_ERR_METHOD);
+    sl_counter_inc(&gw->counters, SL_C_ERR_METHOD);
     sl_reply_error(req, 405, "invalid_request_error", "method_not_allowed", extra,
                  "Method %s is not allowed on %s (allowed: %s)", req->method_name, req->path, allow);
     return;

@@ -1,12 +1,26 @@
-/* gateway.c: building generations for the gateway (start and reload). */
+/* gateway.c: the gateway object (see runtime/sluice.h and gateway.h). */
+#include "runtime/gateway/gateway.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "runtime/base/counters.h"
+#include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
-#include "runtime/gateway/gateway.h"
-#include "runtime/base/narrate.h"
+#include "runtime/base/version.h"
+#include "runtime/gateway/api.h"
+#include "runtime/gateway/watchdog.h"
 #include "runtime/lua/policy_check.h"
+
+int sl_init(void) { return sl_alloc_init(); }
+
+const char *sl_version(void) { return sl_ffi_version(); }
+
+sl_sim_engine_t *sl_gateway_sim(const sl_gateway_t *gw, const sl_endpoint_t *ep) {
+  return gw->sims && ep->id >= 0 && ep->id < gw->reg.neps ? gw->sims[ep->id] : NULL;
+}
+
+/* ---- generations ---- */
 
 int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   char path[512];
@@ -20,14 +34,15 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
     snprintf(msg, msglen, "narration.policy: path too long");
     return SL_ETOOBIG;
   }
-  sl_lua_limits_t lim = {gw->cfg->lua_memory_limit, gw->cfg->lua_budget, gw->cfg->lua_load_budget};
+  sl_lua_host_t host = {gw->cfg->lua_memory_limit, gw->cfg->lua_budget, gw->cfg->lua_load_budget, &gw->counters,
+                        gw->dict};
   sl_generation_t *g;
   int rc = sl_policy_build_checked(path, gw->cfg->placement_config, gw->cfg->narration_policy[0] ? npath : NULL,
-                                   gw->gen_built + 1, &lim, NULL, &g, err, sizeof(err));
+                                   gw->gen_built + 1, &host, gw->secrets, NULL, &g, err, sizeof(err));
   if (rc < 0) {
     if (gw->gen != NULL) {
-      sl_narrate_push(SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, err, 0, gw->gen->id, 0, 0);
-      sl_counter_inc(SL_C_RELOADS_FAILED);
+      sl_narrate_push(gw->nar, SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, err, 0, gw->gen->id, 0, 0);
+      sl_counter_inc(&gw->counters, SL_C_RELOADS_FAILED);
       snprintf(msg, msglen, "reload failed; generation %llu stays current: %s", (unsigned long long)gw->gen->id, err);
     } else {
       snprintf(msg, msglen, "%s", err);
@@ -38,18 +53,363 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   sl_generation_t *old = gw->gen;
   gw->gen = g;
   if (old != NULL) {
-    sl_counter_inc(SL_C_RELOADS_OK);
+    sl_counter_inc(&gw->counters, SL_C_RELOADS_OK);
     /* The gateway's reference goes; streams admitted under it keep theirs. */
     int streams = old->refs - 1;
     snprintf(msg, msglen,
              "generation %llu is current (policy %s %s from %s); generation %llu ends with its %d stream(s)",
              (unsigned long long)g->id, g->policy_name, g->policy_version, g->policy_path,
              (unsigned long long)old->id, streams);
-    sl_narrate_push(SL_NAR_RELOAD_OK, NULL, NULL, NULL, msg, 0, g->id, 0, 0);
+    sl_narrate_push(gw->nar, SL_NAR_RELOAD_OK, NULL, NULL, NULL, msg, 0, g->id, 0, 0);
     sl_generation_release(old);
   } else {
     snprintf(msg, msglen, "generation %llu (policy %s %s from %s)", (unsigned long long)g->id, g->policy_name,
              g->policy_version, g->policy_path);
   }
   return 0;
+}
+
+static void sl__reload_now(sl_gateway_t *gw, const char *why) {
+  char msg[1536];
+  int rc = sl_gateway_reload(gw, msg, sizeof(msg));
+  fprintf(gw->log, "sluice: %s: %s%s\n", why, rc == 0 ? "reloaded: " : "", msg);
+  fflush(gw->log);
+}
+
+/* ---- loop work: narration, dictionary sweep, policy file watch ---- */
+
+static int sl__narrate_run(void *ud, char *err, size_t errlen) {
+  sl_gateway_t *gw = ud;
+  return sl_generation_narrate(gw->gen, gw->nar, err, errlen);
+}
+
+static void sl__narrate_now(sl_gateway_t *gw) {
+  if (sl_narrate_pending(gw->nar) == 0) return;
+  /* A suspended narration policy (generation.h) gets no call: its batches
+   * go straight to the plain rendering, without an error line each. */
+  int has_policy = gw->gen != NULL && gw->gen->narrate_ref >= 0 && !gw->gen->narrate_suspended;
+  sl_narrate_flush(gw->nar, has_policy ? sl__narrate_run : NULL, gw);
+}
+
+static void sl__on_narrate_check(uv_check_t *c) { sl__narrate_now(c->data); }
+
+/* Expired dictionary entries are invisible at once; this reclaims their
+ * memory a bounded batch at a time. */
+static void sl__on_sweep(uv_timer_t *t) {
+  sl_gateway_t *gw = t->data;
+  sl_ttldict_sweep(gw->dict, sl_ttldict_now(gw->dict), 1000);
+}
+
+static void sl__on_reload_timer(uv_timer_t *t) {
+  sl_gateway_t *gw = t->data;
+  if (!gw->closing) sl__reload_now(gw, "policy file changed");
+}
+
+static void sl__on_watch(uv_fs_event_t *h, const char *filename, int events, int status) {
+  sl_gateway_t *gw = h->data;
+  (void)events;
+  if (status < 0 || filename == NULL || strcmp(filename, gw->watch_name) != 0) return;
+  /* Editors write in several steps (truncate, write, rename): wait until
+   * the file has been quiet for a moment, then reload once. */
+  uv_timer_start(&gw->reload_timer, sl__on_reload_timer, 100, 0);
+}
+
+static void sl__start_watch(sl_gateway_t *gw) {
+  char path[512];
+  if (sl_policy_resolve(gw->cfg->placement_policy, path, sizeof(path)) < 0) return;
+  char dir[512];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) {
+    snprintf(gw->watch_name, sizeof(gw->watch_name), "%s", dir);
+    snprintf(dir, sizeof(dir), ".");
+  } else {
+    snprintf(gw->watch_name, sizeof(gw->watch_name), "%s", slash + 1);
+    *slash = '\0';
+  }
+  uv_fs_event_init(gw->loop, &gw->watch);
+  gw->watch.data = gw;
+  if (uv_fs_event_start(&gw->watch, sl__on_watch, dir, 0) == 0) {
+    gw->watching = 1;
+  } else {
+    fprintf(gw->log, "sluice: cannot watch %s for policy changes; SIGHUP and the admin socket still reload\n", dir);
+    uv_close((uv_handle_t *)&gw->watch, NULL);
+  }
+}
+
+/* ---- closing ---- */
+
+static void sl__free_watchdog(void *w) { sl_watchdog_free(w); }
+
+static void sl__free(sl_gateway_t *gw) {
+  void (*cb)(void *) = gw->on_closed;
+  void *ud = gw->closed_ud;
+  sl_watchdog_free(gw->watchdog);
+  sl_registry_free(&gw->reg);
+  sl_chunk_pool_destroy(&gw->chunks);
+  sl_ttldict_free(gw->dict);
+  sl_narrator_free(gw->nar);
+  sl_free(gw->sims);
+  sl_free(gw->secrets);
+  sl_config_free(gw->cfg);
+  sl_free(gw->cfg);
+  sl_free(gw);
+  if (cb) cb(ud);
+}
+
+static void sl__closed_watchdog(void *ud) { sl__free(ud); }
+
+static void sl__closed_one(void *ud) {
+  sl_gateway_t *gw = ud;
+  if (--gw->pending > 0) return;
+  if (gw->watchdog) {
+    /* Everything else is closed: the watchdog, which watched the whole
+     * shutdown, goes last. */
+    sl_watchdog_close(gw->watchdog, sl__closed_watchdog, gw);
+    return;
+  }
+  sl__free(gw);
+}
+
+static void sl__handle_closed(uv_handle_t *h) { sl__closed_one(h->data); }
+
+static void sl__close_handle(sl_gateway_t *gw, uv_handle_t *h) {
+  h->data = gw;
+  gw->pending++;
+  uv_close(h, sl__handle_closed);
+}
+
+void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
+  if (gw->closing) return;
+  gw->closing = 1;
+  gw->on_closed = on_closed;
+  gw->closed_ud = ud;
+  sl_relay_cancel_all(&gw->streams, "sluice is shutting down");
+  /* One count for this function, so nothing completes while it runs. */
+  gw->pending = 1;
+  if (gw->http) {
+    gw->pending++;
+    sl_http_server_close(gw->http, sl__closed_one, gw);
+    gw->http = NULL;
+  }
+  gw->pending++;
+  sl_upstream_close(&gw->up, sl__closed_one, gw);
+  for (int i = 0; gw->sims && i < gw->reg.neps; i++) {
+    if (gw->sims[i]) {
+      gw->pending++;
+      sl_sim_engine_close(gw->sims[i], sl__closed_one, gw);
+      gw->sims[i] = NULL;
+    }
+  }
+  sl__close_handle(gw, (uv_handle_t *)&gw->sweep_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
+  sl__close_handle(gw, (uv_handle_t *)&gw->drain_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->reload_timer);
+  if (gw->watching) {
+    gw->watching = 0;
+    sl__close_handle(gw, (uv_handle_t *)&gw->watch);
+  }
+  /* Tell what the cut streams did, then drop the gateway's reference;
+   * streams were cut above and hold none now. */
+  sl__narrate_now(gw);
+  sl_generation_release(gw->gen);
+  gw->gen = NULL;
+  sl__closed_one(gw);
+}
+
+/* ---- draining ---- */
+
+static void sl__drained(sl_gateway_t *gw) {
+  uv_timer_stop(&gw->drain_timer);
+  gw->streams.on_idle = NULL;
+  void (*cb)(sl_gateway_t *, void *) = gw->on_drained;
+  gw->on_drained = NULL;
+  if (cb) cb(gw, gw->drained_ud);
+}
+
+static void sl__on_idle(void *ud) { sl__drained(ud); }
+
+static void sl__on_drain_deadline(uv_timer_t *t) {
+  sl_gateway_t *gw = t->data;
+  fprintf(gw->log, "sluice: drain deadline reached with %d stream(s) in flight; cutting them\n", gw->streams.n);
+  fflush(gw->log);
+  /* Cutting ends every stream; the last one's end calls on_idle. */
+  sl_relay_cancel_all(&gw->streams, "sluice is shutting down");
+  if (gw->streams.n == 0 && gw->on_drained) sl__drained(gw);
+}
+
+void sl_gateway_drain(sl_gateway_t *gw, void (*on_drained)(sl_gateway_t *gw, void *ud), void *ud) {
+  if (gw->draining || gw->closing) return;
+  gw->draining = 1;
+  gw->streams.draining = 1;
+  gw->on_drained = on_drained;
+  gw->drained_ud = ud;
+  if (gw->http) sl_http_server_stop_accepting(gw->http);
+  if (gw->streams.n == 0) {
+    sl__drained(gw);
+    return;
+  }
+  gw->streams.on_idle = sl__on_idle;
+  gw->streams.idle_ud = gw;
+  uv_timer_start(&gw->drain_timer, sl__on_drain_deadline, gw->cfg->drain_timeout_ms, 0);
+}
+
+int sl_gateway_port(const sl_gateway_t *gw) { return gw->http ? sl_http_server_port(gw->http) : 0; }
+
+int sl_gateway_streams(const sl_gateway_t *gw) { return gw->streams.n; }
+
+size_t sl_gateway_counters_json(const sl_gateway_t *gw, char *buf, size_t cap) {
+  return sl_counters_json(&gw->counters, buf, cap);
+}
+
+/* ---- opening ---- */
+
+static int sl__start_sims(sl_gateway_t *gw, char *err, size_t errlen) {
+  int k = 0;
+  for (int i = 0; i < gw->cfg->npools; i++) {
+    sl_pool_config_t *pc = &gw->cfg->pools[i];
+    for (int j = 0; j < pc->nendpoints; j++, k++) {
+      sl_endpoint_config_t *ec = &pc->endpoints[j];
+      if (!ec->is_sim) continue;
+      sl_endpoint_t *ep = &gw->reg.eps[k];
+      snprintf(ec->sim.host, sizeof(ec->sim.host), "127.0.0.1");
+      ec->sim.port = 0;
+      int rc = sl_sim_engine_start(&gw->sims[k], gw->loop, &ec->sim);
+      if (rc < 0) {
+        snprintf(err, errlen, "pools[%d].endpoints[%d]: the simulated engine did not start: %s", i, j,
+                 uv_strerror(rc));
+        gw->sims[k] = NULL;
+        return rc;
+      }
+      ep->port = sl_sim_engine_port(gw->sims[k]);
+      snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
+      uv_ip4_addr("127.0.0.1", ep->port, (struct sockaddr_in *)&ep->addr);
+      fprintf(gw->log, "sluice: pool %s: simulated engine on http://127.0.0.1:%d\n", pc->name, ep->port);
+    }
+  }
+  return 0;
+}
+
+/* The configuration, from the options: text, a file, or the default. */
+static int sl__load_config(sl_config_t *cfg, const sl_gateway_options_t *opt, char *err, size_t errlen) {
+  int rc;
+  if (opt->config_json) {
+    size_t n = opt->config_len ? opt->config_len : strlen(opt->config_json);
+    rc = sl_config_parse(cfg, opt->config_json, n, err, errlen);
+  } else if (opt->config_path) {
+    rc = sl_config_load(cfg, opt->config_path, err, errlen);
+  } else {
+    const char *d = sl_config_default_json();
+    rc = sl_config_parse(cfg, d, strlen(d), err, errlen);
+  }
+  if (rc < 0) return SL_EINVAL;
+  if (opt->listen && sl_parse_hostport(opt->listen, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port) < 0) {
+    snprintf(err, errlen, "listen: \"%s\" is not HOST:PORT", opt->listen);
+    sl_config_free(cfg);
+    return SL_EINVAL;
+  }
+  if (opt->log_json) cfg->log_json = 1;
+  return 0;
+}
+
+int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_options_t *opt, char *err,
+                    size_t errlen) {
+  static const sl_gateway_options_t none;
+  if (opt == NULL) opt = &none;
+  sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
+  if (sl__load_config(cfg, opt, err, errlen) < 0) {
+    sl_free(cfg);
+    return SL_EINVAL;
+  }
+  sl_gateway_t *gw = sl_calloc(1, sizeof(*gw));
+  gw->loop = loop;
+  gw->cfg = cfg;
+  gw->log = opt->log ? opt->log : stderr;
+  gw->started_ns = uv_hrtime();
+  /* Every log line is redacted: pool api_keys and log.secrets. */
+  gw->secrets = sl_calloc((size_t)cfg->npools + (size_t)cfg->nlog_secrets + 1, sizeof(*gw->secrets));
+  int ns = 0;
+  for (int i = 0; i < cfg->npools; i++)
+    if (cfg->pools[i].api_key) gw->secrets[ns++] = cfg->pools[i].api_key;
+  for (int i = 0; i < cfg->nlog_secrets; i++) gw->secrets[ns++] = cfg->log_secrets[i];
+  gw->nar = sl_narrator_new(gw->log, cfg->log_json, gw->secrets, &gw->counters);
+  sl_chunk_pool_init(&gw->chunks, cfg->chunk_size, cfg->chunk_keep);
+  gw->chunks.counters = &gw->counters;
+  int rc = sl_registry_init(&gw->reg, loop, cfg, err, errlen);
+  if (rc < 0) {
+    rc = SL_EINVAL;
+    goto fail_early;
+  }
+  gw->reg.counters = &gw->counters;
+  gw->reg.nar = gw->nar;
+  gw->sims = sl_calloc((size_t)gw->reg.neps + 1, sizeof(*gw->sims));
+  if (sl_ttldict_new(NULL, &gw->dict) != 0) {
+    snprintf(err, errlen, "out of memory for the TTL dictionary");
+    rc = SL_ENOMEM;
+    goto fail_early;
+  }
+  /* The watchdog starts before the first generation loads: a policy stuck
+   * in C while loading is caught too. */
+  if (cfg->watchdog_warn_ms) {
+    int wrc = sl_watchdog_start(&gw->watchdog, loop, cfg->watchdog_warn_ms, cfg->watchdog_abort_ms, gw->log,
+                                &gw->counters);
+    if (wrc < 0) {
+      fprintf(gw->log, "sluice: the loop watchdog did not start: %s (continuing without it)\n", uv_strerror(wrc));
+      gw->watchdog = NULL;
+    }
+  }
+  /* The first generation: a policy that does not load refuses the start. */
+  {
+    char msg[1536];
+    if (sl_gateway_reload(gw, msg, sizeof(msg)) < 0) {
+      snprintf(err, errlen, "placement policy: %s", msg);
+      rc = SL_EINVAL;
+      goto fail_early;
+    }
+    fprintf(gw->log, "sluice: %s\n", msg);
+  }
+  /* From here on handles exist: failures close through sl_gateway_close. */
+  sl_upstream_init(&gw->up, loop, &gw->reg, &gw->chunks);
+  gw->streams.loop = loop;
+  gw->streams.cfg = cfg;
+  gw->streams.reg = &gw->reg;
+  gw->streams.up = &gw->up;
+  gw->streams.chunks = &gw->chunks;
+  gw->streams.log = gw->log;
+  gw->streams.counters = &gw->counters;
+  gw->streams.nar = gw->nar;
+  gw->streams.rng = gw->started_ns | 1;
+  uv_timer_init(loop, &gw->sweep_timer);
+  uv_timer_init(loop, &gw->drain_timer);
+  uv_timer_init(loop, &gw->reload_timer);
+  uv_check_init(loop, &gw->narrate_check);
+  gw->sweep_timer.data = gw->drain_timer.data = gw->reload_timer.data = gw;
+  gw->narrate_check.data = gw;
+  uv_check_start(&gw->narrate_check, sl__on_narrate_check);
+  rc = sl__start_sims(gw, err, errlen);
+  if (rc == 0) {
+    rc = sl_http_server_init(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http, sl_api_handle, gw);
+    if (rc < 0) {
+      gw->http = NULL;
+      snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, uv_strerror(rc));
+    }
+  }
+  if (rc < 0) {
+    sl_gateway_close(gw, NULL, NULL);
+    return rc;
+  }
+  sl_http_server_set_counters(gw->http, &gw->counters);
+  sl_upstream_start_health(&gw->up);
+  uv_timer_start(&gw->sweep_timer, sl__on_sweep, 1000, 1000);
+  if (cfg->placement_watch) sl__start_watch(gw);
+  *out = gw;
+  return 0;
+
+fail_early: /* nothing on the loop yet but the watchdog's timer, which frees itself once closed */
+  if (gw->watchdog) {
+    sl_watchdog_close(gw->watchdog, sl__free_watchdog, gw->watchdog);
+    gw->watchdog = NULL;
+  }
+  sl__free(gw);
+  return rc;
 }

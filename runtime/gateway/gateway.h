@@ -1,15 +1,14 @@
-/* gateway.h: the daemon's shared state and the client-facing request phases.
+/* gateway.h: the gateway object, as the units above it see it.
  *
- * One gateway per loop: the configuration, the endpoint registry, the
- * upstream context, the chunk pool, the HTTP server and the list of streams
- * in flight.  api.c routes and validates client requests; relay.c runs one
- * stream from placement to its end: attempts (with retries before the first
- * token), relaying events with backpressure, heartbeats, timeouts, and the
- * one log line at the end.  daemon.c builds a gateway from a config and runs
- * it until a signal drains it.
- *
- * Phase boundaries where Lua will attach (placement, pipelines) are the
- * calls sl_relay_place (placement) and sl_api_validate (request phase).
+ * A gateway owns everything one loop serves with: the configuration, the
+ * endpoint registry and upstream context, the chunk pool, the HTTP server,
+ * the streams in flight (stream/relay.h), the current generation of
+ * policies, and what used to be process-wide: its counters, its narrator
+ * (ring, redaction secrets), its TTL dictionary, the simulated engines its
+ * configuration asks for, and the loop watchdog.  Its life cycle is the
+ * public API of runtime/sluice.h (open, reload, drain, close); this header
+ * adds the struct, for the operator tools (runtime/ops) that read it, and
+ * nothing else.  api.c is the gateway's HTTP handler.
  */
 #ifndef SL_GATEWAY_H
 #define SL_GATEWAY_H
@@ -20,31 +19,57 @@
 
 #include "runtime/base/chunk_pool.h"
 #include "runtime/base/config.h"
-#include "runtime/lua/generation.h"
+#include "runtime/base/counters.h"
+#include "runtime/base/narrate.h"
 #include "runtime/http/http_server.h"
-#include "runtime/upstream/registry.h"
+#include "runtime/lua/generation.h"
+#include "runtime/lua/ttldict.h"
+#include "runtime/sim/sim_engine.h"
+#include "sluice.h"
 #include "runtime/stream/relay.h"
+#include "runtime/upstream/registry.h"
 #include "runtime/upstream/upstream.h"
 
-typedef struct sl_gateway_s {
+struct sl_watchdog_s;
+
+struct sl_gateway_s {
   uv_loop_t *loop;
-  sl_config_t *cfg;
+  sl_config_t *cfg;          /* owned */
   sl_registry_t reg;
   sl_upstream_ctx_t up;
   sl_chunk_pool_t chunks;
   sl_http_server_t *http;
   sl_streams_t streams;      /* streams in flight and what they share */
+  sl_counters_t counters;
+  sl_narrator_t *nar;
+  sl_ttldict_t *dict;        /* what the policies' sluice.dict reaches */
+  sl_sim_engine_t **sims;    /* per registry endpoint: its in-process engine, or NULL */
+  const char **secrets;      /* pool api_keys and log.secrets, NULL-ended (borrowed from cfg) */
+  struct sl_watchdog_s *watchdog; /* NULL when watchdog.warn_ms is 0 */
   uint64_t next_id;          /* request ids */
-  uint64_t started_ns;       /* uv_hrtime at start */
-  FILE *log;                 /* log lines (stderr) */
+  uint64_t started_ns;       /* uv_hrtime at open */
+  FILE *log;                 /* log lines (stderr unless the embedder says) */
   sl_generation_t *gen;      /* current generation (the gateway holds one reference) */
   uint64_t gen_built;        /* generations built so far (ids) */
-} sl_gateway_t;
+  /* Loop handles of the gateway's own. */
+  uv_timer_t sweep_timer;    /* reclaims expired dictionary entries */
+  uv_check_t narrate_check;  /* narrates queued events once per loop iteration */
+  uv_timer_t drain_timer;    /* drain deadline */
+  uv_timer_t reload_timer;   /* debounces policy file events */
+  uv_fs_event_t watch;       /* the placement policy's directory */
+  int watching;
+  char watch_name[512];      /* the policy file's name in that directory */
+  /* Draining and closing. */
+  int draining;
+  void (*on_drained)(sl_gateway_t *gw, void *ud);
+  void *drained_ud;
+  int closing;
+  int pending;               /* closes not yet done */
+  void (*on_closed)(void *ud);
+  void *closed_ud;
+};
 
-/* Builds a new generation from the configured placement policy and, if it
- * validates, makes it current (streams in flight keep theirs).  Returns 0
- * with a summary in msg, or < 0 with "file:line: message" in msg; the old
- * generation then stays current. */
-int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen);
+/* The simulated engine serving endpoint ep, or NULL. */
+sl_sim_engine_t *sl_gateway_sim(const sl_gateway_t *gw, const sl_endpoint_t *ep);
 
 #endif

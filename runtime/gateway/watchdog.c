@@ -19,6 +19,10 @@ struct sl_watchdog_s {
   int thread_started;
   uint64_t warn_ns, abort_ns, period_ms;
   FILE *log;
+  sl_counters_t *counters;     /* watchdog_stalls (NULL = none) */
+  sl_budget_note_t *note;      /* what the loop's thread runs in Lua (lua_budget.h) */
+  void (*close_cb)(void *);
+  void *close_ud;
   _Atomic uint64_t stamp_ns;   /* last time the loop ran the timer */
   _Atomic uint64_t warned_ns;  /* stall start the thread warned about (0 = none) */
 };
@@ -29,7 +33,7 @@ static void sl__on_beat(uv_timer_t *t) {
   uint64_t warned = atomic_exchange(&w->warned_ns, 0);
   atomic_store(&w->stamp_ns, now);
   if (warned) {
-    sl_counter_inc(SL_C_WATCHDOG_STALLS);
+    sl_counter_inc(w->counters, SL_C_WATCHDOG_STALLS);
     fprintf(w->log, "sluice: watchdog: the event loop turns again after %.0f ms stuck\n",
             (double)(now - warned) / 1e6);
     fflush(w->log);
@@ -51,7 +55,7 @@ static void *sl__watch(void *arg) {
     uint64_t stuck = now > stamp ? now - stamp : 0;
     if (stuck < w->warn_ns) continue;
     char what[700];
-    sl_budget_describe_running(what, sizeof(what));
+    sl_budget_describe_running(w->note, what, sizeof(what));
     if (atomic_load(&w->warned_ns) == 0) {
       atomic_store(&w->warned_ns, stamp);
       fprintf(w->log, "sluice: watchdog: the event loop has not turned for %.0f ms; running: %s\n",
@@ -72,13 +76,16 @@ static void *sl__watch(void *arg) {
   return NULL;
 }
 
-int sl_watchdog_start(sl_watchdog_t **out, uv_loop_t *loop, uint64_t warn_ms, uint64_t abort_ms, FILE *log) {
+int sl_watchdog_start(sl_watchdog_t **out, uv_loop_t *loop, uint64_t warn_ms, uint64_t abort_ms, FILE *log,
+                      sl_counters_t *counters) {
   if (warn_ms == 0 || (abort_ms && abort_ms < warn_ms)) return UV_EINVAL;
   sl_watchdog_t *w = sl_calloc(1, sizeof(*w));
   w->warn_ns = warn_ms * 1000000ull;
   w->abort_ns = abort_ms * 1000000ull;
   w->period_ms = warn_ms / 4 ? warn_ms / 4 : 1;
   w->log = log ? log : stderr;
+  w->counters = counters;
+  w->note = sl_budget_note_here();
   atomic_store(&w->stamp_ns, uv_hrtime());
   pthread_mutex_init(&w->lock, NULL);
   pthread_condattr_t ca;
@@ -108,9 +115,16 @@ int sl_watchdog_start(sl_watchdog_t **out, uv_loop_t *loop, uint64_t warn_ms, ui
   return 0;
 }
 
-void sl_watchdog_close(sl_watchdog_t *w) {
+static void sl__timer_closed(uv_handle_t *h) {
+  sl_watchdog_t *w = h->data;
+  if (w->close_cb) w->close_cb(w->close_ud);
+}
+
+void sl_watchdog_close(sl_watchdog_t *w, void (*cb)(void *ud), void *ud) {
   if (w == NULL || uv_is_closing((uv_handle_t *)&w->timer)) return;
-  uv_close((uv_handle_t *)&w->timer, NULL);
+  w->close_cb = cb;
+  w->close_ud = ud;
+  uv_close((uv_handle_t *)&w->timer, sl__timer_closed);
 }
 
 void sl_watchdog_free(sl_watchdog_t *w) {

@@ -22,22 +22,25 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "runtime/base/counters.h"
+
 #define SL_WATCHDOG_EXIT 70 /* EX_SOFTWARE */
 
 typedef struct sl_watchdog_s sl_watchdog_t;
 
-/* Starts watching loop: warn past warn_ms, exit past abort_ms (0 = never;
- * otherwise at least warn_ms), lines to log.  The stamp starts now, so the
+/* Starts watching loop, which must run on the calling thread: warn past
+ * warn_ms, exit past abort_ms (0 = never; otherwise at least warn_ms),
+ * lines to log, stalls counted in counters (may be NULL).  The stamp starts now, so the
  * time before uv_run counts (a policy stuck while the first generation
  * loads is caught too).  Returns 0 with *out, or a negative libuv code
  * (nothing is left running then).  warn_ms 0 is refused with UV_EINVAL. */
-int sl_watchdog_start(sl_watchdog_t **out, uv_loop_t *loop, uint64_t warn_ms, uint64_t abort_ms, FILE *log);
+int sl_watchdog_start(sl_watchdog_t **out, uv_loop_t *loop, uint64_t warn_ms, uint64_t abort_ms, FILE *log,
+                      sl_counters_t *counters);
 
-/* Closes the timer; the loop runs the close.  Call it once uv_run has
- * returned (the timer is unreferenced, so it does not keep the loop alive
- * and the watchdog keeps watching the whole shutdown), run the loop once
- * more, then sl_watchdog_free.  NULL is a no-op. */
-void sl_watchdog_close(sl_watchdog_t *w);
+/* Closes the timer; cb (may be NULL) runs with ud once the loop has closed
+ * it, and then sl_watchdog_free may follow.  Close it last, so the watchdog
+ * watches the whole shutdown.  NULL is a no-op. */
+void sl_watchdog_close(sl_watchdog_t *w, void (*cb)(void *ud), void *ud);
 
 /* Stops and joins the thread and frees w (after sl_watchdog_close and the
  * loop's run).  NULL is a no-op. */

@@ -91,6 +91,7 @@ struct sl_http_server_s {
   sl_http_handler_cb handler;
   void *ud;
   llhttp_settings_t settings;
+  sl_counters_t *counters;   /* the owner's counters, or NULL */
   int port;
   int listening;             /* listener handle open */
   int nconns, nactive;
@@ -239,7 +240,7 @@ static int sl__conn_write(sl_http_conn_t *c, sl_http_write_t *w, const uv_buf_t 
   c->writes_pending++;
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
-  if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, total);
+  sl_counter_add(c->server->counters, SL_C_BYTES_TO_CLIENTS, total);
   /* A write the kernel took at once still holds its buffers (and pinned
    * chunk) until its callback, which libuv runs on the next loop turn; a
    * fast upstream can be read many times in between, so the held bytes
@@ -284,7 +285,7 @@ static void sl__on_handle_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next; else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
-  if (s->limits.global_counters) sl_counter_dec(SL_C_CONNECTIONS_ACTIVE);
+  sl_counter_dec(s->counters, SL_C_CONNECTIONS_ACTIVE);
   sl_free(c->in);
   sl_free(c->hbuf);
   sl_free(c->hoff);
@@ -359,7 +360,7 @@ static void sl__conn_error(sl_http_conn_t *c, int status, const char *message, c
     case 413: id = SL_C_ERR_BODY_TOO_LARGE; break;
     case 431: id = SL_C_ERR_HEADER_TOO_LARGE; break;
   }
-  if (id != none && c->server->limits.global_counters) sl_counter_inc(id);
+  if (id != none) sl_counter_inc(c->server->counters, id);
   char body[512];
   int blen = snprintf(body, sizeof(body),
                       "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
@@ -608,7 +609,7 @@ static void sl__dispatch(sl_http_conn_t *c) {
   r->on_written = NULL;
   c->above_high = 0;
   c->resp_headers[0] = '\0';
-  if (s->limits.global_counters) sl_counter_inc(SL_C_REQUESTS);
+  sl_counter_inc(s->counters, SL_C_REQUESTS);
   s->handler(r, s->ud);
 }
 
@@ -810,7 +811,7 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
   if (c->writes_pending == 0 && !c->closing && !c->shutting_down) {
     int wrote = uv_try_write((uv_stream_t *)&c->tcp, out, n);
     if (wrote == (int)wire) {
-      if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, wire);
+      sl_counter_add(c->server->counters, SL_C_BYTES_TO_CLIENTS, wire);
       sl__write_put(c->server, w);
       return 0;
     }
@@ -821,7 +822,7 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
     }
     if (wrote > 0) {
       /* Skip what went out; the rest stays in the same buffers. */
-      if (c->server->limits.global_counters) sl_counter_add(SL_C_BYTES_TO_CLIENTS, (size_t)wrote);
+      sl_counter_add(c->server->counters, SL_C_BYTES_TO_CLIENTS, (size_t)wrote);
       size_t skip = (size_t)wrote;
       unsigned k = 0;
       while (k < n && skip >= out[k].len) skip -= out[k++].len;
@@ -893,10 +894,8 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  if (s->limits.global_counters) {
-    sl_counter_inc(SL_C_CONNECTIONS_ACTIVE);
-    sl_counter_inc(SL_C_CONNECTIONS_ACCEPTED);
-  }
+  sl_counter_inc(s->counters, SL_C_CONNECTIONS_ACTIVE);
+  sl_counter_inc(s->counters, SL_C_CONNECTIONS_ACCEPTED);
   s->accepted++;
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     sl__conn_close(c);
@@ -963,6 +962,9 @@ int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *hos
   return 0;
 }
 
+void sl_http_server_set_counters(sl_http_server_t *s, sl_counters_t *counters) { s->counters = counters; }
+
+void *sl_http_server_ud(const sl_http_server_t *s) { return s->ud; }
 int sl_http_server_port(const sl_http_server_t *s) { return s->port; }
 int sl_http_server_connections(const sl_http_server_t *s) { return s->nconns; }
 int sl_http_server_active_requests(const sl_http_server_t *s) { return s->nactive; }

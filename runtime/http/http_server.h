@@ -40,6 +40,7 @@
 
 #include "runtime/base/chunk_pool.h"
 #include "runtime/base/config.h"
+#include "runtime/base/counters.h"
 
 typedef struct sl_http_server_s sl_http_server_t;
 typedef struct sl_http_conn_s sl_http_conn_t;
@@ -105,6 +106,14 @@ int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines);
  * the close callback of sl_http_server_close. */
 int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
                         const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud);
+
+/* Counts requests, connections and bytes into counters (NULL, the
+ * default: counts nothing, as for an in-process engine's server).  Call it
+ * before the loop runs again after init. */
+void sl_http_server_set_counters(sl_http_server_t *s, sl_counters_t *counters);
+
+/* The ud the server was made with (what its handler gets). */
+void *sl_http_server_ud(const sl_http_server_t *s);
 
 /* The bound port (useful after port 0). */
 int sl_http_server_port(const sl_http_server_t *s);

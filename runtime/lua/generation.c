@@ -16,13 +16,6 @@
 #include "runtime/base/errors.h"
 #include "runtime/lua/lua_budget.h"
 
-static int sl__live;
-static const sl_ffi_place_ctx_t *sl__place_ctx;
-
-const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void) { return sl__place_ctx; }
-
-int sl_generation_live(void) { return sl__live; }
-
 /* The environment wins; then the source tree this binary was built from
  * (a developer's build); then <prefix>/share/sluice/<sub> beside the
  * installed binary (<prefix>/bin/sluice). */
@@ -109,6 +102,16 @@ lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen) {
   return L;
 }
 
+void sl_lua_set_host(lua_State *L, sl_ttldict_t **dict_slot) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_createtable(L, 0, 1);
+  lua_pushlightuserdata(L, dict_slot);
+  lua_setfield(L, -2, "dict_slot");
+  lua_setfield(L, -2, "sluice.host");
+  lua_pop(L, 2);
+}
+
 /* Pushes a JSON value as the equivalent Lua value (objects and arrays as
  * tables, arrays 1-based, null as nil). */
 static void sl__push_json(lua_State *L, const cJSON *v) {
@@ -139,8 +142,8 @@ static void sl__push_json(lua_State *L, const cJSON *v) {
 }
 
 /* Loads the policy, validates it, and leaves a wrapper that calls
- * policy.place(ctx) with the FFI context: C cannot make cdata, so the
- * wrapper fetches the pointer itself. */
+ * policy.place(ctx) with the FFI context: C cannot make cdata, so it passes
+ * the context as a light userdata and the wrapper casts it. */
 static const char sl__bootstrap[] =
     "local path, config = ...\n"
     "local placement = require 'sluice.placement'\n"
@@ -152,16 +155,16 @@ static const char sl__bootstrap[] =
     "if not valid then error(path .. ': ' .. why, 0) end\n"
     "local cfg, cerr = placement.configure(policy, config)\n"
     "if not cfg then error(path .. ': placement.config: ' .. cerr, 0) end\n"
-    "local place, context = policy.place, placement.context\n"
-    "return function() return place(context()) end, policy.name, policy.version\n";
+    "local place, context_of = policy.place, placement.context_of\n"
+    "return function(p) return place(context_of(p)) end, policy.name, policy.version\n";
 
-int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_limits_t *lim,
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_host_t *lim,
                         sl_generation_t **out, char *err, size_t errlen) {
   sl_generation_t *g = sl_calloc(1, sizeof(*g));
-  if (lim) g->limits = *lim;
-  if (g->limits.budget == 0) g->limits.budget = SL_BUDGET_DEFAULT;
-  if (g->limits.load_budget == 0) g->limits.load_budget = SL_BUDGET_LOAD_DEFAULT;
-  g->mem.limit = g->limits.mem_limit;
+  if (lim) g->host = *lim;
+  if (g->host.budget == 0) g->host.budget = SL_BUDGET_DEFAULT;
+  if (g->host.load_budget == 0) g->host.load_budget = SL_BUDGET_LOAD_DEFAULT;
+  g->mem.limit = g->host.mem_limit;
   g->id = id;
   g->refs = 1;
   g->place_ref = LUA_NOREF;
@@ -174,6 +177,8 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   }
   lua_State *L = g->L;
   int rc = sl_budget_fence_state(L, err, errlen);
+  g->dict_slot = g->host.dict;
+  if (rc == 0 && g->host.dict) sl_lua_set_host(L, &g->dict_slot);
   cJSON *conf = config_json ? cJSON_Parse(config_json) : NULL;
   if (rc == 0 && luaL_loadbuffer(L, sl__bootstrap, sizeof(sl__bootstrap) - 1, "=sluice.bootstrap") != 0) {
     const char *msg = lua_tostring(L, -1);
@@ -183,7 +188,7 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   if (rc == 0) {
     lua_pushstring(L, policy_path);
     if (conf) sl__push_json(L, conf); else lua_pushnil(L);
-    sl_budget_call_t call = {"load", policy_path, NULL, g->limits.load_budget};
+    sl_budget_call_t call = {"load", policy_path, NULL, g->host.load_budget, g->host.counters};
     if (sl_budget_pcall(L, 2, 3, &call, err, errlen) != SL_BUDGET_OK) rc = SL_EINVAL;
   }
   cJSON_Delete(conf);
@@ -196,8 +201,7 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   snprintf(g->policy_name, sizeof(g->policy_name), "%s", lua_tostring(L, -2));
   lua_pop(L, 2);
   g->place_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  sl__live++;
-  sl_counter_inc(SL_C_GENERATIONS_LIVE);
+  sl_counter_inc(g->host.counters, SL_C_GENERATIONS_LIVE);
   *out = g;
   return 0;
 }
@@ -209,11 +213,11 @@ sl_generation_t *sl_generation_acquire(sl_generation_t *g) {
 
 void sl_generation_release(sl_generation_t *g) {
   if (g == NULL || --g->refs > 0) return;
+  sl_counters_t *counters = g->host.counters;
   lua_close(g->L);
   sl_free(g);
-  sl__live--;
-  sl_counter_dec(SL_C_GENERATIONS_LIVE);
-  sl_counter_inc(SL_C_GENERATIONS_FREED);
+  sl_counter_dec(counters, SL_C_GENERATIONS_LIVE);
+  sl_counter_inc(counters, SL_C_GENERATIONS_FREED);
 }
 
 int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
@@ -226,10 +230,9 @@ int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->place_ref);
-  sl__place_ctx = ctx;
-  sl_budget_call_t call = {"placement", g->policy_path, request_id, g->limits.budget};
-  sl_budget_status_t st = sl_budget_pcall(L, 0, 2, &call, reason, reasonlen);
-  sl__place_ctx = NULL;
+  lua_pushlightuserdata(L, (void *)ctx);
+  sl_budget_call_t call = {"placement", g->policy_path, request_id, g->host.budget, g->host.counters};
+  sl_budget_status_t st = sl_budget_pcall(L, 1, 2, &call, reason, reasonlen);
   g->place_stops = st == SL_BUDGET_EXCEEDED ? g->place_stops + 1 : 0;
   if (g->place_stops >= SL_BUDGET_SUSPEND_AFTER && !g->place_suspended) {
     g->place_suspended = 1;
@@ -265,7 +268,7 @@ static const char sl__narration_bootstrap[] =
     "local valid, why = narration.validate(mod)\n"
     "if not valid then error(path .. ': ' .. why, 0) end\n"
     "local run = narration.run_batch\n"
-    "return function() return run(mod) end\n";
+    "return function(nar) return run(mod, nar) end\n";
 
 int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen) {
   lua_State *L = g->L;
@@ -277,7 +280,7 @@ int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err
     return SL_EINVAL;
   }
   lua_pushstring(L, path);
-  sl_budget_call_t call = {"load", path, NULL, g->limits.load_budget};
+  sl_budget_call_t call = {"load", path, NULL, g->host.load_budget, g->host.counters};
   if (sl_budget_pcall(L, 1, 1, &call, err, errlen) != SL_BUDGET_OK) {
     lua_settop(L, top);
     return SL_EINVAL;
@@ -288,7 +291,7 @@ int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err
   return 0;
 }
 
-int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen) {
+int sl_generation_narrate(sl_generation_t *g, sl_narrator_t *nar, char *err, size_t errlen) {
   if (g == NULL || g->narrate_ref == LUA_NOREF) {
     snprintf(err, errlen, "no narration policy");
     return SL_EINVAL;
@@ -301,8 +304,9 @@ int sl_generation_narrate(sl_generation_t *g, char *err, size_t errlen) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->narrate_ref);
-  sl_budget_call_t call = {"narration", g->narration_path, NULL, g->limits.budget};
-  sl_budget_status_t st = sl_budget_pcall(L, 0, 0, &call, err, errlen);
+  lua_pushlightuserdata(L, nar);
+  sl_budget_call_t call = {"narration", g->narration_path, NULL, g->host.budget, g->host.counters};
+  sl_budget_status_t st = sl_budget_pcall(L, 1, 0, &call, err, errlen);
   g->narrate_stops = st == SL_BUDGET_EXCEEDED ? g->narrate_stops + 1 : 0;
   if (g->narrate_stops >= SL_BUDGET_SUSPEND_AFTER && !g->narrate_suspended) {
     g->narrate_suspended = 1;

@@ -26,27 +26,35 @@ typedef struct sl__frame_s {
 
 static _Thread_local sl__frame_t *sl__top;
 
-/* What the watchdog thread reads.  The loop sets it around each call; the
- * strings it points at live at least until the call returns, and the
- * watchdog copies them under the same lock the loop takes to clear it. */
-static pthread_mutex_t sl__note_lock = PTHREAD_MUTEX_INITIALIZER;
-static const sl_budget_call_t *sl__note;
+/* What a watchdog thread reads: each loop thread has its own note.  The
+ * loop sets it around each call; the strings it points at live at least
+ * until the call returns, and the watchdog copies them under the same lock
+ * the loop takes to clear it. */
+struct sl_budget_note_s {
+  pthread_mutex_t lock;
+  const sl_budget_call_t *call;
+};
+
+static _Thread_local sl_budget_note_t sl__note = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+sl_budget_note_t *sl_budget_note_here(void) { return &sl__note; }
 
 static void sl__set_note(const sl_budget_call_t *call) {
-  pthread_mutex_lock(&sl__note_lock);
-  sl__note = call;
-  pthread_mutex_unlock(&sl__note_lock);
+  pthread_mutex_lock(&sl__note.lock);
+  sl__note.call = call;
+  pthread_mutex_unlock(&sl__note.lock);
 }
 
-void sl_budget_describe_running(char *out, size_t cap) {
-  pthread_mutex_lock(&sl__note_lock);
-  if (sl__note == NULL) {
+void sl_budget_describe_running(sl_budget_note_t *note, char *out, size_t cap) {
+  pthread_mutex_lock(&note->lock);
+  const sl_budget_call_t *c = note->call;
+  if (c == NULL) {
     if (cap) out[0] = '\0';
   } else {
-    snprintf(out, cap, "%s%s%s%s%s", sl__note->phase, sl__note->file ? " " : "", sl__note->file ? sl__note->file : "",
-             sl__note->request_id ? " for request " : "", sl__note->request_id ? sl__note->request_id : "");
+    snprintf(out, cap, "%s%s%s%s%s", c->phase, c->file ? " " : "", c->file ? c->file : "",
+             c->request_id ? " for request " : "", c->request_id ? c->request_id : "");
   }
-  pthread_mutex_unlock(&sl__note_lock);
+  pthread_mutex_unlock(&note->lock);
 }
 
 /* Fires once the call has run its budget.  From then on it fires on every
@@ -79,7 +87,7 @@ sl_budget_status_t sl_budget_pcall(lua_State *L, int nargs, int nresults, const 
    * and gives the outer call its hook back afterwards. */
   lua_Hook old_hook = lua_gethook(L);
   int old_mask = lua_gethookmask(L), old_count = lua_gethookcount(L);
-  const sl_budget_call_t *old_note = sl__note;
+  const sl_budget_call_t *old_note = sl__note.call;
   sl__top = &f;
   sl__set_note(call);
   int top = lua_gettop(L) - nargs - 1;
@@ -89,7 +97,7 @@ sl_budget_status_t sl_budget_pcall(lua_State *L, int nargs, int nresults, const 
   sl__top = f.prev;
   sl__set_note(old_note);
   if (f.exceeded) {
-    sl_counter_inc(SL_C_LUA_BUDGET_EXCEEDED);
+    sl_counter_inc(call->counters, SL_C_LUA_BUDGET_EXCEEDED);
     snprintf(err, errlen, "instruction budget exceeded: %s%s%s stopped after %u VM instructions%s", call->phase,
              call->file ? " " : "", call->file ? call->file : "", f.budget, f.where);
     lua_settop(L, top);

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "runtime/base/config.h"
+#include "runtime/base/counters.h"
 
 typedef struct lua_State lua_State;
 
@@ -47,6 +48,7 @@ typedef struct {
   const char *file;       /* the script's file, or NULL */
   const char *request_id; /* the request it runs for, or NULL */
   uint64_t instructions;  /* the budget (0 = SL_BUDGET_DEFAULT; capped at INT32_MAX) */
+  sl_counters_t *counters;/* where lua_budget_exceeded is counted (NULL = nowhere) */
 } sl_budget_call_t;
 
 /* Turns the JIT off in L and fences jit.on, jit.flush and debug.sethook
@@ -62,13 +64,19 @@ int sl_budget_fence_state(lua_State *L, char *err, size_t errlen);
  * ("instruction budget exceeded: stopped after N VM instructions at
  * file:line" for SL_BUDGET_EXCEEDED, Lua's "file:line: message" otherwise).
  * Calls may nest across states (an attach session that reloads).  Counts
- * every budget kill in the lua_budget_exceeded counter. */
+ * every budget kill in call->counters (lua_budget_exceeded). */
 sl_budget_status_t sl_budget_pcall(lua_State *L, int nargs, int nresults, const sl_budget_call_t *call, char *err,
                                    size_t errlen);
 
-/* What the loop is running in Lua now, for the watchdog (another thread):
- * copies "phase file (request ID)" into out, or "" when no budgeted call is
- * running.  Thread-safe. */
-void sl_budget_describe_running(char *out, size_t cap);
+/* The calling thread's note of the budgeted call it runs now.  A watchdog
+ * takes the note of the loop thread it watches (it lives as long as that
+ * thread). */
+typedef struct sl_budget_note_s sl_budget_note_t;
+sl_budget_note_t *sl_budget_note_here(void);
+
+/* What the thread of note is running in Lua now, for a watchdog on another
+ * thread: copies "phase file for request ID" into out, or "" when no
+ * budgeted call is running.  Thread-safe. */
+void sl_budget_describe_running(sl_budget_note_t *note, char *out, size_t cap);
 
 #endif

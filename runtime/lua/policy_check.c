@@ -65,31 +65,41 @@ int sl_policy_check_placement(sl_generation_t *g, FILE *say, char *err, size_t e
     snprintf(err, errlen, "placement check: out of memory for a scratch dictionary");
     return SL_ENOMEM;
   }
-  sl_ttldict_t *live = sl_ttldict_swap_default(scratch);
-  static sl_ffi_place_ctx_t ctx; /* large; one check at a time on this loop */
+  sl_ttldict_t *live = g->dict_slot;
+  g->dict_slot = scratch;
+  sl_ffi_place_ctx_t *ctx = sl_malloc(sizeof(*ctx)); /* 4 KiB: kept off the stack */
   int rc = 0;
   for (int k = 0; rc == 0; k++) {
-    const char *what = sl__sample(k, &ctx);
+    const char *what = sl__sample(k, ctx);
     if (what == NULL) break;
     int index = -1;
     char reason[512];
-    rc = sl_generation_place(g, &ctx, NULL, &index, reason, sizeof(reason));
+    rc = sl_generation_place(g, ctx, NULL, &index, reason, sizeof(reason));
     if (rc < 0)
       snprintf(err, errlen, "%s: placement sample %d (%s): %s", g->policy_path, k + 1, what, reason);
     else if (say)
       fprintf(say, "  placement sample %d (%s): candidate %d (%s): %s\n", k + 1, what, index + 1,
-              ctx.cands[index].name, reason);
+              ctx->cands[index].name, reason);
   }
-  sl_ttldict_swap_default(live);
+  sl_free(ctx);
+  g->dict_slot = live;
   sl_ttldict_free(scratch);
   return rc;
 }
 
-static int sl__narrate_run(void *ud, char *err, size_t errlen) { return sl_generation_narrate(ud, err, errlen); }
+typedef struct {
+  sl_generation_t *g;
+  sl_narrator_t *nar;
+} sl__trial_t;
 
-int sl_policy_check_narration(sl_generation_t *g, FILE *say, char *err, size_t errlen) {
+static int sl__narrate_run(void *ud, char *err, size_t errlen) {
+  sl__trial_t *t = ud;
+  return sl_generation_narrate(t->g, t->nar, err, errlen);
+}
+
+int sl_policy_check_narration(sl_generation_t *g, const char *const *secrets, FILE *say, char *err, size_t errlen) {
   if (g->narrate_ref < 0) return 0;
-  static sl_ffi_narration_event_t ev[SL_NAR__COUNT - 1];
+  sl_ffi_narration_event_t ev[SL_NAR__COUNT - 1];
   memset(ev, 0, sizeof(ev));
   for (int k = 1; k < SL_NAR__COUNT; k++) {
     sl_ffi_narration_event_t *e = &ev[k - 1];
@@ -107,7 +117,11 @@ int sl_policy_check_narration(sl_generation_t *g, FILE *say, char *err, size_t e
              : k == SL_NAR_NOT_READY   ? "connection refused"
                                        : "least loaded");
   }
-  int rc = sl_narrate_trial(ev, SL_NAR__COUNT - 1, sl__narrate_run, g, say, err, errlen);
+  /* A narrator of its own: the trial's sentences go to say, never to a log,
+   * and a live gateway's ring is not touched. */
+  sl__trial_t t = {g, sl_narrator_new(NULL, 0, secrets, NULL)};
+  int rc = sl_narrate_trial(t.nar, ev, SL_NAR__COUNT - 1, sl__narrate_run, &t, say, err, errlen);
+  sl_narrator_free(t.nar);
   if (rc < 0) {
     char msg[1024];
     snprintf(msg, sizeof(msg), "%s: narration of one sample event of each kind: %s", g->narration_path, err);
@@ -117,141 +131,18 @@ int sl_policy_check_narration(sl_generation_t *g, FILE *say, char *err, size_t e
 }
 
 int sl_policy_build_checked(const char *placement_path, const char *placement_config, const char *narration_path,
-                            uint64_t id, const sl_lua_limits_t *lim, FILE *say, sl_generation_t **out, char *err,
-                            size_t errlen) {
+                            uint64_t id, const sl_lua_host_t *lim, const char *const *secrets, FILE *say,
+                            sl_generation_t **out, char *err, size_t errlen) {
   sl_generation_t *g;
   int rc = sl_generation_build(placement_path, placement_config, id, lim, &g, err, errlen);
   if (rc < 0) return rc;
   if (narration_path) rc = sl_generation_load_narration(g, narration_path, err, errlen);
   if (rc == 0) rc = sl_policy_check_placement(g, say, err, errlen);
-  if (rc == 0) rc = sl_policy_check_narration(g, say, err, errlen);
+  if (rc == 0) rc = sl_policy_check_narration(g, secrets, say, err, errlen);
   if (rc < 0) {
     sl_generation_release(g);
     return rc;
   }
   *out = g;
   return 0;
-}
-
-/* ---- sluice check ---- */
-
-/* Loads path in a scratch state (fenced, under the load budget) and tells
- * whether it is a narration module (it has narrate and no place). */
-static int sl__is_narration(const char *path, const sl_lua_limits_t *lim, char *err, size_t errlen) {
-  static const char probe[] =
-      "local chunk, err = loadfile((...))\n"
-      "if not chunk then error(err, 0) end\n"
-      "local ok, mod = pcall(chunk)\n"
-      "if not ok then error(mod, 0) end\n"
-      "return type(mod) == 'table' and type(mod.narrate) == 'function' and type(mod.place) ~= 'function'\n";
-  sl_lua_mem_t mem = {0, 0, lim->mem_limit};
-  lua_State *L = sl_lua_new_state(&mem, err, errlen);
-  if (L == NULL) return SL_ENOMEM;
-  int rc = sl_budget_fence_state(L, err, errlen);
-  if (rc == 0 && luaL_loadbuffer(L, probe, sizeof(probe) - 1, "=sluice.check") != 0) rc = SL_EINVAL;
-  if (rc == 0) {
-    lua_pushstring(L, path);
-    sl_budget_call_t call = {"load", path, NULL, lim->load_budget};
-    rc = sl_budget_pcall(L, 1, 1, &call, err, errlen) == SL_BUDGET_OK ? lua_toboolean(L, -1) : SL_EINVAL;
-  }
-  lua_close(L);
-  return rc;
-}
-
-static void sl__check_usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice check POLICY.lua\n"
-          "       sluice check --config FILE\n"
-          "  Loads a placement or narration policy (or every policy a config names, with\n"
-          "  its placement.config and lua limits) exactly as the daemon would, then runs\n"
-          "  each phase over sample inputs under the instruction budget and prints what\n"
-          "  it decided.  A policy that raises, returns something unusable or runs past\n"
-          "  its budget is refused: file:line and exit status 1.\n");
-}
-
-int sl_policy_check_main(int argc, char **argv) {
-  const char *config_path = NULL, *file = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      sl__check_usage(stdout);
-      return 0;
-    } else if (argv[i][0] != '-' && file == NULL) {
-      file = argv[i];
-    } else {
-      sl__check_usage(stderr);
-      return 2;
-    }
-  }
-  if ((config_path == NULL) == (file == NULL)) {
-    sl__check_usage(stderr);
-    return 2;
-  }
-  sl_alloc_init();
-  static sl_config_t cfg;
-  char err[1536];
-  int rc = config_path ? sl_config_load(&cfg, config_path, err, sizeof(err))
-                       : sl_config_parse(&cfg, sl_config_default_json(), strlen(sl_config_default_json()), err,
-                                         sizeof(err));
-  if (rc < 0) {
-    fprintf(stderr, "%s\n", err);
-    return 1;
-  }
-  sl_lua_limits_t lim = {cfg.lua_memory_limit, cfg.lua_budget, cfg.lua_load_budget};
-  char ppath[512], npath[512];
-  const char *pconf = NULL, *nar = NULL;
-  int bad_path = 0;
-  if (config_path) {
-    bad_path = sl_policy_resolve(cfg.placement_policy, ppath, sizeof(ppath)) < 0 ||
-               (cfg.narration_policy[0] && sl_narration_resolve(cfg.narration_policy, npath, sizeof(npath)) < 0);
-    pconf = cfg.placement_config;
-    nar = cfg.narration_policy[0] ? npath : NULL;
-  } else if (sl_policy_resolve(file, ppath, sizeof(ppath)) < 0) {
-    bad_path = 1;
-  } else {
-    /* One file: a placement policy, or a narration policy checked beside
-     * the shipped least_loaded placement. */
-    int is_nar = sl__is_narration(ppath, &lim, err, sizeof(err));
-    if (is_nar < 0) {
-      fprintf(stderr, "%s\n", err);
-      sl_config_free(&cfg);
-      return 1;
-    }
-    if (is_nar) {
-      snprintf(npath, sizeof(npath), "%s", ppath);
-      nar = npath;
-      sl_policy_resolve("least_loaded", ppath, sizeof(ppath));
-    }
-  }
-  if (bad_path) {
-    fprintf(stderr, "policy path too long\n");
-    sl_config_free(&cfg);
-    return 1;
-  }
-  /* Narration trial sentences are redacted like every log line. */
-  const char *secrets[SL_MAX_POOLS + 34];
-  int ns = 0;
-  for (int i = 0; i < cfg.npools; i++)
-    if (cfg.pools[i].api_key) secrets[ns++] = cfg.pools[i].api_key;
-  for (int i = 0; i < cfg.nlog_secrets; i++) secrets[ns++] = cfg.log_secrets[i];
-  secrets[ns] = NULL;
-  sl_narrate_configure(stderr, 0, secrets);
-  sl_generation_t *g;
-  rc = sl_policy_build_checked(ppath, pconf, nar, 0, &lim, stdout, &g, err, sizeof(err));
-  if (rc < 0) {
-    fflush(stdout);
-    fprintf(stderr, "%s\n", err);
-  } else {
-    if (file == NULL || nar == NULL)
-      printf("ok: %s: placement policy %s %s\n", g->policy_path, g->policy_name, g->policy_version);
-    if (nar) printf("ok: %s: narration policy\n", nar);
-    printf("every phase returned on the samples within %llu VM instructions per call (lua.instruction_budget)\n",
-           (unsigned long long)g->limits.budget);
-    sl_generation_release(g);
-  }
-  sl_narrate_configure(NULL, 0, NULL);
-  sl_ttldict_set_default(NULL);
-  sl_config_free(&cfg);
-  return rc < 0 ? 1 : 0;
 }

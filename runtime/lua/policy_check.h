@@ -27,22 +27,18 @@
 int sl_policy_check_placement(sl_generation_t *g, FILE *say, char *err, size_t errlen);
 
 /* Runs g's narration policy (if it has one) over one sample event of every
- * kind as one batch.  Returns 0 (also when g has no narration policy), or
- * < 0 with the error in err.  When say is not NULL the sentences go there. */
-int sl_policy_check_narration(sl_generation_t *g, FILE *say, char *err, size_t errlen);
+ * kind as one batch, on a narrator of its own that redacts secrets (a
+ * NULL-ended list, may be NULL).  Returns 0 (also when g has no narration
+ * policy), or < 0 with the error in err.  When say is not NULL the
+ * sentences go there. */
+int sl_policy_check_narration(sl_generation_t *g, const char *const *secrets, FILE *say, char *err, size_t errlen);
 
 /* Builds a generation from a placement policy (path, with its config JSON
  * or NULL) and an optional narration policy (path or NULL), then checks
  * both phases on the samples.  Returns 0 with *out (refs 1), or < 0 with
  * the error in err and nothing allocated. */
 int sl_policy_build_checked(const char *placement_path, const char *placement_config, const char *narration_path,
-                            uint64_t id, const sl_lua_limits_t *lim, FILE *say, sl_generation_t **out, char *err,
-                            size_t errlen);
-
-/* `sluice check POLICY.lua | --config FILE` (argv[0] is "check"): builds
- * the policies as the daemon would and runs the sample checks, printing
- * the samples' outcomes on stdout.  Returns the exit status: 0 ok, 1 the
- * policy (or config) is refused, 2 usage. */
-int sl_policy_check_main(int argc, char **argv);
+                            uint64_t id, const sl_lua_host_t *lim, const char *const *secrets, FILE *say,
+                            sl_generation_t **out, char *err, size_t errlen);
 
 #endif

@@ -461,15 +461,11 @@ struct sl_ttldict_s {
   void *state;                         /* the backend's state (owned) */
   sl_ttldict_clock_fn clock;           /* time source, ms */
   void *clock_data;
+  int64_t test_now;                    /* >= 0: the time the clock reports (tests); -1: the clock */
 };
-
-/* >= 0: the time every default clock reports (set by tests through the
- * FFI); -1: the real clock. */
-static int64_t sl__test_now = -1;
 
 static uint64_t sl__default_clock(void *data) {
   (void)data;
-  if (sl__test_now >= 0) return (uint64_t)sl__test_now;
   return uv_hrtime() / 1000000u;
 }
 
@@ -492,6 +488,7 @@ int sl_ttldict_new(const sl_ttldict_options_t *opts, sl_ttldict_t **out) {
   d->state = o.backend_state;
   d->clock = o.clock ? o.clock : sl__default_clock;
   d->clock_data = o.clock_data;
+  d->test_now = -1;
   *out = d;
   return 0;
 }
@@ -502,7 +499,9 @@ void sl_ttldict_free(sl_ttldict_t *d) {
   sl_free(d);
 }
 
-uint64_t sl_ttldict_now(const sl_ttldict_t *d) { return d->clock(d->clock_data); }
+uint64_t sl_ttldict_now(const sl_ttldict_t *d) {
+  return d->test_now >= 0 ? (uint64_t)d->test_now : d->clock(d->clock_data);
+}
 
 static int sl__check_key(const char *key, size_t klen) {
   if (!key || klen == 0) return SL_EINVAL;
@@ -582,77 +581,43 @@ size_t sl_ttldict_sweep(sl_ttldict_t *d, uint64_t now_ms, size_t max_entries) {
 }
 
 /* ------------------------------------------------------------------ */
-/* The process-wide default and its FFI surface.                        */
+/* The FFI surface (lua/sluice/dict.lua).                               */
 
-static sl_ttldict_t *sl__default;
-
-sl_ttldict_t *sl_ttldict_default(void) {
-  if (!sl__default && sl_ttldict_new(NULL, &sl__default) != 0) sl__default = NULL;
-  return sl__default;
+int sl_ffi_dict_get(sl_ttldict_t *d, const char *key, size_t klen, char *buf, size_t cap, size_t *vlen) {
+  return sl_ttldict_get(d, key, klen, buf, cap, vlen);
 }
 
-sl_ttldict_t *sl_ttldict_swap_default(sl_ttldict_t *d) {
-  sl_ttldict_t *old = sl__default;
-  sl__default = d;
-  return old;
+int sl_ffi_dict_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms) {
+  return sl_ttldict_set(d, key, klen, val, vlen, ttl_ms);
 }
 
-void sl_ttldict_set_default(sl_ttldict_t *d) {
-  sl_ttldict_t *old = sl__default;
-  sl__default = d;
-  if (old != d) sl_ttldict_free(old);
+int sl_ffi_dict_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
+                    int *added) {
+  return sl_ttldict_add(d, key, klen, val, vlen, ttl_ms, added);
 }
 
-int sl_ffi_dict_get(const char *key, size_t klen, char *buf, size_t cap, size_t *vlen) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_get(d, key, klen, buf, cap, vlen) : SL_ENOMEM;
+int sl_ffi_dict_incr(sl_ttldict_t *d, const char *key, size_t klen, int64_t by, int has_init, int64_t init,
+                     int64_t ttl_ms, int64_t *out) {
+  return sl_ttldict_incr(d, key, klen, by, has_init ? &init : NULL, ttl_ms, out);
 }
 
-int sl_ffi_dict_set(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_set(d, key, klen, val, vlen, ttl_ms) : SL_ENOMEM;
+int sl_ffi_dict_delete(sl_ttldict_t *d, const char *key, size_t klen) { return sl_ttldict_delete(d, key, klen); }
+
+int sl_ffi_dict_ttl(sl_ttldict_t *d, const char *key, size_t klen, int64_t *remaining_ms) {
+  return sl_ttldict_ttl(d, key, klen, remaining_ms);
 }
 
-int sl_ffi_dict_add(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms, int *added) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_add(d, key, klen, val, vlen, ttl_ms, added) : SL_ENOMEM;
-}
+int sl_ffi_dict_count(sl_ttldict_t *d, size_t *entries, size_t *bytes) { return sl_ttldict_count(d, entries, bytes); }
 
-int sl_ffi_dict_incr(const char *key, size_t klen, int64_t by, int has_init, int64_t init, int64_t ttl_ms,
-                     int64_t *out) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_incr(d, key, klen, by, has_init ? &init : NULL, ttl_ms, out) : SL_ENOMEM;
-}
+int sl_ffi_dict_flush(sl_ttldict_t *d) { return sl_ttldict_flush(d); }
 
-int sl_ffi_dict_delete(const char *key, size_t klen) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_delete(d, key, klen) : SL_ENOMEM;
-}
-
-int sl_ffi_dict_ttl(const char *key, size_t klen, int64_t *remaining_ms) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_ttl(d, key, klen, remaining_ms) : SL_ENOMEM;
-}
-
-int sl_ffi_dict_count(size_t *entries, size_t *bytes) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_count(d, entries, bytes) : SL_ENOMEM;
-}
-
-int sl_ffi_dict_flush(void) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  return d ? sl_ttldict_flush(d) : SL_ENOMEM;
-}
-
-int sl_ffi_dict_sweep(size_t max_entries, size_t *reclaimed) {
-  sl_ttldict_t *d = sl_ttldict_default();
-  if (!d) return SL_ENOMEM;
+int sl_ffi_dict_sweep(sl_ttldict_t *d, size_t max_entries, size_t *reclaimed) {
   size_t n = sl_ttldict_sweep(d, sl_ttldict_now(d), max_entries);
   if (reclaimed) *reclaimed = n;
   return 0;
 }
 
-int sl_ffi_dict_set_clock_for_tests(int64_t now_ms) {
-  sl__test_now = now_ms < 0 ? -1 : now_ms;
+int sl_ffi_dict_set_clock_for_tests(sl_ttldict_t *d, int64_t now_ms) {
+  d->test_now = now_ms < 0 ? -1 : now_ms;
   return 0;
 }

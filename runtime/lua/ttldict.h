@@ -25,13 +25,14 @@
  * dictionary is a visible error rather than silently wrong routing.
  *
  * Time: milliseconds from a caller-supplied clock (default: uv_hrtime() /
- * 1e6, which tests may freeze with sl_ffi_dict_set_clock_for_tests).
- * Single-threaded: one dictionary belongs to one loop.  Worker processes do
- * not share the in-process backend.
+ * 1e6; tests may freeze a dictionary's clock with
+ * sl_ffi_dict_set_clock_for_tests).  Single-threaded: one dictionary belongs
+ * to one loop.  Worker processes do not share the in-process backend.
  *
- * The sl_ffi_dict_* functions reach one process-wide default dictionary,
- * created lazily, from Lua (lua/sluice/dict.lua).  They never call back into
- * Lua and never allocate on get.
+ * A gateway owns one dictionary and hands it to the Lua states it builds
+ * (generation.h: the module "sluice.host"); the sl_ffi_dict_* functions are
+ * how lua/sluice/dict.lua reaches it.  They never call back into Lua and
+ * never allocate on get.
  */
 #ifndef SL_TTLDICT_H
 #define SL_TTLDICT_H
@@ -89,7 +90,7 @@ typedef struct sl_ttldict_backend_s {
 /* Options of sl_ttldict_new; zeroed means every default. */
 typedef struct {
   size_t max_bytes;                    /* in-process bound (0 = SL_TTLDICT_DEFAULT_MAX_BYTES) */
-  sl_ttldict_clock_fn clock;           /* NULL = uv_hrtime() / 1e6 (or the test clock) */
+  sl_ttldict_clock_fn clock;           /* NULL = uv_hrtime() / 1e6 */
   void *clock_data;                    /* passed to clock */
   const sl_ttldict_backend_t *backend; /* NULL = the in-process hash table */
   void *backend_state;                 /* backend's state; the dictionary owns it from then on */
@@ -160,38 +161,22 @@ int sl_ttldict_flush(sl_ttldict_t *d);
  * Returns the number freed. */
 size_t sl_ttldict_sweep(sl_ttldict_t *d, uint64_t now_ms, size_t max_entries);
 
-/* The process-wide default dictionary, created on first use with default
- * options.  NULL only when that allocation failed. */
-sl_ttldict_t *sl_ttldict_default(void);
-
-/* Installs d (configured by the caller) as the process-wide default, which
- * owns it from then on; the previous default, if any, is freed with its
- * entries.  Call at start-up, before Lua stores anything.  d may be NULL,
- * which frees the default (the next use creates a fresh one). */
-void sl_ttldict_set_default(sl_ttldict_t *d);
-
-/* Makes d the process-wide default and returns the previous one (possibly
- * NULL) without freeing it: the caller owns what it gets back and hands it
- * back with another swap.  For trial runs of policies (policy_check.h),
- * whose writes must not reach the live dictionary. */
-sl_ttldict_t *sl_ttldict_swap_default(sl_ttldict_t *d);
-
-/* ---- Through the FFI, on the default dictionary (lua/sluice/dict.lua). ----
- * Same contracts as the functions above; SL_ENOMEM when the default
- * dictionary could not be created.  Nothing here calls into Lua. */
-int sl_ffi_dict_get(const char *key, size_t klen, char *buf, size_t cap, size_t *vlen);
-int sl_ffi_dict_set(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms);
-int sl_ffi_dict_add(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms, int *added);
+/* ---- Through the FFI (lua/sluice/dict.lua): the same contracts as the
+ * functions above, on dictionary d.  Nothing here calls into Lua. ---- */
+int sl_ffi_dict_get(sl_ttldict_t *d, const char *key, size_t klen, char *buf, size_t cap, size_t *vlen);
+int sl_ffi_dict_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms);
+int sl_ffi_dict_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
+                    int *added);
 /* has_init 0: an absent key is SL_ENOTFOUND; else it starts from init. */
-int sl_ffi_dict_incr(const char *key, size_t klen, int64_t by, int has_init, int64_t init, int64_t ttl_ms,
-                     int64_t *out);
-int sl_ffi_dict_delete(const char *key, size_t klen);
-int sl_ffi_dict_ttl(const char *key, size_t klen, int64_t *remaining_ms);
-int sl_ffi_dict_count(size_t *entries, size_t *bytes);
-int sl_ffi_dict_flush(void);
-int sl_ffi_dict_sweep(size_t max_entries, size_t *reclaimed);
-/* Freezes the clock of every dictionary using the default clock at now_ms
- * (tests drive expiry with it); a negative value goes back to uv_hrtime. */
-int sl_ffi_dict_set_clock_for_tests(int64_t now_ms);
+int sl_ffi_dict_incr(sl_ttldict_t *d, const char *key, size_t klen, int64_t by, int has_init, int64_t init,
+                     int64_t ttl_ms, int64_t *out);
+int sl_ffi_dict_delete(sl_ttldict_t *d, const char *key, size_t klen);
+int sl_ffi_dict_ttl(sl_ttldict_t *d, const char *key, size_t klen, int64_t *remaining_ms);
+int sl_ffi_dict_count(sl_ttldict_t *d, size_t *entries, size_t *bytes);
+int sl_ffi_dict_flush(sl_ttldict_t *d);
+int sl_ffi_dict_sweep(sl_ttldict_t *d, size_t max_entries, size_t *reclaimed);
+/* Freezes d's clock at now_ms (tests drive expiry with it); a negative
+ * value goes back to d's clock. */
+int sl_ffi_dict_set_clock_for_tests(sl_ttldict_t *d, int64_t now_ms);
 
 #endif

@@ -25,6 +25,7 @@ struct sl_admin_client_s {
   sl_attach_t *lua;          /* the Lua session once `lua` was sent (then every line is Lua), or NULL */
   uv_shutdown_t shutdown;    /* on EOF: flush the replies, then close */
   int shutting;
+  char rb[4096];             /* reads land here */
 };
 
 struct sl_admin_s {
@@ -32,6 +33,7 @@ struct sl_admin_s {
   sl_gateway_t *gw;
   char path[256];
   sl_admin_client_t *clients;
+  unsigned sessions;         /* Lua sessions opened so far (their ids) */
   int open;                  /* handles open */
   void (*close_cb)(void *);
   void *close_ud;
@@ -98,7 +100,7 @@ static void sl__reply_frame(sl_admin_client_t *c, const char *status, const char
 static void sl__start_lua(sl_admin_client_t *c) {
   sl_gateway_t *gw = c->admin->gw;
   char err[512], banner[512];
-  if (sl_attach_open(&c->lua, gw, gw->cfg->lua_memory_limit, 0, err, sizeof(err)) < 0) {
+  if (sl_attach_open(&c->lua, gw, ++c->admin->sessions, gw->cfg->lua_memory_limit, 0, err, sizeof(err)) < 0) {
     c->lua = NULL;
     char out[600];
     snprintf(out, sizeof(out), "error: %s", err);
@@ -136,8 +138,8 @@ static void sl__command(sl_admin_client_t *c, char *line) {
              "{\"generation\":%llu,\"policy\":\"%s\",\"policy_version\":\"%s\",\"generations_live\":%d,"
              "\"generations_freed\":%llu,\"streams_in_flight\":%d,\"lua_bytes\":%zu}",
              gw->gen ? (unsigned long long)gw->gen->id : 0ull, gw->gen ? gw->gen->policy_name : "",
-             gw->gen ? gw->gen->policy_version : "", sl_generation_live(),
-             (unsigned long long)sl_counter_get(SL_C_GENERATIONS_FREED), gw->streams.n,
+             gw->gen ? gw->gen->policy_version : "", (int)sl_counter_get(&gw->counters, SL_C_GENERATIONS_LIVE),
+             (unsigned long long)sl_counter_get(&gw->counters, SL_C_GENERATIONS_FREED), gw->streams.n,
              gw->gen ? gw->gen->mem.bytes : 0);
   } else if (strcmp(line, "lua") == 0) {
     sl__start_lua(c);
@@ -151,11 +153,10 @@ static void sl__command(sl_admin_client_t *c, char *line) {
 }
 
 static void sl__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  static char rb[4096];
-  (void)h;
+  sl_admin_client_t *c = h->data;
   (void)suggested;
-  buf->base = rb;
-  buf->len = sizeof(rb);
+  buf->base = c->rb;
+  buf->len = sizeof(c->rb);
 }
 
 static void sl__shutdown_done(uv_shutdown_t *req, int status) {

@@ -24,7 +24,7 @@ struct sl_attach_s {
   sl_lua_mem_t mem;          /* the state's accounting; mem.limit is cap (chunk running) or cap + reserve */
   size_t cap;                /* what a chunk may hold */
   sl_gateway_t *gw;
-  unsigned id;               /* 1, 2, ... per process, for the banner and logs */
+  unsigned id;               /* 1, 2, ... per admin socket, for the banner and logs */
   uint64_t budget;           /* instructions per chunk */
   int eval_ref;              /* registry ref of sluice.repl's eval */
   char *pending;             /* the chunk gathered so far (lines joined by '\n') */
@@ -33,8 +33,6 @@ struct sl_attach_s {
   size_t olen, ocap;
   sl_attach_status_t status; /* of the last chunk, set inside the protected call */
 };
-
-static unsigned sl__sessions;
 
 /* ---- growing buffers ---- */
 
@@ -185,7 +183,7 @@ static int sl__l_endpoints(lua_State *L) {
     sl__setnum(L, "tokens_per_s", ep->tokens_per_s);
     sl__setnum(L, "error_rate", ep->error_rate);
     sl__setnum(L, "idle_connections", ep->nidle);
-    sl__setbool(L, "sim", ep->sim != NULL);
+    sl__setbool(L, "sim", sl_gateway_sim(gw, ep) != NULL);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
@@ -219,9 +217,9 @@ static int sl__l_generations(lua_State *L) {
   }
   lua_createtable(L, 0, 5);
   sl__setnum(L, "current", gw->gen ? (double)gw->gen->id : 0);
-  sl__setnum(L, "live", sl_generation_live());
+  sl__setnum(L, "live", (int)sl_counter_get(&gw->counters, SL_C_GENERATIONS_LIVE));
   sl__setnum(L, "built", (double)gw->gen_built);
-  sl__setnum(L, "freed", (double)sl_counter_get(SL_C_GENERATIONS_FREED));
+  sl__setnum(L, "freed", (double)sl_counter_get(&gw->counters, SL_C_GENERATIONS_FREED));
   lua_createtable(L, n, 0);
   for (int k = 0; k < n; k++) {
     const sl_generation_t *g = gens[k];
@@ -243,8 +241,9 @@ static int sl__l_generations(lua_State *L) {
 
 /* counters(): the counter registry, name -> value. */
 static int sl__l_counters(lua_State *L) {
+  sl_gateway_t *gw = sl__session(L)->gw;
   lua_createtable(L, 0, SL_C__COUNT);
-  for (int i = 0; i < SL_C__COUNT; i++) sl__setnum(L, sl_counter_name((sl_counter_id_t)i), (double)sl_counters[i]);
+  for (int i = 0; i < SL_C__COUNT; i++) sl__setnum(L, sl_counter_name((sl_counter_id_t)i), (double)gw->counters.v[i]);
   return 1;
 }
 
@@ -377,10 +376,11 @@ static int sl__open_protected(lua_State *L) {
   return 0;
 }
 
-int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, size_t mem_limit, uint64_t budget, char *err,
+int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, unsigned id, size_t mem_limit, uint64_t budget, char *err,
                    size_t errlen) {
   sl_attach_t *s = sl_calloc(1, sizeof(*s));
   s->gw = gw;
+  s->id = id;
   s->cap = mem_limit ? mem_limit : SL_ATTACH_MEM_DEFAULT;
   s->mem.limit = s->cap + SL__MEM_RESERVE;
   /* lua_sethook takes an int count. */
@@ -394,6 +394,7 @@ int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, size_t mem_limit, uint64
   /* Count hooks do not fire inside compiled traces: with the JIT on, a hot
    * loop would run past any budget (lua_budget.h). */
   int rc = sl_budget_fence_state(s->L, err, errlen);
+  if (rc == 0) sl_lua_set_host(s->L, &gw->dict); /* sluice.dict is the gateway's dictionary */
   if (rc < 0) {
     lua_close(s->L);
     sl_free(s);
@@ -408,7 +409,6 @@ int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, size_t mem_limit, uint64
     return rc == LUA_ERRMEM ? SL_ENOMEM : SL_EINVAL;
   }
   lua_settop(s->L, 0);
-  s->id = ++sl__sessions;
   *out = s;
   return 0;
 }
@@ -477,7 +477,7 @@ sl_attach_status_t sl_attach_feed(sl_attach_t *s, const char *line, size_t n, co
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->eval_ref);
     lua_pushlstring(L, s->pending, s->plen);
     lua_pushliteral(L, "=attach");
-    sl_budget_call_t call = {"attach", NULL, NULL, s->budget};
+    sl_budget_call_t call = {"attach", NULL, NULL, s->budget, &s->gw->counters};
     char err[1024];
     sl_budget_status_t st = sl_budget_pcall(L, 2, 2, &call, err, sizeof(err));
     if (st == SL_BUDGET_OK) {

@@ -42,12 +42,12 @@ typedef enum {
   SL_ATTACH_ERROR = 2  /* it did not compile or it raised; the text is the message with a traceback */
 } sl_attach_status_t;
 
-/* Opens a session on gw: a new Lua state capped at mem_limit bytes (0 =
+/* Opens session number id on gw: a new Lua state capped at mem_limit bytes (0 =
  * SL_ATTACH_MEM_DEFAULT), JIT off, budget instructions per chunk (0 =
  * SL_ATTACH_BUDGET), with the sluice modules, inspect and the admin helpers
  * loaded as globals.  Returns 0 with *out (the caller owns it and closes it
  * with sl_attach_close), or SL_ENOMEM / SL_EINVAL with the reason in err. */
-int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, size_t mem_limit, uint64_t budget, char *err,
+int sl_attach_open(sl_attach_t **out, sl_gateway_t *gw, unsigned id, size_t mem_limit, uint64_t budget, char *err,
                    size_t errlen);
 
 /* Feeds one line (n bytes, without its newline).  Runs the chunk gathered

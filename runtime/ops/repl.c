@@ -178,7 +178,6 @@ int sl_repl_main(int argc, char **argv) {
   free(line); /* getline's buffer comes from libc */
   sl_free(chunk);
   lua_close(r.L);
-  sl_ttldict_set_default(NULL); /* frees the process dictionary if a chunk used it */
   fflush(stdout);
   return failures && !interactive ? 1 : 0;
 }

@@ -1236,9 +1236,7 @@ int sl_sim_engine_start(sl_sim_engine_t **out, uv_loop_t *loop, const sl_sim_con
   e->cfg = *cfg;
   e->healthy = 1;
   sl_http_limits_default(&e->limits);
-  e->limits.global_counters = 0; /* the gateway's counters are the gateway's */
   rc = sl_chunk_pool_init(&e->pool, SL_SIM_CHUNK_SIZE, SL_SIM_CHUNK_KEEP);
-  e->pool.counted = 0;
   if (rc == 0)
     rc = sl_http_server_init(&e->server, loop, cfg->host, cfg->port, &e->limits, sl__handler, e);
   if (rc < 0) {

@@ -122,7 +122,7 @@ int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_
     reason[len] = '\0';
     return k;
   }
-  sl_counter_inc(SL_C_POLICY_ERRORS);
+  sl_counter_inc(gen->host.counters, SL_C_POLICY_ERRORS);
   char why[64];
   k = sl_placement_least_loaded(cands, n, pr->tried, pr->ntried, why, sizeof(why));
   if (rc == SL_ECANCELED) { /* suspended: said once, when it happened */
@@ -132,7 +132,7 @@ int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_
   char safe[sizeof(msg)];
   fprintf(log, "sluice: placement policy %s (generation %llu, request %s), using the least-loaded rule: %s\n",
           rc == SL_ETIMEDOUT ? "stopped" : "error", (unsigned long long)gen->id, pr->request_id,
-          sl_log_redact(msg, safe, sizeof(safe)));
+          sl_log_redact(reg->nar, msg, safe, sizeof(safe)));
   fflush(log);
   snprintf(reason, reasonlen, "fallback (policy %s): %s", rc == SL_ETIMEDOUT ? "over its budget" : "error", why);
   return k;

@@ -158,7 +158,7 @@ static void sl__set_error(sl_stream_t *st, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(raw, sizeof(raw), fmt, ap);
   va_end(ap);
-  sl_log_redact(raw, st->error, sizeof(st->error));
+  sl_log_redact(st->ss->nar, raw, st->error, sizeof(st->error));
 }
 
 static void sl__release_endpoint(sl_stream_t *st) {
@@ -235,7 +235,7 @@ static void sl__wq_settle(sl_stream_t *st, size_t queued) {
     sl__wmark_t *m = &st->wpend[st->wpend_head];
     if (m->mark > taken) break;
     st->tokens_written += m->tokens;
-    sl_counter_add(SL_C_TOKENS_WRITTEN, m->tokens);
+    sl_counter_add(st->ss->counters, SL_C_TOKENS_WRITTEN, m->tokens);
     st->wpend_head = (st->wpend_head + 1) % SL_WPEND;
     st->wpend_n--;
   }
@@ -430,8 +430,8 @@ static void sl__log_end(sl_stream_t *st) {
   strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
   uint32_t peak = st->acct ? st->acct->peak : 0;
   char error[sizeof(st->error)], placement[sizeof(st->place_reason)];
-  sl_log_redact(st->error, error, sizeof(error));
-  sl_log_redact(st->place_reason, placement, sizeof(placement));
+  sl_log_redact(st->ss->nar, st->error, error, sizeof(error));
+  sl_log_redact(st->ss->nar, st->place_reason, placement, sizeof(placement));
   if (ss->cfg->log_json) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "ts", ts);
@@ -490,16 +490,16 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
     else sl_reply_error(st->req, 500, "server_error", "internal", NULL, "stream ended unexpectedly");
     st->req = NULL;
   }
-  sl_counter_dec(SL_C_STREAMS_ACTIVE);
-  sl_counter_inc(SL_C_STREAMS_COMPLETED);
-  if (st->acct) sl_counter_max(SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
+  sl_counter_dec(st->ss->counters, SL_C_STREAMS_ACTIVE);
+  sl_counter_inc(st->ss->counters, SL_C_STREAMS_COMPLETED);
+  if (st->acct) sl_counter_max(st->ss->counters, SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
   sl__log_end(st);
   const char *epname = st->ep ? st->ep->name : NULL;
   uint64_t gid = st->gen ? st->gen->id : 0;
   if (strcmp(reason, "client_cancel") == 0)
-    sl_narrate_push(SL_NAR_CANCEL, st->id, epname, st->r.model, NULL, st->attempts, gid, 0,
+    sl_narrate_push(st->ss->nar, SL_NAR_CANCEL, st->id, epname, st->r.model, NULL, st->attempts, gid, 0,
                     (int64_t)st->tokens_received);
-  sl_narrate_push(SL_NAR_STREAM_END, st->id, epname, st->r.model, reason, st->attempts, gid,
+  sl_narrate_push(st->ss->nar, SL_NAR_STREAM_END, st->id, epname, st->r.model, reason, st->attempts, gid,
                   sl__ms(st->t_end - st->t_start), (int64_t)st->tokens_received);
   uv_close((uv_handle_t *)&st->timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->hb_timer, sl__handle_closed);
@@ -626,7 +626,7 @@ static void sl__respond_whole(sl_stream_t *st) {
      * the kernel took it, so its tokens count as written when handed over
      * (docs/operations.md says so). */
     st->tokens_written = st->tokens_received;
-    sl_counter_add(SL_C_TOKENS_WRITTEN, st->tokens_received);
+    sl_counter_add(st->ss->counters, SL_C_TOKENS_WRITTEN, st->tokens_received);
   }
 }
 
@@ -714,7 +714,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     return sl__complete(st) < 0;
   }
   if (ev->kind == SL_EV_ERROR) {
-    sl_counter_inc(SL_C_ERR_UPSTREAM_ERROR_EVENT);
+    sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_ERROR_EVENT);
     sl__set_error(st, "engine %s reported an error: %.*s", st->ep->name, (int)ev->err_message.n,
                   ev->err_message.p);
     return 1; /* handled by sl__on_event_outer */
@@ -758,7 +758,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (has_content) {
     st->t_last = uv_hrtime();
     st->tokens_received++;
-    sl_counter_inc(SL_C_TOKENS_RECEIVED);
+    sl_counter_inc(st->ss->counters, SL_C_TOKENS_RECEIVED);
   }
   if (!st->r.stream) {
     sl__assemble(st, ev);
@@ -783,9 +783,9 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     st->paused = 1;
     sl_upstream_pause(st->up);
     uv_timer_stop(&st->timer); /* a paused engine is not idle */
-    sl_counter_inc(SL_C_UPSTREAM_PAUSES);
+    sl_counter_inc(st->ss->counters, SL_C_UPSTREAM_PAUSES);
     if (st->pauses++ == 0) /* the first pause tells the story; the log line has the count */
-      sl_narrate_push(SL_NAR_PAUSE, st->id, st->ep->name, st->r.model, NULL, st->attempts,
+      sl_narrate_push(st->ss->nar, SL_NAR_PAUSE, st->id, st->ep->name, st->r.model, NULL, st->attempts,
                       st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
   }
   return 0;
@@ -812,7 +812,7 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
     }
     return 1;
   }
-  sl_counter_inc(SL_C_CANCELS);
+  sl_counter_inc(st->ss->counters, SL_C_CANCELS);
   sl__set_error(st, "client went away");
   sl__finish(st, "client_cancel");
   return 1;
@@ -851,10 +851,10 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
   switch (end->result) {
     case SL_UP_OK:
       if (!end->is_sse) {
-        sl_counter_inc(SL_C_ERR_UPSTREAM_PROTOCOL);
+        sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_PROTOCOL);
         sl__set_error(st, "engine %s answered a streaming request without text/event-stream", ep->name);
       } else {
-        sl_counter_inc(SL_C_ERR_UPSTREAM_RESET);
+        sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_RESET);
         sl__set_error(st, "engine %s ended the stream without [DONE]", ep->name);
       }
       break;
@@ -865,7 +865,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       sl__try_now(st);
       return;
     case SL_UP_STATUS: {
-      sl_counter_inc(SL_C_ERR_UPSTREAM_STATUS);
+      sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_STATUS);
       sl_event_t ev;
       const char *msg = "";
       size_t mlen = 0;
@@ -887,16 +887,16 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       break;
     }
     case SL_UP_CONNECT:
-      sl_counter_inc(SL_C_ERR_UPSTREAM_CONNECT);
+      sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_CONNECT);
       sl__set_error(st, "%s", end->message ? end->message : "connect failed");
       break;
     case SL_UP_PROTOCOL:
-      sl_counter_inc(SL_C_ERR_UPSTREAM_PROTOCOL);
+      sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_PROTOCOL);
       sl__set_error(st, "%s", end->message ? end->message : "malformed response");
       break;
     case SL_UP_RESET:
     default:
-      sl_counter_inc(SL_C_ERR_UPSTREAM_RESET);
+      sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_RESET);
       sl__set_error(st, "%s", end->message ? end->message : "connection reset");
       break;
   }
@@ -920,7 +920,7 @@ static void sl__on_deadline(uv_timer_t *t) {
     uv_timer_start(t, sl__on_deadline, due - now, 0);
     return;
   }
-  sl_counter_inc(SL_C_ERR_UPSTREAM_TIMEOUT);
+  sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_TIMEOUT);
   if (!st->first_token) {
     sl__set_error(st, "engine %s sent no token within %" PRIu64 " ms", st->ep ? st->ep->name : "-",
                   cfg->first_token_timeout_ms);
@@ -938,7 +938,7 @@ static void sl__on_deadline(uv_timer_t *t) {
 static void sl__on_total(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   if (st->finished) return;
-  sl_counter_inc(SL_C_ERR_UPSTREAM_TIMEOUT);
+  sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_TIMEOUT);
   sl__set_error(st, "stream exceeded the total timeout of %" PRIu64 " ms", st->ss->cfg->total_timeout_ms);
   sl__fail(st, 504, "timeout", "total_timeout");
 }
@@ -947,12 +947,12 @@ static void sl__on_heartbeat(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   if (st->finished || st->first_token || st->req == NULL) return;
   if (sl__send_headers(st) < 0 || sl__write_static(st, ": keep-alive\n\n", 14) < 0) {
-    sl_counter_inc(SL_C_CANCELS);
+    sl_counter_inc(st->ss->counters, SL_C_CANCELS);
     sl__set_error(st, "client went away");
     sl__finish(st, "client_cancel");
     return;
   }
-  sl_counter_inc(SL_C_HEARTBEATS);
+  sl_counter_inc(st->ss->counters, SL_C_HEARTBEATS);
 }
 
 static void sl__on_retry_timer(uv_timer_t *t) {
@@ -983,7 +983,7 @@ static void sl__on_client_abort(sl_http_req_t *req) {
     if (st->up == NULL) sl__finish(st, "complete");
     return;
   }
-  sl_counter_inc(SL_C_CANCELS);
+  sl_counter_inc(st->ss->counters, SL_C_CANCELS);
   sl__set_error(st, "client went away");
   sl__finish(st, "client_cancel");
 }
@@ -1005,7 +1005,7 @@ static void sl__on_client_drain(sl_http_req_t *req) {
    * queue. */
   if (!st->paused || st->finished) return;
   st->paused = 0;
-  sl_counter_inc(SL_C_UPSTREAM_RESUMES);
+  sl_counter_inc(st->ss->counters, SL_C_UPSTREAM_RESUMES);
   if (st->up) sl_upstream_resume(st->up);
   sl__arm_idle(st);
 }
@@ -1030,7 +1030,7 @@ static void sl__retry(sl_stream_t *st) {
   ms = ms / 2 + (ms > 1 ? sl__rand(ss) % (ms / 2 + 1) : 0);
   st->retry_pending = 1;
   uv_timer_stop(&st->timer);
-  sl_counter_inc(SL_C_RETRIES);
+  sl_counter_inc(st->ss->counters, SL_C_RETRIES);
   uv_timer_start(&st->retry_timer, sl__on_retry_timer, ms, 0);
 }
 
@@ -1058,14 +1058,14 @@ static void sl__try_now(sl_stream_t *st) {
   int n = sl_placement_prefilter(ss->reg, st->r.model, need, uv_hrtime(), cands, 64, &cause, reason,
                                  sizeof(reason));
   if (n == 0 && cause == SL_PLACE_TOO_LARGE && st->attempts == 0) {
-    sl_counter_inc(SL_C_ERR_BAD_REQUEST);
+    sl_counter_inc(st->ss->counters, SL_C_ERR_BAD_REQUEST);
     sl__set_error(st, "%s", reason);
     sl__fail(st, 400, "invalid_request_error", "context_length_exceeded");
     return;
   }
   if (n == 0) {
     if (st->attempts == 0) {
-      sl_counter_inc(SL_C_ERR_NO_ENDPOINT);
+      sl_counter_inc(st->ss->counters, SL_C_ERR_NO_ENDPOINT);
       sl__set_error(st, "%s", reason);
       sl__fail(st, 503, "service_unavailable", "no_ready_endpoint");
     } else {
@@ -1078,7 +1078,7 @@ static void sl__try_now(sl_stream_t *st) {
   st->attempts++;
   if (st->ntried < SL_MAX_TRIED) st->tried[st->ntried++] = ep->id;
   st->ep = ep;
-  sl_narrate_push(SL_NAR_PLACEMENT, st->id, ep->name, st->r.model, st->place_reason, st->attempts,
+  sl_narrate_push(st->ss->nar, SL_NAR_PLACEMENT, st->id, ep->name, st->r.model, st->place_reason, st->attempts,
                   st->gen ? st->gen->id : 0, 0, 0);
   ep->inflight++;
   ep->requests++;
@@ -1140,8 +1140,8 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   if (ss->head) ss->head->prev = st;
   ss->head = st;
   ss->n++;
-  sl_counter_inc(SL_C_STREAMS_STARTED);
-  sl_counter_inc(SL_C_STREAMS_ACTIVE);
+  sl_counter_inc(st->ss->counters, SL_C_STREAMS_STARTED);
+  sl_counter_inc(st->ss->counters, SL_C_STREAMS_ACTIVE);
   req->data = st;
   req->on_abort = sl__on_client_abort;
   req->on_drain = sl__on_client_drain;

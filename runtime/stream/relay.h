@@ -21,6 +21,8 @@
 
 #include "runtime/base/chunk_pool.h"
 #include "runtime/base/config.h"
+#include "runtime/base/counters.h"
+#include "runtime/base/narrate.h"
 #include "runtime/http/http_server.h"
 #include "runtime/lua/generation.h"
 #include "runtime/lua/place_ffi.h"
@@ -36,6 +38,8 @@ typedef struct sl_streams_s {
   sl_upstream_ctx_t *up;
   sl_chunk_pool_t *chunks;
   FILE *log;                 /* stream-end lines */
+  sl_counters_t *counters;   /* what the streams count into (may be NULL) */
+  sl_narrator_t *nar;        /* where they narrate (may be NULL) */
   sl_stream_t *head;         /* streams in flight (doubly linked) */
   int n;
   int draining;              /* no retries; set by the owner when it drains */

@@ -109,7 +109,7 @@ void sl_endpoint_failed(sl_endpoint_t *ep, uint64_t now) {
   if (ms > cfg->cooldown_max_ms) ms = cfg->cooldown_max_ms;
   ep->cooldown_until = now + ms * 1000000ull;
   ep->reg->snapshot_version++;
-  sl_narrate_push(SL_NAR_COOLDOWN, NULL, ep->name, NULL, NULL, 0, 0, (double)ms, ep->failures);
+  sl_narrate_push(ep->reg->nar, SL_NAR_COOLDOWN, NULL, ep->name, NULL, NULL, 0, 0, (double)ms, ep->failures);
 }
 
 int sl_endpoint_probe(sl_endpoint_t *ep, int ok) {

@@ -17,6 +17,8 @@
 #include <uv.h>
 
 #include "runtime/base/config.h"
+#include "runtime/base/counters.h"
+#include "runtime/base/narrate.h"
 
 typedef struct sl_pool_s sl_pool_t;
 typedef struct sl_endpoint_s sl_endpoint_t;
@@ -67,6 +69,8 @@ struct sl_registry_s {
   int neps;
   uint64_t snapshot_version;     /* bumped on any readiness/cooldown/draining change */
   struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
+  sl_counters_t *counters;       /* the owner's counters (NULL = none); upstream.c counts here too */
+  sl_narrator_t *nar;            /* the owner's narrator (NULL = none); upstream.c narrates here too */
 };
 
 /* A candidate handed to the choice step. */

@@ -218,7 +218,7 @@ static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   sl_chunk_t *ch = c->rchunk;
   const char *start = (const char *)ch->data + ch->len;
   ch->len += (uint32_t)nread;
-  sl_counter_add(SL_C_BYTES_FROM_UPSTREAM, (uint64_t)nread);
+  sl_counter_add(c->ep->reg->counters, SL_C_BYTES_FROM_UPSTREAM, (uint64_t)nread);
   /* Hold the chunk while events reference it, even if a callback aborts. */
   sl_chunk_ref(ch);
   int rc = sl_updec_feed(&c->dec, start, (size_t)nread, sl__upc_event, c);
@@ -321,7 +321,7 @@ int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *m
     uv_timer_stop(&c->timer);
     c->state = SL_UPC_BUSY;
     c->reused = 1;
-    sl_counter_inc(SL_C_UPSTREAM_REUSES);
+    sl_counter_inc(ctx->reg->counters, SL_C_UPSTREAM_REUSES);
   } else {
     c = sl_calloc(1, sizeof(*c));
     c->ctx = ctx;
@@ -344,7 +344,7 @@ int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *m
       return rc;
     }
     uv_timer_start(&c->timer, sl__on_connect_timeout, ctx->reg->cfg->connect_timeout_ms, 0);
-    sl_counter_inc(SL_C_UPSTREAM_CONNECTS);
+    sl_counter_inc(ctx->reg->counters, SL_C_UPSTREAM_CONNECTS);
   }
   sl_updec_reset(&c->dec);
   c->got_bytes = 0;
@@ -389,14 +389,14 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
   /* A probe decides readiness only; the request backoff is left alone
    * (see sl_endpoint_probe). */
   if (ok) {
-    if (sl_endpoint_probe(ep, 1)) sl_narrate_push(SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
+    if (sl_endpoint_probe(ep, 1)) sl_narrate_push(ep->reg->nar, SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
   } else {
     char why[160];
     if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
       snprintf(why, sizeof(why), "HTTP %d", end->status);
     else
       snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
-    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(ep->reg->nar, SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
   }
   sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);
 }

@@ -46,8 +46,13 @@ describe("sluice.placement", function()
     assert.equals(48, ffi.offsetof("sl_ffi_place_ctx_t", "cands"))
   end)
 
-  it("has no context outside a place() call", function()
-    assert.is_nil((placement.context()))
+  it("casts the pointer C hands the place() wrapper to the context type", function()
+    local ctx = placement.new_context({ { name = "a:1", slots = 4, inflight = 1 } }, { model = "m" })
+    local p = ffi.cast("void *", ctx) -- what a light userdata carries
+    local back = placement.context_of(p)
+    assert.is_true(ffi.istype("const sl_ffi_place_ctx_t *", back))
+    assert.equals(1, back.n)
+    assert.equals(4, back.cands[0].slots)
   end)
 
   it("builds contexts from tables, anchoring their strings", function()

@@ -80,12 +80,14 @@ static void test_charge_counts_live_chunks(void) {
 
 static void test_gauge_tracks_in_use(void) {
   sl_chunk_pool_t pool;
-  uint64_t before = sl_counter_get(SL_C_CHUNKS_IN_USE);
+  sl_counters_t counters = {{0}};
+  uint64_t before = sl_counter_get(&counters, SL_C_CHUNKS_IN_USE);
   ASSERT_EQ(sl_chunk_pool_init(&pool, 128, 1), 0);
+  pool.counters = &counters;
   sl_chunk_t *a = sl_chunk_get(&pool);
-  ASSERT_UINT_EQ(sl_counter_get(SL_C_CHUNKS_IN_USE), before + 1);
+  ASSERT_UINT_EQ(sl_counter_get(&counters, SL_C_CHUNKS_IN_USE), before + 1);
   sl_chunk_unref(a);
-  ASSERT_UINT_EQ(sl_counter_get(SL_C_CHUNKS_IN_USE), before);
+  ASSERT_UINT_EQ(sl_counter_get(&counters, SL_C_CHUNKS_IN_USE), before);
   sl_chunk_pool_destroy(&pool);
 }
 

@@ -1,4 +1,4 @@
-/* Tests for runtime/narrate: redaction of bearer tokens, key-shaped strings
+/* Tests for runtime/base/narrate (a narrator object): redaction of bearer tokens, key-shaped strings
  * and configured secrets; the ring's overflow counted, never blocking; the
  * plain rendering when no policy speaks; a policy's sentences and silences. */
 #include <stdlib.h>
@@ -7,24 +7,26 @@
 #include "runtime/base/narrate.h"
 #include "test.h"
 
+static sl_counters_t counters;
+
 static void test_redaction(void) {
   const char *secrets[] = {"pool-secret-123", "abc", NULL}; /* "abc" is too short to redact */
-  sl_narrate_configure(stderr, 0, secrets);
+  sl_narrator_t *nar = sl_narrator_new(stderr, 0, secrets, &counters);
   char out[256];
-  ASSERT_STR_EQ(sl_log_redact("Authorization: Bearer tok.en-123_x end", out, sizeof(out)),
+  ASSERT_STR_EQ(sl_log_redact(nar, "Authorization: Bearer tok.en-123_x end", out, sizeof(out)),
                 "Authorization: Bearer [redacted] end");
-  ASSERT_STR_EQ(sl_log_redact("BEARER x", out, sizeof(out)), "BEARER [redacted]");
-  ASSERT_STR_EQ(sl_log_redact("key sk-ABCDEFGH1234 here", out, sizeof(out)), "key [redacted] here");
-  ASSERT_STR_EQ(sl_log_redact("sk-short ok", out, sizeof(out)), "sk-short ok");
-  ASSERT_STR_EQ(sl_log_redact("task-ABCDEFGHIJKL", out, sizeof(out)), "task-ABCDEFGHIJKL"); /* not a key prefix */
-  ASSERT_STR_EQ(sl_log_redact("got pool-secret-123!", out, sizeof(out)), "got [redacted]!");
-  ASSERT_STR_EQ(sl_log_redact("abc abc", out, sizeof(out)), "abc abc");
-  ASSERT_STR_EQ(sl_log_redact("Bearer", out, sizeof(out)), "Bearer");
+  ASSERT_STR_EQ(sl_log_redact(nar, "BEARER x", out, sizeof(out)), "BEARER [redacted]");
+  ASSERT_STR_EQ(sl_log_redact(nar, "key sk-ABCDEFGH1234 here", out, sizeof(out)), "key [redacted] here");
+  ASSERT_STR_EQ(sl_log_redact(nar, "sk-short ok", out, sizeof(out)), "sk-short ok");
+  ASSERT_STR_EQ(sl_log_redact(nar, "task-ABCDEFGHIJKL", out, sizeof(out)), "task-ABCDEFGHIJKL"); /* not a key prefix */
+  ASSERT_STR_EQ(sl_log_redact(nar, "got pool-secret-123!", out, sizeof(out)), "got [redacted]!");
+  ASSERT_STR_EQ(sl_log_redact(nar, "abc abc", out, sizeof(out)), "abc abc");
+  ASSERT_STR_EQ(sl_log_redact(nar, "Bearer", out, sizeof(out)), "Bearer");
   /* Output never overflows its buffer. */
   char tiny[8];
-  sl_log_redact("Bearer abcdefghij", tiny, sizeof(tiny));
+  sl_log_redact(nar, "Bearer abcdefghij", tiny, sizeof(tiny));
   ASSERT_LT(strlen(tiny), sizeof(tiny));
-  sl_narrate_configure(NULL, 0, NULL);
+  sl_narrator_free(nar);
 }
 
 static FILE *capture(char **buf, size_t *len) { return open_memstream(buf, len); }
@@ -34,32 +36,32 @@ static void test_plain_rendering_without_policy(void) {
   size_t len = 0;
   FILE *f = capture(&buf, &len);
   const char *secrets[] = {"hunter2-secret", NULL};
-  sl_narrate_configure(f, 0, secrets);
-  sl_narrate_push(SL_NAR_PLACEMENT, "req-9", "127.0.0.1:9", "m", "least loaded", 1, 1, 0, 0);
-  sl_narrate_push(SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, "p.lua:3: bad hunter2-secret", 0, 1, 0, 0);
-  ASSERT_EQ(sl_narrate_pending(), 2);
-  sl_narrate_flush(NULL, NULL);
-  ASSERT_EQ(sl_narrate_pending(), 0);
+  sl_narrator_t *nar = sl_narrator_new(f, 0, secrets, &counters);
+  sl_narrate_push(nar, SL_NAR_PLACEMENT, "req-9", "127.0.0.1:9", "m", "least loaded", 1, 1, 0, 0);
+  sl_narrate_push(nar, SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, "p.lua:3: bad hunter2-secret", 0, 1, 0, 0);
+  ASSERT_EQ(sl_narrate_pending(nar), 2);
+  sl_narrate_flush(nar, NULL, NULL);
+  ASSERT_EQ(sl_narrate_pending(nar), 0);
   fflush(f);
   ASSERT(strstr(buf, "narrate req-9 placement: placed on 127.0.0.1:9 (attempt 1): least loaded") != NULL);
   ASSERT(strstr(buf, "narrate - reload_failed: reload failed: p.lua:3: bad [redacted]") != NULL);
   ASSERT_NULL(strstr(buf, "hunter2"));
   fclose(f);
   free(buf);
-  sl_narrate_configure(NULL, 0, NULL);
+  sl_narrator_free(nar);
 }
 
 /* A stand-in for the Lua runner: speaks for event 0, stays silent on 1. */
 static int fake_policy(void *ud, char *err, size_t errlen) {
-  (void)ud;
+  sl_narrator_t *nar = ud;
   (void)err;
   (void)errlen;
   int32_t n;
-  const sl_ffi_narration_event_t *ev = sl_ffi_narrate_batch(&n);
+  const sl_ffi_narration_event_t *ev = sl_ffi_narrate_batch(nar, &n);
   if (n != 3 || ev[0].kind != SL_NAR_READY) return -1;
-  sl_ffi_narrate_emit(0, "custom sentence", 15);
-  sl_ffi_narrate_emit(1, "", 0);
-  if (sl_ffi_narrate_emit(3, "x", 1) == 0) return -1; /* out of range refused */
+  sl_ffi_narrate_emit(nar, 0, "custom sentence", 15);
+  sl_ffi_narrate_emit(nar, 1, "", 0);
+  if (sl_ffi_narrate_emit(nar, 3, "x", 1) == 0) return -1; /* out of range refused */
   return 0; /* event 2 falls back to the plain rendering */
 }
 
@@ -73,40 +75,40 @@ static void test_policy_sentences_silence_and_failure(void) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = capture(&buf, &len);
-  sl_narrate_configure(f, 0, NULL);
-  sl_narrate_push(SL_NAR_READY, NULL, "e:1", NULL, NULL, 0, 0, 0, 0);
-  sl_narrate_push(SL_NAR_READY, NULL, "e:2", NULL, NULL, 0, 0, 0, 0);
-  sl_narrate_push(SL_NAR_COOLDOWN, NULL, "e:3", NULL, NULL, 0, 0, 250, 3);
-  sl_narrate_flush(fake_policy, NULL);
-  sl_narrate_push(SL_NAR_READY, NULL, "e:4", NULL, NULL, 0, 0, 0, 0);
-  uint64_t errs = sl_counter_get(SL_C_NARRATION_ERRORS);
-  sl_narrate_flush(failing_policy, NULL);
+  sl_narrator_t *nar = sl_narrator_new(f, 0, NULL, &counters);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:1", NULL, NULL, 0, 0, 0, 0);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:2", NULL, NULL, 0, 0, 0, 0);
+  sl_narrate_push(nar, SL_NAR_COOLDOWN, NULL, "e:3", NULL, NULL, 0, 0, 250, 3);
+  sl_narrate_flush(nar, fake_policy, nar);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:4", NULL, NULL, 0, 0, 0, 0);
+  uint64_t errs = sl_counter_get(&counters, SL_C_NARRATION_ERRORS);
+  sl_narrate_flush(nar, failing_policy, nar);
   fflush(f);
   ASSERT(strstr(buf, "ready: custom sentence") != NULL);
   ASSERT_NULL(strstr(buf, "e:2"));
   ASSERT(strstr(buf, "endpoint e:3 cools down for 250 ms after 3 failures") != NULL);
   ASSERT(strstr(buf, "narration policy failed; plain narration for this batch: narration.lua:7: boom") != NULL);
   ASSERT(strstr(buf, "endpoint e:4 is ready") != NULL);
-  ASSERT_UINT_EQ(sl_counter_get(SL_C_NARRATION_ERRORS), errs + 1);
+  ASSERT_UINT_EQ(sl_counter_get(&counters, SL_C_NARRATION_ERRORS), errs + 1);
   fclose(f);
   free(buf);
-  sl_narrate_configure(NULL, 0, NULL);
+  sl_narrator_free(nar);
 }
 
 static void test_ring_overflow_is_counted(void) {
   char *buf = NULL;
   size_t len = 0;
   FILE *f = capture(&buf, &len);
-  sl_narrate_configure(f, 0, NULL);
-  uint64_t dropped = sl_counter_get(SL_C_NARRATION_DROPPED);
-  for (int i = 0; i < SL_NARRATE_RING + 10; i++) sl_narrate_push(SL_NAR_READY, NULL, "e", NULL, NULL, 0, 0, 0, 0);
-  ASSERT_EQ(sl_narrate_pending(), SL_NARRATE_RING);
-  ASSERT_UINT_EQ(sl_counter_get(SL_C_NARRATION_DROPPED), dropped + 10);
-  sl_narrate_flush(NULL, NULL);
-  ASSERT_EQ(sl_narrate_pending(), 0);
+  sl_narrator_t *nar = sl_narrator_new(f, 0, NULL, &counters);
+  uint64_t dropped = sl_counter_get(&counters, SL_C_NARRATION_DROPPED);
+  for (int i = 0; i < SL_NARRATE_RING + 10; i++) sl_narrate_push(nar, SL_NAR_READY, NULL, "e", NULL, NULL, 0, 0, 0, 0);
+  ASSERT_EQ(sl_narrate_pending(nar), SL_NARRATE_RING);
+  ASSERT_UINT_EQ(sl_counter_get(&counters, SL_C_NARRATION_DROPPED), dropped + 10);
+  sl_narrate_flush(nar, NULL, NULL);
+  ASSERT_EQ(sl_narrate_pending(nar), 0);
   fclose(f);
   free(buf);
-  sl_narrate_configure(NULL, 0, NULL);
+  sl_narrator_free(nar);
 }
 
 int main(void) {

@@ -25,7 +25,9 @@ static void write_policy(const char *text) {
   fclose(f);
 }
 
-static const sl_lua_limits_t lim = {16u << 20, 20000, 0};
+static sl_counters_t counters;
+static sl_ttldict_t *dict; /* the "gateway's" dictionary */
+static sl_lua_host_t lim = {16u << 20, 20000, 0, &counters, NULL};
 
 /* Loops when the request asks for more than 100 tokens. */
 static const char SOMETIMES_LOOPS[] =
@@ -54,7 +56,7 @@ static void test_budget_and_suspension(void) {
   sl_generation_t *g;
   char err[1024];
   ASSERT_EQ(sl_generation_build(path, NULL, 1, &lim, &g, err, sizeof(err)), 0);
-  ASSERT_EQ(g->limits.budget, 20000);
+  ASSERT_EQ(g->host.budget, 20000);
   ASSERT_EQ(place(g, 10, err, sizeof(err)), 0);
   ASSERT_STR_EQ(err, "ok");
   int rc = place(g, 500, err, sizeof(err));
@@ -71,10 +73,10 @@ static void test_budget_and_suspension(void) {
     ASSERT_EQ(place(g, 500, err, sizeof(err)), SL_ETIMEDOUT);
     ASSERT_EQ(strstr(err, "suspended") != NULL, i == SL_BUDGET_SUSPEND_AFTER);
   }
-  uint64_t stops = sl_counter_get(SL_C_LUA_BUDGET_EXCEEDED);
+  uint64_t stops = sl_counter_get(&counters, SL_C_LUA_BUDGET_EXCEEDED);
   ASSERT_EQ(place(g, 10, err, sizeof(err)), SL_ECANCELED);
   ASSERT(strstr(err, "suspended in generation 1") != NULL);
-  ASSERT_EQ(sl_counter_get(SL_C_LUA_BUDGET_EXCEEDED), stops); /* no call was made */
+  ASSERT_EQ(sl_counter_get(&counters, SL_C_LUA_BUDGET_EXCEEDED), stops); /* no call was made */
   sl_generation_release(g);
   /* A new generation of the same file starts fresh. */
   ASSERT_EQ(sl_generation_build(path, NULL, 2, &lim, &g, err, sizeof(err)), 0);
@@ -102,22 +104,22 @@ static void test_samples(void) {
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     write_policy(bad[i].src);
-    ASSERT(sl_policy_build_checked(path, NULL, NULL, 1, &lim, NULL, &g, err, sizeof(err)) < 0);
+    ASSERT(sl_policy_build_checked(path, NULL, NULL, 1, &lim, NULL, NULL, &g, err, sizeof(err)) < 0);
     if (strstr(err, bad[i].want) == NULL) fprintf(stderr, "case %zu: %s\n", i, err);
     ASSERT(strstr(err, bad[i].want) != NULL);
   }
-  ASSERT_EQ(sl_generation_live(), 0);
+  ASSERT_EQ(sl_counter_get(&counters, SL_C_GENERATIONS_LIVE), 0);
   /* A policy that writes to the dictionary: the trial's writes stay in a
    * scratch dictionary. */
   write_policy("local dict = require 'sluice.dict'\n"
                "return { name = 't', version = '1', schema = {},\n"
                "  place = function(ctx) dict.incr('trial-count', 1, 0) return 1, 'x' end }");
-  ASSERT_EQ(sl_policy_build_checked(path, NULL, NULL, 1, &lim, NULL, &g, err, sizeof(err)), 0);
+  ASSERT_EQ(sl_policy_build_checked(path, NULL, NULL, 1, &lim, NULL, NULL, &g, err, sizeof(err)), 0);
   char val[64];
   size_t vlen = 0;
-  ASSERT_EQ(sl_ttldict_get(sl_ttldict_default(), "trial-count", 11, val, sizeof(val), &vlen), SL_ENOTFOUND);
+  ASSERT_EQ(sl_ttldict_get(dict, "trial-count", 11, val, sizeof(val), &vlen), SL_ENOTFOUND);
   ASSERT_EQ(place(g, 10, err, sizeof(err)), 0);
-  ASSERT_EQ(sl_ttldict_get(sl_ttldict_default(), "trial-count", 11, val, sizeof(val), &vlen), 0);
+  ASSERT_EQ(sl_ttldict_get(dict, "trial-count", 11, val, sizeof(val), &vlen), 0);
   sl_generation_release(g);
 }
 
@@ -128,24 +130,29 @@ static void test_narration_trial_keeps_the_ring(void) {
   fputs("return { name = 'n', version = '1', schema = {}, narrate = function(ev) return 'said' end }", f);
   fclose(f);
   write_policy("return require 'placement.least_loaded'");
-  sl_narrate_push(SL_NAR_READY, NULL, "x:1", NULL, NULL, 0, 0, 0, 0);
-  ASSERT_EQ(sl_narrate_pending(), 1);
+  /* A narrator standing for a live gateway's: the trial has its own. */
+  sl_narrator_t *live = sl_narrator_new(stderr, 0, NULL, &counters);
+  sl_narrate_push(live, SL_NAR_READY, NULL, "x:1", NULL, NULL, 0, 0, 0, 0);
+  ASSERT_EQ(sl_narrate_pending(live), 1);
   char *out = NULL;
   size_t outlen = 0;
   FILE *say = open_memstream(&out, &outlen);
   sl_generation_t *g;
   char err[1024];
-  ASSERT_EQ(sl_policy_build_checked(path, NULL, npath, 1, &lim, say, &g, err, sizeof(err)), 0);
+  ASSERT_EQ(sl_policy_build_checked(path, NULL, npath, 1, &lim, NULL, say, &g, err, sizeof(err)), 0);
   fclose(say);
   ASSERT(strstr(out, "  stream_end: said\n") != NULL);
   ASSERT(strstr(out, "placement sample 6 (64 candidates)") != NULL);
   free(out);
-  ASSERT_EQ(sl_narrate_pending(), 1); /* the live event waits for the real flush */
+  ASSERT_EQ(sl_narrate_pending(live), 1); /* the live event waits for the real flush */
   sl_generation_release(g);
+  sl_narrator_free(live);
 }
 
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
+  if (sl_ttldict_new(NULL, &dict) != 0) return 1;
+  lim.dict = dict;
   snprintf(path, sizeof(path), "%s/policy.lua", dir);
   SL_RUN(test_budget_and_suspension);
   SL_RUN(test_samples);
@@ -155,6 +162,6 @@ int main(void) {
   snprintf(npath, sizeof(npath), "%s/narration.lua", dir);
   unlink(npath);
   rmdir(dir);
-  sl_ttldict_set_default(NULL);
+  sl_ttldict_free(dict);
   return SL_TEST_EXIT();
 }

@@ -28,13 +28,15 @@ static lua_State *new_state(void) {
   return L;
 }
 
+static sl_counters_t counters;
+
 /* Loads src as chunk "=t" and runs it under a budget of n instructions. */
 static sl_budget_status_t run(lua_State *L, const char *src, uint64_t n, int nresults, char *err, size_t cap) {
   if (luaL_loadbuffer(L, src, strlen(src), "=t") != 0) {
     fprintf(stderr, "syntax: %s\n", lua_tostring(L, -1));
     exit(1);
   }
-  sl_budget_call_t call = {"test", "t.lua", "req-1", n};
+  sl_budget_call_t call = {"test", "t.lua", "req-1", n, &counters};
   return sl_budget_pcall(L, 0, nresults, &call, err, cap);
 }
 
@@ -55,7 +57,7 @@ static void test_results_and_errors(void) {
 static void test_runaway_loops_are_stopped(void) {
   lua_State *L = new_state();
   char err[512];
-  int64_t before = sl_counter_get(SL_C_LUA_BUDGET_EXCEEDED);
+  int64_t before = sl_counter_get(&counters, SL_C_LUA_BUDGET_EXCEEDED);
   static const char *const loops[] = {
       "local x = 0\nwhile true do x = x + 1 end",
       /* catching the budget's error does not help: it is raised again */
@@ -80,7 +82,7 @@ static void test_runaway_loops_are_stopped(void) {
     ASSERT_EQ((int)lua_tonumber(L, -1), 50005000);
     lua_settop(L, 0);
   }
-  ASSERT_EQ(sl_counter_get(SL_C_LUA_BUDGET_EXCEEDED) - before, (int64_t)(sizeof(loops) / sizeof(loops[0])));
+  ASSERT_EQ(sl_counter_get(&counters, SL_C_LUA_BUDGET_EXCEEDED) - before, (int64_t)(sizeof(loops) / sizeof(loops[0])));
   /* The line is the one the loop was on. */
   ASSERT_EQ(run(L, "local a = 1\nlocal b = 2\nwhile true do a = a + b end", 50000, 0, err, sizeof(err)),
             SL_BUDGET_EXCEEDED);
@@ -122,7 +124,7 @@ static int l_run_inner(lua_State *L) {
 
 static char seen[256];
 static int l_describe(lua_State *L) {
-  sl_budget_describe_running(seen, sizeof(seen));
+  sl_budget_describe_running(sl_budget_note_here(), seen, sizeof(seen));
   return 0;
 }
 
@@ -143,7 +145,7 @@ static void test_nesting_and_description(void) {
   /* What the watchdog reads. */
   ASSERT_EQ(run(L, "describe()", 100000, 0, err, sizeof(err)), SL_BUDGET_OK);
   ASSERT_STR_EQ(seen, "test t.lua for request req-1");
-  sl_budget_describe_running(seen, sizeof(seen));
+  sl_budget_describe_running(sl_budget_note_here(), seen, sizeof(seen));
   ASSERT_STR_EQ(seen, "");
   lua_close(inner);
   lua_close(L);

@@ -421,41 +421,43 @@ static void test_backend_interface(void) {
   ASSERT_EQ(wrap_destroyed, 1);
 }
 
-static void test_ffi_default(void) {
+static void test_ffi_surface(void) {
   char buf[8];
   size_t n = 0, entries = 0, bytes = 0, freed = 0;
   int64_t v = 0;
   int added = -1;
-  ASSERT_EQ(sl_ffi_dict_set_clock_for_tests(1000), 0);
-  ASSERT_EQ(sl_ffi_dict_flush(), 0);
-  ASSERT_EQ(sl_ffi_dict_set(S("k"), S("v"), 100), 0);
-  ASSERT_EQ(sl_ffi_dict_get(S("k"), buf, sizeof(buf), &n), 0);
-  ASSERT_MEM_EQ(buf, n, "v", 1);
-  ASSERT_EQ(sl_ffi_dict_add(S("k"), S("w"), 0, &added), 0);
-  ASSERT_EQ(added, 0);
-  ASSERT_EQ(sl_ffi_dict_incr(S("n"), 2, 1, 40, 0, &v), 0);
-  ASSERT_EQ(v, 42);
-  ASSERT_EQ(sl_ffi_dict_incr(S("m"), 2, 0, 0, 0, &v), SL_ENOTFOUND);
-  ASSERT_EQ(sl_ffi_dict_ttl(S("k"), &v), 0);
-  ASSERT_EQ(v, 100);
-  ASSERT_EQ(sl_ffi_dict_count(&entries, &bytes), 0);
-  ASSERT_EQ(entries, 2);
-  sl_ffi_dict_set_clock_for_tests(1100);
-  ASSERT_EQ(sl_ffi_dict_sweep(0, &freed), 0);
-  ASSERT_EQ(freed, 1);
-  ASSERT_EQ(sl_ffi_dict_delete(S("n")), 0);
-  ASSERT_EQ(sl_ffi_dict_delete(S("n")), SL_ENOTFOUND);
-  /* A configured dictionary installed as the default replaces it. */
-  sl_ttldict_t *d = make(1000);
+  sl_ttldict_t *d = make(0), *other = make(0);
   ASSERT_NOT_NULL(d);
-  sl_ttldict_set_default(d);
-  ASSERT(sl_ttldict_default() == d);
-  ASSERT_EQ(sl_ffi_dict_count(&entries, &bytes), 0);
+  ASSERT_NOT_NULL(other);
+  fake_now = 5;
+  ASSERT_EQ(sl_ffi_dict_set_clock_for_tests(d, 1000), 0);
+  ASSERT_EQ(sl_ffi_dict_set(d, S("k"), S("v"), 100), 0);
+  ASSERT_EQ(sl_ffi_dict_get(d, S("k"), buf, sizeof(buf), &n), 0);
+  ASSERT_MEM_EQ(buf, n, "v", 1);
+  ASSERT_EQ(sl_ffi_dict_add(d, S("k"), S("w"), 0, &added), 0);
+  ASSERT_EQ(added, 0);
+  ASSERT_EQ(sl_ffi_dict_incr(d, S("n"), 2, 1, 40, 0, &v), 0);
+  ASSERT_EQ(v, 42);
+  ASSERT_EQ(sl_ffi_dict_incr(d, S("m"), 2, 0, 0, 0, &v), SL_ENOTFOUND);
+  ASSERT_EQ(sl_ffi_dict_ttl(d, S("k"), &v), 0);
+  ASSERT_EQ(v, 100);
+  ASSERT_EQ(sl_ffi_dict_count(d, &entries, &bytes), 0);
+  ASSERT_EQ(entries, 2);
+  /* Dictionaries share nothing: not entries, not the test clock. */
+  ASSERT_EQ(sl_ffi_dict_get(other, S("k"), buf, sizeof(buf), &n), SL_ENOTFOUND);
+  ASSERT_EQ(sl_ttldict_now(other), 5);
+  sl_ffi_dict_set_clock_for_tests(d, 1100);
+  ASSERT_EQ(sl_ffi_dict_sweep(d, 0, &freed), 0);
+  ASSERT_EQ(freed, 1);
+  ASSERT_EQ(sl_ffi_dict_delete(d, S("n")), 0);
+  ASSERT_EQ(sl_ffi_dict_delete(d, S("n")), SL_ENOTFOUND);
+  ASSERT_EQ(sl_ffi_dict_flush(d), 0);
+  ASSERT_EQ(sl_ffi_dict_count(d, &entries, &bytes), 0);
   ASSERT_EQ(entries, 0);
-  sl_ffi_dict_set_clock_for_tests(-1);
-  sl_ttldict_set_default(NULL);
-  ASSERT_NOT_NULL(sl_ttldict_default()); /* made again on use */
-  sl_ttldict_set_default(NULL);
+  sl_ffi_dict_set_clock_for_tests(d, -1);
+  ASSERT_EQ(sl_ttldict_now(d), 5);
+  sl_ttldict_free(d);
+  sl_ttldict_free(other);
 }
 
 /* ---- agreement with a reference model ---- */
@@ -650,7 +652,7 @@ int main(void) {
   SL_RUN(test_sweep_reclaims);
   SL_RUN(test_memory_bound);
   SL_RUN(test_backend_interface);
-  SL_RUN(test_ffi_default);
+  SL_RUN(test_ffi_surface);
   SL_RUN(test_model_unbounded);
   SL_RUN(test_model_tight_bound);
   return SL_TEST_EXIT();

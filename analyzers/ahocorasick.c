@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
 
 #define MAX_PATTERNS ((size_t)1 << 20)
 #define MAX_BYTES ((size_t)1 << 24)
@@ -98,18 +97,18 @@ typedef struct {
 
 static int layout(const char *const *pats, const size_t *lens, size_t n, unsigned flags,
                   layout_t *l, uint32_t *cls) {
-  if (pats == NULL || lens == NULL || n == 0 || n > MAX_PATTERNS) return SL_EINVAL;
-  if (flags & ~(unsigned)SL_AC_NOCASE) return SL_EINVAL;
+  if (pats == NULL || lens == NULL || n == 0 || n > MAX_PATTERNS) return SL_AN_EINVAL;
+  if (flags & ~(unsigned)SL_AC_NOCASE) return SL_AN_EINVAL;
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
-    if (pats[i] == NULL || lens[i] == 0 || lens[i] > MAX_BYTES) return SL_EINVAL;
+    if (pats[i] == NULL || lens[i] == 0 || lens[i] > MAX_BYTES) return SL_AN_EINVAL;
     total += lens[i];
-    if (total > MAX_BYTES) return SL_EINVAL;
+    if (total > MAX_BYTES) return SL_AN_EINVAL;
   }
   uint32_t tmp[256];
   make_classes(pats, lens, n, flags, cls ? cls : tmp, &l->k, &l->kshift);
   size_t smax = total + 1;
-  if (smax * l->k > MAX_ENTRIES) return SL_EINVAL;
+  if (smax * l->k > MAX_ENTRIES) return SL_AN_EINVAL;
   l->smax = (uint32_t)smax;
   size_t off = align8(sizeof(sl_ac_t));
   l->trans = off;
@@ -178,13 +177,13 @@ static void permute_array(uint32_t *a, const uint32_t *newid, uint32_t ns, uint3
 
 int sl_ac_build(void *mem, size_t size, const char *const *pats, const size_t *lens, size_t n,
                 unsigned flags, sl_ac_t **out) {
-  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_EINVAL;
+  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_AN_EINVAL;
   layout_t l;
   sl_ac_t *ac = mem;
   uint32_t cls[256];
   int rc = layout(pats, lens, n, flags, &l, cls);
   if (rc != 0) return rc;
-  if (size < l.total) return SL_ETOOBIG;
+  if (size < l.total) return SL_AN_ETOOBIG;
   char *base = mem;
   memset(ac, 0, sizeof *ac);
   memcpy(ac->cls, cls, sizeof cls);
@@ -286,11 +285,11 @@ int sl_ac_build(void *mem, size_t size, const char *const *pats, const size_t *l
 
 int sl_ac_new(const char *const *pats, const size_t *lens, size_t n, unsigned flags,
               sl_ac_t **out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   size_t size = sl_ac_size(pats, lens, n, flags);
-  if (size == 0) return SL_EINVAL;
+  if (size == 0) return SL_AN_EINVAL;
   void *mem = malloc(size);
-  if (mem == NULL) return SL_ENOMEM;
+  if (mem == NULL) return SL_AN_ENOMEM;
   int rc = sl_ac_build(mem, size, pats, lens, n, flags, out);
   if (rc != 0) {
     free(mem);
@@ -391,8 +390,8 @@ static int two_lanes(const sl_ac_t *ac, const unsigned char *p, uint32_t *cur, u
 
 int sl_ac_feed(sl_ac_stream_t *st, const void *buf, size_t len, sl_ac_match_t *out, size_t cap,
                size_t *nout, size_t *consumed) {
-  if (st == NULL || st->ac == NULL || nout == NULL || consumed == NULL) return SL_EINVAL;
-  if ((buf == NULL && len != 0) || (out == NULL && cap != 0)) return SL_EINVAL;
+  if (st == NULL || st->ac == NULL || nout == NULL || consumed == NULL) return SL_AN_EINVAL;
+  if ((buf == NULL && len != 0) || (out == NULL && cap != 0)) return SL_AN_EINVAL;
   const sl_ac_t *ac = st->ac;
   const uint32_t *t = ac->trans, *cls = ac->cls;
   const unsigned char *p = buf;
@@ -441,7 +440,7 @@ int sl_ac_feed(sl_ac_stream_t *st, const void *buf, size_t len, sl_ac_match_t *o
       if (nx >= ob) {
         uint32_t s = nx >> ac->kshift, k = ac->nout[s];
         if (n + k > cap) {
-          if (n == 0 && i == 0) rc = SL_ETOOBIG;
+          if (n == 0 && i == 0) rc = SL_AN_ETOOBIG;
           stop = 1;
           break;
         }

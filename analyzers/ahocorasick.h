@@ -18,14 +18,16 @@
  * check for a match is one comparison.  Memory: the caller provides it
  * (sl_ac_size() + sl_ac_build()) or sl_ac_new() mallocs it once; feeding
  * never allocates and never calls back.  Positions are byte offsets from the
- * start of the stream.  Errors are the negative SL_E* codes of
- * runtime/errors.h.  (Prefix sl_ac_: "Aho-Corasick".)
+ * start of the stream.  Errors are the negative SL_AN_E* codes of
+ * analyzers/status.h.  (Prefix sl_ac_: "Aho-Corasick".)
  */
 #ifndef SL_AHOCORASICK_H
 #define SL_AHOCORASICK_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "analyzers/status.h"
 
 /* Build flags. */
 enum {
@@ -58,12 +60,12 @@ size_t sl_ac_size(const char *const *pats, const size_t *lens, size_t n, unsigne
 
 /* Builds the automaton in mem (8-byte aligned, size bytes).  The patterns
  * are read during the call only.  Returns 0 and sets *out (a pointer into
- * mem); SL_EINVAL for an invalid set, flags or mem; SL_ETOOBIG if size is
+ * mem); SL_AN_EINVAL for an invalid set, flags or mem; SL_AN_ETOOBIG if size is
  * below sl_ac_size().  The caller keeps owning mem; no teardown is needed. */
 int sl_ac_build(void *mem, size_t size, const char *const *pats, const size_t *lens, size_t n,
                 unsigned flags, sl_ac_t **out);
 
-/* Like sl_ac_build() with memory from malloc (SL_ENOMEM if that fails).
+/* Like sl_ac_build() with memory from malloc (SL_AN_ENOMEM if that fails).
  * Free with sl_ac_free() once no stream uses it. */
 int sl_ac_new(const char *const *pats, const size_t *lens, size_t n, unsigned flags,
               sl_ac_t **out);
@@ -85,8 +87,8 @@ void sl_ac_stream_init(sl_ac_stream_t *st, const sl_ac_t *ac);
 /* Feeds buf[0..len) and writes the matches it completes to out[0..cap) in
  * order, setting *nout.  Stops early, before a byte whose matches would not
  * fit, with *consumed < len: drain out and feed the rest.  Returns 0;
- * SL_EINVAL for NULL arguments (buf may be NULL when len is 0; out may be
- * NULL when cap is 0, but then a match stops the feed); SL_ETOOBIG when
+ * SL_AN_EINVAL for NULL arguments (buf may be NULL when len is 0; out may be
+ * NULL when cap is 0, but then a match stops the feed); SL_AN_ETOOBIG when
  * nothing could be consumed because cap < sl_ac_max_matches().  Never
  * allocates. */
 int sl_ac_feed(sl_ac_stream_t *st, const void *buf, size_t len, sl_ac_match_t *out, size_t cap,

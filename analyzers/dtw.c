@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -243,14 +242,14 @@ size_t sl_dtw_work_size(size_t na, size_t nb) { return core_doubles(na, nb) * si
 
 int sl_dtw_distance(const double *a, size_t na, const double *b, size_t nb, size_t band,
                     int cost, double abandon_at, void *work, size_t work_size, double *out) {
-  if (out == NULL || !cost_ok(cost) || (a == NULL && na) || (b == NULL && nb)) return SL_EINVAL;
+  if (out == NULL || !cost_ok(cost) || (a == NULL && na) || (b == NULL && nb)) return SL_AN_EINVAL;
   if (na == 0 || nb == 0) {
     *out = na == nb ? 0.0 : INFINITY;
     if (*out >= abandon_at) *out = INFINITY;
     return 0;
   }
-  if (work == NULL || ((uintptr_t)work & 7) != 0) return SL_EINVAL;
-  if (work_size < sl_dtw_work_size(na, nb)) return SL_ETOOBIG;
+  if (work == NULL || ((uintptr_t)work & 7) != 0) return SL_AN_EINVAL;
+  if (work_size < sl_dtw_work_size(na, nb)) return SL_AN_ETOOBIG;
   *out = dtw_core(a, na, b, nb, band_for(band, na, nb), cost, abandon_at, NULL, work);
   return 0;
 }
@@ -274,7 +273,7 @@ static double lb_kim(const double *a, size_t na, const double *b, size_t nb, int
 
 int sl_dtw_lb_kim(const double *a, size_t na, const double *b, size_t nb, int cost,
                   double *out) {
-  if (out == NULL || !cost_ok(cost) || (a == NULL && na) || (b == NULL && nb)) return SL_EINVAL;
+  if (out == NULL || !cost_ok(cost) || (a == NULL && na) || (b == NULL && nb)) return SL_AN_EINVAL;
   if (na == 0 || nb == 0) {
     *out = na == nb ? 0.0 : INFINITY;
     return 0;
@@ -331,8 +330,8 @@ int sl_dtw_envelope(const double *x, size_t n, size_t band, double *lower, doubl
   if (n == 0) return 0;
   if (x == NULL || lower == NULL || upper == NULL || work == NULL ||
       ((uintptr_t)work & 7) != 0)
-    return SL_EINVAL;
-  if (work_size < sl_dtw_envelope_work_size(n, band)) return SL_ETOOBIG;
+    return SL_AN_EINVAL;
+  if (work_size < sl_dtw_envelope_work_size(n, band)) return SL_AN_ETOOBIG;
   envelope(x, n, band, lower, upper, work);
   return 0;
 }
@@ -356,8 +355,8 @@ static double keogh(const double *c, size_t n, const double *lower, const double
 
 int sl_dtw_lb_keogh(const double *c, size_t n, const double *lower, const double *upper,
                     int cost, double abandon_at, double *out) {
-  if (out == NULL || !cost_ok(cost)) return SL_EINVAL;
-  if (n > 0 && (c == NULL || lower == NULL || upper == NULL)) return SL_EINVAL;
+  if (out == NULL || !cost_ok(cost)) return SL_AN_EINVAL;
+  if (n > 0 && (c == NULL || lower == NULL || upper == NULL)) return SL_AN_EINVAL;
   *out = keogh(c, n, lower, upper, cost, abandon_at, NULL);
   return 0;
 }
@@ -404,14 +403,15 @@ size_t sl_dtw_search_work_size(size_t m, size_t n, size_t band) {
 
 int sl_dtw_search(const double *q, size_t m, const double *s, size_t n, size_t band, int cost,
                   void *work, size_t work_size, sl_dtw_match_t *best) {
-  if (best == NULL || q == NULL || m == 0 || !cost_ok(cost) || (s == NULL && n)) return SL_EINVAL;
+  if (best == NULL || q == NULL || m == 0 || !cost_ok(cost) || (s == NULL && n))
+    return SL_AN_EINVAL;
   memset(best, 0, sizeof *best);
   best->dist = INFINITY;
   if (n < m) return 0;
-  if (work == NULL || ((uintptr_t)work & 7) != 0) return SL_EINVAL;
+  if (work == NULL || ((uintptr_t)work & 7) != 0) return SL_AN_EINVAL;
   search_layout_t l;
   search_layout(m, n, band, &l);
-  if (work_size < l.total) return SL_ETOOBIG;
+  if (work_size < l.total) return SL_AN_ETOOBIG;
   double *w = work;
   double *qlo = w + l.qlo, *qup = w + l.qup, *slo = w + l.slo, *sup = w + l.sup;
   double *t1 = w + l.t1, *t2 = w + l.t2, *cb = w + l.cb, *core = w + l.core;
@@ -514,10 +514,10 @@ int sl_dtw_stream_init(void *mem, size_t size, const double *q, size_t m, size_t
                        double threshold, sl_dtw_stream_t **out) {
   if (mem == NULL || out == NULL || q == NULL || m == 0 || !cost_ok(cost) ||
       ((uintptr_t)mem & 7) != 0 || isnan(threshold))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   stream_layout_t l;
   stream_layout(m, band, &l);
-  if (size < l.total) return SL_ETOOBIG;
+  if (size < l.total) return SL_AN_ETOOBIG;
   sl_dtw_stream_t *s = mem;
   double *w = mem;
   memset(s, 0, sizeof *s);
@@ -540,11 +540,11 @@ int sl_dtw_stream_init(void *mem, size_t size, const double *q, size_t m, size_t
 
 int sl_dtw_stream_new(const double *q, size_t m, size_t band, int cost, double threshold,
                       sl_dtw_stream_t **out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   size_t size = sl_dtw_stream_size(m, band);
-  if (size == 0) return SL_EINVAL;
+  if (size == 0) return SL_AN_EINVAL;
   void *mem = malloc(size);
-  if (mem == NULL) return SL_ENOMEM;
+  if (mem == NULL) return SL_AN_ENOMEM;
   int rc = sl_dtw_stream_init(mem, size, q, m, band, cost, threshold, out);
   if (rc != 0) {
     free(mem);
@@ -559,7 +559,7 @@ void sl_dtw_stream_free(sl_dtw_stream_t *s) {
 }
 
 int sl_dtw_stream_push(sl_dtw_stream_t *s, double x, double *dist) {
-  if (s == NULL || dist == NULL) return SL_EINVAL;
+  if (s == NULL || dist == NULL) return SL_AN_EINVAL;
   size_t m = s->m, slot = (size_t)(s->n % m);
   s->ring[slot] = x;
   s->ring[slot + m] = x;

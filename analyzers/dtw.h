@@ -20,14 +20,16 @@
  * Memory: every function works in caller-provided scratch sized by a
  * *_work_size() query (bytes, 8-byte aligned) or, for the stream, in memory
  * from sl_dtw_stream_size(); nothing here allocates except
- * sl_dtw_stream_new().  Errors are the negative SL_E* codes of
- * runtime/errors.h.  Inputs must be finite (no NaN or infinity).
+ * sl_dtw_stream_new().  Errors are the negative SL_AN_E* codes of
+ * analyzers/status.h.  Inputs must be finite (no NaN or infinity).
  */
 #ifndef SL_DTW_H
 #define SL_DTW_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "analyzers/status.h"
 
 /* Per-cell cost. */
 enum {
@@ -46,8 +48,8 @@ size_t sl_dtw_work_size(size_t na, size_t nb);
  * the distance when it is below abandon_at, else to INFINITY (pass INFINITY
  * never to abandon); the computation stops as soon as every path is known
  * to reach abandon_at.  Both series empty: 0; one empty: INFINITY.
- * Returns 0; SL_EINVAL for a bad cost, NULL pointers (a series may be NULL
- * when its length is 0) or misaligned work; SL_ETOOBIG when work_size is
+ * Returns 0; SL_AN_EINVAL for a bad cost, NULL pointers (a series may be NULL
+ * when its length is 0) or misaligned work; SL_AN_ETOOBIG when work_size is
  * below sl_dtw_work_size(na, nb).  Only work is written. */
 int sl_dtw_distance(const double *a, size_t na, const double *b, size_t nb, size_t band,
                     int cost, double abandon_at, void *work, size_t work_size, double *out);
@@ -55,7 +57,7 @@ int sl_dtw_distance(const double *a, size_t na, const double *b, size_t nb, size
 /* LB_Kim (first and last cells, and the cheapest of the three cells next to
  * each; O(1)): a lower bound on the DTW distance of a and b under any band.
  * Sets *out; 0 for two empty series and INFINITY for one.  Returns 0 or
- * SL_EINVAL. */
+ * SL_AN_EINVAL. */
 int sl_dtw_lb_kim(const double *a, size_t na, const double *b, size_t nb, int cost,
                   double *out);
 
@@ -65,15 +67,15 @@ size_t sl_dtw_envelope_work_size(size_t n, size_t band);
 /* The band envelope of x[0..n): lower[i] = min and upper[i] = max of
  * x[i - band .. i + band] (clipped to the series), in O(n) (Lemire's
  * streaming min / max).  Writes lower[0..n) and upper[0..n), which the
- * caller owns.  Returns 0; SL_EINVAL for NULL pointers or misaligned work;
- * SL_ETOOBIG when work_size is too small. */
+ * caller owns.  Returns 0; SL_AN_EINVAL for NULL pointers or misaligned work;
+ * SL_AN_ETOOBIG when work_size is too small. */
 int sl_dtw_envelope(const double *x, size_t n, size_t band, double *lower, double *upper,
                     void *work, size_t work_size);
 
 /* LB_Keogh: the cost of c[0..n) against the envelope (lower, upper) of
  * another series of n samples computed with the same band, a lower bound on
  * their banded DTW distance.  Summing stops once the sum reaches abandon_at
- * (then *out >= abandon_at).  Returns 0 or SL_EINVAL. */
+ * (then *out >= abandon_at).  Returns 0 or SL_AN_EINVAL. */
 int sl_dtw_lb_keogh(const double *c, size_t n, const double *lower, const double *upper,
                     int cost, double abandon_at, double *out);
 
@@ -98,8 +100,8 @@ size_t sl_dtw_search_work_size(size_t m, size_t n, size_t band);
 /* Finds the window s[pos .. pos + m) with the smallest DTW distance to
  * q[0..m) (the first one on ties).  Same result as computing every window's
  * distance; the bounds and early abandoning only skip work.  m must be at
- * least 1.  Fills *best; returns 0; SL_EINVAL for bad arguments;
- * SL_ETOOBIG when work_size is too small. */
+ * least 1.  Fills *best; returns 0; SL_AN_EINVAL for bad arguments;
+ * SL_AN_ETOOBIG when work_size is too small. */
 int sl_dtw_search(const double *q, size_t m, const double *s, size_t n, size_t band, int cost,
                   void *work, size_t work_size, sl_dtw_match_t *best);
 
@@ -113,12 +115,12 @@ size_t sl_dtw_stream_size(size_t m, size_t band);
 /* Places a stream in mem (8-byte aligned, size bytes) for query q[0..m)
  * (copied), band, cost and threshold: a push reports the distance of the
  * newest window only when it is below threshold (INFINITY: always).
- * Returns 0 and sets *out; SL_EINVAL for bad arguments (m must be >= 1);
- * SL_ETOOBIG if size is too small.  The caller keeps owning mem. */
+ * Returns 0 and sets *out; SL_AN_EINVAL for bad arguments (m must be >= 1);
+ * SL_AN_ETOOBIG if size is too small.  The caller keeps owning mem. */
 int sl_dtw_stream_init(void *mem, size_t size, const double *q, size_t m, size_t band, int cost,
                        double threshold, sl_dtw_stream_t **out);
 
-/* Like sl_dtw_stream_init() with memory from malloc (SL_ENOMEM if that
+/* Like sl_dtw_stream_init() with memory from malloc (SL_AN_ENOMEM if that
  * fails).  Free with sl_dtw_stream_free(). */
 int sl_dtw_stream_new(const double *q, size_t m, size_t band, int cost, double threshold,
                       sl_dtw_stream_t **out);
@@ -129,7 +131,7 @@ void sl_dtw_stream_free(sl_dtw_stream_t *s);
 /* Appends sample x and sets *dist to the DTW distance between the query and
  * the newest m samples if it is below the threshold, else (or while fewer
  * than m samples have arrived) to INFINITY.  Never allocates.  Returns 0, or
- * SL_EINVAL for NULL arguments. */
+ * SL_AN_EINVAL for NULL arguments. */
 int sl_dtw_stream_push(sl_dtw_stream_t *s, double x, double *dist);
 
 /* Forgets the samples, keeping query and settings. */

@@ -14,7 +14,6 @@
 
 #include "analyzers/embed.h"
 #include "analyzers/kdtree.h"
-#include "runtime/errors.h"
 
 #define SL__ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 #define SL__NONE UINT32_MAX
@@ -95,7 +94,7 @@ static int dyn_resolve(const double *x, size_t n, const sl_dyn_params_t *p, void
   if (x == NULL || ws == NULL || n < SL_DYN_MIN_SAMPLES || n >= UINT32_MAX ||
       ws_size < sl_dyn_workspace_size(n) || !(p->dt >= 0) || p->m > SL_DYN_MAX_DIM ||
       (p->search != SL_DYN_SEARCH_KDTREE && p->search != SL_DYN_SEARCH_BRUTE))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   dyn_layout(n, ws, w);
   int rc = sl_embed_normalize(x, n, w->z, NULL, &e->sd);
   if (rc) return rc;
@@ -139,7 +138,7 @@ static int dyn_resolve(const double *x, size_t n, const sl_dyn_params_t *p, void
     if (e->theiler > n / 10) e->theiler = (unsigned)(n / 10);
     if (e->theiler == 0) e->theiler = 1;
   }
-  if (sl_embed_count(n, e->m, e->tau) < n / 2) return SL_EINVAL;
+  if (sl_embed_count(n, e->m, e->tau) < n / 2) return SL_AN_EINVAL;
   return 0;
 }
 
@@ -236,7 +235,7 @@ static int lyap_run(const dyn_ws_t *w, size_t n, const sl_dyn_params_t *p, const
   out->theiler = e->theiler;
   size_t count = sl_embed_count(n, e->m, e->tau);
   unsigned steps = p && p->max_steps ? p->max_steps : dyn_default_steps(count, e->theiler);
-  if ((size_t)steps + 2 * (size_t)e->theiler + 8 > count) return SL_EINVAL;
+  if ((size_t)steps + 2 * (size_t)e->theiler + 8 > count) return SL_AN_EINVAL;
   out->steps = steps + 1;
   if (e->sd == 0) {
     /* A constant series: every neighbour sits at distance 0 for ever. */
@@ -344,7 +343,7 @@ int sl_lyap_estimate(const double *x, size_t n, const sl_dyn_params_t *p, void *
                      size_t ws_size, double *curve, size_t curve_cap, sl_lyap_t *out) {
   dyn_ws_t w;
   dyn_embed_t e;
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   int rc = dyn_resolve(x, n, p, ws, ws_size, &w, &e);
   if (rc) return rc;
   return lyap_run(&w, n, p, &e, curve, curve_cap, out);
@@ -422,7 +421,7 @@ int sl_corrdim_estimate(const double *x, size_t n, const sl_dyn_params_t *p, voi
                         size_t ws_size, sl_corrdim_t *out) {
   dyn_ws_t w;
   dyn_embed_t e;
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   int rc = dyn_resolve(x, n, p, ws, ws_size, &w, &e);
   if (rc) return rc;
   return corr_run(&w, n, &e, out);
@@ -484,7 +483,7 @@ static double acf_recurrence(const double *z, size_t n) {
  *  7. anything else diverges without an exponential law: noise. */
 int sl_dyn_classify(const double *x, size_t n, const sl_dyn_params_t *p, void *ws,
                     size_t ws_size, sl_dyn_report_t *out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   memset(out, 0, sizeof(*out));
   dyn_ws_t w;
   dyn_embed_t e;

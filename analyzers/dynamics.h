@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyzers/status.h"
+
 #define SL_DYN_MAX_DIM 10    /* largest embedding dimension tried or accepted */
 #define SL_DYN_MIN_SAMPLES 64 /* shortest series accepted */
 
@@ -97,7 +99,7 @@ size_t sl_dyn_workspace_size(size_t n);
  * neighbour's offset turns into the unstable direction; the upper cut stays
  * clear of the bend into saturation.
  *
- * Returns 0; SL_EINVAL for a NULL argument, n < SL_DYN_MIN_SAMPLES, a
+ * Returns 0; SL_AN_EINVAL for a NULL argument, n < SL_DYN_MIN_SAMPLES, a
  * non-finite sample, dt < 0, a dimension above SL_DYN_MAX_DIM, a short
  * workspace, or a series too short for the embedding, window and curve. */
 int sl_lyap_estimate(const double *x, size_t n, const sl_dyn_params_t *p, void *ws,
@@ -108,12 +110,12 @@ int sl_lyap_estimate(const double *x, size_t n, const sl_dyn_params_t *p, void *
  * ignored).  The scaling region rule: fit log C against log r over the radii
  * where C(r) lies between max(1e-4, 200 / pairs) and 0.02.  Up to 2.5e7
  * pairs are counted; longer series use every k-th reference point.  Returns
- * 0 or SL_EINVAL as sl_lyap_estimate; a constant series gives dim = 0. */
+ * 0 or SL_AN_EINVAL as sl_lyap_estimate; a constant series gives dim = 0. */
 int sl_corrdim_estimate(const double *x, size_t n, const sl_dyn_params_t *p, void *ws,
                         size_t ws_size, sl_corrdim_t *out);
 
 /* Classifies x[0..n) and fills *out with the verdict and its evidence (see
- * the rules in dynamics.c and docs).  Returns 0 or SL_EINVAL as
+ * the rules in dynamics.c and docs).  Returns 0 or SL_AN_EINVAL as
  * sl_lyap_estimate. */
 int sl_dyn_classify(const double *x, size_t n, const sl_dyn_params_t *p, void *ws,
                     size_t ws_size, sl_dyn_report_t *out);

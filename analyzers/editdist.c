@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
 
 #define MAX_LEN ((size_t)1 << 28)
 
@@ -264,7 +263,7 @@ typedef struct {
 
 /* The memory for a header of hdr bytes and patterns of up to m tokens. */
 static int layout(size_t hdr, size_t m, layout_t *l) {
-  if (m > MAX_LEN) return SL_EINVAL;
+  if (m > MAX_LEN) return SL_AN_EINVAL;
   size_t w = words_for(m ? m : 1);
   size_t off = align8(hdr);
   l->slots = off;
@@ -290,10 +289,10 @@ size_t sl_editdist_size(size_t max_len) {
 
 int sl_editdist_init(void *mem, size_t size, size_t max_len, sl_editdist_t **out) {
   layout_t l;
-  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_EINVAL;
+  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_AN_EINVAL;
   int rc = layout(sizeof(sl_editdist_t), max_len, &l);
   if (rc != 0) return rc;
-  if (size < l.total) return SL_ETOOBIG;
+  if (size < l.total) return SL_AN_ETOOBIG;
   char *base = mem;
   sl_editdist_t *ed = mem;
   memset(ed, 0, sizeof *ed);
@@ -308,11 +307,11 @@ int sl_editdist_init(void *mem, size_t size, size_t max_len, sl_editdist_t **out
 }
 
 int sl_editdist_new(size_t max_len, sl_editdist_t **out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   size_t size = sl_editdist_size(max_len);
-  if (size == 0) return SL_EINVAL;
+  if (size == 0) return SL_AN_EINVAL;
   void *mem = malloc(size);
-  if (mem == NULL) return SL_ENOMEM;
+  if (mem == NULL) return SL_AN_ENOMEM;
   int rc = sl_editdist_init(mem, size, max_len, out);
   if (rc != 0) {
     free(mem);
@@ -330,8 +329,8 @@ void sl_editdist_free(sl_editdist_t *ed) {
  * arguments shared by both batch measures. */
 static int batch_args(sl_editdist_t *ed, const uint32_t **a, size_t *na, const uint32_t **b,
                       size_t *nb, const void *result) {
-  if (ed == NULL || result == NULL) return SL_EINVAL;
-  if ((*a == NULL && *na != 0) || (*b == NULL && *nb != 0)) return SL_EINVAL;
+  if (ed == NULL || result == NULL) return SL_AN_EINVAL;
+  if ((*a == NULL && *na != 0) || (*b == NULL && *nb != 0)) return SL_AN_EINVAL;
   if (*na > *nb) {
     const uint32_t *tp = *a;
     size_t tn = *na;
@@ -340,7 +339,7 @@ static int batch_args(sl_editdist_t *ed, const uint32_t **a, size_t *na, const u
     *b = tp;
     *nb = tn;
   }
-  if (*na > ed->max_len) return SL_ETOOBIG;
+  if (*na > ed->max_len) return SL_AN_ETOOBIG;
   return 0;
 }
 
@@ -490,13 +489,13 @@ void sl_editdist_stream_reset(sl_editdist_stream_t *s) {
 int sl_editdist_stream_init(void *mem, size_t size, const uint32_t *pattern, size_t m,
                             int mode, sl_editdist_stream_t **out) {
   layout_t l;
-  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_EINVAL;
-  if (pattern == NULL && m != 0) return SL_EINVAL;
+  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_AN_EINVAL;
+  if (pattern == NULL && m != 0) return SL_AN_EINVAL;
   if (mode != SL_EDITDIST_GLOBAL && mode != SL_EDITDIST_SEARCH && mode != SL_EDITDIST_LCS)
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   int rc = layout(sizeof(sl_editdist_stream_t), m, &l);
   if (rc != 0) return rc;
-  if (size < l.total) return SL_ETOOBIG;
+  if (size < l.total) return SL_AN_ETOOBIG;
   char *base = mem;
   sl_editdist_stream_t *s = mem;
   memset(s, 0, sizeof *s);
@@ -517,11 +516,11 @@ int sl_editdist_stream_init(void *mem, size_t size, const uint32_t *pattern, siz
 
 int sl_editdist_stream_new(const uint32_t *pattern, size_t m, int mode,
                            sl_editdist_stream_t **out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   size_t size = sl_editdist_stream_size(m);
-  if (size == 0) return SL_EINVAL;
+  if (size == 0) return SL_AN_EINVAL;
   void *mem = malloc(size);
-  if (mem == NULL) return SL_ENOMEM;
+  if (mem == NULL) return SL_AN_ENOMEM;
   int rc = sl_editdist_stream_init(mem, size, pattern, m, mode, out);
   if (rc != 0) {
     free(mem);
@@ -536,7 +535,7 @@ void sl_editdist_stream_free(sl_editdist_stream_t *s) {
 }
 
 int sl_editdist_stream_push(sl_editdist_stream_t *s, uint32_t tok, size_t *value) {
-  if (s == NULL || value == NULL) return SL_EINVAL;
+  if (s == NULL || value == NULL) return SL_AN_EINVAL;
   s->count++;
   if (s->m == 0) {
     /* Empty pattern: the distance to the text is its length, the best

@@ -20,14 +20,16 @@
  * Memory: every object lives in memory the caller provides (size query +
  * init) or that a _new() function allocates once with malloc; no call after
  * init allocates.  Objects are not thread-safe; use one per thread.
- * Lengths are in tokens.  Errors are the negative SL_E* codes of
- * runtime/errors.h.
+ * Lengths are in tokens.  Errors are the negative SL_AN_E* codes of
+ * analyzers/status.h.
  */
 #ifndef SL_EDITDIST_H
 #define SL_EDITDIST_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "analyzers/status.h"
 
 /* Scratch for batch comparisons: the id remap table and the pattern bit
  * masks, sized for patterns up to max_len tokens.  Opaque. */
@@ -41,13 +43,13 @@ size_t sl_editdist_size(size_t max_len);
 
 /* Places a scratch object in mem (8-byte aligned, size bytes, at least
  * sl_editdist_size(max_len)).  Returns 0 and sets *out (a pointer into mem);
- * SL_EINVAL for a NULL or misaligned mem or max_len over the limit;
- * SL_ETOOBIG if size is too small.  The caller keeps owning mem; the object
+ * SL_AN_EINVAL for a NULL or misaligned mem or max_len over the limit;
+ * SL_AN_ETOOBIG if size is too small.  The caller keeps owning mem; the object
  * needs no teardown. */
 int sl_editdist_init(void *mem, size_t size, size_t max_len, sl_editdist_t **out);
 
 /* Like sl_editdist_init() with memory from malloc.  Returns 0 and sets *out;
- * SL_EINVAL as above, SL_ENOMEM if malloc fails.  Free with
+ * SL_AN_EINVAL as above, SL_AN_ENOMEM if malloc fails.  Free with
  * sl_editdist_free(). */
 int sl_editdist_new(size_t max_len, sl_editdist_t **out);
 
@@ -56,8 +58,8 @@ int sl_editdist_new(size_t max_len, sl_editdist_t **out);
 void sl_editdist_free(sl_editdist_t *ed);
 
 /* Levenshtein distance (unit-cost insert, delete, substitute) between
- * a[0..na) and b[0..nb).  Returns 0 and sets *dist; SL_EINVAL if a pointer
- * is NULL while its length is not 0 or dist is NULL; SL_ETOOBIG if
+ * a[0..na) and b[0..nb).  Returns 0 and sets *dist; SL_AN_EINVAL if a pointer
+ * is NULL while its length is not 0 or dist is NULL; SL_AN_ETOOBIG if
  * min(na, nb) exceeds the scratch's max_len.  The arrays are only read. */
 int sl_editdist_levenshtein(sl_editdist_t *ed, const uint32_t *a, size_t na,
                             const uint32_t *b, size_t nb, size_t *dist);
@@ -84,13 +86,13 @@ size_t sl_editdist_stream_size(size_t m);
 
 /* Places a stream in mem (8-byte aligned, size bytes) for pattern[0..m)
  * (copied: the caller may free pattern afterwards) and mode (an
- * SL_EDITDIST_* value).  m may be 0.  Returns 0 and sets *out; SL_EINVAL for
- * a bad pointer, alignment or mode; SL_ETOOBIG if size is too small.  The
+ * SL_EDITDIST_* value).  m may be 0.  Returns 0 and sets *out; SL_AN_EINVAL for
+ * a bad pointer, alignment or mode; SL_AN_ETOOBIG if size is too small.  The
  * caller keeps owning mem; no teardown is needed. */
 int sl_editdist_stream_init(void *mem, size_t size, const uint32_t *pattern,
                             size_t m, int mode, sl_editdist_stream_t **out);
 
-/* Like sl_editdist_stream_init() with memory from malloc (SL_ENOMEM if that
+/* Like sl_editdist_stream_init() with memory from malloc (SL_AN_ENOMEM if that
  * fails).  Free with sl_editdist_stream_free(). */
 int sl_editdist_stream_new(const uint32_t *pattern, size_t m, int mode,
                            sl_editdist_stream_t **out);
@@ -100,7 +102,7 @@ void sl_editdist_stream_free(sl_editdist_stream_t *s);
 
 /* Appends one text token and sets *value to the mode's measure over the
  * text so far (see SL_EDITDIST_*).  O(ceil(m / 64)); never allocates.
- * Returns 0, or SL_EINVAL if s or value is NULL. */
+ * Returns 0, or SL_AN_EINVAL if s or value is NULL. */
 int sl_editdist_stream_push(sl_editdist_stream_t *s, uint32_t tok, size_t *value);
 
 /* The measure for the text so far without adding a token (for an empty text:

@@ -9,15 +9,14 @@
 #include <math.h>
 
 #include "analyzers/kdtree.h"
-#include "runtime/errors.h"
 
 #define SL__ALIGN8(n) (((n) + 7u) & ~(size_t)7u)
 
 int sl_embed_normalize(const double *x, size_t n, double *out, double *mean, double *sd) {
-  if (x == NULL || out == NULL || n == 0) return SL_EINVAL;
+  if (x == NULL || out == NULL || n == 0) return SL_AN_EINVAL;
   double s = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!isfinite(x[i])) return SL_EINVAL;
+    if (!isfinite(x[i])) return SL_AN_EINVAL;
     s += x[i];
   }
   double mu = s / (double)n, ss = 0;
@@ -37,16 +36,16 @@ size_t sl_embed_count(size_t n, unsigned m, unsigned tau) {
 }
 
 int sl_embed_build(const double *x, size_t n, unsigned m, unsigned tau, double *out) {
-  if (x == NULL || out == NULL || m == 0 || tau == 0 || m > SL_EMBED_MAX_DIM) return SL_EINVAL;
+  if (x == NULL || out == NULL || m == 0 || tau == 0 || m > SL_EMBED_MAX_DIM) return SL_AN_EINVAL;
   size_t count = sl_embed_count(n, m, tau);
-  if (count == 0) return SL_EINVAL;
+  if (count == 0) return SL_AN_EINVAL;
   for (size_t i = 0; i < count; i++)
     for (unsigned k = 0; k < m; k++) out[i * m + k] = x[i + (size_t)k * tau];
   return 0;
 }
 
 int sl_embed_tau_acf(const double *x, size_t n, unsigned max_tau, unsigned *tau) {
-  if (x == NULL || tau == NULL || n < 2 || max_tau == 0 || max_tau >= n) return SL_EINVAL;
+  if (x == NULL || tau == NULL || n < 2 || max_tau == 0 || max_tau >= n) return SL_AN_EINVAL;
   double mu = 0;
   for (size_t i = 0; i < n; i++) mu += x[i];
   mu /= (double)n;
@@ -102,7 +101,7 @@ int sl_embed_tau_ami(const double *x, size_t n, unsigned max_tau, void *ws, size
                      unsigned *tau, double *ami) {
   if (x == NULL || ws == NULL || tau == NULL || max_tau == 0 || (size_t)max_tau + 2 > n ||
       ws_size < sl_embed_tau_workspace_size(n))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   unsigned b = ami_bins(n);
   uint8_t *bin = (uint8_t *)ws;
   uint32_t *joint = (uint32_t *)((char *)ws + SL__ALIGN8(n));
@@ -156,9 +155,9 @@ int sl_embed_dim_fnn(const double *x, size_t n, unsigned tau, unsigned theiler, 
                      double threshold, void *ws, size_t ws_size, unsigned *m, double *frac) {
   if (x == NULL || ws == NULL || m == NULL || tau == 0 || max_m == 0 ||
       max_m >= SL_EMBED_MAX_DIM || ws_size < sl_embed_fnn_workspace_size(n, max_m))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   size_t span = (size_t)max_m * tau;
-  if (n <= span + 2 * (size_t)theiler + 2) return SL_EINVAL;
+  if (n <= span + 2 * (size_t)theiler + 2) return SL_AN_EINVAL;
   double *pts = (double *)ws;
   void *kws = (char *)ws + SL__ALIGN8(n * (size_t)max_m * sizeof(double));
   double mu = 0, var = 0;

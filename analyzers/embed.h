@@ -15,11 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyzers/status.h"
+
 #define SL_EMBED_MAX_DIM 16 /* largest embedding dimension accepted */
 
 /* Writes (x - mean) / sd to out[0..n) (out may equal x) and, when non-NULL,
  * the mean and standard deviation.  A constant series gives sd = 0 and all
- * zeros.  Returns 0, or SL_EINVAL for n == 0 or a non-finite sample. */
+ * zeros.  Returns 0, or SL_AN_EINVAL for n == 0 or a non-finite sample. */
 int sl_embed_normalize(const double *x, size_t n, double *out, double *mean, double *sd);
 
 /* Number of delay vectors of dimension m and lag tau in a series of n
@@ -27,13 +29,13 @@ int sl_embed_normalize(const double *x, size_t n, double *out, double *mean, dou
 size_t sl_embed_count(size_t n, unsigned m, unsigned tau);
 
 /* Writes the sl_embed_count(n, m, tau) delay vectors, m doubles each,
- * row-major, to out.  Returns 0, or SL_EINVAL when m or tau is 0, m exceeds
+ * row-major, to out.  Returns 0, or SL_AN_EINVAL when m or tau is 0, m exceeds
  * SL_EMBED_MAX_DIM or there is no vector. */
 int sl_embed_build(const double *x, size_t n, unsigned m, unsigned tau, double *out);
 
 /* The first lag k in 1..max_tau at which the autocorrelation of x drops
  * below 1/e, in *tau; max_tau when it never does (a constant series gives
- * 1).  Returns 0, or SL_EINVAL when n < 2 or max_tau is 0 or >= n. */
+ * 1).  Returns 0, or SL_AN_EINVAL when n < 2 or max_tau is 0 or >= n. */
 int sl_embed_tau_acf(const double *x, size_t n, unsigned max_tau, unsigned *tau);
 
 /* Bytes of workspace sl_embed_tau_ami and sl_embed_tau need. */
@@ -44,7 +46,7 @@ size_t sl_embed_tau_workspace_size(size_t n);
  * before it).  Samples fall into equal-width bins, about sqrt(n / 10) of them
  * (4..64), so the estimate is the plug-in histogram one; ami, when non-NULL,
  * receives max_tau + 1 values in nats (ami[0] is lag 0, the entropy).
- * Returns 0, or SL_EINVAL when max_tau + 2 > n or the workspace is short. */
+ * Returns 0, or SL_AN_EINVAL when max_tau + 2 > n or the workspace is short. */
 int sl_embed_tau_ami(const double *x, size_t n, unsigned max_tau, void *ws, size_t ws_size,
                      unsigned *tau, double *ami);
 
@@ -69,7 +71,7 @@ size_t sl_embed_fnn_workspace_size(size_t n, unsigned max_m);
  * there, *m is max_m.  The caller tells success by frac[*m - 1] <=
  * threshold.  frac, when non-NULL,
  * receives the fraction for each m = 1..max_m that was evaluated (frac[m-1];
- * the rest are set to -1).  Returns 0, or SL_EINVAL for max_m outside
+ * the rest are set to -1).  Returns 0, or SL_AN_EINVAL for max_m outside
  * 1..SL_EMBED_MAX_DIM - 1, tau 0, a series too short for max_m + 1
  * coordinates plus the window, or a short workspace. */
 int sl_embed_dim_fnn(const double *x, size_t n, unsigned tau, unsigned theiler, unsigned max_m,

@@ -8,7 +8,6 @@
  */
 #include "analyzers/kdtree.h"
 
-#include "runtime/errors.h"
 
 /* Ranges at most this long are scanned linearly: below it the bookkeeping of
  * a descent costs more than the distances it saves. */
@@ -77,7 +76,7 @@ int sl_kdtree_build(sl_kdtree_t *t, const double *pts, size_t n, unsigned dim,
                     void *ws, size_t ws_size) {
   if (t == NULL || pts == NULL || ws == NULL || n == 0 || n >= UINT32_MAX || dim == 0 ||
       dim > SL_KDTREE_MAX_DIM || ws_size < sl_kdtree_workspace_size(n))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   t->pts = pts;
   t->n = (uint32_t)n;
   t->dim = dim;
@@ -135,12 +134,12 @@ static void kd_search(kd_query_t *s, size_t lo, size_t hi) {
 int sl_kdtree_nearest(const sl_kdtree_t *t, const double *q, size_t centre, size_t exclude,
                       size_t hint, size_t *nn, double *d2) {
   kd_query_t s = {t, q, centre, exclude, SL_KDTREE_NONE, __builtin_inf()};
-  if (t == NULL || q == NULL || nn == NULL || d2 == NULL) return SL_EINVAL;
+  if (t == NULL || q == NULL || nn == NULL || d2 == NULL) return SL_AN_EINVAL;
   /* A hint only tightens the bound; the search still visits every point
    * that could be nearer or as near with a smaller index. */
   if (hint != SL_KDTREE_NONE && hint < t->n) kd_consider(&s, (uint32_t)hint);
   kd_search(&s, 0, t->n);
-  if (s.best == SL_KDTREE_NONE) return SL_ENOTFOUND;
+  if (s.best == SL_KDTREE_NONE) return SL_AN_ENOTFOUND;
   *nn = s.best;
   *d2 = s.best_d2;
   return 0;

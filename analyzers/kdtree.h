@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyzers/status.h"
+
 #define SL_KDTREE_MAX_DIM 32 /* largest supported point dimension */
 #define SL_KDTREE_NONE ((size_t)-1) /* "no centre": exclude nothing */
 
@@ -34,7 +36,7 @@ size_t sl_kdtree_workspace_size(size_t n);
 
 /* Builds a tree over n points of dim coordinates at pts, in O(n log n).
  * ws must hold sl_kdtree_workspace_size(n) bytes, aligned for uint32_t.
- * Returns 0, or SL_EINVAL for n == 0, n >= 2^32, a dim outside
+ * Returns 0, or SL_AN_EINVAL for n == 0, n >= 2^32, a dim outside
  * 1..SL_KDTREE_MAX_DIM or a short workspace.  pts and ws stay owned by the
  * caller and must not change while the tree is used. */
 int sl_kdtree_build(sl_kdtree_t *t, const double *pts, size_t n, unsigned dim,
@@ -46,7 +48,7 @@ int sl_kdtree_build(sl_kdtree_t *t, const double *pts, size_t n, unsigned dim,
  * embedding, the successor of the previous vector's neighbour): starting
  * from it prunes most of the tree, and never changes the answer.  On success
  * stores the index in *nn and the squared distance in *d2 and returns 0;
- * returns SL_ENOTFOUND when every point is excluded.  Ties go to the smaller
+ * returns SL_AN_ENOTFOUND when every point is excluded.  Ties go to the smaller
  * index.  Never allocates; safe to call from several threads. */
 int sl_kdtree_nearest(const sl_kdtree_t *t, const double *q, size_t centre, size_t exclude,
                       size_t hint, size_t *nn, double *d2);

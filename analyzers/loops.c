@@ -44,7 +44,6 @@
 #include <string.h>
 
 #include "analyzers/editdist.h"
-#include "runtime/errors.h"
 
 #define MAX_WINDOW ((uint32_t)1 << 24)
 
@@ -158,11 +157,11 @@ void sl_loops_reset(sl_loops_t *lp) {
 }
 
 int sl_loops_init(void *mem, size_t size, const sl_loops_config_t *cfg, sl_loops_t **out) {
-  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_EINVAL;
-  if (!config_ok(cfg)) return SL_EINVAL;
+  if (mem == NULL || out == NULL || ((uintptr_t)mem & 7) != 0) return SL_AN_EINVAL;
+  if (!config_ok(cfg)) return SL_AN_EINVAL;
   layout_t l;
   layout(cfg, &l);
-  if (size < l.total) return SL_ETOOBIG;
+  if (size < l.total) return SL_AN_ETOOBIG;
   char *base = mem;
   sl_loops_t *lp = mem;
   memset(lp, 0, sizeof *lp);
@@ -196,11 +195,11 @@ int sl_loops_init(void *mem, size_t size, const sl_loops_config_t *cfg, sl_loops
 }
 
 int sl_loops_new(const sl_loops_config_t *cfg, sl_loops_t **out) {
-  if (out == NULL) return SL_EINVAL;
+  if (out == NULL) return SL_AN_EINVAL;
   size_t size = sl_loops_size(cfg);
-  if (size == 0) return SL_EINVAL;
+  if (size == 0) return SL_AN_EINVAL;
   void *mem = malloc(size);
-  if (mem == NULL) return SL_ENOMEM;
+  if (mem == NULL) return SL_AN_ENOMEM;
   int rc = sl_loops_init(mem, size, cfg, out);
   if (rc != 0) {
     free(mem);
@@ -393,7 +392,7 @@ static void follow(sl_loops_t *lp, uint64_t t, sl_loop_t *out) {
 }
 
 int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out) {
-  if (lp == NULL || out == NULL) return SL_EINVAL;
+  if (lp == NULL || out == NULL) return SL_AN_EINVAL;
   uint64_t t = lp->n++;
   uint32_t slot = (uint32_t)(t & lp->mask);
   lp->ring[slot] = tok;
@@ -441,7 +440,7 @@ int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out) {
 }
 
 int sl_loops_check(sl_loops_t *lp, const uint32_t *tokens, size_t n, sl_loop_t *out) {
-  if (lp == NULL || out == NULL || (tokens == NULL && n != 0)) return SL_EINVAL;
+  if (lp == NULL || out == NULL || (tokens == NULL && n != 0)) return SL_AN_EINVAL;
   memset(out, 0, sizeof *out);
   if (n == 0) return 0;
   size_t hn = n < lp->cfg.window ? n : lp->cfg.window;

@@ -18,13 +18,15 @@
  * a whole buffer (the batch form).  Memory comes from the caller (size query
  * + init) or one malloc in sl_loops_new(); pushing never allocates.  Units:
  * tokens; positions count tokens from 0 since init or reset.  Errors are
- * the negative SL_E* codes of runtime/errors.h.
+ * the negative SL_AN_E* codes of analyzers/status.h.
  */
 #ifndef SL_LOOPS_H
 #define SL_LOOPS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "analyzers/status.h"
 
 /* Detector settings. */
 typedef struct {
@@ -72,12 +74,12 @@ void sl_loops_config_default(sl_loops_config_t *cfg);
 size_t sl_loops_size(const sl_loops_config_t *cfg);
 
 /* Places a detector in mem (8-byte aligned, size bytes) configured by cfg
- * (copied).  Returns 0 and sets *out; SL_EINVAL for a bad pointer,
- * alignment or configuration; SL_ETOOBIG if size is too small.  The caller
+ * (copied).  Returns 0 and sets *out; SL_AN_EINVAL for a bad pointer,
+ * alignment or configuration; SL_AN_ETOOBIG if size is too small.  The caller
  * keeps owning mem; no teardown is needed. */
 int sl_loops_init(void *mem, size_t size, const sl_loops_config_t *cfg, sl_loops_t **out);
 
-/* Like sl_loops_init() with memory from malloc (SL_ENOMEM if that fails).
+/* Like sl_loops_init() with memory from malloc (SL_AN_ENOMEM if that fails).
  * Free with sl_loops_free(). */
 int sl_loops_new(const sl_loops_config_t *cfg, sl_loops_t **out);
 
@@ -89,14 +91,14 @@ void sl_loops_free(sl_loops_t *lp);
  * for SL_LOOPS_NONE).  Cost: O(max_period) comparisons, plus edit distances
  * when a period's agreement count is high, and one edit distance per
  * completed period while a loop is followed.  Never allocates.  Returns 0,
- * or SL_EINVAL if lp or out is NULL. */
+ * or SL_AN_EINVAL if lp or out is NULL. */
 int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out);
 
 /* The batch form: whether tokens[0..n) ends in a loop by the detector's
  * definition (the shortest qualifying period wins), looking back at most
  * window tokens.  Positions in *out count from tokens[0]; out->state is
  * SL_LOOPS_NEW when a loop is found, else SL_LOOPS_NONE.  Uses lp's settings
- * and scratch but not its stream state.  Returns 0, or SL_EINVAL for NULL
+ * and scratch but not its stream state.  Returns 0, or SL_AN_EINVAL for NULL
  * arguments (tokens may be NULL when n is 0). */
 int sl_loops_check(sl_loops_t *lp, const uint32_t *tokens, size_t n, sl_loop_t *out);
 

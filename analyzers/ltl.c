@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/errors.h"
 
 #define SL__LTL_MAX_DEPTH 1000          /* nesting the recursive parser allows */
 #define SL__NONE32 UINT32_MAX
@@ -78,14 +77,14 @@ static uint32_t node_make(sl_ltl_t *f, uint32_t *index, unsigned op, unsigned pr
     if (n->op == op && n->prop == prop && n->a == a && n->b == b) return i;
   }
   if (f->nnodes >= SL_LTL_MAX_NODES) {
-    *rc = SL_ETOOBIG;
+    *rc = SL_AN_ETOOBIG;
     return SL__NONE32;
   }
   if (f->nnodes == f->cap_nodes) {
     uint32_t cap = f->cap_nodes ? f->cap_nodes * 2 : 32;
     sl_ltl_node_t *nn = realloc(f->nodes, cap * sizeof(*nn));
     if (nn == NULL) {
-      *rc = SL_ENOMEM;
+      *rc = SL_AN_ENOMEM;
       return SL__NONE32;
     }
     f->nodes = nn;
@@ -204,7 +203,7 @@ static uint32_t mk(parser_t *p, unsigned op, unsigned prop, uint32_t a, uint32_t
   int rc = 0;
   uint32_t n = node_make(p->f, p->index, op, prop, a, b, &rc);
   if (n == SL__NONE32)
-    return fail(p, rc, p->tpos, rc == SL_ETOOBIG ? "formula too large" : "out of memory");
+    return fail(p, rc, p->tpos, rc == SL_AN_ETOOBIG ? "formula too large" : "out of memory");
   return n;
 }
 
@@ -217,9 +216,9 @@ static uint32_t parse_prop(parser_t *p) {
   for (i = 0; i < p->f->nprops; i++)
     if (strlen(p->f->names[i]) == n && memcmp(p->f->names[i], w, n) == 0) break;
   if (i == p->f->nprops) {
-    if (i >= SL_LTL_MAX_PROPS) return fail(p, SL_ETOOBIG, p->tpos, "too many propositions");
+    if (i >= SL_LTL_MAX_PROPS) return fail(p, SL_AN_ETOOBIG, p->tpos, "too many propositions");
     char *name = malloc(n + 1);
-    if (name == NULL) return fail(p, SL_ENOMEM, p->tpos, "out of memory");
+    if (name == NULL) return fail(p, SL_AN_ENOMEM, p->tpos, "out of memory");
     memcpy(name, w, n);
     name[n] = '\0';
     p->f->names[p->f->nprops++] = name;
@@ -230,7 +229,7 @@ static uint32_t parse_prop(parser_t *p) {
 }
 
 static uint32_t parse_unary(parser_t *p) {
-  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_ETOOBIG, p->tpos, "nesting too deep");
+  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_AN_ETOOBIG, p->tpos, "nesting too deep");
   uint32_t r;
   unsigned op;
   switch (p->tok) {
@@ -254,13 +253,13 @@ static uint32_t parse_unary(parser_t *p) {
     next_token(p);
     r = parse_implies(p);
     if (r != SL__NONE32) {
-      if (p->tok != T_RP) r = fail(p, SL_EPARSE, p->tpos, "expected ')'");
+      if (p->tok != T_RP) r = fail(p, SL_AN_EPARSE, p->tpos, "expected ')'");
       else next_token(p);
     }
   } else if (p->tok == T_BAD) {
-    r = fail(p, SL_EPARSE, p->tpos, p->bad);
+    r = fail(p, SL_AN_EPARSE, p->tpos, p->bad);
   } else {
-    r = fail(p, SL_EPARSE, p->tpos, "expected a formula");
+    r = fail(p, SL_AN_EPARSE, p->tpos, "expected a formula");
   }
   p->depth--;
   return r;
@@ -270,7 +269,7 @@ static uint32_t parse_until(parser_t *p) {
   uint32_t a = parse_unary(p);
   if (a == SL__NONE32 || (p->tok != T_U && p->tok != T_R)) return a;
   unsigned op = p->tok == T_U ? SL_LTL_UNTIL : SL_LTL_RELEASE;
-  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_ETOOBIG, p->tpos, "nesting too deep");
+  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_AN_ETOOBIG, p->tpos, "nesting too deep");
   next_token(p);
   uint32_t b = parse_until(p);
   p->depth--;
@@ -300,7 +299,7 @@ static uint32_t parse_or(parser_t *p) {
 static uint32_t parse_implies(parser_t *p) {
   uint32_t a = parse_or(p);
   if (a == SL__NONE32 || p->tok != T_IMP) return a;
-  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_ETOOBIG, p->tpos, "nesting too deep");
+  if (++p->depth > SL__LTL_MAX_DEPTH) return fail(p, SL_AN_ETOOBIG, p->tpos, "nesting too deep");
   next_token(p);
   uint32_t b = parse_implies(p);
   p->depth--;
@@ -325,10 +324,10 @@ static void compute_eps(sl_ltl_t *f) {
 }
 
 int sl_ltl_parse(const char *src, size_t len, sl_ltl_t **out, sl_ltl_error_t *err) {
-  if (src == NULL || out == NULL) return SL_EINVAL;
+  if (src == NULL || out == NULL) return SL_AN_EINVAL;
   *out = NULL;
   sl_ltl_t *f = calloc(1, sizeof(*f));
-  if (f == NULL) return SL_ENOMEM;
+  if (f == NULL) return SL_AN_ENOMEM;
   parser_t p = {0};
   p.s = src;
   p.len = len;
@@ -336,17 +335,17 @@ int sl_ltl_parse(const char *src, size_t len, sl_ltl_t **out, sl_ltl_error_t *er
   p.index = calloc(SL__LTL_INDEX_SLOTS, sizeof(uint32_t));
   if (p.index == NULL) {
     free(f);
-    return SL_ENOMEM;
+    return SL_AN_ENOMEM;
   }
   next_token(&p);
   uint32_t root = parse_implies(&p);
   free(p.index);
   if (root != SL__NONE32 && p.tok != T_END)
-    fail(&p, SL_EPARSE, p.tpos, p.tok == T_BAD ? p.bad : p.tok == T_RP ? "unbalanced ')'"
+    fail(&p, SL_AN_EPARSE, p.tpos, p.tok == T_BAD ? p.bad : p.tok == T_RP ? "unbalanced ')'"
                                                                         : "expected an operator");
   if (p.rc == 0) {
     f->eps = malloc(f->nnodes);
-    if (f->eps == NULL) fail(&p, SL_ENOMEM, 0, "out of memory");
+    if (f->eps == NULL) fail(&p, SL_AN_ENOMEM, 0, "out of memory");
   }
   if (p.rc != 0) {
     if (err) {
@@ -434,12 +433,12 @@ static void print_node(const sl_ltl_t *f, uint32_t i, unsigned min, out_t *o) {
 }
 
 int sl_ltl_print(const sl_ltl_t *f, char *buf, size_t cap, size_t *len) {
-  if (f == NULL || (buf == NULL && cap > 0)) return SL_EINVAL;
+  if (f == NULL || (buf == NULL && cap > 0)) return SL_AN_EINVAL;
   out_t o = {buf, cap, 0};
   print_node(f, f->root, 1, &o);
   if (cap > 0) buf[o.len < cap ? o.len : cap - 1] = '\0';
   if (len) *len = o.len;
-  return o.len < cap ? 0 : SL_ETOOBIG;
+  return o.len < cap ? 0 : SL_AN_ETOOBIG;
 }
 
 const sl_ltl_node_t *sl_ltl_nodes(const sl_ltl_t *f, size_t *count, size_t *root) {
@@ -457,7 +456,7 @@ const char *sl_ltl_prop_name(const sl_ltl_t *f, size_t i) {
 int sl_ltl_prop_index(const sl_ltl_t *f, const char *name, size_t len) {
   for (unsigned i = 0; i < f->nprops; i++)
     if (strlen(f->names[i]) == len && memcmp(f->names[i], name, len) == 0) return (int)i;
-  return SL_ENOTFOUND;
+  return SL_AN_ENOTFOUND;
 }
 
 /* ---- BDDs over letters and suffix atoms (compile time only) ----------- */
@@ -509,7 +508,7 @@ static int bdd_init(bdd_t *b, uint64_t max_work) {
   b->cbits = B_CACHE_MIN_BITS;
   b->ckey = malloc(((size_t)1 << b->cbits) * sizeof(uint64_t));
   b->cval = malloc(((size_t)1 << b->cbits) * sizeof(uint32_t));
-  if (!b->var || !b->lo || !b->hi || !b->ht || !b->ckey || !b->cval) return SL_ENOMEM;
+  if (!b->var || !b->lo || !b->hi || !b->ht || !b->ckey || !b->cval) return SL_AN_ENOMEM;
   memset(b->ckey, 0xff, ((size_t)1 << b->cbits) * sizeof(uint64_t));
   for (uint32_t t = 0; t < 2; t++) {
     b->var[t] = B_TERM;
@@ -763,7 +762,7 @@ static int compose_reserve(compiler_t *c) {
   if (m) c->cmemo = m;
   uint32_t *s = realloc(c->cstamp, cap * sizeof(uint32_t));
   if (s) c->cstamp = s;
-  if (!m || !s) return SL_ENOMEM;
+  if (!m || !s) return SL_AN_ENOMEM;
   memset(c->cstamp + c->ccap, 0, (cap - c->ccap) * sizeof(uint32_t));
   c->ccap = cap;
   return 0;
@@ -890,12 +889,12 @@ int sl_ltl_compile_opts(sl_ltl_t *f, const sl_ltl_compile_opts_t *opts, sl_ltl_e
     err->column = 0;
     err->msg = NULL;
   }
-  if (f == NULL) return SL_EINVAL;
+  if (f == NULL) return SL_AN_EINVAL;
   if (f->delta) return 0;
   f->work = 0;
   if (f->nprops > SL_LTL_MAX_MONITOR_PROPS) {
     if (err) err->msg = msg_props;
-    return SL_ETOOBIG;
+    return SL_AN_ETOOBIG;
   }
   const unsigned bits = f->nprops;
   compiler_t c;
@@ -1014,7 +1013,7 @@ nomem:
 stopped:
   c.msg = c.b.stop;
 refused:
-  rc = c.msg == msg_nomem ? SL_ENOMEM : SL_ETOOBIG;
+  rc = c.msg == msg_nomem ? SL_AN_ENOMEM : SL_AN_ETOOBIG;
   if (err) err->msg = c.msg;
 done:
   f->work = c.b.work;
@@ -1056,7 +1055,7 @@ int sl_ltl_eval(const sl_ltl_t *f, const uint64_t *trace, size_t n, void *ws, si
                 sl_ltl_result_t *out) {
   if (f == NULL || out == NULL || ws == NULL || (trace == NULL && n > 0) || f->delta == NULL ||
       ws_size < sl_ltl_eval_workspace_size(f))
-    return SL_EINVAL;
+    return SL_AN_EINVAL;
   /* Backward pass: nxt holds every node's value at i + 1, cur at i; at
    * i + 1 = n that is the empty-trace value. */
   uint8_t *cur = ws, *nxt = cur + f->nnodes;
@@ -1110,7 +1109,7 @@ int sl_ltl_eval(const sl_ltl_t *f, const uint64_t *trace, size_t n, void *ws, si
 /* ---- monitor ---------------------------------------------------------- */
 
 int sl_ltl_monitor_init(sl_ltl_monitor_t *m, const sl_ltl_t *f) {
-  if (m == NULL || f == NULL || f->delta == NULL) return SL_EINVAL;
+  if (m == NULL || f == NULL || f->delta == NULL) return SL_AN_EINVAL;
   m->f = f;
   m->state = 0;
   m->steps = 0;

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analyzers/status.h"
+
 #define SL_LTL_MAX_PROPS 64         /* propositions in one formula (event bits) */
 #define SL_LTL_MAX_NODES 4096       /* distinct subformulas in one formula */
 #define SL_LTL_MAX_MONITOR_PROPS 16 /* propositions a compiled monitor can take */
@@ -101,9 +103,9 @@ typedef struct {
 } sl_ltl_monitor_t;
 
 /* Parses len bytes of src into a new formula in *out.  Returns 0; on bad
- * input SL_EPARSE with err (when non-NULL) naming the column and what was
- * wrong; SL_ETOOBIG past SL_LTL_MAX_PROPS propositions or SL_LTL_MAX_NODES
- * subformulas (err says which); SL_ENOMEM; SL_EINVAL for NULL src or out.
+ * input SL_AN_EPARSE with err (when non-NULL) naming the column and what was
+ * wrong; SL_AN_ETOOBIG past SL_LTL_MAX_PROPS propositions or SL_LTL_MAX_NODES
+ * subformulas (err says which); SL_AN_ENOMEM; SL_AN_EINVAL for NULL src or out.
  * The caller owns *out and frees it with sl_ltl_free.  Identical
  * subformulas share one node. */
 int sl_ltl_parse(const char *src, size_t len, sl_ltl_t **out, sl_ltl_error_t *err);
@@ -118,7 +120,7 @@ void sl_ltl_free(sl_ltl_t *f);
  * a terminating NUL.  sl_ltl_parse of it gives the same tree, and never
  * refuses it: the text nests no deeper than any text that parses to the
  * same tree.  *len (when non-NULL) gets the length without the NUL, also
- * when the buffer is short.  Returns 0, or SL_ETOOBIG when cap is too
+ * when the buffer is short.  Returns 0, or SL_AN_ETOOBIG when cap is too
  * small. */
 int sl_ltl_print(const sl_ltl_t *f, char *buf, size_t cap, size_t *len);
 
@@ -130,17 +132,17 @@ const sl_ltl_node_t *sl_ltl_nodes(const sl_ltl_t *f, size_t *count, size_t *root
 size_t sl_ltl_prop_count(const sl_ltl_t *f);
 const char *sl_ltl_prop_name(const sl_ltl_t *f, size_t i);
 
-/* The bit index of proposition name[0..len), or SL_ENOTFOUND. */
+/* The bit index of proposition name[0..len), or SL_AN_ENOTFOUND. */
 int sl_ltl_prop_index(const sl_ltl_t *f, const char *name, size_t len);
 
 /* Builds the monitor automaton (allocating once, here) within the limits of
  * opts (NULL means every default).  Returns 0 (also when already compiled),
  * or fails with nothing built and err->msg (when err is non-NULL; column 0)
- * naming the limit: SL_ETOOBIG when the formula has more than
+ * naming the limit: SL_AN_ETOOBIG when the formula has more than
  * SL_LTL_MAX_MONITOR_PROPS propositions, the automaton would exceed
  * opts->max_states states or SL_LTL_MAX_TABLE transitions, or compiling
  * would take more than opts->max_work units ("compile work budget exceeded
- * (max_work)"); SL_ENOMEM; SL_EINVAL for NULL f.  The work is counted the
+ * (max_work)"); SL_AN_ENOMEM; SL_AN_EINVAL for NULL f.  The work is counted the
  * same way on every run, so a formula that compiles within a budget always
  * does, and sl_ltl_compile_work says how much it took. */
 int sl_ltl_compile_opts(sl_ltl_t *f, const sl_ltl_compile_opts_t *opts, sl_ltl_error_t *err);
@@ -162,13 +164,13 @@ size_t sl_ltl_eval_workspace_size(const sl_ltl_t *f);
 
 /* Checks the n events of trace against a compiled formula, offline: truth
  * by a backward pass (O(n * nodes)), first violation by running the
- * automaton forward.  Returns 0, or SL_EINVAL when f is not compiled, an
+ * automaton forward.  Returns 0, or SL_AN_EINVAL when f is not compiled, an
  * argument is NULL (trace may be NULL when n is 0) or ws is short. */
 int sl_ltl_eval(const sl_ltl_t *f, const uint64_t *trace, size_t n, void *ws, size_t ws_size,
                 sl_ltl_result_t *out);
 
 /* Starts a monitor on a compiled formula (m is caller-owned; nothing is
- * allocated).  Returns 0 or SL_EINVAL when f is not compiled. */
+ * allocated).  Returns 0 or SL_AN_EINVAL when f is not compiled. */
 int sl_ltl_monitor_init(sl_ltl_monitor_t *m, const sl_ltl_t *f);
 
 /* Back to the empty trace. */

@@ -42,7 +42,6 @@ int sl_ac_feed(sl_ac_stream_t *st, const void *buf, size_t len, sl_ac_match_t *o
                size_t *nout, size_t *consumed);
 size_t sl_ac_holdback(const sl_ac_stream_t *st);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_ac_new = C.sl_ac_new
 local sl_ac_free = C.sl_ac_free
@@ -51,10 +50,10 @@ local sl_ac_max_matches = C.sl_ac_max_matches
 local sl_ac_stream_init = C.sl_ac_stream_init
 local sl_ac_feed = C.sl_ac_feed
 local sl_ac_holdback = C.sl_ac_holdback
-local sl_strerror = C.sl_strerror
-local ffi_new, ffi_gc, ffi_string, ffi_cast, ffi_copy = ffi.new, ffi.gc, ffi.string, ffi.cast, ffi.copy
+local strerror = base.strerror
+local ffi_new, ffi_gc, ffi_cast, ffi_copy = ffi.new, ffi.gc, ffi.cast, ffi.copy
 local tonumber, type, error = tonumber, type, error
-local ETOOBIG = -1003 -- mirrors SL_ETOOBIG in runtime/errors.h
+local ETOOBIG = base.E.ETOOBIG
 local MATCH_SIZE = ffi.sizeof("sl_ac_match_t")
 
 local _M = {
@@ -82,7 +81,7 @@ function stream_mt:feed(chunk)
   repeat
     local rc = sl_ac_feed(st, p + off, len - off, self.buf + n, self.cap - n, nout, used)
     if rc ~= 0 and rc ~= ETOOBIG then
-      error("feed: " .. ffi_string(sl_strerror(rc)), 2)
+      error("feed: " .. strerror(rc), 2)
     end
     n = n + tonumber(nout[0])
     off = off + tonumber(used[0])
@@ -182,7 +181,7 @@ function _M.new(patterns, opts)
   local flags = (opts and opts.nocase) and 1 or 0
   local rc = sl_ac_new(ptrs, lens, n, flags, box)
   if rc ~= 0 then
-    return nil, ffi_string(sl_strerror(rc))
+    return nil, strerror(rc)
   end
   return setmetatable({ a = ffi_gc(box[0], sl_ac_free), n = n }, automaton_mt)
 end

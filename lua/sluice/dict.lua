@@ -39,7 +39,6 @@ int sl_ffi_dict_flush(void);
 int sl_ffi_dict_sweep(size_t max_entries, size_t *reclaimed);
 int sl_ffi_dict_set_clock_for_tests(int64_t now_ms);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_ffi_dict_get = C.sl_ffi_dict_get
 local sl_ffi_dict_set = C.sl_ffi_dict_set
@@ -51,12 +50,12 @@ local sl_ffi_dict_count = C.sl_ffi_dict_count
 local sl_ffi_dict_flush = C.sl_ffi_dict_flush
 local sl_ffi_dict_sweep = C.sl_ffi_dict_sweep
 local sl_ffi_dict_set_clock_for_tests = C.sl_ffi_dict_set_clock_for_tests
-local sl_strerror = C.sl_strerror
+local strerror = base.strerror
 local ffi_new, ffi_string = ffi.new, ffi.string
 local type, tonumber, tostring, error, format = type, tonumber, tostring, error, string.format
 
--- Mirrors runtime/errors.h.
-local EINVAL, ENOMEM, ETOOBIG, EPARSE, ENOTFOUND = -1001, -1002, -1003, -1004, -1005
+local E = base.E
+local EINVAL, ENOMEM, ETOOBIG, EPARSE, ENOTFOUND = E.EINVAL, E.ENOMEM, E.ETOOBIG, E.EPARSE, E.ENOTFOUND
 
 local _M = {
   MAX_KEY = 65535, -- mirrors SL_TTLDICT_MAX_KEY
@@ -79,7 +78,7 @@ local function fail(rc, what)
   if rc == EPARSE and what == "incr" then return nil, "not a number" end
   if rc == EINVAL and what == "incr" then return nil, "integer overflow" end
   if rc == ENOMEM then return nil, "out of memory" end
-  return nil, ffi_string(sl_strerror(rc))
+  return nil, strerror(rc)
 end
 
 local function check_key(key, fname)

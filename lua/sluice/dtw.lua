@@ -52,7 +52,6 @@ void sl_dtw_stream_free(sl_dtw_stream_t *s);
 int sl_dtw_stream_push(sl_dtw_stream_t *s, double x, double *dist);
 void sl_dtw_stream_reset(sl_dtw_stream_t *s);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_dtw_work_size = C.sl_dtw_work_size
 local sl_dtw_distance = C.sl_dtw_distance
@@ -66,9 +65,8 @@ local sl_dtw_stream_new = C.sl_dtw_stream_new
 local sl_dtw_stream_free = C.sl_dtw_stream_free
 local sl_dtw_stream_push = C.sl_dtw_stream_push
 local sl_dtw_stream_reset = C.sl_dtw_stream_reset
-local sl_strerror = C.sl_strerror
-local ffi_new, ffi_gc, ffi_string, tonumber, type, error =
-  ffi.new, ffi.gc, ffi.string, tonumber, type, error
+local strerror = base.strerror
+local ffi_new, ffi_gc, tonumber, type, error = ffi.new, ffi.gc, tonumber, type, error
 local huge = math.huge
 
 local _M = {
@@ -121,7 +119,7 @@ local function fill(buf, t)
 end
 
 local function errstr(rc)
-  return ffi_string(sl_strerror(rc))
+  return strerror(rc)
 end
 
 local function check_series(x, fname, what)

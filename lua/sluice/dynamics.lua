@@ -38,15 +38,13 @@ int sl_dyn_classify(const double *x, size_t n, const sl_dyn_params_t *p, void *w
                     size_t ws_size, sl_dyn_report_t *out);
 const char *sl_dyn_class_name(sl_dyn_class_t c);
 ]]
--- Shared with other modules; declaring it twice is harmless only under pcall.
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_dyn_workspace_size = C.sl_dyn_workspace_size
 local sl_lyap_estimate = C.sl_lyap_estimate
 local sl_corrdim_estimate = C.sl_corrdim_estimate
 local sl_dyn_classify = C.sl_dyn_classify
 local sl_dyn_class_name = C.sl_dyn_class_name
-local sl_strerror = C.sl_strerror
+local strerror = base.strerror
 local ffi_string, ffi_new, tonumber, type = ffi.string, ffi.new, tonumber, type
 
 local _M = {
@@ -125,7 +123,7 @@ local function corr_table(c)
 end
 
 local function failure(rc)
-  return nil, ffi_string(sl_strerror(rc))
+  return nil, strerror(rc)
 end
 
 -- Largest Lyapunov exponent (Rosenstein).  opts: dt, m, tau, theiler,

@@ -36,7 +36,6 @@ size_t sl_editdist_stream_value(const sl_editdist_stream_t *s);
 uint64_t sl_editdist_stream_count(const sl_editdist_stream_t *s);
 void sl_editdist_stream_reset(sl_editdist_stream_t *s);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_editdist_new = C.sl_editdist_new
 local sl_editdist_free = C.sl_editdist_free
@@ -48,8 +47,8 @@ local sl_editdist_stream_push = C.sl_editdist_stream_push
 local sl_editdist_stream_value = C.sl_editdist_stream_value
 local sl_editdist_stream_count = C.sl_editdist_stream_count
 local sl_editdist_stream_reset = C.sl_editdist_stream_reset
-local sl_strerror = C.sl_strerror
-local ffi_new, ffi_gc, ffi_string, tonumber, type, error = ffi.new, ffi.gc, ffi.string, tonumber, type, error
+local strerror = base.strerror
+local ffi_new, ffi_gc, tonumber, type, error = ffi.new, ffi.gc, tonumber, type, error
 local min = math.min
 
 local _M = {
@@ -68,7 +67,7 @@ local buf_a, buf_b, buf_cap = ffi_new("uint32_t[?]", 1024), ffi_new("uint32_t[?]
 local ed, ed_max = nil, 0
 
 local function errstr(rc)
-  return ffi_string(sl_strerror(rc))
+  return strerror(rc)
 end
 
 local function ensure_ed(max_len)

@@ -44,7 +44,6 @@ int sl_loops_check(sl_loops_t *lp, const uint32_t *tokens, size_t n, sl_loop_t *
 void sl_loops_reset(sl_loops_t *lp);
 uint64_t sl_loops_count(const sl_loops_t *lp);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_loops_config_default = C.sl_loops_config_default
 local sl_loops_size = C.sl_loops_size
@@ -54,9 +53,8 @@ local sl_loops_push = C.sl_loops_push
 local sl_loops_check = C.sl_loops_check
 local sl_loops_reset = C.sl_loops_reset
 local sl_loops_count = C.sl_loops_count
-local sl_strerror = C.sl_strerror
-local ffi_new, ffi_gc, ffi_string, tonumber, type, error, pairs =
-  ffi.new, ffi.gc, ffi.string, tonumber, type, error, pairs
+local strerror = base.strerror
+local ffi_new, ffi_gc, tonumber, type, error, pairs = ffi.new, ffi.gc, tonumber, type, error, pairs
 
 local _M = {}
 
@@ -151,7 +149,7 @@ function _M.new(opts)
   end
   local rc = sl_loops_new(cfg, box)
   if rc ~= 0 then
-    return nil, ffi_string(sl_strerror(rc))
+    return nil, strerror(rc)
   end
   return setmetatable({ d = ffi_gc(box[0], sl_loops_free) }, detector_mt)
 end

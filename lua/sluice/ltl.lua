@@ -43,7 +43,6 @@ sl_ltl_verdict_t sl_ltl_monitor_step(sl_ltl_monitor_t *m, uint64_t event);
 sl_ltl_verdict_t sl_ltl_monitor_verdict(const sl_ltl_monitor_t *m);
 sl_ltl_verdict_t sl_ltl_monitor_final(const sl_ltl_monitor_t *m);
 ]]
-pcall(ffi.cdef, "const char *sl_strerror(int code);")
 
 local sl_ltl_parse = C.sl_ltl_parse
 local sl_ltl_free = C.sl_ltl_free
@@ -60,7 +59,7 @@ local sl_ltl_monitor_reset = C.sl_ltl_monitor_reset
 local sl_ltl_monitor_step = C.sl_ltl_monitor_step
 local sl_ltl_monitor_verdict = C.sl_ltl_monitor_verdict
 local sl_ltl_monitor_final = C.sl_ltl_monitor_final
-local sl_strerror = C.sl_strerror
+local strerror = base.strerror
 local ffi_string, ffi_new, ffi_gc, tonumber, type, pairs = ffi.string, ffi.new, ffi.gc, tonumber, type, pairs
 local bit = require "bit"
 local SIZE_MAX = ffi.cast("size_t", -1)
@@ -119,12 +118,12 @@ function _M.compile(src, opts)
     if err_box.msg ~= nil then
       return nil, ("column %d: %s"):format(tonumber(err_box.column), ffi_string(err_box.msg))
     end
-    return nil, ffi_string(sl_strerror(rc))
+    return nil, strerror(rc)
   end
   local f = ffi_gc(out_box[0], sl_ltl_free)
   rc = sl_ltl_compile_opts(f, opts_box, err_box)
   if rc ~= 0 then
-    if err_box.msg == nil then return nil, ffi_string(sl_strerror(rc)) end
+    if err_box.msg == nil then return nil, strerror(rc) end
     local msg = ffi_string(err_box.msg)
     -- Name the budget's value too: it may have come from a default.
     if msg:find("(max_work)", 1, true) then
@@ -204,7 +203,7 @@ function formula_mt:eval(trace)
   local buf = ffi_new("uint64_t[?]", n > 0 and n or 1)
   for i = 1, n do buf[i - 1] = self:event(trace[i]) end
   local rc = sl_ltl_eval(self.cdata, buf, n, self.ws, self.ws_size, result)
-  if rc ~= 0 then return nil, ffi_string(sl_strerror(rc)) end
+  if rc ~= 0 then return nil, strerror(rc) end
   if result.holds ~= 0 then return true, nil end
   local fv = result.first_violation
   return false, fv == SIZE_MAX and nil or tonumber(fv) + 1

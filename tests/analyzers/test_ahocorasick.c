@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "analyzers/ahocorasick.h"
-#include "runtime/errors.h"
+#include "analyzers/status.h"
 #include "test.h"
 
 static uint64_t rng_state = 0xBB67AE8584CAA73Bull;
@@ -212,7 +212,7 @@ static void test_edge_cases(void) {
   /* A match array too small for the first byte: nothing consumed. */
   ASSERT_EQ(sl_ac_feed(&st, "rs", 2, m, 0, &k, &used), 0);
   ASSERT_EQ(used, 1); /* 'r' matches nothing, 's' would */
-  ASSERT_EQ(sl_ac_feed(&st, "s", 1, NULL, 0, &k, &used), SL_ETOOBIG);
+  ASSERT_EQ(sl_ac_feed(&st, "s", 1, NULL, 0, &k, &used), SL_AN_ETOOBIG);
   ASSERT_EQ(used, 0);
   ASSERT_EQ(sl_ac_feed(&st, "s", 1, m, 8, &k, &used), 0);
   ASSERT_EQ(k, 2); /* hers, s */
@@ -266,21 +266,21 @@ static void test_errors(void) {
   size_t lens[] = {2, 0};
   sl_ac_t *ac;
   ASSERT_EQ(sl_ac_size((const char *const *)pats, lens, 2, 0), 0); /* empty pattern */
-  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 2, 0, &ac), SL_EINVAL);
-  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 0, 0, &ac), SL_EINVAL);
-  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 1, 8, &ac), SL_EINVAL);
+  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 2, 0, &ac), SL_AN_EINVAL);
+  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 0, 0, &ac), SL_AN_EINVAL);
+  ASSERT_EQ(sl_ac_new((const char *const *)pats, lens, 1, 8, &ac), SL_AN_EINVAL);
   size_t need = sl_ac_size((const char *const *)pats, lens, 1, 0);
   ASSERT_GT(need, 0);
   uint64_t *mem = malloc(need);
-  ASSERT_EQ(sl_ac_build(mem, need - 1, (const char *const *)pats, lens, 1, 0, &ac), SL_ETOOBIG);
-  ASSERT_EQ(sl_ac_build((char *)mem + 4, need, (const char *const *)pats, lens, 1, 0, &ac), SL_EINVAL);
+  ASSERT_EQ(sl_ac_build(mem, need - 1, (const char *const *)pats, lens, 1, 0, &ac), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_ac_build((char *)mem + 4, need, (const char *const *)pats, lens, 1, 0, &ac), SL_AN_EINVAL);
   ASSERT_EQ(sl_ac_build(mem, need, (const char *const *)pats, lens, 1, 0, &ac), 0);
   sl_ac_stream_t st;
   size_t k, used;
   sl_ac_stream_init(&st, ac);
-  ASSERT_EQ(sl_ac_feed(&st, NULL, 3, NULL, 0, &k, &used), SL_EINVAL);
-  ASSERT_EQ(sl_ac_feed(&st, "ab", 2, NULL, 3, &k, &used), SL_EINVAL);
-  ASSERT_EQ(sl_ac_feed(NULL, "ab", 2, NULL, 0, &k, &used), SL_EINVAL);
+  ASSERT_EQ(sl_ac_feed(&st, NULL, 3, NULL, 0, &k, &used), SL_AN_EINVAL);
+  ASSERT_EQ(sl_ac_feed(&st, "ab", 2, NULL, 3, &k, &used), SL_AN_EINVAL);
+  ASSERT_EQ(sl_ac_feed(NULL, "ab", 2, NULL, 0, &k, &used), SL_AN_EINVAL);
   free(mem);
 }
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "analyzers/dtw.h"
-#include "runtime/errors.h"
+#include "analyzers/status.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x6A09E667F3BCC908ull;
@@ -127,13 +127,13 @@ static void test_edge_cases(void) {
   ASSERT_EQ(kernel(s, 8, w, 8, SL_DTW_NO_BAND, SL_DTW_ABS, INFINITY), 1.0);
   ASSERT_EQ(kernel(s, 8, w, 8, 0, SL_DTW_ABS, INFINITY), ref_dtw(s, 8, w, 8, 0, SL_DTW_ABS));
   /* errors */
-  ASSERT_EQ(sl_dtw_distance(a, 5, b, 5, 1, 9, INFINITY, work, work_size, &out), SL_EINVAL);
-  ASSERT_EQ(sl_dtw_distance(a, 5, b, 5, 1, SL_DTW_ABS, INFINITY, work, 8, &out), SL_ETOOBIG);
+  ASSERT_EQ(sl_dtw_distance(a, 5, b, 5, 1, 9, INFINITY, work, work_size, &out), SL_AN_EINVAL);
+  ASSERT_EQ(sl_dtw_distance(a, 5, b, 5, 1, SL_DTW_ABS, INFINITY, work, 8, &out), SL_AN_ETOOBIG);
   ASSERT_EQ(sl_dtw_distance(a, 5, b, 5, 1, SL_DTW_ABS, INFINITY, (char *)work + 1, work_size,
                             &out),
-            SL_EINVAL);
+            SL_AN_EINVAL);
   ASSERT_EQ(sl_dtw_distance(NULL, 5, b, 5, 1, SL_DTW_ABS, INFINITY, work, work_size, &out),
-            SL_EINVAL);
+            SL_AN_EINVAL);
 }
 
 static void test_random_agreement(void) {
@@ -236,7 +236,7 @@ static void test_lower_bounds(void) {
   ASSERT_EQ(e, 0.0);
   ASSERT_EQ(sl_dtw_lb_kim(a, 3, NULL, 0, SL_DTW_ABS, &e), 0);
   ASSERT(isinf(e));
-  ASSERT_EQ(sl_dtw_lb_kim(a, 3, b, 3, 5, &e), SL_EINVAL);
+  ASSERT_EQ(sl_dtw_lb_kim(a, 3, b, 3, 5, &e), SL_AN_EINVAL);
   free(dq);
 }
 
@@ -259,7 +259,7 @@ static void test_envelope_brute_force(void) {
       ASSERT(up[i] == mx);
     }
   }
-  ASSERT_EQ(sl_dtw_envelope(x, 10, 3, lo, up, dq, 8), SL_ETOOBIG);
+  ASSERT_EQ(sl_dtw_envelope(x, 10, 3, lo, up, dq, 8), SL_AN_ETOOBIG);
   free(dq);
 }
 
@@ -304,8 +304,8 @@ static void test_search_matches_scan(void) {
   sl_dtw_match_t best;
   ASSERT_EQ(sl_dtw_search(q, 10, s, 5, 2, SL_DTW_ABS, w, ws, &best), 0);
   ASSERT(isinf(best.dist));
-  ASSERT_EQ(sl_dtw_search(q, 0, s, 5, 2, SL_DTW_ABS, w, ws, &best), SL_EINVAL);
-  ASSERT_EQ(sl_dtw_search(q, 5, s, 50, 2, SL_DTW_ABS, w, 16, &best), SL_ETOOBIG);
+  ASSERT_EQ(sl_dtw_search(q, 0, s, 5, 2, SL_DTW_ABS, w, ws, &best), SL_AN_EINVAL);
+  ASSERT_EQ(sl_dtw_search(q, 5, s, 50, 2, SL_DTW_ABS, w, 16, &best), SL_AN_ETOOBIG);
   free(s);
   free(w);
 }
@@ -346,16 +346,16 @@ static void test_stream_matches_batch(void) {
   ASSERT_GT(reported, 1000);
   ASSERT_GT(hidden, 1000);
   sl_dtw_stream_t *st;
-  ASSERT_EQ(sl_dtw_stream_new(q, 0, 1, SL_DTW_ABS, 1.0, &st), SL_EINVAL);
-  ASSERT_EQ(sl_dtw_stream_new(q, 3, 1, 7, 1.0, &st), SL_EINVAL);
+  ASSERT_EQ(sl_dtw_stream_new(q, 0, 1, SL_DTW_ABS, 1.0, &st), SL_AN_EINVAL);
+  ASSERT_EQ(sl_dtw_stream_new(q, 3, 1, 7, 1.0, &st), SL_AN_EINVAL);
   size_t need = sl_dtw_stream_size(10, 2);
   double *mem = malloc(need);
-  ASSERT_EQ(sl_dtw_stream_init(mem, need - 8, q, 10, 2, SL_DTW_ABS, 1.0, &st), SL_ETOOBIG);
+  ASSERT_EQ(sl_dtw_stream_init(mem, need - 8, q, 10, 2, SL_DTW_ABS, 1.0, &st), SL_AN_ETOOBIG);
   ASSERT_EQ(sl_dtw_stream_init(mem, need, q, 10, 2, SL_DTW_ABS, INFINITY, &st), 0);
   double d;
   for (int i = 0; i < 10; i++) ASSERT_EQ(sl_dtw_stream_push(st, q[i], &d), 0);
   ASSERT_EQ(d, 0.0);
-  ASSERT_EQ(sl_dtw_stream_push(st, 1.0, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_dtw_stream_push(st, 1.0, NULL), SL_AN_EINVAL);
   free(mem);
 }
 

@@ -11,8 +11,8 @@
 #include "analyzers/dynamics.h"
 #include "analyzers/embed.h"
 #include "analyzers/kdtree.h"
+#include "analyzers/status.h"
 #include "dyn_series.h"
-#include "runtime/errors.h"
 #include "test.h"
 
 /* ---- k-d tree ---------------------------------------------------------- */
@@ -69,7 +69,7 @@ static void test_kdtree_matches_brute_scan(void) {
       size_t hint = rndhint(&r, n);
       int rc = sl_kdtree_nearest(&t, q, centre, exclude, hint, &a, &da);
       if (b == SL_KDTREE_NONE) {
-        ASSERT_EQ(rc, SL_ENOTFOUND);
+        ASSERT_EQ(rc, SL_AN_ENOTFOUND);
       } else {
         ASSERT_EQ(rc, 0);
         ASSERT_UINT_EQ(a, b);
@@ -87,15 +87,15 @@ static void test_kdtree_rejects_bad_arguments(void) {
   double pts[4] = {0, 1, 2, 3};
   uint8_t ws[64];
   sl_kdtree_t t;
-  ASSERT_EQ(sl_kdtree_build(&t, pts, 0, 1, ws, sizeof ws), SL_EINVAL);
-  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, 0, ws, sizeof ws), SL_EINVAL);
-  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, SL_KDTREE_MAX_DIM + 1, ws, sizeof ws), SL_EINVAL);
-  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, 1, ws, 3), SL_EINVAL);
+  ASSERT_EQ(sl_kdtree_build(&t, pts, 0, 1, ws, sizeof ws), SL_AN_EINVAL);
+  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, 0, ws, sizeof ws), SL_AN_EINVAL);
+  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, SL_KDTREE_MAX_DIM + 1, ws, sizeof ws), SL_AN_EINVAL);
+  ASSERT_EQ(sl_kdtree_build(&t, pts, 4, 1, ws, 3), SL_AN_EINVAL);
   ASSERT_EQ(sl_kdtree_build(&t, pts, 4, 1, ws, sizeof ws), 0);
   size_t nn;
   double d2;
   double q = 1.2;
-  ASSERT_EQ(sl_kdtree_nearest(&t, &q, 1, 5, SL_KDTREE_NONE, &nn, &d2), SL_ENOTFOUND);
+  ASSERT_EQ(sl_kdtree_nearest(&t, &q, 1, 5, SL_KDTREE_NONE, &nn, &d2), SL_AN_ENOTFOUND);
   ASSERT_EQ(sl_kdtree_nearest(&t, &q, SL_KDTREE_NONE, 5, 0, &nn, &d2), 0);
   ASSERT_UINT_EQ(nn, 1);
 }
@@ -110,9 +110,9 @@ static void test_embed_basics(void) {
   ASSERT_UINT_EQ(sl_embed_count(10, 1, 7), 10);
   ASSERT_EQ(sl_embed_build(x, 10, 3, 2, out), 0);
   ASSERT(out[0] == 0 && out[1] == 2 && out[2] == 4 && out[15] == 5 && out[17] == 9);
-  ASSERT_EQ(sl_embed_build(x, 10, 6, 2, out), SL_EINVAL);
-  ASSERT_EQ(sl_embed_build(x, 10, 0, 2, out), SL_EINVAL);
-  ASSERT_EQ(sl_embed_build(x, 10, 2, 0, out), SL_EINVAL);
+  ASSERT_EQ(sl_embed_build(x, 10, 6, 2, out), SL_AN_EINVAL);
+  ASSERT_EQ(sl_embed_build(x, 10, 0, 2, out), SL_AN_EINVAL);
+  ASSERT_EQ(sl_embed_build(x, 10, 2, 0, out), SL_AN_EINVAL);
   ASSERT_EQ(sl_embed_normalize(x, 10, z, &mean, &sd), 0);
   ASSERT_DBL_NEAR(mean, 4.5, 1e-12);
   ASSERT_DBL_NEAR(sd, sqrt(8.25), 1e-12);
@@ -127,8 +127,8 @@ static void test_embed_basics(void) {
   ASSERT_EQ(sl_embed_normalize(x, 10, z, &mean, &sd), 0);
   ASSERT(sd == 0 && z[3] == 0);
   x[4] = NAN;
-  ASSERT_EQ(sl_embed_normalize(x, 10, z, NULL, NULL), SL_EINVAL);
-  ASSERT_EQ(sl_embed_normalize(x, 0, z, NULL, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_embed_normalize(x, 10, z, NULL, NULL), SL_AN_EINVAL);
+  ASSERT_EQ(sl_embed_normalize(x, 0, z, NULL, NULL), SL_AN_EINVAL);
 }
 
 static void test_embed_lag_and_dimension(void) {
@@ -164,9 +164,9 @@ static void test_embed_lag_and_dimension(void) {
   ASSERT(frac[0] > 0.2);
   ASSERT(frac[1] <= 0.02);
   ASSERT(frac[2] == -1);
-  ASSERT_EQ(sl_embed_tau_ami(x, N, N, ws, wsz, &tau, NULL), SL_EINVAL);
-  ASSERT_EQ(sl_embed_dim_fnn(x, N, 1, 1, 6, 0.02, ws, fsz - 1, &m, NULL), SL_EINVAL);
-  ASSERT_EQ(sl_embed_dim_fnn(x, N, 0, 1, 6, 0.02, ws, fsz, &m, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_embed_tau_ami(x, N, N, ws, wsz, &tau, NULL), SL_AN_EINVAL);
+  ASSERT_EQ(sl_embed_dim_fnn(x, N, 1, 1, 6, 0.02, ws, fsz - 1, &m, NULL), SL_AN_EINVAL);
+  ASSERT_EQ(sl_embed_dim_fnn(x, N, 0, 1, 6, 0.02, ws, fsz, &m, NULL), SL_AN_EINVAL);
   free(ws);
 }
 
@@ -500,22 +500,22 @@ static void test_edge_cases(void) {
   sl_dyn_report_t rep;
   sl_dyn_params_t p = {1, 0, 0, 0, 0, SL_DYN_SEARCH_KDTREE};
   dyn_gen_logistic(x, N, 4.0, 0.3);
-  ASSERT_EQ(sl_lyap_estimate(x, SL_DYN_MIN_SAMPLES - 1, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
-  ASSERT_EQ(sl_lyap_estimate(x, 0, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
-  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz - 1, NULL, 0, &l), SL_EINVAL);
-  ASSERT_EQ(sl_lyap_estimate(NULL, N, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
-  ASSERT_EQ(sl_dyn_classify(x, N, &p, ws, wsz, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, SL_DYN_MIN_SAMPLES - 1, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, 0, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz - 1, NULL, 0, &l), SL_AN_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(NULL, N, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
+  ASSERT_EQ(sl_dyn_classify(x, N, &p, ws, wsz, NULL), SL_AN_EINVAL);
   p.m = SL_DYN_MAX_DIM + 1;
-  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
   p.m = 0;
   p.search = 7;
-  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
   p.search = SL_DYN_SEARCH_KDTREE;
   p.max_steps = N;
-  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_EINVAL);
+  ASSERT_EQ(sl_lyap_estimate(x, N, &p, ws, wsz, NULL, 0, &l), SL_AN_EINVAL);
   p.max_steps = 0;
   x[100] = INFINITY;
-  ASSERT_EQ(sl_dyn_classify(x, N, &p, ws, wsz, &rep), SL_EINVAL);
+  ASSERT_EQ(sl_dyn_classify(x, N, &p, ws, wsz, &rep), SL_AN_EINVAL);
   /* The shortest series accepted still gives an answer. */
   dyn_gen_logistic(x, N, 4.0, 0.3);
   ASSERT_EQ(sl_dyn_classify(x, SL_DYN_MIN_SAMPLES, &p, ws, wsz, &rep), 0);

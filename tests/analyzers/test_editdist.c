@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "analyzers/editdist.h"
-#include "runtime/errors.h"
+#include "analyzers/status.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -225,11 +225,11 @@ static void test_errors_and_limits(void) {
   ASSERT_EQ(d, ref_lev(a, 4, b, 20));
   ASSERT_EQ(sl_editdist_levenshtein(ed, b, 20, a, 4, &d), 0);
   ASSERT_EQ(d, ref_lev(a, 4, b, 20));
-  ASSERT_EQ(sl_editdist_levenshtein(ed, a, 5, b, 20, &d), SL_ETOOBIG);
-  ASSERT_EQ(sl_editdist_lcs(ed, a, 5, b, 5, &d), SL_ETOOBIG);
-  ASSERT_EQ(sl_editdist_levenshtein(ed, NULL, 3, b, 3, &d), SL_EINVAL);
-  ASSERT_EQ(sl_editdist_levenshtein(ed, a, 3, b, 3, NULL), SL_EINVAL);
-  ASSERT_EQ(sl_editdist_levenshtein(NULL, a, 3, b, 3, &d), SL_EINVAL);
+  ASSERT_EQ(sl_editdist_levenshtein(ed, a, 5, b, 20, &d), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_editdist_lcs(ed, a, 5, b, 5, &d), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_editdist_levenshtein(ed, NULL, 3, b, 3, &d), SL_AN_EINVAL);
+  ASSERT_EQ(sl_editdist_levenshtein(ed, a, 3, b, 3, NULL), SL_AN_EINVAL);
+  ASSERT_EQ(sl_editdist_levenshtein(NULL, a, 3, b, 3, &d), SL_AN_EINVAL);
   sl_editdist_free(ed);
   sl_editdist_free(NULL);
 
@@ -237,14 +237,14 @@ static void test_errors_and_limits(void) {
   size_t need = sl_editdist_size(100);
   ASSERT_GT(need, 0);
   uint64_t *mem = malloc(need + 16);
-  ASSERT_EQ(sl_editdist_init(mem, need - 1, 100, &ed), SL_ETOOBIG);
-  ASSERT_EQ(sl_editdist_init((char *)mem + 1, need, 100, &ed), SL_EINVAL);
+  ASSERT_EQ(sl_editdist_init(mem, need - 1, 100, &ed), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_editdist_init((char *)mem + 1, need, 100, &ed), SL_AN_EINVAL);
   ASSERT_EQ(sl_editdist_init(mem, need, 100, &ed), 0);
   ASSERT_EQ(sl_editdist_levenshtein(ed, a, 10, b, 20, &d), 0);
   ASSERT_EQ(d, ref_lev(a, 10, b, 20));
   free(mem);
   ASSERT_EQ(sl_editdist_size((size_t)1 << 29), 0);
-  ASSERT_EQ(sl_editdist_new((size_t)1 << 29, &ed), SL_EINVAL);
+  ASSERT_EQ(sl_editdist_new((size_t)1 << 29, &ed), SL_AN_EINVAL);
 }
 
 /* Many calls on one scratch with changing lengths and alphabets: the table
@@ -353,8 +353,8 @@ static void test_stream_reset_and_errors(void) {
   uint32_t p[3] = {1, 2, 3};
   sl_editdist_stream_t *s;
   size_t v;
-  ASSERT_EQ(sl_editdist_stream_new(p, 3, 7, &s), SL_EINVAL);
-  ASSERT_EQ(sl_editdist_stream_new(NULL, 3, SL_EDITDIST_GLOBAL, &s), SL_EINVAL);
+  ASSERT_EQ(sl_editdist_stream_new(p, 3, 7, &s), SL_AN_EINVAL);
+  ASSERT_EQ(sl_editdist_stream_new(NULL, 3, SL_EDITDIST_GLOBAL, &s), SL_AN_EINVAL);
   ASSERT_EQ(sl_editdist_stream_new(p, 3, SL_EDITDIST_GLOBAL, &s), 0);
   ASSERT_EQ(sl_editdist_stream_push(s, 1, &v), 0);
   ASSERT_EQ(v, 2);
@@ -369,7 +369,7 @@ static void test_stream_reset_and_errors(void) {
   ASSERT_UINT_EQ(sl_editdist_stream_count(s), 0);
   ASSERT_EQ(sl_editdist_stream_push(s, 1, &v), 0);
   ASSERT_EQ(v, 2);
-  ASSERT_EQ(sl_editdist_stream_push(s, 1, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_editdist_stream_push(s, 1, NULL), SL_AN_EINVAL);
   sl_editdist_stream_free(s);
 
   /* Empty pattern. */
@@ -387,7 +387,7 @@ static void test_stream_reset_and_errors(void) {
   size_t need = sl_editdist_stream_size(3);
   uint64_t mem[64];
   ASSERT_LE(need, sizeof mem);
-  ASSERT_EQ(sl_editdist_stream_init(mem, need - 1, p, 3, SL_EDITDIST_LCS, &s), SL_ETOOBIG);
+  ASSERT_EQ(sl_editdist_stream_init(mem, need - 1, p, 3, SL_EDITDIST_LCS, &s), SL_AN_ETOOBIG);
   ASSERT_EQ(sl_editdist_stream_init(mem, need, p, 3, SL_EDITDIST_LCS, &s), 0);
   ASSERT_EQ(sl_editdist_stream_push(s, 2, &v), 0);
   ASSERT_EQ(sl_editdist_stream_push(s, 3, &v), 0);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "analyzers/loops.h"
-#include "runtime/errors.h"
+#include "analyzers/status.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
@@ -186,7 +186,7 @@ static void test_config(void) {
   sl_loops_config_t bad = c;
   bad.max_period = 200; /* 3 * 200 + 2 > 256 */
   ASSERT_EQ(sl_loops_size(&bad), 0);
-  ASSERT_EQ(sl_loops_new(&bad, &lp), SL_EINVAL);
+  ASSERT_EQ(sl_loops_new(&bad, &lp), SL_AN_EINVAL);
   bad = c;
   bad.min_repeats = 1;
   ASSERT_EQ(sl_loops_size(&bad), 0);
@@ -207,18 +207,18 @@ static void test_config(void) {
 
   size_t need = sl_loops_size(&c);
   uint64_t *mem = malloc(need + 8);
-  ASSERT_EQ(sl_loops_init(mem, need - 1, &c, &lp), SL_ETOOBIG);
-  ASSERT_EQ(sl_loops_init((char *)mem + 4, need, &c, &lp), SL_EINVAL);
+  ASSERT_EQ(sl_loops_init(mem, need - 1, &c, &lp), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_loops_init((char *)mem + 4, need, &c, &lp), SL_AN_EINVAL);
   ASSERT_EQ(sl_loops_init(mem, need, &c, &lp), 0);
   sl_loop_t r;
-  ASSERT_EQ(sl_loops_push(lp, 1, NULL), SL_EINVAL);
-  ASSERT_EQ(sl_loops_push(NULL, 1, &r), SL_EINVAL);
+  ASSERT_EQ(sl_loops_push(lp, 1, NULL), SL_AN_EINVAL);
+  ASSERT_EQ(sl_loops_push(NULL, 1, &r), SL_AN_EINVAL);
   ASSERT_EQ(sl_loops_push(lp, 1, &r), 0);
   ASSERT_EQ(r.state, SL_LOOPS_NONE);
   ASSERT_UINT_EQ(sl_loops_count(lp), 1);
   ASSERT_EQ(sl_loops_check(lp, NULL, 0, &r), 0);
   ASSERT_EQ(r.state, SL_LOOPS_NONE);
-  ASSERT_EQ(sl_loops_check(lp, NULL, 3, &r), SL_EINVAL);
+  ASSERT_EQ(sl_loops_check(lp, NULL, 3, &r), SL_AN_EINVAL);
   free(mem);
 }
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "analyzers/ltl.h"
-#include "runtime/errors.h"
+#include "analyzers/status.h"
 #include "test.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -199,7 +199,7 @@ static void test_parse_precedence(void) {
   ASSERT_STR_EQ(sl_ltl_prop_name(f, 1), "a");
   ASSERT_NULL(sl_ltl_prop_name(f, 2));
   ASSERT_EQ(sl_ltl_prop_index(f, "a", 1), 1);
-  ASSERT_EQ(sl_ltl_prop_index(f, "c", 1), SL_ENOTFOUND);
+  ASSERT_EQ(sl_ltl_prop_index(f, "c", 1), SL_AN_ENOTFOUND);
   size_t count;
   sl_ltl_nodes(f, &count, NULL);
   ASSERT_EQ(count, 6); /* b, F b, a, a U b, F b && a U b, ... && F b */
@@ -233,7 +233,7 @@ static void test_parse_errors_point_at_column(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sl_ltl_t *f = (sl_ltl_t *)1;
     sl_ltl_error_t err = {0, NULL};
-    ASSERT_EQ(sl_ltl_parse(cases[i].src, strlen(cases[i].src), &f, &err), SL_EPARSE);
+    ASSERT_EQ(sl_ltl_parse(cases[i].src, strlen(cases[i].src), &f, &err), SL_AN_EPARSE);
     ASSERT_NULL(f);
     if (err.column != cases[i].column) fprintf(stderr, "case \"%s\"\n", cases[i].src);
     ASSERT_UINT_EQ(err.column, cases[i].column);
@@ -244,7 +244,7 @@ static void test_parse_errors_point_at_column(void) {
   ASSERT_EQ(sl_ltl_parse("p && q garbage", 6, &f, NULL), 0);
   ASSERT_STR_EQ(print(f), "p && q");
   sl_ltl_free(f);
-  ASSERT_EQ(sl_ltl_parse(NULL, 0, &f, NULL), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_parse(NULL, 0, &f, NULL), SL_AN_EINVAL);
 }
 
 static void test_parse_limits(void) {
@@ -253,17 +253,17 @@ static void test_parse_limits(void) {
   for (int i = 0; i < 65; i++) len += (size_t)sprintf(buf + len, "%sp%d", i ? " || " : "", i);
   sl_ltl_t *f;
   sl_ltl_error_t err;
-  ASSERT_EQ(sl_ltl_parse(buf, len, &f, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_parse(buf, len, &f, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "too many propositions");
   ASSERT_UINT_EQ(err.column, (size_t)(strstr(buf, "p64") - buf) + 1);
   /* Deep nesting is refused, not a stack overflow. */
   memset(buf, '(', 5000);
   buf[5000] = 'p';
   memset(buf + 5001, ')', 5000);
-  ASSERT_EQ(sl_ltl_parse(buf, 10001, &f, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_parse(buf, 10001, &f, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "nesting too deep");
   memset(buf, '!', 5000);
-  ASSERT_EQ(sl_ltl_parse(buf, 5001, &f, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_parse(buf, 5001, &f, &err), SL_AN_ETOOBIG);
   /* 500 levels are fine. */
   memset(buf, '(', 500);
   buf[500] = 'p';
@@ -278,14 +278,14 @@ static void test_parse_limits(void) {
   for (int i = 0; i < 64; i++)
     for (int j = 0; j < 64; j++)
       if (i != j) len += (size_t)sprintf(buf + len, "%sp%d U p%d", len ? " && " : "", i, j);
-  ASSERT_EQ(sl_ltl_parse(buf, len, &f, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_parse(buf, len, &f, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "formula too large");
   free(buf);
   /* Printing into a short buffer reports the length needed. */
   f = parse("G (a -> F b)");
   char small[5];
   size_t need;
-  ASSERT_EQ(sl_ltl_print(f, small, sizeof small, &need), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_print(f, small, sizeof small, &need), SL_AN_ETOOBIG);
   ASSERT_UINT_EQ(need, strlen("G (a -> F b)"));
   ASSERT_STR_EQ(small, "G (a");
   sl_ltl_free(f);
@@ -422,20 +422,20 @@ static void test_compile_limits_and_misuse(void) {
   for (int i = 0; i < 17; i++) len += (size_t)sprintf(buf + len, "%sF p%d", i ? " && " : "", i);
   sl_ltl_t *f;
   ASSERT_EQ(sl_ltl_parse(buf, len, &f, NULL), 0);
-  ASSERT_EQ(sl_ltl_compile(f, 0), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile(f, 0), SL_AN_ETOOBIG);
   ASSERT_EQ(sl_ltl_state_count(f), 0);
   sl_ltl_monitor_t m;
-  ASSERT_EQ(sl_ltl_monitor_init(&m, f), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_monitor_init(&m, f), SL_AN_EINVAL);
   uint8_t ws[256];
   sl_ltl_result_t r;
-  ASSERT_EQ(sl_ltl_eval(f, NULL, 0, ws, sizeof ws, &r), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_eval(f, NULL, 0, ws, sizeof ws, &r), SL_AN_EINVAL);
   sl_ltl_free(f);
   /* A counter that needs many states hits a small state limit. */
   f = parse("F (p && X (p && X (p && X (p && X p))))");
-  ASSERT_EQ(sl_ltl_compile(f, 3), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile(f, 3), SL_AN_ETOOBIG);
   ASSERT_EQ(sl_ltl_compile(f, 0), 0);
   ASSERT_EQ(sl_ltl_compile(f, 0), 0); /* again: no-op */
-  ASSERT_EQ(sl_ltl_eval(f, NULL, 0, ws, 1, &r), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_eval(f, NULL, 0, ws, 1, &r), SL_AN_EINVAL);
   sl_ltl_free(f);
   sl_ltl_free(NULL);
 }
@@ -728,13 +728,13 @@ static void test_compile_budget(void) {
   sl_ltl_free(f);
   f = parse(src);
   opts.max_work = need - 1;
-  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, budget_msg);
   ASSERT_UINT_EQ(err.column, 0);
   ASSERT_UINT_EQ(sl_ltl_compile_work(f), need); /* stopped at max_work + 1 */
   ASSERT_EQ(sl_ltl_state_count(f), 0);
   sl_ltl_monitor_t m;
-  ASSERT_EQ(sl_ltl_monitor_init(&m, f), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_monitor_init(&m, f), SL_AN_EINVAL);
   /* A refused formula can be compiled again with a larger budget. */
   ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), 0);
   ASSERT_UINT_EQ(sl_ltl_state_count(f), states);
@@ -750,17 +750,17 @@ static void test_compile_budget(void) {
   f = parse(buf);
   opts.max_states = 4000000;
   opts.max_work = 0;
-  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, budget_msg);
   ASSERT_UINT_EQ(sl_ltl_compile_work(f), SL_LTL_DEFAULT_MAX_WORK + 1);
   opts.max_work = 100000;
-  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, budget_msg);
   ASSERT_UINT_EQ(sl_ltl_compile_work(f), 100001);
   /* The plain entry point has the default budget (and here the default
    * state limit, which this counter reaches first). */
-  ASSERT_EQ(sl_ltl_compile(f, 0), SL_ETOOBIG);
-  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile(f, 0), SL_AN_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "automaton exceeds max_states");
   sl_ltl_free(f);
 
@@ -768,7 +768,7 @@ static void test_compile_budget(void) {
   len = 0;
   for (int i = 0; i < 17; i++) len += (size_t)sprintf(buf + len, "%sF p%d", i ? " && " : "", i);
   f = parse(buf);
-  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, NULL, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "a monitor takes at most 16 propositions (SL_LTL_MAX_MONITOR_PROPS)");
   sl_ltl_free(f);
   /* 16 independent F's need 2^16 states of 2^16 letters each. */
@@ -777,11 +777,11 @@ static void test_compile_budget(void) {
   f = parse(buf);
   opts.max_states = 0;
   opts.max_work = UINT64_MAX; /* no budget: the table limit must still hold */
-  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg,
                 "transition table exceeds SL_LTL_MAX_TABLE entries (states x 2^propositions)");
   sl_ltl_free(f);
-  ASSERT_EQ(sl_ltl_compile_opts(NULL, NULL, &err), SL_EINVAL);
+  ASSERT_EQ(sl_ltl_compile_opts(NULL, NULL, &err), SL_AN_EINVAL);
 }
 
 /* Checks a compiled formula's monitor against the offline evaluator's
@@ -860,7 +860,7 @@ static void test_compile_cost_not_per_letter(void) {
   /* A state limit is met before the letters are all walked, cheaply. */
   f = parse(buf);
   sl_ltl_compile_opts_t opts = {2, 0};
-  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_ETOOBIG);
+  ASSERT_EQ(sl_ltl_compile_opts(f, &opts, &err), SL_AN_ETOOBIG);
   ASSERT_STR_EQ(err.msg, "automaton exceeds max_states");
   ASSERT_LT(sl_ltl_compile_work(f), 4000000);
   sl_ltl_free(f);
@@ -904,7 +904,7 @@ static int regress_one(const char *text, size_t len) {
   sl_ltl_error_t err = {0, NULL};
   int rc = sl_ltl_parse(text, len, &f, &err);
   if (rc != 0) {
-    if ((rc != SL_EPARSE && rc != SL_ETOOBIG) || err.msg == NULL || err.column < 1 ||
+    if ((rc != SL_AN_EPARSE && rc != SL_AN_ETOOBIG) || err.msg == NULL || err.column < 1 ||
         err.column > len + 1)
       return -1;
     fprintf(stderr, "    refused at column %zu: %s\n", err.column, err.msg);
@@ -916,7 +916,7 @@ static int regress_one(const char *text, size_t len) {
   }
   rc = sl_ltl_compile_opts(f, NULL, &err);
   int out = -1;
-  if (rc == SL_ETOOBIG && err.msg != NULL) {
+  if (rc == SL_AN_ETOOBIG && err.msg != NULL) {
     fprintf(stderr, "    compile refused: %s\n", err.msg);
     out = 0;
   } else if (rc == 0 && sl_ltl_compile_work(f) <= SL_LTL_DEFAULT_MAX_WORK &&

@@ -1,4 +1,5 @@
--- sluice.base: loads the real libsluice.so and checks its ABI version.
+-- sluice.base: loads the real libsluice.so, checks its ABI version, and owns
+-- the status codes (base.E, base.strerror) that every other module uses.
 local ffi = require "ffi"
 
 describe("sluice.base", function()
@@ -27,5 +28,78 @@ describe("sluice.base", function()
     f:close()
     local c_abi = tonumber(src:match("#define SL_FFI_ABI_VERSION (%d+)"))
     assert.are.equal(c_abi, base.ABI_VERSION)
+  end)
+
+  describe("status codes", function()
+    -- sl_strerror's name for each code (runtime/errors.c), written out here
+    -- so that a drift between base.E and the C library fails: a Lua number
+    -- that C gives another meaning gets another message.
+    local NAMES = {
+      OK = "ok",
+      EINVAL = "invalid argument",
+      ENOMEM = "out of memory",
+      ETOOBIG = "limit exceeded",
+      EPARSE = "malformed input",
+      ENOTFOUND = "not found",
+      EAGAIN = "needs more input",
+      EUPSTREAM = "upstream failed",
+      ETIMEDOUT = "timed out",
+      ECANCELED = "canceled",
+    }
+
+    it("match the C library's code for every name", function()
+      for name, msg in pairs(NAMES) do
+        assert.is_number(base.E[name], name)
+        assert.are.equal(msg, base.strerror(base.E[name]), name)
+      end
+      for name in pairs(base.E) do
+        assert.is_string(NAMES[name], "base.E." .. name .. " has no expected name here")
+      end
+    end)
+
+    it("are distinct, and C knows no code just past them", function()
+      local seen, lowest = {}, 0
+      for name, code in pairs(base.E) do
+        assert.is_nil(seen[code], name .. " reuses " .. code)
+        seen[code] = name
+        if code < lowest then lowest = code end
+      end
+      -- A code added to runtime/errors.h but not to base.E would be named.
+      assert.are.equal("unknown error", base.strerror(lowest - 1))
+    end)
+
+    it("agree with analyzers/status.h", function()
+      local f = assert(io.open("analyzers/status.h"))
+      local src = f:read("*a")
+      f:close()
+      local n = 0
+      for name, num in src:gmatch("#define SL_AN_(%u+)%s+%(?(%-?%d+)%)?") do
+        assert.are.equal(base.E[name], tonumber(num), "SL_AN_" .. name)
+        n = n + 1
+      end
+      assert.are.equal(6, n)
+    end)
+
+    it("are owned by base alone: no other module declares sl_strerror or codes", function()
+      local ls = assert(io.popen("ls lua/sluice/*.lua"))
+      local checked = 0
+      for path in ls:lines() do
+        if not path:match("/base%.lua$") then
+          local f = assert(io.open(path))
+          local src = f:read("*a")
+          f:close()
+          assert.is_nil(src:find("sl_strerror", 1, true), path .. " mentions sl_strerror")
+          assert.is_nil(src:find("%-100%d"), path .. " spells out a status code")
+          checked = checked + 1
+        end
+      end
+      ls:close()
+      assert.is_true(checked > 5)
+    end)
+
+    it("strerror raises on a non-number", function()
+      assert.has_error(function() base.strerror("EINVAL") end,
+        "strerror: expected a status code (a number), got string")
+    end)
   end)
 end)

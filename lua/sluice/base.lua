@@ -8,7 +8,7 @@
 -- load, with a message that names both versions.
 --
 --   base.C                 -- the library (ffi.C or the loaded libsluice.so)
---   base.E.ETOOBIG         -- -1003: the status codes, mirroring runtime/errors.h
+--   base.E.ETOOBIG         -- -1003: the status codes, mirroring runtime/base/errors.h
 --   base.strerror(rc)      --> "limit exceeded": the C library's name for rc
 --
 -- The codes and sl_strerror are declared here once, for every module: a
@@ -25,8 +25,8 @@ const char *sl_strerror(int code);
 local ffi_string, type, error = ffi.string, type, error
 
 local _M = {
-  ABI_VERSION = 2, -- mirrors SL_FFI_ABI_VERSION in runtime/version.h
-  -- Mirrors the SL_E* codes of runtime/errors.h; the first five are also
+  ABI_VERSION = 3, -- mirrors SL_FFI_ABI_VERSION in runtime/base/version.h
+  -- Mirrors the SL_E* codes of runtime/base/errors.h; the first five are also
   -- the SL_AN_E* codes of analyzers/status.h, with the same numbers.
   -- tests/lua/base_spec.lua checks every one against sl_strerror.
   E = {

@@ -1,5 +1,9 @@
--- sluice.dict: the process-wide TTL dictionary (runtime/ttldict.h) through
+-- sluice.dict: the gateway's TTL dictionary (runtime/lua/ttldict.h) through
 -- the FFI.  Its entries are C-owned, so they survive a policy reload.
+-- Inside sluice the state's owner hands its dictionary over as the module
+-- "sluice.host" (a slot this module reads on every call, so a policy's trial
+-- run can point it at a scratch dictionary); elsewhere (a plain luajit, the
+-- REPL) the module makes a private dictionary of its own.
 --
 --   dict.set(key, value, ttl_ms)      --> true | nil, err
 --   dict.add(key, value, ttl_ms)      --> true | nil, "exists" | nil, err
@@ -27,18 +31,35 @@ local base = require "sluice.base"
 local C = base.C
 
 ffi.cdef [[
-int sl_ffi_dict_get(const char *key, size_t klen, char *buf, size_t cap, size_t *vlen);
-int sl_ffi_dict_set(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms);
-int sl_ffi_dict_add(const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms, int *added);
-int sl_ffi_dict_incr(const char *key, size_t klen, int64_t by, int has_init, int64_t init, int64_t ttl_ms,
-                     int64_t *out);
-int sl_ffi_dict_delete(const char *key, size_t klen);
-int sl_ffi_dict_ttl(const char *key, size_t klen, int64_t *remaining_ms);
-int sl_ffi_dict_count(size_t *entries, size_t *bytes);
-int sl_ffi_dict_flush(void);
-int sl_ffi_dict_sweep(size_t max_entries, size_t *reclaimed);
-int sl_ffi_dict_set_clock_for_tests(int64_t now_ms);
+typedef struct sl_ttldict_s sl_ttldict_t;
+int sl_ttldict_new(const void *opts, sl_ttldict_t **out);
+void sl_ttldict_free(sl_ttldict_t *d);
+int sl_ffi_dict_get(sl_ttldict_t *d, const char *key, size_t klen, char *buf, size_t cap, size_t *vlen);
+int sl_ffi_dict_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms);
+int sl_ffi_dict_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms, int *added);
+int sl_ffi_dict_incr(sl_ttldict_t *d, const char *key, size_t klen, int64_t by, int has_init, int64_t init,
+                     int64_t ttl_ms, int64_t *out);
+int sl_ffi_dict_delete(sl_ttldict_t *d, const char *key, size_t klen);
+int sl_ffi_dict_ttl(sl_ttldict_t *d, const char *key, size_t klen, int64_t *remaining_ms);
+int sl_ffi_dict_count(sl_ttldict_t *d, size_t *entries, size_t *bytes);
+int sl_ffi_dict_flush(sl_ttldict_t *d);
+int sl_ffi_dict_sweep(sl_ttldict_t *d, size_t max_entries, size_t *reclaimed);
+int sl_ffi_dict_set_clock_for_tests(sl_ttldict_t *d, int64_t now_ms);
 ]]
+
+-- The slot the dictionary is read from on every call.
+local slot, own
+do
+  local ok, host = pcall(require, "sluice.host")
+  if ok and type(host) == "table" and host.dict_slot ~= nil then
+    slot = ffi.cast("sl_ttldict_t **", host.dict_slot)
+  else
+    local box = ffi.new("sl_ttldict_t *[1]")
+    if C.sl_ttldict_new(nil, box) ~= 0 then error("sluice.dict: out of memory", 2) end
+    own = ffi.gc(box[0], C.sl_ttldict_free) -- kept alive by the module table (_M._own)
+    slot = ffi.new("sl_ttldict_t *[1]", own)
+  end
+end
 
 local sl_ffi_dict_get = C.sl_ffi_dict_get
 local sl_ffi_dict_set = C.sl_ffi_dict_set
@@ -60,6 +81,7 @@ local EINVAL, ENOMEM, ETOOBIG, EPARSE, ENOTFOUND = E.EINVAL, E.ENOMEM, E.ETOOBIG
 local _M = {
   MAX_KEY = 65535, -- mirrors SL_TTLDICT_MAX_KEY
 }
+_M._own = own -- the private dictionary (nil inside sluice) lives as long as the module
 
 local SCRATCH_MAX = 65536
 local scratch_cap = 4096
@@ -122,7 +144,7 @@ end
 function _M.get(key)
   check_key(key, "dict.get")
   local buf, cap = scratch, scratch_cap
-  local rc = sl_ffi_dict_get(key, #key, buf, cap, len_box)
+  local rc = sl_ffi_dict_get(slot[0], key, #key, buf, cap, len_box)
   -- Too small: the size came back; retry with room for it.  The loop
   -- covers a value replaced between the two calls (not possible on one
   -- loop today, but cheap to be right about).
@@ -136,7 +158,7 @@ function _M.get(key)
     else
       buf, cap = ffi_new("char[?]", need), need
     end
-    rc = sl_ffi_dict_get(key, #key, buf, cap, len_box)
+    rc = sl_ffi_dict_get(slot[0], key, #key, buf, cap, len_box)
   end
   if rc == 0 then return ffi_string(buf, tonumber(len_box[0])) end
   return fail(rc, "get")
@@ -146,7 +168,7 @@ end
 function _M.set(key, value, ttl_ms)
   check_key(key, "dict.set")
   local v = check_value(value, "dict.set")
-  local rc = sl_ffi_dict_set(key, #key, v, #v, check_ttl(ttl_ms, "dict.set"))
+  local rc = sl_ffi_dict_set(slot[0], key, #key, v, #v, check_ttl(ttl_ms, "dict.set"))
   if rc == 0 then return true end
   return fail(rc, "set")
 end
@@ -155,7 +177,7 @@ end
 function _M.add(key, value, ttl_ms)
   check_key(key, "dict.add")
   local v = check_value(value, "dict.add")
-  local rc = sl_ffi_dict_add(key, #key, v, #v, check_ttl(ttl_ms, "dict.add"), int_box)
+  local rc = sl_ffi_dict_add(slot[0], key, #key, v, #v, check_ttl(ttl_ms, "dict.add"), int_box)
   if rc ~= 0 then return fail(rc, "add") end
   if int_box[0] == 0 then return nil, "exists" end
   return true
@@ -174,7 +196,7 @@ function _M.incr(key, by, init, ttl_ms)
   else
     init = 0
   end
-  local rc = sl_ffi_dict_incr(key, #key, by, has_init, init, check_ttl(ttl_ms, "dict.incr"), i64_box)
+  local rc = sl_ffi_dict_incr(slot[0], key, #key, by, has_init, init, check_ttl(ttl_ms, "dict.incr"), i64_box)
   if rc == 0 then return tonumber(i64_box[0]) end
   return fail(rc, "incr")
 end
@@ -182,7 +204,7 @@ end
 -- Removes key; nil, "not found" when it had no live entry.
 function _M.delete(key)
   check_key(key, "dict.delete")
-  local rc = sl_ffi_dict_delete(key, #key)
+  local rc = sl_ffi_dict_delete(slot[0], key, #key)
   if rc == 0 then return true end
   return fail(rc, "delete")
 end
@@ -190,21 +212,21 @@ end
 -- Milliseconds key has left (0 = never expires), or nil, "not found".
 function _M.ttl(key)
   check_key(key, "dict.ttl")
-  local rc = sl_ffi_dict_ttl(key, #key, i64_box)
+  local rc = sl_ffi_dict_ttl(slot[0], key, #key, i64_box)
   if rc == 0 then return tonumber(i64_box[0]) end
   return fail(rc, "ttl")
 end
 
 -- Entries stored (expired ones count until reclaimed) and bytes charged.
 function _M.count()
-  local rc = sl_ffi_dict_count(len_box, len_box2)
+  local rc = sl_ffi_dict_count(slot[0], len_box, len_box2)
   if rc ~= 0 then return fail(rc, "count") end
   return tonumber(len_box[0]), tonumber(len_box2[0])
 end
 
 -- Removes every entry.
 function _M.flush()
-  local rc = sl_ffi_dict_flush()
+  local rc = sl_ffi_dict_flush(slot[0])
   if rc ~= 0 then return fail(rc, "flush") end
   return true
 end
@@ -215,7 +237,7 @@ function _M.sweep(max)
   if max ~= nil and (type(max) ~= "number" or max < 0) then
     error("dict.sweep: max must be a number >= 0", 2)
   end
-  local rc = sl_ffi_dict_sweep(max or 0, len_box)
+  local rc = sl_ffi_dict_sweep(slot[0], max or 0, len_box)
   if rc ~= 0 then return fail(rc, "sweep") end
   return tonumber(len_box[0])
 end
@@ -226,7 +248,7 @@ function _M.set_clock_for_tests(now_ms)
   if now_ms ~= nil and type(now_ms) ~= "number" then
     error("dict.set_clock_for_tests: now_ms must be a number or nil", 2)
   end
-  sl_ffi_dict_set_clock_for_tests(now_ms or -1)
+  sl_ffi_dict_set_clock_for_tests(slot[0], now_ms or -1)
   return true
 end
 

@@ -43,7 +43,4 @@ typedef struct {
   sl_ffi_candidate_t cands[SL_FFI_MAX_CANDIDATES];
 } sl_ffi_place_ctx_t;
 
-/* The context of the place() call in progress (NULL outside one). */
-const sl_ffi_place_ctx_t *sl_ffi_place_ctx(void);
-
 #endif

@@ -1,2 +1,0 @@
-/* Temporary: removed once analyzers/ has its own codes. */
-#include "runtime/base/errors.h"

@@ -16,10 +16,6 @@ int sl_init(void) { return sl_alloc_init(); }
 
 const char *sl_version(void) { return sl_ffi_version(); }
 
-sl_sim_engine_t *sl_gateway_sim(const sl_gateway_t *gw, const sl_endpoint_t *ep) {
-  return gw->sims && ep->id >= 0 && ep->id < gw->reg.neps ? gw->sims[ep->id] : NULL;
-}
-
 /* ---- generations ---- */
 
 int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {

@@ -70,6 +70,8 @@ struct sl_gateway_s {
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */
-sl_sim_engine_t *sl_gateway_sim(const sl_gateway_t *gw, const sl_endpoint_t *ep);
+static inline sl_sim_engine_t *sl_gateway_sim(const sl_gateway_t *gw, const sl_endpoint_t *ep) {
+  return gw->sims && ep->id >= 0 && ep->id < gw->reg.neps ? gw->sims[ep->id] : NULL;
+}
 
 #endif

@@ -47,19 +47,22 @@ const char *sl_policy_dir(void) {
   return sl__data_dir("SLUICE_POLICY_DIR", SL_POLICY_DIR, "policies", buf, sizeof(buf));
 }
 
-int sl_policy_resolve(const char *name_or_path, char *out, size_t cap) {
+/* A bare name is <policy dir>/<sub><name>.lua; anything with a '/' or
+ * ending in ".lua" is a path, kept as it is. */
+static int sl__resolve(const char *sub, const char *name_or_path, char *out, size_t cap) {
   size_t n = strlen(name_or_path);
   int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
   int w = is_path ? snprintf(out, cap, "%s", name_or_path)
-                  : snprintf(out, cap, "%s/placement/%s.lua", sl_policy_dir(), name_or_path);
+                  : snprintf(out, cap, "%s/%s%s.lua", sl_policy_dir(), sub, name_or_path);
   return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
 }
 
+int sl_policy_resolve(const char *name_or_path, char *out, size_t cap) {
+  return sl__resolve("placement/", name_or_path, out, cap);
+}
+
 int sl_narration_resolve(const char *name_or_path, char *out, size_t cap) {
-  size_t n = strlen(name_or_path);
-  int is_path = strchr(name_or_path, '/') != NULL || (n > 4 && strcmp(name_or_path + n - 4, ".lua") == 0);
-  int w = is_path ? snprintf(out, cap, "%s", name_or_path) : snprintf(out, cap, "%s/%s.lua", sl_policy_dir(), name_or_path);
-  return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
+  return sl__resolve("", name_or_path, out, cap);
 }
 
 /* The accounted allocator: every byte a state holds is counted, and a cap

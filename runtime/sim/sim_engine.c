@@ -161,9 +161,17 @@ static void sl__bput_u64(sl_sim_buf_t *b, uint64_t v) {
   sl__bput(b, tmp, (size_t)n);
 }
 
+/* The JSON escape of s (oai.h's); when it does not fit, what it would
+ * take is still counted, byte by byte, as the buffer's length. */
 static void sl__bput_esc(sl_sim_buf_t *b, const char *s, size_t n) {
   size_t room = b->len < b->cap ? b->cap - b->len : 0;
-  b->len += sl__sim_json_escape(b->p + (b->cap > b->len ? b->len : b->cap), room, s, n);
+  size_t w = sl_json_escape(b->p + (b->cap > b->len ? b->len : b->cap), room, s, n);
+  if (w != (size_t)-1) {
+    b->len += w;
+    return;
+  }
+  char one[8];
+  for (size_t i = 0; i < n; i++) sl__bput(b, one, sl_json_escape(one, sizeof(one), s + i, 1));
 }
 
 /* ---- responses outside the stream ---- */

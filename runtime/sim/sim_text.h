@@ -1,5 +1,5 @@
-/* sim_text.h: deterministic token text and JSON escaping for the simulated
- * engine.
+/* sim_text.h: deterministic token text for the simulated
+ * engine (its JSON escaping is oai.h's sl_json_escape).
  *
  * A small seeded PRNG (splitmix64 seeding an xorshift64* stream) drives the
  * choice of words, so the same seed gives the same tokens on every run and
@@ -37,10 +37,5 @@ double sl__sim_rng_unit(sl_sim_rng_t *r);
  * opener without a leading space).  Returns a static NUL-terminated string
  * and its length in *len; never NULL.  Draws from r. */
 const char *sl__sim_token(sl_sim_rng_t *r, uint64_t index, size_t *len);
-
-/* Appends the JSON string escape of s[0..n) (without quotes) to dst, which
- * holds cap bytes.  Returns the length of the escaped text; if it is larger
- * than cap, only cap bytes were written (snprintf convention, no NUL). */
-size_t sl__sim_json_escape(char *dst, size_t cap, const char *s, size_t n);
 
 #endif

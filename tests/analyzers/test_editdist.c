@@ -7,7 +7,14 @@
 
 #include "analyzers/editdist.h"
 #include "analyzers/status.h"
+#include "runtime/base/errors.h"
 #include "test.h"
+
+/* analyzers/ has its own codes, by design the same numbers as the
+ * runtime's, so one sl_strerror and one Lua table name both. */
+_Static_assert(SL_AN_OK == SL_OK && SL_AN_EINVAL == SL_EINVAL && SL_AN_ENOMEM == SL_ENOMEM &&
+                   SL_AN_ETOOBIG == SL_ETOOBIG && SL_AN_EPARSE == SL_EPARSE && SL_AN_ENOTFOUND == SL_ENOTFOUND,
+               "analyzers/status.h and runtime/base/errors.h disagree");
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 

@@ -6,6 +6,7 @@
 #include <luajit.h>
 #include <lualib.h>
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +38,25 @@ static const char *sl__data_dir(const char *env, const char *built, const char *
   return built;
 }
 
+/* Found once per process (the environment and the install do not move);
+ * gateways on other threads read the same answer. */
+static pthread_once_t sl__dirs_once = PTHREAD_ONCE_INIT;
+static char sl__lua_buf[600], sl__policy_buf[600];
+static const char *sl__lua_dir, *sl__policy_dir;
+
+static void sl__find_dirs(void) {
+  sl__lua_dir = sl__data_dir("SLUICE_LUA_DIR", SL_LUA_DIR, "lua", sl__lua_buf, sizeof(sl__lua_buf));
+  sl__policy_dir = sl__data_dir("SLUICE_POLICY_DIR", SL_POLICY_DIR, "policies", sl__policy_buf, sizeof(sl__policy_buf));
+}
+
 const char *sl_lua_dir(void) {
-  static char buf[600];
-  return sl__data_dir("SLUICE_LUA_DIR", SL_LUA_DIR, "lua", buf, sizeof(buf));
+  pthread_once(&sl__dirs_once, sl__find_dirs);
+  return sl__lua_dir;
 }
 
 const char *sl_policy_dir(void) {
-  static char buf[600];
-  return sl__data_dir("SLUICE_POLICY_DIR", SL_POLICY_DIR, "policies", buf, sizeof(buf));
+  pthread_once(&sl__dirs_once, sl__find_dirs);
+  return sl__policy_dir;
 }
 
 /* A bare name is <policy dir>/<sub><name>.lua; anything with a '/' or

@@ -35,7 +35,7 @@
  *
  * Results go to stdout as one JSON object (and to --json FILE); --tsv FILE
  * appends one summary line, --cdf FILE writes the sorted added-latency
- * distribution for plots.  Decoding reuses runtime/upstream_decoder.h
+ * distribution for plots.  Decoding reuses runtime/upstream/upstream_decoder.h
  * (llhttp, SSE framing, OpenAI scan).  Times are nanoseconds inside,
  * milliseconds in the report.  Only loopback targets are accepted.
  *

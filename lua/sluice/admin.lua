@@ -1,5 +1,5 @@
 -- sluice.admin: the helpers of a Lua session attached to the running daemon
--- (`sluice attach`, runtime/attach.c).  They read the daemon's own state
+-- (`sluice attach`, runtime/ops/attach.c).  They read the daemon's own state
 -- when called, so every call shows the present; nothing is cached.
 --
 --   streams()        --> { { id, model, endpoint, pool, tokens, tokens_written, age_ms,

@@ -1,6 +1,6 @@
 -- sluice.narration: the narration policy's side of the FFI.
 --
--- The runtime queues key events in C (runtime/narrate.h) and, once per
+-- The runtime queues key events in C (runtime/base/narrate.h) and, once per
 -- loop iteration, runs the current generation's narration policy over the
 -- whole batch: run_batch(policy, nar) reads the events of narrator nar
 -- (the gateway's; C passes it as a light userdata) through
@@ -32,7 +32,7 @@ int sl_ffi_narrate_emit(sl_narrator_t *nar, int32_t i, const char *sentence, siz
 ]]
 
 local _M = {
-  -- Mirrors the SL_NAR_* kinds in runtime/narrate.h.
+  -- Mirrors the SL_NAR_* kinds in runtime/base/narrate.h.
   PLACEMENT = 1, RELOAD_OK = 2, RELOAD_FAILED = 3, READY = 4, NOT_READY = 5,
   COOLDOWN = 6, PAUSE = 7, CANCEL = 8, STREAM_END = 9,
 }

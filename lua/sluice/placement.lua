@@ -1,4 +1,4 @@
--- sluice.placement: what a placement policy sees (runtime/place_ffi.h) and
+-- sluice.placement: what a placement policy sees (runtime/lua/place_ffi.h) and
 -- helpers for policy authors.
 --
 --   placement.context_of(p)                -- the context C hands the place()
@@ -20,7 +20,7 @@ local ffi = require "ffi"
 local base = require "sluice.base"
 local C = base.C
 
--- Mirrors runtime/place_ffi.h exactly (tests/lua/placement_spec.lua
+-- Mirrors runtime/lua/place_ffi.h exactly (tests/lua/placement_spec.lua
 -- compares the two); SL_FFI_MAX_CANDIDATES is spelled out as 64.
 local CDEF = [[
 typedef struct {
@@ -109,7 +109,7 @@ end
 -- slot, ties to the lowest endpoint_id), passing over tried ones when
 -- `fresh` is true and the index `skip` (or -1); -1 when nothing is left.
 -- Also returns the winner's inflight and slots.  Compared without division,
--- exactly as the C fallback (sl_placement_least_loaded in runtime/pool.c).
+-- exactly as the C fallback (sl_placement_least_loaded in runtime/stream/placement.c).
 function _M.least_loaded(ctx, fresh, skip)
   local cands = ctx.cands
   local best, bi, bs, bid = -1, 0, 0, 0

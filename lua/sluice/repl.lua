@@ -1,5 +1,5 @@
 -- sluice.repl: the read-eval-print core shared by `sluice repl` and the
--- Lua sessions of `sluice attach` (runtime/repl.c, runtime/attach.c).  C
+-- Lua sessions of `sluice attach` (runtime/ops/repl.c, runtime/ops/attach.c).  C
 -- gathers lines into a chunk and calls eval after each line; this module
 -- decides whether the chunk is complete, runs it and formats the answer.
 --

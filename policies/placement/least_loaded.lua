@@ -5,7 +5,7 @@
 -- any other remains; when every candidate was tried they are all allowed
 -- again.  Ties go to the lowest endpoint_id, so the choice is a pure
 -- function of the context: the same rule as the C fallback
--- (sl_placement_least_loaded in runtime/pool.c), compared the same way,
+-- (sl_placement_least_loaded in runtime/stream/placement.c), compared the same way,
 -- without division (inflight_a * slots_b against inflight_b * slots_a).
 --
 -- Written for the JIT: no closures, tables or cdata made per call; the

@@ -22,7 +22,7 @@ describe("sluice.base", function()
     assert.matches(tostring(base.ABI_VERSION + 1), err, 1, true)
   end)
 
-  it("mirrors SL_FFI_ABI_VERSION from runtime/version.h", function()
+  it("mirrors SL_FFI_ABI_VERSION from runtime/base/version.h", function()
     local f = assert(io.open("runtime/base/version.h"))
     local src = f:read("*a")
     f:close()
@@ -31,7 +31,7 @@ describe("sluice.base", function()
   end)
 
   describe("status codes", function()
-    -- sl_strerror's name for each code (runtime/errors.c), written out here
+    -- sl_strerror's name for each code (runtime/base/errors.c), written out here
     -- so that a drift between base.E and the C library fails: a Lua number
     -- that C gives another meaning gets another message.
     local NAMES = {
@@ -64,7 +64,7 @@ describe("sluice.base", function()
         seen[code] = name
         if code < lowest then lowest = code end
       end
-      -- A code added to runtime/errors.h but not to base.E would be named.
+      -- A code added to runtime/base/errors.h but not to base.E would be named.
       assert.are.equal("unknown error", base.strerror(lowest - 1))
     end)
 

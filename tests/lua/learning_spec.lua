@@ -1,6 +1,6 @@
 -- Specs for policies/placement/learning.lua.  The main one is a simulated
 -- world: endpoints whose true latencies the spec controls, a context whose
--- ewma fields the spec updates the way the relay does (runtime/pool.c:
+-- ewma fields the spec updates the way the relay does (runtime/stream/placement.c:
 -- alpha 0.2, the first sample taken as is) for the endpoint the policy
 -- chose, one stream at a time.  When one endpoint's latency drops, most of
 -- the traffic (over 70% of 200 consecutive choices) must move to it within

@@ -2,7 +2,7 @@
 -- (policies/placement/least_loaded.lua, p2c.lua), on contexts built with
 -- placement.new_context: choices, determinism, tie-breaks, retries that
 -- avoid tried candidates, the n == 1 and n == 0 fallbacks, validation
--- messages, and the cdef mirroring runtime/place_ffi.h.
+-- messages, and the cdef mirroring runtime/lua/place_ffi.h.
 local ffi = require "ffi"
 local placement = require "sluice.placement"
 local least_loaded = require "placement.least_loaded"
@@ -32,7 +32,7 @@ local function ids(ctx, idx)
 end
 
 describe("sluice.placement", function()
-  it("mirrors runtime/place_ffi.h exactly", function()
+  it("mirrors runtime/lua/place_ffi.h exactly", function()
     local header = read("runtime/lua/place_ffi.h")
     local max = tonumber(header:match("#define SL_FFI_MAX_CANDIDATES (%d+)"))
     assert.equals(max, placement.MAX_CANDIDATES)

@@ -1,4 +1,4 @@
-/* gateway.c: the gateway object (see runtime/sluice.h and gateway.h). */
+/* gateway.c: the gateway object (see include/sluice.h and gateway.h). */
 #include "runtime/gateway/gateway.h"
 
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * policies, and what used to be process-wide: its counters, its narrator
  * (ring, redaction secrets), its TTL dictionary, the simulated engines its
  * configuration asks for, and the loop watchdog.  Its life cycle is the
- * public API of runtime/sluice.h (open, reload, drain, close); this header
+ * public API of include/sluice.h (open, reload, drain, close); this header
  * adds the struct, for the operator tools (runtime/ops) that read it, and
  * nothing else.  api.c is the gateway's HTTP handler.
  */

@@ -25,6 +25,7 @@ int sl_chunk_pool_init(sl_chunk_pool_t *pool, size_t chunk_size, size_t keep) {
   pool->in_use = 0;
   pool->allocated = 0;
   pool->reused = 0;
+  pool->counters = NULL;
   return 0;
 }
 

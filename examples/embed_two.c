@@ -95,31 +95,42 @@ static void *loop_thread(void *arg) {
 
 /* ---- on the main thread ---- */
 
-static void start_gateway(gateway_thread_t *t, const char *name, const char *model) {
-  t->name = name;
-  t->model = model;
-  snprintf(t->config, sizeof(t->config),
-           "{\"pools\": [{\"name\": \"pool-%s\", \"models\": [\"%s\"], \"slots\": 2,"
-           " \"endpoints\": [{\"sim\": {\"seed\": 7, \"ttft_ms\": 5, \"itl_ms\": 2}}]}]}",
-           name, model);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
-  if (pthread_create(&t->thread, NULL, loop_thread, t) != 0) FAIL("gateway %s: pthread_create failed", name);
-  pthread_mutex_lock(&t->mu);
-  while (!t->opened) pthread_cond_wait(&t->cv, &t->mu);
-  pthread_mutex_unlock(&t->mu);
-  if (t->open_rc < 0) FAIL("gateway %s did not open: %s: %s", name, sl_strerror(t->open_rc), t->err);
-  printf("gateway %s: serving %s on 127.0.0.1:%d\n", name, model, t->port);
-}
-
-/* Streams one chat completion from the gateway on port, reading the whole
- * response until the server closes the connection.  Returns the number of
- * token events; fails unless it saw [DONE] and only `model` answered. */
-static int stream_one(gateway_thread_t *t) {
+/* Sends one request to the gateway on t->port and reads the answer until
+ * the server closes the connection (the request says Connection: close).
+ * Returns the answer's length; resp is NUL-terminated. */
+static size_t exchange(gateway_thread_t *t, const char *req, size_t reqlen, char *resp, size_t cap) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
   inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) FAIL("gateway %s: cannot connect", t->name);
+  if (write(fd, req, reqlen) != (ssize_t)reqlen) FAIL("gateway %s: short write", t->name);
+  size_t n = 0;
+  ssize_t r;
+  while (n < cap - 1 && (r = read(fd, resp + n, cap - 1 - n)) > 0) n += (size_t)r;
+  resp[n] = '\0';
+  close(fd);
+  return n;
+}
+
+/* Endpoints start "not ready" and the gateway probes them at once; a
+ * request before the first probe passed would get a 503.  GET /ready
+ * answers 200 once an endpoint is ready.  Each try is a full round trip
+ * through the gateway's loop, so this waits for the probe's events, not
+ * for a span of time; the cap only turns a broken gateway into an error. */
+static void wait_ready(gateway_thread_t *t) {
+  static const char req[] = "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  char resp[4096];
+  for (int tries = 1; tries <= 100000; tries++) {
+    exchange(t, req, sizeof(req) - 1, resp, sizeof(resp));
+    if (strncmp(resp, "HTTP/1.1 200", 12) == 0) return;
+  }
+  FAIL("gateway %s: GET /ready never answered 200:\n%s", t->name, resp);
+}
+
+/* Streams one chat completion and reads the whole answer.  Returns the
+ * number of token events; fails unless it saw [DONE] and every event
+ * names t->model. */
+static int stream_one(gateway_thread_t *t) {
   char body[256], req[512];
   int bn = snprintf(body, sizeof(body),
                     "{\"model\": \"%s\", \"stream\": true, \"max_tokens\": 16,"
@@ -129,14 +140,8 @@ static int stream_one(gateway_thread_t *t) {
                     "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
                     bn, body);
-  if (write(fd, req, (size_t)rn) != rn) FAIL("gateway %s: short write", t->name);
-  /* Connection: close, so the response ends where the stream does. */
   static char resp[256 * 1024];
-  size_t n = 0;
-  ssize_t r;
-  while (n < sizeof(resp) - 1 && (r = read(fd, resp + n, sizeof(resp) - 1 - n)) > 0) n += (size_t)r;
-  resp[n] = '\0';
-  close(fd);
+  exchange(t, req, (size_t)rn, resp, sizeof(resp));
   if (strncmp(resp, "HTTP/1.1 200", 12) != 0) FAIL("gateway %s: not a 200 answer:\n%s", t->name, resp);
   if (strstr(resp, "data: [DONE]") == NULL) FAIL("gateway %s: no [DONE] in the answer:\n%s", t->name, resp);
   char want[128];
@@ -153,6 +158,24 @@ static int stream_one(gateway_thread_t *t) {
   if (tokens == 0) FAIL("gateway %s: no token in the answer:\n%s", t->name, resp);
   printf("gateway %s: streamed %d token event(s) from model %s, ending in [DONE]\n", t->name, tokens, t->model);
   return tokens;
+}
+
+static void start_gateway(gateway_thread_t *t, const char *name, const char *model) {
+  t->name = name;
+  t->model = model;
+  snprintf(t->config, sizeof(t->config),
+           "{\"pools\": [{\"name\": \"pool-%s\", \"models\": [\"%s\"], \"slots\": 2,"
+           " \"endpoints\": [{\"sim\": {\"seed\": 7, \"ttft_ms\": 5, \"itl_ms\": 2}}]}]}",
+           name, model);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  if (pthread_create(&t->thread, NULL, loop_thread, t) != 0) FAIL("gateway %s: pthread_create failed", name);
+  pthread_mutex_lock(&t->mu);
+  while (!t->opened) pthread_cond_wait(&t->cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  if (t->open_rc < 0) FAIL("gateway %s did not open: %s: %s", name, sl_strerror(t->open_rc), t->err);
+  wait_ready(t);
+  printf("gateway %s: serving %s on 127.0.0.1:%d, ready\n", name, model, t->port);
 }
 
 /* The value of "key": in a counters object, or -1. */

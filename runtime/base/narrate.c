@@ -2,6 +2,7 @@
 #include "runtime/base/narrate.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <cjson/cJSON.h>
 #include <string.h>
 #include <strings.h>
@@ -19,18 +20,21 @@ struct sl_narrator_s {
   int json;
   char *secrets[SL_MAX_SECRETS];
   int nsecrets;
-  sl_ffi_narration_event_t ring[SL_NARRATE_RING];
   size_t head, count;                         /* ring state */
-  sl_ffi_narration_event_t batch[SL_NARRATE_RING];
-  char emitted[SL_NARRATE_RING];              /* the policy told event i */
   int32_t nbatch;
   int in_flush;
   int dry;                                    /* a trial run: sentences go to `say`, not the log */
   FILE *say;
+  /* The arrays last, and never zeroed: a slot is written before it is
+   * read, so their pages are touched only as far as the ring is used. */
+  char emitted[SL_NARRATE_RING];              /* the policy told event i */
+  sl_ffi_narration_event_t ring[SL_NARRATE_RING];
+  sl_ffi_narration_event_t batch[SL_NARRATE_RING];
 };
 
 sl_narrator_t *sl_narrator_new(FILE *log, int json, const char *const *secrets, sl_counters_t *counters) {
-  sl_narrator_t *nar = sl_calloc(1, sizeof(*nar));
+  sl_narrator_t *nar = sl_malloc(sizeof(*nar));
+  memset(nar, 0, offsetof(sl_narrator_t, emitted));
   nar->counters = counters;
   nar->log = log;
   nar->json = json;
@@ -217,12 +221,12 @@ void sl_narrate_flush(sl_narrator_t *nar, int (*run)(void *ud, char *err, size_t
   if (nar == NULL || nar->count == 0 || nar->in_flush) return;
   /* Take the whole ring as one batch; events pushed while the policy runs
    * wait for the next flush. */
-  nar->nbatch = (int32_t)nar->count;
-  for (int32_t k = 0; k < nar->nbatch; k++)
-    nar->batch[k] = nar->ring[(nar->head + (size_t)k) % SL_NARRATE_RING];
-  nar->head = (nar->head + nar->count) % SL_NARRATE_RING;
+  size_t n = nar->count; /* at most SL_NARRATE_RING */
+  for (size_t k = 0; k < n; k++) nar->batch[k] = nar->ring[(nar->head + k) % SL_NARRATE_RING];
+  nar->head = (nar->head + n) % SL_NARRATE_RING;
   nar->count = 0;
-  memset(nar->emitted, 0, (size_t)nar->nbatch);
+  nar->nbatch = (int32_t)n;
+  memset(nar->emitted, 0, n);
   nar->in_flush = 1;
   char err[512] = "";
   if (run != NULL && run(ud, err, sizeof(err)) < 0) {

@@ -35,7 +35,8 @@ struct sl_http_write_s {
   uv_write_t w;              /* the libuv request; w.data unused */
   sl_http_write_t *next;     /* free-list link */
   sl_http_conn_t *conn;      /* connection written to */
-  sl_chunk_t *pin;           /* chunk referenced until sent, or NULL */
+  sl_chunk_t *pins[SL_HTTP_WRITE_PINS]; /* chunks referenced until sent */
+  unsigned npins;
   char *heap;                /* owned buffer freed after the write, or NULL */
   size_t len;                /* bytes this write holds until its callback */
   char prefix[48];           /* chunk-size line plus a copied short first buffer */
@@ -58,7 +59,7 @@ struct sl_http_conn_s {
   int shutting_down;         /* flushing writes before closing */
   int reading;               /* uv_read_start in effect */
   int in_process;            /* conn_process on the stack */
-  int above_high;            /* write queue went past the high watermark */
+  int above_high;            /* the handler saw the high watermark passed: on_drain is due */
   int error_status;          /* status chosen by a limit check in a callback */
   int handles;               /* open handles (tcp, timer) */
   int writes_pending;        /* uv_write requests not yet called back */
@@ -192,15 +193,15 @@ static sl_http_write_t *sl__write_get(sl_http_server_t *s) {
   else
     w = sl_malloc(sizeof(*w));
   w->next = NULL;
-  w->pin = NULL;
+  w->npins = 0;
   w->heap = NULL;
   return w;
 }
 
 static void sl__write_put(sl_http_server_t *s, sl_http_write_t *w) {
-  if (w->pin != NULL) sl_chunk_unref(w->pin);
+  for (unsigned i = 0; i < w->npins; i++) sl_chunk_unref(w->pins[i]);
   sl_free(w->heap);
-  w->pin = NULL;
+  w->npins = 0;
   w->heap = NULL;
   w->next = s->free_writes;
   s->free_writes = w;
@@ -247,9 +248,6 @@ static int sl__conn_write(sl_http_conn_t *c, sl_http_write_t *w, const uv_buf_t 
    * count toward the high watermark too. */
   w->len = total;
   c->held += total;
-  if (c->held > c->server->limits.write_high_watermark ||
-      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->server->limits.write_high_watermark)
-    c->above_high = 1;
   return 0;
 }
 
@@ -773,17 +771,18 @@ int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_typ
   return rc;
 }
 
-int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *pin) {
+int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *const *pins,
+                          unsigned npins) {
   sl_http_conn_t *c = req->conn;
-  if (nbufs > 3) return SL_EINVAL;
+  if (nbufs > SL_HTTP_WRITE_BUFS || npins > SL_HTTP_WRITE_PINS) return SL_EINVAL;
   size_t total = 0;
   for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
   if (total == 0) return 0; /* a zero-size chunk would end the body */
   sl_http_write_t *w = sl__write_get(c->server);
-  /* libuv copies more than 4 buffers into a heap array; to stay at 4 or
-   * fewer, short first and last buffers are copied into the write's own
-   * prefix and suffix. */
-  uv_buf_t out[5];
+  /* libuv copies more than 4 buffers into a heap array when a write is
+   * queued; short first and last buffers are copied into the write's own
+   * prefix and suffix, so one event (3 buffers) stays at 3. */
+  uv_buf_t out[SL_HTTP_WRITE_BUFS + 2];
   unsigned n = 0, first = 0, last = nbufs;
   int plen = snprintf(w->prefix, sizeof(w->prefix), "%zx\r\n", total);
   if (nbufs > 0 && bufs[0].len <= sizeof(w->prefix) - (size_t)plen) {
@@ -832,9 +831,9 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
       out[0].len -= (unsigned)skip;
     }
   }
-  if (pin != NULL) {
-    sl_chunk_ref(pin);
-    w->pin = pin;
+  for (unsigned i = 0; i < npins; i++) {
+    sl_chunk_ref(pins[i]);
+    w->pins[w->npins++] = pins[i];
   }
   int rc = sl__conn_write(c, w, out, n);
   if (rc < 0) {
@@ -843,6 +842,10 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
     return rc;
   }
   return 0;
+}
+
+int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *pin) {
+  return sl_http_stream_writev(req, bufs, nbufs, &pin, pin != NULL ? 1 : 0);
 }
 
 void sl_http_stream_end(sl_http_req_t *req, int close) {
@@ -857,6 +860,17 @@ size_t sl_http_req_write_queue(const sl_http_req_t *req) {
 }
 
 size_t sl_http_req_write_held(const sl_http_req_t *req) { return req->conn->held; }
+
+int sl_http_req_over_high(sl_http_req_t *req, size_t extra) {
+  sl_http_conn_t *c = req->conn;
+  const sl_http_limits_t *lim = &c->server->limits;
+  /* held >= the write queue always, so held alone is the test.  A write
+   * must be pending for on_drain to come: extra bytes alone (nothing
+   * queued) cannot drain by writing and do not count as over. */
+  if (c->held + extra <= lim->write_high_watermark || c->held <= lim->write_low_watermark) return 0;
+  c->above_high = 1;
+  return 1;
+}
 
 /* ---- server ---- */
 

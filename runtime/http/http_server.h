@@ -17,9 +17,10 @@
  * Responses are either whole (sl_http_respond) or streamed with chunked
  * transfer encoding (sl_http_stream_*).  A streamed write may pin a pool
  * chunk: the chunk is referenced until libuv has sent the bytes, so spans
- * into upstream reads go out without a copy.  The handler watches the
- * connection's write queue (sl_http_req_write_queue) and gets on_drain when
- * it falls to the low watermark: that is how the relay applies backpressure.
+ * into upstream reads go out without a copy.  The handler asks
+ * sl_http_req_over_high after it writes and, when it says so, stops
+ * producing until on_drain, which comes when the held bytes fall to the low
+ * watermark: that is how the relay applies backpressure.
  * on_written tells it, per write, when the kernel has taken a queued write
  * whole: the relay counts tokens written and ends a body on that event.
  *
@@ -73,7 +74,7 @@ struct sl_http_req_s {
   uint64_t start_ns;          /* uv_hrtime when the request's first byte came */
   /* Set by the handler: */
   void *data;                 /* handler's per-request state */
-  sl_http_req_cb on_drain;    /* write queue fell to the low watermark */
+  sl_http_req_cb on_drain;    /* held bytes fell to the low watermark after sl_http_req_over_high said 1 */
   sl_http_req_cb on_abort;    /* client went away before the response ended */
   sl_http_written_cb on_written; /* a queued write was taken whole by the kernel (see below) */
 };
@@ -143,11 +144,23 @@ int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, co
 int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
                          const char *extra_headers);
 
-/* Writes one HTTP chunk holding the concatenation of up to 3 buffers.  If pin
- * is not NULL it is referenced until the bytes are sent, so the buffers may
- * point into it.  Other buffers must stay valid until sent (static strings)
- * or be copied by the caller.  Returns 0, or a negative code if the
- * connection is gone (nothing is queued; pin is not referenced). */
+/* The most buffers and pinned chunks one streamed write may carry. */
+#define SL_HTTP_WRITE_BUFS 64
+#define SL_HTTP_WRITE_PINS 4
+
+/* Writes one HTTP chunk holding the concatenation of nbufs buffers (at most
+ * SL_HTTP_WRITE_BUFS), in one system call when the socket takes it all.
+ * pins[0..npins) (at most SL_HTTP_WRITE_PINS) are referenced until the
+ * bytes are sent, so the buffers may point into them.  Other buffers must
+ * stay valid until sent (static strings) or be copied by the caller.  With
+ * nothing queued the bytes go straight to the kernel (uv_try_write, no
+ * write request); only what it refused is queued.  Returns 0, or a
+ * negative code if the connection is gone (nothing is queued; no pin is
+ * referenced) or the counts are too large (SL_EINVAL). */
+int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *const *pins,
+                          unsigned npins);
+
+/* sl_http_stream_writev of up to 3 buffers with one pin (or NULL). */
 int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *pin);
 
 /* Ends a streamed response with the terminating chunk.  With close=1 the
@@ -166,10 +179,18 @@ size_t sl_http_req_write_queue(const sl_http_req_t *req);
 /* Bytes of this connection's writes whose callbacks have not run yet: those
  * still queued and those the kernel took but libuv reports only on its next
  * loop turn.  Their buffers and pinned chunks are still held, so this (never
- * less than sl_http_req_write_queue) is what bounds memory.  Once either
- * passes the high watermark, on_drain fires when both are back at the low
- * watermark. */
+ * less than sl_http_req_write_queue) is what bounds memory. */
 size_t sl_http_req_write_held(const sl_http_req_t *req);
+
+/* The one high-watermark test of the streaming path.  Returns 1 when the
+ * connection's held bytes plus `extra` (bytes the caller holds back for
+ * this response and will write later) are above the high watermark and
+ * writes are pending past the low watermark; on_drain is then armed and
+ * comes once the held bytes are back at the low watermark.  Returns 0
+ * otherwise (nothing armed).  A writer that stops producing on 1 and
+ * resumes on on_drain keeps the bytes it pins within the high watermark
+ * plus what it writes between two tests. */
+int sl_http_req_over_high(sl_http_req_t *req, size_t extra);
 
 /* The reason phrase for a status code ("Not Found"). */
 const char *sl_http_status_text(int status);

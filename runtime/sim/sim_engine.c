@@ -465,13 +465,12 @@ static int sl__build_error_event(sl_sim_req_t *r) {
 /* ---- writing ---- */
 
 /* Records the queue after a write; returns 1 if the request must now wait
- * for on_drain.  The comparison matches the server's (strictly above the
- * high watermark), so on_drain is sure to come. */
+ * for on_drain (the server's one watermark test, which arms it). */
 static int sl__after_write(sl_sim_req_t *r) {
   sl_sim_engine_t *e = r->e;
   size_t q = sl_http_req_write_queue(r->req);
   if (q > e->st.max_write_queue_bytes) e->st.max_write_queue_bytes = q;
-  if (q > e->limits.write_high_watermark) {
+  if (sl_http_req_over_high(r->req, 0)) {
     e->st.write_blocked++;
     r->state = SL_SIM_DRAIN;
     return 1;

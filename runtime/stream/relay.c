@@ -8,24 +8,23 @@
  * once without counting.  After the first token nothing is retried: a
  * failure ends the stream with one OpenAI-shaped error event and no [DONE].
  *
- * Events are written to the client as they arrive, as "data: " + the
- * engine's own JSON bytes + "\n\n", with the pool chunk that holds the bytes
- * pinned by the write: no copy, no allocation per token.  Only an event that
- * was joined across reads is copied, into a per-stream copy chunk.  The
- * engine's top-level "usage" member is cut out of those bytes, in place,
- * for a client that did not ask for usage.  When the client's write queue
- * passes the high watermark the upstream read stops (the engine's TCP
- * window then closes); it resumes on the server's on_drain at the low
- * watermark, so the bytes a stream pins stay bounded.  Tokens are counted
- * twice: received from the engine, and written once the kernel took their
- * bytes (see "tokens written" below).
+ * Events go to the output stage (output.h) as they arrive, as the engine's
+ * own JSON bytes in the pool chunk that holds them; when the upstream read
+ * that brought them ends, the stage sends them all in one write: no copy,
+ * no allocation per token.  The engine's top-level "usage" member is cut
+ * out of those bytes, in place, for a client that did not ask for usage.
+ * When the output stage's watermark test says so, the upstream read stops
+ * (the engine's TCP window then closes); it resumes on the server's
+ * on_drain at the low watermark, so the bytes a stream pins stay bounded.
+ * Tokens are counted twice: received from the engine, and written once the
+ * kernel took their bytes (output.c).  A non-streaming answer is assembled
+ * (assemble.h); every stream ends with one line (accesslog.h).
  *
  * Before the first token the client sees nothing but, every heartbeat_ms,
  * a ':' comment (which sends the headers); a role-only chunk is held back
  * and sent with the first token, so a retry never shows the client a second
  * role chunk from another engine.
  */
-#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,29 +36,15 @@
 #include "runtime/base/counters.h"
 #include "runtime/base/errors.h"
 #include "runtime/base/narrate.h"
+#include "runtime/stream/accesslog.h"
+#include "runtime/stream/assemble.h"
+#include "runtime/stream/output.h"
 #include "runtime/stream/placement.h"
 #include "runtime/stream/relay.h"
 #include "runtime/stream/reply.h"
 #include "runtime/upstream/oai.h"
 
 #define SL_MAX_TRIED 32
-#define SL_MAX_TOOLS 16
-/* Writes with tokens not yet taken by the kernel that are told apart; more
- * are merged into the newest, which only makes their tokens count later. */
-#define SL_WPEND 16
-
-/* A write that held tokens: they are written once the bytes that ever
- * entered the write queue minus those still in it reach mark. */
-typedef struct {
-  uint64_t mark;
-  uint64_t tokens;
-} sl__wmark_t;
-
-typedef struct {
-  int index;
-  char *id, *name, *args;
-  size_t args_len, args_cap;
-} sl__tool_t;
 
 struct sl_stream_s {
   sl_streams_t *ss;
@@ -77,7 +62,6 @@ struct sl_stream_s {
   int attempts;              /* attempts that counted */
   int tried[SL_MAX_TRIED];
   int ntried;
-  int headers_sent;
   int first_token;
   int answered;              /* client response ended (or client gone) */
   int finished;              /* end of stream decided; waiting for handles */
@@ -88,16 +72,10 @@ struct sl_stream_s {
   uint32_t pauses;           /* backpressure pauses of this stream */
   int saw_done;
   int upstream_sent_usage;
-  sl_chunk_t *held;          /* role-only chunk held until the first token */
-  const char *held_p;
-  size_t held_len;
-  sl_chunk_t *copy;          /* chunk for events joined across reads */
+  int read_events;           /* events of the upstream read in progress */
   uint64_t t_start, t_first, t_end;
   uint64_t tokens_received;  /* token events received from the engine (what usage falls back to) */
-  uint64_t tokens_written;   /* of those, the ones whose bytes the kernel took for the client */
-  uint64_t wq_in;            /* bytes that ever stayed in the client's write queue (see sl__wq_note) */
-  sl__wmark_t wpend[SL_WPEND]; /* writes holding tokens not yet taken, oldest first (a ring) */
-  int wpend_head, wpend_n;
+  sl_output_t out;           /* everything sent to a streaming client */
   int flushing;              /* [DONE] is queued; the body ends once its tokens are taken */
   int64_t prompt_tokens, completion_tokens;
   int has_usage;
@@ -111,28 +89,23 @@ struct sl_stream_s {
   uv_timer_t retry_timer;    /* backoff before the next attempt */
   int handles;
   char place_reason[128];
-  /* Non-streaming answers are assembled here. */
-  char *text;
-  size_t text_len, text_cap;
-  sl__tool_t tools[SL_MAX_TOOLS];
-  int ntools;
-  char resp_id[128];
-  char resp_model[256];
-  int64_t created;
+  sl_assembly_t asm_;        /* a non-streaming answer */
 };
 
 static void sl__try_now(sl_stream_t *st);
 static void sl__retry(sl_stream_t *st);
 static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk);
+static void sl__on_read_end(void *ud);
 static void sl__on_end(void *ud, const sl_up_end_t *end);
-static const sl_up_handler_t sl__handler = {sl__on_event_outer, sl__on_end};
+static const sl_up_handler_t sl__handler = {
+    .on_event = sl__on_event_outer, .on_read_end = sl__on_read_end, .on_end = sl__on_end};
 static void sl__finish(sl_stream_t *st, const char *reason);
 static void sl__fail(sl_stream_t *st, int status, const char *type, const char *code);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
   /* The write queue passes the high watermark by at most one read (one
-   * chunk), and the chunks at either end of it, the held chunk and the copy
-   * chunk may each be partly used. */
+   * chunk), and the chunks at either end of it, the held chunk and the
+   * scratch or join chunk may each be partly used. */
   return cfg->http.write_high_watermark + 4 * cfg->chunk_size;
 }
 
@@ -196,124 +169,28 @@ static void sl__stop_upstream(sl_stream_t *st) {
   sl__release_endpoint(st);
 }
 
-/* ---- tokens written ----
- *
- * A token counts as written once the kernel has taken its bytes for the
- * client's socket: at once when the write went straight out (uv_try_write,
- * or uv_write finding the queue empty and the socket ready), or later, when
- * libuv moves the bytes from the connection's write queue into the socket.
- * That is as far as a server can see; bytes the kernel took can still be
- * lost with the connection, but nothing sluice holds is counted.
- *
- * The relay measures the write queue, which is FIFO: wq_in is the total
- * of bytes that ever stayed in it (the queue found at the start, then what
- * each write left there), and a write holding tokens records wq_in just
- * after it as its mark.  Bytes taken so far are wq_in minus the queue's
- * size now; a mark at or below that is a write the kernel took whole.  The
- * marks are settled after each write (what went straight out) and on the
- * server's on_written event (sl__on_client_written), which libuv's write
- * completion raises with the queue's size whenever the kernel has taken a
- * queued write whole: a mark is reached exactly when its write is taken,
- * and that write's event settles it.  After [DONE] the body ends on the
- * event that settles the last mark, with no timer.  No allocation and no
- * extra system call per token.
- *
- * A client that leaves is counted short, never long.  A failed write
- * raises no event (libuv takes its unsent bytes off the queue's size, as
- * if sent, before calling it back), and nothing is settled once the client
- * is gone: the tokens the kernel had not taken stay uncounted.  Every
- * write it took whole was settled on its own event before the client's
- * end was seen, so a client that read everything and left is counted in
- * full. */
-
-/* Counts the tokens of every write the kernel has taken, given the bytes
- * still queued. */
-static void sl__wq_settle(sl_stream_t *st, size_t queued) {
-  if (st->wpend_n == 0) return;
-  uint64_t taken = st->wq_in > queued ? st->wq_in - queued : 0;
-  while (st->wpend_n > 0) {
-    sl__wmark_t *m = &st->wpend[st->wpend_head];
-    if (m->mark > taken) break;
-    st->tokens_written += m->tokens;
-    sl_counter_add(st->ss->counters, SL_C_TOKENS_WRITTEN, m->tokens);
-    st->wpend_head = (st->wpend_head + 1) % SL_WPEND;
-    st->wpend_n--;
-  }
-}
-
-/* After a write that succeeded: q0 was the queue's size just before it.
- * Notes what it left in the queue and, if it held tokens, their mark. */
-static void sl__wq_note(sl_stream_t *st, size_t q0, uint64_t tokens) {
-  size_t q1 = sl_http_req_write_queue(st->req);
-  if (q1 > q0) st->wq_in += q1 - q0;
-  if (tokens > 0) {
-    if (st->wpend_n == SL_WPEND) {
-      sl__wmark_t *last = &st->wpend[(st->wpend_head + SL_WPEND - 1) % SL_WPEND];
-      last->mark = st->wq_in;
-      last->tokens += tokens;
-    } else {
-      sl__wmark_t *m = &st->wpend[(st->wpend_head + st->wpend_n) % SL_WPEND];
-      m->mark = st->wq_in;
-      m->tokens = tokens;
-      st->wpend_n++;
-    }
-  }
-  sl__wq_settle(st, q1);
-}
-
 /* ---- writing to the client ---- */
 
-/* X-Request-Id is on every response already (api.c sets it at the door). */
-static const char sl__sse_headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-
-static int sl__send_headers(sl_stream_t *st) {
-  if (st->headers_sent) return 0;
-  st->headers_sent = 1;
-  size_t q0 = sl_http_req_write_queue(st->req);
-  int rc = sl_http_stream_start(st->req, 200, "text/event-stream", sl__sse_headers);
-  if (rc < 0) {
-    st->req = NULL;
+/* The output stage failed a write: the client is gone (the server ended
+ * the request; no on_abort follows). */
+static int sl__gone(sl_stream_t *st, int rc) {
+  if (rc < 0 && st->out.req == NULL) {
+    st->req = st->out.req = NULL;
     st->answered = 1;
-    return rc;
   }
-  sl__wq_note(st, q0, 0);
   return rc;
 }
 
-/* Puts n bytes into the copy chunk and returns where they are (the chunk in
- * *pin), or NULL if they cannot fit a chunk. */
-static const char *sl__copy(sl_stream_t *st, const char *p, size_t n, sl_chunk_t **pin) {
-  sl_streams_t *ss = st->ss;
-  if (n > ss->chunks->chunk_size) return NULL;
-  if (st->copy == NULL || st->copy->cap - st->copy->len < n) {
-    if (st->copy) sl_chunk_unref(st->copy);
-    st->copy = sl_chunk_get(ss->chunks);
-    sl_chunk_charge(st->copy, st->acct);
-  }
-  char *dst = (char *)st->copy->data + st->copy->len;
-  memcpy(dst, p, n);
-  st->copy->len += (uint32_t)n;
-  *pin = st->copy;
-  return dst;
-}
-
-/* The bytes an engine event goes out as, in a chunk a write can pin: the
- * pool chunk it was read into, or (an event joined across reads, chunk
- * NULL) the stream's copy chunk.  The engine's top-level "usage" member is
- * cut out when the client did not ask for usage (sluice always asks the
- * engine, and OpenAI omits the key for clients that did not) or when its
- * counts were refused.  The cut is made in place, in bytes no one else
- * reads (this event's payload, already scanned), by moving the shorter
- * side over the member: usually the closing brace.  Returns the bytes and
- * sets *pin and *n, or NULL if a joined event cannot fit a chunk. */
-static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chunk_t *chunk, sl_chunk_t **pin,
-                                   size_t *n) {
+/* The bytes an engine event goes out as, in the chunk they were read or
+ * joined into.  The engine's top-level "usage" member is cut out when the
+ * client did not ask for usage (sluice always asks the engine, and OpenAI
+ * omits the key for clients that did not) or when its counts were refused.
+ * The cut is made in place, in bytes no one else reads (this event's
+ * payload, already scanned), by moving the shorter side over the member:
+ * usually the closing brace.  Sets *n. */
+static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chunk_t *chunk, size_t *n) {
   const char *p = ev->raw.p;
   size_t len = ev->raw.n;
-  if (chunk == NULL) {
-    p = sl__copy(st, p, len, &chunk);
-    if (p == NULL) return NULL;
-  }
   if (ev->usage_member.n > 0 && (ev->usage_refused || !st->r.include_usage)) {
     size_t head = (size_t)(ev->usage_member.p - ev->raw.p), cut = ev->usage_member.n;
     size_t tail = len - head - cut;
@@ -327,46 +204,8 @@ static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chu
     }
     len -= cut;
   }
-  *pin = chunk;
   *n = len;
   return p;
-}
-
-/* Writes one "data: <payload>\n\n" event holding `tokens` tokens.  Returns
- * 0, or < 0 if the client is gone (the stream is then finished as canceled
- * by the caller). */
-static int sl__write_event(sl_stream_t *st, const char *p, size_t n, sl_chunk_t *pin, uint64_t tokens) {
-  if (st->req == NULL) return UV_ECANCELED;
-  if (pin == NULL) {
-    p = sl__copy(st, p, n, &pin);
-    if (p == NULL) return SL_ETOOBIG;
-  }
-  static const char pre[] = "data: ", post[] = "\n\n";
-  uv_buf_t b[3] = {uv_buf_init((char *)pre, 6), uv_buf_init((char *)p, (unsigned)n),
-                   uv_buf_init((char *)post, 2)};
-  size_t q0 = sl_http_req_write_queue(st->req);
-  int rc = sl_http_stream_write(st->req, b, 3, pin);
-  if (rc < 0) {
-    st->req = NULL; /* the server ended the request; no on_abort follows */
-    st->answered = 1;
-    return rc;
-  }
-  sl__wq_note(st, q0, tokens);
-  return rc;
-}
-
-static int sl__write_static(sl_stream_t *st, const char *s, size_t n) {
-  if (st->req == NULL) return UV_ECANCELED;
-  uv_buf_t b = uv_buf_init((char *)s, (unsigned)n);
-  size_t q0 = sl_http_req_write_queue(st->req);
-  int rc = sl_http_stream_write(st->req, &b, 1, NULL);
-  if (rc < 0) {
-    st->req = NULL;
-    st->answered = 1;
-    return rc;
-  }
-  sl__wq_note(st, q0, 0);
-  return rc;
 }
 
 /* Ends the body of a response whose [DONE] is written (sl__complete): the
@@ -375,21 +214,8 @@ static void sl__flush_end(sl_stream_t *st) {
   if (!st->flushing) return;
   st->flushing = 0;
   if (st->req == NULL) return;
-  sl__wq_settle(st, sl_http_req_write_queue(st->req));
-  sl_http_stream_end(st->req, 0);
-  st->req = NULL;
-}
-
-/* Ends the client response after headers: one error event, then close,
- * never [DONE]. */
-static void sl__error_event(sl_stream_t *st, const char *type, const char *code) {
-  if (st->req == NULL) return;
-  char buf[1024];
-  size_t n = sl_oai_encode_error(buf, sizeof(buf), st->error, strlen(st->error), type, code);
-  if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL, 0) < 0) return;
-  sl_http_stream_end(st->req, 1);
-  st->req = NULL;
-  st->answered = 1;
+  sl_output_end(&st->out, 0);
+  st->req = st->out.req = NULL;
 }
 
 /* ---- the end of a stream ---- */
@@ -398,18 +224,12 @@ static void sl__handle_closed(uv_handle_t *h) {
   sl_stream_t *st = h->data;
   if (--st->handles > 0) return;
   sl_streams_t *ss = st->ss;
-  if (st->held) sl_chunk_unref(st->held);
-  if (st->copy) sl_chunk_unref(st->copy);
+  sl_output_free(&st->out);
+  sl_assembly_free(&st->asm_);
   sl_pin_account_release(st->acct);
   sl_generation_release(st->gen);
   sl_free(st->r.upstream_body);
   sl_free(st->fwd_headers);
-  sl_free(st->text);
-  for (int i = 0; i < st->ntools; i++) {
-    sl_free(st->tools[i].id);
-    sl_free(st->tools[i].name);
-    sl_free(st->tools[i].args);
-  }
   if (st->prev) st->prev->next = st->next; else ss->head = st->next;
   if (st->next) st->next->prev = st->prev;
   ss->n--;
@@ -419,59 +239,27 @@ static void sl__handle_closed(uv_handle_t *h) {
 
 static void sl__log_end(sl_stream_t *st) {
   sl_streams_t *ss = st->ss;
-  double ttft = st->first_token ? sl__ms(st->t_first - st->t_start) : -1;
-  double dur = sl__ms(st->t_end - st->t_start);
-  const char *pool = st->ep ? st->ep->pool->cfg->name : "-";
-  const char *ep = st->ep ? st->ep->name : "-";
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  char ts[32];
-  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  uint32_t peak = st->acct ? st->acct->peak : 0;
-  char error[sizeof(st->error)], placement[sizeof(st->place_reason)];
-  sl_log_redact(st->ss->nar, st->error, error, sizeof(error));
-  sl_log_redact(st->ss->nar, st->place_reason, placement, sizeof(placement));
-  if (ss->cfg->log_json) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "ts", ts);
-    cJSON_AddStringToObject(o, "event", "stream_end");
-    cJSON_AddStringToObject(o, "request_id", st->id);
-    cJSON_AddStringToObject(o, "pool", pool);
-    cJSON_AddStringToObject(o, "endpoint", ep);
-    cJSON_AddStringToObject(o, "model", st->r.model);
-    cJSON_AddBoolToObject(o, "stream", st->r.stream);
-    if (st->first_token) cJSON_AddNumberToObject(o, "ttft_ms", ttft); else cJSON_AddNullToObject(o, "ttft_ms");
-    cJSON_AddNumberToObject(o, "tokens", (double)st->tokens_received);
-    cJSON_AddNumberToObject(o, "tokens_written", (double)st->tokens_written);
-    if (st->has_usage) {
-      cJSON_AddNumberToObject(o, "prompt_tokens", (double)st->prompt_tokens);
-      cJSON_AddNumberToObject(o, "completion_tokens", (double)st->completion_tokens);
-    }
-    cJSON_AddNumberToObject(o, "duration_ms", dur);
-    cJSON_AddStringToObject(o, "end", st->end_reason);
-    cJSON_AddNumberToObject(o, "attempts", st->attempts);
-    if (st->gen) cJSON_AddNumberToObject(o, "generation", (double)st->gen->id);
-    if (placement[0]) cJSON_AddStringToObject(o, "placement", placement);
-    cJSON_AddNumberToObject(o, "pinned_chunks_peak", peak);
-    if (error[0]) cJSON_AddStringToObject(o, "error", error);
-    char *line = cJSON_PrintUnformatted(o);
-    fprintf(ss->log, "%s\n", line);
-    cJSON_free(line);
-    cJSON_Delete(o);
-  } else {
-    char ttfts[32];
-    if (st->first_token) snprintf(ttfts, sizeof(ttfts), "%.1fms", ttft); else snprintf(ttfts, sizeof(ttfts), "-");
-    fprintf(ss->log,
-            "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " tokens_written=%" PRIu64
-            " duration=%.1fms end=%s "
-            "attempts=%d gen=%llu placement=\"%s\"%s%s%s\n",
-            ts, st->id, pool, ep, st->r.model, ttfts, st->tokens_received, st->tokens_written, dur, st->end_reason,
-            st->attempts,
-            st->gen ? (unsigned long long)st->gen->id : 0ull, placement, error[0] ? " error=\"" : "", error,
-            error[0] ? "\"" : "");
-  }
-  fflush(ss->log);
+  sl_access_entry_t e = {
+      .request_id = st->id,
+      .pool = st->ep ? st->ep->pool->cfg->name : "-",
+      .endpoint = st->ep ? st->ep->name : "-",
+      .model = st->r.model,
+      .stream = st->r.stream,
+      .ttft_ms = st->first_token ? sl__ms(st->t_first - st->t_start) : -1,
+      .tokens = st->tokens_received,
+      .tokens_written = st->out.tokens_written,
+      .has_usage = st->has_usage,
+      .prompt_tokens = st->prompt_tokens,
+      .completion_tokens = st->completion_tokens,
+      .duration_ms = sl__ms(st->t_end - st->t_start),
+      .end = st->end_reason,
+      .attempts = st->attempts,
+      .generation = st->gen ? st->gen->id : 0,
+      .placement = st->place_reason,
+      .pinned_chunks_peak = st->acct ? st->acct->peak : 0,
+      .error = st->error,
+  };
+  sl_access_log(ss->log, ss->cfg->log_json, ss->nar, &e);
 }
 
 /* Decides the end: stops everything, logs once, frees when handles close.
@@ -486,9 +274,9 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   sl__flush_end(st); /* [DONE] went out: end the body cleanly */
   if (st->req != NULL) {
     /* Not answered yet (should not happen): close without [DONE]. */
-    if (st->headers_sent) sl_http_stream_end(st->req, 1);
+    if (st->out.headers_sent) sl_output_end(&st->out, 1);
     else sl_reply_error(st->req, 500, "server_error", "internal", NULL, "stream ended unexpectedly");
-    st->req = NULL;
+    st->req = st->out.req = NULL;
   }
   sl_counter_dec(st->ss->counters, SL_C_STREAMS_ACTIVE);
   sl_counter_inc(st->ss->counters, SL_C_STREAMS_COMPLETED);
@@ -513,119 +301,43 @@ static void sl__fail(sl_stream_t *st, int status, const char *type, const char *
   sl__stop_upstream(st);
   sl__flush_end(st); /* after [DONE] the answer is complete: no error event */
   if (st->req != NULL) {
-    if (st->headers_sent) {
-      sl__error_event(st, type, code);
+    if (st->out.headers_sent) {
+      sl_output_fail(&st->out, st->error, type, code);
+      st->req = st->out.req = NULL;
+      st->answered = 1;
     } else {
       sl_reply_error(st->req, status, type, code, NULL, "%s", st->error);
-      st->req = NULL;
+      st->req = st->out.req = NULL;
       st->answered = 1;
     }
   }
   sl__finish(st, code);
 }
 
-/* ---- non-streaming assembly ---- */
-
-static void sl__text_append(sl_stream_t *st, const sl_span_t *s) {
-  /* Unescaping never grows the text. */
-  if (st->text_len + s->n + 1 > st->text_cap) {
-    size_t cap = st->text_cap ? st->text_cap : 1024;
-    while (st->text_len + s->n + 1 > cap) cap *= 2;
-    st->text = sl_realloc(st->text, cap);
-    st->text_cap = cap;
-  }
-  size_t w = sl_json_unescape(st->text + st->text_len, st->text_cap - st->text_len, s->p, s->n);
-  if (w != (size_t)-1) st->text_len += w;
-  st->text[st->text_len] = '\0';
-}
-
-static char *sl__unescape_dup(const sl_span_t *s) {
-  char *out = sl_malloc(s->n + 1);
-  size_t w = sl_json_unescape(out, s->n + 1, s->p, s->n);
-  out[w == (size_t)-1 ? 0 : w] = '\0';
-  return out;
-}
-
-static void sl__assemble(sl_stream_t *st, const sl_event_t *ev) {
-  if (ev->has_text) sl__text_append(st, &ev->text);
-  for (int i = 0; i < ev->n_tool_calls; i++) {
-    const sl_tool_delta_t *d = &ev->tool_calls[i];
-    sl__tool_t *t = NULL;
-    for (int k = 0; k < st->ntools; k++)
-      if (st->tools[k].index == d->index) t = &st->tools[k];
-    if (t == NULL) {
-      if (st->ntools == SL_MAX_TOOLS) continue;
-      t = &st->tools[st->ntools++];
-      memset(t, 0, sizeof(*t));
-      t->index = d->index;
-    }
-    if (d->has_id && t->id == NULL) t->id = sl__unescape_dup(&d->id);
-    if (d->has_name && t->name == NULL) t->name = sl__unescape_dup(&d->name);
-    if (d->has_arguments) {
-      if (t->args_len + d->arguments.n + 1 > t->args_cap) {
-        t->args_cap = (t->args_len + d->arguments.n + 1) * 2;
-        t->args = sl_realloc(t->args, t->args_cap);
-      }
-      size_t w = sl_json_unescape(t->args + t->args_len, t->args_cap - t->args_len, d->arguments.p,
-                                  d->arguments.n);
-      if (w != (size_t)-1) t->args_len += w;
-      t->args[t->args_len] = '\0';
-    }
-  }
-}
+/* ---- non-streaming answers ---- */
 
 static void sl__respond_whole(sl_stream_t *st) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "id", st->resp_id[0] ? st->resp_id : st->id);
-  cJSON_AddStringToObject(o, "object", st->r.chat ? "chat.completion" : "text_completion");
-  cJSON_AddNumberToObject(o, "created", (double)(st->created ? st->created : (int64_t)time(NULL)));
-  cJSON_AddStringToObject(o, "model", st->resp_model[0] ? st->resp_model : st->r.model);
-  cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-  cJSON *c = cJSON_CreateObject();
-  cJSON_AddNumberToObject(c, "index", 0);
-  const char *text = st->text ? st->text : "";
-  if (st->r.chat) {
-    cJSON *m = cJSON_AddObjectToObject(c, "message");
-    cJSON_AddStringToObject(m, "role", "assistant");
-    if (st->ntools > 0 && st->text_len == 0)
-      cJSON_AddNullToObject(m, "content");
-    else
-      cJSON_AddStringToObject(m, "content", text);
-    if (st->ntools > 0) {
-      cJSON *tc = cJSON_AddArrayToObject(m, "tool_calls");
-      for (int i = 0; i < st->ntools; i++) {
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddStringToObject(t, "id", st->tools[i].id ? st->tools[i].id : "");
-        cJSON_AddStringToObject(t, "type", "function");
-        cJSON *f = cJSON_AddObjectToObject(t, "function");
-        cJSON_AddStringToObject(f, "name", st->tools[i].name ? st->tools[i].name : "");
-        cJSON_AddStringToObject(f, "arguments", st->tools[i].args ? st->tools[i].args : "");
-        cJSON_AddItemToArray(tc, t);
-      }
-    }
-  } else {
-    cJSON_AddStringToObject(c, "text", text);
-  }
-  cJSON_AddNullToObject(c, "logprobs");
-  const char *fin = sl_finish_name(st->finish);
-  if (fin) cJSON_AddStringToObject(c, "finish_reason", fin); else cJSON_AddNullToObject(c, "finish_reason");
-  cJSON_AddItemToArray(choices, c);
-  cJSON *u = cJSON_AddObjectToObject(o, "usage");
-  int64_t completion = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received;
-  cJSON_AddNumberToObject(u, "prompt_tokens", (double)st->prompt_tokens);
-  cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
-  cJSON_AddNumberToObject(u, "total_tokens", (double)(st->prompt_tokens + completion));
-  char *body = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  int rc = sl_http_respond(st->req, 200, "application/json", body, strlen(body), NULL);
-  cJSON_free(body);
-  st->req = NULL;
+  sl_asm_answer_t ans = {
+      .id = st->out.id[0] ? st->out.id : st->id,
+      .model = st->out.model[0] ? st->out.model : st->r.model,
+      .created = st->out.created,
+      .chat = st->r.chat,
+      .finish = st->finish,
+      .prompt_tokens = st->prompt_tokens,
+      .completion_tokens = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received,
+  };
+  size_t len;
+  char *body = sl_assembly_body(&st->asm_, &ans, &len);
+  int rc = sl_http_respond(st->req, 200, "application/json", body, len, NULL);
+  sl_assembly_free_body(body);
+  st->req = st->out.req = NULL;
   st->answered = 1;
+  st->out.req = NULL;
   if (rc == 0) {
     /* One write that ends the request: nothing tells sluice later when
      * the kernel took it, so its tokens count as written when handed over
      * (docs/operations.md says so). */
-    st->tokens_written = st->tokens_received;
+    st->out.tokens_written = st->tokens_received;
     sl_counter_add(st->ss->counters, SL_C_TOKENS_WRITTEN, st->tokens_received);
   }
 }
@@ -655,20 +367,17 @@ static void sl__arm_idle(sl_stream_t *st) {
  * or < 0 if the client turned out to be gone. */
 static int sl__complete(sl_stream_t *st) {
   if (st->r.stream) {
-    if (sl__send_headers(st) < 0) return -1;
+    sl_output_t *o = &st->out;
     if (st->r.include_usage && !st->upstream_sent_usage) {
       /* The engine gave no usage chunk: report what sluice counted. */
-      char buf[1024];
-      sl_oai_meta_t m = {{st->resp_id, strlen(st->resp_id)}, {st->resp_model, strlen(st->resp_model)},
-                         st->created, st->r.chat};
-      size_t n = sl_oai_encode_usage(buf, sizeof(buf), &m, st->prompt_tokens,
-                                     st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received);
-      if (n != (size_t)-1 && sl__write_event(st, buf, n, NULL, 0) < 0) return -1;
+      int64_t completion = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received;
+      if (sl__gone(st, sl_output_usage(o, st->prompt_tokens, completion)) < 0 && st->req == NULL) return -1;
     }
     static const char done[] = "data: [DONE]\n\n";
-    if (sl__write_static(st, done, sizeof(done) - 1) < 0) return -1;
+    if (sl__gone(st, sl_output_static(o, done, sizeof(done) - 1)) < 0) return -1;
+    if (sl__gone(st, sl_output_flush(o)) < 0) return -1;
     st->answered = 1;
-    if (st->wpend_n > 0) {
+    if (sl_output_unsettled(o) > 0) {
       /* Tokens still sit in the write queue.  The body's end waits until
        * the kernel has taken them (sl__on_client_written), so that their
        * count is known before the stream is logged; the client reads
@@ -676,24 +385,12 @@ static int sl__complete(sl_stream_t *st) {
       st->flushing = 1;
       return 0;
     }
-    sl_http_stream_end(st->req, 0);
-    st->req = NULL;
+    sl_output_end(o, 0);
+    st->req = st->out.req = NULL;
   } else {
     sl__respond_whole(st);
   }
   return 0;
-}
-
-static void sl__note_meta(sl_stream_t *st, const sl_event_t *ev) {
-  if (st->resp_id[0] == '\0' && ev->id.n > 0 && ev->id.n < sizeof(st->resp_id)) {
-    memcpy(st->resp_id, ev->id.p, ev->id.n);
-    st->resp_id[ev->id.n] = '\0';
-  }
-  if (st->resp_model[0] == '\0' && ev->model.n > 0 && ev->model.n < sizeof(st->resp_model)) {
-    memcpy(st->resp_model, ev->model.p, ev->model.n);
-    st->resp_model[ev->model.n] = '\0';
-  }
-  if (!st->created && ev->has_created) st->created = ev->created;
 }
 
 static void sl__first_token(sl_stream_t *st) {
@@ -704,13 +401,18 @@ static void sl__first_token(sl_stream_t *st) {
   if (st->ep) sl_endpoint_succeeded(st->ep);
 }
 
+/* One event from the engine.  A streamed event is appended to the output
+ * stage's batch; sl__on_read_end sends the batch.  Returns nonzero to stop
+ * decoding (sl__on_event_outer tells why). */
 static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   sl_stream_t *st = ud;
   if (st->finished) return 1;
   if (st->answered) return 0; /* after [DONE]: let the engine finish its body */
+  st->read_events++;
   if (ev->kind == SL_EV_DONE) {
     st->saw_done = 1;
     if (!st->first_token) sl__first_token(st); /* an empty answer is still an answer */
+    if (st->r.stream) sl_output_drop_held(&st->out); /* a lone role chunk says nothing */
     return sl__complete(st) < 0;
   }
   if (ev->kind == SL_EV_ERROR) {
@@ -719,7 +421,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
                   ev->err_message.p);
     return 1; /* handled by sl__on_event_outer */
   }
-  sl__note_meta(st, ev);
+  sl_output_note_meta(&st->out, ev);
   if (ev->has_usage) {
     st->has_usage = 1;
     st->prompt_tokens = ev->prompt_tokens;
@@ -730,7 +432,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
      * that were refused (sluice's own usage chunk replaces it at [DONE]). */
     if (ev->has_usage) st->upstream_sent_usage = 1;
     if (st->r.stream && st->r.include_usage && st->first_token && !ev->usage_refused)
-      return sl__write_event(st, ev->raw.p, ev->raw.n, chunk, 0) < 0;
+      return sl__gone(st, sl_output_event(&st->out, ev->raw.p, ev->raw.n, chunk, 0)) < 0;
     return 0;
   }
   /* A token is text, a tool-call fragment, reasoning or a finish; the role
@@ -739,17 +441,12 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
                     (ev->has_reasoning && ev->reasoning.n > 0);
   int token = has_content || ev->finish != SL_FINISH_NONE;
   if (!token && !st->first_token) {
-    /* Role-only chunk: hold it until a token comes from the same engine. */
-    if (st->r.stream && st->held == NULL) {
-      sl_chunk_t *pin;
+    /* Role-only chunk: hold it back until a token comes from the same
+     * engine (a retry drops it with the attempt). */
+    if (st->r.stream && st->out.nheld == 0) {
       size_t n;
-      const char *p = sl__event_bytes(st, ev, chunk, &pin, &n);
-      if (p != NULL) {
-        sl_chunk_ref(pin);
-        st->held = pin;
-        st->held_p = p;
-        st->held_len = n;
-      }
+      const char *p = sl__event_bytes(st, ev, chunk, &n);
+      sl_output_hold(&st->out, p, n, chunk, 0);
     }
     return 0;
   }
@@ -761,25 +458,31 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     sl_counter_inc(st->ss->counters, SL_C_TOKENS_RECEIVED);
   }
   if (!st->r.stream) {
-    sl__assemble(st, ev);
+    sl_assembly_add(&st->asm_, ev);
     return 0;
   }
-  if (!st->headers_sent && sl__send_headers(st) < 0) return 1;
-  if (st->held != NULL) {
-    int rc = sl__write_event(st, st->held_p, st->held_len, st->held, 0);
-    sl_chunk_unref(st->held);
-    st->held = NULL;
-    if (rc < 0) return 1;
-  }
-  sl_chunk_t *pin;
+  if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
   size_t n;
-  const char *p = sl__event_bytes(st, ev, chunk, &pin, &n);
-  if (p == NULL || sl__write_event(st, p, n, pin, has_content ? 1 : 0) < 0) return 1;
-  /* Backpressure: past the high watermark, stop reading the engine.  The
-   * held bytes, not only the unsent ones, count: writes the kernel took
-   * keep their chunks pinned until the next loop turn. */
-  if (!st->paused && st->up != NULL &&
-      sl_http_req_write_held(st->req) > st->ss->cfg->http.write_high_watermark) {
+  const char *p = sl__event_bytes(st, ev, chunk, &n);
+  return sl__gone(st, sl_output_event(&st->out, p, n, chunk, has_content ? 1 : 0)) < 0;
+}
+
+/* The events of one upstream read were all delivered: the output stage
+ * sends them in one write, and the one watermark test decides whether to
+ * stop reading the engine. */
+static void sl__on_read_end(void *ud) {
+  sl_stream_t *st = ud;
+  if (st->finished || st->read_events == 0) return;
+  st->read_events = 0;
+  if (st->answered) return;
+  if (st->r.stream && sl__gone(st, sl_output_flush(&st->out)) < 0) {
+    sl_counter_inc(st->ss->counters, SL_C_CANCELS);
+    sl__set_error(st, "client went away");
+    sl__finish(st, "client_cancel");
+    return;
+  }
+  sl__arm_idle(st);
+  if (!st->paused && st->up != NULL && st->r.stream && sl_output_over_high(&st->out)) {
     st->paused = 1;
     sl_upstream_pause(st->up);
     uv_timer_stop(&st->timer); /* a paused engine is not idle */
@@ -788,7 +491,6 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
       sl_narrate_push(st->ss->nar, SL_NAR_PAUSE, st->id, st->ep->name, st->r.model, NULL, st->attempts,
                       st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
   }
-  return 0;
 }
 
 /* Wrapper that sees why decoding stopped and acts after the read. */
@@ -796,10 +498,7 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
   sl_stream_t *st = ud;
   int stop = sl__on_event(ud, ev, chunk);
   if (st->finished) return 1;
-  if (!stop) {
-    if (!st->answered) sl__arm_idle(st);
-    return 0;
-  }
+  if (!stop) return 0;
   /* Stop: an error event from the engine, or the client went away. */
   if (ev->kind == SL_EV_ERROR) {
     sl__stop_upstream(st);
@@ -875,11 +574,11 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       }
       sl__set_error(st, "engine %s answered HTTP %d%s%.*s", ep->name, end->status, mlen ? ": " : "", (int)mlen,
                     msg);
-      if (sl__status_is_refusal(end->status) && !st->headers_sent && st->req != NULL) {
+      if (sl__status_is_refusal(end->status) && !st->out.headers_sent && st->req != NULL) {
         /* The engine refused the request itself: retrying elsewhere will not
          * help, and its status is the client's answer. */
         sl_reply_error(st->req, end->status, "invalid_request_error", "upstream_rejected", NULL, "%s", st->error);
-        st->req = NULL;
+        st->req = st->out.req = NULL;
         st->answered = 1;
         sl__finish(st, "upstream_rejected");
         return;
@@ -946,7 +645,8 @@ static void sl__on_total(uv_timer_t *t) {
 static void sl__on_heartbeat(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   if (st->finished || st->first_token || st->req == NULL) return;
-  if (sl__send_headers(st) < 0 || sl__write_static(st, ": keep-alive\n\n", 14) < 0) {
+  sl_output_t *o = &st->out;
+  if (sl__gone(st, sl_output_static(o, ": keep-alive\n\n", 14)) < 0 || sl__gone(st, sl_output_flush(o)) < 0) {
     sl_counter_inc(st->ss->counters, SL_C_CANCELS);
     sl__set_error(st, "client went away");
     sl__finish(st, "client_cancel");
@@ -971,7 +671,7 @@ static void sl__on_client_abort(sl_http_req_t *req) {
    * settled already, right after it or on its own on_written event, so
    * only tokens the kernel had not taken stay uncounted: short, never
    * long. */
-  st->req = NULL;
+  st->req = st->out.req = NULL;
   st->answered = 1;
   if (st->finished) return;
   if (st->flushing) {
@@ -993,8 +693,8 @@ static void sl__on_client_abort(sl_http_req_t *req) {
  * last of them, ends the body and, if the engine is done too, the stream. */
 static void sl__on_client_written(sl_http_req_t *req, size_t queued) {
   sl_stream_t *st = req->data;
-  sl__wq_settle(st, queued);
-  if (!st->flushing || st->wpend_n > 0) return;
+  sl_output_written(&st->out, queued);
+  if (!st->flushing || sl_output_unsettled(&st->out) > 0) return;
   sl__flush_end(st); /* ends the request: no more events come */
   if (st->up == NULL) sl__finish(st, "complete"); /* else when the engine's response ends */
 }
@@ -1018,6 +718,7 @@ static void sl__retry(sl_stream_t *st) {
   sl_streams_t *ss = st->ss;
   const sl_config_t *cfg = ss->cfg;
   if (st->finished || st->retry_pending) return;
+  sl_output_drop_held(&st->out); /* the next attempt's engine sends its own role chunk */
   if (st->attempts >= cfg->max_attempts || ss->draining) {
     int timeout = st->error_status == 504;
     sl__fail(st, st->error_status ? st->error_status : 502, timeout ? "timeout" : "upstream_error",
@@ -1125,9 +826,7 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gen);
-  /* Bytes of an earlier response on this connection may still be queued
-   * ahead of this one's (see "tokens written"). */
-  st->wq_in = sl_http_req_write_queue(req);
+  sl_output_init(&st->out, req, ss->chunks, st->acct, ss->counters, r->chat);
   snprintf(st->id, sizeof(st->id), "%s", r->id); /* decided at the door (api.c) */
   st->fwd_headers = sl__forward_headers(req, st->id);
   uv_timer_init(ss->loop, &st->timer);
@@ -1186,7 +885,7 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
   out->placement = st->place_reason;
   out->gen = st->gen;
   out->tokens = st->tokens_received;
-  out->tokens_written = st->tokens_written;
+  out->tokens_written = st->out.tokens_written;
   out->age_ms = now > st->t_start ? sl__ms(now - st->t_start) : 0;
   out->ttft_ms = st->first_token ? sl__ms(st->t_first - st->t_start) : -1;
   out->attempts = st->attempts;

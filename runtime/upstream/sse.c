@@ -19,12 +19,13 @@ static const char sl__sse_bom[3] = {'\xEF', '\xBB', '\xBF'};
 void sl_sse_init(sl_sse_t *st, char *joinbuf, size_t cap) {
   st->buf = joinbuf;
   st->cap = cap;
+  st->bufcap = cap;
   st->acquire = NULL;
   st->acquire_ud = NULL;
   sl_sse_reset(st);
 }
 
-void sl_sse_set_acquire(sl_sse_t *st, char *(*acquire)(void *ud), void *ud) {
+void sl_sse_set_acquire(sl_sse_t *st, sl_sse_acquire_fn acquire, void *ud) {
   st->acquire = acquire;
   st->acquire_ud = ud;
 }
@@ -55,19 +56,27 @@ static int sl__sse_fail(sl_sse_t *st, int code) {
   return code;
 }
 
-/* Makes sure the join buffer exists: a lazily provided one is asked for
- * the first time an event actually has to be joined. */
-static int sl__sse_need_buf(sl_sse_t *st) {
-  if (st->buf != NULL) return 0;
-  if (st->acquire != NULL) st->buf = st->acquire(st->acquire_ud);
-  return st->buf != NULL ? 0 : sl__sse_fail(st, SL_ENOMEM);
+/* Makes sure the join buffer holds `need` bytes (need <= cap, checked by
+ * the callers): a lazily provided one is asked for the first time an event
+ * actually has to be joined, and asked again, keeping the dlen bytes joined
+ * so far, when the one it gave is too small for the event. */
+static int sl__sse_need_buf(sl_sse_t *st, size_t need) {
+  if (st->buf != NULL && need <= st->bufcap) return 0;
+  if (st->acquire == NULL) return st->buf != NULL ? 0 : sl__sse_fail(st, SL_ENOMEM);
+  size_t got = 0;
+  char *b = st->acquire(st->acquire_ud, st->buf, st->buf != NULL ? st->dlen : 0, need, &got);
+  if (b == NULL || got < need) return sl__sse_fail(st, SL_ENOMEM);
+  st->buf = b;
+  st->bufcap = got;
+  return 0;
 }
 
 /* Moves data that still points into the caller's input into the join
  * buffer.  It always fits: a zero-copy value was checked against cap. */
 static int sl__sse_own_data(sl_sse_t *st) {
   if (st->data_in_input) {
-    int r = sl__sse_need_buf(st);
+    st->dlen = 0;
+    int r = sl__sse_need_buf(st, st->dinlen);
     if (r < 0) return r;
     memcpy(st->buf, st->din, st->dinlen);
     st->dlen = st->dinlen;
@@ -85,7 +94,7 @@ static int sl__sse_begin_data_buffered(sl_sse_t *st) {
     int r = sl__sse_own_data(st);
     if (r < 0) return r;
     if (st->dlen + 1 > st->cap) return sl__sse_fail(st, SL_ETOOBIG);
-    if ((r = sl__sse_need_buf(st)) < 0) return r;
+    if ((r = sl__sse_need_buf(st, st->dlen + 1)) < 0) return r;
     st->buf[st->dlen++] = '\n';
   }
   st->data_seen = 1;
@@ -95,7 +104,7 @@ static int sl__sse_begin_data_buffered(sl_sse_t *st) {
 static int sl__sse_append_data(sl_sse_t *st, const char *p, size_t n) {
   if (n > st->cap - st->dlen) return sl__sse_fail(st, SL_ETOOBIG);
   if (n > 0) {
-    int r = sl__sse_need_buf(st);
+    int r = sl__sse_need_buf(st, st->dlen + n);
     if (r < 0) return r;
   }
   memcpy(st->buf + st->dlen, p, n);
@@ -293,6 +302,9 @@ int sl_sse_feed(sl_sse_t *st, const char *in, size_t len, size_t *consumed, sl_s
       ev->data = st->buf;
       ev->data_len = st->dlen;
       ev->in_input = 0;
+      /* A lazy buffer is asked for again by the next join: the caller may
+       * hand this one on with the event. */
+      if (st->acquire != NULL) st->buf = NULL;
     }
     ev->event = st->event_len ? st->event : NULL;
     ev->event_len = st->event_len;

@@ -45,9 +45,10 @@ typedef struct {
 /* Decoder state.  Fields are public for inspection; treat them as read-only. */
 typedef struct sl_sse_s {
   char *buf;               /* caller's join buffer (NULL until acquired, when lazy) */
-  char *(*acquire)(void *ud); /* provides a cap-byte join buffer on first need, or NULL */
+  char *(*acquire)(void *ud, const char *keep, size_t keep_len, size_t need, size_t *got); /* lazy buffer (sl_sse_set_acquire), or NULL */
   void *acquire_ud;        /* its argument */
-  size_t cap;              /* its capacity: the most data bytes one event may carry */
+  size_t cap;              /* the most data bytes one event may carry */
+  size_t bufcap;           /* bytes in buf now (cap unless lazy) */
   size_t dlen;             /* pending data bytes held in buf */
   const char *din;         /* pending data in the current input (valid inside one feed call) */
   size_t dinlen;           /* bytes at din */
@@ -70,12 +71,23 @@ typedef struct sl_sse_s {
  * must stay valid and unused by anyone else while st is in use. */
 void sl_sse_init(sl_sse_t *st, char *joinbuf, size_t cap);
 
-/* Makes the join buffer lazy: with joinbuf NULL at init, acquire(ud) is
- * asked for a cap-byte buffer the first time an event must be joined
- * across feeds (it must stay valid while st is in use); engines that write
- * whole events never cause one.  A NULL answer fails the feed with
- * SL_ENOMEM. */
-void sl_sse_set_acquire(sl_sse_t *st, char *(*acquire)(void *ud), void *ud);
+/* Provides join buffer space: at least `need` bytes, the first keep_len of
+ * them a copy of keep[0..keep_len) (the bytes joined so far, in the buffer
+ * it gave before, or NULL), and its capacity in *got.  NULL: no memory. */
+typedef char *(*sl_sse_acquire_fn)(void *ud, const char *keep, size_t keep_len, size_t need, size_t *got);
+
+/* Makes the join buffer lazy: with joinbuf NULL at init, acquire is asked
+ * for space the first time an event must be joined across feeds; engines
+ * that write whole events never cause one.  It may give less than cap
+ * bytes: when the event outgrows them, it is asked again with the bytes
+ * joined so far (never past cap in all).  After an event is returned from
+ * the join buffer, the next join asks again, so the caller may keep that
+ * event's bytes (the upstream client passes its buffer, a pool chunk, on
+ * to the write that sends the event: an event is joined once and not
+ * copied again unless it outgrew the space first given) and answer with
+ * the rest of the same chunk or a fresh one.  The space must stay valid
+ * while st uses it.  A NULL answer fails the feed with SL_ENOMEM. */
+void sl_sse_set_acquire(sl_sse_t *st, sl_sse_acquire_fn acquire, void *ud);
 
 /* Forgets everything about the current stream (pending data, partial line,
  * BOM state, counters, sticky error) so st can decode a new stream. */

@@ -43,7 +43,7 @@ struct sl_upconn_s {
   sl_pin_account_t *acct;    /* charged for reads of this request */
   sl_up_handler_t h;
   void *ud;
-  char *joinbuf;
+  sl_chunk_t *jchunk;        /* SSE join buffer: a pool chunk, passed on with joined events */
   sl_updec_t dec;
   char msg[512];
 };
@@ -80,8 +80,8 @@ static void sl__upc_handle_closed(uv_handle_t *h) {
   sl_upconn_t *c = h->data;
   if (--c->handles > 0) return;
   if (c->rchunk) sl_chunk_unref(c->rchunk);
+  if (c->jchunk) sl_chunk_unref(c->jchunk);
   sl_free(c->reqbuf);
-  sl_free(c->joinbuf);
   sl_upstream_ctx_t *ctx = c->ctx;
   sl_free(c);
   ctx->nopen--;
@@ -93,6 +93,7 @@ static void sl__upc_close(sl_upconn_t *c) {
   if (c->state == SL_UPC_IDLE) sl__idle_remove(c);
   c->state = SL_UPC_CLOSING;
   c->h.on_event = NULL;
+  c->h.on_read_end = NULL;
   c->h.on_end = NULL;
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, sl__upc_handle_closed);
@@ -116,9 +117,15 @@ static void sl__upc_to_idle(sl_upconn_t *c) {
     sl_chunk_unref(c->rchunk);
     c->rchunk = NULL;
   }
+  if (c->jchunk) {
+    sl_chunk_unref(c->jchunk);
+    c->jchunk = NULL;
+    c->dec.sse.buf = NULL; /* acquired again by the next join */
+  }
   c->acct = NULL;
   c->state = SL_UPC_IDLE;
   c->h.on_event = NULL;
+  c->h.on_read_end = NULL;
   c->h.on_end = NULL;
   c->ud = NULL;
   c->next = ep->idle;
@@ -137,6 +144,7 @@ static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *wh
   sl_up_handler_t h = c->h;
   void *ud = c->ud;
   c->h.on_event = NULL;
+  c->h.on_read_end = NULL;
   c->h.on_end = NULL;
   int reuse = result == SL_UP_OK && c->dec.message_done && c->dec.keep_alive && !c->writing;
   if (result == SL_UP_OK && c->dec.status >= 300) result = SL_UP_STATUS;
@@ -163,10 +171,29 @@ static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *wh
 
 /* ---- reading ---- */
 
-static char *sl__upc_joinbuf(void *ud) {
+/* The SSE join buffer (sse.h's acquire), asked for when an event must be
+ * joined across reads.  It is space in a pool chunk charged to the
+ * request's account, so a joined event goes to the client from there,
+ * pinned like a read chunk, with no second copy.  Joined events are packed
+ * one after another (jchunk->len is the end of the last one handed on);
+ * while none is held any more the chunk starts over, and when the rest of
+ * it is too small a fresh chunk takes over, with the bytes joined so far
+ * copied (or moved to the front when nothing else is in the chunk). */
+static char *sl__upc_joinbuf(void *ud, const char *keep, size_t keep_len, size_t need, size_t *got) {
   sl_upconn_t *c = ud;
-  if (c->joinbuf == NULL) c->joinbuf = sl_try_malloc(c->ctx->reg->cfg->max_event_bytes);
-  return c->joinbuf;
+  sl_chunk_t *j = c->jchunk;
+  if (j != NULL && j->refcnt == 1) j->len = 0; /* nothing joined earlier is held */
+  if (keep != NULL && j != NULL && j->refcnt == 1 && need <= j->cap) {
+    memmove(j->data, keep, keep_len);
+  } else if (j == NULL || keep != NULL || j->cap - j->len < need) {
+    sl_chunk_t *fresh = sl_chunk_get(c->ctx->chunks);
+    if (c->acct) sl_chunk_charge(fresh, c->acct);
+    if (keep_len > 0) memcpy(fresh->data, keep, keep_len);
+    if (j != NULL) sl_chunk_unref(j);
+    c->jchunk = j = fresh;
+  }
+  *got = j->cap - j->len;
+  return (char *)j->data + j->len;
 }
 
 static void sl__upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -186,7 +213,15 @@ static void sl__upc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static int sl__upc_event(void *ud, const sl_event_t *ev) {
   sl_upconn_t *c = ud;
   if (c->h.on_event == NULL) return 1;
-  return c->h.on_event(c->ud, ev, ev->raw_in_input ? c->rchunk : NULL);
+  sl_chunk_t *ch = c->rchunk;
+  if (!ev->raw_in_input) {
+    /* Joined: the event's bytes end the chunk's used part. */
+    ch = c->jchunk;
+    const char *base = (const char *)ch->data;
+    if (ev->raw.p >= base && ev->raw.p + ev->raw.n <= base + ch->cap)
+      ch->len = (uint32_t)(ev->raw.p + ev->raw.n - base);
+  }
+  return c->h.on_event(c->ud, ev, ch);
 }
 
 static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -222,6 +257,9 @@ static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   /* Hold the chunk while events reference it, even if a callback aborts. */
   sl_chunk_ref(ch);
   int rc = sl_updec_feed(&c->dec, start, (size_t)nread, sl__upc_event, c);
+  /* The read's events were all delivered: the caller sends them (in one
+   * write) before the chunks are looked at below. */
+  if (c->state == SL_UPC_BUSY && rc != SL_ECANCELED && c->h.on_read_end != NULL) c->h.on_read_end(c->ud);
   sl_chunk_unref(ch);
   if (c->rchunk != NULL && c->rchunk->refcnt == 1) {
     /* No write holds these bytes (the client took them at once): give the
@@ -229,6 +267,11 @@ static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
      * takes a recycled one. */
     sl_chunk_unref(c->rchunk);
     c->rchunk = NULL;
+  }
+  if (c->jchunk != NULL && c->dec.sse.buf == NULL && c->jchunk->refcnt == 1) {
+    /* Likewise the join chunk, when no event is being joined in it. */
+    sl_chunk_unref(c->jchunk);
+    c->jchunk = NULL;
   }
   if (c->state != SL_UPC_BUSY) return; /* aborted from a callback */
   if (rc == SL_ECANCELED) return;     /* the caller stopped us and will abort */
@@ -425,7 +468,7 @@ static void sl__on_health_timer(uv_timer_t *t) {
     sl__health_schedule(ep, 50);
     return;
   }
-  static const sl_up_handler_t h = {sl__health_event, sl__health_end};
+  static const sl_up_handler_t h = {.on_event = sl__health_event, .on_end = sl__health_end};
   sl_upconn_t *c;
   if (sl_upstream_request(ctx, ep, "GET", cfg->health_path, NULL, NULL, 0, &h, ep, NULL, &c) < 0) {
     sl_endpoint_probe(ep, 0);

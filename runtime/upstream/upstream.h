@@ -47,10 +47,16 @@ typedef struct {
 } sl_up_end_t;
 
 typedef struct {
-  /* One event; chunk is the pool chunk ev->raw points into (NULL when the
-   * event was joined across reads and lives in a scratch buffer: copy it).
-   * Return 0 to go on, nonzero to stop decoding (then call sl_upstream_abort). */
+  /* One event; chunk is the pool chunk ev->raw points into: the read chunk,
+   * or for an event joined across reads the connection's join chunk.  Take
+   * a reference (sl_chunk_ref) to keep the bytes past the call.  Return 0
+   * to go on, nonzero to stop decoding (then call sl_upstream_abort). */
   int (*on_event)(void *ud, const sl_event_t *ev, sl_chunk_t *chunk);
+  /* The events of one read were all delivered (may be NULL).  Called after
+   * every read that reached the decoder and was not stopped by on_event,
+   * before on_end when that read also ended the response: the place to
+   * send a read's events in one write. */
+  void (*on_read_end)(void *ud);
   /* The request ended (not called after sl_upstream_abort). */
   void (*on_end)(void *ud, const sl_up_end_t *end);
 } sl_up_handler_t;

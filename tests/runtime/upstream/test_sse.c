@@ -375,9 +375,50 @@ static void test_limit_independent_of_splits(void) {
 static int acquired;
 static char lazy_buf[64];
 
-static char *lazy_acquire(void *ud) {
+static char *lazy_acquire(void *ud, const char *keep, size_t keep_len, size_t need, size_t *got) {
+  (void)keep;
+  (void)keep_len;
+  (void)need;
   acquired++;
+  *got = sizeof(lazy_buf);
   return ud;
+}
+
+/* Gives space in steps of 4 bytes, in a new place each time, keeping what
+ * was joined: the decoder must carry the bytes over and ask for no more
+ * than it needs. */
+static char grow_bufs[8][64];
+static int grows;
+static size_t grow_max_need;
+
+static char *grow_acquire(void *ud, const char *keep, size_t keep_len, size_t need, size_t *got) {
+  (void)ud;
+  if (grows == 8) return NULL;
+  char *b = grow_bufs[grows++];
+  if (keep_len > 0) memcpy(b, keep, keep_len);
+  if (need > grow_max_need) grow_max_need = need;
+  *got = need + 4 <= 64 ? need + 4 : 64;
+  return b;
+}
+
+/* A lazy buffer that is too small for the event is asked for again with
+ * the bytes joined so far, which survive the move. */
+static void test_lazy_join_buffer_grows(void) {
+  sl_sse_t st;
+  sl_sse_event_t ev;
+  size_t used;
+  grows = 0;
+  grow_max_need = 0;
+  sl_sse_init(&st, NULL, 64);
+  sl_sse_set_acquire(&st, grow_acquire, NULL);
+  ASSERT_EQ(sl_sse_feed(&st, "data: {\"ab", 10, &used, &ev), 0);
+  ASSERT_EQ(sl_sse_feed(&st, "cdefgh", 6, &used, &ev), 0);
+  ASSERT_EQ(sl_sse_feed(&st, "ijkl\":1}\n", 9, &used, &ev), 0);
+  ASSERT_EQ(sl_sse_feed(&st, "data: [2]\n\n", 11, &used, &ev), 1);
+  ASSERT_MEM_EQ(ev.data, ev.data_len, "{\"abcdefghijkl\":1}\n[2]", 22);
+  ASSERT_EQ(ev.in_input, 0);
+  ASSERT(grows >= 3);
+  ASSERT_EQ(grow_max_need, 18); /* then 19 and 22 fit the 22 bytes given */
 }
 
 /* A lazy join buffer is asked for only when an event must be joined across
@@ -416,6 +457,7 @@ static void test_lazy_join_buffer(void) {
 
 int main(void) {
   SL_RUN(test_lazy_join_buffer);
+  SL_RUN(test_lazy_join_buffer_grows);
   SL_RUN(test_single_event_zero_copy);
   SL_RUN(test_field_value_spacing);
   SL_RUN(test_multiline_join);

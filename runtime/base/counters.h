@@ -23,6 +23,8 @@
   X(TOKENS_WRITTEN, "tokens_written", "total")                       \
   X(BYTES_FROM_UPSTREAM, "bytes_from_upstream", "total")             \
   X(BYTES_TO_CLIENTS, "bytes_to_clients", "total")                   \
+  X(STREAM_WRITES, "stream_writes", "total")                         \
+  X(STREAM_EVENTS, "stream_events", "total")                         \
   X(CHUNKS_ALLOCATED, "chunk_pool_allocated", "total")               \
   X(CHUNKS_REUSED, "chunk_pool_reused", "total")                     \
   X(CHUNKS_IN_USE, "chunk_pool_in_use", "gauge")                     \

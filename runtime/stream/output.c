@@ -152,6 +152,8 @@ int sl_output_flush(sl_output_t *o) {
   uint64_t tokens = o->batch_tokens;
   o->writes++;
   o->events += o->batch_events;
+  sl_counter_inc(o->counters, SL_C_STREAM_WRITES);
+  sl_counter_add(o->counters, SL_C_STREAM_EVENTS, o->batch_events);
   sl__batch_clear(o); /* the server took its own references */
   if (rc < 0) {
     o->req = NULL;

@@ -488,7 +488,7 @@ static void test_no_usage_key_unless_asked(void) {
   ASSERT_EQ(e2e_wait_ready(sl.port, 200, 10000), 0);
   const char *asked = ",\"stream_options\":{\"include_usage\":true}";
   /* Whole events, and events cut into pieces that arrive in separate reads
-   * (joined by sluice in a copy). */
+   * (joined by sluice in its join chunk, and sent from there). */
   const char *headers[] = {"x-sim-tokens: 9\r\nx-sim-seed: 5\r\n",
                            "x-sim-tokens: 9\r\nx-sim-seed: 5\r\nx-sim-split: 7,60\r\nx-sim-split-delay-ms: 2\r\n"};
   for (int route = 0; route < 2; route++) {

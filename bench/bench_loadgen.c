@@ -18,7 +18,13 @@
  * write, so 1.0 is the floor).  With --pid, CPU time (se.sum_exec_runtime
  * over its threads, or utime + stime where the kernel lacks it) and VmRSS of
  * that process are sampled from /proc: CPU microseconds per relayed token
- * and RSS growth per open stream.  With --sim-port, the engine's
+ * and RSS growth per open stream; and the read- and write-type system calls
+ * it made, from the syscr and syscw fields of /proc/PID/io (the kernel
+ * counts read/readv/pread there, and write/writev/pwrite; send, sendto,
+ * sendmsg, recv, recvfrom and recvmsg are in neither): write calls per
+ * relayed token, measured outside the process under test.  With
+ * --duration-s, no request starts after that many seconds and the run ends
+ * when the ones in flight have.  With --sim-port, the engine's
  * /sim/stats are read before and after, so tokens the engine sent can be
  * compared with tokens received.
  *
@@ -92,6 +98,7 @@ typedef struct {
   int slow_interval_ms; /* slow: pause between reads */
   double slow_seconds;  /* slow: how long to crawl */
   double timeout_s;     /* whole run */
+  double duration_s;    /* stop starting requests after this long; 0 = run all --requests */
   int sample_ms;        /* RSS sampling period */
   const char *json_path, *tsv_path, *cdf_path, *label, *scenario;
   int quiet;
@@ -116,6 +123,7 @@ static void usage(FILE *f) {
           "  --cancel-after K        cancel: tokens read before closing (default 5)\n"
           "  --cancel-timeout-ms MS  cancel: give up waiting for the engine (default 3000)\n"
           "  --slow-bytes B --slow-interval-ms MS --slow-seconds S   slow reader\n"
+          "  --duration-s S          start no request after S seconds; in-flight ones finish\n"
           "  --timeout-s S           whole run (default 120)\n"
           "  --json FILE --tsv FILE --cdf FILE --label L --scenario S --quiet\n"
           "bench_loadgen --free-port   prints a port free on 127.0.0.1 now\n",
@@ -268,6 +276,32 @@ static int64_t proc_rss_kb(void) {
   return total;
 }
 
+/* Read- and write-type system calls of the processes under test, summed:
+ * the syscr and syscw fields of /proc/PID/io (all threads of the process).
+ * Returns 0, or -1 when a file cannot be read (another user's process
+ * without ptrace rights, a kernel without task I/O accounting). */
+static int proc_syscalls(int64_t *r, int64_t *w) {
+  int64_t tr = 0, tw = 0;
+  for (int i = 0; i < O.npids; i++) {
+    char path[64], line[128];
+    snprintf(path, sizeof(path), "/proc/%d/io", O.pids[i]);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long long vr = -1, vw = -1;
+    while (fgets(line, sizeof(line), f)) {
+      if (strncmp(line, "syscr:", 6) == 0) vr = atoll(line + 6);
+      else if (strncmp(line, "syscw:", 6) == 0) vw = atoll(line + 6);
+    }
+    fclose(f);
+    if (vr < 0 || vw < 0) return -1;
+    tr += vr;
+    tw += vw;
+  }
+  *r = tr;
+  *w = tw;
+  return 0;
+}
+
 /* ---------------------------------------------------------------- engine stats (blocking) */
 
 /* A kept-alive blocking connection to the engine's /sim/stats, used before
@@ -390,6 +424,8 @@ static struct {
   int stopping;
   /* /proc sampling */
   int64_t cpu0, cpu1, rss0, rss_peak, rss_last;
+  int64_t syscr0, syscw0, syscr1, syscw1;
+  int sysc_ok;           /* both syscall readings succeeded */
   long open_at_peak;
   /* engine */
   int64_t sim_tokens0, sim_tokens1, sim_closed0, sim_closed1, sim_blocked0, sim_blocked1;
@@ -413,6 +449,13 @@ static void conn_close(lg_conn_t *c);
 static void finish_run(void);
 
 static int mode_is(const char *m) { return strcmp(O.mode, m) == 0; }
+
+/* --duration-s: once it has passed, the requests started so far are all
+ * there will be (the run ends when they have finished). */
+static void duration_check(void) {
+  if (O.duration_s > 0 && G.started < O.requests && (double)(uv_hrtime() - G.t0) / 1e9 >= O.duration_s)
+    O.requests = G.started > 0 ? G.started : 1;
+}
 
 /* Parses the trailing "[t=<ns>]" of a token's (JSON-escaped) text. */
 static int stamp_of(const sl_span_t *t, uint64_t *out) {
@@ -470,6 +513,7 @@ static void request_done(lg_conn_t *c, int err_kind) {
   lg_slot_t *s = &G.slots[c->slot];
   s->busy = 0;
   if (G.stopping) return;
+  duration_check();
   if (G.finished >= O.requests) {
     finish_run();
     return;
@@ -682,6 +726,7 @@ static void cancel_measure(lg_conn_t *c) {
 static void tick_cb(uv_timer_t *t) {
   (void)t;
   if (G.stopping) return;
+  duration_check();
   uint64_t now = uv_hrtime();
   double el_ms = (double)(now - G.t0) / 1e6;
   if (O.rate > 0) {
@@ -749,6 +794,7 @@ static void finish_run(void) {
   if (O.npids) {
     sample_cb(NULL);
     G.cpu1 = proc_cpu_us();
+    if (G.sysc_ok && proc_syscalls(&G.syscr1, &G.syscw1) < 0) G.sysc_ok = 0;
   }
   uv_walk(G.loop, close_walk, NULL);
 }
@@ -797,9 +843,15 @@ static void report(FILE *f) {
     fprintf(f, ",\"proc\":{\"cpu_source\":\"%s\",\"cpu_us\":%.0f,\"cpu_us_per_token\":%.4f,\"cpu_share\":%.4f,",
             cpu_fine == 1 ? "sched" : "stat", cpu_us, G.tokens ? cpu_us / (double)G.tokens : 0.0,
             secs > 0 ? cpu_us / 1e6 / secs : 0.0);
-    fprintf(f, "\"rss_base_kb\":%lld,\"rss_peak_kb\":%lld,\"open_at_peak\":%ld,\"rss_kb_per_stream\":%.2f}",
+    fprintf(f, "\"rss_base_kb\":%lld,\"rss_peak_kb\":%lld,\"open_at_peak\":%ld,\"rss_kb_per_stream\":%.2f",
             (long long)G.rss0, (long long)G.rss_peak, G.open_at_peak,
             G.max_open ? (double)(G.rss_peak - G.rss0) / (double)G.max_open : 0.0);
+    if (G.sysc_ok)
+      fprintf(f, ",\"syscr\":%lld,\"syscw\":%lld,\"syscr_per_token\":%.4f,\"syscw_per_token\":%.4f",
+              (long long)(G.syscr1 - G.syscr0), (long long)(G.syscw1 - G.syscw0),
+              G.tokens ? (double)(G.syscr1 - G.syscr0) / (double)G.tokens : 0.0,
+              G.tokens ? (double)(G.syscw1 - G.syscw0) / (double)G.tokens : 0.0);
+    fputc('}', f);
   }
   if (O.sim_port > 0) {
     fprintf(f, ",\"engine\":{\"tokens_sent\":%lld,\"client_closed_mid_stream\":%lld,\"write_blocked\":%lld}",
@@ -831,7 +883,8 @@ static void report_tsv(FILE *f) {
    * ttft_p50 ttft_p99 itl_p50 itl_p90 itl_p99 itl_max tokens_per_read
    * cpu_us_per_token rss_base_kb rss_peak_kb rss_kb_per_stream
    * cancel_p50 cancel_p99 cancel_not_seen slow_tokens_held slow_rss_growth_kb
-   * client_ttft_p50 engine_tokens_sent engine_write_blocked */
+   * client_ttft_p50 engine_tokens_sent engine_write_blocked
+   * syscw_per_token syscr_per_token */
   double cpt = (O.npids && G.tokens) ? (double)(G.cpu1 - G.cpu0) / (double)G.tokens : NAN;
   double kps = (O.npids && G.max_open) ? (double)(G.rss_peak - G.rss0) / (double)G.max_open : NAN;
   fprintf(f,
@@ -848,9 +901,12 @@ static void report_tsv(FILE *f) {
     fprintf(f, "%lld\t%lld\t", (long long)(G.slow_sim_tokens_at_end - G.sim_tokens0 - G.slow_tokens_at_end),
             (long long)(G.rss_peak - G.rss0));
   else fprintf(f, "-1\t-1\t");
-  fprintf(f, "%.4f\t%lld\t%lld\n", quantile(&G.ttft_client, 0.5),
+  int sysc = O.npids && G.sysc_ok && G.tokens;
+  fprintf(f, "%.4f\t%lld\t%lld\t%.4f\t%.4f\n", quantile(&G.ttft_client, 0.5),
           (long long)(O.sim_port > 0 ? G.sim_tokens1 - G.sim_tokens0 : -1),
-          (long long)(O.sim_port > 0 ? G.sim_blocked1 - G.sim_blocked0 : -1));
+          (long long)(O.sim_port > 0 ? G.sim_blocked1 - G.sim_blocked0 : -1),
+          sysc ? (double)(G.syscw1 - G.syscw0) / (double)G.tokens : NAN,
+          sysc ? (double)(G.syscr1 - G.syscr0) / (double)G.tokens : NAN);
 }
 
 static void write_cdf(const char *path) {
@@ -951,6 +1007,7 @@ int main(int argc, char **argv) {
     else if (OPT("--slow-interval-ms")) O.slow_interval_ms = atoi(v);
     else if (OPT("--slow-seconds")) O.slow_seconds = atof(v);
     else if (OPT("--timeout-s")) O.timeout_s = atof(v);
+    else if (OPT("--duration-s")) O.duration_s = atof(v);
     else if (OPT("--sample-ms")) O.sample_ms = atoi(v);
     else if (OPT("--json")) O.json_path = v;
     else if (OPT("--tsv")) O.tsv_path = v;
@@ -992,6 +1049,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_loadgen: --streams must be 1..%d\n", LG_MAX_STREAMS);
     return 2;
   }
+  if (!(O.duration_s >= 0)) {
+    fprintf(stderr, "bench_loadgen: --duration-s must be a number of seconds >= 0\n");
+    return 2;
+  }
   if (O.requests < 0) O.requests = mode_is("cancel") ? 10 : O.streams;
   if (O.requests < 1) O.requests = 1;
   if (mode_is("cancel") && O.sim_port <= 0) {
@@ -1027,6 +1088,8 @@ int main(int argc, char **argv) {
       return 1;
     }
     G.rss_peak = G.rss_last = G.rss0;
+    G.sysc_ok = proc_syscalls(&G.syscr0, &G.syscw0) == 0;
+    if (!G.sysc_ok && !O.quiet) fprintf(stderr, "bench_loadgen: /proc/PID/io unreadable; no syscall counts\n");
     uv_timer_init(G.loop, &G.sampler);
     uv_timer_start(&G.sampler, sample_cb, (uint64_t)O.sample_ms, (uint64_t)O.sample_ms);
   }

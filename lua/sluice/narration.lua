@@ -81,6 +81,18 @@ function _M.run_batch(mod, p)
   return n
 end
 
+-- The narration phase's wrapper, for the loader (sluice.phases): checks mod
+-- as a narration module and returns the function the generation calls
+-- with the narrator as a light userdata; it narrates the batch (run_batch)
+-- and answers the number of events.  Raises "path: message" when the
+-- module is wrong.
+function _M.bind(mod, entry, path)
+  local valid, why = _M.validate(mod)
+  if not valid then error(path .. ": " .. why, 0) end
+  local run = _M.run_batch
+  return function(nar) return run(mod, nar) end
+end
+
 -- For `sluice repl` and specs: a standalone event (cdata) from a table.
 function _M.event(t)
   local ev = ffi.new("sl_ffi_narration_event_t")

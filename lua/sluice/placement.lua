@@ -9,6 +9,8 @@
 --   placement.validate_policy(mod)         -- true | nil, message
 --   placement.configure(mod, overrides)    -- config (schema defaults + overrides) | nil, message
 --   placement.run(mod, ctx)                -- index, reason | nil, message (checked call)
+--   placement.bind(mod, entry, path, cfg)  -- for the loader (sluice.phases): the place() the
+--                                          -- generation calls
 --   placement.new_context(cands, req)      -- a context built from Lua tables
 --
 -- A policy module is a table { name, version, schema, place, [configure] };
@@ -260,6 +262,37 @@ function _M.run(mod, ctx)
     return nil, format('policy "%s" returned a %s reason, not a string', tostring(mod.name), type(reason))
   end
   return idx, reason
+end
+
+-- The placement phase's wrapper, for the loader (sluice.phases): checks mod
+-- as a policy module, configures it with config (the operator's
+-- placement.config, or nil), and returns the function the generation calls
+-- with the context as a light userdata.  That function answers the 1-based
+-- index of the chosen candidate and the reason (the policy's own, or its
+-- name when it gave none); a policy that answers anything but an index in
+-- 1..ctx.n raises "path: place() returned ...".  Raises "path: message"
+-- when the module or the config is wrong.
+function _M.bind(mod, entry, path, config)
+  local valid, why = _M.validate_policy(mod)
+  if not valid then error(path .. ": " .. why, 0) end
+  local cfg, cerr = _M.configure(mod, config)
+  if not cfg then error(path .. ": placement.config: " .. cerr, 0) end
+  local place, name, context_of = mod[entry], mod.name, _M.context_of
+  return function(p)
+    local ctx = context_of(p)
+    local k, reason = place(ctx)
+    local n = ctx.n
+    if type(k) ~= "number" or k % 1 ~= 0 or k < 1 or k > n then
+      error(format("%s: place() returned %s, not a candidate index in 1..%d", path,
+        type(k) == "number" and tostring(k) or "a " .. type(k), n), 0)
+    end
+    if type(reason) == "number" then
+      reason = tostring(reason)
+    elseif type(reason) ~= "string" then
+      reason = name
+    end
+    return k, reason
+  end
 end
 
 ---------------------------------------------------------------------------

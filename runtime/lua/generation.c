@@ -1,4 +1,6 @@
-/* generation.c: Lua states, policy loading and generation lifetimes. */
+/* generation.c: Lua states, the phase table, the one loader and the one
+ * call path, and generation lifetimes (see generation.h).  The Lua side of
+ * loading is lua/sluice/phases.lua and each phase's wrapper module. */
 #include "runtime/lua/generation.h"
 
 #include <lauxlib.h>
@@ -7,6 +9,7 @@
 #include <lualib.h>
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,25 +159,40 @@ static void sl__push_json(lua_State *L, const cJSON *v) {
   }
 }
 
-/* Loads the policy, validates it, and leaves a wrapper that calls
- * policy.place(ctx) with the FFI context: C cannot make cdata, so it passes
- * the context as a light userdata and the wrapper casts it. */
-static const char sl__bootstrap[] =
-    "local path, config = ...\n"
-    "local placement = require 'sluice.placement'\n"
-    "local chunk, err = loadfile(path)\n"
-    "if not chunk then error(err, 0) end\n"
-    "local ok, policy = pcall(chunk)\n"
-    "if not ok then error(policy, 0) end\n"
-    "local valid, why = placement.validate_policy(policy)\n"
-    "if not valid then error(path .. ': ' .. why, 0) end\n"
-    "local cfg, cerr = placement.configure(policy, config)\n"
-    "if not cfg then error(path .. ': placement.config: ' .. cerr, 0) end\n"
-    "local place, context_of = policy.place, placement.context_of\n"
-    "return function(p) return place(context_of(p)) end, policy.name, policy.version\n";
+/* The built-in phases.  Placement and narration each come from their own
+ * policy file; their wrappers keep the messages policy authors know. */
+const sl_phase_desc_t sl_phase_table[SL_PHASE__COUNT] = {
+    [SL_PHASE_PLACEMENT] = {"placement", "placement", "place", "sluice.placement", 0, SL_BUDGET_SUSPEND_AFTER,
+                            "the C rule places every request"},
+    [SL_PHASE_NARRATION] = {"narration", "narration", "narrate", "sluice.narration", 0, SL_BUDGET_SUSPEND_AFTER,
+                            "plain narration"},
+};
 
-int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_host_t *lim,
-                        sl_generation_t **out, char *err, size_t errlen) {
+/* The stream and gateway layers read the first two slots by their old
+ * names (generation.h): the aliases must land exactly on the slots. */
+#define SL__SAME(a, b) _Static_assert(offsetof(sl_generation_t, a) == offsetof(sl_generation_t, b), #a " is " #b)
+SL__SAME(place_ref, phase[SL_PHASE_PLACEMENT].ref);
+SL__SAME(place_stops, phase[SL_PHASE_PLACEMENT].stops);
+SL__SAME(place_suspended, phase[SL_PHASE_PLACEMENT].suspended);
+SL__SAME(policy_path, phase[SL_PHASE_PLACEMENT].file);
+SL__SAME(policy_name, phase[SL_PHASE_PLACEMENT].name);
+SL__SAME(policy_version, phase[SL_PHASE_PLACEMENT].version);
+SL__SAME(narrate_ref, phase[SL_PHASE_NARRATION].ref);
+SL__SAME(narrate_stops, phase[SL_PHASE_NARRATION].stops);
+SL__SAME(narrate_suspended, phase[SL_PHASE_NARRATION].suspended);
+SL__SAME(narration_path, phase[SL_PHASE_NARRATION].file);
+SL__SAME(narration_name, phase[SL_PHASE_NARRATION].name);
+SL__SAME(narration_version, phase[SL_PHASE_NARRATION].version);
+_Static_assert(sizeof(((sl_generation_t *)0)->policy_path) == sizeof(((sl_phase_slot_t *)0)->file), "path sizes");
+_Static_assert(sizeof(((sl_generation_t *)0)->narration_version) == sizeof(((sl_phase_slot_t *)0)->version),
+               "version sizes");
+
+int sl__generation_new(const sl_phase_desc_t *table, int n, uint64_t id, const sl_lua_host_t *lim,
+                       sl_generation_t **out, char *err, size_t errlen) {
+  if (n < 0 || n > SL_PHASE_MAX) {
+    snprintf(err, errlen, "a phase table has at most %d entries, got %d", SL_PHASE_MAX, n);
+    return SL_EINVAL;
+  }
   sl_generation_t *g = sl_calloc(1, sizeof(*g));
   if (lim) g->host = *lim;
   if (g->host.budget == 0) g->host.budget = SL_BUDGET_DEFAULT;
@@ -182,9 +200,10 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   g->mem.limit = g->host.mem_limit;
   g->id = id;
   g->refs = 1;
-  g->place_ref = LUA_NOREF;
-  g->narrate_ref = LUA_NOREF;
-  snprintf(g->policy_path, sizeof(g->policy_path), "%s", policy_path);
+  g->phases = table;
+  g->nphases = n;
+  g->loader_ref = LUA_NOREF;
+  for (int i = 0; i < SL_PHASE_MAX; i++) g->phase[i].ref = LUA_NOREF;
   g->L = sl_lua_new_state(&g->mem, err, errlen);
   if (g->L == NULL) {
     sl_free(g);
@@ -194,31 +213,115 @@ int sl_generation_build(const char *policy_path, const char *config_json, uint64
   int rc = sl_budget_fence_state(L, err, errlen);
   g->dict_slot = g->host.dict;
   if (rc == 0 && g->host.dict) sl_lua_set_host(L, &g->dict_slot);
-  cJSON *conf = config_json ? cJSON_Parse(config_json) : NULL;
-  if (rc == 0 && luaL_loadbuffer(L, sl__bootstrap, sizeof(sl__bootstrap) - 1, "=sluice.bootstrap") != 0) {
-    const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "cannot load the bootstrap");
-    rc = SL_EINVAL;
-  }
   if (rc == 0) {
-    lua_pushstring(L, policy_path);
-    if (conf) sl__push_json(L, conf); else lua_pushnil(L);
-    sl_budget_call_t call = {"load", policy_path, NULL, g->host.load_budget, g->host.counters};
-    if (sl_budget_pcall(L, 2, 3, &call, err, errlen) != SL_BUDGET_OK) rc = SL_EINVAL;
+    /* The loader is the first Lua this state runs after the fence, and it
+     * runs under the load budget like everything after it. */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "sluice.phases");
+    sl_budget_call_t call = {"load", "sluice.phases", NULL, g->host.load_budget, g->host.counters};
+    if (sl_budget_pcall(L, 1, 1, &call, err, errlen) != SL_BUDGET_OK) {
+      rc = SL_EINVAL;
+    } else {
+      lua_getfield(L, -1, "load");
+      if (lua_isfunction(L, -1)) {
+        g->loader_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      } else {
+        snprintf(err, errlen, "sluice.phases has no load() (is %s the sluice Lua directory?)", sl_lua_dir());
+        rc = SL_EINVAL;
+      }
+      lua_settop(L, 0);
+    }
   }
-  cJSON_Delete(conf);
   if (rc != 0) {
     lua_close(L);
     sl_free(g);
     return SL_EINVAL;
   }
-  snprintf(g->policy_version, sizeof(g->policy_version), "%s", lua_tostring(L, -1));
-  snprintf(g->policy_name, sizeof(g->policy_name), "%s", lua_tostring(L, -2));
-  lua_pop(L, 2);
-  g->place_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   sl_counter_inc(g->host.counters, SL_C_GENERATIONS_LIVE);
   *out = g;
   return 0;
+}
+
+int sl_generation_new(uint64_t id, const sl_lua_host_t *lim, sl_generation_t **out, char *err, size_t errlen) {
+  return sl__generation_new(sl_phase_table, SL_PHASE__COUNT, id, lim, out, err, errlen);
+}
+
+int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_host_t *lim,
+                        sl_generation_t **out, char *err, size_t errlen) {
+  sl_generation_t *g;
+  int rc = sl_generation_new(id, lim, &g, err, errlen);
+  if (rc < 0) return rc;
+  rc = sl_generation_load(g, "placement", policy_path, config_json, err, errlen);
+  if (rc < 0) {
+    sl_generation_release(g);
+    return rc;
+  }
+  *out = g;
+  return 0;
+}
+
+int sl_generation_load(sl_generation_t *g, const char *source, const char *path, const char *config_json,
+                       char *err, size_t errlen) {
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->loader_ref);
+  lua_pushstring(L, path);
+  cJSON *conf = config_json ? cJSON_Parse(config_json) : NULL;
+  if (conf) sl__push_json(L, conf); else lua_pushnil(L);
+  cJSON_Delete(conf);
+  /* The specs of the phases this file defines, and where each one's slot is. */
+  int slot[SL_PHASE_MAX], n = 0;
+  lua_createtable(L, g->nphases, 0);
+  for (int i = 0; i < g->nphases; i++) {
+    const sl_phase_desc_t *d = &g->phases[i];
+    if (strcmp(d->source, source) != 0) continue;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, d->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, d->entry);
+    lua_setfield(L, -2, "entry");
+    if (d->wrapper) {
+      lua_pushstring(L, d->wrapper);
+      lua_setfield(L, -2, "wrapper");
+    }
+    lua_pushboolean(L, d->optional);
+    lua_setfield(L, -2, "optional");
+    lua_rawseti(L, -2, n + 1);
+    slot[n++] = i;
+  }
+  if (n == 0) {
+    snprintf(err, errlen, "%s: no phase is loaded from a %s policy file", path, source);
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  sl_budget_call_t call = {"load", path, NULL, g->host.load_budget, g->host.counters};
+  if (sl_budget_pcall(L, 3, 3, &call, err, errlen) != SL_BUDGET_OK) {
+    lua_settop(L, top);
+    return SL_EINVAL;
+  }
+  /* bound, name, version: nothing below fails, so g changes only now. */
+  const char *name = lua_tostring(L, -2), *version = lua_tostring(L, -1);
+  for (int k = 0; k < n; k++) {
+    sl_phase_slot_t *s = &g->phase[slot[k]];
+    lua_rawgeti(L, -3, k + 1);
+    if (!lua_isfunction(L, -1)) { /* an optional phase the module leaves out */
+      lua_pop(L, 1);
+      continue;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->stops = 0;
+    s->suspended = 0;
+    snprintf(s->file, sizeof(s->file), "%s", path);
+    snprintf(s->name, sizeof(s->name), "%s", name ? name : "");
+    snprintf(s->version, sizeof(s->version), "%s", version ? version : "");
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen) {
+  return sl_generation_load(g, "narration", path, NULL, err, errlen);
 }
 
 sl_generation_t *sl_generation_acquire(sl_generation_t *g) {
@@ -235,105 +338,64 @@ void sl_generation_release(sl_generation_t *g) {
   sl_counter_inc(counters, SL_C_GENERATIONS_FREED);
 }
 
-int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
-                        char *reason, size_t reasonlen) {
-  if (g->place_suspended) {
-    snprintf(reason, reasonlen, "placement policy %s suspended in generation %llu after %d budget stops in a row",
-             g->policy_path, (unsigned long long)g->id, SL_BUDGET_SUSPEND_AFTER);
+int sl_generation_phase_ready(const sl_generation_t *g, int phase) {
+  return g != NULL && phase >= 0 && phase < g->nphases && g->phase[phase].ref != LUA_NOREF &&
+         !g->phase[phase].suspended;
+}
+
+int sl_generation_call(sl_generation_t *g, int phase, void *arg, const char *request_id, int64_t *answer,
+                       char *text, size_t textlen) {
+  if (answer) *answer = 0;
+  int n = g ? g->nphases : SL_PHASE__COUNT;
+  const sl_phase_desc_t *d = phase >= 0 && phase < n ? (g ? &g->phases[phase] : &sl_phase_table[phase]) : NULL;
+  if (d == NULL) {
+    snprintf(text, textlen, "no phase %d", phase);
+    return SL_EINVAL;
+  }
+  if (g == NULL || g->phase[phase].ref == LUA_NOREF) {
+    snprintf(text, textlen, "no %s policy", d->name);
+    return SL_EINVAL;
+  }
+  sl_phase_slot_t *s = &g->phase[phase];
+  if (s->suspended) {
+    snprintf(text, textlen, "%s policy %s suspended in generation %llu after %d budget stops in a row", d->name,
+             s->file, (unsigned long long)g->id, d->suspend_after);
     return SL_ECANCELED;
   }
   lua_State *L = g->L;
   int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->place_ref);
-  lua_pushlightuserdata(L, (void *)ctx);
-  sl_budget_call_t call = {"placement", g->policy_path, request_id, g->host.budget, g->host.counters};
-  sl_budget_status_t st = sl_budget_pcall(L, 1, 2, &call, reason, reasonlen);
-  g->place_stops = st == SL_BUDGET_EXCEEDED ? g->place_stops + 1 : 0;
-  if (g->place_stops >= SL_BUDGET_SUSPEND_AFTER && !g->place_suspended) {
-    g->place_suspended = 1;
-    size_t n = strlen(reason);
-    snprintf(reason + n, reasonlen - n,
-             "; %d stops in a row: the policy is suspended for generation %llu (the C rule places every request "
-             "until a reload)",
-             SL_BUDGET_SUSPEND_AFTER, (unsigned long long)g->id);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
+  lua_pushlightuserdata(L, arg);
+  sl_budget_call_t call = {d->name, s->file, request_id, g->host.budget, g->host.counters};
+  sl_budget_status_t st = sl_budget_pcall(L, 1, 2, &call, text, textlen);
+  s->stops = st == SL_BUDGET_EXCEEDED ? s->stops + 1 : 0;
+  if (s->stops >= d->suspend_after && !s->suspended) {
+    s->suspended = 1;
+    size_t len = strlen(text);
+    snprintf(text + len, textlen - len,
+             "; %d stops in a row: the policy is suspended for generation %llu (%s until a reload)",
+             d->suspend_after, (unsigned long long)g->id, d->fallback);
   }
   if (st != SL_BUDGET_OK) return st == SL_BUDGET_EXCEEDED ? SL_ETIMEDOUT : SL_EINVAL;
-  int ok = lua_type(L, -2) == LUA_TNUMBER;
-  lua_Number k = ok ? lua_tonumber(L, -2) : 0;
-  if (!ok || k != (lua_Number)(int)k || k < 1 || k > ctx->n) {
-    snprintf(reason, reasonlen, "%s: place() returned %s%s, not a candidate index in 1..%d", g->policy_path,
-             ok ? "" : "a ", ok ? lua_tostring(L, -2) : luaL_typename(L, -2), ctx->n);
-    lua_settop(L, top);
-    return SL_EINVAL;
-  }
-  const char *why = lua_tostring(L, -1);
-  snprintf(reason, reasonlen, "%s", why ? why : g->policy_name);
-  *index = (int)k - 1;
+  if (answer && lua_type(L, -2) == LUA_TNUMBER) *answer = (int64_t)lua_tonumber(L, -2);
+  const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  snprintf(text, textlen, "%s", t ? t : "");
   lua_settop(L, top);
   return 0;
 }
 
-static const char sl__narration_bootstrap[] =
-    "local path = ...\n"
-    "local narration = require 'sluice.narration'\n"
-    "local chunk, err = loadfile(path)\n"
-    "if not chunk then error(err, 0) end\n"
-    "local ok, mod = pcall(chunk)\n"
-    "if not ok then error(mod, 0) end\n"
-    "local valid, why = narration.validate(mod)\n"
-    "if not valid then error(path .. ': ' .. why, 0) end\n"
-    "local run = narration.run_batch\n"
-    "return function(nar) return run(mod, nar) end\n";
-
-int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen) {
-  lua_State *L = g->L;
-  int top = lua_gettop(L);
-  if (luaL_loadbuffer(L, sl__narration_bootstrap, sizeof(sl__narration_bootstrap) - 1, "=sluice.narration") != 0) {
-    const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "cannot load the narration bootstrap");
-    lua_settop(L, top);
-    return SL_EINVAL;
-  }
-  lua_pushstring(L, path);
-  sl_budget_call_t call = {"load", path, NULL, g->host.load_budget, g->host.counters};
-  if (sl_budget_pcall(L, 1, 1, &call, err, errlen) != SL_BUDGET_OK) {
-    lua_settop(L, top);
-    return SL_EINVAL;
-  }
-  g->narrate_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  snprintf(g->narration_path, sizeof(g->narration_path), "%s", path);
-  lua_settop(L, top);
+int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
+                        char *reason, size_t reasonlen) {
+  /* The wrapper (placement.bind) checks the answer is an index in 1..n. */
+  int64_t k = 0;
+  int rc = sl_generation_call(g, SL_PHASE_PLACEMENT, (void *)ctx, request_id, &k, reason, reasonlen);
+  if (rc < 0) return rc;
+  *index = (int)k - 1;
   return 0;
 }
 
 int sl_generation_narrate(sl_generation_t *g, sl_narrator_t *nar, char *err, size_t errlen) {
-  if (g == NULL || g->narrate_ref == LUA_NOREF) {
-    snprintf(err, errlen, "no narration policy");
-    return SL_EINVAL;
-  }
-  if (g->narrate_suspended) {
-    snprintf(err, errlen, "narration policy %s suspended in generation %llu", g->narration_path,
-             (unsigned long long)g->id);
-    return SL_ECANCELED;
-  }
-  lua_State *L = g->L;
-  int top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->narrate_ref);
-  lua_pushlightuserdata(L, nar);
-  sl_budget_call_t call = {"narration", g->narration_path, NULL, g->host.budget, g->host.counters};
-  sl_budget_status_t st = sl_budget_pcall(L, 1, 0, &call, err, errlen);
-  g->narrate_stops = st == SL_BUDGET_EXCEEDED ? g->narrate_stops + 1 : 0;
-  if (g->narrate_stops >= SL_BUDGET_SUSPEND_AFTER && !g->narrate_suspended) {
-    g->narrate_suspended = 1;
-    size_t n = strlen(err);
-    snprintf(err + n, errlen - n,
-             "; %d stops in a row: the policy is suspended for generation %llu (plain narration until a reload)",
-             SL_BUDGET_SUSPEND_AFTER, (unsigned long long)g->id);
-  }
-  if (st != SL_BUDGET_OK) {
-    lua_settop(L, top);
-    return SL_EINVAL;
-  }
-  lua_settop(L, top);
-  return 0;
+  int rc = sl_generation_call(g, SL_PHASE_NARRATION, nar, NULL, NULL, err, errlen);
+  /* Narration has one failure besides suspension: the plain rendering. */
+  return rc == SL_ETIMEDOUT ? SL_EINVAL : rc;
 }

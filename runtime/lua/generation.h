@@ -10,7 +10,9 @@
  * build is discarded whole and the old one stays.
  *
  * Policy files are Lua modules returning a table with `name` (string),
- * `version` (string), `schema` (table) and `place` (function).  Operator
+ * `version` (string), `schema` (table) and the phase's function (`place`,
+ * `narrate`).  Each phase is described by data (sl_phase_desc_t): one
+ * loader binds them all, one call path runs them all.  Operator
  * policies are trusted (they may use the FFI), but no policy may stop the
  * daemon: every call into the state (loading, place(), narration) goes
  * through the budget runner (lua_budget.h), so the state runs with the JIT
@@ -51,22 +53,80 @@ typedef struct {
  * cost a full budget per request until someone reloads a fix. */
 #define SL_BUDGET_SUSPEND_AFTER 8
 
+/* The Lua phases.  Each is described by data (sl_phase_desc_t, the table
+ * sl_phase_table), loaded by one loader (lua/sluice/phases.lua, through
+ * sl_generation_load) and called through one call path
+ * (sl_generation_call, under the budget runner).  Adding a phase is one
+ * enum value, one descriptor and one Lua wrapper module. */
+typedef enum {
+  SL_PHASE_PLACEMENT = 0, /* place(ctx): the candidate for an attempt (sl_generation_place) */
+  SL_PHASE_NARRATION = 1, /* narrate(ev) over a batch of key events (sl_generation_narrate) */
+  SL_PHASE__COUNT
+} sl_phase_t;
+
+/* Slots a generation has: the built-in phases and room for a table that
+ * adds its own (sl__generation_build). */
+#define SL_PHASE_MAX 8
+
+/* One phase, described. */
+typedef struct {
+  const char *name;     /* "placement": names the phase to the budget runner, the watchdog and in messages */
+  const char *source;   /* which policy file defines it: sl_generation_load(g, source, ...) binds it */
+  const char *entry;    /* the function the policy module defines for it ("place") */
+  const char *wrapper;  /* the Lua module whose bind() checks the module and adapts arguments and answers
+                           ("sluice.placement"); NULL = sluice.phases' plain bind */
+  int optional;         /* 1: a module without `entry` leaves the phase off (skipped); 0: the wrapper refuses it */
+  int suspend_after;    /* budget stops in a row that suspend the phase for its generation */
+  const char *fallback; /* what serves while the phase is off or suspended (named in the suspension note) */
+} sl_phase_desc_t;
+
+/* The built-in phases, indexed by sl_phase_t. */
+extern const sl_phase_desc_t sl_phase_table[SL_PHASE__COUNT];
+
+/* A generation's state of one phase. */
+typedef struct {
+  int ref;              /* registry ref of the bound function, or LUA_NOREF (phase off) */
+  int stops;            /* consecutive calls stopped by the budget */
+  int suspended;        /* calls fail at once (suspend_after reached) */
+  char file[512];       /* the policy file the function came from ("" = none) */
+  char name[64];        /* that module's `name` */
+  char version[32];     /* its `version` */
+} sl_phase_slot_t;
+
 typedef struct sl_generation_s {
   uint64_t id;            /* 1, 2, ... in build order */
   int refs;               /* the gateway's (while current) + one per stream */
   lua_State *L;           /* the policy state */
   sl_lua_mem_t mem;       /* its allocator's accounting */
   sl_lua_host_t host;     /* its memory cap, instruction budgets, counters and dictionary */
-  int place_ref;          /* registry ref of the place() wrapper, or LUA_NOREF */
-  char policy_path[512];  /* the placement policy file */
-  char policy_name[64];   /* its `name` */
-  char policy_version[32];/* its `version` */
-  int narrate_ref;        /* registry ref of the narration batch runner, or LUA_NOREF */
-  char narration_path[512];/* the narration policy file ("" = none) */
-  int place_stops;        /* consecutive place() calls stopped by the budget */
-  int narrate_stops;      /* the same for narration batches */
-  int place_suspended;    /* place() is suspended (SL_BUDGET_SUSPEND_AFTER reached) */
-  int narrate_suspended;  /* narration is suspended */
+  const sl_phase_desc_t *phases; /* its phase table (sl_phase_table unless built by sl__generation_build) */
+  int nphases;            /* entries in it */
+  int loader_ref;         /* registry ref of sluice.phases' load() */
+  /* The phases' slots, indexed like the table.  The first two are also
+   * reachable by the names the stream and gateway layers read (the union
+   * aliases them: same member types in the same order, checked in
+   * generation.c); new code uses phase[] and sl_generation_phase_ready. */
+  union {
+    sl_phase_slot_t phase[SL_PHASE_MAX];
+    struct {
+      struct {
+        int place_ref;           /* phase[SL_PHASE_PLACEMENT].ref */
+        int place_stops;         /* .stops */
+        int place_suspended;     /* .suspended */
+        char policy_path[512];   /* .file: the placement policy file */
+        char policy_name[64];    /* .name */
+        char policy_version[32]; /* .version */
+      };
+      struct {
+        int narrate_ref;            /* phase[SL_PHASE_NARRATION].ref */
+        int narrate_stops;          /* .stops */
+        int narrate_suspended;      /* .suspended */
+        char narration_path[512];   /* .file: the narration policy file ("" = none) */
+        char narration_name[64];    /* .name */
+        char narration_version[32]; /* .version */
+      };
+    };
+  };
   sl_ttldict_t *dict_slot;/* the dictionary sluice.dict uses now: host.dict, or a trial's scratch one
                              (the Lua side holds this slot's address and reads it on every call) */
 } sl_generation_t;
@@ -100,22 +160,64 @@ void sl_lua_set_host(lua_State *L, sl_ttldict_t **dict_slot);
  * policy's schema; NULL for the defaults), its state capped and budgeted by
  * lim (NULL = no memory cap, default budgets; loading runs under
  * lim->load_budget); lim->counters and lim->dict are kept for the
- * generation's life.  Returns 0 with *out (refs 1), or SL_EINVAL with
- * "file:line: message" (or what is missing, or the budget that stopped the
- * load) in err; nothing is left allocated then. */
+ * generation's life.  The same as sl_generation_new and then
+ * sl_generation_load(g, "placement", policy_path, config_json).  Returns 0
+ * with *out (refs 1), or SL_EINVAL with "file:line: message" (or what is
+ * missing, or the budget that stopped the load) in err; nothing is left
+ * allocated then. */
 int sl_generation_build(const char *policy_path, const char *config_json, uint64_t id, const sl_lua_host_t *lim,
                         sl_generation_t **out, char *err, size_t errlen);
 
+/* A generation with the built-in phases and none of them loaded yet: a
+ * fenced state (JIT off), the host's dictionary, the loader.  Returns 0 with
+ * *out (refs 1), or SL_ENOMEM / SL_EINVAL with the reason in err. */
+int sl_generation_new(uint64_t id, const sl_lua_host_t *lim, sl_generation_t **out, char *err, size_t errlen);
+
+/* The same over another phase table (at most SL_PHASE_MAX entries; the
+ * built-in ones first, in their order, when sl_generation_place and
+ * sl_generation_narrate are to be used).  The table must outlive the
+ * generation.  For tests and hosts that add phases. */
+int sl__generation_new(const sl_phase_desc_t *table, int n, uint64_t id, const sl_lua_host_t *lim,
+                       sl_generation_t **out, char *err, size_t errlen);
+
+/* The one loader: runs the policy file at path (under the load budget) and
+ * binds every phase of g's table whose source is `source`, through each
+ * phase's wrapper (lua/sluice/phases.lua); config_json (NULL = none) is
+ * handed to the wrappers.  An optional phase the module does not define is
+ * skipped and stays off.  A phase bound before is replaced, with its stop
+ * count and suspension cleared.  Returns 0, or SL_EINVAL with "file:line:
+ * message" (or what is wrong, or the budget that stopped the load) in err;
+ * g is unchanged then. */
+int sl_generation_load(sl_generation_t *g, const char *source, const char *path, const char *config_json,
+                       char *err, size_t errlen);
+
 /* Loads the narration policy at path into g (same state): the module must
- * return {name, version, schema, narrate}.  Returns 0, or SL_EINVAL with
- * "file:line: message" in err (g is unchanged then). */
+ * return {name, version, schema, narrate}.  sl_generation_load(g,
+ * "narration", path, NULL, ...). */
 int sl_generation_load_narration(sl_generation_t *g, const char *path, char *err, size_t errlen);
 
+/* The one call path: calls phase `phase` of g with arg (a light userdata to
+ * the Lua side) under the generation's budget, for request request_id
+ * (NULL = none; named to the watchdog with the phase and the file).  On 0,
+ * *answer (when not NULL) is the integer the phase answered (0 when none)
+ * and text holds its text ("" when none).  Otherwise text holds the error:
+ * SL_EINVAL when the phase raised (Lua's "file:line: message") or is not
+ * loaded ("no <phase> policy"); SL_ETIMEDOUT when the budget stopped it
+ * (the budget and where; on the stop that suspends the phase, "; N stops in
+ * a row: the policy is suspended for generation G (<fallback> until a
+ * reload)" follows); SL_ECANCELED at once while the phase is suspended.
+ * Never calls back into C beyond the FFI. */
+int sl_generation_call(sl_generation_t *g, int phase, void *arg, const char *request_id, int64_t *answer,
+                       char *text, size_t textlen);
+
+/* 1 if g has phase `phase` loaded and not suspended, else 0. */
+int sl_generation_phase_ready(const sl_generation_t *g, int phase);
+
 /* Runs the narration policy over the batch nar is narrating (see
- * narrate.h) under the generation's budget.  Returns 0, or SL_EINVAL with the Lua
- * error (or the budget that stopped it, with file and line; and, the call
- * that suspends narration, a note saying so) in err; SL_ECANCELED at once
- * while narration is suspended. */
+ * narrate.h) under the generation's budget (sl_generation_call).  Returns
+ * 0, or SL_EINVAL with the Lua error (or the budget that stopped it, with
+ * file and line; and, the call that suspends narration, a note saying so)
+ * in err; SL_ECANCELED at once while narration is suspended. */
 int sl_generation_narrate(sl_generation_t *g, sl_narrator_t *nar, char *err, size_t errlen);
 
 /* Reference counting: the last release closes the state and frees it. */
@@ -123,7 +225,8 @@ sl_generation_t *sl_generation_acquire(sl_generation_t *g);
 void sl_generation_release(sl_generation_t *g);
 
 /* Calls the policy's place() over ctx (handed to the Lua side as a pointer
- * it casts to the FFI type) under the generation's budget, for
+ * it casts to the FFI type) under the generation's budget
+ * (sl_generation_call), for
  * request request_id (NULL = none; named to the watchdog).  Returns 0 with
  * *index (0-based, in [0, ctx->n)) and the policy's reason in reason; or
  * SL_EINVAL when the policy raised or returned something unusable, or

@@ -19,7 +19,8 @@
  * blocking FFI call) is not counted in instructions: the loop watchdog
  * (watchdog.h) covers that, and it reads what is running from here.
  *
- * Used by: generation.c (policy loading, place(), narration), attach.c.
+ * Used by: generation.c (the phase loader and sl_generation_call, the one
+ * call path of every Lua phase), attach.c.
  */
 #ifndef SL_LUA_BUDGET_H
 #define SL_LUA_BUDGET_H

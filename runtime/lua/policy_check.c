@@ -76,7 +76,8 @@ int sl_policy_check_placement(sl_generation_t *g, FILE *say, char *err, size_t e
     char reason[512];
     rc = sl_generation_place(g, ctx, NULL, &index, reason, sizeof(reason));
     if (rc < 0)
-      snprintf(err, errlen, "%s: placement sample %d (%s): %s", g->policy_path, k + 1, what, reason);
+      snprintf(err, errlen, "%s: placement sample %d (%s): %s", g->phase[SL_PHASE_PLACEMENT].file, k + 1, what,
+               reason);
     else if (say)
       fprintf(say, "  placement sample %d (%s): candidate %d (%s): %s\n", k + 1, what, index + 1,
               ctx->cands[index].name, reason);
@@ -98,7 +99,7 @@ static int sl__narrate_run(void *ud, char *err, size_t errlen) {
 }
 
 int sl_policy_check_narration(sl_generation_t *g, const char *const *secrets, FILE *say, char *err, size_t errlen) {
-  if (g->narrate_ref < 0) return 0;
+  if (!sl_generation_phase_ready(g, SL_PHASE_NARRATION)) return 0;
   sl_ffi_narration_event_t ev[SL_NAR__COUNT - 1];
   memset(ev, 0, sizeof(ev));
   for (int k = 1; k < SL_NAR__COUNT; k++) {
@@ -124,7 +125,8 @@ int sl_policy_check_narration(sl_generation_t *g, const char *const *secrets, FI
   sl_narrator_free(t.nar);
   if (rc < 0) {
     char msg[1024];
-    snprintf(msg, sizeof(msg), "%s: narration of one sample event of each kind: %s", g->narration_path, err);
+    snprintf(msg, sizeof(msg), "%s: narration of one sample event of each kind: %s",
+             g->phase[SL_PHASE_NARRATION].file, err);
     snprintf(err, errlen, "%s", msg);
   }
   return rc;

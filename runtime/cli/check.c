@@ -133,7 +133,7 @@ int sl_policy_check_main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
   } else {
     if (file == NULL || nar == NULL)
-      printf("ok: %s: placement policy %s %s\n", g->policy_path, g->policy_name, g->policy_version);
+      printf("ok: %s: placement policy %s %s\n", g->phase[SL_PHASE_PLACEMENT].file, g->phase[SL_PHASE_PLACEMENT].name, g->phase[SL_PHASE_PLACEMENT].version);
     if (nar) printf("ok: %s: narration policy\n", nar);
     printf("every phase returned on the samples within %llu VM instructions per call (lua.instruction_budget)\n",
            (unsigned long long)g->host.budget);

@@ -54,13 +54,13 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
     int streams = old->refs - 1;
     snprintf(msg, msglen,
              "generation %llu is current (policy %s %s from %s); generation %llu ends with its %d stream(s)",
-             (unsigned long long)g->id, g->policy_name, g->policy_version, g->policy_path,
+             (unsigned long long)g->id, g->phase[SL_PHASE_PLACEMENT].name, g->phase[SL_PHASE_PLACEMENT].version, g->phase[SL_PHASE_PLACEMENT].file,
              (unsigned long long)old->id, streams);
     sl_narrate_push(gw->nar, SL_NAR_RELOAD_OK, NULL, NULL, NULL, msg, 0, g->id, 0, 0);
     sl_generation_release(old);
   } else {
-    snprintf(msg, msglen, "generation %llu (policy %s %s from %s)", (unsigned long long)g->id, g->policy_name,
-             g->policy_version, g->policy_path);
+    snprintf(msg, msglen, "generation %llu (policy %s %s from %s)", (unsigned long long)g->id, g->phase[SL_PHASE_PLACEMENT].name,
+             g->phase[SL_PHASE_PLACEMENT].version, g->phase[SL_PHASE_PLACEMENT].file);
   }
   return 0;
 }
@@ -83,7 +83,7 @@ static void sl__narrate_now(sl_gateway_t *gw) {
   if (sl_narrate_pending(gw->nar) == 0) return;
   /* A suspended narration policy (generation.h) gets no call: its batches
    * go straight to the plain rendering, without an error line each. */
-  int has_policy = gw->gen != NULL && gw->gen->narrate_ref >= 0 && !gw->gen->narrate_suspended;
+  int has_policy = sl_generation_phase_ready(gw->gen, SL_PHASE_NARRATION);
   sl_narrate_flush(gw->nar, has_policy ? sl__narrate_run : NULL, gw);
 }
 

@@ -168,25 +168,6 @@ const sl_phase_desc_t sl_phase_table[SL_PHASE__COUNT] = {
                             "plain narration"},
 };
 
-/* The stream and gateway layers read the first two slots by their old
- * names (generation.h): the aliases must land exactly on the slots. */
-#define SL__SAME(a, b) _Static_assert(offsetof(sl_generation_t, a) == offsetof(sl_generation_t, b), #a " is " #b)
-SL__SAME(place_ref, phase[SL_PHASE_PLACEMENT].ref);
-SL__SAME(place_stops, phase[SL_PHASE_PLACEMENT].stops);
-SL__SAME(place_suspended, phase[SL_PHASE_PLACEMENT].suspended);
-SL__SAME(policy_path, phase[SL_PHASE_PLACEMENT].file);
-SL__SAME(policy_name, phase[SL_PHASE_PLACEMENT].name);
-SL__SAME(policy_version, phase[SL_PHASE_PLACEMENT].version);
-SL__SAME(narrate_ref, phase[SL_PHASE_NARRATION].ref);
-SL__SAME(narrate_stops, phase[SL_PHASE_NARRATION].stops);
-SL__SAME(narrate_suspended, phase[SL_PHASE_NARRATION].suspended);
-SL__SAME(narration_path, phase[SL_PHASE_NARRATION].file);
-SL__SAME(narration_name, phase[SL_PHASE_NARRATION].name);
-SL__SAME(narration_version, phase[SL_PHASE_NARRATION].version);
-_Static_assert(sizeof(((sl_generation_t *)0)->policy_path) == sizeof(((sl_phase_slot_t *)0)->file), "path sizes");
-_Static_assert(sizeof(((sl_generation_t *)0)->narration_version) == sizeof(((sl_phase_slot_t *)0)->version),
-               "version sizes");
-
 int sl__generation_new(const sl_phase_desc_t *table, int n, uint64_t id, const sl_lua_host_t *lim,
                        sl_generation_t **out, char *err, size_t errlen) {
   if (n < 0 || n > SL_PHASE_MAX) {

@@ -102,31 +102,7 @@ typedef struct sl_generation_s {
   const sl_phase_desc_t *phases; /* its phase table (sl_phase_table unless built by sl__generation_build) */
   int nphases;            /* entries in it */
   int loader_ref;         /* registry ref of sluice.phases' load() */
-  /* The phases' slots, indexed like the table.  The first two are also
-   * reachable by the names the stream and gateway layers read (the union
-   * aliases them: same member types in the same order, checked in
-   * generation.c); new code uses phase[] and sl_generation_phase_ready. */
-  union {
-    sl_phase_slot_t phase[SL_PHASE_MAX];
-    struct {
-      struct {
-        int place_ref;           /* phase[SL_PHASE_PLACEMENT].ref */
-        int place_stops;         /* .stops */
-        int place_suspended;     /* .suspended */
-        char policy_path[512];   /* .file: the placement policy file */
-        char policy_name[64];    /* .name */
-        char policy_version[32]; /* .version */
-      };
-      struct {
-        int narrate_ref;            /* phase[SL_PHASE_NARRATION].ref */
-        int narrate_stops;          /* .stops */
-        int narrate_suspended;      /* .suspended */
-        char narration_path[512];   /* .file: the narration policy file ("" = none) */
-        char narration_name[64];    /* .name */
-        char narration_version[32]; /* .version */
-      };
-    };
-  };
+  sl_phase_slot_t phase[SL_PHASE_MAX]; /* the phases' slots, indexed like the table */
   sl_ttldict_t *dict_slot;/* the dictionary sluice.dict uses now: host.dict, or a trial's scratch one
                              (the Lua side holds this slot's address and reads it on every call) */
 } sl_generation_t;

@@ -137,8 +137,8 @@ static void sl__command(sl_admin_client_t *c, char *line) {
     snprintf(out, sizeof(out),
              "{\"generation\":%llu,\"policy\":\"%s\",\"policy_version\":\"%s\",\"generations_live\":%d,"
              "\"generations_freed\":%llu,\"streams_in_flight\":%d,\"lua_bytes\":%zu}",
-             gw->gen ? (unsigned long long)gw->gen->id : 0ull, gw->gen ? gw->gen->policy_name : "",
-             gw->gen ? gw->gen->policy_version : "", (int)sl_counter_get(&gw->counters, SL_C_GENERATIONS_LIVE),
+             gw->gen ? (unsigned long long)gw->gen->id : 0ull, gw->gen ? gw->gen->phase[SL_PHASE_PLACEMENT].name : "",
+             gw->gen ? gw->gen->phase[SL_PHASE_PLACEMENT].version : "", (int)sl_counter_get(&gw->counters, SL_C_GENERATIONS_LIVE),
              (unsigned long long)sl_counter_get(&gw->counters, SL_C_GENERATIONS_FREED), gw->streams.n,
              gw->gen ? gw->gen->mem.bytes : 0);
   } else if (strcmp(line, "lua") == 0) {

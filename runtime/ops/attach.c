@@ -225,9 +225,9 @@ static int sl__l_generations(lua_State *L) {
     const sl_generation_t *g = gens[k];
     lua_createtable(L, 0, 9);
     sl__setnum(L, "id", (double)g->id);
-    sl__setstr(L, "policy", g->policy_name);
-    sl__setstr(L, "version", g->policy_version);
-    sl__setstr(L, "path", g->policy_path);
+    sl__setstr(L, "policy", g->phase[SL_PHASE_PLACEMENT].name);
+    sl__setstr(L, "version", g->phase[SL_PHASE_PLACEMENT].version);
+    sl__setstr(L, "path", g->phase[SL_PHASE_PLACEMENT].file);
     sl__setbool(L, "current", g == gw->gen);
     sl__setnum(L, "streams", counts[k]);
     sl__setnum(L, "lua_bytes", (double)g->mem.bytes);

@@ -87,7 +87,7 @@ int sl_placement_least_loaded(const sl_candidate_t *cands, int n, const int *avo
 int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_registry_t *reg,
                         const sl_candidate_t *cands, int n, const sl_place_req_t *pr, FILE *log, char *reason,
                         size_t reasonlen) {
-  if (gen == NULL || gen->place_ref < 0)
+  if (gen == NULL || gen->phase[SL_PHASE_PLACEMENT].ref < 0)
     return sl_placement_least_loaded(cands, n, pr->tried, pr->ntried, reason, reasonlen);
   ctx->model = pr->model;
   ctx->n = n < SL_FFI_MAX_CANDIDATES ? n : SL_FFI_MAX_CANDIDATES;

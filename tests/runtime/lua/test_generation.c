@@ -67,7 +67,7 @@ static void test_budget_and_suspension(void) {
   for (int i = 0; i < 3 * SL_BUDGET_SUSPEND_AFTER; i++) {
     ASSERT_EQ(place(g, i % 2 ? 10 : 500, err, sizeof(err)), i % 2 ? 0 : SL_ETIMEDOUT);
   }
-  ASSERT_EQ(g->place_suspended, 0);
+  ASSERT_EQ(g->phase[SL_PHASE_PLACEMENT].suspended, 0);
   /* Eight in a row do; the eighth says so, the next ones fail at once. */
   for (int i = 1; i <= SL_BUDGET_SUSPEND_AFTER; i++) {
     ASSERT_EQ(place(g, 500, err, sizeof(err)), SL_ETIMEDOUT);

@@ -162,12 +162,13 @@ static void test_both_phases_one_path(void) {
   ASSERT_EQ(place(g, 10, &k, err, sizeof(err)), SL_ECANCELED);
   snprintf(want, sizeof(want), "placement policy %s suspended in generation 1 after 8 budget stops in a row", ppath);
   ASSERT_STR_EQ(err, want);
-  /* The names the stream and gateway layers read are the same slots. */
-  ASSERT_EQ(g->place_suspended, 1);
-  ASSERT_EQ(g->narrate_suspended, 1);
-  ASSERT_EQ(g->place_ref, g->phase[SL_PHASE_PLACEMENT].ref);
-  ASSERT_STR_EQ(g->narration_path, npath);
-  ASSERT_STR_EQ(g->policy_name, "p");
+  /* Both slots say so, and neither phase is ready. */
+  ASSERT_EQ(g->phase[SL_PHASE_PLACEMENT].suspended, 1);
+  ASSERT_EQ(g->phase[SL_PHASE_NARRATION].suspended, 1);
+  ASSERT_EQ(sl_generation_phase_ready(g, SL_PHASE_PLACEMENT), 0);
+  ASSERT_EQ(sl_generation_phase_ready(g, SL_PHASE_NARRATION), 0);
+  ASSERT_STR_EQ(g->phase[SL_PHASE_NARRATION].file, npath);
+  ASSERT_STR_EQ(g->phase[SL_PHASE_PLACEMENT].name, "p");
   sl_narrator_free(nar);
   sl_generation_release(g);
 }

@@ -208,9 +208,10 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
   if (sl__get_str(x, o, "name", p, &pool->name) <= 0)
     return x->err[0] ? SL_EINVAL : sl__fail(x, "%sname: required", p);
   SL__TRY(sl__get_str(x, o, "adapter", p, &pool->adapter));
+  /* Which names exist is the adapter table's to say (upstream/adapter.c,
+   * a layer above this one): the registry refuses an unknown one, naming
+   * this key, when the gateway opens, and so does `sluice check`. */
   if (pool->adapter == NULL) pool->adapter = sl_strndup("openai", 6);
-  if (strcmp(pool->adapter, "openai") != 0)
-    return sl__fail(x, "%sadapter: \"%s\" is not supported (supported: \"openai\")", p, pool->adapter);
   SL__TRY(sl__get_str(x, o, "api_key", p, &pool->api_key));
   pool->slots = 8;
   SL__TRY(sl__get_int(x, o, "slots", p, 1, 100000, &pool->slots));
@@ -259,7 +260,7 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->upstream_keepalive_ms = 30000;
   cfg->health_interval_ms = 2000;
   cfg->health_timeout_ms = 1000;
-  snprintf(cfg->health_path, sizeof(cfg->health_path), "/health");
+  cfg->health_path[0] = '\0'; /* each pool's adapter's own (/health for openai) */
   cfg->cooldown_base_ms = 1000;
   cfg->cooldown_max_ms = 30000;
   cfg->cooldown_after_failures = 3;

@@ -89,7 +89,8 @@ typedef struct {
 
 typedef struct {
   char *name;                /* pool name */
-  char *adapter;             /* "openai" (the only one so far) */
+  char *adapter;             /* engine adapter's name (default "openai"); checked against the adapter
+                                table by the registry (upstream/adapter.h), not here */
   char *models[SL_MAX_MODELS];
   int nmodels;
   int slots;                 /* default slots per endpoint */
@@ -118,7 +119,7 @@ typedef struct {
   uint64_t upstream_keepalive_ms; /* an idle upstream connection is closed after this */
   uint64_t health_interval_ms;
   uint64_t health_timeout_ms;
-  char health_path[128];
+  char health_path[128];          /* health.path: probed on every endpoint; "" (default) = each pool's adapter's path */
   uint64_t cooldown_base_ms;
   uint64_t cooldown_max_ms;
   int cooldown_after_failures;    /* consecutive failures before an endpoint cools down */

@@ -13,7 +13,7 @@
 #include "runtime/lua/lua_budget.h"
 #include "runtime/lua/policy_check.h"
 #include "runtime/lua/ttldict.h"
-
+#include "runtime/upstream/adapter.h"
 
 /* Loads path in a scratch state (fenced, under the load budget) and tells
  * whether it is a narration module (it has narrate and no place). */
@@ -74,6 +74,9 @@ int sl_policy_check_main(int argc, char **argv) {
   int rc = config_path ? sl_config_load(&cfg, config_path, err, sizeof(err))
                        : sl_config_parse(&cfg, sl_config_default_json(), strlen(sl_config_default_json()), err,
                                          sizeof(err));
+  /* The adapter names are the adapter table's to judge (the gateway's
+   * registry refuses an unknown one the same way when it opens). */
+  if (rc == 0 && (rc = sl_adapter_check_config(&cfg, err, sizeof(err))) < 0) sl_config_free(&cfg);
   if (rc < 0) {
     fprintf(stderr, "%s\n", err);
     return 1;

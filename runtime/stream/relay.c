@@ -228,7 +228,7 @@ static void sl__handle_closed(uv_handle_t *h) {
   sl_assembly_free(&st->asm_);
   sl_pin_account_release(st->acct);
   sl_generation_release(st->gen);
-  sl_free(st->r.upstream_body);
+  sl_free(st->r.body);
   sl_free(st->fwd_headers);
   if (st->prev) st->prev->next = st->next; else ss->head = st->next;
   if (st->next) st->next->prev = st->prev;
@@ -781,12 +781,27 @@ static void sl__try_now(sl_stream_t *st) {
   st->ep = ep;
   sl_narrate_push(st->ss->nar, SL_NAR_PLACEMENT, st->id, ep->name, st->r.model, st->place_reason, st->attempts,
                   st->gen ? st->gen->id : 0, 0, 0);
+  /* The engine request of this attempt, in the dialect of the pool it was
+   * placed on: a retry on another pool may use another adapter. */
+  const sl_adapter_t *ad = ep->pool->adapter;
+  sl_adapter_req_t in = {st->r.chat, st->r.body, st->r.body_len, st->fwd_headers};
+  sl_engine_req_t er;
+  char why[256];
+  int rc = ad->build(ad, &in, &er, why, sizeof(why));
+  if (rc < 0) {
+    /* The request cannot be put to this engine: not the endpoint's fault,
+     * so it is not marked failed; another pool may take it. */
+    sl__set_error(st, "could not build the request for %s (adapter \"%s\"): %s", ep->name, ad->name, why);
+    st->error_status = 502;
+    sl__retry(st);
+    return;
+  }
   ep->inflight++;
   ep->requests++;
   st->ep_counted = 1;
-  const char *path = st->r.chat ? "/v1/chat/completions" : "/v1/completions";
-  int rc = sl_upstream_request(ss->up, ep, "POST", path, st->fwd_headers, st->r.upstream_body,
-                               st->r.upstream_body_len, &sl__handler, st, st->acct, &st->up);
+  rc = sl_upstream_request(ss->up, ep, er.method, er.path, er.headers, er.body, er.body_len, &sl__handler, st,
+                           st->acct, &st->up);
+  sl_engine_req_free(&er); /* sl_upstream_request copied what it sends */
   if (rc < 0) {
     st->up = NULL;
     sl__release_endpoint(st);
@@ -801,16 +816,17 @@ static void sl__try_now(sl_stream_t *st) {
   uv_timer_start(&st->timer, sl__on_deadline, cfg->first_token_timeout_ms, 0);
 }
 
-/* Forwards x-sim-* headers (fault injection for the simulated engine) and
- * the request id; never the client's Authorization. */
+/* The header lines every attempt forwards, whatever the engine: the
+ * request id and x-sim-* headers (fault injection for the simulated
+ * engine); never the client's Authorization.  The adapter puts its own
+ * (Content-Type, Accept) before them. */
 static char *sl__forward_headers(const sl_http_req_t *req, const char *id) {
   size_t cap = 256;
   for (int i = 0; i < req->nheaders; i++)
     if (strncasecmp(req->headers[i].name, "x-sim-", 6) == 0)
       cap += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 4;
   char *out = sl_malloc(cap);
-  size_t n = (size_t)snprintf(out, cap,
-                              "Content-Type: application/json\r\nAccept: text/event-stream\r\nX-Request-Id: %s\r\n", id);
+  size_t n = (size_t)snprintf(out, cap, "X-Request-Id: %s\r\n", id);
   for (int i = 0; i < req->nheaders; i++)
     if (strncasecmp(req->headers[i].name, "x-sim-", 6) == 0)
       n += (size_t)snprintf(out + n, cap - n, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
@@ -822,7 +838,7 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   st->ss = ss;
   st->req = req;
   st->r = *r;
-  r->upstream_body = NULL;
+  r->body = NULL;
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gen);

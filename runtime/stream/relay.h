@@ -60,8 +60,10 @@ typedef struct {
   int chat;                  /* /v1/chat/completions (1) or /v1/completions (0) */
   int stream;                /* client asked for SSE */
   int include_usage;         /* stream_options.include_usage */
-  char *upstream_body;       /* JSON sent upstream (stream forced on, usage asked); owned */
-  size_t upstream_body_len;
+  char *body;                /* the client's JSON, compact, without "stream" and "stream_options"
+                                (gateway/request.h); each attempt's adapter builds the engine's body
+                                from it (upstream/adapter.h); owned (sl_malloc) */
+  size_t body_len;           /* bytes in body */
   size_t prompt_chars;       /* characters of prompt / message contents */
   int64_t max_tokens;        /* max_completion_tokens or max_tokens (0 = not given) */
   char session[128];         /* x-session-id header, for affinity policies ("" = none) */
@@ -69,7 +71,9 @@ typedef struct {
 
 /* Starts a stream for a validated request under generation gen (the stream
  * takes a reference; NULL = the least-loaded rule); takes ownership of r's
- * body.  Answers the client itself in every case. */
+ * body (r->body is NULL after).  Each attempt builds its engine request
+ * with the adapter of the pool it was placed on.  Answers the client
+ * itself in every case. */
 void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_generation_t *gen);
 
 /* Cancels every stream in flight (shutdown past the drain deadline). */

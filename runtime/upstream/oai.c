@@ -425,6 +425,34 @@ static int sl__scan_delta(sl__jc_t *c, sl__scan_t *s) {
   return r;
 }
 
+/* c->p at '[' of choices[0].token_ids (vLLM with return_token_ids).  Ids
+ * are non-negative integers below 2^31 written without a fraction or an
+ * exponent; an array holding anything else is still validated but gives
+ * no ids, since a partial or rounded list would misnumber the tokens. */
+static int sl__scan_token_ids(sl__jc_t *c, sl_event_t *ev) {
+  int r, first = 1, ok = 1;
+  ev->n_token_ids = ev->token_ids_dropped = 0;
+  if (sl__open(c) < 0) return SL_EPARSE;
+  while ((r = sl__arr_next(c, &first)) > 0) {
+    if (!sl__isdigit(*c->p)) {
+      ok = 0;
+      if ((r = sl__skip(c)) < 0) return r;
+      continue;
+    }
+    sl_span_t s;
+    if (sl__num(c, &s) < 0) return SL_EPARSE;
+    int integral = memchr(s.p, '.', s.n) == NULL && memchr(s.p, 'e', s.n) == NULL && memchr(s.p, 'E', s.n) == NULL;
+    int64_t v = integral ? sl__num_i64(s) : -1;
+    if (v < 0 || v > INT32_MAX) ok = 0;
+    else if (ev->n_token_ids < SL_EV_MAX_TOKEN_IDS) ev->token_ids[ev->n_token_ids++] = (int32_t)v;
+    else ev->token_ids_dropped++;
+  }
+  if (r < 0) return r;
+  ev->has_token_ids = ok;
+  if (!ok) ev->n_token_ids = ev->token_ids_dropped = 0;
+  return 0;
+}
+
 /* c->p at '{' of choices[0]. */
 static int sl__scan_choice(sl__jc_t *c, sl__scan_t *s) {
   sl_event_t *ev = s->ev;
@@ -455,6 +483,9 @@ static int sl__scan_choice(sl__jc_t *c, sl__scan_t *s) {
     } else if (SL__IS(k, "logprobs")) {
       ev->has_logprobs = *c->p != 'n';
       r = sl__skip(c);
+    } else if (SL__IS(k, "token_ids")) {
+      ev->has_token_ids = ev->n_token_ids = ev->token_ids_dropped = 0;
+      r = *c->p == '[' ? sl__scan_token_ids(c, ev) : sl__skip(c);
     } else {
       r = sl__skip(c);
     }
@@ -571,8 +602,10 @@ static int sl__is_done(const char *json, size_t len) {
 
 /* The scanner behind sl_oai_scan and sl_oai_scan_error. */
 static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_error) {
+  /* Everything but the two arrays, whose entries past their counts are
+   * left alone (event.h). */
   memset(ev, 0, offsetof(sl_event_t, tool_calls));
-  memset(&ev->has_logprobs, 0, sizeof(*ev) - offsetof(sl_event_t, has_logprobs));
+  memset(&ev->has_logprobs, 0, offsetof(sl_event_t, token_ids) - offsetof(sl_event_t, has_logprobs));
   ev->raw.p = json;
   ev->raw.n = len;
   ev->n_choices = -1;
@@ -609,6 +642,7 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
       ev->choice_index = 0;
       ev->has_role = ev->has_reasoning = ev->has_logprobs = 0;
       ev->n_tool_calls = ev->tool_calls_dropped = 0;
+      ev->has_token_ids = ev->n_token_ids = ev->token_ids_dropped = 0;
       ev->finish = SL_FINISH_NONE;
       ev->finish_raw.p = NULL;
       ev->finish_raw.n = 0;

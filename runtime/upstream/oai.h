@@ -2,9 +2,9 @@
  *
  * sl_oai_scan reads one SSE data payload of an OpenAI-shaped stream (OpenAI,
  * vLLM, llama.cpp's and TGI's OpenAI routes, Ollama /v1) and fills one
- * normalized event with spans into the payload: ids, the first choice's
- * delta text, role, reasoning and tool-call fragments, the finish reason,
- * usage, or an error.  It validates the whole payload as JSON while it
+ * normalized event (event.h) with spans into the payload: ids, the first
+ * choice's delta text, role, reasoning and tool-call fragments, token ids
+ * (vLLM's choices[0].token_ids), the finish reason, usage, or an error.  It validates the whole payload as JSON while it
  * scans, but builds no tree and allocates nothing: fields it does not need
  * (logprobs arrays, unknown nested objects) are only validated and skipped.
  * The encoder writes OpenAI chunks, usage chunks and error bodies into
@@ -28,87 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Why a choice finished.  OTHER is any reason not listed (vLLM's abort or
- * repetition); TGI's eos_token and stop_sequence are mapped to STOP, as
- * OpenAI clients expect.  finish_raw always keeps the upstream's string. */
-typedef enum {
-  SL_FINISH_NONE = 0,
-  SL_FINISH_STOP,
-  SL_FINISH_LENGTH,
-  SL_FINISH_TOOL_CALLS,
-  SL_FINISH_CONTENT_FILTER,
-  SL_FINISH_FUNCTION_CALL,
-  SL_FINISH_OTHER
-} sl_finish_t;
-
-typedef enum { SL_EV_CHUNK = 1, SL_EV_DONE, SL_EV_ERROR } sl_event_kind_t;
-
-/* Tool-call fragments kept per event; more are validated and counted in
- * tool_calls_dropped. */
-#define SL_EV_MAX_TOOL_CALLS 8
-
-/* A span of bytes.  For JSON strings: the raw (still escaped) bytes between
- * the quotes; decode them with sl_json_unescape.  {NULL, 0} when absent. */
-typedef struct {
-  const char *p; /* first byte */
-  size_t n;      /* length */
-} sl_span_t;
-
-/* One element of choices[0].delta.tool_calls. */
-typedef struct {
-  int index;         /* "index"; its position in the array when absent */
-  sl_span_t id;      /* "id" (string) */
-  sl_span_t type;    /* "type" (string, "function") */
-  sl_span_t name;    /* "function.name" (string) */
-  sl_span_t arguments; /* "function.arguments": a fragment, to be joined per index */
-  int has_id;        /* id was a string (not absent or null) */
-  int has_name;      /* name was a string */
-  int has_arguments; /* arguments was a string */
-} sl_tool_delta_t;
-
-/* One normalized upstream event.  Spans point into the scanned payload. */
-typedef struct {
-  sl_event_kind_t kind;   /* CHUNK, DONE or ERROR */
-  sl_span_t raw;          /* the whole JSON payload (or "[DONE]") as received */
-  int raw_in_input;       /* 1 if raw lies in the caller's input buffer (set by the upstream decoder) */
-  sl_span_t id;           /* top-level "id" (string; TGI sends "") */
-  sl_span_t object;       /* top-level "object" (string) */
-  sl_span_t model;        /* top-level "model" (string) */
-  int64_t created;        /* top-level "created" */
-  int has_created;        /* created was a number */
-  int n_choices;          /* elements in "choices" (0 for a usage-only chunk; -1 if absent or not an array) */
-  int choice_index;       /* "index" of the first choice (0 when absent) */
-  int has_role;           /* choices[0].delta.role is a string */
-  sl_span_t role;         /* that role */
-  int has_text;           /* chat: choices[0].delta.content is a string; completions: choices[0].text is */
-  sl_span_t text;         /* that text (delta.content wins if both are given) */
-  int has_reasoning;      /* delta.reasoning or (else) delta.reasoning_content is a string */
-  sl_span_t reasoning;    /* that reasoning text */
-  int n_tool_calls;       /* entries used in tool_calls */
-  int tool_calls_dropped; /* tool-call objects past SL_EV_MAX_TOOL_CALLS, skipped */
-  sl_tool_delta_t tool_calls[SL_EV_MAX_TOOL_CALLS]; /* choices[0].delta.tool_calls */
-  int has_logprobs;       /* choices[0].logprobs present and not null */
-  sl_finish_t finish;     /* choices[0].finish_reason; NONE when null or absent */
-  sl_span_t finish_raw;   /* finish_reason string as received */
-  int has_usage;          /* top-level "usage" is an object whose counts were accepted */
-  int64_t prompt_tokens;     /* usage.prompt_tokens (0 when absent) */
-  int64_t completion_tokens; /* usage.completion_tokens */
-  int64_t total_tokens;      /* usage.total_tokens */
-  int usage_refused;      /* "usage" was an object with a count that is negative or past
-                             SL_OAI_USAGE_MAX: malformed, so has_usage is 0 and the counts 0 */
-  sl_span_t usage_member; /* the bytes that drop the top-level "usage" member when cut out of raw:
-                             the member with its separating comma and blanks ("usage":null included);
-                             {NULL, 0} when there is no such key or more than one */
-  /* ERROR: a truthy top-level "error" (JavaScript truthiness: any object or
-   * array, a non-empty string, true, a non-zero number) that is an object
-   * ({message,type,code}) or a string (TGI native / Ollama; then err_type is
-   * the top-level "error_type").  Also the flat error body of vLLM before
-   * v0.10.1, {"object":"error","message",...,"code"}. */
-  sl_span_t err_message;  /* error.message, or the error string itself */
-  sl_span_t err_type;     /* error.type, or top-level error_type */
-  sl_span_t err_code;     /* error.code: string contents, or the literal digits if numeric;
-                             TGI's error.http_status_code when code is absent */
-} sl_event_t;
+#include "runtime/upstream/event.h"
 
 /* The largest token count accepted in usage: 2^53, the largest integer
  * every JSON reader holds exactly (JavaScript numbers are doubles).  Real

@@ -13,6 +13,9 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
   memset(reg, 0, sizeof(*reg));
   reg->loop = loop;
   reg->cfg = cfg;
+  /* Before anything is allocated: an unknown adapter is a configuration
+   * error, named by its key. */
+  if (sl_adapter_check_config(cfg, err, errlen) < 0) return SL_EINVAL;
   int total = 0;
   for (int i = 0; i < cfg->npools; i++) total += cfg->pools[i].nendpoints;
   reg->eps = sl_calloc((size_t)total, sizeof(sl_endpoint_t));
@@ -23,6 +26,7 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
     const sl_pool_config_t *pc = &cfg->pools[i];
     sl_pool_t *pool = &reg->pools[i];
     pool->cfg = pc;
+    pool->adapter = sl_adapter_find(pc->adapter);
     pool->eps = &reg->eps[k];
     pool->neps = pc->nendpoints;
     for (int j = 0; j < pc->nendpoints; j++, k++) {

@@ -19,6 +19,7 @@
 #include "runtime/base/config.h"
 #include "runtime/base/counters.h"
 #include "runtime/base/narrate.h"
+#include "runtime/upstream/adapter.h"
 
 typedef struct sl_pool_s sl_pool_t;
 typedef struct sl_endpoint_s sl_endpoint_t;
@@ -56,6 +57,7 @@ struct sl_endpoint_s {
 
 struct sl_pool_s {
   const sl_pool_config_t *cfg;   /* name, models, api_key */
+  const sl_adapter_t *adapter;   /* how to talk to its engines (cfg->adapter, looked up; static) */
   sl_endpoint_t *eps;            /* endpoints of this pool (into the registry's array) */
   int neps;
 };
@@ -74,9 +76,11 @@ struct sl_registry_s {
 };
 
 /* A candidate handed to the choice step. */
-/* Builds the registry from cfg (which must outlive it): resolves every
- * endpoint address (in-process sims get theirs when started), all endpoints
- * not ready.  Returns 0 or SL_EINVAL with a message naming the endpoint. */
+/* Builds the registry from cfg (which must outlive it): finds each pool's
+ * adapter by name (adapter.h), resolves every endpoint address (in-process
+ * sims get theirs when started), all endpoints not ready.  Returns 0 or
+ * SL_EINVAL with a message naming the key: an adapter that does not exist
+ * (pools[i].adapter) or an endpoint that does not resolve. */
 int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen);
 
 /* Frees the registry's arrays (handles must be closed by upstream.c first). */

@@ -390,6 +390,8 @@ int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *m
     sl_counter_inc(ctx->reg->counters, SL_C_UPSTREAM_CONNECTS);
   }
   sl_updec_reset(&c->dec);
+  /* The response is framed and scanned by the endpoint's pool's adapter. */
+  sl_updec_set_adapter(&c->dec, ep->pool->adapter);
   c->got_bytes = 0;
   c->paused = 0;
   c->reqbuf = req;
@@ -470,7 +472,9 @@ static void sl__on_health_timer(uv_timer_t *t) {
   }
   static const sl_up_handler_t h = {.on_event = sl__health_event, .on_end = sl__health_end};
   sl_upconn_t *c;
-  if (sl_upstream_request(ctx, ep, "GET", cfg->health_path, NULL, NULL, 0, &h, ep, NULL, &c) < 0) {
+  /* health.path when the operator set one, else the adapter's own. */
+  const char *path = cfg->health_path[0] ? cfg->health_path : ep->pool->adapter->health_path;
+  if (sl_upstream_request(ctx, ep, "GET", path, NULL, NULL, 0, &h, ep, NULL, &c) < 0) {
     sl_endpoint_probe(ep, 0);
     sl__health_schedule(ep, cfg->health_interval_ms);
     return;

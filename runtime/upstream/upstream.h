@@ -4,18 +4,20 @@
  * sl_upstream_request sends one request on an idle kept-alive connection of
  * the endpoint, or on a new one (under the connect timeout).  Response bytes
  * are read into pool chunks charged to the caller's pin account and decoded
- * by the upstream decoder (HTTP framing, SSE, OpenAI schema); each
- * normalized event reaches the caller's C callback with the chunk its spans
- * point into, so the relay can pass the bytes on without copying.  Exactly
+ * by the upstream decoder (HTTP, then the framing and schema of the
+ * endpoint's pool's adapter); each normalized event reaches the caller's C
+ * callback with the chunk its spans point into, so the relay can pass the
+ * bytes on without copying.  Exactly
  * one on_end call ends every request that started: with the response
  * complete (the connection then goes back to the endpoint's idle list if the
  * engine allows keep-alive) or with the failure kind.  After
  * sl_upstream_abort no callback comes; the connection is closed, never
  * reused, so the engine sees the cancel at once.
  *
- * Health checks: every endpoint is probed with GET <health path> at the
- * configured interval; a 2xx makes it ready, anything else (or a timeout)
- * makes it not ready and puts it in cooldown.
+ * Health checks: every endpoint is probed with GET <health path> (health.path
+ * if configured, else its pool's adapter's) at the configured interval; a
+ * 2xx makes it ready, anything else (or a timeout) makes it not ready and
+ * puts it in cooldown.
  */
 #ifndef SL_UPSTREAM_H
 #define SL_UPSTREAM_H

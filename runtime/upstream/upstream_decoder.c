@@ -1,5 +1,5 @@
-/* upstream_decoder.c: llhttp response parsing + SSE + OpenAI scan (see
- * upstream_decoder.h).
+/* upstream_decoder.c: llhttp response parsing + framing + the adapter's
+ * schema scan (see upstream_decoder.h).
  *
  * llhttp drives everything: its on_body callback hands de-chunked body
  * spans (pointing into the caller's input) to the SSE decoder, and each
@@ -110,39 +110,34 @@ static int sl__on_headers_complete(llhttp_t *p) {
     sl__updec_fail(d, SL_EPARSE, "malformed upstream HTTP response: unexpected 101 upgrade");
     return -1;
   }
-  d->emit = status >= 200 && status < 300 && d->is_sse;
+  int ok = status >= 200 && status < 300;
+  if (ok && d->adapter->framing == SL_FRAMING_NDJSON && d->is_ndjson) {
+    /* Refused rather than kept as an opaque body: the stream would look
+     * like an engine that sent no events. */
+    sl__updec_fail(d, SL_EINVAL, "NDJSON framing (adapter \"%s\") is not implemented yet", d->adapter->name);
+    return -1;
+  }
+  d->emit = ok && d->is_sse && d->adapter->framing == SL_FRAMING_SSE;
   return 0;
 }
 
-/* One SSE event: scan it and hand it over.  Returns 0 or an SL_E* code. */
+/* One SSE event: scan it with the adapter's schema and hand it over.
+ * Returns 0 or an SL_E* code. */
 static int sl__updec_event(sl_updec_t *d, const sl_sse_event_t *se) {
   if (d->saw_done) {
     d->events_after_done++;
     return 0;
   }
   sl_event_t *ev = &d->ev;
-  int named_error = se->event_len == 5 && memcmp(se->event, "error", 5) == 0;
-  int r = named_error ? sl_oai_scan_error(se->data, se->data_len, ev)
-                      : sl_oai_scan(se->data, se->data_len, ev);
-  if (r < 0) {
-    if (!named_error) {
-      char snip[41];
-      size_t n = se->data_len < 40 ? se->data_len : 40;
-      for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)se->data[i];
-        snip[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
-      }
-      snip[n] = '\0';
-      return sl__updec_fail(d, SL_EPARSE, "upstream SSE data is not a valid JSON object: \"%s\"",
-                            snip);
+  if (d->adapter->scan(se->data, se->data_len, se->event, se->event_len, ev) < 0) {
+    char snip[41];
+    size_t n = se->data_len < 40 ? se->data_len : 40;
+    for (size_t i = 0; i < n; i++) {
+      unsigned char ch = (unsigned char)se->data[i];
+      snip[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
     }
-    /* `event: error` (as the Node SDK honours) with data that is not JSON:
-     * an error whose text is only in raw. */
-    memset(ev, 0, sizeof(*ev));
-    ev->raw.p = se->data;
-    ev->raw.n = se->data_len;
-    ev->n_choices = -1;
-    ev->kind = SL_EV_ERROR;
+    snip[n] = '\0';
+    return sl__updec_fail(d, SL_EPARSE, "upstream SSE data is not a valid JSON object: \"%s\"", snip);
   }
   ev->raw_in_input = se->in_input;
   if (ev->kind == SL_EV_DONE) d->saw_done = 1;
@@ -198,8 +193,11 @@ static const llhttp_settings_t sl__updec_settings = {
 
 void sl_updec_init(sl_updec_t *d, char *joinbuf, size_t cap) {
   sl_sse_init(&d->sse, joinbuf, cap);
+  d->adapter = &sl_adapter_openai;
   sl_updec_reset(d);
 }
+
+void sl_updec_set_adapter(sl_updec_t *d, const sl_adapter_t *a) { d->adapter = a; }
 
 void sl_updec_reset(sl_updec_t *d) {
   llhttp_init(&d->parser, HTTP_RESPONSE, &sl__updec_settings);

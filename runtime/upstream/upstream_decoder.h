@@ -2,19 +2,23 @@
  *
  * Stacks the three decoding layers of a streamed upstream reply: llhttp
  * parses the response (status line, headers, chunked or Content-Length or
- * close-delimited body, de-chunking into spans of the input), sl_sse frames
- * the body of a 2xx text/event-stream reply into events, and sl_oai_scan
- * turns each event's data into an sl_event_t that the caller receives
- * through a C callback, in order.  A non-2xx or non-SSE reply produces no
- * events; its first bytes are kept in `body` for the caller's error or
- * health handling.
+ * close-delimited body, de-chunking into spans of the input), the framing
+ * of the engine's adapter cuts the body of a 2xx reply into payloads (SSE
+ * through sl_sse for a text/event-stream reply; NDJSON is refused as not
+ * implemented yet), and the adapter's schema scan turns each payload into
+ * an sl_event_t that the caller receives through a C callback, in order.
+ * The adapter is the OpenAI-compatible one unless sl_updec_set_adapter
+ * says otherwise.  A non-2xx reply, or one not in the adapter's framing,
+ * produces no events; its first bytes are kept in `body` for the caller's
+ * error or health handling.
  *
  * Zero copy: an event that one read delivered whole (the usual "data:
  * {...}\n\n" in one chunk) reaches the callback as spans into the caller's
  * input (ev->raw_in_input = 1); an event cut by a read or chunk boundary is
  * joined in the caller's join buffer first.  No allocation, no libuv: the
  * state is inline and the function is pure over (buffer, length, state).
- * Uses runtime/sse.h, runtime/oai.h and llhttp.
+ * Uses runtime/upstream/sse.h, adapter.h (whose scan is oai.h's for
+ * "openai") and llhttp.
  */
 #ifndef SL_UPSTREAM_DECODER_H
 #define SL_UPSTREAM_DECODER_H
@@ -24,7 +28,9 @@
 
 #include <llhttp.h>
 
-#include "runtime/upstream/oai.h"
+#include "runtime/upstream/adapter.h"
+#include "runtime/upstream/event.h"
+#include "runtime/upstream/oai.h" /* sl_json_unescape and friends, for reading event spans */
 #include "runtime/upstream/sse.h"
 
 /* Bytes of a non-SSE (or non-2xx) body kept in sl_updec_t.body. */
@@ -54,6 +60,7 @@ struct sl_updec_s {
   uint64_t events_after_done; /* SSE events after [DONE], ignored as the SDKs do */
   char errmsg[128];        /* why feed or eof failed (NUL-terminated) */
   int err;                 /* sticky error code, 0 while healthy */
+  const sl_adapter_t *adapter; /* framing and schema scan (sl_updec_set_adapter); kept across resets */
   /* Internal. */
   int emit;                /* decode the body as SSE events (2xx and SSE) */
   sl_updec_event_cb cb;    /* callback of the feed in progress */
@@ -72,14 +79,21 @@ struct sl_updec_s {
 void sl_updec_init(sl_updec_t *d, char *joinbuf, size_t cap);
 
 /* Ready for the next response on a kept-alive connection (also clears a
- * sticky error).  Keeps the join buffer. */
+ * sticky error).  Keeps the join buffer and the adapter. */
 void sl_updec_reset(sl_updec_t *d);
+
+/* Decodes the following responses with adapter a's framing and schema
+ * scan (sl_updec_init chose the OpenAI-compatible adapter).  a is static
+ * data (adapter.h) and must not be NULL.  Call it between responses. */
+void sl_updec_set_adapter(sl_updec_t *d, const sl_adapter_t *a);
 
 /* Feeds raw socket bytes in[0..len).  Calls cb(ud, ev) for each normalized
  * event, in order.  Returns 0 when all bytes were consumed (check
  * headers_done / message_done), or a negative code with errmsg set:
  * SL_EPARSE for malformed HTTP (an llhttp error, bytes after the end of
- * the response) or an SSE payload that is not a valid JSON object,
+ * the response) or an SSE payload the adapter's scan refuses (not a valid
+ * JSON object, for OpenAI), SL_EINVAL for a 2xx NDJSON reply to an
+ * adapter framed in NDJSON (not implemented yet: errmsg says so),
  * SL_ETOOBIG for an SSE event larger than the join buffer, SL_ECANCELED
  * when cb asked to stop.  An error is sticky: later feeds and eof return it
  * until reset.  Nothing keeps pointing into `in` after the call returns.

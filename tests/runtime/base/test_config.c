@@ -22,6 +22,9 @@ static void test_default_config_parses(void) {
   ASSERT_STR_EQ(cfg.listen_host, "127.0.0.1");
   ASSERT_EQ(cfg.listen_port, 8080);
   ASSERT_UINT_EQ(cfg.heartbeat_ms, 10000);
+  /* Unset: each pool's adapter gives its own health path and name. */
+  ASSERT_STR_EQ(cfg.health_path, "");
+  ASSERT_STR_EQ(cfg.pools[0].adapter, "openai");
   sl_config_free(&cfg);
 }
 
@@ -88,8 +91,10 @@ static void test_errors_name_the_key(void) {
                "exactly one of");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"sim\":{\"itl_ms\":\"x\"}}]}]}",
                "pools[0].endpoints[0].sim: itl_ms");
-  expect_error("{\"pools\":[{\"name\":\"p\",\"adapter\":\"tgi\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}",
-               "adapter: \"tgi\" is not supported");
+  /* An unknown adapter name is refused by the adapter table (upstream/),
+   * tested in tests/runtime/upstream/test_adapter.c; a wrong type here. */
+  expect_error("{\"pools\":[{\"name\":\"p\",\"adapter\":7,\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}",
+               "pools[0].adapter");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]},"
                "{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}",
                "\"p\" is used twice");

@@ -1620,11 +1620,79 @@ static void test_prompt_chars_every_form(void) {
   ASSERT_UINT_EQ(sl_oai_prompt_chars(NULL, 1), 0);
 }
 
+/* vLLM with "return_token_ids": choices[i].token_ids on every streamed
+ * chunk (wire-formats.md section 2): kept up to SL_EV_MAX_TOKEN_IDS, the
+ * rest counted; an array holding anything but ids gives none. */
+static void test_token_ids(void) {
+  sl_event_t ev;
+  ASSERT_EQ(scan("{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" Hi\"},\"logprobs\":null,"
+                 "\"finish_reason\":null,\"token_ids\":[15043, 0,2147483647]}]}",
+                 &ev),
+            0);
+  ASSERT_EQ(ev.has_text, 1);
+  ASSERT_EQ(ev.has_token_ids, 1);
+  ASSERT_EQ(ev.n_token_ids, 3);
+  ASSERT_EQ(ev.token_ids_dropped, 0);
+  ASSERT_EQ(ev.token_ids[0], 15043);
+  ASSERT_EQ(ev.token_ids[1], 0);
+  ASSERT_EQ(ev.token_ids[2], 2147483647);
+  /* The next event without ids says so, whatever the array still holds. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{\"content\":\"x\"}}]}", &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 0);
+  ASSERT_EQ(ev.n_token_ids, 0);
+  ASSERT_EQ(ev.token_ids_dropped, 0);
+  /* Empty, and null (vLLM without return_token_ids leaves the key out,
+   * but a null must not count as ids). */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":[]}]}", &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 1);
+  ASSERT_EQ(ev.n_token_ids, 0);
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":null}]}", &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 0);
+  /* More than fit: the first SL_EV_MAX_TOKEN_IDS, in order, and the count
+   * of the rest. */
+  char buf[1024];
+  size_t n = (size_t)snprintf(buf, sizeof(buf), "{\"choices\":[{\"delta\":{},\"token_ids\":[");
+  for (int i = 0; i < SL_EV_MAX_TOKEN_IDS + 5; i++)
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%d", i ? "," : "", 100 + i);
+  snprintf(buf + n, sizeof(buf) - n, "]}]}");
+  ASSERT_EQ(scan(buf, &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 1);
+  ASSERT_EQ(ev.n_token_ids, SL_EV_MAX_TOKEN_IDS);
+  ASSERT_EQ(ev.token_ids_dropped, 5);
+  for (int i = 0; i < SL_EV_MAX_TOKEN_IDS; i++) ASSERT_EQ(ev.token_ids[i], 100 + i);
+  /* Not ids: negative, a fraction, an exponent, past 2^31 - 1, a string.
+   * The payload is still valid, so the event is; only the ids are not. */
+  static const char *const bad[] = {"[1,-2]", "[1.5]", "[1e3]", "[2147483648]", "[\"7\"]", "[[1]]"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(buf, sizeof(buf), "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"token_ids\":%s}]}", bad[i]);
+    ASSERT_EQ(scan(buf, &ev), 0);
+    ASSERT_EQ(ev.kind, SL_EV_CHUNK);
+    ASSERT_EQ(ev.has_text, 1);
+    ASSERT_EQ(ev.has_token_ids, 0);
+    ASSERT_EQ(ev.n_token_ids, 0);
+  }
+  /* Still validated: a broken array is a broken payload. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":[1,]}]}", &ev), SL_EPARSE);
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":[01]}]}", &ev), SL_EPARSE);
+  /* Only the first choice's ids, and a second "choices" key (the last
+   * wins) starts over. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":[1]},{\"delta\":{},\"token_ids\":[2,3]}]}", &ev), 0);
+  ASSERT_EQ(ev.n_token_ids, 1);
+  ASSERT_EQ(ev.token_ids[0], 1);
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{},\"token_ids\":[1]}],\"choices\":[{\"delta\":{}}]}", &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 0);
+  ASSERT_EQ(ev.n_token_ids, 0);
+  /* llama.cpp's native top-level "tokens" is not the OpenAI schema's. */
+  ASSERT_EQ(scan("{\"choices\":[{\"delta\":{}}],\"tokens\":[5]}", &ev), 0);
+  ASSERT_EQ(ev.has_token_ids, 0);
+}
+
 int main(void) {
   SL_RUN(test_openai_chat_chunks);
   SL_RUN(test_logprobs_and_completions);
   SL_RUN(test_engine_variants);
   SL_RUN(test_tool_calls);
+  SL_RUN(test_token_ids);
   SL_RUN(test_errors);
   SL_RUN(test_keys_numbers_duplicates);
   SL_RUN(test_invalid_json);

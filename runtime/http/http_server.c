@@ -64,6 +64,8 @@ struct sl_http_conn_s {
   int handles;               /* open handles (tcp, timer) */
   int writes_pending;        /* uv_write requests not yet called back */
   size_t held;               /* bytes of those writes (queued, or sent and not yet called back) */
+  char *head;                /* a streamed response's head waiting for its first write (sl_http_stream_begin) */
+  size_t head_len;
   int expect_continue;       /* client sent Expect: 100-continue */
   /* unparsed input */
   char *in;
@@ -285,6 +287,7 @@ static void sl__on_handle_closed(uv_handle_t *h) {
   s->nconns--;
   sl_counter_dec(s->counters, SL_C_CONNECTIONS_ACTIVE);
   sl_free(c->in);
+  sl_free(c->head);
   sl_free(c->hbuf);
   sl_free(c->hoff);
   sl_free(c->body);
@@ -706,11 +709,19 @@ static void sl__on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* The handler finished its response. */
+/* Frees a begun response's head that was never written. */
+static void sl__head_drop(sl_http_conn_t *c) {
+  sl_free(c->head);
+  c->head = NULL;
+  c->head_len = 0;
+}
+
 static void sl__request_done(sl_http_conn_t *c, int close) {
   sl_http_server_t *s = c->server;
   if (c->state != SL_CONN_ACTIVE) return;
   c->state = SL_CONN_IDLE;
   s->nactive--;
+  sl__head_drop(c); /* a begun response that never wrote */
   c->req.on_abort = NULL;
   c->req.on_drain = NULL;
   c->req.on_written = NULL;
@@ -751,8 +762,9 @@ int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, co
   return rc;
 }
 
-int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
-                         const char *extra_headers) {
+/* The head of a chunked response in a heap buffer, or NULL. */
+static char *sl__stream_head(sl_http_req_t *req, int status, const char *content_type, const char *extra_headers,
+                             size_t *len) {
   sl_http_conn_t *c = req->conn;
   const char *extra = extra_headers ? extra_headers : "";
   size_t cap = 256 + strlen(c->resp_headers) + strlen(extra) + (content_type ? strlen(content_type) : 0);
@@ -764,11 +776,36 @@ int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_typ
                    c->resp_headers, extra, req->keep_alive ? "" : "Connection: close\r\n");
   if (n < 0 || (size_t)n >= cap) {
     sl_free(out);
-    return SL_EINVAL;
+    return NULL;
   }
-  int rc = sl__write_heap(c, out, (size_t)n);
+  *len = (size_t)n;
+  return out;
+}
+
+int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
+                         const char *extra_headers) {
+  sl_http_conn_t *c = req->conn;
+  size_t n;
+  char *out = sl__stream_head(req, status, content_type, extra_headers, &n);
+  if (out == NULL) return SL_EINVAL;
+  int rc = sl__write_heap(c, out, n);
   if (rc < 0) sl__request_done(c, 1);
   return rc;
+}
+
+int sl_http_stream_begin(sl_http_req_t *req, int status, const char *content_type, const char *extra_headers) {
+  sl_http_conn_t *c = req->conn;
+  if (c->closing || c->shutting_down) {
+    sl__request_done(c, 1);
+    return UV_ECANCELED;
+  }
+  size_t n;
+  char *out = sl__stream_head(req, status, content_type, extra_headers, &n);
+  if (out == NULL) return SL_EINVAL;
+  sl__head_drop(c);
+  c->head = out;
+  c->head_len = n;
+  return 0;
 }
 
 int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *const *pins,
@@ -782,8 +819,18 @@ int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbu
   /* libuv copies more than 4 buffers into a heap array when a write is
    * queued; short first and last buffers are copied into the write's own
    * prefix and suffix, so one event (3 buffers) stays at 3. */
-  uv_buf_t out[SL_HTTP_WRITE_BUFS + 2];
+  uv_buf_t out[SL_HTTP_WRITE_BUFS + 3];
   unsigned n = 0, first = 0, last = nbufs;
+  size_t wire = 0;
+  if (c->head != NULL) {
+    /* The head waiting since sl_http_stream_begin goes in the same write;
+     * the write owns it from here. */
+    w->heap = c->head;
+    out[n++] = uv_buf_init(c->head, (unsigned)c->head_len);
+    wire += c->head_len;
+    c->head = NULL;
+    c->head_len = 0;
+  }
   int plen = snprintf(w->prefix, sizeof(w->prefix), "%zx\r\n", total);
   if (nbufs > 0 && bufs[0].len <= sizeof(w->prefix) - (size_t)plen) {
     memcpy(w->prefix + plen, bufs[0].base, bufs[0].len);
@@ -805,7 +852,7 @@ int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbu
    * usual case for a client that keeps up) there is no write request, no
    * callback, and nothing stays pinned.  Only what the kernel refused is
    * queued, referencing the caller's chunk. */
-  size_t wire = (size_t)plen + slen;
+  wire += (size_t)plen + slen;
   for (unsigned i = first; i < last; i++) wire += bufs[i].len;
   if (c->writes_pending == 0 && !c->closing && !c->shutting_down) {
     int wrote = uv_try_write((uv_stream_t *)&c->tcp, out, n);
@@ -851,7 +898,15 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
 void sl_http_stream_end(sl_http_req_t *req, int close) {
   sl_http_conn_t *c = req->conn;
   static const char last[] = "0\r\n\r\n";
-  int rc = sl__write_static(c, last, sizeof(last) - 1);
+  int rc = 0;
+  if (c->head != NULL) { /* begun, nothing written: the head goes first */
+    char *head = c->head;
+    size_t len = c->head_len;
+    c->head = NULL;
+    c->head_len = 0;
+    rc = sl__write_heap(c, head, len);
+  }
+  if (rc == 0) rc = sl__write_static(c, last, sizeof(last) - 1);
   sl__request_done(c, close || rc < 0);
 }
 

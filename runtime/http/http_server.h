@@ -144,6 +144,12 @@ int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, co
 int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
                          const char *extra_headers);
 
+/* Like sl_http_stream_start, but the head is kept and goes out with the
+ * response's first sl_http_stream_writev (or sl_http_stream_end), in the
+ * same system call: a stream's head and its first events cost one write.
+ * Returns 0 or a negative code (the request is then ended). */
+int sl_http_stream_begin(sl_http_req_t *req, int status, const char *content_type, const char *extra_headers);
+
 /* The most buffers and pinned chunks one streamed write may carry. */
 #define SL_HTTP_WRITE_BUFS 64
 #define SL_HTTP_WRITE_PINS 4

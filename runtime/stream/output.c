@@ -131,7 +131,8 @@ int sl_output_headers(sl_output_t *o) {
   if (o->req == NULL) return UV_ECANCELED;
   o->headers_sent = 1;
   size_t q0 = sl_http_req_write_queue(o->req);
-  int rc = sl_http_stream_start(o->req, 200, "text/event-stream", sl__sse_headers);
+  /* The head goes out with the first batch, in the same write. */
+  int rc = sl_http_stream_begin(o->req, 200, "text/event-stream", sl__sse_headers);
   if (rc < 0) {
     o->req = NULL; /* the server ended the request; no on_abort follows */
     return rc;

@@ -187,6 +187,21 @@ static void handler(sl_http_req_t *req, void *ud) {
     req->on_abort = big_abort;
     sl_http_stream_start(req, 200, "application/octet-stream", NULL);
     big_pump(req);
+  } else if (strcmp(req->path, "/begin-write") == 0) {
+    /* The head waits for the first write and goes out with it. */
+    sl_http_stream_begin(req, 200, "text/plain", "X-Begun: 1\r\n");
+    uv_buf_t b = uv_buf_init("first", 5);
+    sl_http_stream_write(req, &b, 1, NULL);
+    sl_http_stream_end(req, 0);
+  } else if (strcmp(req->path, "/begin-end") == 0) {
+    /* Begun and ended with nothing written: the head, then an empty body. */
+    sl_http_stream_begin(req, 200, "text/plain", NULL);
+    sl_http_stream_end(req, 0);
+  } else if (strcmp(req->path, "/begin-reset") == 0) {
+    /* Begun, then the connection is cut: the kept head is freed (ASan
+     * would report it) and nothing is sent. */
+    sl_http_stream_begin(req, 200, "text/plain", NULL);
+    sl_http_req_reset(req);
   } else if (strcmp(req->path, "/written") == 0) {
     written_start(req);
   } else {
@@ -251,6 +266,34 @@ static void test_keep_alive_reuses_connection(void) {
     ASSERT_STR_EQ(r.body, "hello");
     nu_resp_free(&r);
   }
+  close(c.fd);
+}
+
+/* sl_http_stream_begin: the head waits for the first write or the end, on
+ * a kept-alive connection that goes on serving; a reset frees it. */
+static void test_stream_begin_sends_head_with_first_write(void) {
+  nu_conn_t c;
+  nu_resp_t r;
+  ASSERT_GE(conn_open(&c), 0);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /begin-write HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 2000), 0);
+  ASSERT_EQ(r.status, 200);
+  ASSERT_STR_EQ(nu_header(&r, "x-begun"), "1");
+  ASSERT_STR_EQ(r.body, "first");
+  nu_resp_free(&r);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /begin-end HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 2000), 0);
+  ASSERT_EQ(r.status, 200);
+  ASSERT_EQ(r.body_len, 0);
+  nu_resp_free(&r);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_response(&c, &r, 2000), 0);
+  ASSERT_STR_EQ(r.body, "hello");
+  nu_resp_free(&r);
+  close(c.fd);
+  ASSERT_GE(conn_open(&c), 0);
+  ASSERT_EQ(nu_send_str(c.fd, "GET /begin-reset HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+  ASSERT_EQ(nu_read_head(&c, &r, 2000), -1); /* cut before any byte */
   close(c.fd);
 }
 
@@ -664,6 +707,7 @@ int main(void) {
   SL_RUN(test_client_disconnect_aborts_stream);
   SL_RUN(test_drain_fires_after_high_watermark);
   SL_RUN(test_written_fires_when_a_slow_reader_reads);
+  SL_RUN(test_stream_begin_sends_head_with_first_write);
   SL_RUN(test_bad_connections_do_not_disturb_a_good_one);
   SL_RUN(test_connection_limit_503);
   stop_server();

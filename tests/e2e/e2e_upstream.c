@@ -542,6 +542,55 @@ static void test_usage_null_anywhere_in_the_chunk(void) {
   fake_stop(&f);
 }
 
+/* ---- one write per read ---- */
+
+/* The fake engine sends its whole stream in one send(), which sluice reads
+ * in one read: every event of it, [DONE] included, must reach the client
+ * in one HTTP chunk (one write), in order.  What the client sees of the
+ * chunked framing is what sluice wrote, whatever TCP did in between. */
+static void test_events_of_one_read_leave_in_one_write(void) {
+  fake_t f;
+  e2e_proc_t sl;
+  ASSERT_EQ(fake_start(&f), 0);
+  int started = start_on_fake(&sl, &f) == 0;
+  if (!started) fake_stop(&f);
+  ASSERT(started);
+  char body[1024];
+  nu_conn_t *c = e2e_conn_open(sl.port, 0);
+  ASSERT_NOT_NULL(c);
+  ASSERT_EQ(nu_send_request(c->fd, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), "m-order", 1, NULL)), 0);
+  nu_resp_t head;
+  ASSERT_EQ(nu_read_head(c, &head, 10000), 0);
+  ASSERT_EQ(head.status, 200);
+  int64_t deadline = nu_now_ms() + 10000;
+  int chunks = 0;
+  static char data[8192];
+  size_t first_len = 0;
+  for (;;) {
+    char line[64];
+    ASSERT_GE(nu_line(c, line, sizeof(line), deadline), 1);
+    size_t n = strtoul(line, NULL, 16);
+    if (n == 0) break;
+    ASSERT_LT(n, sizeof(data));
+    ASSERT_EQ(nu_read_exact(c, data, n, deadline), 0);
+    if (chunks++ == 0) first_len = n;
+    ASSERT_EQ(nu_line(c, line, sizeof(line), deadline), 0);
+  }
+  ASSERT_EQ(chunks, 1);
+  data[first_len] = '\0';
+  /* role, "one", " two", the finish, then [DONE]: five events. */
+  int events = 0;
+  for (const char *p = data; (p = strstr(p, "data: ")) != NULL; p += 6) events++;
+  ASSERT_EQ(events, 5);
+  ASSERT_NOT_NULL(strstr(data, "\"one\""));
+  ASSERT(strstr(data, "\"one\"") < strstr(data, "\" two\""));
+  ASSERT_NOT_NULL(strstr(data, "data: [DONE]\n\n"));
+  e2e_conn_close(c);
+  ASSERT_EQ(e2e_counter(sl.port, "stream_events"), 4);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  fake_stop(&f);
+}
+
 /* ---- finding 13: absurd usage numbers are refused ---- */
 
 static void check_usage_obj(const cJSON *u, int64_t completion) {
@@ -608,6 +657,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_engine_redirect_is_a_failure);
   E2E_RUN(test_no_usage_key_unless_asked);
   E2E_RUN(test_usage_null_anywhere_in_the_chunk);
+  E2E_RUN(test_events_of_one_read_leave_in_one_write);
   E2E_RUN(test_absurd_usage_refused);
   return SL_TEST_EXIT();
 }

@@ -182,19 +182,21 @@ static int sl__room(sl_output_t *o, unsigned bufs, sl_chunk_t *pin) {
   return 0;
 }
 
-/* Puts n bytes into the scratch chunk and returns where they are (the chunk
- * in *pin), or NULL if they cannot fit a chunk. */
-static char *sl__scratch(sl_output_t *o, size_t n, sl_chunk_t **pin) {
-  if (n > o->chunks->chunk_size) return NULL;
+/* Copies *p[0..n) into the scratch chunk and points *p and *pin there.
+ * Returns 0, or SL_ETOOBIG if the bytes cannot fit a chunk. */
+static int sl__scratch_copy(sl_output_t *o, const char **p, size_t n, sl_chunk_t **pin) {
+  if (n > o->chunks->chunk_size) return SL_ETOOBIG;
   if (o->scratch == NULL || o->scratch->cap - o->scratch->len < n) {
     if (o->scratch) sl_chunk_unref(o->scratch);
     o->scratch = sl_chunk_get(o->chunks);
     if (o->acct) sl_chunk_charge(o->scratch, o->acct);
   }
   char *dst = (char *)o->scratch->data + o->scratch->len;
+  memcpy(dst, *p, n);
   o->scratch->len += (uint32_t)n;
+  *p = dst;
   *pin = o->scratch;
-  return dst;
+  return 0;
 }
 
 /* Appends payload p[0..n) in pin (not NULL) as one event. */
@@ -215,12 +217,7 @@ static int sl__append_event(sl_output_t *o, const char *p, size_t n, sl_chunk_t 
 
 int sl_output_event(sl_output_t *o, const char *p, size_t n, sl_chunk_t *pin, uint64_t tokens) {
   if (o->req == NULL) return UV_ECANCELED;
-  if (pin == NULL) {
-    char *dst = sl__scratch(o, n, &pin);
-    if (dst == NULL) return SL_ETOOBIG;
-    memcpy(dst, p, n);
-    p = dst;
-  }
+  if (pin == NULL && sl__scratch_copy(o, &p, n, &pin) < 0) return SL_ETOOBIG;
   return sl__append_event(o, p, n, pin, tokens);
 }
 
@@ -235,7 +232,8 @@ int sl_output_static(sl_output_t *o, const char *s, size_t n) {
   return 0;
 }
 
-/* Encodes into the scratch chunk with enc and appends the result. */
+/* Appends a chunk encoded into buf[0..len) (len (size_t)-1: it did not
+ * fit), copied into the scratch chunk. */
 static int sl__append_encoded(sl_output_t *o, size_t len, const char *buf, uint64_t tokens) {
   if (len == (size_t)-1) return SL_ETOOBIG;
   return sl_output_event(o, buf, len, NULL, tokens);
@@ -263,12 +261,7 @@ int sl_output_usage(sl_output_t *o, int64_t prompt, int64_t completion) {
 
 int sl_output_hold(sl_output_t *o, const char *p, size_t n, sl_chunk_t *pin, uint64_t tokens) {
   if (o->nheld == SL_OUT_HOLD) return SL_ETOOBIG;
-  if (pin == NULL) {
-    char *dst = sl__scratch(o, n, &pin);
-    if (dst == NULL) return SL_ETOOBIG;
-    memcpy(dst, p, n);
-    p = dst;
-  }
+  if (pin == NULL && sl__scratch_copy(o, &p, n, &pin) < 0) return SL_ETOOBIG;
   sl_chunk_ref(pin);
   o->held[o->nheld++] = (sl_out_held_t){p, n, pin, tokens};
   o->held_bytes += n;

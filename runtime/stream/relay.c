@@ -175,7 +175,7 @@ static void sl__stop_upstream(sl_stream_t *st) {
  * the request; no on_abort follows). */
 static int sl__gone(sl_stream_t *st, int rc) {
   if (rc < 0 && st->out.req == NULL) {
-    st->req = st->out.req = NULL;
+    st->req = NULL;
     st->answered = 1;
   }
   return rc;

@@ -189,6 +189,14 @@ static int start_on_fake(e2e_proc_t *sl, const fake_t *f) {
   return e2e_wait_ready(sl->port, 200, 10000);
 }
 
+/* The fake engine, then sluice in front of it; on failure neither runs. */
+static int fake_and_sluice_start(fake_t *f, e2e_proc_t *sl) {
+  if (fake_start(f) != 0) return -1;
+  if (start_on_fake(sl, f) == 0) return 0;
+  fake_stop(f);
+  return -1;
+}
+
 /* Sends one request on a new connection and reads the response's status
  * line into line (without CRLF).  Returns the status or -1. */
 static int status_line(int port, const char *path, const char *body, char *line, size_t cap) {
@@ -411,10 +419,7 @@ static void test_written_tokens_when_client_leaves_after_done(void) {
 static void test_engine_redirect_is_a_failure(void) {
   fake_t f;
   e2e_proc_t sl;
-  ASSERT_EQ(fake_start(&f), 0);
-  int started = start_on_fake(&sl, &f) == 0;
-  if (!started) fake_stop(&f);
-  ASSERT(started);
+  ASSERT_EQ(fake_and_sluice_start(&f, &sl), 0);
   char body[1024], line[256];
   for (int stream = 0; stream <= 1; stream++) {
     nu_resp_t r;
@@ -525,10 +530,7 @@ static void test_no_usage_key_unless_asked(void) {
 static void test_usage_null_anywhere_in_the_chunk(void) {
   fake_t f;
   e2e_proc_t sl;
-  ASSERT_EQ(fake_start(&f), 0);
-  int started = start_on_fake(&sl, &f) == 0;
-  if (!started) fake_stop(&f);
-  ASSERT(started);
+  ASSERT_EQ(fake_and_sluice_start(&f, &sl), 0);
   char body[1024], text[1024];
   int keyed, usage_chunks;
   nu_resp_t r;
@@ -551,10 +553,7 @@ static void test_usage_null_anywhere_in_the_chunk(void) {
 static void test_events_of_one_read_leave_in_one_write(void) {
   fake_t f;
   e2e_proc_t sl;
-  ASSERT_EQ(fake_start(&f), 0);
-  int started = start_on_fake(&sl, &f) == 0;
-  if (!started) fake_stop(&f);
-  ASSERT(started);
+  ASSERT_EQ(fake_and_sluice_start(&f, &sl), 0);
   char body[1024];
   nu_conn_t *c = e2e_conn_open(sl.port, 0);
   ASSERT_NOT_NULL(c);
@@ -606,10 +605,7 @@ static void check_usage_obj(const cJSON *u, int64_t completion) {
 static void test_absurd_usage_refused(void) {
   fake_t f;
   e2e_proc_t sl;
-  ASSERT_EQ(fake_start(&f), 0);
-  int started = start_on_fake(&sl, &f) == 0;
-  if (!started) fake_stop(&f);
-  ASSERT(started);
+  ASSERT_EQ(fake_and_sluice_start(&f, &sl), 0);
   const char *models[] = {"m-huge", "m-negative"};
   for (int m = 0; m < 2; m++) {
     char body[1024], text[1024];

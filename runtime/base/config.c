@@ -200,7 +200,7 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
 
 static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
   static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
-                                     "api_key", "endpoints", NULL};
+                                     "api_key", "endpoints", "guards", NULL};
   char p[64];
   snprintf(p, sizeof(p), "pools[%d].", idx);
   if (!cJSON_IsObject(o)) return sl__fail(x, "pools[%d]: expected an object", idx);
@@ -225,6 +225,15 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
       return sl__fail(x, "%smodels[%d]: expected a non-empty string", p, pool->nmodels);
     if (pool->nmodels == SL_MAX_MODELS) return sl__fail(x, "%smodels: more than %d", p, SL_MAX_MODELS);
     pool->models[pool->nmodels++] = sl_strndup(m->valuestring, strlen(m->valuestring));
+  }
+  /* Guards are compiled (and every key checked) by the guard layer, when
+   * the gateway opens and by `sluice check`; here only their shape. */
+  const cJSON *guards = cJSON_GetObjectItemCaseSensitive(o, "guards");
+  if (guards != NULL && !cJSON_IsNull(guards)) {
+    if (!cJSON_IsObject(guards)) return sl__fail(x, "%sguards: expected an object", p);
+    char *txt = cJSON_PrintUnformatted(guards);
+    pool->guards_json = sl_strndup(txt, strlen(txt));
+    cJSON_free(txt);
   }
   const cJSON *eps = cJSON_GetObjectItemCaseSensitive(o, "endpoints");
   if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0)
@@ -528,6 +537,7 @@ static void sl__pool_free(sl_pool_config_t *p) {
   sl_free(p->name);
   sl_free(p->adapter);
   sl_free(p->api_key);
+  sl_free(p->guards_json);
   for (int m = 0; m < p->nmodels; m++) sl_free(p->models[m]);
   for (int e = 0; e < p->nendpoints; e++) sl_free(p->endpoints[e].url);
 }

@@ -96,6 +96,8 @@ typedef struct {
   int slots;                 /* default slots per endpoint */
   int context_tokens;        /* context limit of the pool's engines (0 = unknown) */
   char *api_key;             /* upstream bearer token, or NULL */
+  char *guards_json;         /* the pool's "guards" object as JSON text, or NULL (compiled by
+                                runtime/guard, see guard.h) */
   sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
   int nendpoints;
 } sl_pool_config_t;

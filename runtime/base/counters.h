@@ -60,7 +60,15 @@
   X(NARRATION_DROPPED, "narration_dropped", "total")                 \
   X(NARRATION_ERRORS, "narration_policy_errors", "total")            \
   X(LUA_BUDGET_EXCEEDED, "lua_budget_exceeded", "total")             \
-  X(WATCHDOG_STALLS, "watchdog_stalls", "total")
+  X(WATCHDOG_STALLS, "watchdog_stalls", "total")                     \
+  X(GUARD_STOP, "guard_stop", "total")                               \
+  X(GUARD_REDACTION, "guard_redaction", "total")                     \
+  X(GUARD_BUDGET, "guard_budget", "total")                           \
+  X(GUARD_LOOP, "guard_loop", "total")                               \
+  X(GUARD_LTL, "guard_ltl", "total")                                 \
+  X(GUARD_MASKED, "guard_masked_ranges", "total")                    \
+  X(GUARD_REWRITES, "guard_rewritten_events", "total")               \
+  X(CUT_STREAMS, "streams_cut", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

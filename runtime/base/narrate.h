@@ -35,6 +35,7 @@ enum {
   SL_NAR_PAUSE,           /* first backpressure pause of a stream; tokens: relayed so far */
   SL_NAR_CANCEL,          /* client went away; tokens: relayed (and counted) */
   SL_NAR_STREAM_END,      /* text: end reason; ms: duration; tokens; attempt: attempts */
+  SL_NAR_GUARD,           /* a guard fired; text: "name action: detail"; tokens: received so far */
   SL_NAR__COUNT
 };
 

@@ -10,6 +10,7 @@
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/watchdog.h"
+#include "runtime/guard/guard.h"
 #include "runtime/lua/policy_check.h"
 
 int sl_init(void) { return sl_alloc_init(); }
@@ -146,6 +147,8 @@ static void sl__free(sl_gateway_t *gw) {
   sl_ttldict_free(gw->dict);
   sl_narrator_free(gw->nar);
   sl_free(gw->sims);
+  for (int i = 0; i < SL_MAX_POOLS; i++) sl_guardset_free(gw->streams.guards[i]);
+  sl_guardset_free(gw->streams.default_guards);
   sl_free(gw->secrets);
   sl_config_free(gw->cfg);
   sl_free(gw->cfg);
@@ -338,6 +341,22 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   }
   gw->reg.counters = &gw->counters;
   gw->reg.nar = gw->nar;
+  /* Each pool's guards, compiled once: a bad one refuses the start.  A
+   * pool without enforces the client's stop strings all the same. */
+  {
+    cJSON *none = cJSON_CreateObject();
+    sl_guardset_build(none, "guards", NULL, &gw->streams.default_guards, err, errlen);
+    cJSON_Delete(none);
+  }
+  for (int i = 0; i < cfg->npools; i++) {
+    char path[48];
+    snprintf(path, sizeof(path), "pools[%d].guards", i);
+    if (sl_guardset_build_json(cfg->pools[i].guards_json, path, gw->secrets, &gw->streams.guards[i], err,
+                               errlen) < 0) {
+      rc = SL_EINVAL;
+      goto fail_early;
+    }
+  }
   gw->sims = sl_calloc((size_t)gw->reg.neps + 1, sizeof(*gw->sims));
   if (sl_ttldict_new(NULL, &gw->dict) != 0) {
     snprintf(err, errlen, "out of memory for the TTL dictionary");

@@ -169,6 +169,30 @@ static int sl__check_sampling(const cJSON *root, sl_request_error_t *e) {
   return 0;
 }
 
+/* The client's stop strings, which the stop guard enforces (the engine
+ * gets them too). */
+static int sl__read_stops(const cJSON *root, sl_request_t *r, sl_request_error_t *e) {
+  const cJSON *stop = cJSON_GetObjectItemCaseSensitive(root, "stop");
+  if (stop == NULL || cJSON_IsNull(stop)) return 0;
+  const cJSON *one = cJSON_IsString(stop) ? stop : NULL, *it = one;
+  if (one == NULL) {
+    if (cJSON_GetArraySize(stop) > SL_REQUEST_STOPS)
+      return SL__BAD(e, "stop", "'stop' may hold at most %d strings", SL_REQUEST_STOPS);
+    it = stop->child;
+  }
+  for (int i = 0; it != NULL; i++, it = one ? NULL : it->next) {
+    if (!cJSON_IsString(it)) return SL__BAD(e, "stop", "'stop[%d]' must be a string", i);
+    size_t n = strlen(it->valuestring);
+    if (n == 0 || n > SL_REQUEST_STOP_MAX) {
+      if (one) return SL__BAD(e, "stop", "'stop' must be 1 to %d bytes, got %zu", SL_REQUEST_STOP_MAX, n);
+      return SL__BAD(e, "stop", "'stop[%d]' must be 1 to %d bytes, got %zu", i, SL_REQUEST_STOP_MAX, n);
+    }
+    memcpy(r->stops[r->nstops], it->valuestring, n + 1);
+    r->stop_lens[r->nstops++] = n;
+  }
+  return 0;
+}
+
 int sl_request_validate(const cJSON *root, int chat, const char *session, sl_request_t *r,
                         sl_request_error_t *e) {
   r->chat = chat;
@@ -181,6 +205,7 @@ int sl_request_validate(const cJSON *root, int chat, const char *session, sl_req
   if ((chat ? sl__check_messages(root, e) : sl__check_prompt(root, e)) < 0) return -1;
   if (sl__check_streaming(root, r, e) < 0) return -1;
   if (sl__check_sampling(root, e) < 0) return -1;
+  if (sl__read_stops(root, r, e) < 0) return -1;
   /* What placement may weigh: prompt size (every content form, counted
    * as the simulated engine counts it), requested length, session. */
   r->prompt_chars = sl_oai_prompt_chars(root, chat);

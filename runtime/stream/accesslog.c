@@ -36,6 +36,7 @@ void sl_access_log(FILE *log, int json, sl_narrator_t *nar, const sl_access_entr
     if (e->generation) cJSON_AddNumberToObject(o, "generation", (double)e->generation);
     if (placement[0]) cJSON_AddStringToObject(o, "placement", placement);
     cJSON_AddNumberToObject(o, "pinned_chunks_peak", e->pinned_chunks_peak);
+    if (e->guard && e->guard[0]) cJSON_AddStringToObject(o, "guard", e->guard);
     if (error[0]) cJSON_AddStringToObject(o, "error", error);
     char *line = cJSON_PrintUnformatted(o);
     fprintf(log, "%s\n", line);
@@ -46,10 +47,11 @@ void sl_access_log(FILE *log, int json, sl_narrator_t *nar, const sl_access_entr
     if (e->ttft_ms >= 0) snprintf(ttfts, sizeof(ttfts), "%.1fms", e->ttft_ms); else snprintf(ttfts, sizeof(ttfts), "-");
     fprintf(log,
             "%s stream %s pool=%s endpoint=%s model=%s ttft=%s tokens=%" PRIu64 " tokens_written=%" PRIu64
-            " duration=%.1fms end=%s attempts=%d gen=%" PRIu64 " placement=\"%s\"%s%s%s\n",
+            " duration=%.1fms end=%s attempts=%d gen=%" PRIu64 " placement=\"%s\"%s%s%s%s%s\n",
             ts, e->request_id, e->pool, e->endpoint, e->model, ttfts, e->tokens, e->tokens_written,
-            e->duration_ms, e->end, e->attempts, e->generation, placement, error[0] ? " error=\"" : "", error,
-            error[0] ? "\"" : "");
+            e->duration_ms, e->end, e->attempts, e->generation, placement,
+            e->guard && e->guard[0] ? " guard=" : "", e->guard ? e->guard : "", error[0] ? " error=\"" : "",
+            error, error[0] ? "\"" : "");
   }
   fflush(log);
 }

@@ -32,6 +32,7 @@ typedef struct {
   const char *placement;     /* the placement reason ("" = none) */
   uint32_t pinned_chunks_peak;
   const char *error;         /* "" = none */
+  const char *guard;         /* the guard that ended or touched the stream ("loop", "ltl:x"), "" = none */
 } sl_access_entry_t;
 
 /* Writes e's line to log (JSON when json is set). */

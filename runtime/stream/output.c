@@ -249,6 +249,39 @@ int sl_output_encoded(sl_output_t *o, const char *role, const char *text_escaped
   return sl__append_encoded(o, n, buf, tokens);
 }
 
+int sl_output_delta(sl_output_t *o, const char *role, const char *text_escaped, size_t text_len,
+                    const char *reasoning_escaped, size_t reasoning_len, sl_finish_t finish, uint64_t tokens) {
+  if (o->req == NULL) return UV_ECANCELED;
+  char buf[SL_OUT_ENCODE_MAX];
+  sl_oai_meta_t m;
+  sl_output_meta(o, &m);
+  size_t n = sl_oai_encode_delta(buf, sizeof(buf), &m, role, text_escaped, text_len, reasoning_escaped,
+                                 reasoning_len, finish);
+  return sl__append_encoded(o, n, buf, tokens);
+}
+
+int sl_output_comment(sl_output_t *o, const char *text, size_t n) {
+  if (o->req == NULL) return UV_ECANCELED;
+  char buf[512];
+  if (n > sizeof(buf) - 4) n = sizeof(buf) - 4;
+  buf[0] = ':';
+  buf[1] = ' ';
+  size_t len = 2;
+  for (size_t i = 0; i < n; i++) buf[len++] = (text[i] == '\n' || text[i] == '\r') ? ' ' : text[i];
+  buf[len++] = '\n';
+  buf[len++] = '\n';
+  const char *p = buf;
+  sl_chunk_t *pin;
+  int rc = sl_output_headers(o);
+  if (rc < 0) return rc;
+  if (sl__scratch_copy(o, &p, len, &pin) < 0) return SL_ETOOBIG;
+  if ((rc = sl__room(o, 2, pin)) < 0) return rc;
+  if (o->in_event) o->bufs[o->nbufs++] = uv_buf_init((char *)sl__post, 2);
+  o->in_event = 0;
+  o->bufs[o->nbufs++] = uv_buf_init((char *)p, (unsigned)len);
+  return 0;
+}
+
 int sl_output_usage(sl_output_t *o, int64_t prompt, int64_t completion) {
   if (o->req == NULL) return UV_ECANCELED;
   char buf[1024];

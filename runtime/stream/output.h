@@ -129,6 +129,18 @@ int sl_output_static(sl_output_t *o, const char *s, size_t n);
 int sl_output_encoded(sl_output_t *o, const char *role, const char *text_escaped, size_t text_len,
                       sl_finish_t finish, uint64_t tokens);
 
+/* Bytes an encoded chunk may take (a rewritten event's text is sent in
+ * pieces that fit). */
+#define SL_OUT_ENCODE_MAX 8192
+
+/* Like sl_output_encoded with reasoning text too (sl_oai_encode_delta). */
+int sl_output_delta(sl_output_t *o, const char *role, const char *text_escaped, size_t text_len,
+                    const char *reasoning_escaped, size_t reasoning_len, sl_finish_t finish, uint64_t tokens);
+
+/* Appends an SSE comment line ": text" (newlines in text become spaces;
+ * at most about 500 bytes): SDKs ignore it, people and logs read it. */
+int sl_output_comment(sl_output_t *o, const char *text, size_t n);
+
 /* Appends the usage chunk (prompt and completion counts). */
 int sl_output_usage(sl_output_t *o, int64_t prompt, int64_t completion);
 

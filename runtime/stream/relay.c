@@ -38,6 +38,7 @@
 #include "runtime/base/narrate.h"
 #include "runtime/stream/accesslog.h"
 #include "runtime/stream/assemble.h"
+#include "runtime/stream/guarded.h"
 #include "runtime/stream/output.h"
 #include "runtime/stream/placement.h"
 #include "runtime/stream/relay.h"
@@ -90,6 +91,15 @@ struct sl_stream_s {
   int handles;
   char place_reason[128];
   sl_assembly_t asm_;        /* a non-streaming answer */
+  sl_guarded_t gd;           /* the guards of the pool of the current attempt (gd.g.set NULL: none) */
+  int guard_init;            /* gd was set up (for the pool of gd.g.set) */
+  int guard_done;            /* a guard ended the stream (the decoder must stop) */
+  uint64_t notes_seen;       /* guard annotations already narrated */
+  uint64_t masks_seen;       /* masked ranges already counted */
+  uint64_t t_guard;          /* uv_hrtime the gap proposition measures from (last token or resume) */
+  char guard_name[72];       /* the guard that ended or last touched the stream, for the log */
+  char end_after[32];        /* the end reason once [DONE]'s tokens are taken ("" = complete) */
+  uv_timer_t guard_timer;    /* LTL gap and ttft propositions */
 };
 
 static void sl__try_now(sl_stream_t *st);
@@ -101,6 +111,9 @@ static const sl_up_handler_t sl__handler = {
     .on_event = sl__on_event_outer, .on_read_end = sl__on_read_end, .on_end = sl__on_end};
 static void sl__finish(sl_stream_t *st, const char *reason);
 static void sl__fail(sl_stream_t *st, int status, const char *type, const char *code);
+static int sl__complete(sl_stream_t *st);
+static void sl__respond_whole(sl_stream_t *st);
+static void sl__guard_arm(sl_stream_t *st);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
   /* The write queue passes the high watermark by at most one read (one
@@ -225,6 +238,7 @@ static void sl__handle_closed(uv_handle_t *h) {
   if (--st->handles > 0) return;
   sl_streams_t *ss = st->ss;
   sl_output_free(&st->out);
+  sl_guarded_free(&st->gd);
   sl_assembly_free(&st->asm_);
   sl_pin_account_release(st->acct);
   sl_generation_release(st->gen);
@@ -258,6 +272,7 @@ static void sl__log_end(sl_stream_t *st) {
       .placement = st->place_reason,
       .pinned_chunks_peak = st->acct ? st->acct->peak : 0,
       .error = st->error,
+      .guard = st->guard_name,
   };
   sl_access_log(ss->log, ss->cfg->log_json, ss->nar, &e);
 }
@@ -280,6 +295,14 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   }
   sl_counter_dec(st->ss->counters, SL_C_STREAMS_ACTIVE);
   sl_counter_inc(st->ss->counters, SL_C_STREAMS_COMPLETED);
+  if (st->first_token && st->ep && strcmp(reason, "complete") != 0) {
+    /* Cut short: the counts it kept are the pool's too. */
+    sl_pool_t *pool = st->ep->pool;
+    pool->cut_streams++;
+    pool->cut_tokens_received += st->tokens_received;
+    pool->cut_tokens_written += st->out.tokens_written;
+    sl_counter_inc(st->ss->counters, SL_C_CUT_STREAMS);
+  }
   if (st->acct) sl_counter_max(st->ss->counters, SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
   sl__log_end(st);
   const char *epname = st->ep ? st->ep->name : NULL;
@@ -293,6 +316,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   uv_close((uv_handle_t *)&st->hb_timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->total_timer, sl__handle_closed);
   uv_close((uv_handle_t *)&st->retry_timer, sl__handle_closed);
+  uv_close((uv_handle_t *)&st->guard_timer, sl__handle_closed);
 }
 
 /* The stream failed for good: answer the client as far as it got. */
@@ -302,7 +326,12 @@ static void sl__fail(sl_stream_t *st, int status, const char *type, const char *
   sl__flush_end(st); /* after [DONE] the answer is complete: no error event */
   if (st->req != NULL) {
     if (st->out.headers_sent) {
-      sl_output_fail(&st->out, st->error, type, code);
+      /* Usage survives the cut, before the error event (the SDKs raise
+       * there and read nothing after it). */
+      if (st->r.include_usage && st->first_token)
+        sl__gone(st, sl_output_usage(&st->out, st->prompt_tokens,
+                                     st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received));
+      if (st->out.req != NULL) sl_output_fail(&st->out, st->error, type, code);
       st->req = st->out.req = NULL;
       st->answered = 1;
     } else {
@@ -326,6 +355,14 @@ static void sl__respond_whole(sl_stream_t *st) {
       .prompt_tokens = st->prompt_tokens,
       .completion_tokens = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received,
   };
+  if (st->guard_init && st->gd.g.set != NULL && st->asm_.text != NULL) {
+    /* The text as the client may see it: cut at a stop, masked. */
+    size_t tl;
+    char *t = sl_guarded_whole_text(&st->gd, st->asm_.text, st->asm_.text_len, &tl);
+    sl_free(st->asm_.text);
+    st->asm_.text = t;
+    st->asm_.text_len = st->asm_.text_cap = tl;
+  }
   size_t len;
   char *body = sl_assembly_body(&st->asm_, &ans, &len);
   int rc = sl_http_respond(st->req, 200, "application/json", body, len, NULL);
@@ -401,6 +438,175 @@ static void sl__first_token(sl_stream_t *st) {
   if (st->ep) sl_endpoint_succeeded(st->ep);
 }
 
+/* ---- guards ---- */
+
+static void sl__on_guard_timer(uv_timer_t *t);
+
+/* The guards of ep's pool; a pool without its own still enforces the
+ * client's stop strings. */
+static const sl_guardset_t *sl__pool_guards(const sl_stream_t *st, const sl_endpoint_t *ep) {
+  int i = (int)(ep->pool - st->ss->reg->pools);
+  const sl_guardset_t *gs = i >= 0 && i < SL_MAX_POOLS ? st->ss->guards[i] : NULL;
+  return gs ? gs : st->ss->default_guards;
+}
+
+/* Sets the stream's guards up for the pool of this attempt (nothing was fed
+ * yet: attempts are retried only before the first token). */
+static int sl__guard_setup(sl_stream_t *st, const sl_endpoint_t *ep) {
+  const sl_guardset_t *set = sl__pool_guards(st, ep);
+  if (st->guard_init && st->gd.g.set == set) return 0;
+  if (st->guard_init) sl_guarded_free(&st->gd);
+  const char *stops[SL_REQUEST_STOPS];
+  for (int i = 0; i < st->r.nstops; i++) stops[i] = st->r.stops[i];
+  char err[160];
+  int rc = sl_guarded_init(&st->gd, set, stops, st->r.stop_lens, st->r.nstops, err, sizeof(err));
+  st->guard_init = 1;
+  st->gd.whole = !st->r.stream;
+  if (rc < 0) {
+    sl_guarded_free(&st->gd);
+    sl__set_error(st, "guards: %s", err);
+    return rc;
+  }
+  sl__guard_arm(st);
+  return 0;
+}
+
+static int sl__guard_counter(sl_guard_kind_t k) {
+  switch (k) {
+    case SL_GUARD_STOP: return SL_C_GUARD_STOP;
+    case SL_GUARD_REDACT: return SL_C_GUARD_REDACTION;
+    case SL_GUARD_BUDGET: return SL_C_GUARD_BUDGET;
+    case SL_GUARD_LOOP: return SL_C_GUARD_LOOP;
+    default: return SL_C_GUARD_LTL;
+  }
+}
+
+static void sl__guard_narrate(sl_stream_t *st, const sl_guard_verdict_t *v) {
+  char text[256];
+  snprintf(text, sizeof(text), "%s %s: %s", v->name, sl_guard_action_name(v->action), v->detail);
+  sl_narrate_push(st->ss->nar, SL_NAR_GUARD, st->id, st->ep ? st->ep->name : NULL, st->r.model, text,
+                  st->attempts, st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
+}
+
+/* Annotations and masks since the last look: counted and narrated. */
+static void sl__guard_notes(sl_stream_t *st) {
+  sl_guard_t *g = &st->gd.g;
+  if (g->annotations != st->notes_seen) {
+    st->notes_seen = g->annotations;
+    sl_counter_inc(st->ss->counters, sl__guard_counter(g->note.kind));
+    if (st->guard_name[0] == '\0') snprintf(st->guard_name, sizeof(st->guard_name), "%s", g->note.name);
+    sl__guard_narrate(st, &g->note);
+  }
+  if (g->redactions != st->masks_seen) {
+    uint64_t k = g->redactions - st->masks_seen;
+    st->masks_seen = g->redactions;
+    sl_counter_add(st->ss->counters, SL_C_GUARD_MASKED, k);
+    sl_counter_add(st->ss->counters, SL_C_GUARD_REDACTION, k);
+    if (st->guard_name[0] == '\0') snprintf(st->guard_name, sizeof(st->guard_name), "redaction");
+    sl_guard_verdict_t v = {.kind = SL_GUARD_REDACT, .action = SL_GACT_REPLACE};
+    snprintf(v.name, sizeof(v.name), "redaction");
+    snprintf(v.detail, sizeof(v.detail), "%llu range%s masked", (unsigned long long)k, k == 1 ? "" : "s");
+    sl__guard_narrate(st, &v);
+  }
+}
+
+/* A guard ended the stream.  ev (with its bytes p[0..n) in chunk) is the
+ * event that fired it, or NULL (the timer, or the end of the text).  The
+ * engine's request is cancelled; the client gets what the verdict lets
+ * through, a ':' comment naming the guard, then for `end` the guard's
+ * finish, usage (if asked) and [DONE], for `cancel` usage (if asked) and
+ * one error event whose code names the guard. */
+static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, size_t n, sl_chunk_t *chunk,
+                          uint64_t tokens) {
+  const sl_guard_verdict_t *v = &st->gd.g.verdict;
+  sl_streams_t *ss = st->ss;
+  st->guard_done = 1;
+  snprintf(st->guard_name, sizeof(st->guard_name), "%s", v->name);
+  sl_counter_inc(ss->counters, sl__guard_counter(v->kind));
+  sl__guard_narrate(st, v);
+  sl__stop_upstream(st);
+  uv_timer_stop(&st->hb_timer);
+  char reason[32], code[32], msg[320];
+  snprintf(reason, sizeof(reason), "guard_%s", sl_guard_kind_name(v->kind));
+  snprintf(code, sizeof(code), "guard_%s", sl_guard_kind_name(v->kind));
+  snprintf(msg, sizeof(msg), "stream cancelled by guard %s: %s", v->name, v->detail);
+  if (st->req == NULL) {
+    sl__finish(st, reason);
+    return;
+  }
+  if (!st->r.stream) {
+    if (v->action == SL_GACT_CANCEL) {
+      sl_reply_error(st->req, 422, "guard_error", code, NULL, "%s", msg);
+      st->req = st->out.req = NULL;
+      st->answered = 1;
+    } else {
+      st->finish = sl_guarded_finish(v);
+      sl__respond_whole(st);
+    }
+    sl__finish(st, reason);
+    return;
+  }
+  sl_output_t *o = &st->out;
+  sl_output_drop_held(o); /* a role chunk still held: nothing came after it */
+  char line[320];
+  int len = snprintf(line, sizeof(line), "sluice guard=%s action=%s %s", v->name, sl_guard_action_name(v->action),
+                     v->detail);
+  int rc = sl_guarded_settle(&st->gd, o, ev, p, n, chunk, tokens);
+  if (rc >= 0) rc = sl_output_comment(o, line, len < (int)sizeof(line) ? (size_t)len : sizeof(line) - 1);
+  if (sl__gone(st, rc) < 0 && st->req == NULL) {
+    sl__finish(st, reason);
+    return;
+  }
+  if (v->action == SL_GACT_CANCEL) {
+    if (st->r.include_usage && st->first_token)
+      sl__gone(st, sl_output_usage(o, st->prompt_tokens,
+                                   st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received));
+    if (st->req != NULL) sl_output_fail(o, msg, "guard_error", code);
+    st->req = st->out.req = NULL;
+    st->answered = 1;
+    sl__finish(st, reason);
+    return;
+  }
+  st->finish = sl_guarded_finish(v);
+  if (sl__gone(st, sl_output_encoded(o, NULL, NULL, 0, st->finish, 0)) < 0 || sl__complete(st) < 0) {
+    sl__finish(st, reason);
+    return;
+  }
+  snprintf(st->end_after, sizeof(st->end_after), "%s", reason);
+  if (!st->flushing) sl__finish(st, reason); /* else once [DONE]'s tokens are taken */
+}
+
+/* Ms since what the gap and ttft propositions measure from: the last token
+ * (or resume), or the start before the first token. */
+static uint64_t sl__guard_idle_ms(const sl_stream_t *st) {
+  uint64_t since = st->first_token ? st->t_guard : st->t_start;
+  return (uv_hrtime() - since) / 1000000u;
+}
+
+static void sl__guard_arm(sl_stream_t *st) {
+  if (!st->guard_init || st->finished || st->answered) return;
+  uint64_t th = sl_guard_tick_ms(&st->gd.g, st->first_token);
+  if (th == 0) return;
+  uint64_t idle = sl__guard_idle_ms(st);
+  uv_timer_start(&st->guard_timer, sl__on_guard_timer, th > idle ? th - idle : 0, 0);
+}
+
+static void sl__on_guard_timer(uv_timer_t *t) {
+  sl_stream_t *st = t->data;
+  if (st->finished || st->answered || st->guard_done || !st->guard_init) return;
+  if (st->paused) { /* the client is slow, not the engine: measure from the resume */
+    st->t_guard = uv_hrtime();
+    sl__guard_arm(st);
+    return;
+  }
+  if (sl_guard_tick(&st->gd.g, sl__guard_idle_ms(st), st->first_token)) {
+    sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  sl__guard_notes(st);
+  sl__guard_arm(st);
+}
+
 /* One event from the engine.  A streamed event is appended to the output
  * stage's batch; sl__on_read_end sends the batch.  Returns nonzero to stop
  * decoding (sl__on_event_outer tells why). */
@@ -413,6 +619,17 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     st->saw_done = 1;
     if (!st->first_token) sl__first_token(st); /* an empty answer is still an answer */
     if (st->r.stream) sl_output_drop_held(&st->out); /* a lone role chunk says nothing */
+    if (st->guard_init && st->gd.g.set) {
+      /* The text ended: what was held goes out, or a property the
+       * finished trace violates ends the stream. */
+      int rc = st->r.stream ? sl_guarded_flush(&st->gd, &st->out) : sl_guard_end_text(&st->gd.g);
+      if (rc == 1) {
+        sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+        return 1;
+      }
+      if (sl__gone(st, rc) < 0) return 1;
+      sl__guard_notes(st);
+    }
     return sl__complete(st) < 0;
   }
   if (ev->kind == SL_EV_ERROR) {
@@ -453,9 +670,29 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (ev->finish != SL_FINISH_NONE) st->finish = ev->finish;
   if (!st->first_token) sl__first_token(st);
   if (has_content) {
-    st->t_last = uv_hrtime();
+    st->t_last = st->t_guard = uv_hrtime();
     st->tokens_received++;
     sl_counter_inc(st->ss->counters, SL_C_TOKENS_RECEIVED);
+  }
+  int guarded = st->guard_init && st->gd.g.set != NULL;
+  if (guarded && sl_guarded_judge(&st->gd, ev, has_content)) {
+    /* A guard fired on this event: a stop or a budget lets (part of) it
+     * through, the others do not. */
+    sl_guard_kind_t k = st->gd.g.verdict.kind;
+    size_t n = 0;
+    const char *p = NULL;
+    if (!st->r.stream) {
+      if (k == SL_GUARD_STOP || k == SL_GUARD_BUDGET || k == SL_GUARD_REDACT) sl_assembly_add(&st->asm_, ev);
+    } else {
+      if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
+      p = sl__event_bytes(st, ev, chunk, &n);
+    }
+    sl__guard_end(st, ev, p, n, chunk, has_content ? 1 : 0);
+    return 1;
+  }
+  if (guarded) {
+    sl__guard_notes(st);
+    if (has_content && !uv_is_active((uv_handle_t *)&st->guard_timer)) sl__guard_arm(st);
   }
   if (!st->r.stream) {
     sl_assembly_add(&st->asm_, ev);
@@ -464,6 +701,8 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
   size_t n;
   const char *p = sl__event_bytes(st, ev, chunk, &n);
+  if (guarded && st->gd.text)
+    return sl__gone(st, sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0)) < 0;
   return sl__gone(st, sl_output_event(&st->out, p, n, chunk, has_content ? 1 : 0)) < 0;
 }
 
@@ -497,7 +736,7 @@ static void sl__on_read_end(void *ud) {
 static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   sl_stream_t *st = ud;
   int stop = sl__on_event(ud, ev, chunk);
-  if (st->finished) return 1;
+  if (st->finished || st->guard_done) return 1;
   if (!stop) return 0;
   /* Stop: an error event from the engine, or the client went away. */
   if (ev->kind == SL_EV_ERROR) {
@@ -696,7 +935,8 @@ static void sl__on_client_written(sl_http_req_t *req, size_t queued) {
   sl_output_written(&st->out, queued);
   if (!st->flushing || sl_output_unsettled(&st->out) > 0) return;
   sl__flush_end(st); /* ends the request: no more events come */
-  if (st->up == NULL) sl__finish(st, "complete"); /* else when the engine's response ends */
+  if (st->up == NULL) /* else when the engine's response ends */
+    sl__finish(st, st->end_after[0] ? st->end_after : "complete");
 }
 
 static void sl__on_client_drain(sl_http_req_t *req) {
@@ -779,6 +1019,10 @@ static void sl__try_now(sl_stream_t *st) {
   st->attempts++;
   if (st->ntried < SL_MAX_TRIED) st->tried[st->ntried++] = ep->id;
   st->ep = ep;
+  if (sl__guard_setup(st, ep) < 0) {
+    sl__fail(st, 500, "server_error", "guard_setup");
+    return;
+  }
   sl_narrate_push(st->ss->nar, SL_NAR_PLACEMENT, st->id, ep->name, st->r.model, st->place_reason, st->attempts,
                   st->gen ? st->gen->id : 0, 0, 0);
   /* The engine request of this attempt, in the dialect of the pool it was
@@ -849,8 +1093,10 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   uv_timer_init(ss->loop, &st->hb_timer);
   uv_timer_init(ss->loop, &st->total_timer);
   uv_timer_init(ss->loop, &st->retry_timer);
+  uv_timer_init(ss->loop, &st->guard_timer);
   st->timer.data = st->hb_timer.data = st->total_timer.data = st->retry_timer.data = st;
-  st->handles = 4;
+  st->guard_timer.data = st;
+  st->handles = 5;
   st->next = ss->head;
   if (ss->head) ss->head->prev = st;
   ss->head = st;

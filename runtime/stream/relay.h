@@ -47,7 +47,15 @@ typedef struct sl_streams_s {
   void (*on_idle)(void *ud); /* called when the last stream ends (set it while draining) */
   void *idle_ud;
   sl_ffi_place_ctx_t place_ctx; /* the placement context handed to Lua (one placement at a time) */
+  struct sl_guardset_s *guards[SL_MAX_POOLS]; /* each pool's guards, by pool index (NULL: none; owned by
+                                                 the gateway) */
+  struct sl_guardset_s *default_guards;       /* for a pool without: the client's stop only (owned by the
+                                                 gateway) */
 } sl_streams_t;
+
+/* A client's "stop": at most 4 strings (OpenAI's limit) of 1 to 256 bytes. */
+#define SL_REQUEST_STOPS 4
+#define SL_REQUEST_STOP_MAX 256
 
 /* A client's X-Request-Id is kept only up to this many bytes. */
 #define SL_REQUEST_ID_MAX 64
@@ -67,6 +75,9 @@ typedef struct {
   size_t prompt_chars;       /* characters of prompt / message contents */
   int64_t max_tokens;        /* max_completion_tokens or max_tokens (0 = not given) */
   char session[128];         /* x-session-id header, for affinity policies ("" = none) */
+  int nstops;                /* the client's "stop" strings, enforced by the stop guard */
+  size_t stop_lens[SL_REQUEST_STOPS];
+  char stops[SL_REQUEST_STOPS][SL_REQUEST_STOP_MAX + 1];
 } sl_request_t;
 
 /* Starts a stream for a validated request under generation gen (the stream

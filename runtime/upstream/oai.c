@@ -933,18 +933,33 @@ static size_t sl__w_done(sl__w_t *w) { return w->bad ? (size_t)-1 : w->n; }
 
 size_t sl_oai_encode_chunk(char *buf, size_t cap, const sl_oai_meta_t *m, const char *role,
                            const char *text_escaped, size_t text_len, sl_finish_t finish) {
+  return sl_oai_encode_delta(buf, cap, m, role, text_escaped, text_len, NULL, 0, finish);
+}
+
+size_t sl_oai_encode_delta(char *buf, size_t cap, const sl_oai_meta_t *m, const char *role,
+                           const char *text_escaped, size_t text_len, const char *reasoning_escaped,
+                           size_t reasoning_len, sl_finish_t finish) {
   sl__w_t w = {buf, 0, cap, 0};
   sl__w_head(&w, m);
   if (m->chat) {
     SL__W_LIT(&w, "{\"index\":0,\"delta\":{");
+    int sep = 0;
     if (role != NULL) {
       SL__W_LIT(&w, "\"role\":");
       sl__w_cstr(&w, role);
-      if (text_escaped != NULL) SL__W_LIT(&w, ",");
+      sep = 1;
     }
     if (text_escaped != NULL) {
+      if (sep) SL__W_LIT(&w, ",");
       SL__W_LIT(&w, "\"content\":\"");
       sl__w_put(&w, text_escaped, text_len);
+      SL__W_LIT(&w, "\"");
+      sep = 1;
+    }
+    if (reasoning_escaped != NULL) {
+      if (sep) SL__W_LIT(&w, ",");
+      SL__W_LIT(&w, "\"reasoning_content\":\"");
+      sl__w_put(&w, reasoning_escaped, reasoning_len);
       SL__W_LIT(&w, "\"");
     }
     SL__W_LIT(&w, "},\"logprobs\":null,\"finish_reason\":");

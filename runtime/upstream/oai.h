@@ -86,6 +86,13 @@ typedef struct {
 size_t sl_oai_encode_chunk(char *buf, size_t cap, const sl_oai_meta_t *m, const char *role,
                            const char *text_escaped, size_t text_len, sl_finish_t finish);
 
+/* Like sl_oai_encode_chunk, with reasoning text too (chat only: the
+ * delta's "reasoning_content", the key llama.cpp and DeepSeek use and the
+ * SDKs pass through; NULL for none). */
+size_t sl_oai_encode_delta(char *buf, size_t cap, const sl_oai_meta_t *m, const char *role,
+                           const char *text_escaped, size_t text_len, const char *reasoning_escaped,
+                           size_t reasoning_len, sl_finish_t finish);
+
 /* Writes the usage chunk: "choices":[] and usage {prompt_tokens,
  * completion_tokens, total_tokens = their sum}.  Returns the length, or
  * (size_t)-1 if cap is too small or a count is negative or past

@@ -60,6 +60,9 @@ struct sl_pool_s {
   const sl_adapter_t *adapter;   /* how to talk to its engines (cfg->adapter, looked up; static) */
   sl_endpoint_t *eps;            /* endpoints of this pool (into the registry's array) */
   int neps;
+  /* Streams that ended early after their first token (a guard, the client
+   * gone, the engine failed) and the two token counts they kept. */
+  uint64_t cut_streams, cut_tokens_received, cut_tokens_written;
 };
 
 struct sl_registry_s {

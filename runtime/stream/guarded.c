@@ -1,0 +1,325 @@
+/* guarded.c: holding, releasing and rewriting a guarded stream's events
+ * (see guarded.h). */
+#include <string.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/errors.h"
+#include "runtime/stream/guarded.h"
+#include "runtime/upstream/oai.h"
+
+#define SL__NONE UINT64_MAX
+/* Raw text per re-encoded event: escaped (at most 6 bytes a byte) it fits
+ * SL_OUT_ENCODE_MAX with the chunk's frame. */
+#define SL__PIECE 1024
+
+int sl_guarded_init(sl_guarded_t *gd, const sl_guardset_t *set, const char *const *stops, const size_t *lens,
+                    int n, char *err, size_t errlen) {
+  memset(gd, 0, sizeof(*gd));
+  int rc = sl_guard_init(&gd->g, set, stops, lens, n, err, errlen);
+  gd->text = sl_guard_wants_text(&gd->g);
+  return rc;
+}
+
+static void sl__drop(sl_guarded_t *gd) {
+  for (int i = 0; i < gd->qn; i++) {
+    sl_gheld_t *e = &gd->q[(gd->qh + i) % SL_GQ];
+    if (e->pin) sl_chunk_unref(e->pin);
+  }
+  gd->qn = 0;
+  gd->qh = 0;
+}
+
+void sl_guarded_free(sl_guarded_t *gd) {
+  sl__drop(gd);
+  sl_guard_free(&gd->g);
+  sl_free(gd->tb[0]);
+  sl_free(gd->tb[1]);
+  sl_free(gd->rbuf);
+  sl_free(gd->ebuf);
+  memset(gd, 0, sizeof(*gd));
+}
+
+sl_finish_t sl_guarded_finish(const sl_guard_verdict_t *v) {
+  switch (v->kind) {
+    case SL_GUARD_STOP: return SL_FINISH_STOP;
+    case SL_GUARD_BUDGET: return SL_FINISH_LENGTH;
+    default: return SL_FINISH_CONTENT_FILTER;
+  }
+}
+
+/* ---- judging ---- */
+
+/* Unescapes span s onto the end of channel ch's text and feeds it. */
+static void sl__feed(sl_guarded_t *gd, int ch, const sl_span_t *s) {
+  if (s->n == 0) return;
+  uint64_t fed = gd->g.ch[ch].fed;
+  size_t used = (size_t)(fed - gd->tbase[ch]);
+  if (used + s->n > gd->tcap[ch]) {
+    size_t cap = gd->tcap[ch] ? gd->tcap[ch] : 1024;
+    while (used + s->n > cap) cap *= 2;
+    gd->tb[ch] = sl_realloc(gd->tb[ch], cap);
+    gd->tcap[ch] = cap;
+  }
+  size_t w = sl_json_unescape(gd->tb[ch] + used, gd->tcap[ch] - used, s->p, s->n);
+  if (w == (size_t)-1) return; /* the scan accepted it; cannot happen */
+  sl_guard_feed(&gd->g, ch, gd->tb[ch] + used, w);
+}
+
+/* Tool-call arguments: fed in pieces through a stack buffer, not kept. */
+static void sl__feed_tool(sl_guarded_t *gd, const sl_span_t *s) {
+  char buf[1024];
+  size_t off = 0;
+  while (off < s->n) {
+    size_t k = s->n - off < 160 ? s->n - off : 160; /* unescaped <= raw; 160 raw < 1024 */
+    /* Do not cut an escape: back up to before a backslash run's start. */
+    while (k < s->n - off && k > 0 && s->p[off + k - 1] == '\\') k--;
+    if (k == 0) k = s->n - off < 12 ? s->n - off : 12;
+    size_t w = sl_json_unescape(buf, sizeof(buf), s->p + off, k);
+    if (w != (size_t)-1) sl_guard_feed(&gd->g, SL_CH_TOOL, buf, w);
+    off += k;
+  }
+}
+
+int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token) {
+  sl_guard_t *g = &gd->g;
+  if (g->set == NULL) return 0;
+  gd->c0 = g->ch[SL_CH_CONTENT].fed;
+  gd->r0 = g->ch[SL_CH_REASONING].fed;
+  if (gd->text) {
+    if (ev->has_text) sl__feed(gd, SL_CH_CONTENT, &ev->text);
+    if (ev->has_reasoning) sl__feed(gd, SL_CH_REASONING, &ev->reasoning);
+    for (int i = 0; i < ev->n_tool_calls; i++)
+      if (ev->tool_calls[i].has_arguments) sl__feed_tool(gd, &ev->tool_calls[i].arguments);
+  }
+  gd->c1 = g->ch[SL_CH_CONTENT].fed;
+  gd->r1 = g->ch[SL_CH_REASONING].fed;
+  if (token || ev->finish != SL_FINISH_NONE) {
+    unsigned what = 0;
+    if (ev->has_text && ev->text.n > 0) what |= SL_GSTEP_TEXT;
+    if (ev->has_reasoning && ev->reasoning.n > 0) what |= SL_GSTEP_REASONING;
+    if (ev->n_tool_calls > 0) what |= SL_GSTEP_TOOL;
+    if (ev->finish != SL_FINISH_NONE) what |= SL_GSTEP_FINISH;
+    const sl_span_t *t = (what & SL_GSTEP_TEXT) ? &ev->text : &ev->reasoning;
+    uint32_t h = sl_guard_hash(t->p, t->n);
+    if (ev->n_tool_calls > 0 && !(what & (SL_GSTEP_TEXT | SL_GSTEP_REASONING)))
+      h = sl_guard_hash(ev->tool_calls[0].arguments.p, ev->tool_calls[0].arguments.n);
+    sl_guard_step(g, what, ev->has_token_ids ? ev->token_ids : NULL, ev->has_token_ids ? ev->n_token_ids : 0, h);
+  }
+  if (ev->finish != SL_FINISH_NONE) sl_guard_end_text(g);
+  if (gd->whole) { /* the assembly keeps the text; the masks stay */
+    gd->tbase[SL_CH_CONTENT] = gd->c1;
+    gd->tbase[SL_CH_REASONING] = gd->r1;
+  }
+  return g->fired;
+}
+
+/* ---- releasing ---- */
+
+/* Moves channel ch's text start to `to` (text before it went out). */
+static void sl__advance(sl_guarded_t *gd, int ch, uint64_t to) {
+  if (to <= gd->tbase[ch]) return;
+  uint64_t fed = gd->g.ch[ch].fed;
+  size_t drop = (size_t)(to - gd->tbase[ch]), keep = (size_t)(fed - to);
+  if (keep > 0) memmove(gd->tb[ch], gd->tb[ch] + drop, keep);
+  gd->tbase[ch] = to;
+  sl_guard_forget(&gd->g, ch, to);
+}
+
+/* Channel ch's text [a, b) as the client may see it, masked, then
+ * escaped, into gd->ebuf; sets *len.  Returns 0 or SL_ETOOBIG. */
+static int sl__escaped(sl_guarded_t *gd, int ch, uint64_t a, uint64_t b, size_t *len) {
+  const char *src = gd->tb[ch] + (a - gd->tbase[ch]);
+  size_t n = (size_t)(b - a), r;
+  for (;;) {
+    r = sl_guard_render(&gd->g, ch, a, src, n, gd->rbuf, gd->rcap, NULL);
+    if (r != (size_t)-1) break;
+    gd->rcap = gd->rcap ? 2 * gd->rcap : 2 * n + 256;
+    gd->rbuf = sl_realloc(gd->rbuf, gd->rcap);
+  }
+  if (6 * r + 1 > gd->ecap) {
+    gd->ecap = 6 * r + 256;
+    gd->ebuf = sl_realloc(gd->ebuf, gd->ecap);
+  }
+  *len = sl_json_escape(gd->ebuf, gd->ecap, gd->rbuf, r);
+  return *len == (size_t)-1 ? SL_ETOOBIG : 0;
+}
+
+/* The length of the longest prefix of e[0..n) of at most max bytes that
+ * ends neither inside an escape (\uXXXX, \n) nor inside a UTF-8 sequence. */
+static size_t sl__piece(const char *e, size_t n, size_t max) {
+  if (n <= max) return n;
+  size_t k = max;
+  /* Back up to the start of an escape or a character. */
+  for (size_t back = 0; back < 12 && k > 0; back++) {
+    size_t s = k;
+    while (s > 0 && ((unsigned char)e[s] & 0xC0) == 0x80) s--;
+    int bs = 0;
+    for (size_t j = s; j > 0 && e[j - 1] == '\\'; j--) bs++;
+    /* An escape starts within the last 6 bytes before s? */
+    size_t esc = s;
+    for (size_t j = s; j > 0 && j + 6 > s; j--)
+      if (e[j - 1] == '\\') esc = j - 1;
+    if (bs % 2 == 0 && esc == s) return s;
+    k = esc < s ? esc : s - 1;
+  }
+  return k;
+}
+
+/* Re-encodes entry e with its content [e->c0, cend) and reasoning. */
+static int sl__rewrite(sl_guarded_t *gd, sl_output_t *o, const sl_gheld_t *e, uint64_t cend, sl_finish_t finish) {
+  gd->rewritten++;
+  size_t clen = 0, rlen = 0;
+  const char *role = e->role ? "assistant" : NULL;
+  /* Reasoning first, as engines send it before the answer. */
+  if (e->r1 > e->r0) {
+    if (sl__escaped(gd, SL_CH_REASONING, e->r0, e->r1, &rlen) < 0) return SL_ETOOBIG;
+    for (size_t off = 0; off < rlen;) {
+      size_t k = sl__piece(gd->ebuf + off, rlen - off, 6 * SL__PIECE);
+      int last = off + k == rlen && cend <= e->c0;
+      int rc = sl_output_delta(o, role, NULL, 0, gd->ebuf + off, k, last ? finish : SL_FINISH_NONE,
+                               last ? e->tokens : 0);
+      if (rc < 0) return rc;
+      role = NULL;
+      off += k;
+    }
+  }
+  if (cend > e->c0 || e->r1 <= e->r0) {
+    if (cend > e->c0 && sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
+    size_t off = 0;
+    do {
+      size_t k = sl__piece(gd->ebuf + off, clen - off, 6 * SL__PIECE);
+      int last = off + k == clen;
+      int rc = sl_output_delta(o, role, gd->ebuf + off, k, NULL, 0, last ? finish : SL_FINISH_NONE,
+                               last ? e->tokens : 0);
+      if (rc < 0) return rc;
+      role = NULL;
+      off += k;
+    } while (off < clen);
+  }
+  return 0;
+}
+
+/* Sends the oldest held entry, cut at content offset cut (SL__NONE: whole). */
+static int sl__release_head(sl_guarded_t *gd, sl_output_t *o, uint64_t cut) {
+  sl_gheld_t *e = &gd->q[gd->qh];
+  int rc;
+  int whole = cut >= e->c1;
+  if (e->pin && whole && !sl_guard_masked(&gd->g, SL_CH_CONTENT, e->c0, e->c1) &&
+      !sl_guard_masked(&gd->g, SL_CH_REASONING, e->r0, e->r1))
+    rc = sl_output_event(o, e->p, e->n, e->pin, e->tokens);
+  else
+    rc = sl__rewrite(gd, o, e, whole ? e->c1 : cut, whole ? e->finish : SL_FINISH_NONE);
+  if (e->pin) sl_chunk_unref(e->pin);
+  e->pin = NULL;
+  gd->qh = (gd->qh + 1) % SL_GQ;
+  gd->qn--;
+  sl__advance(gd, SL_CH_CONTENT, e->c1);
+  sl__advance(gd, SL_CH_REASONING, e->r1);
+  return rc;
+}
+
+/* Releases held entries while their text is final (and before limit). */
+static int sl__release(sl_guarded_t *gd, sl_output_t *o) {
+  uint64_t fc = sl_guard_final(&gd->g, SL_CH_CONTENT), fr = sl_guard_final(&gd->g, SL_CH_REASONING);
+  while (gd->qn > 0) {
+    const sl_gheld_t *e = &gd->q[gd->qh];
+    if (e->c1 > fc || e->r1 > fr) break;
+    int rc = sl__release_head(gd, o, SL__NONE);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+/* Queues the current event (ranges from the last judge).  A full queue
+ * merges its two oldest entries into one to be re-encoded. */
+static void sl__queue(sl_guarded_t *gd, const sl_event_t *ev, const char *p, size_t n, sl_chunk_t *pin,
+                      uint64_t tokens) {
+  if (gd->qn == SL_GQ) {
+    sl_gheld_t *a = &gd->q[gd->qh], *b = &gd->q[(gd->qh + 1) % SL_GQ];
+    if (a->pin) sl_chunk_unref(a->pin);
+    if (b->pin) sl_chunk_unref(b->pin);
+    b->pin = NULL;
+    b->c0 = a->c0;
+    b->r0 = a->r0;
+    b->tokens += a->tokens;
+    b->role |= a->role;
+    gd->qh = (gd->qh + 1) % SL_GQ;
+    gd->qn--;
+  }
+  sl_gheld_t *e = &gd->q[(gd->qh + gd->qn) % SL_GQ];
+  *e = (sl_gheld_t){.p = p, .n = n, .pin = pin, .tokens = tokens, .c0 = gd->c0, .c1 = gd->c1,
+                    .r0 = gd->r0, .r1 = gd->r1, .role = ev->has_role, .finish = ev->finish};
+  if (pin) sl_chunk_ref(pin);
+  gd->qn++;
+}
+
+int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
+                     sl_chunk_t *pin, uint64_t tokens) {
+  if (gd->qn == 0 && gd->c1 <= sl_guard_final(&gd->g, SL_CH_CONTENT) &&
+      gd->r1 <= sl_guard_final(&gd->g, SL_CH_REASONING) &&
+      !sl_guard_masked(&gd->g, SL_CH_CONTENT, gd->c0, gd->c1) &&
+      !sl_guard_masked(&gd->g, SL_CH_REASONING, gd->r0, gd->r1)) {
+    /* Nothing held and nothing suspect: the engine's bytes, at once. */
+    sl__advance(gd, SL_CH_CONTENT, gd->c1);
+    sl__advance(gd, SL_CH_REASONING, gd->r1);
+    return sl_output_event(o, p, n, pin, tokens);
+  }
+  sl__queue(gd, ev, p, n, pin, tokens);
+  return sl__release(gd, o);
+}
+
+int sl_guarded_flush(sl_guarded_t *gd, sl_output_t *o) {
+  if (gd->g.set == NULL) return 0;
+  if (sl_guard_end_text(&gd->g)) return 1;
+  return sl__release(gd, o);
+}
+
+int sl_guarded_settle(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
+                      sl_chunk_t *pin, uint64_t tokens) {
+  const sl_guard_verdict_t *v = &gd->g.verdict;
+  int rc = 0;
+  if (v->action == SL_GACT_END) {
+    sl_guard_end_text(&gd->g); /* complete the masks of what goes out */
+    uint64_t cut = SL__NONE;
+    int with_current = 0;
+    if (v->kind == SL_GUARD_STOP) {
+      cut = gd->g.stop_at;
+      with_current = 1;
+    } else if (v->kind == SL_GUARD_BUDGET) {
+      with_current = 1;
+    } else if (v->kind == SL_GUARD_REDACT) {
+      /* Nothing at or after the secret's start goes out. */
+      if (v->ch == SL_CH_CONTENT) cut = v->at;
+    }
+    if (with_current && ev != NULL) sl__queue(gd, ev, p, n, pin, tokens);
+    while (gd->qn > 0 && rc == 0) {
+      const sl_gheld_t *e = &gd->q[gd->qh];
+      if (v->kind == SL_GUARD_REDACT && v->ch == SL_CH_REASONING && e->r1 > v->at) break;
+      if (cut != SL__NONE && e->c0 >= cut && e->c1 > e->c0) break;
+      if (cut != SL__NONE && e->c0 >= cut) break;
+      rc = sl__release_head(gd, o, cut);
+    }
+    /* The engine's finish is replaced by the guard's. */
+  }
+  sl__drop(gd);
+  return rc;
+}
+
+char *sl_guarded_whole_text(sl_guarded_t *gd, const char *text, size_t len, size_t *out_len) {
+  sl_guard_t *g = &gd->g;
+  if (g->fired && g->verdict.kind == SL_GUARD_STOP && g->stop_at < len) len = (size_t)g->stop_at;
+  if (g->fired && g->verdict.kind == SL_GUARD_REDACT && g->verdict.ch == SL_CH_CONTENT && g->verdict.at < len)
+    len = (size_t)g->verdict.at;
+  size_t cap = len + 64;
+  char *out = sl_malloc(cap + 1);
+  for (;;) {
+    size_t w = sl_guard_render(g, SL_CH_CONTENT, 0, text, len, out, cap, NULL);
+    if (w != (size_t)-1) {
+      out[w] = '\0';
+      *out_len = w;
+      return out;
+    }
+    cap *= 2;
+    out = sl_realloc(out, cap + 1);
+  }
+}

@@ -1,0 +1,92 @@
+/* guarded.h: what a streaming client sees of a guarded stream.
+ *
+ * The guard (guard/guard.h) judges the text; this unit holds back the
+ * engine's events while their text is not final (part of a stop string or
+ * a secret could still be completing), and releases them in order: an
+ * event nothing touched goes out as the engine's own bytes (no copy), one
+ * whose text is masked or cut is re-encoded (output.h) with the text as the
+ * client may see it.  Events are held whole rather than split, so holding
+ * back costs no re-encoding: an event waits until all of its text is final,
+ * at most until the next event shows the suspect bytes were innocent.
+ * Re-encoded chunks carry the role, content, reasoning and finish; the
+ * engine's logprobs and token ids of such a chunk are not repeated.
+ *
+ * Tool-call arguments are fed to the loop guard and to LTL patterns but
+ * are not held or rewritten (docs/guards.md).
+ */
+#ifndef SL_GUARDED_H
+#define SL_GUARDED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/guard/guard.h"
+#include "runtime/stream/output.h"
+#include "runtime/upstream/event.h"
+
+/* Events held back at once; past it the oldest are merged into one
+ * re-encoded event. */
+#define SL_GQ 32
+
+typedef struct {
+  const char *p;              /* the engine's bytes to send as they are */
+  size_t n;
+  sl_chunk_t *pin;            /* their chunk (a reference), NULL once merged */
+  uint64_t tokens;
+  uint64_t c0, c1, r0, r1;    /* its content and reasoning ranges */
+  int role;                   /* it carried the role */
+  sl_finish_t finish;         /* it carried a finish */
+} sl_gheld_t;
+
+typedef struct {
+  sl_guard_t g;
+  int text;                   /* the guard looks at text */
+  sl_gheld_t q[SL_GQ];        /* held, oldest first (ring) */
+  int qh, qn;
+  char *tb[2];                /* content and reasoning text from tbase to fed, unescaped */
+  size_t tcap[2];
+  uint64_t tbase[2];
+  uint64_t c0, c1, r0, r1;    /* the ranges of the event judged last */
+  int whole;                  /* a whole answer: nothing is held, masks are kept */
+  char *rbuf, *ebuf;          /* rendering and escaping scratch (grown when a rewrite needs it) */
+  size_t rcap, ecap;
+  uint64_t rewritten;         /* events re-encoded */
+} sl_guarded_t;
+
+/* Starts gd over set with the client's stop strings (see sl_guard_init). */
+int sl_guarded_init(sl_guarded_t *gd, const sl_guardset_t *set, const char *const *stops, const size_t *lens,
+                    int n, char *err, size_t errlen);
+void sl_guarded_free(sl_guarded_t *gd);
+
+/* Feeds one chunk event's text to the guard and steps it (token: the event
+ * carries text, reasoning or a tool call).  Used for both streamed and
+ * whole answers.  Returns 1 when a terminal verdict is given. */
+int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token);
+
+/* After sl_guarded_judge said 0 for a streamed answer: queues the event
+ * (its bytes p[0..n) in pin, `tokens` of them) and releases every held
+ * event whose text is final.  Returns 0, or < 0 when the client is gone. */
+int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
+                     sl_chunk_t *pin, uint64_t tokens);
+
+/* The text ended (the engine's finish or [DONE]): everything held goes out.
+ * Returns 1 when that gave a terminal verdict (a property the finished
+ * trace violates), < 0 when the client is gone, else 0. */
+int sl_guarded_flush(sl_guarded_t *gd, sl_output_t *o);
+
+/* After a terminal verdict: releases what the verdict lets through (a stop:
+ * the text before it; end: what was held before the firing event, with
+ * that event too for a budget; cancel: nothing) and drops the rest.  The
+ * current event (the one that fired, not yet queued) is passed again for
+ * the stop and budget cases.  Returns 0 or < 0 when the client is gone. */
+int sl_guarded_settle(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
+                      sl_chunk_t *pin, uint64_t tokens);
+
+/* For a whole answer: the assembled content text[0..len) as the client may
+ * see it (cut at a stop, masked), in a new buffer (sl_malloc; *out_len set). */
+char *sl_guarded_whole_text(sl_guarded_t *gd, const char *text, size_t len, size_t *out_len);
+
+/* The finish a terminal verdict gives the client. */
+sl_finish_t sl_guarded_finish(const sl_guard_verdict_t *v);
+
+#endif

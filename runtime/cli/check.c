@@ -9,6 +9,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/config.h"
 #include "runtime/base/errors.h"
+#include "runtime/guard/guard.h"
 #include "runtime/lua/generation.h"
 #include "runtime/lua/lua_budget.h"
 #include "runtime/lua/policy_check.h"
@@ -77,6 +78,15 @@ int sl_policy_check_main(int argc, char **argv) {
   /* The adapter names are the adapter table's to judge (the gateway's
    * registry refuses an unknown one the same way when it opens). */
   if (rc == 0 && (rc = sl_adapter_check_config(&cfg, err, sizeof(err))) < 0) sl_config_free(&cfg);
+  /* So are the guards the guard layer's (compiled as the gateway does). */
+  for (int i = 0; rc == 0 && i < cfg.npools; i++) {
+    char path[48];
+    sl_guardset_t *gs = NULL;
+    snprintf(path, sizeof(path), "pools[%d].guards", i);
+    if ((rc = sl_guardset_build_json(cfg.pools[i].guards_json, path, NULL, &gs, err, sizeof(err))) < 0)
+      sl_config_free(&cfg);
+    sl_guardset_free(gs);
+  }
   if (rc < 0) {
     fprintf(stderr, "%s\n", err);
     return 1;

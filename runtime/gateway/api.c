@@ -26,6 +26,7 @@
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/request.h"
+#include "runtime/guard/guard.h"
 #include "runtime/stream/reply.h"
 #include "runtime/base/narrate.h"
 
@@ -56,6 +57,23 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     sl_pool_t *p = &gw->reg.pools[i];
     cJSON *po = cJSON_CreateObject();
     cJSON_AddStringToObject(po, "name", p->cfg->name);
+    /* Streams cut after their first token, and the counts they kept. */
+    cJSON_AddNumberToObject(po, "cut_streams", (double)p->cut_streams);
+    cJSON_AddNumberToObject(po, "cut_tokens_received", (double)p->cut_tokens_received);
+    cJSON_AddNumberToObject(po, "cut_tokens_written", (double)p->cut_tokens_written);
+    const sl_guardset_t *gs = gw->streams.guards[i];
+    cJSON *gj = cJSON_AddArrayToObject(po, "guards");
+    if (gs) {
+      if (gs->stop_ac || gs->client_stop) cJSON_AddItemToArray(gj, cJSON_CreateString("stop"));
+      if (gs->redact_ac || gs->rx) cJSON_AddItemToArray(gj, cJSON_CreateString("redaction"));
+      if (gs->budget) cJSON_AddItemToArray(gj, cJSON_CreateString("budget"));
+      if (gs->loop_on) cJSON_AddItemToArray(gj, cJSON_CreateString("loop"));
+      for (int k = 0; k < gs->nltl; k++) {
+        char nm[80];
+        snprintf(nm, sizeof(nm), "ltl:%s", gs->ltl[k].name);
+        cJSON_AddItemToArray(gj, cJSON_CreateString(nm));
+      }
+    }
     cJSON *eps = cJSON_AddArrayToObject(po, "endpoints");
     for (int j = 0; j < p->neps; j++) {
       sl_endpoint_t *ep = &p->eps[j];

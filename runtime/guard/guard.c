@@ -130,21 +130,27 @@ static int sl__fire(sl_guard_t *g, sl_guard_kind_t k, sl_guard_action_t a, const
 
 static void sl__add_mask(sl_guard_t *g, int ch, uint64_t s, uint64_t e) {
   sl_guard_chan_t *c = &g->ch[ch];
-  /* Matches come in order of their end; merge with the ranges they touch
-   * (a literal inside a class match, or overlapping literals). */
-  int i = c->nmasks;
-  while (i > 0 && c->masks[i - 1].end >= s) {
-    i--;
-    if (c->masks[i].start < s) s = c->masks[i].start;
-    if (c->masks[i].end > e) e = c->masks[i].end;
+  /* Kept sorted by start, touching ranges merged: matches of different
+   * kinds (a literal inside a class match) arrive in no set order. */
+  int i = 0, j;
+  while (i < c->nmasks && c->masks[i].end < s) i++;
+  for (j = i; j < c->nmasks && c->masks[j].start <= e; j++) {
+    if (c->masks[j].start < s) s = c->masks[j].start;
+    if (c->masks[j].end > e) e = c->masks[j].end;
   }
-  if (i == c->capmasks) {
-    c->capmasks = c->capmasks ? 2 * c->capmasks : 8;
-    c->masks = sl_realloc(c->masks, (size_t)c->capmasks * sizeof(*c->masks));
+  if (j == i) {
+    if (c->nmasks == c->capmasks) {
+      c->capmasks = c->capmasks ? 2 * c->capmasks : 8;
+      c->masks = sl_realloc(c->masks, (size_t)c->capmasks * sizeof(*c->masks));
+    }
+    memmove(c->masks + i + 1, c->masks + i, (size_t)(c->nmasks - i) * sizeof(*c->masks));
+    c->nmasks++;
+  } else {
+    memmove(c->masks + i + 1, c->masks + j, (size_t)(c->nmasks - j) * sizeof(*c->masks));
+    c->nmasks -= j - i - 1;
   }
   c->masks[i].start = s;
   c->masks[i].end = e;
-  c->nmasks = i + 1;
   g->redactions++;
 }
 

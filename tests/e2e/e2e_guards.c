@@ -166,6 +166,49 @@ static void test_redaction_literals(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+static void test_redaction_classes_split(void) {
+  e2e_proc_t sl;
+  ASSERT_EQ(start_guarded(&sl, "{\"redact\":{\"classes\":[\"openai_key\",\"bearer\",\"aws_access_key_id\","
+                               "\"email\"]}}"),
+            0);
+  static const struct {
+    const char *script, *want;
+  } cases[] = {
+      {"my key is sk-|proj-abcdefgh|ijklmnop|qrstuv ok", "my key is [REDACTED] ok"},
+      {"Authorization: Bear|er abcdefghij|klmnopqrstu== done", "Authorization: Bearer [REDACTED] done"},
+      {"id AKIA|IOSFODNN7|EXAMPLE, next", "id [REDACTED], next"},
+      {"mail bob.sm|ith@exam|ple.co|.uk. Thanks", "mail [REDACTED]. Thanks"},
+      /* look-alikes */
+      {"ask-me task-force sk-|short AKIA|12345 user@|localhost a@b.c Bearer| abc", NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char hdr[512], pc[400];
+    /* Keep the bars (token cuts); encode spaces. */
+    size_t w = 0;
+    for (const char *c = cases[i].script; *c && w + 4 < sizeof(pc); c++) {
+      if (*c == ' ') w += (size_t)snprintf(pc + w, sizeof(pc) - w, "%%20");
+      else pc[w++] = *c;
+    }
+    pc[w] = '\0';
+    snprintf(hdr, sizeof(hdr), "x-sim-script: %s\r\nx-sim-split: 40\r\n", pc);
+    char plain[400];
+    w = 0;
+    for (const char *c = cases[i].script; *c; c++)
+      if (*c != '|') plain[w++] = *c;
+    plain[w] = '\0';
+    e2e_sse_t s;
+    nu_resp_t head;
+    ASSERT_EQ(chat(&sl, hdr, NULL, &s, &head), 200);
+    ASSERT_STR_EQ(s.content, cases[i].want ? cases[i].want : plain);
+    ASSERT_STR_EQ(s.finish_reason, "stop");
+    ASSERT_EQ(s.ndone, 1);
+    ASSERT_EQ(s.nbad, 0);
+    e2e_sse_free(&s);
+    nu_resp_free(&head);
+  }
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 /* ---- budget, loop, LTL ---- */
 
 static void test_budget_cuts_with_length(void) {
@@ -388,6 +431,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_stop_across_three_reads);
   E2E_RUN(test_stop_at_every_split);
   E2E_RUN(test_redaction_literals);
+  E2E_RUN(test_redaction_classes_split);
   E2E_RUN(test_budget_cuts_with_length);
   E2E_RUN(test_loop_stopped_and_tables_not);
   E2E_RUN(test_ltl_violation_and_stall);

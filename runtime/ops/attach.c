@@ -107,7 +107,7 @@ static int sl__l_streams(lua_State *L) {
   for (const sl_stream_t *st = sl_relay_stream_next(&gw->streams, NULL); st != NULL; st = sl_relay_stream_next(&gw->streams, st)) {
     sl_stream_info_t in;
     sl_relay_stream_info(st, now, &in);
-    lua_createtable(L, 0, 13);
+    lua_createtable(L, 0, 15);
     sl__setstr(L, "id", in.id);
     sl__setstr(L, "model", in.model);
     sl__setstr(L, "endpoint", in.endpoint);
@@ -121,6 +121,8 @@ static int sl__l_streams(lua_State *L) {
     if (in.ttft_ms >= 0) sl__setnum(L, "ttft_ms", in.ttft_ms);
     sl__setnum(L, "attempts", in.attempts);
     sl__setbool(L, "stream", in.stream);
+    if (in.guard && in.guard[0]) sl__setstr(L, "guard", in.guard);
+    sl__setnum(L, "held", in.held);
     lua_rawseti(L, -2, ++i);
   }
   return 1;

@@ -701,8 +701,12 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
   size_t n;
   const char *p = sl__event_bytes(st, ev, chunk, &n);
-  if (guarded && st->gd.text)
-    return sl__gone(st, sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0)) < 0;
+  if (guarded && st->gd.text) {
+    uint64_t rw = st->gd.rewritten;
+    int rc = sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0);
+    if (st->gd.rewritten != rw) sl_counter_add(st->ss->counters, SL_C_GUARD_REWRITES, st->gd.rewritten - rw);
+    return sl__gone(st, rc) < 0;
+  }
   return sl__gone(st, sl_output_event(&st->out, p, n, chunk, has_content ? 1 : 0)) < 0;
 }
 
@@ -1152,4 +1156,6 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
   out->ttft_ms = st->first_token ? sl__ms(st->t_first - st->t_start) : -1;
   out->attempts = st->attempts;
   out->stream = st->r.stream;
+  out->guard = st->guard_name;
+  out->held = st->gd.qn;
 }

@@ -113,6 +113,8 @@ typedef struct {
   double ttft_ms;                 /* time to first token, or -1 before it */
   int attempts;                   /* attempts that counted so far */
   int stream;                     /* the client asked for SSE */
+  const char *guard;              /* the guard that fired or annotated last ("" = none) */
+  int held;                       /* events held back by the guards now */
 } sl_stream_info_t;
 
 /* The first stream in flight (after == NULL) or the one after `after`;

@@ -21,13 +21,16 @@ static const char GUARDS[] =
     "\"ltl\":[{\"name\":\"no_refusal\",\"formula\":\"G !refusal\",\"patterns\":{\"refusal\":\"I cannot\"}},"
     "{\"name\":\"no_stall\",\"formula\":\"G !gap\",\"gap_ms\":300}]}";
 
+static char admin_path[108];
+
 static int start_guarded(e2e_proc_t *sl, const char *guards) {
   char cfg[4096];
+  snprintf(admin_path, sizeof(admin_path), "%s/guards-admin.sock", e2e_tmpdir());
   snprintf(cfg, sizeof(cfg),
            "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"guards\":%s,"
            "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}],"
-           "\"upstream\":{\"idle_timeout_ms\":3600000}}",
-           guards);
+           "\"admin_socket\":\"%s\",\"upstream\":{\"idle_timeout_ms\":3600000}}",
+           guards, admin_path);
   if (e2e_serve_start(sl, cfg, NULL) < 0) return -1;
   if (sl->nsims != 1) return -1;
   return e2e_wait_ready(sl->port, 200, E2E_WAIT_MS);
@@ -333,6 +336,22 @@ static void test_cancel_action_sends_usage_then_error(void) {
   char line[1024];
   ASSERT(e2e_log_wait(&sl, "end=complete", E2E_WAIT_MS, line, sizeof(line)));
   ASSERT(strstr(line, "guard=ltl:no_refusal") != NULL);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  /* Attach shows it on a stream in flight (the engine stalls after it). */
+  char body[1024];
+  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, "x-sim-script: Sorry,| I can't| help| more\r\nx-sim-fault: stall\r\n"
+                              "x-sim-fault-at: 3\r\n",
+                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, E2E_WAIT_MS);
+  ASSERT_NOT_NULL(c);
+  s.stop_after_content = 3;
+  ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 1);
+  char *out = NULL, *err = NULL;
+  ASSERT_EQ(e2e_run_cli("attach", admin_path, "=streams()[1].guard\n", &out, &err), 0);
+  ASSERT(out != NULL && strstr(out, "ltl:no_refusal") != NULL);
+  free(out);
+  free(err);
+  e2e_conn_close(c);
   e2e_sse_free(&s);
   nu_resp_free(&head);
   ASSERT_EQ(e2e_stop(&sl), 0);

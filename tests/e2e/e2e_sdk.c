@@ -373,6 +373,73 @@ static void test_sdk_client(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+/* ---- 4: guarded streams, re-encoded by sluice ---- */
+
+static void test_guarded_streams_parse(void) {
+  char cfg[2048];
+  snprintf(cfg, sizeof(cfg),
+           "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"guards\":{"
+           "\"stop\":{\"strings\":[\"<END>\"]},"
+           "\"redact\":{\"literals\":[\"hunter2\"],\"classes\":[\"openai_key\",\"bearer\",\"aws_access_key_id\","
+           "\"email\"]},"
+           "\"ltl\":[{\"name\":\"no_refusal\",\"formula\":\"G !refusal\",\"patterns\":{\"refusal\":\"I cannot\"},"
+           "\"action\":\"cancel\"}]},"
+           "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}]}");
+  e2e_proc_t sl;
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
+  static const struct {
+    const char *script, *want;
+    int usage;
+  } cases[] = {
+      {"Key:%20sk-|abcdefghij|klmnopqrstu,%20pass%20hun|ter2%20\"q\"%20caf%C3%A9|<EN|D>|never", 
+       "Key: [REDACTED], pass [REDACTED] \"q\" caf\xc3\xa9", 1},
+      {"Bearer%20abcdefghij|klmnopqrst%20AKIAIOSF|ODNN7EXAMPLE%20bob@ex|ample.org.", 
+       "Bearer [REDACTED] [REDACTED] [REDACTED].", 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char hdr[512], body[1024], text[2048];
+    snprintf(hdr, sizeof(hdr), "x-sim-script: %s\r\nx-sim-split: 30\r\n", cases[i].script);
+    e2e_chat_body(body, sizeof(body), "m1", 1,
+                  cases[i].usage ? ",\"stream_options\":{\"include_usage\":true}" : NULL);
+    nu_resp_t r;
+    ASSERT_EQ(e2e_http(sl.port, "POST", CHAT, hdr, body, &r, E2E_WAIT_MS), 200);
+    char *out, *err;
+    ASSERT_EQ(sl_sdk_parse_sse(r.body, r.body_len, 0, &out, &err), 0);
+    cJSON *chunks = sdk_lines(out);
+    ASSERT_NOT_NULL(chunks);
+    ASSERT_STR_EQ(sdk_text(chunks, text, sizeof(text)), cases[i].want);
+    fprintf(stderr, "     guarded case %zu: the SDK read %d chunks, text \"%s\"\n", i, cJSON_GetArraySize(chunks),
+            text);
+    cJSON_Delete(chunks);
+    free(out);
+    free(err);
+    /* Cut into 1-byte pieces, the SDK reads the same. */
+    ASSERT_EQ(sl_sdk_parse_sse(r.body, r.body_len, 1, &out, &err), 0);
+    chunks = sdk_lines(out);
+    ASSERT_NOT_NULL(chunks);
+    ASSERT_STR_EQ(sdk_text(chunks, text, sizeof(text)), cases[i].want);
+    cJSON_Delete(chunks);
+    free(out);
+    free(err);
+    nu_resp_free(&r);
+  }
+  /* A guard's cancel: the SDK raises with the guard's message. */
+  char body[1024], line[512];
+  nu_resp_t r;
+  ASSERT_EQ(e2e_http(sl.port, "POST", CHAT, "x-sim-script: Well,| I cannot| do it\r\n",
+                     e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &r, E2E_WAIT_MS),
+            200);
+  char *out, *err;
+  ASSERT_EQ(sl_sdk_parse_sse(r.body, r.body_len, 0, &out, &err), 1);
+  ASSERT(strncmp(last_line(err, line, sizeof(line)), "parse_sse: APIError: ", 21) == 0);
+  ASSERT(strstr(line, "no_refusal") != NULL);
+  free(out);
+  free(err);
+  nu_resp_free(&r);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 280);
   prepare();
@@ -380,5 +447,6 @@ int main(int argc, char **argv) {
   E2E_RUN(test_oracle_raises);
   E2E_RUN(test_sluice_bytes_parse_alike);
   E2E_RUN(test_sdk_client);
+  E2E_RUN(test_guarded_streams_parse);
   return SL_TEST_EXIT();
 }

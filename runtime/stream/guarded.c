@@ -167,35 +167,43 @@ static size_t sl__piece(const char *e, size_t n, size_t max) {
 
 /* Re-encodes entry e with its content [e->c0, cend) and reasoning. */
 static int sl__rewrite(sl_guarded_t *gd, sl_output_t *o, const sl_gheld_t *e, uint64_t cend, sl_finish_t finish) {
-  gd->rewritten++;
   size_t clen = 0, rlen = 0;
   const char *role = e->role ? "assistant" : NULL;
+  if (e->r1 > e->r0 && sl__escaped(gd, SL_CH_REASONING, e->r0, e->r1, &rlen) < 0) return SL_ETOOBIG;
+  if (rlen == 0 && cend > e->c0 && sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
+  if (rlen == 0 && clen == 0 && role == NULL && finish == SL_FINISH_NONE) {
+    /* Nothing left to say (its text was all masked): its tokens go out
+     * with the next event. */
+    gd->carry += e->tokens;
+    return 0;
+  }
+  gd->rewritten++;
+  uint64_t tokens = e->tokens + gd->carry;
+  gd->carry = 0;
   /* Reasoning first, as engines send it before the answer. */
-  if (e->r1 > e->r0) {
-    if (sl__escaped(gd, SL_CH_REASONING, e->r0, e->r1, &rlen) < 0) return SL_ETOOBIG;
+  if (rlen > 0) {
     for (size_t off = 0; off < rlen;) {
       size_t k = sl__piece(gd->ebuf + off, rlen - off, 6 * SL__PIECE);
       int last = off + k == rlen && cend <= e->c0;
       int rc = sl_output_delta(o, role, NULL, 0, gd->ebuf + off, k, last ? finish : SL_FINISH_NONE,
-                               last ? e->tokens : 0);
+                               last ? tokens : 0);
       if (rc < 0) return rc;
       role = NULL;
       off += k;
     }
+    if (cend <= e->c0) return 0;
+    if (sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
   }
-  if (cend > e->c0 || e->r1 <= e->r0) {
-    if (cend > e->c0 && sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
-    size_t off = 0;
-    do {
-      size_t k = sl__piece(gd->ebuf + off, clen - off, 6 * SL__PIECE);
-      int last = off + k == clen;
-      int rc = sl_output_delta(o, role, gd->ebuf + off, k, NULL, 0, last ? finish : SL_FINISH_NONE,
-                               last ? e->tokens : 0);
-      if (rc < 0) return rc;
-      role = NULL;
-      off += k;
-    } while (off < clen);
-  }
+  size_t off = 0;
+  do {
+    size_t k = sl__piece(gd->ebuf + off, clen - off, 6 * SL__PIECE);
+    int last = off + k == clen;
+    int rc = sl_output_delta(o, role, clen ? gd->ebuf + off : NULL, k, NULL, 0, last ? finish : SL_FINISH_NONE,
+                             last ? tokens : 0);
+    if (rc < 0) return rc;
+    role = NULL;
+    off += k;
+  } while (off < clen);
   return 0;
 }
 
@@ -206,8 +214,10 @@ static int sl__release_head(sl_guarded_t *gd, sl_output_t *o, uint64_t cut) {
   int whole = cut >= e->c1;
   if (e->pin && whole && !sl_guard_masked(&gd->g, SL_CH_CONTENT, e->c0, e->c1) &&
       !sl_guard_masked(&gd->g, SL_CH_REASONING, e->r0, e->r1))
-    rc = sl_output_event(o, e->p, e->n, e->pin, e->tokens);
-  else
+  {
+    rc = sl_output_event(o, e->p, e->n, e->pin, e->tokens + gd->carry);
+    gd->carry = 0;
+  } else
     rc = sl__rewrite(gd, o, e, whole ? e->c1 : cut, whole ? e->finish : SL_FINISH_NONE);
   if (e->pin) sl_chunk_unref(e->pin);
   e->pin = NULL;
@@ -232,25 +242,41 @@ static int sl__release(sl_guarded_t *gd, sl_output_t *o) {
 
 /* Queues the current event (ranges from the last judge).  A full queue
  * merges its two oldest entries into one to be re-encoded. */
-static void sl__queue(sl_guarded_t *gd, const sl_event_t *ev, const char *p, size_t n, sl_chunk_t *pin,
-                      uint64_t tokens) {
+static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
+                     sl_chunk_t *pin, uint64_t tokens) {
   if (gd->qn == SL_GQ) {
-    sl_gheld_t *a = &gd->q[gd->qh], *b = &gd->q[(gd->qh + 1) % SL_GQ];
-    if (a->pin) sl_chunk_unref(a->pin);
-    if (b->pin) sl_chunk_unref(b->pin);
-    b->pin = NULL;
-    b->c0 = a->c0;
-    b->r0 = a->r0;
-    b->tokens += a->tokens;
-    b->role |= a->role;
-    gd->qh = (gd->qh + 1) % SL_GQ;
-    gd->qn--;
+    /* Merge the oldest two entries that carry nothing but text (a tool
+     * call is never merged away). */
+    int k = 0;
+    while (k + 1 < gd->qn && (gd->q[(gd->qh + k) % SL_GQ].tools || gd->q[(gd->qh + k + 1) % SL_GQ].tools)) k++;
+    if (k + 1 < gd->qn) {
+      sl_gheld_t *a = &gd->q[(gd->qh + k) % SL_GQ], *b = &gd->q[(gd->qh + k + 1) % SL_GQ];
+      if (a->pin) sl_chunk_unref(a->pin);
+      if (b->pin) sl_chunk_unref(b->pin);
+      b->pin = NULL;
+      b->c0 = a->c0;
+      b->r0 = a->r0;
+      b->tokens += a->tokens;
+      b->role |= a->role;
+      for (int i = k; i > 0; i--) gd->q[(gd->qh + i) % SL_GQ] = gd->q[(gd->qh + i - 1) % SL_GQ];
+      gd->qh = (gd->qh + 1) % SL_GQ;
+      gd->qn--;
+    }
+  }
+  if (gd->qn == SL_GQ) {
+    /* No two neighbours without a tool call (engines do not interleave
+     * tool calls and text like that): the oldest goes out as it is. */
+    gd->forced++;
+    int rc = sl__release_head(gd, o, SL__NONE);
+    if (rc < 0) return rc;
   }
   sl_gheld_t *e = &gd->q[(gd->qh + gd->qn) % SL_GQ];
   *e = (sl_gheld_t){.p = p, .n = n, .pin = pin, .tokens = tokens, .c0 = gd->c0, .c1 = gd->c1,
-                    .r0 = gd->r0, .r1 = gd->r1, .role = ev->has_role, .finish = ev->finish};
+                    .r0 = gd->r0, .r1 = gd->r1, .role = ev->has_role, .finish = ev->finish,
+                    .tools = ev->n_tool_calls > 0};
   if (pin) sl_chunk_ref(pin);
   gd->qn++;
+  return 0;
 }
 
 int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
@@ -264,8 +290,8 @@ int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
     sl__advance(gd, SL_CH_REASONING, gd->r1);
     return sl_output_event(o, p, n, pin, tokens);
   }
-  sl__queue(gd, ev, p, n, pin, tokens);
-  return sl__release(gd, o);
+  int rc = sl__queue(gd, o, ev, p, n, pin, tokens);
+  return rc < 0 ? rc : sl__release(gd, o);
 }
 
 int sl_guarded_flush(sl_guarded_t *gd, sl_output_t *o) {
@@ -291,7 +317,7 @@ int sl_guarded_settle(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, co
       /* Nothing at or after the secret's start goes out. */
       if (v->ch == SL_CH_CONTENT) cut = v->at;
     }
-    if (with_current && ev != NULL) sl__queue(gd, ev, p, n, pin, tokens);
+    if (with_current && ev != NULL) rc = sl__queue(gd, o, ev, p, n, pin, tokens);
     while (gd->qn > 0 && rc == 0) {
       const sl_gheld_t *e = &gd->q[gd->qh];
       if (v->kind == SL_GUARD_REDACT && v->ch == SL_CH_REASONING && e->r1 > v->at) break;

@@ -25,8 +25,8 @@
 #include "runtime/upstream/event.h"
 
 /* Events held back at once; past it the oldest are merged into one
- * re-encoded event. */
-#define SL_GQ 32
+ * re-encoded event (two neighbours that carry text only). */
+#define SL_GQ 64
 
 typedef struct {
   const char *p;              /* the engine's bytes to send as they are */
@@ -36,6 +36,7 @@ typedef struct {
   uint64_t c0, c1, r0, r1;    /* its content and reasoning ranges */
   int role;                   /* it carried the role */
   sl_finish_t finish;         /* it carried a finish */
+  int tools;                  /* it carried tool-call fragments (never merged) */
 } sl_gheld_t;
 
 typedef struct {
@@ -51,6 +52,8 @@ typedef struct {
   char *rbuf, *ebuf;          /* rendering and escaping scratch (grown when a rewrite needs it) */
   size_t rcap, ecap;
   uint64_t rewritten;         /* events re-encoded */
+  uint64_t carry;             /* tokens of events whose text was all masked, sent with the next */
+  uint64_t forced;            /* held events sent before their text was final (a full queue) */
 } sl_guarded_t;
 
 /* Starts gd over set with the client's stop strings (see sl_guard_init). */

@@ -568,7 +568,9 @@ static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, 
     return;
   }
   st->finish = sl_guarded_finish(v);
-  if (sl__gone(st, sl_output_encoded(o, NULL, NULL, 0, st->finish, 0)) < 0 || sl__complete(st) < 0) {
+  uint64_t carried = st->gd.carry; /* tokens of masked events not sent with another */
+  st->gd.carry = 0;
+  if (sl__gone(st, sl_output_encoded(o, NULL, NULL, 0, st->finish, carried)) < 0 || sl__complete(st) < 0) {
     sl__finish(st, reason);
     return;
   }

@@ -66,7 +66,15 @@ struct sl_loops_s {
   uint32_t prev_max;   /* max_dist before the last check */
   uint64_t floor;      /* a new loop starts at or after this position */
   int heap;            /* made by sl_loops_new() */
+  /* The fast path, for max_period <= SL__FAST_MAX: abits[s & mask] has bit
+   * p - 1 set when position s agrees with period p, so the count update
+   * of every period is a shift and a mask instead of ring lookups. */
+  uint64_t *abits;     /* cap entries, or NULL */
+  uint64_t range_bits; /* bits p - 1 for p in [min_period, max_period] */
+  uint64_t near_bits;  /* bits p - 1 for the periods with dmax[p] > 0 */
 };
+
+#define SL__FAST_MAX 64
 
 static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 
@@ -118,7 +126,7 @@ static uint32_t cap_for(uint32_t window) {
 }
 
 typedef struct {
-  size_t ring, tables, skip, ed, ed_size, total;
+  size_t ring, tables, skip, ed, ed_size, abits, total;
 } layout_t;
 
 static void layout(const sl_loops_config_t *cfg, layout_t *l) {
@@ -133,6 +141,11 @@ static void layout(const sl_loops_config_t *cfg, layout_t *l) {
   l->ed = off;
   l->ed_size = sl_editdist_size(ed_len_for(cfg));
   off += align8(l->ed_size);
+  l->abits = 0;
+  if (cfg->max_period <= SL__FAST_MAX) {
+    l->abits = off;
+    off += (size_t)cap_for(cfg->window) * sizeof(uint64_t);
+  }
   l->total = off;
 }
 
@@ -189,6 +202,14 @@ int sl_loops_init(void *mem, size_t size, const sl_loops_config_t *cfg, sl_loops
   int rc = sl_editdist_init(base + l.ed, l.ed_size, ed_len_for(cfg), &lp->ed);
   if (rc != 0) return rc;
   memset(lp->ring, 0, (size_t)2 * lp->cap * sizeof *lp->ring);
+  if (l.abits) {
+    lp->abits = (uint64_t *)(base + l.abits);
+    memset(lp->abits, 0, (size_t)lp->cap * sizeof *lp->abits);
+    for (uint32_t p = cfg->min_period; p <= cfg->max_period; p++) {
+      lp->range_bits |= (uint64_t)1 << (p - 1);
+      if (lp->dmax[p] > 0) lp->near_bits |= (uint64_t)1 << (p - 1);
+    }
+  }
   sl_loops_reset(lp);
   *out = lp;
   return 0;
@@ -399,12 +420,39 @@ int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out) {
   lp->ring[slot + lp->cap] = tok;
 
   uint32_t first = 0;
-  for (uint32_t p = lp->cfg.min_period; p <= lp->cfg.max_period; p++) {
-    uint32_t c = lp->cnt[p] + agree(lp, t, p);
-    uint32_t sp = lp->span[p];
-    if (t >= sp) c -= agree(lp, t - sp, p);
-    lp->cnt[p] = c;
-    if (first == 0 && c + lp->allow[p] >= sp) first = p;
+  if (lp->abits != NULL && t > SL__FAST_MAX) {
+    /* The tokens before this one as one contiguous run (the doubled ring):
+     * w[-k] is the token k places back.  agree(t, p) is w[-p] == tok, or
+     * w[-p - 1] or w[-p + 1] where edits are allowed (near); the bit of
+     * agree(t - span, p) was stored when that token came. */
+    const uint32_t *w = lp->ring + slot + lp->cap;
+    const uint64_t *old = lp->abits;
+    uint64_t a = 0, near = lp->near_bits;
+    for (uint32_t p = lp->cfg.min_period; p <= lp->cfg.max_period; p++) {
+      uint64_t bit = (uint64_t)1 << (p - 1);
+      uint64_t b = (uint64_t)(w[-(int32_t)p] == tok) |
+                   ((uint64_t)((near & bit) != 0) &
+                    (uint64_t)((w[-(int32_t)p - 1] == tok) | (p >= 2 && w[-(int32_t)p + 1] == tok)));
+      a |= b << (p - 1);
+      uint32_t sp = lp->span[p];
+      uint32_t c = lp->cnt[p] + (uint32_t)b;
+      if (t >= sp) c -= (uint32_t)((old[(t - sp) & lp->mask] >> (p - 1)) & 1);
+      lp->cnt[p] = c;
+      if (first == 0 && c + lp->allow[p] >= sp) first = p;
+    }
+    lp->abits[slot] = a;
+  } else {
+    uint64_t a = 0;
+    for (uint32_t p = lp->cfg.min_period; p <= lp->cfg.max_period; p++) {
+      uint32_t g = agree(lp, t, p);
+      uint32_t c = lp->cnt[p] + g;
+      uint32_t sp = lp->span[p];
+      if (t >= sp) c -= agree(lp, t - sp, p);
+      lp->cnt[p] = c;
+      if (first == 0 && c + lp->allow[p] >= sp) first = p;
+      if (p <= SL__FAST_MAX) a |= (uint64_t)g << (p - 1);
+    }
+    if (lp->abits != NULL) lp->abits[slot] = a;
   }
 
   memset(out, 0, sizeof *out);

@@ -16,8 +16,12 @@
 #define SL__BEARER_MAX 512
 #define SL__EMAIL_MAX 254
 
+/* Byte classes, looked up once per byte. */
+enum { SL__ALNUM = 1, SL__ALPHA = 2, SL__KEY = 4, SL__TOK = 8, SL__LOCAL = 16, SL__UPDIG = 32 };
+
 struct sl_rx_s {
   unsigned classes;
+  uint8_t fl[256]; /* SL__* bits of each byte */
 };
 
 static const char *const sl__names[] = {"openai_key", "bearer", "aws_access_key_id", "email"};
@@ -41,6 +45,17 @@ int sl_rx_new(unsigned classes, sl_rx_t **out) {
   sl_rx_t *rx = malloc(sizeof(*rx));
   if (rx == NULL) return SL_AN_ENOMEM;
   rx->classes = classes;
+  for (int c = 0; c < 256; c++) {
+    int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'), digit = c >= '0' && c <= '9';
+    uint8_t f = 0;
+    if (alpha || digit) f |= SL__ALNUM;
+    if (alpha) f |= SL__ALPHA;
+    if (alpha || digit || c == '_' || c == '-') f |= SL__KEY;
+    if (alpha || digit || (c != 0 && strchr("._~+/-", c) != NULL)) f |= SL__TOK;
+    if (alpha || digit || (c != 0 && strchr(".!#$%&'*+/=?^_`{|}~-", c) != NULL)) f |= SL__LOCAL;
+    if ((c >= 'A' && c <= 'Z') || digit) f |= SL__UPDIG;
+    rx->fl[c] = f;
+  }
   *out = rx;
   return SL_AN_OK;
 }
@@ -50,17 +65,16 @@ void sl_rx_free(sl_rx_t *rx) { free(rx); }
 void sl_rx_stream_init(sl_rx_stream_t *st, const sl_rx_t *rx) {
   memset(st, 0, sizeof(*st));
   st->classes = rx ? rx->classes : 0;
+  st->fl = rx ? rx->fl : NULL;
 }
 
 /* ---- byte classes ---- */
 
-static int sl__alnum(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-static int sl__alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static int sl__keych(int c) { return sl__alnum(c) || c == '_' || c == '-'; }
-static int sl__tokch(int c) {
-  return sl__alnum(c) || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '-';
-}
-static int sl__localch(int c) { return sl__alnum(c) || (c != 0 && strchr(".!#$%&'*+/=?^_`{|}~-", c) != NULL); }
+#define sl__alnum(c) (st->fl[(uint8_t)(c)] & SL__ALNUM)
+#define sl__alpha(c) (st->fl[(uint8_t)(c)] & SL__ALPHA)
+#define sl__keych(c) (st->fl[(uint8_t)(c)] & SL__KEY)
+#define sl__tokch(c) (st->fl[(uint8_t)(c)] & SL__TOK)
+#define sl__localch(c) (st->fl[(uint8_t)(c)] & SL__LOCAL)
 static int sl__lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 static void sl__emit(sl_rx_match_t *out, size_t *n, uint64_t s, uint64_t e, unsigned cls) {
@@ -176,7 +190,7 @@ static void sl__aws(sl_rx_stream_t *st, int c, uint64_t pos, sl_rx_match_t *out,
     }
     if (!st->aws_ok) return;
     st->aws_n++;
-    if (st->aws_n > 20 || !((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+    if (st->aws_n > 20 || !(st->fl[c] & SL__UPDIG)) {
       st->aws_ok = 0;
       return;
     }

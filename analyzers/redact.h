@@ -72,6 +72,7 @@ typedef struct {
 /* A stream's state.  Caller-owned; every field is the scanner's. */
 typedef struct {
   unsigned classes;
+  const uint8_t *fl;    /* the scanner's byte classes */
   uint64_t fed;
   uint8_t prev;         /* the last byte fed (0 at the start) */
   /* openai_key: 0 idle, 1 "s", 2 "sk", 3 in the key (n = bytes after "sk-"), 4 continuing */

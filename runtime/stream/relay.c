@@ -295,6 +295,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   }
   sl_counter_dec(st->ss->counters, SL_C_STREAMS_ACTIVE);
   sl_counter_inc(st->ss->counters, SL_C_STREAMS_COMPLETED);
+  if (st->gd.rewritten) sl_counter_add(st->ss->counters, SL_C_GUARD_REWRITES, st->gd.rewritten);
   if (st->first_token && st->ep && strcmp(reason, "complete") != 0) {
     /* Cut short: the counts it kept are the pool's too. */
     sl_pool_t *pool = st->ep->pool;
@@ -703,12 +704,8 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
   size_t n;
   const char *p = sl__event_bytes(st, ev, chunk, &n);
-  if (guarded && st->gd.text) {
-    uint64_t rw = st->gd.rewritten;
-    int rc = sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0);
-    if (st->gd.rewritten != rw) sl_counter_add(st->ss->counters, SL_C_GUARD_REWRITES, st->gd.rewritten - rw);
-    return sl__gone(st, rc) < 0;
-  }
+  if (guarded && st->gd.text)
+    return sl__gone(st, sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0)) < 0;
   return sl__gone(st, sl_output_event(&st->out, p, n, chunk, has_content ? 1 : 0)) < 0;
 }
 

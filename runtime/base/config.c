@@ -650,6 +650,27 @@ int sl_sim_config_from_json(sl_sim_config_t *cfg, const cJSON *obj, char *err, s
       if (sl__json_num(v, 0, 1, &d) < 0)
         return sl__cfg_err(err, errlen, "%s: expected a number from 0 to 1", k);
       cfg->itl_jitter = d;
+    } else if (strcmp(k, "itl_wave") == 0) {
+      /* {"period": tokens per cycle (>= 2), "amplitude": share of itl_ms in
+       * [0, 1)}: periodic timing for the dynamics classifier to find. */
+      const cJSON *w;
+      double period = 0, amp = -1;
+      if (!cJSON_IsObject(v)) return sl__cfg_err(err, errlen, "%s: expected an object {\"period\", \"amplitude\"}", k);
+      cJSON_ArrayForEach(w, v) {
+        if (strcmp(w->string, "period") == 0) {
+          if (sl__json_num(w, 2, 1e6, &period) < 0)
+            return sl__cfg_err(err, errlen, "%s.period: expected a number of tokens from 2 to 1000000", k);
+        } else if (strcmp(w->string, "amplitude") == 0) {
+          if (sl__json_num(w, 0, 1, &amp) < 0 || amp >= 1)
+            return sl__cfg_err(err, errlen, "%s.amplitude: expected a number from 0 to below 1", k);
+        } else {
+          return sl__cfg_err(err, errlen, "%s: unknown key \"%.64s\"", k, w->string);
+        }
+      }
+      if (period == 0) return sl__cfg_err(err, errlen, "%s.period: required", k);
+      if (amp < 0) return sl__cfg_err(err, errlen, "%s.amplitude: required", k);
+      cfg->itl_wave_period = period;
+      cfg->itl_wave_amp = amp;
     } else if (strcmp(k, "max_tokens") == 0) {
       if (sl__json_int(v, 0, 100000000, &d) < 0)
         return sl__cfg_err(err, errlen, "%s: expected an integer >= 0", k);

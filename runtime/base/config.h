@@ -46,6 +46,9 @@ typedef struct {
   double prefill_us_per_char; /* added to TTFT per prompt character; default 10 */
   double itl_ms;              /* mean inter-token gap; default 20; 0 = as fast as possible */
   double itl_jitter;          /* relative jitter in [0,1]: gaps uniform in itl*(1 +- j); default 0.2 */
+  double itl_wave_period;     /* itl_wave.period: tokens per cycle of a sine on the gaps (0 = none, else >= 2) */
+  double itl_wave_amp;        /* itl_wave.amplitude in [0,1): the gap before token k is
+                                 itl*(1 + amp*sin(2 pi k / period)), times the jitter; default 0 */
   int max_tokens;             /* tokens when the request gives neither max_tokens nor x-sim-tokens; default 64 */
   uint64_t seed;              /* base seed; request k uses a seed derived from (seed, k); default 1 */
   int stamp;                  /* 1: stamp every token with its send time (as x-sim-stamp: 1); default 0 */
@@ -58,8 +61,9 @@ void sl_sim_config_default(sl_sim_config_t *cfg);
 
 /* Applies the keys of a JSON object onto cfg (start from
  * sl_sim_config_default): "listen" ("HOST:PORT"), "host", "port", "slots",
- * "ttft_ms", "prefill_us_per_char", "itl_ms", "itl_jitter", "max_tokens",
- * "seed", "stamp" (bool) and "models" (a string or an array of strings).
+ * "ttft_ms", "prefill_us_per_char", "itl_ms", "itl_jitter", "itl_wave" (an
+ * object {"period", "amplitude"}), "max_tokens", "seed", "stamp" (bool) and
+ * "models" (a string or an array of strings).
  * Returns 0, or SL_EINVAL with a message naming the key in err (errlen bytes,
  * may be NULL) for an unknown key, a wrong type or a value out of range; cfg
  * may then be partly updated. */

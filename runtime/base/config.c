@@ -273,12 +273,15 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->lua_load_budget = SL_BUDGET_LOAD_DEFAULT;
   cfg->watchdog_warn_ms = 2000;
   cfg->watchdog_abort_ms = 20000;
+  cfg->dynamics_enabled = 1;
+  cfg->dynamics_interval_ms = 5000;
+  cfg->dynamics_min_samples = 128;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
-                                    "watchdog", "pools", NULL};
+                                    "watchdog", "dynamics", "pools", NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
@@ -437,6 +440,21 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     if (cfg->watchdog_abort_ms && cfg->watchdog_warn_ms && cfg->watchdog_abort_ms < cfg->watchdog_warn_ms)
       return sl__fail(x, "watchdog.abort_ms: must be at least watchdog.warn_ms (%llu)",
                       (unsigned long long)cfg->watchdog_warn_ms);
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "dynamics")) != NULL) {
+    /* Timing dynamics per endpoint (runtime/gateway/timing.h): a verdict
+     * needs at least the classifier's shortest series and at most a full
+     * ring of gaps. */
+    static const char *const dynamics[] = {"enabled", "interval_ms", "min_samples", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "dynamics: expected an object");
+    SL__TRY(sl__only_keys(x, o, "dynamics.", dynamics));
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enabled");
+    if (en != NULL) {
+      if (!cJSON_IsBool(en)) return sl__fail(x, "dynamics.enabled: expected true or false");
+      cfg->dynamics_enabled = cJSON_IsTrue(en);
+    }
+    SL__TRY(sl__get_u64(x, o, "interval_ms", "dynamics.", 10, 3600000, &cfg->dynamics_interval_ms));
+    SL__TRY(sl__get_int(x, o, "min_samples", "dynamics.", SL_DYN_MIN_FLOOR, SL_DYN_RING, &cfg->dynamics_min_samples));
   }
   {
     char *sock = NULL;

@@ -77,6 +77,11 @@ int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
 #define SL_BUDGET_DEFAULT 1000000u        /* VM instructions per phase call */
 #define SL_BUDGET_LOAD_DEFAULT 50000000u  /* VM instructions to load and configure a module */
 
+/* Timing dynamics per endpoint (dynamics.*; runtime/gateway/timing.h). */
+#define SL_DYN_RING 512          /* inter-token gaps an endpoint keeps (its ring) */
+#define SL_DYN_MIN_FLOOR 64      /* fewest gaps a verdict may use: SL_DYN_MIN_SAMPLES of
+                                    analyzers/dynamics.h (timing.c asserts they agree) */
+
 #define SL_MAX_POOLS 32
 #define SL_MAX_ENDPOINTS 64  /* per pool */
 #define SL_MAX_MODELS 32     /* per pool */
@@ -141,6 +146,9 @@ typedef struct {
   uint64_t lua_load_budget;       /* VM instructions to load and configure a policy module */
   uint64_t watchdog_warn_ms;      /* the loop stuck this long: log what runs (0 = no watchdog) */
   uint64_t watchdog_abort_ms;     /* stuck this long: end the process (0 = never) */
+  int dynamics_enabled;           /* dynamics.enabled: classify each endpoint's inter-token gaps */
+  uint64_t dynamics_interval_ms;  /* dynamics.interval_ms: how often the job looks at the endpoints */
+  int dynamics_min_samples;       /* dynamics.min_samples: gaps an endpoint needs before a verdict */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -39,10 +39,11 @@ static void sl__json_reply(sl_http_req_t *req, int status, cJSON *o) {
 
 /* ---- operational endpoints ---- */
 
-/* The endpoint's latest timing verdict (timing.h) as "dynamics": an object,
- * or null before the first. */
+/* The gaps the endpoint recorded ("gaps_seen") and its latest timing
+ * verdict (timing.h) as "dynamics": an object, or null before the first. */
 static void sl__dynamics_json(cJSON *e, const sl_endpoint_t *ep, uint64_t now) {
   const sl_dyn_verdict_t *v = &ep->dyn;
+  cJSON_AddNumberToObject(e, "gaps_seen", (double)ep->gaps.total);
   if (v->cls < 0) {
     cJSON_AddNullToObject(e, "dynamics");
     return;
@@ -57,7 +58,6 @@ static void sl__dynamics_json(cJSON *e, const sl_endpoint_t *ep, uint64_t now) {
   cJSON_AddNumberToObject(d, "trend_r2", v->trend_r2);
   cJSON_AddNumberToObject(d, "mean_gap_ms", v->mean_ms);
   cJSON_AddNumberToObject(d, "samples", v->samples);
-  cJSON_AddNumberToObject(d, "gaps_seen", (double)ep->gaps.total);
   cJSON_AddNumberToObject(d, "runs", (double)v->runs);
   cJSON_AddNumberToObject(d, "age_ms", now > v->at ? (double)(now - v->at) / 1e6 : 0);
 }

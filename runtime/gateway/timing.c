@@ -101,6 +101,7 @@ static void sl__maybe_done(sl_timing_t *t) {
   if (t->closing && t->timer_closed && t->inflight == 0) sl__free(t);
 }
 
+/* Stores a finished run's verdict and evidence on its endpoint (loop). */
 static void sl__store(sl__slot_t *s) {
   sl_endpoint_t *ep = s->ep;
   sl_dyn_verdict_t *v = &ep->dyn;
@@ -175,7 +176,7 @@ static int sl__start_one(sl_timing_t *t, int i) {
       return 0;
     }
   }
-  /* Oldest first: the gap after the ring's newest is the slot written next. */
+  /* Oldest first: gap number `first` is the oldest the ring still holds. */
   uint64_t first = g->total - avail;
   for (uint64_t k = 0; k < avail; k++) s->x[k] = g->ms[(first + k) % SL_DYN_RING];
   s->n = (size_t)avail;

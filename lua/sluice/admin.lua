@@ -10,7 +10,10 @@
 --   endpoints()      --> { { name, id, pool, ready, draining, streams, slots,
 --                            cooldown_ms, failures, requests, errors,
 --                            ewma_ttft_ms, ewma_itl_ms, tokens_per_s,
---                            error_rate, idle_connections, sim }, ... }
+--                            error_rate, idle_connections, sim, gaps_seen,
+--                            dynamics = nil | { class, lambda, fit_r2, growth,
+--                            fnn, recurrence, trend_r2, mean_gap_ms, samples,
+--                            age_ms } }, ... }
 --   generations()    --> { current, live, built, freed, list = { { id, policy,
 --                            version, path, current, streams, lua_bytes,
 --                            lua_peak, lua_limit }, ... } }
@@ -71,7 +74,8 @@ end
 _M.HELP = [[
 streams()        streams in flight: id, model, endpoint, tokens, age_ms, state, generation, ...
 pools()          pools: name, models, endpoints, ready, streams
-endpoints()      endpoints: name, ready, draining, streams, slots, cooldown_ms, ewma_ttft_ms, ...
+endpoints()      endpoints: name, ready, draining, streams, slots, cooldown_ms, ewma_ttft_ms, ...,
+                 dynamics (timing verdict: class, lambda, samples, age_ms, ...)
 generations()    current generation, live ones with their streams, policy, Lua bytes
 counters()       the process counters (as in GET /health)
 reload()         build and validate a new generation: true, message | false, message

@@ -6,6 +6,8 @@
 --   placement.load(c)                      -- inflight / slots of a candidate
 --   placement.name(c)                      -- its "host:port"
 --   placement.tried(c)                     -- true if this request failed on it
+--   placement.dynamics(c)                  -- its timing verdict's class name
+--                                          -- ("periodic", "noise", ...) or nil
 --   placement.validate_policy(mod)         -- true | nil, message
 --   placement.configure(mod, overrides)    -- config (schema defaults + overrides) | nil, message
 --   placement.run(mod, ctx)                -- index, reason | nil, message (checked call)
@@ -32,10 +34,15 @@ typedef struct {
   int32_t inflight;      /* streams on it now */
   int32_t context_tokens;/* its pool's context size (0 = unknown) */
   int32_t tried;         /* 1 if this request already failed on it (a retry) */
+  int32_t dyn_class;     /* timing verdict: 0 fixed_point, 1 periodic, 2 chaotic, 3 noise, 4 trend
+                            (sl_dyn_class_t); -1 = no verdict yet */
+  int32_t dyn_samples;   /* inter-token gaps the verdict was computed over (0 = none) */
   double ewma_ttft_ms;   /* smoothed time to first token (0 = no sample yet) */
   double ewma_itl_ms;    /* smoothed inter-token time (0 = no sample yet) */
   double tokens_per_s;   /* smoothed decode speed of its streams */
   double error_rate;     /* smoothed share of attempts that failed, 0..1 */
+  double dyn_lambda;     /* the verdict's largest Lyapunov exponent, per token (0 = none) */
+  double dyn_age_ms;     /* how old the verdict is (0 = none) */
   const char *name;      /* "host:port" (borrowed) */
 } sl_ffi_candidate_t;
 
@@ -56,9 +63,16 @@ local ffi_string, ffi_typeof = ffi.string, ffi.typeof
 local type, tostring, pairs, ipairs, pcall, error = type, tostring, pairs, ipairs, pcall, error
 local concat, format, floor = table.concat, string.format, math.floor
 
+-- The names of a candidate's dyn_class values (sl_dyn_class_t in
+-- analyzers/dynamics.h; sl_dyn_class_name spells them the same way).
+local DYN_CLASSES = { [0] = "fixed_point", "periodic", "chaotic", "noise", "trend" }
+local DYN_CLASS_OF = {}
+for k = 0, 4 do DYN_CLASS_OF[DYN_CLASSES[k]] = k end
+
 local _M = {
   CDEF = CDEF,
   MAX_CANDIDATES = 64, -- mirrors SL_FFI_MAX_CANDIDATES
+  DYN_CLASSES = DYN_CLASSES, -- dyn_class value -> name (0-based)
 }
 
 local ctx_ptr = ffi_typeof("const sl_ffi_place_ctx_t *")
@@ -87,6 +101,13 @@ end
 -- true if this request already failed on the candidate.
 function _M.tried(c)
   return c.tried ~= 0
+end
+
+-- The class of the candidate's latest timing verdict ("fixed_point",
+-- "periodic", "chaotic", "noise" or "trend"), or nil before its first.  A
+-- table lookup: nothing is made per call.
+function _M.dynamics(c)
+  return DYN_CLASSES[c.dyn_class]
 end
 
 ---------------------------------------------------------------------------
@@ -313,7 +334,9 @@ end
 -- Builds an sl_ffi_place_ctx_t from an array of candidate tables
 --   { endpoint_id = (i - 1), pool_id = 0, slots = 1, inflight = 0,
 --     context_tokens = 0, tried = false, ewma_ttft_ms = 0, ewma_itl_ms = 0,
---     tokens_per_s = 0, error_rate = 0, name = "ep<endpoint_id>" }
+--     tokens_per_s = 0, error_rate = 0, dyn_class = nil (none; or a class name
+--     or its number), dyn_samples = 0, dyn_lambda = 0, dyn_age_ms = 0,
+--     name = "ep<endpoint_id>" }
 -- and an optional request table { model = "m", attempt = 1, prompt_chars = 0,
 -- max_tokens = 0, session = nil, seed = 0 }.  Returns the struct cdata (it
 -- converts to the const pointer a policy gets); its strings are anchored
@@ -369,6 +392,19 @@ function _M.new_context(cands, req)
     d.ewma_itl_ms = num(c.ewma_itl_ms, 0, "ewma_itl_ms")
     d.tokens_per_s = num(c.tokens_per_s, 0, "tokens_per_s")
     d.error_rate = num(c.error_rate, 0, "error_rate")
+    local dc = c.dyn_class
+    if type(dc) == "string" then
+      if DYN_CLASS_OF[dc] == nil then
+        error(format('placement.new_context: dyn_class "%s" is not one of fixed_point, periodic, chaotic, noise, trend', dc), 2)
+      end
+      dc = DYN_CLASS_OF[dc]
+    elseif dc ~= nil and (type(dc) ~= "number" or dc % 1 ~= 0 or dc < -1 or dc > 4) then
+      error("placement.new_context: dyn_class must be a class name or an integer from -1 to 4", 2)
+    end
+    d.dyn_class = dc or -1
+    d.dyn_samples = num(c.dyn_samples, 0, "dyn_samples")
+    d.dyn_lambda = num(c.dyn_lambda, 0, "dyn_lambda")
+    d.dyn_age_ms = num(c.dyn_age_ms, 0, "dyn_age_ms")
     local name = c.name or ("ep" .. floor(id))
     if type(name) ~= "string" then error("placement.new_context: name must be a string", 2) end
     keep[#keep + 1] = name

@@ -282,12 +282,15 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->lua_load_budget = SL_BUDGET_LOAD_DEFAULT;
   cfg->watchdog_warn_ms = 2000;
   cfg->watchdog_abort_ms = 20000;
+  cfg->dynamics_enabled = 1;
+  cfg->dynamics_interval_ms = 5000;
+  cfg->dynamics_min_samples = 128;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
-                                    "watchdog", "pools", NULL};
+                                    "watchdog", "dynamics", "pools", NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
@@ -446,6 +449,21 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     if (cfg->watchdog_abort_ms && cfg->watchdog_warn_ms && cfg->watchdog_abort_ms < cfg->watchdog_warn_ms)
       return sl__fail(x, "watchdog.abort_ms: must be at least watchdog.warn_ms (%llu)",
                       (unsigned long long)cfg->watchdog_warn_ms);
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "dynamics")) != NULL) {
+    /* Timing dynamics per endpoint (runtime/gateway/timing.h): a verdict
+     * needs at least the classifier's shortest series and at most a full
+     * ring of gaps. */
+    static const char *const dynamics[] = {"enabled", "interval_ms", "min_samples", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "dynamics: expected an object");
+    SL__TRY(sl__only_keys(x, o, "dynamics.", dynamics));
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enabled");
+    if (en != NULL) {
+      if (!cJSON_IsBool(en)) return sl__fail(x, "dynamics.enabled: expected true or false");
+      cfg->dynamics_enabled = cJSON_IsTrue(en);
+    }
+    SL__TRY(sl__get_u64(x, o, "interval_ms", "dynamics.", 10, 3600000, &cfg->dynamics_interval_ms));
+    SL__TRY(sl__get_int(x, o, "min_samples", "dynamics.", SL_DYN_MIN_FLOOR, SL_DYN_RING, &cfg->dynamics_min_samples));
   }
   {
     char *sock = NULL;
@@ -660,6 +678,27 @@ int sl_sim_config_from_json(sl_sim_config_t *cfg, const cJSON *obj, char *err, s
       if (sl__json_num(v, 0, 1, &d) < 0)
         return sl__cfg_err(err, errlen, "%s: expected a number from 0 to 1", k);
       cfg->itl_jitter = d;
+    } else if (strcmp(k, "itl_wave") == 0) {
+      /* {"period": tokens per cycle (>= 2), "amplitude": share of itl_ms in
+       * [0, 1)}: periodic timing for the dynamics classifier to find. */
+      const cJSON *w;
+      double period = 0, amp = -1;
+      if (!cJSON_IsObject(v)) return sl__cfg_err(err, errlen, "%s: expected an object {\"period\", \"amplitude\"}", k);
+      cJSON_ArrayForEach(w, v) {
+        if (strcmp(w->string, "period") == 0) {
+          if (sl__json_num(w, 2, 1e6, &period) < 0)
+            return sl__cfg_err(err, errlen, "%s.period: expected a number of tokens from 2 to 1000000", k);
+        } else if (strcmp(w->string, "amplitude") == 0) {
+          if (sl__json_num(w, 0, 1, &amp) < 0 || amp >= 1)
+            return sl__cfg_err(err, errlen, "%s.amplitude: expected a number from 0 to below 1", k);
+        } else {
+          return sl__cfg_err(err, errlen, "%s: unknown key \"%.64s\"", k, w->string);
+        }
+      }
+      if (period == 0) return sl__cfg_err(err, errlen, "%s.period: required", k);
+      if (amp < 0) return sl__cfg_err(err, errlen, "%s.amplitude: required", k);
+      cfg->itl_wave_period = period;
+      cfg->itl_wave_amp = amp;
     } else if (strcmp(k, "max_tokens") == 0) {
       if (sl__json_int(v, 0, 100000000, &d) < 0)
         return sl__cfg_err(err, errlen, "%s: expected an integer >= 0", k);

@@ -46,6 +46,9 @@ typedef struct {
   double prefill_us_per_char; /* added to TTFT per prompt character; default 10 */
   double itl_ms;              /* mean inter-token gap; default 20; 0 = as fast as possible */
   double itl_jitter;          /* relative jitter in [0,1]: gaps uniform in itl*(1 +- j); default 0.2 */
+  double itl_wave_period;     /* itl_wave.period: tokens per cycle of a sine on the gaps (0 = none, else >= 2) */
+  double itl_wave_amp;        /* itl_wave.amplitude in [0,1): the gap before token k is
+                                 itl*(1 + amp*sin(2 pi k / period)), times the jitter; default 0 */
   int max_tokens;             /* tokens when the request gives neither max_tokens nor x-sim-tokens; default 64 */
   uint64_t seed;              /* base seed; request k uses a seed derived from (seed, k); default 1 */
   int stamp;                  /* 1: stamp every token with its send time (as x-sim-stamp: 1); default 0 */
@@ -58,8 +61,9 @@ void sl_sim_config_default(sl_sim_config_t *cfg);
 
 /* Applies the keys of a JSON object onto cfg (start from
  * sl_sim_config_default): "listen" ("HOST:PORT"), "host", "port", "slots",
- * "ttft_ms", "prefill_us_per_char", "itl_ms", "itl_jitter", "max_tokens",
- * "seed", "stamp" (bool) and "models" (a string or an array of strings).
+ * "ttft_ms", "prefill_us_per_char", "itl_ms", "itl_jitter", "itl_wave" (an
+ * object {"period", "amplitude"}), "max_tokens", "seed", "stamp" (bool) and
+ * "models" (a string or an array of strings).
  * Returns 0, or SL_EINVAL with a message naming the key in err (errlen bytes,
  * may be NULL) for an unknown key, a wrong type or a value out of range; cfg
  * may then be partly updated. */
@@ -72,6 +76,11 @@ int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
 /* Lua budgets (lua.instruction_budget, lua.load_instruction_budget). */
 #define SL_BUDGET_DEFAULT 1000000u        /* VM instructions per phase call */
 #define SL_BUDGET_LOAD_DEFAULT 50000000u  /* VM instructions to load and configure a module */
+
+/* Timing dynamics per endpoint (dynamics.*; runtime/gateway/timing.h). */
+#define SL_DYN_RING 512          /* inter-token gaps an endpoint keeps (its ring) */
+#define SL_DYN_MIN_FLOOR 64      /* fewest gaps a verdict may use: SL_DYN_MIN_SAMPLES of
+                                    analyzers/dynamics.h (timing.c asserts they agree) */
 
 #define SL_MAX_POOLS 32
 #define SL_MAX_ENDPOINTS 64  /* per pool */
@@ -139,6 +148,9 @@ typedef struct {
   uint64_t lua_load_budget;       /* VM instructions to load and configure a policy module */
   uint64_t watchdog_warn_ms;      /* the loop stuck this long: log what runs (0 = no watchdog) */
   uint64_t watchdog_abort_ms;     /* stuck this long: end the process (0 = never) */
+  int dynamics_enabled;           /* dynamics.enabled: classify each endpoint's inter-token gaps */
+  uint64_t dynamics_interval_ms;  /* dynamics.interval_ms: how often the job looks at the endpoints */
+  int dynamics_min_samples;       /* dynamics.min_samples: gaps an endpoint needs before a verdict */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -23,6 +23,7 @@ static const char sl__usage[] =
     "  --prefill-us-per-char US    added to TTFT per prompt character (10)\n"
     "  --itl-ms MS                 mean inter-token gap; 0 = as fast as the socket takes (20)\n"
     "  --itl-jitter F              relative jitter, gaps uniform in itl*(1 +- F), 0..1 (0.2)\n"
+    "  --itl-wave P,A              gaps follow itl*(1 + A*sin(2 pi k / P)) for token k; P >= 2, 0 <= A < 1 (off)\n"
     "  --max-tokens N              tokens when a request sets no max_tokens (64)\n"
     "  --seed N                    base seed for text and timing (1)\n"
     "  --model NAME                a served model id; repeatable; \"*\" accepts any (sim)\n"
@@ -119,6 +120,22 @@ int sl_sim_engine_cli(int argc, char **argv) {
     } else if (strcmp(name, "--itl-jitter") == 0) {
       if (sl__cli_num(name, val, 0, 1, 0, &d) < 0) return 2;
       cfg.itl_jitter = d;
+    } else if (strcmp(name, "--itl-wave") == 0) {
+      char *end;
+      errno = 0;
+      double period = strtod(val, &end), amp = -1;
+      if (end != val && *end == ',') {
+        const char *a2 = end + 1;
+        amp = strtod(a2, &end);
+        if (end == a2) amp = -1; /* "16," has no amplitude */
+      }
+      if (errno != 0 || *end != '\0' || !(period >= 2 && period <= 1e6) || !(amp >= 0 && amp < 1)) {
+        fprintf(stderr, "sim-engine: bad value for --itl-wave: %s (want PERIOD,AMPLITUDE: PERIOD >= 2 tokens, "
+                        "0 <= AMPLITUDE < 1)\n", val);
+        return 2;
+      }
+      cfg.itl_wave_period = period;
+      cfg.itl_wave_amp = amp;
     } else if (strcmp(name, "--max-tokens") == 0) {
       if (sl__cli_num(name, val, 0, 100000000, 1, &d) < 0) return 2;
       cfg.max_tokens = (int)d;

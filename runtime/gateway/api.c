@@ -2,7 +2,8 @@
  * operational endpoints.
  *
  * Routes: POST /v1/chat/completions and POST /v1/completions (to the relay),
- * GET /v1/models, GET /health (counters and endpoint states as JSON),
+ * GET /v1/models, GET /health (counters and endpoint states, with each
+ * endpoint's timing dynamics verdict, as JSON),
  * GET /ready (200 when some endpoint is ready, else 503).  A known path with
  * the wrong method is 405 with Allow; anything else is 404.  A completion
  * request goes through the request phase (sl__completion), whose steps are
@@ -38,6 +39,29 @@ static void sl__json_reply(sl_http_req_t *req, int status, cJSON *o) {
 }
 
 /* ---- operational endpoints ---- */
+
+/* The gaps the endpoint recorded ("gaps_seen") and its latest timing
+ * verdict (timing.h) as "dynamics": an object, or null before the first. */
+static void sl__dynamics_json(cJSON *e, const sl_endpoint_t *ep, uint64_t now) {
+  const sl_dyn_verdict_t *v = &ep->dyn;
+  cJSON_AddNumberToObject(e, "gaps_seen", (double)ep->gaps.total);
+  if (v->cls < 0) {
+    cJSON_AddNullToObject(e, "dynamics");
+    return;
+  }
+  cJSON *d = cJSON_AddObjectToObject(e, "dynamics");
+  cJSON_AddStringToObject(d, "class", v->name);
+  cJSON_AddNumberToObject(d, "lambda", v->lambda);
+  cJSON_AddNumberToObject(d, "fit_r2", v->fit_r2);
+  cJSON_AddNumberToObject(d, "growth", v->growth);
+  cJSON_AddNumberToObject(d, "fnn", v->fnn);
+  cJSON_AddNumberToObject(d, "recurrence", v->recurrence);
+  cJSON_AddNumberToObject(d, "trend_r2", v->trend_r2);
+  cJSON_AddNumberToObject(d, "mean_gap_ms", v->mean_ms);
+  cJSON_AddNumberToObject(d, "samples", v->samples);
+  cJSON_AddNumberToObject(d, "runs", (double)v->runs);
+  cJSON_AddNumberToObject(d, "age_ms", now > v->at ? (double)(now - v->at) / 1e6 : 0);
+}
 
 static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON *o = cJSON_CreateObject();
@@ -90,6 +114,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
       cJSON_AddNumberToObject(e, "requests", (double)ep->requests);
       cJSON_AddNumberToObject(e, "errors", (double)ep->errors);
       cJSON_AddNumberToObject(e, "idle_connections", ep->nidle);
+      sl__dynamics_json(e, ep, now);
       cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToArray(pools, po);

@@ -9,6 +9,7 @@
 #include "runtime/base/errors.h"
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
+#include "runtime/gateway/timing.h"
 #include "runtime/gateway/watchdog.h"
 #include "runtime/guard/guard.h"
 #include "runtime/lua/policy_check.h"
@@ -199,6 +200,13 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
       sl_sim_engine_close(gw->sims[i], sl__closed_one, gw);
       gw->sims[i] = NULL;
     }
+  }
+  if (gw->timing) {
+    /* Waits for a classification still running on the thread pool: its
+     * completion must come before the registry it writes to is freed. */
+    gw->pending++;
+    sl_timing_close(gw->timing, sl__closed_one, gw);
+    gw->timing = NULL;
   }
   sl__close_handle(gw, (uv_handle_t *)&gw->sweep_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
@@ -416,6 +424,13 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   sl_http_server_set_counters(gw->http, &gw->counters);
   sl_upstream_start_health(&gw->up);
   uv_timer_start(&gw->sweep_timer, sl__on_sweep, 1000, 1000);
+  if (cfg->dynamics_enabled) {
+    int trc = sl_timing_start(&gw->timing, loop, &gw->reg, cfg, gw->log);
+    if (trc < 0) {
+      fprintf(gw->log, "sluice: the timing dynamics job did not start: %s (continuing without it)\n", uv_strerror(trc));
+      gw->timing = NULL;
+    }
+  }
   if (cfg->placement_watch) sl__start_watch(gw);
   *out = gw;
   return 0;

@@ -5,10 +5,11 @@
  * the streams in flight (stream/relay.h), the current generation of
  * policies, and what used to be process-wide: its counters, its narrator
  * (ring, redaction secrets), its TTL dictionary, the simulated engines its
- * configuration asks for, and the loop watchdog.  Its life cycle is the
- * public API of include/sluice.h (open, reload, drain, close); this header
- * adds the struct, for the operator tools (runtime/ops) that read it, and
- * nothing else.  api.c is the gateway's HTTP handler.
+ * configuration asks for, the loop watchdog, and the job that classifies
+ * each endpoint's timing dynamics on the thread pool (timing.h).  Its life
+ * cycle is the public API of include/sluice.h (open, reload, drain, close);
+ * this header adds the struct, for the operator tools (runtime/ops) that
+ * read it, and nothing else.  api.c is the gateway's HTTP handler.
  */
 #ifndef SL_GATEWAY_H
 #define SL_GATEWAY_H
@@ -31,6 +32,7 @@
 #include "runtime/upstream/upstream.h"
 
 struct sl_watchdog_s;
+struct sl_timing_s;
 
 struct sl_gateway_s {
   uv_loop_t *loop;
@@ -46,6 +48,7 @@ struct sl_gateway_s {
   sl_sim_engine_t **sims;    /* per registry endpoint: its in-process engine, or NULL */
   const char **secrets;      /* pool api_keys and log.secrets, NULL-ended (borrowed from cfg) */
   struct sl_watchdog_s *watchdog; /* NULL when watchdog.warn_ms is 0 */
+  struct sl_timing_s *timing;  /* endpoints' timing dynamics (timing.h); NULL when dynamics.enabled is false */
   uint64_t next_id;          /* request ids */
   uint64_t started_ns;       /* uv_hrtime at open */
   FILE *log;                 /* log lines (stderr unless the embedder says) */

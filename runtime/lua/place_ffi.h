@@ -3,7 +3,8 @@
  * Before calling a policy's place(ctx) the relay fills one context: the
  * request's model and size, and the compact array of eligible candidates
  * the C prefilter left (model served, ready, not draining, not cooling
- * down), each with its load and the live estimates the relay keeps.  The
+ * down), each with its load, the live estimates the relay keeps and the
+ * latest verdict on its timing dynamics (runtime/gateway/timing.h).  The
  * policy reads it (never writes it) and returns the 1-based index of its
  * choice and a short reason.  lua/sluice/placement.lua carries the same
  * cdef; SL_FFI_ABI_VERSION changes whenever these structs do.
@@ -25,10 +26,15 @@ typedef struct {
   int32_t inflight;      /* streams on it now */
   int32_t context_tokens;/* its pool's context size (0 = unknown) */
   int32_t tried;         /* 1 if this request already failed on it (a retry) */
+  int32_t dyn_class;     /* timing verdict: 0 fixed_point, 1 periodic, 2 chaotic, 3 noise, 4 trend
+                            (sl_dyn_class_t); -1 = no verdict yet */
+  int32_t dyn_samples;   /* inter-token gaps the verdict was computed over (0 = none) */
   double ewma_ttft_ms;   /* smoothed time to first token (0 = no sample yet) */
   double ewma_itl_ms;    /* smoothed inter-token time (0 = no sample yet) */
   double tokens_per_s;   /* smoothed decode speed of its streams */
   double error_rate;     /* smoothed share of attempts that failed, 0..1 */
+  double dyn_lambda;     /* the verdict's largest Lyapunov exponent, per token (0 = none) */
+  double dyn_age_ms;     /* how old the verdict is (0 = none) */
   const char *name;      /* "host:port" (borrowed) */
 } sl_ffi_candidate_t;
 

@@ -52,6 +52,11 @@ static const char *sl__sample(int k, sl_ffi_place_ctx_t *ctx) {
       c->tokens_per_s = 90.0 - i;
       c->error_rate = i % 4 == 0 ? 0.25 : 0.0;
     }
+    /* Every timing verdict a policy may branch on, "none yet" (-1) too. */
+    c->dyn_class = samples[k].learned ? i % 6 - 1 : -1;
+    c->dyn_samples = c->dyn_class >= 0 ? 256 : 0;
+    c->dyn_lambda = c->dyn_class == 2 ? 0.3 : 0.0;
+    c->dyn_age_ms = c->dyn_class >= 0 ? 1000.0 * (i % 4) : 0.0;
     c->name = sl__names[i % 8];
   }
   return samples[k].what;

@@ -161,14 +161,14 @@ static int sl__l_pools(lua_State *L) {
   return 1;
 }
 
-/* endpoints(): every endpoint's state and live estimates. */
+/* endpoints(): every endpoint's state, live estimates and timing verdict. */
 static int sl__l_endpoints(lua_State *L) {
   sl_gateway_t *gw = sl__session(L)->gw;
   uint64_t now = uv_hrtime();
   lua_createtable(L, gw->reg.neps, 0);
   for (int i = 0; i < gw->reg.neps; i++) {
     const sl_endpoint_t *ep = &gw->reg.eps[i];
-    lua_createtable(L, 0, 18);
+    lua_createtable(L, 0, 20);
     sl__setstr(L, "name", ep->name);
     sl__setnum(L, "id", ep->id);
     sl__setstr(L, "pool", ep->pool->cfg->name);
@@ -186,6 +186,22 @@ static int sl__l_endpoints(lua_State *L) {
     sl__setnum(L, "error_rate", ep->error_rate);
     sl__setnum(L, "idle_connections", ep->nidle);
     sl__setbool(L, "sim", sl_gateway_sim(gw, ep) != NULL);
+    sl__setnum(L, "gaps_seen", (double)ep->gaps.total);
+    if (ep->dyn.cls >= 0) { /* the latest timing verdict (gateway/timing.h); nil before the first */
+      const sl_dyn_verdict_t *v = &ep->dyn;
+      lua_createtable(L, 0, 10);
+      sl__setstr(L, "class", v->name);
+      sl__setnum(L, "lambda", v->lambda);
+      sl__setnum(L, "fit_r2", v->fit_r2);
+      sl__setnum(L, "growth", v->growth);
+      sl__setnum(L, "fnn", v->fnn);
+      sl__setnum(L, "recurrence", v->recurrence);
+      sl__setnum(L, "trend_r2", v->trend_r2);
+      sl__setnum(L, "mean_gap_ms", v->mean_ms);
+      sl__setnum(L, "samples", v->samples);
+      sl__setnum(L, "age_ms", now > v->at ? (double)(now - v->at) / 1e6 : 0);
+      lua_setfield(L, -2, "dynamics");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

@@ -116,6 +116,8 @@ struct sl_sim_req_s {
   uint64_t ttft_ns;          /* time from getting a slot to the first token */
   double itl_ns;             /* mean gap between tokens; 0 = as fast as possible */
   double jitter;             /* relative jitter of the gap */
+  double wave_period;        /* tokens per cycle of the gaps' sine (0 = no wave) */
+  double wave_amp;           /* its amplitude, a share of itl_ns */
   uint64_t due;              /* uv_hrtime at which the next token may go */
   sl_sim_rng_t text_rng, time_rng; /* separate, so timing never changes the text */
   /* current event, being written in pieces */
@@ -308,11 +310,18 @@ static void sl__arm_ns(sl_sim_req_t *r, uint64_t delta_ns) {
   uv_timer_start(&r->timer, sl__on_timer, ms, 0);
 }
 
+double sl_sim_gap(double itl, double jitter, double wave_period, double wave_amp, uint64_t k, double u) {
+  double g = itl * (1.0 + jitter * u);
+  if (wave_period > 0) g *= 1.0 + wave_amp * sin(2.0 * M_PI * (double)k / wave_period);
+  return g > 0 ? g : 0;
+}
+
+/* The gap before the next token, whose index in the response is r->sent
+ * (0 for the first), so every response starts the wave's cycle afresh. */
 static uint64_t sl__next_gap_ns(sl_sim_req_t *r) {
   if (r->itl_ns <= 0) return 0;
   double u = sl__sim_rng_unit(&r->time_rng) * 2.0 - 1.0;
-  double g = r->itl_ns * (1.0 + r->jitter * u);
-  return g <= 0 ? 0 : (uint64_t)g;
+  return (uint64_t)sl_sim_gap(r->itl_ns, r->jitter, r->wave_period, r->wave_amp, r->sent, u);
 }
 
 /* ---- events ---- */
@@ -687,7 +696,13 @@ static void sl__pump(sl_sim_req_t *r) {
       sl__append_text(r);
     else if (sl__build_event(r) < 0)
       goto internal;
-    r->due += sl__next_gap_ns(r);
+    uint64_t gap = sl__next_gap_ns(r);
+    /* With a wave the gaps are the signal: after a stall longer than a gap
+     * (the loop was held up, or the client's backpressure held the engine)
+     * the schedule restarts from now rather than catching up with a burst
+     * of tokens without gaps, which would be noise in the wave. */
+    if (r->wave_period > 0 && now > r->due + gap) r->due = now;
+    r->due += gap;
   }
 internal:
   /* An event did not fit its reserved room: end the body without [DONE] so
@@ -1044,6 +1059,8 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
   r->ttft_ns = (uint64_t)((cfg->ttft_ms * 1e3 + cfg->prefill_us_per_char * (double)prompt_chars) * 1e3);
   r->itl_ns = cfg->itl_ms * 1e6;
   r->jitter = cfg->itl_jitter;
+  r->wave_period = cfg->itl_wave_period;
+  r->wave_amp = cfg->itl_wave_amp;
   uint64_t seed = sl__sim_mix(cfg->seed ^ (seq * 0x9e3779b97f4a7c15ULL));
   sl__sim_rng_seed(&r->text_rng, seed);
   sl__sim_rng_seed(&r->time_rng, seed ^ 0x5eed71be5eed71beULL);
@@ -1226,7 +1243,8 @@ static void sl__handler(sl_http_req_t *req, void *ud) {
 static int sl__config_check(const sl_sim_config_t *cfg) {
   if (cfg->slots < 1 || cfg->port < 0 || cfg->port > 65535 || cfg->nmodels < 1 ||
       cfg->nmodels > SL_SIM_MAX_MODELS || !(cfg->ttft_ms >= 0) || !(cfg->prefill_us_per_char >= 0) ||
-      !(cfg->itl_ms >= 0) || !(cfg->itl_jitter >= 0 && cfg->itl_jitter <= 1) || cfg->max_tokens < 0 ||
+      !(cfg->itl_ms >= 0) || !(cfg->itl_jitter >= 0 && cfg->itl_jitter <= 1) ||
+      !(cfg->itl_wave_period == 0 || cfg->itl_wave_period >= 2) || !(cfg->itl_wave_amp >= 0 && cfg->itl_wave_amp < 1) || cfg->max_tokens < 0 ||
       memchr(cfg->host, '\0', sizeof(cfg->host)) == NULL)
     return SL_EINVAL;
   for (int i = 0; i < cfg->nmodels; i++)

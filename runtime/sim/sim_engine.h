@@ -6,8 +6,8 @@
  * JSON object otherwise), GET /v1/models, GET /health, GET /sim/stats and
  * POST /sim/control.  Timing: TTFT = ttft_ms + prefill_us_per_char x prompt
  * characters, then one token per inter-token gap (itl_ms with relative
- * jitter, from a seeded PRNG), or as fast as the socket takes them when the
- * gap is 0.  A fixed number of slots generate at once; requests past them
+ * jitter, from a seeded PRNG, and optionally a sine wave over the token's
+ * index, itl_wave), or as fast as the socket takes them when the gap is 0.  A fixed number of slots generate at once; requests past them
  * wait in FIFO order.  Per-request `x-sim-*` headers choose the seed, token
  * count, timing, send-time stamps, faults (stall, reset, garbage, slow start,
  * HTTP status, error event, clean close) and a write-split pattern.
@@ -69,6 +69,13 @@ void sl_sim_engine_reset_stats(sl_sim_engine_t *e);
  * (excluding the NUL) or, if it did not fit, the length needed (snprintf
  * convention). */
 size_t sl_sim_stats_json(const sl_sim_stats_t *st, char *buf, size_t cap);
+
+/* The gap before token k (0 for a response's first) of a response whose
+ * mean gap is itl (any unit; the result is in the same one): itl *
+ * (1 + jitter * u) * (1 + wave_amp * sin(2 pi k / wave_period)), the last
+ * factor only when wave_period > 0, and never below 0.  u in [-1, 1] is the
+ * jitter draw. */
+double sl_sim_gap(double itl, double jitter, double wave_period, double wave_amp, uint64_t k, double u);
 
 /* Makes GET /health answer 200 (healthy=1) or 503 (healthy=0).  Completions
  * are served either way. */

@@ -96,6 +96,7 @@ int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_
   ctx->max_tokens = pr->max_tokens;
   ctx->session = pr->session;
   ctx->seed = pr->seed;
+  uint64_t now = uv_hrtime();
   for (int i = 0; i < ctx->n; i++) {
     const sl_endpoint_t *ep = cands[i].ep;
     sl_ffi_candidate_t *c = &ctx->cands[i];
@@ -111,6 +112,10 @@ int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_
     c->ewma_itl_ms = ep->ewma_itl_ms;
     c->tokens_per_s = ep->tokens_per_s;
     c->error_rate = ep->error_rate;
+    c->dyn_class = ep->dyn.cls;
+    c->dyn_samples = ep->dyn.cls >= 0 ? (int32_t)ep->dyn.samples : 0;
+    c->dyn_lambda = ep->dyn.cls >= 0 ? ep->dyn.lambda : 0;
+    c->dyn_age_ms = ep->dyn.cls >= 0 && now > ep->dyn.at ? (double)(now - ep->dyn.at) / 1e6 : 0;
     c->name = ep->name;
   }
   int k = 0;

@@ -71,6 +71,7 @@ struct sl_stream_s {
   uint64_t last_event_ms;    /* uv_now of the last upstream event (or attempt start) */
   uint64_t deadline_ms;      /* how long after it the deadline timer fires */
   uint32_t pauses;           /* backpressure pauses of this stream */
+  uint32_t gap_pauses;       /* pauses when t_last was set: a gap across a pause is not the engine's */
   int saw_done;
   int upstream_sent_usage;
   int read_events;           /* events of the upstream read in progress */
@@ -673,7 +674,12 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (ev->finish != SL_FINISH_NONE) st->finish = ev->finish;
   if (!st->first_token) sl__first_token(st);
   if (has_content) {
-    st->t_last = st->t_guard = uv_hrtime();
+    uint64_t now = uv_hrtime();
+    /* The gap since this stream's previous token feeds the endpoint's
+     * timing dynamics (registry.h), unless a backpressure pause lies in it. */
+    if (st->t_last != 0 && st->pauses == st->gap_pauses) sl_endpoint_gap(st->ep, sl__ms(now - st->t_last));
+    st->gap_pauses = st->pauses;
+    st->t_last = st->t_guard = now;
     st->tokens_received++;
     sl_counter_inc(st->ss->counters, SL_C_TOKENS_RECEIVED);
   }

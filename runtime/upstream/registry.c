@@ -36,6 +36,7 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       ep->pool = pool;
       ep->reg = reg;
       ep->slots = ec->slots > 0 ? ec->slots : pc->slots;
+      ep->dyn.cls = -1; /* no verdict yet (0 would read as fixed_point) */
       snprintf(ep->host, sizeof(ep->host), "%s", ec->host);
       snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
       ep->port = ec->port;

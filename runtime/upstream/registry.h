@@ -7,6 +7,12 @@
  * draining or cooldown changes, so later caches of the eligible set can key
  * on it.
  *
+ * Each endpoint also keeps a ring of the last SL_DYN_RING gaps between
+ * consecutive tokens of one stream (the relay records them, a store per
+ * token) and the latest verdict on their dynamics, which the gateway's
+ * timing job (runtime/gateway/timing.h) computes on the thread pool and
+ * stores here on the loop.
+ *
  * Placement over it is runtime/stream/placement.h.  Times are uv_hrtime
  * nanoseconds.
  */
@@ -26,6 +32,29 @@ typedef struct sl_endpoint_s sl_endpoint_t;
 typedef struct sl_registry_s sl_registry_t;
 typedef struct sl_upconn_s sl_upconn_t;
 typedef struct sl_sim_engine_s sl_sim_engine_t;
+
+/* The last inter-token gaps of an endpoint, oldest overwritten first. */
+typedef struct {
+  double ms[SL_DYN_RING];        /* gaps in milliseconds; the next goes to ms[total % SL_DYN_RING] */
+  uint64_t total;                /* gaps recorded since start (the ring holds the last of them) */
+} sl_gap_ring_t;
+
+/* The latest verdict on an endpoint's timing dynamics (cls < 0: none yet).
+ * Written on the loop by the timing job; everyone else only reads it. */
+typedef struct {
+  int cls;                       /* an sl_dyn_class_t of analyzers/dynamics.h, or -1 before the first verdict */
+  const char *name;              /* its name ("periodic", "noise", ...; static), or NULL */
+  double lambda;                 /* largest Lyapunov exponent, per token (0 for fixed_point, trend) */
+  double fit_r2;                 /* R^2 of the exponent's line fit */
+  double growth;                 /* e-folds the neighbour distance grew to its plateau */
+  double fnn;                    /* false-neighbour share at the embedding used (-1 when none was searched) */
+  double recurrence;             /* autocorrelation peak past its first zero (periodic check; else 0) */
+  double trend_r2;               /* R^2 of a straight line through the gaps */
+  double mean_ms;                /* mean gap of the series classified (before its outliers were clipped) */
+  uint32_t samples;              /* gaps the verdict was computed over */
+  uint64_t at;                   /* uv_hrtime when it was stored */
+  uint64_t runs;                 /* verdicts stored so far */
+} sl_dyn_verdict_t;
 
 struct sl_endpoint_s {
   int id;                        /* index in the registry's flat endpoint list */
@@ -47,6 +76,8 @@ struct sl_endpoint_s {
   double ewma_itl_ms;            /* smoothed inter-token time (0 = no sample) */
   double tokens_per_s;           /* smoothed decode speed (0 = no sample) */
   double error_rate;             /* smoothed share of failed attempts */
+  sl_gap_ring_t gaps;            /* inter-token gaps of its streams (sl_endpoint_gap) */
+  sl_dyn_verdict_t dyn;          /* the latest verdict on them */
   sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
   sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
   int nidle;
@@ -119,5 +150,13 @@ int sl_endpoint_probe(sl_endpoint_t *ep, int ok);
  * a stream that produced tokens its TTFT, mean inter-token time and decode
  * speed (a value < 0 is "no sample"). */
 void sl_endpoint_observe(sl_endpoint_t *ep, int failed, double ttft_ms, double itl_ms, double tokens_per_s);
+
+/* Records one gap of gap_ms between two consecutive tokens of one stream
+ * on ep: a store and an increment, no allocation (the relay calls it per
+ * token).  The oldest gap in the ring is overwritten. */
+static inline void sl_endpoint_gap(sl_endpoint_t *ep, double gap_ms) {
+  ep->gaps.ms[ep->gaps.total % SL_DYN_RING] = gap_ms;
+  ep->gaps.total++;
+}
 
 #endif

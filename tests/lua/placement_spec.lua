@@ -41,8 +41,8 @@ describe("sluice.placement", function()
     decls = decls:gsub("SL_FFI_MAX_CANDIDATES", tostring(max))
     assert.equals(normalize(decls), normalize(placement.CDEF))
     -- The layout C compiles to on this ABI (x86-64 / aarch64, LP64).
-    assert.equals(64, ffi.sizeof("sl_ffi_candidate_t"))
-    assert.equals(48 + 64 * 64, ffi.sizeof("sl_ffi_place_ctx_t"))
+    assert.equals(88, ffi.sizeof("sl_ffi_candidate_t"))
+    assert.equals(48 + 64 * 88, ffi.sizeof("sl_ffi_place_ctx_t"))
     assert.equals(48, ffi.offsetof("sl_ffi_place_ctx_t", "cands"))
   end)
 
@@ -87,6 +87,39 @@ describe("sluice.placement", function()
     -- A seed can be a full uint64.
     local c3 = placement.new_context({ {}, {} }, { seed = 0xffffffffffffffffULL })
     assert.is_true(c3.seed == 0xffffffffffffffffULL)
+  end)
+
+  it("names each candidate's timing verdict, nil before the first", function()
+    local ctx = placement.new_context({
+      {},
+      { dyn_class = "periodic", dyn_samples = 512, dyn_lambda = 0.01, dyn_age_ms = 1500 },
+      { dyn_class = 3 },
+      { dyn_class = -1 },
+    })
+    local a, b, c, d = ctx.cands[0], ctx.cands[1], ctx.cands[2], ctx.cands[3]
+    assert.equals(-1, a.dyn_class)
+    assert.is_nil(placement.dynamics(a))
+    assert.equals(1, b.dyn_class)
+    assert.equals("periodic", placement.dynamics(b))
+    assert.equals(512, b.dyn_samples)
+    assert.equals(0.01, b.dyn_lambda)
+    assert.equals(1500, b.dyn_age_ms)
+    assert.equals("noise", placement.dynamics(c))
+    assert.is_nil(placement.dynamics(d))
+    -- Every class the C side can store has a name, spelled as sl_dyn_class_name does.
+    local want = { [0] = "fixed_point", "periodic", "chaotic", "noise", "trend" }
+    for k = 0, 4 do
+      assert.equals(want[k], placement.DYN_CLASSES[k])
+      assert.equals(k, placement.new_context({ { dyn_class = want[k] } }).cands[0].dyn_class)
+    end
+    local src = read("analyzers/dynamics.c")
+    for k = 0, 4 do
+      assert.is_truthy(src:find('return "' .. want[k] .. '";', 1, true))
+    end
+    assert.has_error(function() placement.new_context({ { dyn_class = "erratic" } }) end,
+      'placement.new_context: dyn_class "erratic" is not one of fixed_point, periodic, chaotic, noise, trend')
+    assert.has_error(function() placement.new_context({ { dyn_class = 5 } }) end,
+      "placement.new_context: dyn_class must be a class name or an integer from -1 to 4")
   end)
 
   it("raises on a malformed context description", function()

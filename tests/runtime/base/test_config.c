@@ -118,10 +118,48 @@ static void test_hostport(void) {
   ASSERT_LT(sl_parse_hostport("host:12ab", host, sizeof(host), &port), 0);
 }
 
+/* dynamics.*: the defaults, every key, and each wrong value named. */
+static void test_dynamics_keys(void) {
+  sl_config_t cfg;
+  char err[512];
+  const char *pools = "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]";
+  char j[512];
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.dynamics_enabled, 1);
+  ASSERT_UINT_EQ(cfg.dynamics_interval_ms, 5000);
+  ASSERT_EQ(cfg.dynamics_min_samples, 128);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"dynamics\":{\"enabled\":false,\"interval_ms\":250,\"min_samples\":512},%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.dynamics_enabled, 0);
+  ASSERT_UINT_EQ(cfg.dynamics_interval_ms, 250);
+  ASSERT_EQ(cfg.dynamics_min_samples, SL_DYN_RING);
+  sl_config_free(&cfg);
+  static const struct {
+    const char *dyn, *err;
+  } bad[] = {
+      {"[]", "dynamics: expected an object"},
+      {"{\"enable\":true}", "dynamics.enable: unknown key"},
+      {"{\"enabled\":1}", "dynamics.enabled: expected true or false"},
+      {"{\"interval_ms\":\"5s\"}", "dynamics.interval_ms: expected a number"},
+      {"{\"interval_ms\":5}", "dynamics.interval_ms: 5 is out of range [10, 3.6e+06]"},
+      {"{\"min_samples\":63}", "dynamics.min_samples: 63 is out of range [64, 512]"},
+      {"{\"min_samples\":513}", "dynamics.min_samples: 513 is out of range [64, 512]"},
+      {"{\"min_samples\":100.5}", "dynamics.min_samples: expected an integer"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(j, sizeof(j), "{\"dynamics\":%s,%s}", bad[i].dyn, pools);
+    ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), SL_EINVAL);
+    ASSERT_STR_EQ(err, bad[i].err);
+  }
+}
+
 int main(void) {
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);
   SL_RUN(test_hostport);
+  SL_RUN(test_dynamics_keys);
   return SL_TEST_EXIT();
 }

@@ -469,6 +469,30 @@ static void test_config_json(void) {
   cJSON_Delete(j);
   ASSERT_NOT_NULL(strstr(err, "slots"));
 
+  /* The wave: both keys, period >= 2, amplitude in [0, 1). */
+  j = cJSON_Parse("{\"itl_wave\":{\"period\":16,\"amplitude\":0.5}}");
+  ASSERT_EQ(sl_sim_config_from_json(&cfg, j, err, sizeof(err)), 0);
+  cJSON_Delete(j);
+  ASSERT_DBL_NEAR(cfg.itl_wave_period, 16, 1e-9);
+  ASSERT_DBL_NEAR(cfg.itl_wave_amp, 0.5, 1e-9);
+  static const struct {
+    const char *json, *err;
+  } bad_waves[] = {
+      {"{\"itl_wave\":16}", "itl_wave: expected an object {\"period\", \"amplitude\"}"},
+      {"{\"itl_wave\":{\"amplitude\":0.5}}", "itl_wave.period: required"},
+      {"{\"itl_wave\":{\"period\":16}}", "itl_wave.amplitude: required"},
+      {"{\"itl_wave\":{\"period\":1,\"amplitude\":0.5}}", "itl_wave.period: expected a number of tokens from 2 to 1000000"},
+      {"{\"itl_wave\":{\"period\":16,\"amplitude\":1}}", "itl_wave.amplitude: expected a number from 0 to below 1"},
+      {"{\"itl_wave\":{\"period\":16,\"amplitude\":\"big\"}}", "itl_wave.amplitude: expected a number from 0 to below 1"},
+      {"{\"itl_wave\":{\"period\":16,\"amplitude\":0.5,\"phase\":1}}", "itl_wave: unknown key \"phase\""},
+  };
+  for (size_t i = 0; i < sizeof(bad_waves) / sizeof(bad_waves[0]); i++) {
+    j = cJSON_Parse(bad_waves[i].json);
+    ASSERT_EQ(sl_sim_config_from_json(&cfg, j, err, sizeof(err)), SL_EINVAL);
+    cJSON_Delete(j);
+    ASSERT_STR_EQ(err, bad_waves[i].err);
+  }
+
   j = cJSON_Parse("{\"models\":[\"ok\",3]}");
   ASSERT_EQ(sl_sim_config_from_json(&cfg, j, err, sizeof(err)), SL_EINVAL);
   cJSON_Delete(j);
@@ -492,7 +516,52 @@ static void test_config_json(void) {
   cfg.slots = 0;
   ASSERT_EQ(sl_sim_engine_start(&e, &loop, &cfg), SL_EINVAL);
   ASSERT_NULL(e);
+  sl_sim_config_default(&cfg);
+  cfg.itl_wave_period = 1; /* set in C past the JSON checks */
+  ASSERT_EQ(sl_sim_engine_start(&e, &loop, &cfg), SL_EINVAL);
+  cfg.itl_wave_period = 8;
+  cfg.itl_wave_amp = 1;
+  ASSERT_EQ(sl_sim_engine_start(&e, &loop, &cfg), SL_EINVAL);
+  ASSERT_NULL(e);
   ASSERT_EQ(uv_loop_close(&loop), 0);
+}
+
+/* The gap schedule: jitter scales itl, the wave follows the sine of the
+ * token's index, and nothing goes below 0. */
+static void test_gap_schedule(void) {
+  ASSERT_DBL_NEAR(sl_sim_gap(10, 0.2, 0, 0.5, 3, 1), 12, 1e-12);
+  ASSERT_DBL_NEAR(sl_sim_gap(10, 0.2, 0, 0.5, 3, -1), 8, 1e-12);
+  /* Period 4, amplitude 0.5: the quarter-cycle points of the sine. */
+  const double want[8] = {10, 15, 10, 5, 10, 15, 10, 5};
+  for (uint64_t k = 0; k < 8; k++) ASSERT_DBL_NEAR(sl_sim_gap(10, 0, 4, 0.5, k, 0), want[k], 1e-9);
+  /* A whole cycle averages to itl, so the mean rate is unchanged. */
+  double sum = 0;
+  for (uint64_t k = 1; k <= 16; k++) sum += sl_sim_gap(12, 0, 16, 0.5, k, 0);
+  ASSERT_DBL_NEAR(sum / 16, 12, 1e-9);
+  /* Jitter and wave multiply. */
+  ASSERT_DBL_NEAR(sl_sim_gap(10, 0.5, 4, 0.5, 1, 1), 22.5, 1e-9);
+  ASSERT_DBL_NEAR(sl_sim_gap(10, 1, 0, 0, 0, -1), 0, 1e-12);
+}
+
+/* A wave engine streams every token and ends cleanly (its gaps are the
+ * schedule above; e2e_dynamics checks that sluice measures them as
+ * periodic). */
+static void test_stream_wave(void) {
+  sl_sim_config_t cfg;
+  test_config(&cfg);
+  cfg.itl_jitter = 0;
+  cfg.itl_wave_period = 4;
+  cfg.itl_wave_amp = 0.9;
+  START(&cfg);
+  resp_t r;
+  sse_t s;
+  ASSERT_EQ(http("POST", "/v1/chat/completions", NULL, CHAT_BODY, &r), 1);
+  sse_parse(r.body, r.blen, &s);
+  ASSERT_EQ(s.bad, 0);
+  ASSERT_EQ(count_tokens(&s, 1), 7);
+  sse_free(&s);
+  resp_free(&r);
+  STOP();
 }
 
 static void test_stream_chat(void) {
@@ -1234,6 +1303,11 @@ static void test_cli(void) {
   ASSERT_EQ(sl_sim_engine_cli(3, bad), 2);
   char *unknown[] = {"sim-engine", "--warp-speed", "9", NULL};
   ASSERT_EQ(sl_sim_engine_cli(3, unknown), 2);
+  const char *bad_waves[] = {"16", "16,", "1,0.5", "16,1", "16,0.5x", ",0.5"};
+  for (size_t i = 0; i < sizeof(bad_waves) / sizeof(bad_waves[0]); i++) {
+    char *argv[] = {"sim-engine", "--itl-wave", (char *)bad_waves[i], NULL};
+    ASSERT_EQ(sl_sim_engine_cli(3, argv), 2);
+  }
 
   int pfd[2];
   ASSERT_EQ(pipe(pfd), 0);
@@ -1302,6 +1376,8 @@ int main(void) {
   sl_alloc_init();
   signal(SIGPIPE, SIG_IGN);
   SL_RUN(test_config_json);
+  SL_RUN(test_gap_schedule);
+  RUN(test_stream_wave);
   RUN(test_stream_chat);
   RUN(test_stream_usage);
   RUN(test_stream_completions);

@@ -256,9 +256,9 @@ int sl_guard_feed(sl_guard_t *g, int ch, const char *text, size_t n) {
     }
   }
   if (set->rx && ch != SL_CH_TOOL) {
-    sl_rx_match_t r[8];
+    sl_rx_match_t r[SL_RX_MAX_MATCHES];
     for (size_t off = 0; off < n; off += used) {
-      if (sl_rx_feed(&c->rx, text + off, n - off, r, 8, &nm, &used) != 0) break;
+      if (sl_rx_feed(&c->rx, text + off, n - off, r, SL_RX_MAX_MATCHES, &nm, &used) != 0) break;
       for (size_t i = 0; i < nm; i++) sl__redacted(g, ch, r[i].start, r[i].end, sl_rx_class_name(r[i].cls));
     }
   }
@@ -292,9 +292,9 @@ int sl_guard_end_text(sl_guard_t *g) {
   g->text_ended = 1;
   if (set->rx && !g->fired) {
     for (int ch = 0; ch < SL_CH__COUNT; ch++) {
-      sl_rx_match_t r[8];
+      sl_rx_match_t r[SL_RX_MAX_MATCHES];
       size_t nm = 0;
-      if (sl_rx_finish(&g->ch[ch].rx, r, 8, &nm) != 0) continue;
+      if (sl_rx_finish(&g->ch[ch].rx, r, SL_RX_MAX_MATCHES, &nm) != 0) continue;
       for (size_t i = 0; i < nm; i++) sl__redacted(g, ch, r[i].start, r[i].end, sl_rx_class_name(r[i].cls));
     }
   }

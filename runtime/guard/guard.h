@@ -92,7 +92,7 @@ typedef struct sl_guardset_s {
   sl_ac_t *redact_ac;         /* literals and secrets (NULL when none) */
   size_t redact_max_len;      /* longest literal */
   unsigned redact_classes;    /* SL_RX_* bits */
-  sl_rx_t *rx;                /* the classes (NULL when none) */
+  sl_rx_set_t *rx;            /* the classes (NULL when none) */
   char mask[SL_GUARD_MASK_MAX];
   size_t mask_len;
   sl_guard_action_t redact_action;

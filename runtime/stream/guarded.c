@@ -21,12 +21,9 @@ int sl_guarded_init(sl_guarded_t *gd, const sl_guardset_t *set, const char *cons
 }
 
 static void sl__drop(sl_guarded_t *gd) {
-  for (int i = 0; i < gd->qn; i++) {
-    sl_gheld_t *e = &gd->q[(gd->qh + i) % SL_GQ];
-    if (e->pin) sl_chunk_unref(e->pin);
-  }
   gd->qn = 0;
   gd->qh = 0;
+  gd->hlen = 0;
 }
 
 void sl_guarded_free(sl_guarded_t *gd) {
@@ -36,6 +33,7 @@ void sl_guarded_free(sl_guarded_t *gd) {
   sl_free(gd->tb[1]);
   sl_free(gd->rbuf);
   sl_free(gd->ebuf);
+  sl_free(gd->hbuf);
   memset(gd, 0, sizeof(*gd));
 }
 
@@ -212,15 +210,15 @@ static int sl__release_head(sl_guarded_t *gd, sl_output_t *o, uint64_t cut) {
   sl_gheld_t *e = &gd->q[gd->qh];
   int rc;
   int whole = cut >= e->c1;
-  if (e->pin && whole && !sl_guard_masked(&gd->g, SL_CH_CONTENT, e->c0, e->c1) &&
+  if (e->raw && whole && !sl_guard_masked(&gd->g, SL_CH_CONTENT, e->c0, e->c1) &&
       !sl_guard_masked(&gd->g, SL_CH_REASONING, e->r0, e->r1))
   {
-    rc = sl_output_event(o, e->p, e->n, e->pin, e->tokens + gd->carry);
+    /* Copied into the output stage's scratch chunk for the write. */
+    rc = sl_output_event(o, gd->hbuf + e->off, e->n, NULL, e->tokens + gd->carry);
     gd->carry = 0;
   } else
     rc = sl__rewrite(gd, o, e, whole ? e->c1 : cut, whole ? e->finish : SL_FINISH_NONE);
-  if (e->pin) sl_chunk_unref(e->pin);
-  e->pin = NULL;
+  e->raw = 0;
   gd->qh = (gd->qh + 1) % SL_GQ;
   gd->qn--;
   sl__advance(gd, SL_CH_CONTENT, e->c1);
@@ -229,15 +227,36 @@ static int sl__release_head(sl_guarded_t *gd, sl_output_t *o, uint64_t cut) {
 }
 
 /* Releases held entries while their text is final (and before limit). */
+/* Moves the held bytes still needed to the start of hbuf. */
+static void sl__compact(sl_guarded_t *gd) {
+  if (gd->qn == 0) {
+    gd->hlen = 0;
+    return;
+  }
+  size_t from = gd->hlen;
+  for (int i = 0; i < gd->qn; i++) {
+    const sl_gheld_t *e = &gd->q[(gd->qh + i) % SL_GQ];
+    if (e->raw && e->off < from) from = e->off;
+  }
+  if (from == 0) return;
+  memmove(gd->hbuf, gd->hbuf + from, gd->hlen - from);
+  gd->hlen -= from;
+  for (int i = 0; i < gd->qn; i++) {
+    sl_gheld_t *e = &gd->q[(gd->qh + i) % SL_GQ];
+    if (e->raw) e->off -= from;
+  }
+}
+
 static int sl__release(sl_guarded_t *gd, sl_output_t *o) {
   uint64_t fc = sl_guard_final(&gd->g, SL_CH_CONTENT), fr = sl_guard_final(&gd->g, SL_CH_REASONING);
-  while (gd->qn > 0) {
+  int rc = 0;
+  while (gd->qn > 0 && rc == 0) {
     const sl_gheld_t *e = &gd->q[gd->qh];
     if (e->c1 > fc || e->r1 > fr) break;
-    int rc = sl__release_head(gd, o, SL__NONE);
-    if (rc < 0) return rc;
+    rc = sl__release_head(gd, o, SL__NONE);
   }
-  return 0;
+  sl__compact(gd);
+  return rc;
 }
 
 /* Queues the current event (ranges from the last judge).  A full queue
@@ -251,9 +270,7 @@ static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
     while (k + 1 < gd->qn && (gd->q[(gd->qh + k) % SL_GQ].tools || gd->q[(gd->qh + k + 1) % SL_GQ].tools)) k++;
     if (k + 1 < gd->qn) {
       sl_gheld_t *a = &gd->q[(gd->qh + k) % SL_GQ], *b = &gd->q[(gd->qh + k + 1) % SL_GQ];
-      if (a->pin) sl_chunk_unref(a->pin);
-      if (b->pin) sl_chunk_unref(b->pin);
-      b->pin = NULL;
+      b->raw = 0;
       b->c0 = a->c0;
       b->r0 = a->r0;
       b->tokens += a->tokens;
@@ -270,11 +287,19 @@ static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
     int rc = sl__release_head(gd, o, SL__NONE);
     if (rc < 0) return rc;
   }
+  (void)pin;
+  if (gd->hlen + n > gd->hcap) {
+    size_t cap = gd->hcap ? gd->hcap : 1024;
+    while (gd->hlen + n > cap) cap *= 2;
+    gd->hbuf = sl_realloc(gd->hbuf, cap);
+    gd->hcap = cap;
+  }
+  memcpy(gd->hbuf + gd->hlen, p, n);
   sl_gheld_t *e = &gd->q[(gd->qh + gd->qn) % SL_GQ];
-  *e = (sl_gheld_t){.p = p, .n = n, .pin = pin, .tokens = tokens, .c0 = gd->c0, .c1 = gd->c1,
+  *e = (sl_gheld_t){.off = gd->hlen, .n = n, .raw = 1, .tokens = tokens, .c0 = gd->c0, .c1 = gd->c1,
                     .r0 = gd->r0, .r1 = gd->r1, .role = ev->has_role, .finish = ev->finish,
                     .tools = ev->n_tool_calls > 0};
-  if (pin) sl_chunk_ref(pin);
+  gd->hlen += n;
   gd->qn++;
   return 0;
 }

@@ -29,9 +29,8 @@
 #define SL_GQ 64
 
 typedef struct {
-  const char *p;              /* the engine's bytes to send as they are */
-  size_t n;
-  sl_chunk_t *pin;            /* their chunk (a reference), NULL once merged */
+  size_t off, n;              /* the engine's bytes, copied to hbuf[off..off+n) */
+  int raw;                    /* they are there (0 once merged: re-encoded) */
   uint64_t tokens;
   uint64_t c0, c1, r0, r1;    /* its content and reasoning ranges */
   int role;                   /* it carried the role */
@@ -51,6 +50,9 @@ typedef struct {
   int whole;                  /* a whole answer: nothing is held, masks are kept */
   char *rbuf, *ebuf;          /* rendering and escaping scratch (grown when a rewrite needs it) */
   size_t rcap, ecap;
+  char *hbuf;                 /* the held events' bytes, oldest first: copied out of the read chunk,
+                                 so a stream between tokens pins no 16 KiB chunk for a held word */
+  size_t hlen, hcap;
   uint64_t rewritten;         /* events re-encoded */
   uint64_t carry;             /* tokens of events whose text was all masked, sent with the next */
   uint64_t forced;            /* held events sent before their text was final (a full queue) */

@@ -156,6 +156,12 @@ int sl_output_flush(sl_output_t *o) {
   sl_counter_inc(o->counters, SL_C_STREAM_WRITES);
   sl_counter_add(o->counters, SL_C_STREAM_EVENTS, o->batch_events);
   sl__batch_clear(o); /* the server took its own references */
+  if (o->scratch != NULL && o->scratch->refcnt == 1) {
+    /* No write holds the scratch chunk (the kernel took the bytes): give
+     * it back, so a stream between tokens pins nothing. */
+    sl_chunk_unref(o->scratch);
+    o->scratch = NULL;
+  }
   if (rc < 0) {
     o->req = NULL;
     return rc;

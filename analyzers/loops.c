@@ -420,7 +420,7 @@ int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out) {
   lp->ring[slot + lp->cap] = tok;
 
   uint32_t first = 0;
-  if (lp->abits != NULL && t > SL__FAST_MAX) {
+  if (lp->abits != NULL) {
     /* The tokens before this one as one contiguous run (the doubled ring):
      * w[-k] is the token k places back.  agree(t, p) is w[-p] == tok, or
      * w[-p - 1] or w[-p + 1] where edits are allowed (near); the bit of
@@ -430,9 +430,12 @@ int sl_loops_push(sl_loops_t *lp, uint32_t tok, sl_loop_t *out) {
     uint64_t a = 0, near = lp->near_bits;
     for (uint32_t p = lp->cfg.min_period; p <= lp->cfg.max_period; p++) {
       uint64_t bit = (uint64_t)1 << (p - 1);
-      uint64_t b = (uint64_t)(w[-(int32_t)p] == tok) |
+      /* Only positions that exist count: k places back needs k <= t (the
+       * ring's older slots hold zeros or an earlier stream's tokens). */
+      uint64_t b = (uint64_t)(p <= t && w[-(int32_t)p] == tok) |
                    ((uint64_t)((near & bit) != 0) &
-                    (uint64_t)((w[-(int32_t)p - 1] == tok) | (p >= 2 && w[-(int32_t)p + 1] == tok)));
+                    (uint64_t)((p + 1 <= t && w[-(int32_t)p - 1] == tok) |
+                               (p >= 2 && p - 1 <= t && w[-(int32_t)p + 1] == tok)));
       a |= b << (p - 1);
       uint32_t sp = lp->span[p];
       uint32_t c = lp->cnt[p] + (uint32_t)b;

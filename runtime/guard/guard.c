@@ -16,6 +16,8 @@
 
 #define SL__NONE UINT64_MAX
 
+static void sl__loop_flush(sl_guard_t *g);
+
 uint32_t sl_guard_hash(const char *p, size_t n) {
   uint32_t h = 2166136261u;
   for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
@@ -298,6 +300,7 @@ int sl_guard_end_text(sl_guard_t *g) {
       for (size_t i = 0; i < nm; i++) sl__redacted(g, ch, r[i].start, r[i].end, sl_rx_class_name(r[i].cls));
     }
   }
+  if (g->loops && g->lbn > 0 && !g->fired) sl__loop_flush(g);
   /* A property the finished trace violates (F tool_call never came). */
   for (int i = 0; i < set->nltl && !g->fired; i++) {
     if (g->ltl_done[i]) continue;
@@ -313,6 +316,18 @@ int sl_guard_end_text(sl_guard_t *g) {
 }
 
 /* ---- token steps ---- */
+
+/* Pushes the buffered tokens into the loop detector; a loop found fires. */
+static void sl__loop_flush(sl_guard_t *g) {
+  sl_loop_t lp;
+  int found = 0;
+  for (int i = 0; i < g->lbn && !found; i++)
+    if (sl_loops_push(g->loops, g->lbuf[i], &lp) == 0 && lp.state == SL_LOOPS_NEW) found = 1;
+  g->lbn = 0;
+  if (found && !g->fired)
+    sl__fire(g, SL_GUARD_LOOP, g->set->loop_action, "loop", "period %u from token %llu, %u repeats, %u edits",
+             lp.period, (unsigned long long)lp.start, lp.repeats, lp.max_dist);
+}
 
 static void sl__ltl_step(sl_guard_t *g, int i, uint64_t ev, const char *why) {
   const sl_guard_ltl_t *m = &g->set->ltl[i];
@@ -334,20 +349,18 @@ int sl_guard_step(sl_guard_t *g, unsigned what, const int32_t *ids, int n, uint3
   int token = (what & (SL_GSTEP_TEXT | SL_GSTEP_REASONING | SL_GSTEP_TOOL)) != 0;
   if (token) g->tokens++;
   if (token && g->loops) {
-    sl_loop_t lp;
-    int found = 0;
+    /* Tokens are pushed in batches: with many streams the detector's
+     * state is cold at every token, and a batch pays for that once. */
     if (n > 0) {
-      for (int i = 0; i < n; i++)
-        if (sl_loops_push(g->loops, (uint32_t)ids[i], &lp) == 0 && lp.state == SL_LOOPS_NEW && !found) {
-          found = 1;
-          break;
-        }
-    } else if (sl_loops_push(g->loops, text_hash, &lp) == 0 && lp.state == SL_LOOPS_NEW) {
-      found = 1;
+      for (int i = 0; i < n; i++) {
+        if (g->lbn == SL_GUARD_LOOP_BUF) sl__loop_flush(g);
+        g->lbuf[g->lbn++] = (uint32_t)ids[i];
+      }
+    } else {
+      if (g->lbn == SL_GUARD_LOOP_BUF) sl__loop_flush(g);
+      g->lbuf[g->lbn++] = text_hash;
     }
-    if (found)
-      sl__fire(g, SL_GUARD_LOOP, set->loop_action, "loop", "period %u from token %llu, %u repeats, %u edits",
-               lp.period, (unsigned long long)lp.start, lp.repeats, lp.max_dist);
+    if (g->lbn >= set->loop_batch || (what & SL_GSTEP_FINISH)) sl__loop_flush(g);
   }
   for (int i = 0; i < set->nltl && !g->fired; i++) {
     if (g->ltl_done[i]) continue;

@@ -49,6 +49,8 @@
 #define SL_GUARD_MAX_LTL 8        /* monitors */
 #define SL_GUARD_MAX_PATTERNS 32  /* LTL pattern strings, over all monitors */
 #define SL_GUARD_MASK_MAX 64      /* bytes of the mask */
+#define SL_GUARD_LOOP_BUF 80      /* tokens buffered for the loop detector (the largest batch plus one
+                                     event's ids) */
 
 /* Text channels. */
 enum { SL_CH_CONTENT = 0, SL_CH_REASONING = 1, SL_CH_TOOL = 2, SL_CH__COUNT };
@@ -103,6 +105,7 @@ typedef struct sl_guardset_s {
   int loop_on;
   sl_loops_config_t loop_cfg;
   size_t loop_size;           /* bytes of one detector */
+  int loop_batch;             /* tokens pushed at once (1..64, default 8) */
   sl_guard_action_t loop_action;
   /* ltl */
   sl_guard_ltl_t ltl[SL_GUARD_MAX_LTL];
@@ -170,6 +173,8 @@ typedef struct sl_guard_s {
   sl_guard_chan_t ch[SL_CH__COUNT];
   sl_loops_t *loops;          /* in loops_mem, allocated with the guard */
   void *loops_mem;
+  uint32_t lbuf[SL_GUARD_LOOP_BUF]; /* tokens not yet pushed into the detector */
+  int lbn;
   sl_ltl_monitor_t mon[SL_GUARD_MAX_LTL];
   uint64_t pat_hits;          /* proposition bits set by pattern matches since the last step */
   uint64_t pat_hits_ltl[SL_GUARD_MAX_LTL];

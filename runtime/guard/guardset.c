@@ -207,7 +207,7 @@ static int sl__budget(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *o, const ch
 
 static int sl__loop(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *o, const char *path) {
   static const char *const keys[] = {"window", "min_period", "max_period", "min_repeats", "min_length",
-                                     "max_dist_ratio", "action", NULL};
+                                     "max_dist_ratio", "batch", "action", NULL};
   SL__TRY(sl__keys(x, o, path, keys));
   sl_loops_config_t *c = &gs->loop_cfg;
   double v;
@@ -231,6 +231,9 @@ static int sl__loop(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *o, const char
   if (got) c->min_length = (uint32_t)v;
   if ((got = sl__num(x, o, "max_dist_ratio", path, 0, 1, 0, &v)) < 0) return got;
   if (got) c->max_dist_ratio = v;
+  gs->loop_batch = 8;
+  if ((got = sl__num(x, o, "batch", path, 1, 64, 1, &v)) < 0) return got;
+  if (got) gs->loop_batch = (int)v;
   gs->loop_size = sl_loops_size(c);
   if (gs->loop_size == 0)
     return sl__bad(x, "%s: inconsistent settings (every period p needs repeats(p) * p + 2 <= window, "

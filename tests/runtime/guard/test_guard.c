@@ -110,8 +110,9 @@ static void test_budget_loop_ltl(void) {
   sl_guardset_free(gs);
 
   /* A period-2 loop of token ids after 10 distinct ones: found within
-   * repeats(2) * 2 = max(4, 16) * 2 = 32 tokens of its start. */
-  gs = build("{\"loop\":{}}");
+   * repeats(2) * 2 = max(4, 16) * 2 = 32 tokens of its start, checked
+   * every token here ("batch": 1). */
+  gs = build("{\"loop\":{\"batch\":1}}");
   ASSERT_NOT_NULL(gs);
   ASSERT_EQ(sl_guard_init(&g, gs, NULL, NULL, 0, err, sizeof(err)), 0);
   int fired_at = -1;
@@ -122,6 +123,22 @@ static void test_budget_loop_ltl(void) {
   ASSERT_GE(fired_at, 10);
   ASSERT_LE(fired_at, 10 + 32);
   ASSERT_EQ(g.verdict.kind, SL_GUARD_LOOP);
+  int exact = fired_at;
+  sl_guard_free(&g);
+  sl_guardset_free(gs);
+  /* With the default batch of 8 the same loop fires at the end of the
+   * batch that holds that token, never earlier and at most 7 later. */
+  gs = build("{\"loop\":{}}");
+  ASSERT_NOT_NULL(gs);
+  ASSERT_EQ(sl_guard_init(&g, gs, NULL, NULL, 0, err, sizeof(err)), 0);
+  fired_at = -1;
+  for (int i = 0; i < 200 && fired_at < 0; i++) {
+    int32_t id = i < 10 ? 1000 + i : (i % 2 ? 7 : 8);
+    if (sl_guard_step(&g, SL_GSTEP_TEXT, &id, 1, 0)) fired_at = i;
+  }
+  ASSERT_GE(fired_at, exact);
+  ASSERT_LE(fired_at, exact + 7);
+  ASSERT_EQ((fired_at + 1) % 8, 0);
   sl_guard_free(&g);
   sl_guardset_free(gs);
 

@@ -72,13 +72,8 @@ int sl_guard_init(sl_guard_t *g, const sl_guardset_t *set, const char *const *st
     if (set->rx) sl_rx_stream_init(&g->ch[c].rx, set->rx);
     if (set->pat_ac) sl_ac_stream_init(&g->ch[c].pat, set->pat_ac);
   }
-  if (set->loop_on) {
-    g->loops_mem = sl_malloc(set->loop_size);
-    if (sl_loops_init(g->loops_mem, set->loop_size, &set->loop_cfg, &g->loops) != 0) {
-      snprintf(err, errlen, "the loop guard cannot start");
-      return SL_ENOMEM;
-    }
-  }
+  /* The loop detector is made when the stream has min_length tokens (no
+   * loop can be found before): a short answer never pays for it. */
   for (int i = 0; i < set->nltl; i++) sl_ltl_monitor_init(&g->mon[i], set->ltl[i].f);
   return 0;
 }
@@ -300,7 +295,7 @@ int sl_guard_end_text(sl_guard_t *g) {
       for (size_t i = 0; i < nm; i++) sl__redacted(g, ch, r[i].start, r[i].end, sl_rx_class_name(r[i].cls));
     }
   }
-  if (g->loops && g->lbn > 0 && !g->fired) sl__loop_flush(g);
+  if (set->loop_on && g->lbn > 0 && !g->fired) sl__loop_flush(g);
   /* A property the finished trace violates (F tool_call never came). */
   for (int i = 0; i < set->nltl && !g->fired; i++) {
     if (g->ltl_done[i]) continue;
@@ -319,6 +314,19 @@ int sl_guard_end_text(sl_guard_t *g) {
 
 /* Pushes the buffered tokens into the loop detector; a loop found fires. */
 static void sl__loop_flush(sl_guard_t *g) {
+  const sl_guardset_t *set = g->set;
+  if (g->loops == NULL) {
+    uint32_t need = set->loop_cfg.min_length;
+    if (need > SL_GUARD_LOOP_BUF - SL_GUARD_LOOP_IDS) need = SL_GUARD_LOOP_BUF - SL_GUARD_LOOP_IDS;
+    if ((uint32_t)g->lbn < need) return; /* too few tokens for any loop: keep them */
+    g->loops_mem = sl_malloc(set->loop_size);
+    if (sl_loops_init(g->loops_mem, set->loop_size, &set->loop_cfg, &g->loops) != 0) {
+      sl_free(g->loops_mem); /* cannot happen: the set checked these settings */
+      g->loops_mem = NULL;
+      g->lbn = 0;
+      return;
+    }
+  }
   sl_loop_t lp;
   int found = 0;
   for (int i = 0; i < g->lbn && !found; i++)
@@ -348,7 +356,7 @@ int sl_guard_step(sl_guard_t *g, unsigned what, const int32_t *ids, int n, uint3
   g->gap_stepped = 0;
   int token = (what & (SL_GSTEP_TEXT | SL_GSTEP_REASONING | SL_GSTEP_TOOL)) != 0;
   if (token) g->tokens++;
-  if (token && g->loops) {
+  if (token && set->loop_on) {
     /* Tokens are pushed in batches: with many streams the detector's
      * state is cold at every token, and a batch pays for that once. */
     if (n > 0) {

@@ -49,8 +49,9 @@
 #define SL_GUARD_MAX_LTL 8        /* monitors */
 #define SL_GUARD_MAX_PATTERNS 32  /* LTL pattern strings, over all monitors */
 #define SL_GUARD_MASK_MAX 64      /* bytes of the mask */
-#define SL_GUARD_LOOP_BUF 80      /* tokens buffered for the loop detector (the largest batch plus one
-                                     event's ids) */
+#define SL_GUARD_LOOP_BUF 80      /* tokens buffered for the loop detector (the largest batch, or the
+                                     tokens before it is made, plus one event's ids) */
+#define SL_GUARD_LOOP_IDS 16      /* token ids one event may carry (SL_EV_MAX_TOKEN_IDS) */
 
 /* Text channels. */
 enum { SL_CH_CONTENT = 0, SL_CH_REASONING = 1, SL_CH_TOOL = 2, SL_CH__COUNT };
@@ -171,7 +172,7 @@ typedef struct sl_guard_s {
   uint64_t stop_at;           /* content offset where the first stop begins (UINT64_MAX: none) */
   size_t stop_max_len;        /* longest stop string */
   sl_guard_chan_t ch[SL_CH__COUNT];
-  sl_loops_t *loops;          /* in loops_mem, allocated with the guard */
+  sl_loops_t *loops;          /* in loops_mem, made once the stream has min_length tokens (NULL before) */
   void *loops_mem;
   uint32_t lbuf[SL_GUARD_LOOP_BUF]; /* tokens not yet pushed into the detector */
   int lbn;

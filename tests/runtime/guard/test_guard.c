@@ -126,6 +126,21 @@ static void test_budget_loop_ltl(void) {
   int exact = fired_at;
   sl_guard_free(&g);
   sl_guardset_free(gs);
+  /* A short answer never makes the detector: no loop can span fewer than
+   * min_length (32) tokens. */
+  gs = build("{\"loop\":{}}");
+  ASSERT_NOT_NULL(gs);
+  ASSERT_EQ(sl_guard_init(&g, gs, NULL, NULL, 0, err, sizeof(err)), 0);
+  for (int i = 0; i < 31; i++) {
+    int32_t id = 500 + i;
+    ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, &id, 1, 0), 0);
+  }
+  ASSERT(g.loops == NULL);
+  int32_t id32 = 9999;
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, &id32, 1, 0), 0);
+  ASSERT(g.loops != NULL);
+  sl_guard_free(&g);
+  sl_guardset_free(gs);
   /* With the default batch of 8 the same loop fires at the end of the
    * batch that holds that token, never earlier and at most 7 later. */
   gs = build("{\"loop\":{}}");

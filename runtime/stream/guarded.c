@@ -259,10 +259,11 @@ static int sl__release(sl_guarded_t *gd, sl_output_t *o) {
   return rc;
 }
 
-/* Queues the current event (ranges from the last judge).  A full queue
- * merges its two oldest entries into one to be re-encoded. */
+/* Queues a copy of the current event's bytes, with the ranges from the
+ * last judge.  A full queue merges two neighbours that carry text only into
+ * one to be re-encoded. */
 static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
-                     sl_chunk_t *pin, uint64_t tokens) {
+                     uint64_t tokens) {
   if (gd->qn == SL_GQ) {
     /* Merge the oldest two entries that carry nothing but text (a tool
      * call is never merged away). */
@@ -287,7 +288,6 @@ static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
     int rc = sl__release_head(gd, o, SL__NONE);
     if (rc < 0) return rc;
   }
-  (void)pin;
   if (gd->hlen + n > gd->hcap) {
     size_t cap = gd->hcap ? gd->hcap : 1024;
     while (gd->hlen + n > cap) cap *= 2;
@@ -315,7 +315,7 @@ int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
     sl__advance(gd, SL_CH_REASONING, gd->r1);
     return sl_output_event(o, p, n, pin, tokens);
   }
-  int rc = sl__queue(gd, o, ev, p, n, pin, tokens);
+  int rc = sl__queue(gd, o, ev, p, n, tokens);
   return rc < 0 ? rc : sl__release(gd, o);
 }
 
@@ -342,7 +342,8 @@ int sl_guarded_settle(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, co
       /* Nothing at or after the secret's start goes out. */
       if (v->ch == SL_CH_CONTENT) cut = v->at;
     }
-    if (with_current && ev != NULL) rc = sl__queue(gd, o, ev, p, n, pin, tokens);
+    if (with_current && ev != NULL) rc = sl__queue(gd, o, ev, p, n, tokens);
+    (void)pin; /* held events are copies: the chunk is not kept */
     while (gd->qn > 0 && rc == 0) {
       const sl_gheld_t *e = &gd->q[gd->qh];
       if (v->kind == SL_GUARD_REDACT && v->ch == SL_CH_REASONING && e->r1 > v->at) break;

@@ -68,9 +68,11 @@ void sl_guarded_free(sl_guarded_t *gd);
  * whole answers.  Returns 1 when a terminal verdict is given. */
 int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token);
 
-/* After sl_guarded_judge said 0 for a streamed answer: queues the event
- * (its bytes p[0..n) in pin, `tokens` of them) and releases every held
- * event whose text is final.  Returns 0, or < 0 when the client is gone. */
+/* After sl_guarded_judge said 0 for a streamed answer: sends the event (its
+ * bytes p[0..n) in pin, `tokens` of them) at once when nothing is held and
+ * its text is final and untouched; else queues a copy of its bytes, and
+ * releases every held event whose text is final.  Returns 0, or < 0 when
+ * the client is gone. */
 int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
                      sl_chunk_t *pin, uint64_t tokens);
 

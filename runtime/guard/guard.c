@@ -40,8 +40,6 @@ int sl_guard_init(sl_guard_t *g, const sl_guardset_t *set, const char *const *st
       snprintf(err, errlen, "'stop[%d]' must be 1 to %d bytes", i, SL_GUARD_MAX_STOP_LEN);
       return SL_EINVAL;
     }
-  for (int i = 0; i < set->nstops; i++)
-    if (set->stop_lens[i] > g->stop_max_len) g->stop_max_len = set->stop_lens[i];
   if (n == 0) {
     g->stop_ac = set->stop_ac;
   } else {
@@ -55,7 +53,6 @@ int sl_guard_init(sl_guard_t *g, const sl_guardset_t *set, const char *const *st
     for (int i = 0; i < n; i++) {
       pats[np] = stops[i];
       plens[np++] = lens[i];
-      if (lens[i] > g->stop_max_len) g->stop_max_len = lens[i];
     }
     size_t size = sl_ac_size(pats, plens, (size_t)np, 0);
     void *mem = size ? sl_malloc(size) : NULL;

@@ -114,8 +114,6 @@ typedef struct sl_guardset_s {
   sl_ac_t *pat_ac;            /* every monitor's patterns (NULL when none) */
   uint8_t pat_ltl[SL_GUARD_MAX_PATTERNS]; /* pattern i belongs to monitor pat_ltl[i] */
   uint8_t pat_bit[SL_GUARD_MAX_PATTERNS]; /* as proposition bit pat_bit[i] */
-  uint64_t tick_ms;           /* the smallest gap_ms / ttft_ms (0: no timer) */
-  int text_on;                /* stop, redaction or patterns look at text */
 } sl_guardset_t;
 
 /* Compiles the guards object `obj` (NULL or JSON null: no guards; *out is
@@ -170,14 +168,12 @@ typedef struct sl_guard_s {
   int own_stop_ac;
   sl_ac_stream_t stop;
   uint64_t stop_at;           /* content offset where the first stop begins (UINT64_MAX: none) */
-  size_t stop_max_len;        /* longest stop string */
   sl_guard_chan_t ch[SL_CH__COUNT];
   sl_loops_t *loops;          /* in loops_mem, made once the stream has min_length tokens (NULL before) */
   void *loops_mem;
   uint32_t lbuf[SL_GUARD_LOOP_BUF]; /* tokens not yet pushed into the detector */
   int lbn;
   sl_ltl_monitor_t mon[SL_GUARD_MAX_LTL];
-  uint64_t pat_hits;          /* proposition bits set by pattern matches since the last step */
   uint64_t pat_hits_ltl[SL_GUARD_MAX_LTL];
   int64_t tokens;             /* token steps taken */
   int fired;                  /* a terminal verdict was given (later ones are ignored) */

@@ -341,9 +341,6 @@ static int sl__ltl_one(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *o, const c
   size_t clen = 0;
   if (sl_ltl_print(m->f, canon, sizeof(canon), &clen) == 0) m->formula = sl_strndup(canon, clen);
   else m->formula = sl_strndup(fs->valuestring, strlen(fs->valuestring));
-  uint64_t t[2] = {m->gap_ms, m->ttft_ms};
-  for (int i = 0; i < 2; i++)
-    if (t[i] && (gs->tick_ms == 0 || t[i] < gs->tick_ms)) gs->tick_ms = t[i];
   gs->nltl++;
   return 0;
 }
@@ -428,8 +425,6 @@ int sl_guardset_build(const cJSON *obj, const char *path, const char *const *sec
     sl_guardset_free(gs);
     return rc;
   }
-  gs->text_on = gs->stop_ac != NULL || gs->client_stop || gs->redact_ac != NULL || gs->rx != NULL ||
-                gs->pat_ac != NULL;
   *out = gs;
   return 0;
 }

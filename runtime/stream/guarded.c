@@ -8,7 +8,7 @@
 #include "runtime/upstream/oai.h"
 
 #define SL__NONE UINT64_MAX
-/* Raw text per re-encoded event: escaped (at most 6 bytes a byte) it fits
+/* Raw text per re-encoded chunk: escaped (at most 6 bytes a byte) it fits
  * SL_OUT_ENCODE_MAX with the chunk's frame. */
 #define SL__PIECE 1024
 
@@ -17,6 +17,9 @@ int sl_guarded_init(sl_guarded_t *gd, const sl_guardset_t *set, const char *cons
   memset(gd, 0, sizeof(*gd));
   int rc = sl_guard_init(&gd->g, set, stops, lens, n, err, errlen);
   gd->text = sl_guard_wants_text(&gd->g);
+  /* A set with nothing to do per token (a pool without guards, a client
+   * without stop strings) costs nothing per event. */
+  gd->active = set != NULL && (gd->text || set->loop_on || set->nltl > 0 || set->budget > 0);
   return rc;
 }
 
@@ -29,10 +32,8 @@ static void sl__drop(sl_guarded_t *gd) {
 void sl_guarded_free(sl_guarded_t *gd) {
   sl__drop(gd);
   sl_guard_free(&gd->g);
-  sl_free(gd->tb[0]);
-  sl_free(gd->tb[1]);
+  for (int c = 0; c < SL_CH__COUNT; c++) sl_free(gd->tb[c]);
   sl_free(gd->rbuf);
-  sl_free(gd->ebuf);
   sl_free(gd->hbuf);
   memset(gd, 0, sizeof(*gd));
 }
@@ -63,31 +64,17 @@ static void sl__feed(sl_guarded_t *gd, int ch, const sl_span_t *s) {
   sl_guard_feed(&gd->g, ch, gd->tb[ch] + used, w);
 }
 
-/* Tool-call arguments: fed in pieces through a stack buffer, not kept. */
-static void sl__feed_tool(sl_guarded_t *gd, const sl_span_t *s) {
-  char buf[1024];
-  size_t off = 0;
-  while (off < s->n) {
-    size_t k = s->n - off < 160 ? s->n - off : 160; /* unescaped <= raw; 160 raw < 1024 */
-    /* Do not cut an escape: back up to before a backslash run's start. */
-    while (k < s->n - off && k > 0 && s->p[off + k - 1] == '\\') k--;
-    if (k == 0) k = s->n - off < 12 ? s->n - off : 12;
-    size_t w = sl_json_unescape(buf, sizeof(buf), s->p + off, k);
-    if (w != (size_t)-1) sl_guard_feed(&gd->g, SL_CH_TOOL, buf, w);
-    off += k;
-  }
-}
-
 int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token) {
   sl_guard_t *g = &gd->g;
-  if (g->set == NULL) return 0;
+  if (!gd->active) return 0;
   gd->c0 = g->ch[SL_CH_CONTENT].fed;
   gd->r0 = g->ch[SL_CH_REASONING].fed;
   if (gd->text) {
     if (ev->has_text) sl__feed(gd, SL_CH_CONTENT, &ev->text);
     if (ev->has_reasoning) sl__feed(gd, SL_CH_REASONING, &ev->reasoning);
     for (int i = 0; i < ev->n_tool_calls; i++)
-      if (ev->tool_calls[i].has_arguments) sl__feed_tool(gd, &ev->tool_calls[i].arguments);
+      if (ev->tool_calls[i].has_arguments) sl__feed(gd, SL_CH_TOOL, &ev->tool_calls[i].arguments);
+    gd->tbase[SL_CH_TOOL] = g->ch[SL_CH_TOOL].fed; /* tool-call text is judged, not held */
   }
   gd->c1 = g->ch[SL_CH_CONTENT].fed;
   gd->r1 = g->ch[SL_CH_REASONING].fed;
@@ -97,10 +84,13 @@ int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token) {
     if (ev->has_reasoning && ev->reasoning.n > 0) what |= SL_GSTEP_REASONING;
     if (ev->n_tool_calls > 0) what |= SL_GSTEP_TOOL;
     if (ev->finish != SL_FINISH_NONE) what |= SL_GSTEP_FINISH;
-    const sl_span_t *t = (what & SL_GSTEP_TEXT) ? &ev->text : &ev->reasoning;
-    uint32_t h = sl_guard_hash(t->p, t->n);
-    if (ev->n_tool_calls > 0 && !(what & (SL_GSTEP_TEXT | SL_GSTEP_REASONING)))
-      h = sl_guard_hash(ev->tool_calls[0].arguments.p, ev->tool_calls[0].arguments.n);
+    uint32_t h = 0; /* the loop guard's token when the engine gives no ids */
+    if (g->set->loop_on && !ev->has_token_ids) {
+      const sl_span_t *t = (what & SL_GSTEP_TEXT) ? &ev->text
+                           : (what & SL_GSTEP_REASONING) || ev->n_tool_calls == 0 ? &ev->reasoning
+                                                                                  : &ev->tool_calls[0].arguments;
+      h = sl_guard_hash(t->p, t->n);
+    }
     sl_guard_step(g, what, ev->has_token_ids ? ev->token_ids : NULL, ev->has_token_ids ? ev->n_token_ids : 0, h);
   }
   if (ev->finish != SL_FINISH_NONE) sl_guard_end_text(g);
@@ -123,52 +113,49 @@ static void sl__advance(sl_guarded_t *gd, int ch, uint64_t to) {
   sl_guard_forget(&gd->g, ch, to);
 }
 
-/* Channel ch's text [a, b) as the client may see it, masked, then
- * escaped, into gd->ebuf; sets *len.  Returns 0 or SL_ETOOBIG. */
-static int sl__escaped(sl_guarded_t *gd, int ch, uint64_t a, uint64_t b, size_t *len) {
+/* Channel ch's text [a, b) as the client may see it (masked) into
+ * gd->rbuf; returns its length. */
+static size_t sl__render(sl_guarded_t *gd, int ch, uint64_t a, uint64_t b) {
   const char *src = gd->tb[ch] + (a - gd->tbase[ch]);
   size_t n = (size_t)(b - a), r;
-  for (;;) {
-    r = sl_guard_render(&gd->g, ch, a, src, n, gd->rbuf, gd->rcap, NULL);
-    if (r != (size_t)-1) break;
+  while ((r = sl_guard_render(&gd->g, ch, a, src, n, gd->rbuf, gd->rcap, NULL)) == (size_t)-1) {
     gd->rcap = gd->rcap ? 2 * gd->rcap : 2 * n + 256;
     gd->rbuf = sl_realloc(gd->rbuf, gd->rcap);
   }
-  if (6 * r + 1 > gd->ecap) {
-    gd->ecap = 6 * r + 256;
-    gd->ebuf = sl_realloc(gd->ebuf, gd->ecap);
-  }
-  *len = sl_json_escape(gd->ebuf, gd->ecap, gd->rbuf, r);
-  return *len == (size_t)-1 ? SL_ETOOBIG : 0;
+  return r;
 }
 
-/* The length of the longest prefix of e[0..n) of at most max bytes that
- * ends neither inside an escape (\uXXXX, \n) nor inside a UTF-8 sequence. */
-static size_t sl__piece(const char *e, size_t n, size_t max) {
-  if (n <= max) return n;
-  size_t k = max;
-  /* Back up to the start of an escape or a character. */
-  for (size_t back = 0; back < 12 && k > 0; back++) {
-    size_t s = k;
-    while (s > 0 && ((unsigned char)e[s] & 0xC0) == 0x80) s--;
-    int bs = 0;
-    for (size_t j = s; j > 0 && e[j - 1] == '\\'; j--) bs++;
-    /* An escape starts within the last 6 bytes before s? */
-    size_t esc = s;
-    for (size_t j = s; j > 0 && j + 6 > s; j--)
-      if (e[j - 1] == '\\') esc = j - 1;
-    if (bs % 2 == 0 && esc == s) return s;
-    k = esc < s ? esc : s - 1;
-  }
-  return k;
+/* Sends gd->rbuf[0..n) as content (or reasoning) in chunks of at most
+ * SL__PIECE bytes cut between UTF-8 characters, each escaped on its own;
+ * the last carries finish and tokens when `last`.  *role goes with the
+ * first chunk sent. */
+static int sl__send_text(sl_guarded_t *gd, sl_output_t *o, int reasoning, size_t n, const char **role, int last,
+                         sl_finish_t finish, uint64_t tokens) {
+  char esc[6 * SL__PIECE];
+  size_t off = 0;
+  do {
+    size_t k = n - off < SL__PIECE ? n - off : SL__PIECE;
+    if (off + k < n) {
+      size_t c = k;
+      while (c > 0 && ((unsigned char)gd->rbuf[off + c] & 0xC0) == 0x80) c--;
+      if (c > 0) k = c;
+    }
+    size_t e = sl_json_escape(esc, sizeof(esc), gd->rbuf + off, k);
+    int end = last && off + k == n;
+    int rc = sl_output_delta(o, *role, reasoning ? NULL : esc, reasoning ? 0 : e, reasoning ? esc : NULL,
+                             reasoning ? e : 0, end ? finish : SL_FINISH_NONE, end ? tokens : 0);
+    if (rc < 0) return rc;
+    *role = NULL;
+    off += k;
+  } while (off < n);
+  return 0;
 }
 
-/* Re-encodes entry e with its content [e->c0, cend) and reasoning. */
+/* Re-encodes entry e with its reasoning and its content [e->c0, cend). */
 static int sl__rewrite(sl_guarded_t *gd, sl_output_t *o, const sl_gheld_t *e, uint64_t cend, sl_finish_t finish) {
-  size_t clen = 0, rlen = 0;
   const char *role = e->role ? "assistant" : NULL;
-  if (e->r1 > e->r0 && sl__escaped(gd, SL_CH_REASONING, e->r0, e->r1, &rlen) < 0) return SL_ETOOBIG;
-  if (rlen == 0 && cend > e->c0 && sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
+  size_t rlen = e->r1 > e->r0 ? sl__render(gd, SL_CH_REASONING, e->r0, e->r1) : 0;
+  size_t clen = rlen == 0 && cend > e->c0 ? sl__render(gd, SL_CH_CONTENT, e->c0, cend) : 0;
   if (rlen == 0 && clen == 0 && role == NULL && finish == SL_FINISH_NONE) {
     /* Nothing left to say (its text was all masked): its tokens go out
      * with the next event. */
@@ -178,31 +165,12 @@ static int sl__rewrite(sl_guarded_t *gd, sl_output_t *o, const sl_gheld_t *e, ui
   gd->rewritten++;
   uint64_t tokens = e->tokens + gd->carry;
   gd->carry = 0;
-  /* Reasoning first, as engines send it before the answer. */
-  if (rlen > 0) {
-    for (size_t off = 0; off < rlen;) {
-      size_t k = sl__piece(gd->ebuf + off, rlen - off, 6 * SL__PIECE);
-      int last = off + k == rlen && cend <= e->c0;
-      int rc = sl_output_delta(o, role, NULL, 0, gd->ebuf + off, k, last ? finish : SL_FINISH_NONE,
-                               last ? tokens : 0);
-      if (rc < 0) return rc;
-      role = NULL;
-      off += k;
-    }
-    if (cend <= e->c0) return 0;
-    if (sl__escaped(gd, SL_CH_CONTENT, e->c0, cend, &clen) < 0) return SL_ETOOBIG;
+  if (rlen > 0) { /* reasoning first, as engines send it before the answer */
+    int rc = sl__send_text(gd, o, 1, rlen, &role, cend <= e->c0, finish, tokens);
+    if (rc < 0 || cend <= e->c0) return rc;
+    clen = sl__render(gd, SL_CH_CONTENT, e->c0, cend);
   }
-  size_t off = 0;
-  do {
-    size_t k = sl__piece(gd->ebuf + off, clen - off, 6 * SL__PIECE);
-    int last = off + k == clen;
-    int rc = sl_output_delta(o, role, clen ? gd->ebuf + off : NULL, k, NULL, 0, last ? finish : SL_FINISH_NONE,
-                             last ? tokens : 0);
-    if (rc < 0) return rc;
-    role = NULL;
-    off += k;
-  } while (off < clen);
-  return 0;
+  return sl__send_text(gd, o, 0, clen, &role, 1, finish, tokens);
 }
 
 /* Sends the oldest held entry, cut at content offset cut (SL__NONE: whole). */
@@ -347,7 +315,6 @@ int sl_guarded_settle(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, co
     while (gd->qn > 0 && rc == 0) {
       const sl_gheld_t *e = &gd->q[gd->qh];
       if (v->kind == SL_GUARD_REDACT && v->ch == SL_CH_REASONING && e->r1 > v->at) break;
-      if (cut != SL__NONE && e->c0 >= cut && e->c1 > e->c0) break;
       if (cut != SL__NONE && e->c0 >= cut) break;
       rc = sl__release_head(gd, o, cut);
     }

@@ -41,15 +41,17 @@ typedef struct {
 typedef struct {
   sl_guard_t g;
   int text;                   /* the guard looks at text */
+  int active;                 /* it has anything to do per token */
   sl_gheld_t q[SL_GQ];        /* held, oldest first (ring) */
   int qh, qn;
-  char *tb[2];                /* content and reasoning text from tbase to fed, unescaped */
-  size_t tcap[2];
-  uint64_t tbase[2];
+  char *tb[SL_CH__COUNT];     /* each channel's text from tbase to fed, unescaped (tool-call text
+                                 is judged and dropped, never held) */
+  size_t tcap[SL_CH__COUNT];
+  uint64_t tbase[SL_CH__COUNT];
   uint64_t c0, c1, r0, r1;    /* the ranges of the event judged last */
   int whole;                  /* a whole answer: nothing is held, masks are kept */
-  char *rbuf, *ebuf;          /* rendering and escaping scratch (grown when a rewrite needs it) */
-  size_t rcap, ecap;
+  char *rbuf;                 /* rendering scratch (grown when a rewrite needs it) */
+  size_t rcap;
   char *hbuf;                 /* the held events' bytes, oldest first: copied out of the read chunk,
                                  so a stream between tokens pins no 16 KiB chunk for a held word */
   size_t hlen, hcap;

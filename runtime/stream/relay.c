@@ -528,9 +528,8 @@ static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, 
   sl__guard_narrate(st, v);
   sl__stop_upstream(st);
   uv_timer_stop(&st->hb_timer);
-  char reason[32], code[32], msg[320];
+  char reason[32], msg[320]; /* the end reason is the error code too: "guard_loop" */
   snprintf(reason, sizeof(reason), "guard_%s", sl_guard_kind_name(v->kind));
-  snprintf(code, sizeof(code), "guard_%s", sl_guard_kind_name(v->kind));
   snprintf(msg, sizeof(msg), "stream cancelled by guard %s: %s", v->name, v->detail);
   if (st->req == NULL) {
     sl__finish(st, reason);
@@ -538,7 +537,7 @@ static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, 
   }
   if (!st->r.stream) {
     if (v->action == SL_GACT_CANCEL) {
-      sl_reply_error(st->req, 422, "guard_error", code, NULL, "%s", msg);
+      sl_reply_error(st->req, 422, "guard_error", reason, NULL, "%s", msg);
       st->req = st->out.req = NULL;
       st->answered = 1;
     } else {
@@ -563,7 +562,7 @@ static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, 
     if (st->r.include_usage && st->first_token)
       sl__gone(st, sl_output_usage(o, st->prompt_tokens,
                                    st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received));
-    if (st->req != NULL) sl_output_fail(o, msg, "guard_error", code);
+    if (st->req != NULL) sl_output_fail(o, msg, "guard_error", reason);
     st->req = st->out.req = NULL;
     st->answered = 1;
     sl__finish(st, reason);

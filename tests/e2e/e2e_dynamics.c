@@ -274,9 +274,9 @@ static void test_periodic_and_noisy_engines(void) {
 
   /* Each endpoint's first verdict was logged. */
   snprintf(want, sizeof(want), "endpoint %s timing: ", wave_addr);
-  ASSERT_GE(e2e_log_count(&p, want), 1);
+  ASSERT_GE(e2e_wait_log_count(&p, want, 1, 30000), 1);
   snprintf(want, sizeof(want), "endpoint %s timing: ", noisy_addr);
-  ASSERT_GE(e2e_log_count(&p, want), 1);
+  ASSERT_GE(e2e_wait_log_count(&p, want, 1, 30000), 1);
   ASSERT_EQ(e2e_stop(&p), 0);
 }
 

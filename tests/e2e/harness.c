@@ -243,6 +243,15 @@ int e2e_log_count(const e2e_proc_t *p, const char *needle) {
   return n;
 }
 
+int e2e_wait_log_count(const e2e_proc_t *p, const char *needle, int min, int timeout_ms) {
+  int64_t deadline = nu_now_ms() + timeout_ms;
+  for (;;) {
+    int n = e2e_log_count(p, needle);
+    if (n >= min || nu_now_ms() >= deadline) return n;
+    usleep(10 * 1000);
+  }
+}
+
 static void e2e__dump_path(const char *name, pid_t pid, const char *path, int lines) {
   e2e_proc_t tmp;
   memset(&tmp, 0, sizeof(tmp));

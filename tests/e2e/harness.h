@@ -140,6 +140,9 @@ int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *
 
 /* How many times needle occurs in the log so far, or -1 if it cannot be read. */
 int e2e_log_count(const e2e_proc_t *p, const char *needle);
+/* The count once it reaches min, or the count at the deadline. A process
+ * writes its log after it answers, so a test waits for the line. */
+int e2e_wait_log_count(const e2e_proc_t *p, const char *needle, int min, int timeout_ms);
 
 /* Prints the last `lines` lines of the log on stderr. */
 void e2e_log_dump(const e2e_proc_t *p, int lines);

@@ -200,7 +200,7 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
 
 static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
   static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
-                                     "api_key", "endpoints", "guards", NULL};
+                                     "api_key", "endpoints", "guards", "transcripts", NULL};
   char p[64];
   snprintf(p, sizeof(p), "pools[%d].", idx);
   if (!cJSON_IsObject(o)) return sl__fail(x, "pools[%d]: expected an object", idx);
@@ -235,6 +235,7 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
     pool->guards_json = sl_strndup(txt, strlen(txt));
     cJSON_free(txt);
   }
+  SL__TRY(sl__get_num(x, o, "transcripts", p, 0, 1, &pool->transcripts));
   const cJSON *eps = cJSON_GetObjectItemCaseSensitive(o, "endpoints");
   if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0)
     return sl__fail(x, "%sendpoints: expected a non-empty array", p);
@@ -285,12 +286,19 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->dynamics_enabled = 1;
   cfg->dynamics_interval_ms = 5000;
   cfg->dynamics_min_samples = 128;
+  cfg->pipe_flush_bytes = 256;
+  cfg->pipe_flush_ms = 20;
+  cfg->pipe_memory_limit = 16u << 20;
+  cfg->pipe_budget = 200000;
+  cfg->pipe_load_budget = 5000000;
+  cfg->transcript_max_bytes = 4u << 20;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
-                                    "watchdog", "dynamics", "pools", NULL};
+                                    "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
+                                    NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
@@ -465,6 +473,42 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     SL__TRY(sl__get_u64(x, o, "interval_ms", "dynamics.", 10, 3600000, &cfg->dynamics_interval_ms));
     SL__TRY(sl__get_int(x, o, "min_samples", "dynamics.", SL_DYN_MIN_FLOOR, SL_DYN_RING, &cfg->dynamics_min_samples));
   }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "tenants")) != NULL && !cJSON_IsNull(o)) {
+    /* Compiled (every key checked) by the tenant layer, when the gateway
+     * opens and by `sluice check`; here only their shape. */
+    if (!cJSON_IsArray(o)) return sl__fail(x, "tenants: expected an array");
+    char *txt = cJSON_PrintUnformatted(o);
+    cfg->tenants_json = sl_strndup(txt, strlen(txt));
+    cJSON_free(txt);
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "pipelines")) != NULL) {
+    static const char *const pipelines[] = {"flush_bytes", "flush_ms", "memory_limit_bytes", "instruction_budget",
+                                            "load_instruction_budget", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "pipelines: expected an object");
+    SL__TRY(sl__only_keys(x, o, "pipelines.", pipelines));
+    SL__TRY(sl__get_size(x, o, "flush_bytes", "pipelines.", 1, 1 << 20, &cfg->pipe_flush_bytes));
+    SL__TRY(sl__get_u64(x, o, "flush_ms", "pipelines.", 0, 60000, &cfg->pipe_flush_ms));
+    SL__TRY(sl__get_size(x, o, "memory_limit_bytes", "pipelines.", 1 << 20, 1e12, &cfg->pipe_memory_limit));
+    SL__TRY(sl__get_u64(x, o, "instruction_budget", "pipelines.", 1000, 2147483647.0, &cfg->pipe_budget));
+    SL__TRY(sl__get_u64(x, o, "load_instruction_budget", "pipelines.", 1000, 2147483647.0, &cfg->pipe_load_budget));
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "transcripts")) != NULL) {
+    static const char *const transcripts[] = {"dir", "sample", "max_bytes", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "transcripts: expected an object");
+    SL__TRY(sl__only_keys(x, o, "transcripts.", transcripts));
+    char *dir = NULL;
+    SL__TRY(sl__get_str(x, o, "dir", "transcripts.", &dir));
+    if (dir != NULL) {
+      if (strlen(dir) >= sizeof(cfg->transcript_dir)) {
+        sl_free(dir);
+        return sl__fail(x, "transcripts.dir: longer than %zu bytes", sizeof(cfg->transcript_dir) - 1);
+      }
+      snprintf(cfg->transcript_dir, sizeof(cfg->transcript_dir), "%s", dir);
+      sl_free(dir);
+    }
+    SL__TRY(sl__get_num(x, o, "sample", "transcripts.", 0, 1, &cfg->transcript_sample));
+    SL__TRY(sl__get_size(x, o, "max_bytes", "transcripts.", 4096, 1 << 30, &cfg->transcript_max_bytes));
+  }
   {
     char *sock = NULL;
     SL__TRY(sl__get_str(x, root, "admin_socket", "", &sock));
@@ -568,6 +612,8 @@ void sl_config_free(sl_config_t *cfg) {
   cfg->npools = 0;
   sl_free(cfg->placement_config);
   cfg->placement_config = NULL;
+  sl_free(cfg->tenants_json);
+  cfg->tenants_json = NULL;
   for (int i = 0; i < cfg->nlog_secrets; i++) sl_free(cfg->log_secrets[i]);
   cfg->nlog_secrets = 0;
 }

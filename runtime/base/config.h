@@ -107,6 +107,7 @@ typedef struct {
   char *api_key;             /* upstream bearer token, or NULL */
   char *guards_json;         /* the pool's "guards" object as JSON text, or NULL (compiled by
                                 runtime/guard, see guard.h) */
+  double transcripts;        /* fraction of the pool's streams recorded (transcripts.dir) */
   sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
   int nendpoints;
 } sl_pool_config_t;
@@ -151,6 +152,15 @@ typedef struct {
   int dynamics_enabled;           /* dynamics.enabled: classify each endpoint's inter-token gaps */
   uint64_t dynamics_interval_ms;  /* dynamics.interval_ms: how often the job looks at the endpoints */
   int dynamics_min_samples;       /* dynamics.min_samples: gaps an endpoint needs before a verdict */
+  char *tenants_json;             /* the "tenants" array as JSON text, or NULL (compiled by runtime/tenant) */
+  size_t pipe_flush_bytes;        /* pipelines.flush_bytes: on_chunk gets at least this many new bytes (256) */
+  uint64_t pipe_flush_ms;         /* pipelines.flush_ms: ... or what waited this long (20) */
+  size_t pipe_memory_limit;       /* pipelines.memory_limit_bytes: per tenant pipeline (16 MiB) */
+  uint64_t pipe_budget;           /* pipelines.instruction_budget: per phase call (200000) */
+  uint64_t pipe_load_budget;      /* pipelines.load_instruction_budget (5000000) */
+  char transcript_dir[512];       /* transcripts.dir: where recorded streams go ("" = none) */
+  double transcript_sample;       /* transcripts.sample: fraction of every stream recorded (0) */
+  size_t transcript_max_bytes;    /* transcripts.max_bytes: one transcript's bound (4 MiB) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -68,7 +68,16 @@
   X(GUARD_LTL, "guard_ltl", "total")                                 \
   X(GUARD_MASKED, "guard_masked_ranges", "total")                    \
   X(GUARD_REWRITES, "guard_rewritten_events", "total")               \
-  X(CUT_STREAMS, "streams_cut", "total")
+  X(CUT_STREAMS, "streams_cut", "total")                             \
+  X(GUARD_PIPELINE, "guard_pipeline", "total")                       \
+  X(PIPELINE_CALLS, "pipeline_calls", "total")                       \
+  X(PIPELINE_ERRORS, "pipeline_errors", "total")                     \
+  X(PIPELINE_DENIED, "pipeline_denied", "total")                     \
+  X(TENANT_UNAUTHORIZED, "tenant_unauthorized", "total")             \
+  X(TENANT_FORBIDDEN, "tenant_forbidden", "total")                   \
+  X(TENANT_RATE_LIMITED, "tenant_rate_limited", "total")             \
+  X(TRANSCRIPTS_WRITTEN, "transcripts_written", "total")             \
+  X(TRANSCRIPTS_FAILED, "transcripts_failed", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -27,7 +27,10 @@
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/request.h"
+#include "runtime/base/alloc.h"
+#include "runtime/base/errors.h"
 #include "runtime/guard/guard.h"
+#include "runtime/tenant/tenant.h"
 #include "runtime/stream/reply.h"
 #include "runtime/base/narrate.h"
 
@@ -202,6 +205,180 @@ static void sl__refused(sl_gateway_t *gw, sl_http_req_t *req, const sl_request_e
   sl_reply_error(req, e->status, e->type, e->code, NULL, "%s", e->message);
 }
 
+/* ---- tenants ---- */
+
+/* Narrates a pipeline's request-phase action or failure. */
+static void sl__pipe_note(sl_gateway_t *gw, const sl_request_t *r, const char *what, const char *text, size_t n) {
+  char line[320];
+  snprintf(line, sizeof(line), "pipeline on_request %s: %.*s", what, (int)(n < 240 ? n : 240), text);
+  sl_narrate_push(gw->nar, SL_NAR_GUARD, r->id, NULL, r->model, line, 0, gw->gen ? gw->gen->id : 0, 0, 0);
+}
+
+/* The tenant's on_request: runs the phase over the tree, applies its
+ * actions.  Returns 0, or -1 with the client answered (*answered) or *e
+ * filled. */
+static int sl__on_request(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_request_t *r, cJSON **root,
+                          sl_request_error_t *e, int *answered) {
+  sl_tenant_t *t = r->tenant;
+  sl_pipe_actions_t *acts = gw->streams.acts;
+  char err[512];
+  int changed = 0;
+  sl_counter_inc(&gw->counters, SL_C_PIPELINE_CALLS);
+  int rc = sl_pipeline_on_request(r->pipe, r->pipe_h, r->id, root, &changed, acts, err, sizeof(err));
+  if (rc < 0) {
+    sl_counter_inc(&gw->counters, SL_C_PIPELINE_ERRORS);
+    t->usage.pipeline_errors++;
+    sl__pipe_note(gw, r, "failed", err, strlen(err));
+    sl_reply_error(req, 500, "server_error", "pipeline_error", NULL, "tenant %s's pipeline failed in on_request: %s",
+                   t->name, err);
+    *answered = 1;
+    return -1;
+  }
+  cJSON *stops = NULL, *lits = NULL;
+  for (int i = 0; i < acts->n; i++) {
+    const sl_pact_t *a = &acts->a[i];
+    switch (a->kind) {
+      case SL_PACT_DENY:
+        sl_counter_inc(&gw->counters, SL_C_PIPELINE_DENIED);
+        t->usage.denied++;
+        sl__pipe_note(gw, r, "denied", a->text, a->len);
+        sl_reply_error(req, a->status, "invalid_request_error", "pipeline_denied", NULL, "%.*s", (int)a->len,
+                       a->text);
+        cJSON_Delete(stops);
+        cJSON_Delete(lits);
+        *answered = 1;
+        return -1;
+      case SL_PACT_ADD_STOP:
+        if (stops == NULL) stops = cJSON_CreateArray();
+        cJSON_AddItemToArray(stops, cJSON_CreateString(a->text));
+        break;
+      case SL_PACT_ADD_REDACT:
+        if (lits == NULL) lits = cJSON_CreateArray();
+        cJSON_AddItemToArray(lits, cJSON_CreateString(a->text));
+        break;
+      case SL_PACT_NARRATE:
+      case SL_PACT_ANNOTATE: sl__pipe_note(gw, r, sl_pact_name(a->kind), a->text, a->len); break;
+      default: break;
+    }
+  }
+  if (stops != NULL || lits != NULL) {
+    /* The additions, as a guards object merged into the pool's and the
+     * tenant's when the stream is placed (guard.h: sl_guards_merge). */
+    cJSON *g = cJSON_CreateObject();
+    if (stops != NULL) cJSON_AddItemToObject(cJSON_AddObjectToObject(g, "stop"), "strings", stops);
+    if (lits != NULL) cJSON_AddItemToObject(cJSON_AddObjectToObject(g, "redact"), "literals", lits);
+    char *txt = cJSON_PrintUnformatted(g);
+    r->extra_guards = sl_strndup(txt, strlen(txt));
+    cJSON_free(txt);
+    cJSON_Delete(g);
+  }
+  if (changed) {
+    /* The rewritten request is checked like the client's own, and the
+     * tenant must still be allowed its model. */
+    sl_request_t keep = *r;
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, keep.id, sizeof(r->id));
+    r->tenant = keep.tenant;
+    r->pipe = keep.pipe;
+    r->pipe_h = keep.pipe_h;
+    r->extra_guards = keep.extra_guards;
+    if (sl_request_validate(*root, chat, sl_http_req_header(req, "x-session-id"), r, e) < 0) {
+      size_t n = strlen(e->message);
+      snprintf(e->message + n, sizeof(e->message) - n, " (after tenant %s's pipeline rewrote the request)", t->name);
+      return -1;
+    }
+    if (!sl_tenant_model_ok(t, r->model)) {
+      t->usage.refused_403++;
+      sl_counter_inc(&gw->counters, SL_C_TENANT_FORBIDDEN);
+      sl_reply_error(req, 403, "invalid_request_error", "model_not_allowed", NULL,
+                     "tenant %s's pipeline rewrote the model to %s, which the tenant may not use", t->name, r->model);
+      *answered = 1;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Step 3: who asks, whether it may use the model, and its on_request. */
+static int sl__tenant_step(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_request_t *r, cJSON **root,
+                           sl_request_error_t *e, int *answered) {
+  sl_tenant_t *t = sl_tenants_auth(gw->tenants, sl_http_req_header(req, "authorization"));
+  *answered = 1;
+  if (t == NULL) {
+    gw->tenants->unauthorized++;
+    sl_counter_inc(&gw->counters, SL_C_TENANT_UNAUTHORIZED);
+    sl_reply_error(req, 401, "invalid_request_error", "invalid_api_key", "WWW-Authenticate: Bearer realm=\"sluice\"\r\n",
+                   sl_http_req_header(req, "authorization") == NULL
+                       ? "No API key provided: send it as 'Authorization: Bearer <key>'"
+                       : "Incorrect API key provided");
+    return -1;
+  }
+  if (!sl_tenant_model_ok(t, r->model)) {
+    t->usage.refused_403++;
+    sl_counter_inc(&gw->counters, SL_C_TENANT_FORBIDDEN);
+    sl_reply_error(req, 403, "invalid_request_error", "model_not_allowed", NULL,
+                   "tenant %s may not use model %s", t->name, r->model);
+    return -1;
+  }
+  *answered = 0;
+  r->tenant = t;
+  sl_generation_t *g = gw->gen;
+  sl_pipeline_t *p = g != NULL && t->index < g->npipes ? g->pipes[t->index] : NULL;
+  if (p == NULL) return 0;
+  int h = sl_pipeline_begin(p, r->id, r->model);
+  if (h <= 0) {
+    e->status = 500;
+    e->type = "server_error";
+    e->code = "pipeline_error";
+    e->counter = -1;
+    snprintf(e->message, sizeof(e->message), "tenant %s's pipeline is out of memory", t->name);
+    return -1;
+  }
+  r->pipe = p;
+  r->pipe_h = h;
+  if (!(sl_pipeline_phases(p) & SL_PIPE_ON_REQUEST)) return 0;
+  return sl__on_request(gw, req, chat, r, root, e, answered);
+}
+
+/* The largest context of the pools serving r's model (0: none known). */
+static int64_t sl__context_of(const sl_gateway_t *gw, const sl_request_t *r) {
+  int64_t best = 0;
+  for (int i = 0; i < gw->cfg->npools; i++) {
+    const sl_pool_config_t *p = &gw->cfg->pools[i];
+    for (int m = 0; m < p->nmodels; m++)
+      if ((strcmp(p->models[m], r->model) == 0 || strcmp(p->models[m], "*") == 0) && p->context_tokens > best)
+        best = p->context_tokens;
+  }
+  return best;
+}
+
+/* Step 4b: the tenant's windows.  The prompt's tokens are estimated from
+ * its characters (4 to a token) until the engine's usage settles them. */
+static int sl__tenant_admit(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r, int *answered) {
+  sl_tenant_t *t = r->tenant;
+  int64_t prompt = (int64_t)(r->prompt_chars + 3) / 4;
+  int64_t ctx = sl__context_of(gw, r);
+  int64_t left = ctx > prompt ? ctx - prompt : 0;
+  sl_tenant_refusal_t why;
+  int rc = sl_tenant_admit(t, gw->dict, prompt, r->max_tokens, left, &r->resv, &why);
+  if (rc == 0) return 0;
+  *answered = 1;
+  if (rc == SL_ETOOBIG) {
+    t->usage.refused_429++;
+    sl_counter_inc(&gw->counters, SL_C_TENANT_RATE_LIMITED);
+    char extra[96];
+    uint64_t secs = (why.retry_after_ms + 999) / 1000;
+    snprintf(extra, sizeof(extra), "Retry-After: %llu\r\nretry-after-ms: %llu\r\n", (unsigned long long)(secs ? secs : 1),
+             (unsigned long long)why.retry_after_ms);
+    /* OpenAI's shape: type "requests" or "tokens", code rate_limit_exceeded. */
+    sl_reply_error(req, 429, strcmp(why.limit, "requests_per_minute") == 0 ? "requests" : "tokens",
+                   "rate_limit_exceeded", extra, "%s", why.message);
+    return -1;
+  }
+  sl_reply_error(req, 503, "service_unavailable", "tenant_state", "Retry-After: 1\r\n", "%s", why.message);
+  return -1;
+}
+
 /* A completion request from its body to a stream: the steps of
  * gateway/request.h, in order, each answering the client itself when it
  * refuses.  r has its id (decided at the door). */
@@ -216,14 +393,26 @@ static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_re
   /* 2. Validate: the fields, then the model against the registry. */
   int rc = sl_request_validate(root, chat, sl_http_req_header(req, "x-session-id"), r, &e);
   if (rc == 0) rc = sl_request_check_model(&gw->reg, r, &e);
-  /* 3. Tenant and on_request (later issues) go here: the tree is still
-   *    parsed, so a hook can read it and rewrite it before it is kept. */
+  /* 3. The tenant: who asks (401) for what (403), then its pipeline's
+   *    on_request, which may rewrite the tree (checked again), deny it or
+   *    add guards.  Without tenants the API is open. */
+  int answered = 0;
+  if (rc == 0 && gw->tenants != NULL && gw->tenants->n > 0) {
+    rc = sl__tenant_step(gw, req, chat, r, &root, &e, &answered);
+    if (rc == 0) rc = sl_request_check_model(&gw->reg, r, &e);
+  }
   /* 4. Keep what the engine adapters build from, and free the tree: a
    *    request that waits (admission) holds only its compact body. */
   if (rc == 0) rc = sl_request_keep_body(root, r, &e);
   cJSON_Delete(root);
+  /* 4b. The tenant's limits: the request is counted and its tokens are
+   *    reserved before any byte of a stream (429 with Retry-After). */
+  if (rc == 0 && r->tenant != NULL) rc = sl__tenant_admit(gw, req, r, &answered);
   if (rc < 0) {
-    sl__refused(gw, req, &e);
+    if (r->pipe != NULL) sl_pipeline_finish(r->pipe, r->pipe_h);
+    sl_free(r->body);
+    sl_free(r->extra_guards);
+    if (!answered) sl__refused(gw, req, &e);
     return;
   }
   /* 5. Admission (a later issue) goes here: a queue per pool between the

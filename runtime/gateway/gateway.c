@@ -20,6 +20,29 @@ const char *sl_version(void) { return sl_ffi_version(); }
 
 /* ---- generations ---- */
 
+/* Loads each tenant's pipeline into generation g, each in its own
+ * sandboxed state (runtime/lua/pipeline.h).  Returns 0, or SL_EINVAL with
+ * "tenants[i].pipeline: file:line: message" in err. */
+static int sl__load_pipelines(sl_gateway_t *gw, sl_generation_t *g, char *err, size_t errlen) {
+  const sl_tenants_t *ts = gw->tenants;
+  if (ts == NULL || ts->n == 0) return 0;
+  g->pipes = sl_calloc((size_t)ts->n, sizeof(*g->pipes));
+  g->npipes = ts->n;
+  const sl_config_t *cfg = gw->cfg;
+  sl_pipeline_limits_t lim = {cfg->pipe_memory_limit, cfg->pipe_budget, cfg->pipe_load_budget, &gw->counters,
+                              gw->dict};
+  for (int i = 0; i < ts->n; i++) {
+    const sl_tenant_t *t = &ts->t[i];
+    if (t->pipeline == NULL) continue;
+    char perr[768];
+    if (sl_pipeline_new(t->name, t->pipeline, &lim, &g->pipes[i], perr, sizeof(perr)) < 0) {
+      snprintf(err, errlen, "tenants[%d].pipeline: %s", i, perr);
+      return SL_EINVAL;
+    }
+  }
+  return 0;
+}
+
 int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   char path[512];
   char err[1024];
@@ -37,6 +60,10 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   sl_generation_t *g;
   int rc = sl_policy_build_checked(path, gw->cfg->placement_config, gw->cfg->narration_policy[0] ? npath : NULL,
                                    gw->gen_built + 1, &host, gw->secrets, NULL, &g, err, sizeof(err));
+  if (rc == 0 && sl__load_pipelines(gw, g, err, sizeof(err)) < 0) {
+    sl_generation_release(g);
+    rc = SL_EINVAL;
+  }
   if (rc < 0) {
     if (gw->gen != NULL) {
       sl_narrate_push(gw->nar, SL_NAR_RELOAD_FAILED, NULL, NULL, NULL, err, 0, gw->gen->id, 0, 0);
@@ -139,6 +166,41 @@ static void sl__start_watch(sl_gateway_t *gw) {
 
 static void sl__free_watchdog(void *w) { sl_watchdog_free(w); }
 
+/* The tenants, and each pool's guards with each tenant's added, compiled
+ * once: a bad one refuses the start, naming it. */
+static int sl__open_tenants(sl_gateway_t *gw, char *err, size_t errlen) {
+  const sl_config_t *cfg = gw->cfg;
+  if (sl_tenants_build(cfg->tenants_json, &gw->tenants, err, errlen) < 0) return SL_EINVAL;
+  if (gw->tenants->n == 0) return 0;
+  gw->streams.tenants = gw->tenants;
+  gw->streams.tenant_guards = sl_calloc((size_t)gw->tenants->n * SL_MAX_POOLS, sizeof(*gw->streams.tenant_guards));
+  for (int i = 0; i < gw->tenants->n; i++) {
+    const char *tj = gw->tenants->t[i].guards_json;
+    if (tj == NULL) continue;
+    char path[64];
+    snprintf(path, sizeof(path), "tenants[%d].guards", i);
+    sl_guardset_t *alone = NULL; /* checked on its own first, so errors name its own keys */
+    if (sl_guardset_build_json(tj, path, gw->secrets, &alone, err, errlen) < 0) return SL_EINVAL;
+    sl_guardset_free(alone);
+    cJSON *add = cJSON_Parse(tj);
+    for (int j = 0; j < cfg->npools; j++) {
+      cJSON *base = cfg->pools[j].guards_json ? cJSON_Parse(cfg->pools[j].guards_json) : NULL;
+      cJSON *m = sl_guards_merge(base, add);
+      snprintf(path, sizeof(path), "tenants[%d].guards with pools[%d].guards", i, j);
+      int rc = sl_guardset_build(m, path, gw->secrets, &gw->streams.tenant_guards[i * SL_MAX_POOLS + j], err,
+                                 errlen);
+      cJSON_Delete(m);
+      cJSON_Delete(base);
+      if (rc < 0) {
+        cJSON_Delete(add);
+        return SL_EINVAL;
+      }
+    }
+    cJSON_Delete(add);
+  }
+  return 0;
+}
+
 static void sl__free(sl_gateway_t *gw) {
   void (*cb)(void *) = gw->on_closed;
   void *ud = gw->closed_ud;
@@ -150,6 +212,11 @@ static void sl__free(sl_gateway_t *gw) {
   sl_free(gw->sims);
   for (int i = 0; i < SL_MAX_POOLS; i++) sl_guardset_free(gw->streams.guards[i]);
   sl_guardset_free(gw->streams.default_guards);
+  if (gw->streams.tenant_guards != NULL && gw->tenants != NULL)
+    for (int i = 0; i < gw->tenants->n * SL_MAX_POOLS; i++) sl_guardset_free(gw->streams.tenant_guards[i]);
+  sl_free(gw->streams.tenant_guards);
+  if (gw->tenants != NULL) sl_tenants_free(gw->tenants);
+  sl_free(gw->streams.acts);
   sl_free(gw->secrets);
   sl_config_free(gw->cfg);
   sl_free(gw->cfg);
@@ -369,6 +436,13 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   if (sl_ttldict_new(NULL, &gw->dict) != 0) {
     snprintf(err, errlen, "out of memory for the TTL dictionary");
     rc = SL_ENOMEM;
+    goto fail_early;
+  }
+  gw->streams.dict = gw->dict;
+  gw->streams.secrets = gw->secrets;
+  gw->streams.acts = sl_malloc(sizeof(*gw->streams.acts));
+  if (sl__open_tenants(gw, err, errlen) < 0) {
+    rc = SL_EINVAL;
     goto fail_early;
   }
   /* The watchdog starts before the first generation loads: a policy stuck

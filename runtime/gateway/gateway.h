@@ -44,7 +44,8 @@ struct sl_gateway_s {
   sl_streams_t streams;      /* streams in flight and what they share */
   sl_counters_t counters;
   sl_narrator_t *nar;
-  sl_ttldict_t *dict;        /* what the policies' sluice.dict reaches */
+  sl_ttldict_t *dict;        /* what the policies' sluice.dict reaches, and the tenants' windows */
+  struct sl_tenants_s *tenants; /* the configured tenants (n = 0: none, the API is open) */
   sl_sim_engine_t **sims;    /* per registry endpoint: its in-process engine, or NULL */
   const char **secrets;      /* pool api_keys and log.secrets, NULL-ended (borrowed from cfg) */
   struct sl_watchdog_s *watchdog; /* NULL when watchdog.warn_ms is 0 */

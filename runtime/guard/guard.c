@@ -30,6 +30,7 @@ int sl_guard_init(sl_guard_t *g, const sl_guardset_t *set, const char *const *st
   g->set = set;
   g->stop_at = SL__NONE;
   if (set == NULL) return 0;
+  g->budget = set->budget;
   if (!set->client_stop) n = 0;
   if (n > SL_GUARD_MAX_CLIENT_STOPS) {
     snprintf(err, errlen, "'stop' may hold at most %d strings", SL_GUARD_MAX_CLIENT_STOPS);
@@ -83,6 +84,7 @@ void sl_guard_free(sl_guard_t *g) {
   g->loops_mem = NULL;
   g->loops = NULL;
   for (int c = 0; c < SL_CH__COUNT; c++) {
+    for (int i = 0; i < g->ch[c].nmasks; i++) sl_free(g->ch[c].masks[i].with);
     sl_free(g->ch[c].masks);
     g->ch[c].masks = NULL;
     g->ch[c].nmasks = g->ch[c].capmasks = 0;
@@ -120,17 +122,48 @@ static int sl__fire(sl_guard_t *g, sl_guard_kind_t k, sl_guard_action_t a, const
   return 1;
 }
 
+int sl_guard_fire(sl_guard_t *g, sl_guard_kind_t kind, sl_guard_action_t action, const char *name,
+                  const char *detail) {
+  return sl__fire(g, kind, action, name, "%s", detail);
+}
+
 /* ---- masks ---- */
 
-static void sl__add_mask(sl_guard_t *g, int ch, uint64_t s, uint64_t e) {
+/* Whether the kept range m and the new range [s, e) become one: masks
+ * that touch merge (one mask shows for both); a replacement merges only
+ * with what it overlaps. */
+static int sl__joins(const sl_guard_range_t *m, uint64_t s, uint64_t e, int with) {
+  if (with || m->with) return m->start < e && m->end > s;
+  return m->start <= e && m->end >= s;
+}
+
+/* Adds [s, e) shown as with[0..wlen) (with NULL: the set's mask; owned
+ * from here).  Returns 0, or SL_EINVAL when a replacement overlaps an
+ * earlier one (nothing changes then). */
+static int sl__add_range(sl_guard_t *g, int ch, uint64_t s, uint64_t e, char *with, size_t wlen) {
   sl_guard_chan_t *c = &g->ch[ch];
-  /* Kept sorted by start, touching ranges merged: matches of different
-   * kinds (a literal inside a class match) arrive in no set order. */
+  /* Kept sorted by start: matches of different kinds (a literal inside a
+   * class match) arrive in no set order. */
   int i = 0, j;
-  while (i < c->nmasks && c->masks[i].end < s) i++;
-  for (j = i; j < c->nmasks && c->masks[j].start <= e; j++) {
+  while (i < c->nmasks && (c->masks[i].end < s || (c->masks[i].end == s && !sl__joins(&c->masks[i], s, e, with != NULL))))
+    i++;
+  int secret = with == NULL;
+  for (j = i; j < c->nmasks && sl__joins(&c->masks[j], s, e, with != NULL); j++) {
+    if (with != NULL && c->masks[j].with != NULL) {
+      sl_free(with);
+      return SL_EINVAL;
+    }
+    if (c->masks[j].with == NULL) secret = 1;
+  }
+  for (j = i; j < c->nmasks && sl__joins(&c->masks[j], s, e, with != NULL); j++) {
     if (c->masks[j].start < s) s = c->masks[j].start;
     if (c->masks[j].end > e) e = c->masks[j].end;
+    sl_free(c->masks[j].with); /* a replacement under a secret's mask */
+  }
+  if (secret) { /* a secret's mask wins over a replacement */
+    sl_free(with);
+    with = NULL;
+    wlen = 0;
   }
   if (j == i) {
     if (c->nmasks == c->capmasks) {
@@ -143,9 +176,25 @@ static void sl__add_mask(sl_guard_t *g, int ch, uint64_t s, uint64_t e) {
     memmove(c->masks + i + 1, c->masks + j, (size_t)(c->nmasks - j) * sizeof(*c->masks));
     c->nmasks -= j - i - 1;
   }
-  c->masks[i].start = s;
-  c->masks[i].end = e;
+  c->masks[i] = (sl_guard_range_t){s, e, with, wlen};
+  return 0;
+}
+
+static void sl__add_mask(sl_guard_t *g, int ch, uint64_t s, uint64_t e) {
+  sl__add_range(g, ch, s, e, NULL, 0);
   g->redactions++;
+}
+
+int sl_guard_replace(sl_guard_t *g, int ch, uint64_t start, uint64_t end, const char *with, size_t n) {
+  if (ch < 0 || ch >= SL_CH__COUNT || start >= end) return SL_EINVAL;
+  char *w = sl_malloc(n ? n : 1);
+  if (w == NULL) return SL_ENOMEM;
+  if (n) memcpy(w, with, n);
+  return sl__add_range(g, ch, start, end, w, n);
+}
+
+void sl_guard_cap_budget(sl_guard_t *g, int64_t n) {
+  if (n > 0 && (g->budget == 0 || n < g->budget)) g->budget = n;
 }
 
 static int sl__redacted(sl_guard_t *g, int ch, uint64_t s, uint64_t e, const char *what) {
@@ -177,6 +226,7 @@ void sl_guard_forget(sl_guard_t *g, int ch, uint64_t upto) {
   int k = 0;
   while (k < c->nmasks && c->masks[k].end <= upto) k++;
   if (k == 0) return;
+  for (int i = 0; i < k; i++) sl_free(c->masks[i].with);
   memmove(c->masks, c->masks + k, (size_t)(c->nmasks - k) * sizeof(*c->masks));
   c->nmasks -= k;
 }
@@ -200,9 +250,11 @@ size_t sl_guard_render(const sl_guard_t *g, int ch, uint64_t at, const char *tex
       pos = m->start;
     }
     if (m->start >= at) { /* the mask stands where its range starts */
-      if (w + g->set->mask_len > cap) return (size_t)-1;
-      memcpy(out + w, g->set->mask, g->set->mask_len);
-      w += g->set->mask_len;
+      const char *mk = m->with ? m->with : g->set->mask;
+      size_t ml = m->with ? m->wlen : g->set->mask_len;
+      if (w + ml > cap) return (size_t)-1;
+      memcpy(out + w, mk, ml);
+      w += ml;
     }
     pos = m->end < end ? m->end : end;
   }
@@ -378,9 +430,9 @@ int sl_guard_step(sl_guard_t *g, unsigned what, const int32_t *ids, int n, uint3
     g->pat_hits_ltl[i] = 0;
     sl__ltl_step(g, i, ev, "");
   }
-  if (!g->fired && set->budget > 0 && g->tokens >= set->budget && !(what & SL_GSTEP_FINISH))
-    sl__fire(g, SL_GUARD_BUDGET, set->budget_action, "budget", "%lld completion tokens reached",
-             (long long)set->budget);
+  if (!g->fired && g->budget > 0 && g->tokens >= g->budget && !(what & SL_GSTEP_FINISH))
+    sl__fire(g, SL_GUARD_BUDGET, set->budget > 0 ? set->budget_action : SL_GACT_END, "budget",
+             "%lld completion tokens reached", (long long)g->budget);
   return g->fired;
 }
 

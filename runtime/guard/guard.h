@@ -43,7 +43,8 @@
 #include "analyzers/redact.h"
 
 #define SL_GUARD_MAX_STOPS 16     /* configured stop strings */
-#define SL_GUARD_MAX_CLIENT_STOPS 4 /* a client's "stop" (OpenAI allows 4) */
+#define SL_GUARD_MAX_CLIENT_STOPS 8 /* per stream: a client's "stop" (OpenAI allows 4) and the
+                                       tenant pipeline's sluice.add_stop */
 #define SL_GUARD_MAX_STOP_LEN 256 /* bytes per stop string */
 #define SL_GUARD_MAX_LITERALS 256 /* redaction literals (secrets included) */
 #define SL_GUARD_MAX_LTL 8        /* monitors */
@@ -71,6 +72,7 @@ typedef enum {
   SL_GUARD_BUDGET,
   SL_GUARD_LOOP,
   SL_GUARD_LTL,
+  SL_GUARD_PIPELINE, /* the tenant's pipeline acted (sl_guard_fire) */
   SL_GUARD__COUNT
 } sl_guard_kind_t;
 
@@ -131,6 +133,16 @@ int sl_guardset_build_json(const char *json, const char *path, const char *const
 
 void sl_guardset_free(sl_guardset_t *gs);
 
+/* A tenant's guards object `add` merged into a pool's `base` (either may
+ * be NULL), as a new object for sl_guardset_build.  A tenant may add
+ * guards, never remove or weaken the operator's: a kind the pool does not
+ * configure is taken whole from add; for a kind it does, add's stop
+ * strings, redaction literals and classes and LTL properties are appended,
+ * "client" and "secrets" can only turn on, a budget can only go down, and
+ * the pool's actions, mask and loop settings stand.  Both inputs must
+ * have been checked (sl_guardset_build) on their own. */
+cJSON *sl_guards_merge(const cJSON *base, const cJSON *add);
+
 /* Static names: "stop", "redaction", "budget", "loop", "ltl"; "end",
  * "cancel", "annotate", "replace". */
 const char *sl_guard_kind_name(sl_guard_kind_t k);
@@ -138,9 +150,12 @@ const char *sl_guard_action_name(sl_guard_action_t a);
 
 /* ---- one stream ---- */
 
-/* A masked range of a channel: [start, end). */
+/* A masked range of a channel: [start, end), shown as the set's mask, or
+ * as `with` (owned) when a pipeline replaced it (sl_guard_replace). */
 typedef struct {
   uint64_t start, end;
+  char *with;                 /* NULL: the set's mask */
+  size_t wlen;
 } sl_guard_range_t;
 
 typedef struct {
@@ -176,6 +191,8 @@ typedef struct sl_guard_s {
   sl_ltl_monitor_t mon[SL_GUARD_MAX_LTL];
   uint64_t pat_hits_ltl[SL_GUARD_MAX_LTL];
   int64_t tokens;             /* token steps taken */
+  int64_t budget;             /* this stream's completion-token ceiling (0: none): the set's, or lower
+                                 (sl_guard_cap_budget) */
   int fired;                  /* a terminal verdict was given (later ones are ignored) */
   sl_guard_verdict_t verdict; /* the terminal one (kind NONE until then) */
   sl_guard_verdict_t note;    /* the last annotate-only firing (or redaction) */
@@ -241,6 +258,23 @@ int sl_guard_tick(sl_guard_t *g, uint64_t idle_ms, int first);
  * (first: a token came already): the smallest threshold of a monitor still
  * open (0: no timer needed). */
 uint64_t sl_guard_tick_ms(const sl_guard_t *g, int first);
+
+/* Lowers the stream's completion-token ceiling to n (a tenant's
+ * reservation); the budget guard ends the stream there with the set's
+ * budget action (end when the set has no budget guard). */
+void sl_guard_cap_budget(sl_guard_t *g, int64_t n);
+
+/* Replaces channel ch's bytes [start, end) with with[0..n) when they are
+ * shown (start < end).  A replacement that overlaps a secret's mask gives
+ * way to the mask; one that overlaps an earlier replacement is refused.
+ * Returns 0, SL_EINVAL (overlap, empty range) or SL_ENOMEM. */
+int sl_guard_replace(sl_guard_t *g, int ch, uint64_t start, uint64_t end, const char *with, size_t n);
+
+/* A verdict from outside the guard's own kernels (the pipeline): a
+ * terminal action ends the stream like any guard's (the first wins), an
+ * annotation is counted and kept as the note.  Returns g->fired. */
+int sl_guard_fire(sl_guard_t *g, sl_guard_kind_t kind, sl_guard_action_t action, const char *name,
+                  const char *detail);
 
 /* 32-bit FNV-1a of a token's text, the loop guard's token when the engine
  * gives no ids. */

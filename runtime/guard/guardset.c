@@ -41,7 +41,8 @@ static int sl__keys(sl__gctx_t *x, const cJSON *o, const char *path, const char 
   return 0;
 }
 
-static const char *const sl__kind_names[SL_GUARD__COUNT] = {"none", "stop", "redaction", "budget", "loop", "ltl"};
+static const char *const sl__kind_names[SL_GUARD__COUNT] = {"none", "stop", "redaction", "budget", "loop", "ltl",
+                                                                            "pipeline"};
 static const char *const sl__action_names[] = {"end", "cancel", "annotate", "replace"};
 
 const char *sl_guard_kind_name(sl_guard_kind_t k) {
@@ -441,4 +442,71 @@ int sl_guardset_build_json(const char *json, const char *path, const char *const
   int rc = sl_guardset_build(o, path, secrets, out, err, errlen);
   cJSON_Delete(o);
   return rc;
+}
+
+/* ---- merging a tenant's guards into a pool's ---- */
+
+/* Appends the items of array `from` to dst[key] (made when missing),
+ * skipping strings dst already holds when unique is set. */
+static void sl__append(cJSON *dst, const char *key, const cJSON *from, int unique) {
+  if (!cJSON_IsArray(from)) return;
+  cJSON *to = cJSON_GetObjectItemCaseSensitive(dst, key);
+  if (!cJSON_IsArray(to)) {
+    cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
+    to = cJSON_AddArrayToObject(dst, key);
+  }
+  const cJSON *it;
+  cJSON_ArrayForEach(it, from) {
+    int dup = 0;
+    if (unique && cJSON_IsString(it)) {
+      const cJSON *have;
+      cJSON_ArrayForEach(have, to) if (cJSON_IsString(have) && strcmp(have->valuestring, it->valuestring) == 0) dup = 1;
+    }
+    if (!dup) cJSON_AddItemToArray(to, cJSON_Duplicate(it, 1));
+  }
+}
+
+/* Sets dst[key] to true when add[key] is true. */
+static void sl__or_bool(cJSON *dst, const cJSON *add, const char *key) {
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(add, key);
+  if (!cJSON_IsTrue(a)) return;
+  cJSON_DeleteItemFromObjectCaseSensitive(dst, key);
+  cJSON_AddTrueToObject(dst, key);
+}
+
+cJSON *sl_guards_merge(const cJSON *base, const cJSON *add) {
+  cJSON *out = cJSON_IsObject(base) ? cJSON_Duplicate(base, 1) : cJSON_CreateObject();
+  if (!cJSON_IsObject(add)) return out;
+  const cJSON *a;
+  cJSON_ArrayForEach(a, add) {
+    cJSON *have = cJSON_GetObjectItemCaseSensitive(out, a->string);
+    if (have == NULL) { /* a kind the operator did not configure: the tenant's, whole */
+      cJSON_AddItemToObject(out, a->string, cJSON_Duplicate(a, 1));
+      continue;
+    }
+    /* A kind the operator configured keeps the operator's action, mask
+     * and settings; the tenant's strings and classes are added to it. */
+    if (strcmp(a->string, "stop") == 0) {
+      sl__append(have, "strings", cJSON_GetObjectItemCaseSensitive(a, "strings"), 1);
+      sl__or_bool(have, a, "client");
+    } else if (strcmp(a->string, "redact") == 0) {
+      sl__append(have, "literals", cJSON_GetObjectItemCaseSensitive(a, "literals"), 1);
+      sl__append(have, "classes", cJSON_GetObjectItemCaseSensitive(a, "classes"), 1);
+      sl__or_bool(have, a, "secrets");
+    } else if (strcmp(a->string, "budget") == 0) {
+      const cJSON *n = cJSON_GetObjectItemCaseSensitive(a, "max_completion_tokens");
+      const cJSON *m = cJSON_GetObjectItemCaseSensitive(have, "max_completion_tokens");
+      if (cJSON_IsNumber(n) && (!cJSON_IsNumber(m) || n->valuedouble < m->valuedouble)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(have, "max_completion_tokens");
+        cJSON_AddNumberToObject(have, "max_completion_tokens", n->valuedouble);
+      }
+    } else if (strcmp(a->string, "ltl") == 0) {
+      if (cJSON_IsArray(have)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, a) cJSON_AddItemToArray(have, cJSON_Duplicate(it, 1));
+      }
+    }
+    /* "loop": the operator's detector stands as configured. */
+  }
+  return out;
 }

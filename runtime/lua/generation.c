@@ -313,6 +313,9 @@ sl_generation_t *sl_generation_acquire(sl_generation_t *g) {
 void sl_generation_release(sl_generation_t *g) {
   if (g == NULL || --g->refs > 0) return;
   sl_counters_t *counters = g->host.counters;
+  for (int i = 0; i < g->npipes; i++)
+    if (g->pipes[i] != NULL) sl_pipeline_free(g->pipes[i]);
+  sl_free(g->pipes);
   lua_close(g->L);
   sl_free(g);
   sl_counter_dec(counters, SL_C_GENERATIONS_LIVE);

@@ -26,6 +26,7 @@
 
 #include "runtime/base/counters.h"
 #include "runtime/base/narrate.h"
+#include "runtime/lua/pipeline.h"
 #include "runtime/lua/place_ffi.h"
 #include "runtime/lua/ttldict.h"
 
@@ -105,6 +106,10 @@ typedef struct sl_generation_s {
   sl_phase_slot_t phase[SL_PHASE_MAX]; /* the phases' slots, indexed like the table */
   sl_ttldict_t *dict_slot;/* the dictionary sluice.dict uses now: host.dict, or a trial's scratch one
                              (the Lua side holds this slot's address and reads it on every call) */
+  sl_pipeline_t **pipes;  /* each tenant's pipeline, by tenant index (NULL: that tenant has none); each in
+                             its own sandboxed state, loaded with the generation and freed with it, so a
+                             stream keeps the pipeline it started with (sl_malloc'd array; owned) */
+  int npipes;
 } sl_generation_t;
 
 /* Where Lua modules and shipped policies are found: $SLUICE_LUA_DIR and

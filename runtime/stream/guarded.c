@@ -1,5 +1,6 @@
 /* guarded.c: holding, releasing and rewriting a guarded stream's events
  * (see guarded.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/base/alloc.h"
@@ -64,6 +65,137 @@ static void sl__feed(sl_guarded_t *gd, int ch, const sl_span_t *s) {
   sl_guard_feed(&gd->g, ch, gd->tb[ch] + used, w);
 }
 
+/* ---- the pipeline ---- */
+
+void sl_guarded_pipe(sl_guarded_t *gd, sl_pipeline_t *p, int handle, const char *request_id, size_t flush_bytes,
+                     uint64_t flush_ms, sl_pipe_actions_t *acts) {
+  if (p == NULL || !(sl_pipeline_phases(p) & SL_PIPE_ON_CHUNK)) return;
+  gd->pipe = p;
+  gd->pipe_h = handle;
+  gd->rid = request_id;
+  gd->acts = acts;
+  gd->flush_bytes = flush_bytes ? flush_bytes : 1;
+  gd->flush_ms = flush_ms;
+  gd->text = 1;
+  gd->active = 1;
+}
+
+/* Bytes on_chunk has not seen. */
+static uint64_t sl__pending(const sl_guarded_t *gd) {
+  return (gd->g.ch[SL_CH_CONTENT].fed - gd->pseen[0]) + (gd->g.ch[SL_CH_REASONING].fed - gd->pseen[1]);
+}
+
+/* Drops channel ch's text before `to` without forgetting its masks (a
+ * whole answer keeps them until it is rendered). */
+static void sl__keep_from(sl_guarded_t *gd, int ch, uint64_t to) {
+  if (to <= gd->tbase[ch]) return;
+  uint64_t fed = gd->g.ch[ch].fed;
+  size_t drop = (size_t)(to - gd->tbase[ch]), keep = (size_t)(fed - to);
+  if (keep > 0) memmove(gd->tb[ch], gd->tb[ch] + drop, keep);
+  gd->tbase[ch] = to;
+}
+
+/* The pipeline failed or misbehaved: the stream ends with an error event
+ * naming it (the pipeline cannot be trusted with the rest). */
+static void sl__pipe_failed(sl_guarded_t *gd, const char *phase, const char *why) {
+  char detail[160];
+  snprintf(detail, sizeof(detail), "%s failed: %s", phase, why);
+  if (gd->on_action) gd->on_action(gd->action_ud, phase, NULL, why);
+  sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_CANCEL, "pipeline", detail);
+}
+
+/* Applies one on_chunk call's actions on channel ch, whose new text was
+ * [from, to).  Returns 0, or -1 after failing the stream. */
+static int sl__pipe_apply(sl_guarded_t *gd, int ch, uint64_t from, uint64_t to, uint64_t *hold) {
+  const sl_pipe_actions_t *acts = gd->acts;
+  char why[200];
+  for (int i = 0; i < acts->n; i++) {
+    const sl_pact_t *a = &acts->a[i];
+    if (gd->on_action) gd->on_action(gd->action_ud, "on_chunk", a, NULL);
+    switch (a->kind) {
+      case SL_PACT_CANCEL:
+        sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_CANCEL, "pipeline", a->text);
+        return 0;
+      case SL_PACT_ANNOTATE: sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_ANNOTATE, "pipeline", a->text); break;
+      case SL_PACT_HOLD: *hold = a->start < to - from ? a->start : to - from; break;
+      case SL_PACT_REPLACE: {
+        /* Only text the client has not been sent: from what was released
+         * (tbase) to what was fed. */
+        uint64_t lo = gd->tbase[ch] > gd->pfinal[ch] ? gd->tbase[ch] : gd->pfinal[ch];
+        if (a->start < lo || a->stop > to || a->start >= a->stop) {
+          snprintf(why, sizeof(why), "sluice.replace(%llu, %llu): outside the text not yet sent [%llu, %llu)",
+                   (unsigned long long)a->start, (unsigned long long)a->stop, (unsigned long long)lo,
+                   (unsigned long long)to);
+          sl__pipe_failed(gd, "on_chunk", why);
+          return -1;
+        }
+        int rc = sl_guard_replace(&gd->g, ch, a->start, a->stop, a->text, a->len);
+        if (rc < 0) {
+          snprintf(why, sizeof(why), "sluice.replace(%llu, %llu): overlaps an earlier replacement",
+                   (unsigned long long)a->start, (unsigned long long)a->stop);
+          sl__pipe_failed(gd, "on_chunk", why);
+          return -1;
+        }
+        break;
+      }
+      default: break; /* narrate: told through on_action above */
+    }
+  }
+  return 0;
+}
+
+/* Calls on_chunk on each channel's text it has not seen.  end: the text
+ * ended (nothing is held back after this). */
+static int sl__pipe_flush(sl_guarded_t *gd, int end) {
+  static const int chans[2] = {SL_CH_CONTENT, SL_CH_REASONING};
+  for (int k = 0; k < 2 && !gd->g.fired; k++) {
+    int ch = chans[k];
+    uint64_t from = gd->pseen[k], to = gd->g.ch[ch].fed, hold = 0;
+    if (from < gd->tbase[ch]) from = gd->tbase[ch]; /* a full hold queue forced text out unseen */
+    if (to > from) {
+      char err[256];
+      gd->pcalls++;
+      int rc = sl_pipeline_on_chunk(gd->pipe, gd->pipe_h, gd->rid, k, from, gd->tb[ch] + (from - gd->tbase[ch]),
+                                    (size_t)(to - from), gd->acts, err, sizeof(err));
+      gd->pseen[k] = to;
+      if (rc < 0) {
+        sl__pipe_failed(gd, "on_chunk", err);
+        break;
+      }
+      if (sl__pipe_apply(gd, ch, from, to, &hold) < 0) break;
+    }
+    uint64_t fin = end ? to : to - hold;
+    if (fin > gd->pfinal[k]) gd->pfinal[k] = fin;
+  }
+  gd->pwait_ms = 0;
+  return gd->g.fired;
+}
+
+uint64_t sl_guarded_pipe_due(const sl_guarded_t *gd) {
+  if (gd->pipe == NULL || gd->pwait_ms == 0 || gd->g.fired) return 0;
+  return gd->pwait_ms + gd->flush_ms;
+}
+
+static int sl__release(sl_guarded_t *gd, sl_output_t *o);
+
+int sl_guarded_pipe_tick(sl_guarded_t *gd, sl_output_t *o) {
+  uint64_t due = sl_guarded_pipe_due(gd);
+  if (due == 0 || gd->now_ms < due) return 0;
+  if (sl__pipe_flush(gd, 0)) return 1;
+  return o != NULL ? sl__release(gd, o) : 0;
+}
+
+/* Bytes of channel ch that are final: the guard's, and what the pipeline
+ * let through. */
+static uint64_t sl__final(const sl_guarded_t *gd, int ch) {
+  uint64_t f = sl_guard_final(&gd->g, ch);
+  if (gd->pipe != NULL) {
+    uint64_t p = gd->pfinal[ch == SL_CH_CONTENT ? 0 : 1];
+    if (p < f) f = p;
+  }
+  return f;
+}
+
 int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token) {
   sl_guard_t *g = &gd->g;
   if (!gd->active) return 0;
@@ -93,10 +225,15 @@ int sl_guarded_judge(sl_guarded_t *gd, const sl_event_t *ev, int token) {
     }
     sl_guard_step(g, what, ev->has_token_ids ? ev->token_ids : NULL, ev->has_token_ids ? ev->n_token_ids : 0, h);
   }
+  if (gd->pipe != NULL && !g->fired) {
+    int end = ev->finish != SL_FINISH_NONE;
+    if (gd->pwait_ms == 0 && sl__pending(gd) > 0) gd->pwait_ms = gd->now_ms ? gd->now_ms : 1;
+    if (end || sl__pending(gd) >= gd->flush_bytes) sl__pipe_flush(gd, end);
+  }
   if (ev->finish != SL_FINISH_NONE) sl_guard_end_text(g);
   if (gd->whole) { /* the assembly keeps the text; the masks stay */
-    gd->tbase[SL_CH_CONTENT] = gd->c1;
-    gd->tbase[SL_CH_REASONING] = gd->r1;
+    sl__keep_from(gd, SL_CH_CONTENT, gd->pipe ? gd->pseen[0] : gd->c1);
+    sl__keep_from(gd, SL_CH_REASONING, gd->pipe ? gd->pseen[1] : gd->r1);
   }
   return g->fired;
 }
@@ -216,7 +353,7 @@ static void sl__compact(sl_guarded_t *gd) {
 }
 
 static int sl__release(sl_guarded_t *gd, sl_output_t *o) {
-  uint64_t fc = sl_guard_final(&gd->g, SL_CH_CONTENT), fr = sl_guard_final(&gd->g, SL_CH_REASONING);
+  uint64_t fc = sl__final(gd, SL_CH_CONTENT), fr = sl__final(gd, SL_CH_REASONING);
   int rc = 0;
   while (gd->qn > 0 && rc == 0) {
     const sl_gheld_t *e = &gd->q[gd->qh];
@@ -274,8 +411,7 @@ static int sl__queue(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
 
 int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, const char *p, size_t n,
                      sl_chunk_t *pin, uint64_t tokens) {
-  if (gd->qn == 0 && gd->c1 <= sl_guard_final(&gd->g, SL_CH_CONTENT) &&
-      gd->r1 <= sl_guard_final(&gd->g, SL_CH_REASONING) &&
+  if (gd->qn == 0 && gd->c1 <= sl__final(gd, SL_CH_CONTENT) && gd->r1 <= sl__final(gd, SL_CH_REASONING) &&
       !sl_guard_masked(&gd->g, SL_CH_CONTENT, gd->c0, gd->c1) &&
       !sl_guard_masked(&gd->g, SL_CH_REASONING, gd->r0, gd->r1)) {
     /* Nothing held and nothing suspect: the engine's bytes, at once. */
@@ -289,6 +425,7 @@ int sl_guarded_relay(sl_guarded_t *gd, sl_output_t *o, const sl_event_t *ev, con
 
 int sl_guarded_flush(sl_guarded_t *gd, sl_output_t *o) {
   if (gd->g.set == NULL) return 0;
+  if (gd->pipe != NULL && !gd->g.fired && sl__pipe_flush(gd, 1)) return 1;
   if (sl_guard_end_text(&gd->g)) return 1;
   return sl__release(gd, o);
 }

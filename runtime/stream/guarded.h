@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "runtime/guard/guard.h"
+#include "runtime/lua/pipeline.h"
 #include "runtime/stream/output.h"
 #include "runtime/upstream/event.h"
 
@@ -58,12 +59,46 @@ typedef struct {
   uint64_t rewritten;         /* events re-encoded */
   uint64_t carry;             /* tokens of events whose text was all masked, sent with the next */
   uint64_t forced;            /* held events sent before their text was final (a full queue) */
+  /* The tenant's pipeline (sl_guarded_pipe): text reaches its on_chunk in
+   * batches, and text it has not seen, or holds, is not final. */
+  sl_pipeline_t *pipe;        /* NULL: none, or no on_chunk */
+  int pipe_h;                 /* the stream's handle in it */
+  const char *rid;            /* the request id (named to the watchdog) */
+  sl_pipe_actions_t *acts;    /* scratch for the call's actions (shared: one call at a time) */
+  size_t flush_bytes;         /* a batch is due at this many new bytes */
+  uint64_t flush_ms;          /* ... or when its oldest byte waited this long */
+  uint64_t now_ms;            /* the caller's clock, set before each judge and tick */
+  uint64_t pseen[2];          /* bytes of content and reasoning on_chunk saw */
+  uint64_t pfinal[2];         /* bytes it let through (what it saw, less what it holds) */
+  uint64_t pwait_ms;          /* when the oldest byte it has not seen came (0: none) */
+  uint64_t pcalls;            /* on_chunk calls */
+  /* Told of every action the pipeline took (a != NULL), and of its failure
+   * (a == NULL, err says why); may be NULL. */
+  void (*on_action)(void *ud, const char *phase, const sl_pact_t *a, const char *err);
+  void *action_ud;
 } sl_guarded_t;
 
 /* Starts gd over set with the client's stop strings (see sl_guard_init). */
 int sl_guarded_init(sl_guarded_t *gd, const sl_guardset_t *set, const char *const *stops, const size_t *lens,
                     int n, char *err, size_t errlen);
 void sl_guarded_free(sl_guarded_t *gd);
+
+/* Gives gd a pipeline whose on_chunk sees the stream's text in batches of
+ * flush_bytes, or after flush_ms, or at the end (a pipeline without
+ * on_chunk is not attached).  acts is scratch the caller owns.  Call after
+ * sl_guarded_init, before the first judge. */
+void sl_guarded_pipe(sl_guarded_t *gd, sl_pipeline_t *p, int handle, const char *request_id, size_t flush_bytes,
+                     uint64_t flush_ms, sl_pipe_actions_t *acts);
+
+/* When the pipeline's next batch is due by time (ms on the caller's clock),
+ * or 0 when nothing waits. */
+uint64_t sl_guarded_pipe_due(const sl_guarded_t *gd);
+
+/* The clock reached gd->now_ms: calls on_chunk when a batch is due and, for
+ * a streamed answer (o not NULL), releases what that made final.  Returns
+ * 1 when the pipeline gave a terminal verdict, < 0 when the client is
+ * gone, else 0. */
+int sl_guarded_pipe_tick(sl_guarded_t *gd, sl_output_t *o);
 
 /* Feeds one chunk event's text to the guard and steps it (token: the event
  * carries text, reasoning or a tool call).  Used for both streamed and

@@ -39,6 +39,7 @@
 #include "runtime/stream/accesslog.h"
 #include "runtime/stream/assemble.h"
 #include "runtime/stream/guarded.h"
+#include "runtime/stream/transcript.h"
 #include "runtime/stream/output.h"
 #include "runtime/stream/placement.h"
 #include "runtime/stream/relay.h"
@@ -100,7 +101,13 @@ struct sl_stream_s {
   uint64_t t_guard;          /* uv_hrtime the gap proposition measures from (last token or resume) */
   char guard_name[72];       /* the guard that ended or last touched the stream, for the log */
   char end_after[32];        /* the end reason once [DONE]'s tokens are taken ("" = complete) */
-  uv_timer_t guard_timer;    /* LTL gap and ttft propositions */
+  uv_timer_t guard_timer;    /* LTL gap and ttft propositions, and the pipeline's batch timer */
+  sl_guardset_t *own_set;    /* guards built for this stream (its pipeline added some), or NULL */
+  int own_pool;              /* the pool own_set was built for */
+  uint64_t pipe_armed;       /* the pipeline wait the guard timer was last armed for */
+  uint64_t pcalls_seen;      /* on_chunk calls already counted */
+  sl_transcript_t *tr;       /* its transcript while recorded, or NULL */
+  int tr_decided;            /* whether to record was decided (at the first attempt) */
 };
 
 static void sl__try_now(sl_stream_t *st);
@@ -115,6 +122,8 @@ static void sl__fail(sl_stream_t *st, int status, const char *type, const char *
 static int sl__complete(sl_stream_t *st);
 static void sl__respond_whole(sl_stream_t *st);
 static void sl__guard_arm(sl_stream_t *st);
+static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, const char *err);
+static double sl__t(const sl_stream_t *st);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
   /* The write queue passes the high watermark by at most one read (one
@@ -240,6 +249,9 @@ static void sl__handle_closed(uv_handle_t *h) {
   sl_streams_t *ss = st->ss;
   sl_output_free(&st->out);
   sl_guarded_free(&st->gd);
+  sl_guardset_free(st->own_set);
+  sl_transcript_free(st->tr);
+  sl_free(st->r.extra_guards);
   sl_assembly_free(&st->asm_);
   sl_pin_account_release(st->acct);
   sl_generation_release(st->gen);
@@ -278,6 +290,48 @@ static void sl__log_end(sl_stream_t *st) {
   sl_access_log(ss->log, ss->cfg->log_json, ss->nar, &e);
 }
 
+static void sl__transcript_written(void *ud, int status) {
+  sl_streams_t *ss = ud;
+  sl_counter_inc(ss->counters, status == 0 ? SL_C_TRANSCRIPTS_WRITTEN : SL_C_TRANSCRIPTS_FAILED);
+  if (status < 0) fprintf(ss->log, "sluice: a transcript could not be written: %s\n", uv_strerror(status));
+}
+
+/* The tenant's side of the end: the pipeline's on_end, the reservation
+ * settled to the real counts (a cut stream too), the transcript written. */
+static void sl__tenant_end(sl_stream_t *st, const char *reason) {
+  sl_streams_t *ss = st->ss;
+  int cut = strcmp(reason, "complete") != 0;
+  int64_t prompt = st->has_usage ? st->prompt_tokens : st->r.resv.prompt;
+  int64_t completion = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received;
+  if (st->gd.pcalls != st->pcalls_seen) {
+    sl_counter_add(ss->counters, SL_C_PIPELINE_CALLS, st->gd.pcalls - st->pcalls_seen);
+    st->pcalls_seen = st->gd.pcalls;
+  }
+  if (st->r.pipe != NULL) {
+    if (sl_pipeline_phases(st->r.pipe) & SL_PIPE_ON_END) {
+      char err[256];
+      sl_pipe_summary_t sum = {reason, prompt, completion, sl__ms(st->t_end - st->t_start), cut};
+      sl_counter_inc(ss->counters, SL_C_PIPELINE_CALLS);
+      if (sl_pipeline_on_end(st->r.pipe, st->r.pipe_h, st->id, &sum, ss->acts, err, sizeof(err)) < 0)
+        sl__pipe_action(st, "on_end", NULL, err);
+      else
+        for (int i = 0; i < ss->acts->n; i++) sl__pipe_action(st, "on_end", &ss->acts->a[i], NULL);
+    }
+    sl_pipeline_finish(st->r.pipe, st->r.pipe_h);
+    st->r.pipe_h = 0;
+  }
+  if (st->r.tenant != NULL) sl_tenant_settle(st->r.tenant, ss->dict, &st->r.resv, prompt, completion, cut);
+  if (st->tr != NULL) {
+    sl_transcript_end(st->tr, sl__t(st), reason, prompt, completion);
+    char path[768];
+    snprintf(path, sizeof(path), "%s/%s.ndjson", ss->cfg->transcript_dir, st->id);
+    sl_transcript_t *tr = st->tr;
+    st->tr = NULL;
+    if (sl_transcript_write(tr, ss->loop, path, sl__transcript_written, ss) < 0)
+      sl__transcript_written(ss, UV_EIO);
+  }
+}
+
 /* Decides the end: stops everything, logs once, frees when handles close.
  * The client must have been answered (or be gone) before. */
 static void sl__finish(sl_stream_t *st, const char *reason) {
@@ -306,6 +360,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
     sl_counter_inc(st->ss->counters, SL_C_CUT_STREAMS);
   }
   if (st->acct) sl_counter_max(st->ss->counters, SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
+  sl__tenant_end(st, reason);
   sl__log_end(st);
   const char *epname = st->ep ? st->ep->name : NULL;
   uint64_t gid = st->gen ? st->gen->id : 0;
@@ -452,15 +507,113 @@ static const sl_guardset_t *sl__pool_guards(const sl_stream_t *st, const sl_endp
   return gs ? gs : st->ss->default_guards;
 }
 
+/* Ms since the stream started, for its transcript. */
+static double sl__t(const sl_stream_t *st) { return sl__ms(uv_hrtime() - st->t_start); }
+
+/* The guards object of pool index `pool` with the tenant's and the
+ * pipeline's additions merged in (guard.h: sl_guards_merge), as a new
+ * tree ("{}" when none: the client's stop only). */
+static cJSON *sl__guards_tree(const sl_stream_t *st, int pool) {
+  const char *pj = st->ss->cfg->pools[pool].guards_json;
+  const char *tj = st->r.tenant ? st->r.tenant->guards_json : NULL;
+  cJSON *a = pj ? cJSON_Parse(pj) : NULL, *b = tj ? cJSON_Parse(tj) : NULL;
+  cJSON *c = st->r.extra_guards ? cJSON_Parse(st->r.extra_guards) : NULL;
+  cJSON *m = sl_guards_merge(a, b);
+  cJSON *out = sl_guards_merge(m, c);
+  cJSON_Delete(a);
+  cJSON_Delete(b);
+  cJSON_Delete(c);
+  cJSON_Delete(m);
+  return out;
+}
+
+/* The pipeline took an action (a), or failed (err): narrated, counted and
+ * recorded. */
+static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, const char *err) {
+  sl_stream_t *st = ud;
+  if (st->tr) sl_transcript_action(st->tr, sl__t(st), phase, a, err);
+  if (a == NULL) {
+    sl_counter_inc(st->ss->counters, SL_C_PIPELINE_ERRORS);
+    if (st->r.tenant) st->r.tenant->usage.pipeline_errors++;
+    return;
+  }
+  if (a->kind == SL_PACT_NARRATE) {
+    char text[256];
+    snprintf(text, sizeof(text), "pipeline %s: %.*s", phase, (int)(a->len < 200 ? a->len : 200), a->text);
+    sl_narrate_push(st->ss->nar, SL_NAR_GUARD, st->id, st->ep ? st->ep->name : NULL, st->r.model, text,
+                    st->attempts, st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
+  }
+}
+
+/* Decides once, at the first attempt, whether the stream is recorded: the
+ * largest of the configured fractions (everything, the tenant's, the
+ * pool's). */
+static void sl__transcript_decide(sl_stream_t *st, int pool) {
+  if (st->tr_decided) return;
+  st->tr_decided = 1;
+  const sl_config_t *cfg = st->ss->cfg;
+  if (cfg->transcript_dir[0] == '\0') return;
+  double p = cfg->transcript_sample;
+  if (st->r.tenant && st->r.tenant->transcripts > p) p = st->r.tenant->transcripts;
+  if (cfg->pools[pool].transcripts > p) p = cfg->pools[pool].transcripts;
+  if (p <= 0 || (p < 1 && (double)(sl__rand(st->ss) >> 11) * (1.0 / 9007199254740992.0) >= p)) return;
+  st->tr = sl_transcript_new(cfg->transcript_max_bytes);
+  sl_transcript_fmt(st->tr, "{\"type\":\"request\",\"id\":");
+  sl_transcript_str(st->tr, st->id, strlen(st->id));
+  sl_transcript_raw(st->tr, ",\"tenant\":", 10);
+  if (st->r.tenant) sl_transcript_str(st->tr, st->r.tenant->name, strlen(st->r.tenant->name));
+  else sl_transcript_raw(st->tr, "null", 4);
+  sl_transcript_raw(st->tr, ",\"model\":", 9);
+  sl_transcript_str(st->tr, st->r.model, strlen(st->r.model));
+  sl_transcript_fmt(st->tr, ",\"stream\":%s,\"stops\":[", st->r.stream ? "true" : "false");
+  for (int i = 0; i < st->r.nstops; i++) {
+    if (i) sl_transcript_raw(st->tr, ",", 1);
+    sl_transcript_str(st->tr, st->r.stops[i], st->r.stop_lens[i]);
+  }
+  sl_transcript_raw(st->tr, "],\"pipeline\":", 14);
+  if (st->r.pipe) sl_transcript_str(st->tr, sl_pipeline_file(st->r.pipe), strlen(sl_pipeline_file(st->r.pipe)));
+  else sl_transcript_raw(st->tr, "null", 4);
+  sl_transcript_fmt(st->tr, ",\"flush_bytes\":%zu,\"flush_ms\":%llu,\"body\":", cfg->pipe_flush_bytes,
+                    (unsigned long long)cfg->pipe_flush_ms);
+  sl_transcript_raw(st->tr, st->r.body, st->r.body_len);
+  sl_transcript_raw(st->tr, "}\n", 2);
+}
+
 /* Sets the stream's guards up for the pool of this attempt (nothing was fed
- * yet: attempts are retried only before the first token). */
+ * yet: attempts are retried only before the first token): the pool's, with
+ * the tenant's added, and with what its pipeline's on_request added. */
 static int sl__guard_setup(sl_stream_t *st, const sl_endpoint_t *ep) {
+  int pool = (int)(ep->pool - st->ss->reg->pools);
   const sl_guardset_t *set = sl__pool_guards(st, ep);
+  const sl_tenant_t *t = st->r.tenant;
+  char err[320];
+  sl__transcript_decide(st, pool);
+  if (t != NULL && st->ss->tenant_guards && st->ss->tenant_guards[t->index * SL_MAX_POOLS + pool])
+    set = st->ss->tenant_guards[t->index * SL_MAX_POOLS + pool];
+  sl_guardset_t *built = NULL;
+  if (st->r.extra_guards != NULL) {
+    if (st->own_set != NULL && st->own_pool == pool) {
+      set = st->own_set;
+    } else {
+      cJSON *tree = sl__guards_tree(st, pool);
+      int rc = sl_guardset_build(tree, "guards added by the pipeline", st->ss->secrets, &built, err, sizeof(err));
+      cJSON_Delete(tree);
+      if (rc < 0) {
+        sl__set_error(st, "%s", err);
+        return rc;
+      }
+      set = built;
+    }
+  }
   if (st->guard_init && st->gd.g.set == set) return 0;
   if (st->guard_init) sl_guarded_free(&st->gd);
+  if (built != NULL) {
+    sl_guardset_free(st->own_set);
+    st->own_set = built;
+    st->own_pool = pool;
+  }
   const char *stops[SL_REQUEST_STOPS];
   for (int i = 0; i < st->r.nstops; i++) stops[i] = st->r.stops[i];
-  char err[160];
   int rc = sl_guarded_init(&st->gd, set, stops, st->r.stop_lens, st->r.nstops, err, sizeof(err));
   st->guard_init = 1;
   st->gd.whole = !st->r.stream;
@@ -468,6 +621,29 @@ static int sl__guard_setup(sl_stream_t *st, const sl_endpoint_t *ep) {
     sl_guarded_free(&st->gd);
     sl__set_error(st, "guards: %s", err);
     return rc;
+  }
+  if (t != NULL && st->r.resv.active && st->r.resv.completion > 0) {
+    /* What the tenant reserved is the most the stream may spend. */
+    sl_guard_cap_budget(&st->gd.g, st->r.resv.completion);
+    st->gd.active = 1;
+  }
+  if (st->r.pipe != NULL)
+    sl_guarded_pipe(&st->gd, st->r.pipe, st->r.pipe_h, st->id, st->ss->cfg->pipe_flush_bytes,
+                    st->ss->cfg->pipe_flush_ms, st->ss->acts);
+  st->gd.on_action = sl__pipe_action;
+  st->gd.action_ud = st;
+  if (st->tr) {
+    sl_transcript_fmt(st->tr, "{\"type\":\"attempt\",\"t\":%.3f,\"endpoint\":", sl__t(st));
+    sl_transcript_str(st->tr, ep->name, strlen(ep->name));
+    sl_transcript_raw(st->tr, ",\"pool\":", 8);
+    sl_transcript_str(st->tr, ep->pool->cfg->name, strlen(ep->pool->cfg->name));
+    cJSON *tree = sl__guards_tree(st, pool);
+    char *g = cJSON_PrintUnformatted(tree);
+    sl_transcript_raw(st->tr, ",\"guards\":", 10);
+    sl_transcript_raw(st->tr, g, strlen(g));
+    sl_transcript_raw(st->tr, "}\n", 2);
+    cJSON_free(g);
+    cJSON_Delete(tree);
   }
   sl__guard_arm(st);
   return 0;
@@ -479,25 +655,56 @@ static int sl__guard_counter(sl_guard_kind_t k) {
     case SL_GUARD_REDACT: return SL_C_GUARD_REDACTION;
     case SL_GUARD_BUDGET: return SL_C_GUARD_BUDGET;
     case SL_GUARD_LOOP: return SL_C_GUARD_LOOP;
+    case SL_GUARD_PIPELINE: return SL_C_GUARD_PIPELINE;
     default: return SL_C_GUARD_LTL;
   }
 }
 
+/* The pipeline's on_verdict, told of a guard's verdict (its actions are
+ * narrated and recorded; a cancel it takes ends the stream at the next
+ * look, sl__guard_notes). */
+static void sl__pipe_verdict(sl_stream_t *st, const sl_guard_verdict_t *v) {
+  if (st->r.pipe == NULL || !(sl_pipeline_phases(st->r.pipe) & SL_PIPE_ON_VERDICT)) return;
+  char err[256];
+  sl_counter_inc(st->ss->counters, SL_C_PIPELINE_CALLS);
+  sl_pipe_actions_t *acts = st->ss->acts;
+  int rc = sl_pipeline_on_verdict(st->r.pipe, st->r.pipe_h, st->id, sl_guard_kind_name(v->kind), v->name,
+                                  sl_guard_action_name(v->action), v->detail, acts, err, sizeof(err));
+  if (rc < 0) {
+    sl__pipe_action(st, "on_verdict", NULL, err);
+    return;
+  }
+  for (int i = 0; i < acts->n; i++) {
+    const sl_pact_t *a = &acts->a[i];
+    sl__pipe_action(st, "on_verdict", a, NULL);
+    if (a->kind == SL_PACT_CANCEL && !st->gd.g.fired)
+      sl_guard_fire(&st->gd.g, SL_GUARD_PIPELINE, SL_GACT_CANCEL, "pipeline", a->text);
+    else if (a->kind == SL_PACT_ANNOTATE)
+      sl_guard_fire(&st->gd.g, SL_GUARD_PIPELINE, SL_GACT_ANNOTATE, "pipeline", a->text);
+  }
+}
+
 static void sl__guard_narrate(sl_stream_t *st, const sl_guard_verdict_t *v) {
+  if (st->tr) sl_transcript_verdict(st->tr, sl__t(st), v);
   char text[256];
   snprintf(text, sizeof(text), "%s %s: %s", v->name, sl_guard_action_name(v->action), v->detail);
   sl_narrate_push(st->ss->nar, SL_NAR_GUARD, st->id, st->ep ? st->ep->name : NULL, st->r.model, text,
                   st->attempts, st->gen ? st->gen->id : 0, 0, (int64_t)st->tokens_received);
 }
 
-/* Annotations and masks since the last look: counted and narrated. */
-static void sl__guard_notes(sl_stream_t *st) {
+/* Annotations and masks since the last look: counted, narrated and told
+ * to the pipeline.  Returns 1 when the pipeline's on_verdict cancelled the
+ * stream (the caller ends it). */
+static int sl__guard_notes(sl_stream_t *st) {
   sl_guard_t *g = &st->gd.g;
+  int fired = g->fired;
   if (g->annotations != st->notes_seen) {
     st->notes_seen = g->annotations;
     sl_counter_inc(st->ss->counters, sl__guard_counter(g->note.kind));
     if (st->guard_name[0] == '\0') snprintf(st->guard_name, sizeof(st->guard_name), "%s", g->note.name);
     sl__guard_narrate(st, &g->note);
+    if (g->note.kind != SL_GUARD_PIPELINE) sl__pipe_verdict(st, &g->note);
+    st->notes_seen = g->annotations; /* the pipeline's own annotations are not told back to it */
   }
   if (g->redactions != st->masks_seen) {
     uint64_t k = g->redactions - st->masks_seen;
@@ -509,7 +716,9 @@ static void sl__guard_notes(sl_stream_t *st) {
     snprintf(v.name, sizeof(v.name), "redaction");
     snprintf(v.detail, sizeof(v.detail), "%llu range%s masked", (unsigned long long)k, k == 1 ? "" : "s");
     sl__guard_narrate(st, &v);
+    sl__pipe_verdict(st, &v);
   }
+  return !fired && g->fired;
 }
 
 /* A guard ended the stream.  ev (with its bytes p[0..n) in chunk) is the
@@ -526,6 +735,7 @@ static void sl__guard_end(sl_stream_t *st, const sl_event_t *ev, const char *p, 
   snprintf(st->guard_name, sizeof(st->guard_name), "%s", v->name);
   sl_counter_inc(ss->counters, sl__guard_counter(v->kind));
   sl__guard_narrate(st, v);
+  if (v->kind != SL_GUARD_PIPELINE) sl__pipe_verdict(st, v);
   sl__stop_upstream(st);
   uv_timer_stop(&st->hb_timer);
   char reason[32], msg[320]; /* the end reason is the error code too: "guard_loop" */
@@ -589,24 +799,57 @@ static uint64_t sl__guard_idle_ms(const sl_stream_t *st) {
 static void sl__guard_arm(sl_stream_t *st) {
   if (!st->guard_init || st->finished || st->answered) return;
   uint64_t th = sl_guard_tick_ms(&st->gd.g, st->first_token);
-  if (th == 0) return;
-  uint64_t idle = sl__guard_idle_ms(st);
-  uv_timer_start(&st->guard_timer, sl__on_guard_timer, th > idle ? th - idle : 0, 0);
+  uint64_t due = sl_guarded_pipe_due(&st->gd); /* the pipeline's next batch, on the loop's clock */
+  st->pipe_armed = st->gd.pwait_ms;
+  if (th == 0 && due == 0) return;
+  uint64_t wait = UINT64_MAX;
+  if (th != 0) {
+    uint64_t idle = sl__guard_idle_ms(st);
+    wait = th > idle ? th - idle : 0;
+  }
+  if (due != 0) {
+    uint64_t now = uv_now(st->ss->loop);
+    uint64_t w = due > now ? due - now : 0;
+    if (w < wait) wait = w;
+  }
+  uv_timer_start(&st->guard_timer, sl__on_guard_timer, wait, 0);
 }
 
 static void sl__on_guard_timer(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   if (st->finished || st->answered || st->guard_done || !st->guard_init) return;
+  if (st->gd.pipe != NULL) {
+    /* The pipeline's batch waited flush_ms: on_chunk now, and what that
+     * made final goes out. */
+    st->gd.now_ms = uv_now(st->ss->loop);
+    uint64_t calls = st->gd.pcalls;
+    int rc = sl_guarded_pipe_tick(&st->gd, st->r.stream ? &st->out : NULL);
+    if (st->gd.pcalls != calls && st->tr) sl_transcript_tick(st->tr, sl__t(st));
+    if (rc == 1) {
+      sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+      return;
+    }
+    if (rc == 0 && st->r.stream) rc = sl_output_flush(&st->out);
+    if (sl__gone(st, rc) < 0) {
+      sl_counter_inc(st->ss->counters, SL_C_CANCELS);
+      sl__set_error(st, "client went away");
+      sl__finish(st, "client_cancel");
+      return;
+    }
+    if (sl__guard_notes(st)) {
+      sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+      return;
+    }
+  }
   if (st->paused) { /* the client is slow, not the engine: measure from the resume */
     st->t_guard = uv_hrtime();
     sl__guard_arm(st);
     return;
   }
-  if (sl_guard_tick(&st->gd.g, sl__guard_idle_ms(st), st->first_token)) {
+  if (sl_guard_tick(&st->gd.g, sl__guard_idle_ms(st), st->first_token) || sl__guard_notes(st)) {
     sl__guard_end(st, NULL, NULL, 0, NULL, 0);
     return;
   }
-  sl__guard_notes(st);
   sl__guard_arm(st);
 }
 
@@ -618,6 +861,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   if (st->finished) return 1;
   if (st->answered) return 0; /* after [DONE]: let the engine finish its body */
   st->read_events++;
+  if (st->tr) sl_transcript_event(st->tr, sl__t(st), ev->raw.p, ev->raw.n);
   if (ev->kind == SL_EV_DONE) {
     st->saw_done = 1;
     if (!st->first_token) sl__first_token(st); /* an empty answer is still an answer */
@@ -631,7 +875,10 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
         return 1;
       }
       if (sl__gone(st, rc) < 0) return 1;
-      sl__guard_notes(st);
+      if (sl__guard_notes(st)) {
+        sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+        return 1;
+      }
     }
     return sl__complete(st) < 0;
   }
@@ -683,6 +930,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     sl_counter_inc(st->ss->counters, SL_C_TOKENS_RECEIVED);
   }
   int guarded = st->guard_init && st->gd.g.set != NULL;
+  if (guarded) st->gd.now_ms = uv_now(st->ss->loop);
   if (guarded && sl_guarded_judge(&st->gd, ev, has_content)) {
     /* A guard fired on this event: a stop or a budget lets (part of) it
      * through, the others do not. */
@@ -699,8 +947,12 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     return 1;
   }
   if (guarded) {
-    sl__guard_notes(st);
-    if (has_content && !uv_is_active((uv_handle_t *)&st->guard_timer)) sl__guard_arm(st);
+    if (sl__guard_notes(st)) {
+      sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+      return 1;
+    }
+    if ((has_content && !uv_is_active((uv_handle_t *)&st->guard_timer)) || st->gd.pwait_ms != st->pipe_armed)
+      sl__guard_arm(st);
   }
   if (!st->r.stream) {
     sl_assembly_add(&st->asm_, ev);
@@ -1091,6 +1343,7 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   st->req = req;
   st->r = *r;
   r->body = NULL;
+  r->extra_guards = NULL;
   st->t_start = uv_hrtime();
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gen);

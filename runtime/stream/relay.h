@@ -27,6 +27,9 @@
 #include "runtime/lua/generation.h"
 #include "runtime/lua/place_ffi.h"
 #include "runtime/upstream/registry.h"
+#include "runtime/lua/pipeline.h"
+#include "runtime/lua/ttldict.h"
+#include "runtime/tenant/tenant.h"
 #include "runtime/upstream/upstream.h"
 
 typedef struct sl_stream_s sl_stream_t;
@@ -51,6 +54,14 @@ typedef struct sl_streams_s {
                                                  the gateway) */
   struct sl_guardset_s *default_guards;       /* for a pool without: the client's stop only (owned by the
                                                  gateway) */
+  /* Tenants (runtime/tenant): NULL when none are configured. */
+  struct sl_tenants_s *tenants;
+  struct sl_guardset_s **tenant_guards;       /* [tenant * SL_MAX_POOLS + pool]: the pool's guards with the
+                                                 tenant's added (NULL: the tenant adds none); owned by the
+                                                 gateway */
+  sl_ttldict_t *dict;                         /* where tenants' windows are counted */
+  const char *const *secrets;                 /* the operator's secrets (redact.secrets), NULL-ended */
+  sl_pipe_actions_t *acts;                    /* scratch for pipeline calls (one at a time) */
 } sl_streams_t;
 
 /* A client's "stop": at most 4 strings (OpenAI's limit) of 1 to 256 bytes. */
@@ -78,6 +89,13 @@ typedef struct {
   int nstops;                /* the client's "stop" strings, enforced by the stop guard */
   size_t stop_lens[SL_REQUEST_STOPS];
   char stops[SL_REQUEST_STOPS][SL_REQUEST_STOP_MAX + 1];
+  /* The tenant's side (api.c step 3), all empty without tenants. */
+  struct sl_tenant_s *tenant;/* who asked (NULL: no tenants configured) */
+  sl_tenant_resv_t resv;     /* the tokens it reserved; settled when the stream ends */
+  sl_pipeline_t *pipe;       /* its pipeline in the request's generation (NULL: none) */
+  int pipe_h;                /* the stream's handle in it */
+  char *extra_guards;        /* guards its on_request added, as a guards object in JSON (owned), or NULL */
+  int record;                /* record a transcript of the stream */
 } sl_request_t;
 
 /* Starts a stream for a validated request under generation gen (the stream

@@ -1,4 +1,4 @@
-/* main.c: the sluice command line: dispatches to serve, sim-engine, check,
+/* main.c: the sluice command line: dispatches to serve, sim-engine, check, replay,
  * repl, attach, or prints help and version. */
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include "runtime/ops/attach_client.h"
 #include "runtime/cli/serve.h"
 #include "runtime/cli/check.h"
+#include "runtime/cli/replay.h"
 #include "runtime/ops/repl.h"
 #include "runtime/cli/sim.h"
 
@@ -30,6 +31,9 @@ static void sl__usage(FILE *f) {
           "  sluice attach [-e CHUNK]... [SOCKET]\n"
           "      A Lua prompt inside the running daemon over its admin socket (default\n"
           "      $SLUICE_ADMIN_SOCKET, else " SL_ATTACH_DEFAULT_SOCKET "); see docs/attach.md.\n"
+          "  sluice replay FILE [--pipeline FILE|none] [--guards FILE] [--timing fast|original]\n"
+          "      Run a recorded stream (transcripts.dir) through a pipeline and the guards,\n"
+          "      offline; print every action and verdict (see docs/tenants.md).\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
           "  sluice --help | --version\n",
@@ -55,6 +59,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "check") == 0) return sl_policy_check_main(argc - 1, argv + 1);
   if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
   if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "replay") == 0) return sl_replay_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);
   return 2;

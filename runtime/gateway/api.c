@@ -66,6 +66,41 @@ static void sl__dynamics_json(cJSON *e, const sl_endpoint_t *ep, uint64_t now) {
   cJSON_AddNumberToObject(d, "age_ms", now > v->at ? (double)(now - v->at) / 1e6 : 0);
 }
 
+/* Each tenant's usage (tenant.h), and the 401s, as "tenants" and
+ * "tenants_unauthorized" (absent without tenants). */
+static void sl__tenants_json(const sl_gateway_t *gw, cJSON *o) {
+  const sl_tenants_t *ts = gw->tenants;
+  if (ts == NULL || ts->n == 0) return;
+  cJSON_AddNumberToObject(o, "tenants_unauthorized", (double)ts->unauthorized);
+  cJSON *arr = cJSON_AddArrayToObject(o, "tenants");
+  for (int i = 0; i < ts->n; i++) {
+    const sl_tenant_t *t = &ts->t[i];
+    const sl_tenant_usage_t *u = &t->usage;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", t->name);
+    cJSON_AddStringToObject(e, "priority", sl_priority_name(t->priority));
+    const sl_pipeline_t *p = gw->gen && i < gw->gen->npipes ? gw->gen->pipes[i] : NULL;
+    if (p) {
+      size_t bytes, peak;
+      sl_pipeline_memory(p, &bytes, &peak);
+      cJSON_AddStringToObject(e, "pipeline", sl_pipeline_file(p));
+      cJSON_AddNumberToObject(e, "pipeline_memory_bytes", (double)bytes);
+    } else {
+      cJSON_AddNullToObject(e, "pipeline");
+    }
+    cJSON_AddNumberToObject(e, "requests", (double)u->requests);
+    cJSON_AddNumberToObject(e, "prompt_tokens", (double)u->prompt_tokens);
+    cJSON_AddNumberToObject(e, "completion_tokens", (double)u->completion_tokens);
+    cJSON_AddNumberToObject(e, "cut_streams", (double)u->cut_streams);
+    cJSON_AddNumberToObject(e, "reserved_tokens", (double)u->reserved_tokens);
+    cJSON_AddNumberToObject(e, "refused_403", (double)u->refused_403);
+    cJSON_AddNumberToObject(e, "refused_429", (double)u->refused_429);
+    cJSON_AddNumberToObject(e, "denied", (double)u->denied);
+    cJSON_AddNumberToObject(e, "pipeline_errors", (double)u->pipeline_errors);
+    cJSON_AddItemToArray(arr, e);
+  }
+}
+
 static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "status", gw->streams.draining ? "draining" : "ok");
@@ -122,6 +157,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     }
     cJSON_AddItemToArray(pools, po);
   }
+  sl__tenants_json(gw, o);
   sl__json_reply(req, 200, o);
 }
 

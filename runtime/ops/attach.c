@@ -123,7 +123,42 @@ static int sl__l_streams(lua_State *L) {
     sl__setbool(L, "stream", in.stream);
     if (in.guard && in.guard[0]) sl__setstr(L, "guard", in.guard);
     sl__setnum(L, "held", in.held);
+    if (in.tenant) sl__setstr(L, "tenant", in.tenant);
     lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* tenants(): each tenant's usage (tenant.h), in config order; empty
+ * without tenants. */
+static int sl__l_tenants(lua_State *L) {
+  sl_gateway_t *gw = sl__session(L)->gw;
+  const sl_tenants_t *ts = gw->tenants;
+  int n = ts ? ts->n : 0;
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    const sl_tenant_t *t = &ts->t[i];
+    const sl_tenant_usage_t *u = &t->usage;
+    lua_createtable(L, 0, 12);
+    sl__setstr(L, "name", t->name);
+    sl__setstr(L, "priority", sl_priority_name(t->priority));
+    const sl_pipeline_t *p = gw->gen && i < gw->gen->npipes ? gw->gen->pipes[i] : NULL;
+    if (p) {
+      size_t bytes, peak;
+      sl_pipeline_memory(p, &bytes, &peak);
+      sl__setstr(L, "pipeline", sl_pipeline_file(p));
+      sl__setnum(L, "pipeline_memory_bytes", (double)bytes);
+    }
+    sl__setnum(L, "requests", (double)u->requests);
+    sl__setnum(L, "prompt_tokens", (double)u->prompt_tokens);
+    sl__setnum(L, "completion_tokens", (double)u->completion_tokens);
+    sl__setnum(L, "cut_streams", (double)u->cut_streams);
+    sl__setnum(L, "reserved_tokens", (double)u->reserved_tokens);
+    sl__setnum(L, "refused_403", (double)u->refused_403);
+    sl__setnum(L, "refused_429", (double)u->refused_429);
+    sl__setnum(L, "denied", (double)u->denied);
+    sl__setnum(L, "pipeline_errors", (double)u->pipeline_errors);
+    lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
@@ -375,7 +410,7 @@ static int sl__open_protected(lua_State *L) {
   } fns[] = {
       {"streams", sl__l_streams},         {"pools", sl__l_pools},       {"endpoints", sl__l_endpoints},
       {"generations", sl__l_generations}, {"counters", sl__l_counters}, {"reload", sl__l_reload},
-      {"guard", sl__l_guard},
+      {"guard", sl__l_guard},             {"tenants", sl__l_tenants},
   };
   lua_createtable(L, 0, 8);
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {

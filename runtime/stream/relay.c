@@ -1415,4 +1415,5 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
   out->stream = st->r.stream;
   out->guard = st->guard_name;
   out->held = st->gd.qn;
+  out->tenant = st->r.tenant ? st->r.tenant->name : NULL;
 }

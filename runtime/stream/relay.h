@@ -133,6 +133,7 @@ typedef struct {
   int stream;                     /* the client asked for SSE */
   const char *guard;              /* the guard that fired or annotated last ("" = none) */
   int held;                       /* events held back by the guards now */
+  const char *tenant;             /* its tenant's name, or NULL */
 } sl_stream_info_t;
 
 /* The first stream in flight (after == NULL) or the one after `after`;

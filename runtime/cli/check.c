@@ -10,6 +10,8 @@
 #include "runtime/base/config.h"
 #include "runtime/base/errors.h"
 #include "runtime/guard/guard.h"
+#include "runtime/lua/pipeline.h"
+#include "runtime/tenant/tenant.h"
 #include "runtime/lua/generation.h"
 #include "runtime/lua/lua_budget.h"
 #include "runtime/lua/policy_check.h"
@@ -87,7 +89,19 @@ int sl_policy_check_main(int argc, char **argv) {
       sl_config_free(&cfg);
     sl_guardset_free(gs);
   }
+  /* The tenants the tenant layer's, their guards the guard layer's. */
+  sl_tenants_t *ts = NULL;
+  if (rc == 0 && (rc = sl_tenants_build(cfg.tenants_json, &ts, err, sizeof(err))) < 0) sl_config_free(&cfg);
+  for (int i = 0; rc == 0 && ts != NULL && i < ts->n; i++) {
+    char path[48];
+    sl_guardset_t *gs = NULL;
+    snprintf(path, sizeof(path), "tenants[%d].guards", i);
+    if ((rc = sl_guardset_build_json(ts->t[i].guards_json, path, NULL, &gs, err, sizeof(err))) < 0)
+      sl_config_free(&cfg);
+    sl_guardset_free(gs);
+  }
   if (rc < 0) {
+    if (ts != NULL) sl_tenants_free(ts);
     fprintf(stderr, "%s\n", err);
     return 1;
   }
@@ -152,6 +166,23 @@ int sl_policy_check_main(int argc, char **argv) {
            (unsigned long long)g->host.budget);
     sl_generation_release(g);
   }
+  /* Each tenant's pipeline, loaded into its sandbox as the daemon would. */
+  for (int i = 0; rc == 0 && ts != NULL && i < ts->n; i++) {
+    const sl_tenant_t *t = &ts->t[i];
+    if (t->pipeline == NULL) continue;
+    sl_pipeline_limits_t plim = {cfg.pipe_memory_limit, cfg.pipe_budget, cfg.pipe_load_budget, NULL, dict};
+    sl_pipeline_t *p = NULL;
+    if ((rc = sl_pipeline_new(t->name, t->pipeline, &plim, &p, err, sizeof(err))) < 0) {
+      fprintf(stderr, "tenants[%d].pipeline: %s\n", i, err);
+      break;
+    }
+    unsigned ph = sl_pipeline_phases(p);
+    printf("ok: tenant %s: pipeline %s (%s%s%s%s)\n", t->name, sl_pipeline_file(p),
+           ph & SL_PIPE_ON_REQUEST ? "on_request " : "", ph & SL_PIPE_ON_CHUNK ? "on_chunk " : "",
+           ph & SL_PIPE_ON_VERDICT ? "on_verdict " : "", ph & SL_PIPE_ON_END ? "on_end" : "");
+    sl_pipeline_free(p);
+  }
+  if (ts != NULL) sl_tenants_free(ts);
   sl_ttldict_free(dict);
   sl_config_free(&cfg);
   return rc < 0 ? 1 : 0;

@@ -111,6 +111,7 @@ int sl_policy_check_main(int argc, char **argv) {
   if (sl_ttldict_new(NULL, &dict) != 0) {
     fprintf(stderr, "out of memory\n");
     sl_config_free(&cfg);
+    if (ts != NULL) sl_tenants_free(ts);
     return 1;
   }
   sl_lua_host_t lim = {cfg.lua_memory_limit, cfg.lua_budget, cfg.lua_load_budget, NULL, dict};
@@ -132,6 +133,7 @@ int sl_policy_check_main(int argc, char **argv) {
       fprintf(stderr, "%s\n", err);
       sl_ttldict_free(dict);
       sl_config_free(&cfg);
+      if (ts != NULL) sl_tenants_free(ts);
       return 1;
     }
     if (is_nar) {
@@ -144,6 +146,7 @@ int sl_policy_check_main(int argc, char **argv) {
     fprintf(stderr, "policy path too long\n");
     sl_ttldict_free(dict);
     sl_config_free(&cfg);
+    if (ts != NULL) sl_tenants_free(ts);
     return 1;
   }
   /* Narration trial sentences are redacted like every log line. */

@@ -400,7 +400,6 @@ static int sl__tenant_admit(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *
   if (rc == 0) return 0;
   *answered = 1;
   if (rc == SL_ETOOBIG) {
-    t->usage.refused_429++;
     sl_counter_inc(&gw->counters, SL_C_TENANT_RATE_LIMITED);
     char extra[96];
     uint64_t secs = (why.retry_after_ms + 999) / 1000;

@@ -1,5 +1,5 @@
 /* main.c: the sluice command line: dispatches to serve, sim-engine, check,
- * repl, attach, or prints help and version. */
+ * repl, attach, hash-key, or prints help and version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +7,7 @@
 #include "runtime/ops/attach_client.h"
 #include "runtime/cli/serve.h"
 #include "runtime/cli/check.h"
+#include "runtime/cli/hash_key.h"
 #include "runtime/ops/repl.h"
 #include "runtime/cli/sim.h"
 
@@ -30,6 +31,9 @@ static void sl__usage(FILE *f) {
           "  sluice attach [-e CHUNK]... [SOCKET]\n"
           "      A Lua prompt inside the running daemon over its admin socket (default\n"
           "      $SLUICE_ADMIN_SOCKET, else " SL_ATTACH_DEFAULT_SOCKET "); see docs/attach.md.\n"
+          "  sluice hash-key [KEY]\n"
+          "      Print the \"sha256:<hex>\" digest of an API key for a tenant's \"keys\" (reads\n"
+          "      stdin without KEY, one trailing newline dropped).\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
           "  sluice --help | --version\n",
@@ -55,6 +59,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "check") == 0) return sl_policy_check_main(argc - 1, argv + 1);
   if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
   if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "hash-key") == 0) return sl_hash_key_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);
   return 2;

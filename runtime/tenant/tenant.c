@@ -183,7 +183,7 @@ static int sl__limit(sl__tctx_t *x, const cJSON *limits, const char *key, const 
       v->valuedouble < 1)
     return sl__bad(x, "%s.limits.%s: expected a positive integer (leave it out for no limit)", path, key);
   if (v->valuedouble > (double)SL__LIMIT_MAX)
-    return sl__bad(x, "%s.limits.%s: %.0f is more than %lld", path, key, v->valuedouble, SL__LIMIT_MAX);
+    return sl__bad(x, "%s.limits.%s: %g is more than %lld", path, key, v->valuedouble, SL__LIMIT_MAX);
   *out = (int64_t)v->valuedouble;
   return 0;
 }
@@ -305,7 +305,7 @@ int sl_tenants_build(const char *json, sl_tenants_t **out, char *err, size_t err
     const char *at = cJSON_GetErrorPtr();
     sl_free(ts);
     if (at != NULL && at >= json && at <= json + strlen(json))
-      return sl__bad(&x, "tenants: not valid JSON (at byte %td)", at - json);
+      return sl__bad(&x, "tenants: not valid JSON (near byte %td)", at - json);
     return sl__bad(&x, "tenants: not valid JSON");
   }
   int rc = 0;

@@ -13,9 +13,10 @@
  *   t:<tenant>:<w>:<id>   what the window has counted (requests, or
  *                         tokens reserved and settled)
  *
- * Because the counter's key carries the id, a stream that settles after its
- * window rolled over finds a different id under t:<tenant>:<w> and leaves
- * the new window alone; its old counter simply expires.
+ * The counter is made with the id key's remaining lifetime, so both go at
+ * once.  Because the counter's key carries the id, a stream that settles
+ * after its window closed finds no counter under its id and leaves the
+ * window open now alone.
  */
 #include "runtime/tenant/tenant.h"
 
@@ -274,10 +275,7 @@ static int sl__tenant(sl__tctx_t *x, const cJSON *o, int idx, sl_tenants_t *ts) 
   if (guards != NULL) {
     if (!cJSON_IsObject(guards)) return sl__bad(x, "%s.guards: expected an object", path);
     char *text = cJSON_PrintUnformatted(guards);
-    if (text == NULL) {
-      snprintf(x->err, x->errlen, "%s.guards: out of memory", path);
-      return SL_ENOMEM;
-    }
+    if (text == NULL) return sl__bad(x, "%s.guards: out of memory", path) < 0 ? SL_ENOMEM : 0;
     t->guards_json = sl_strndup(text, strlen(text));
     cJSON_free(text);
   }
@@ -580,17 +578,16 @@ int sl_tenant_admit(sl_tenant_t *t, sl_ttldict_t *d, int64_t prompt_estimate, in
   return 0;
 }
 
-/* Adds delta to window w's counter when window `id` is still the open one;
- * a window that closed since (or never was) is left alone. */
+/* Adds delta to the counter of window `id` of w.  The counter's key carries
+ * the id and expires with its window, so once that window has closed the
+ * counter is gone and, incremented without init, stays gone: a later
+ * window is never touched. */
 static void sl__win_settle(const sl_tenant_t *t, sl_ttldict_t *d, int w, uint64_t id, int64_t delta) {
   if (id == 0 || delta == 0) return;
   char key[SL_TENANT_NAME_MAX + 48];
-  size_t klen = sl__id_key(key, sizeof(key), t, w);
-  int64_t now_id = 0;
-  if (sl__get_int(d, key, klen, &now_id) != 0 || (uint64_t)now_id != id) return;
-  klen = sl__count_key(key, sizeof(key), t, w, id);
-  /* Without init: a counter that is gone stays gone.  A failure (a full
-   * dictionary for a longer number) loses only this correction. */
+  size_t klen = sl__count_key(key, sizeof(key), t, w, id);
+  /* A failure (a full dictionary for a longer number) loses only this
+   * correction. */
   sl_ttldict_incr(d, key, klen, delta, NULL, 0, NULL);
 }
 

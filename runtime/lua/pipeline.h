@@ -79,8 +79,10 @@ enum {
  *                                     the channel's start; only bytes not yet
  *                                     released: at or after ctx.offset minus
  *                                     what the last call held)
- *   sluice.hold(n)                    keep the last n bytes of this batch
- *                                     back until the next on_chunk
+ *   sluice.hold(n)                    keep the last n bytes of the channel's
+ *                                     text not yet sent (this batch's, and
+ *                                     what the last call held) back until
+ *                                     the next on_chunk
  *   sluice.add_stop(s)                on_request: one more stop string
  *   sluice.add_redact(s)              on_request: one more literal to mask
  *   sluice.annotate(text)             a note on the stream (counted, shown)

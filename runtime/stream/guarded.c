@@ -117,7 +117,14 @@ static int sl__pipe_apply(sl_guarded_t *gd, int ch, uint64_t from, uint64_t to, 
         sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_CANCEL, "pipeline", a->text);
         return 0;
       case SL_PACT_ANNOTATE: sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_ANNOTATE, "pipeline", a->text); break;
-      case SL_PACT_HOLD: *hold = a->start < to - from ? a->start : to - from; break;
+      case SL_PACT_HOLD: {
+        /* Bytes not yet let through may stay back: the batch's, and what
+         * the last call held. */
+        uint64_t lo = gd->pfinal[ch == SL_CH_CONTENT ? 0 : 1];
+        if (lo < gd->tbase[ch]) lo = gd->tbase[ch];
+        *hold = a->start < to - lo ? a->start : to - lo;
+        break;
+      }
       case SL_PACT_REPLACE: {
         /* Only text the client has not been sent: from what was released
          * (tbase) to what was fed. */

@@ -869,7 +869,7 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     if (st->guard_init && st->gd.g.set) {
       /* The text ended: what was held goes out, or a property the
        * finished trace violates ends the stream. */
-      int rc = st->r.stream ? sl_guarded_flush(&st->gd, &st->out) : sl_guard_end_text(&st->gd.g);
+      int rc = sl_guarded_flush(&st->gd, st->r.stream ? &st->out : NULL);
       if (rc == 1) {
         sl__guard_end(st, NULL, NULL, 0, NULL, 0);
         return 1;

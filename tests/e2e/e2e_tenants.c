@@ -54,7 +54,7 @@ static const char ALPHA[] =
     "  local from = math.max(i, #all - tail + 1)\n"
     "  ctx.keep = all:sub(from)\n"
     "  ctx.keep_at = base + from - 1\n"
-    "  sluice.hold(math.min(#ctx.keep, #text))\n"
+    "  sluice.hold(#ctx.keep)\n"
     "end\n"
     "function M.on_end(ctx, s)\n"
     "  sluice.narrate('alpha ended ' .. s.reason .. ' after ' .. s.completion_tokens .. ' tokens')\n"

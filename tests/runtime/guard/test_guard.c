@@ -210,10 +210,105 @@ static void test_config_errors(void) {
   }
 }
 
+
+/* A pipeline's replacements: their own text, never merged with a
+ * neighbour, refused over an earlier one, overruled by a secret's mask. */
+static void test_replacements(void) {
+  sl_guardset_t *gs = build("{\"redact\":{\"literals\":[\"hunter2\"],\"mask\":\"[M]\"}}");
+  ASSERT_NOT_NULL(gs);
+  sl_guard_t g;
+  char err[128], out[256];
+  ASSERT_EQ(sl_guard_init(&g, gs, NULL, NULL, 0, err, sizeof(err)), 0);
+  const char *text = "hello world, pass hunter2 ok";
+  feed(&g, SL_CH_CONTENT, text, 5);
+  ASSERT_EQ(sl_guard_replace(&g, SL_CH_CONTENT, 0, 5, "HI", 2), 0);
+  ASSERT_EQ(sl_guard_replace(&g, SL_CH_CONTENT, 5, 11, "-there", 6), 0); /* touches, stays apart */
+  ASSERT_EQ(sl_guard_replace(&g, SL_CH_CONTENT, 3, 8, "x", 1), SL_EINVAL);  /* overlaps both */
+  ASSERT_EQ(sl_guard_replace(&g, SL_CH_CONTENT, 7, 7, "x", 1), SL_EINVAL);  /* empty */
+  ASSERT_EQ(sl_guard_replace(&g, SL_CH_CONTENT, 17, 20, "", 0), 0);         /* a deletion under the secret */
+  sl_guard_end_text(&g);
+  render(&g, SL_CH_CONTENT, text, out, sizeof(out));
+  ASSERT_STR_EQ(out, "HI-there, pass[M] ok");
+  ASSERT(sl_guard_masked(&g, SL_CH_CONTENT, 0, 1));
+  sl_guard_forget(&g, SL_CH_CONTENT, 11); /* frees the two replacements' text */
+  ASSERT(!sl_guard_masked(&g, SL_CH_CONTENT, 0, 11));
+  sl_guard_free(&g);
+  sl_guardset_free(gs);
+}
+
+/* A tenant's reservation caps the budget: the set's action when it has a
+ * budget guard, end when it has none; it never raises the set's. */
+static void test_budget_cap(void) {
+  sl_guardset_t *none = build("{}");
+  sl_guardset_t *own = build("{\"budget\":{\"max_completion_tokens\":2,\"action\":\"cancel\"}}");
+  ASSERT_NOT_NULL(none);
+  ASSERT_NOT_NULL(own);
+  sl_guard_t g;
+  char err[128];
+  ASSERT_EQ(sl_guard_init(&g, none, NULL, NULL, 0, err, sizeof(err)), 0);
+  sl_guard_cap_budget(&g, 3);
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, NULL, 0, 1), 0);
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, NULL, 0, 2), 0);
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, NULL, 0, 3), 1);
+  ASSERT_EQ(g.verdict.kind, SL_GUARD_BUDGET);
+  ASSERT_EQ(g.verdict.action, SL_GACT_END);
+  sl_guard_free(&g);
+  ASSERT_EQ(sl_guard_init(&g, own, NULL, NULL, 0, err, sizeof(err)), 0);
+  sl_guard_cap_budget(&g, 10); /* higher than the operator's: no effect */
+  ASSERT_EQ(g.budget, 2);
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, NULL, 0, 1), 0);
+  ASSERT_EQ(sl_guard_step(&g, SL_GSTEP_TEXT, NULL, 0, 2), 1);
+  ASSERT_EQ(g.verdict.action, SL_GACT_CANCEL);
+  sl_guard_free(&g);
+  sl_guardset_free(none);
+  sl_guardset_free(own);
+}
+
+/* A tenant's guards merged into a pool's: added, never weakened. */
+static void test_merge(void) {
+  cJSON *base = cJSON_Parse("{\"stop\":{\"strings\":[\"a\"],\"action\":\"cancel\"},"
+                            "\"redact\":{\"literals\":[\"k1\"],\"mask\":\"[P]\"},\"budget\":{\"max_completion_tokens\":50}}");
+  cJSON *add = cJSON_Parse("{\"stop\":{\"strings\":[\"b\",\"a\"],\"action\":\"annotate\",\"client\":false},"
+                           "\"redact\":{\"literals\":[\"k2\"],\"classes\":[\"email\"],\"mask\":\"[T]\"},"
+                           "\"budget\":{\"max_completion_tokens\":80},\"loop\":{}}");
+  cJSON *m = sl_guards_merge(base, add);
+  char *txt = cJSON_PrintUnformatted(m);
+  ASSERT_STR_EQ(txt, "{\"stop\":{\"strings\":[\"a\",\"b\"],\"action\":\"cancel\"},"
+                     "\"redact\":{\"literals\":[\"k1\",\"k2\"],\"mask\":\"[P]\",\"classes\":[\"email\"]},"
+                     "\"budget\":{\"max_completion_tokens\":50},\"loop\":{}}");
+  cJSON_free(txt);
+  sl_guardset_t *gs = NULL;
+  char err[256];
+  ASSERT_EQ(sl_guardset_build(m, "merged", NULL, &gs, err, sizeof(err)), 0);
+  ASSERT_EQ(gs->stop_action, SL_GACT_CANCEL);
+  ASSERT(gs->client_stop);
+  sl_guardset_free(gs);
+  cJSON_Delete(m);
+  /* A lower budget from the tenant wins; a pool without guards takes the
+   * tenant's whole. */
+  cJSON *low = cJSON_Parse("{\"budget\":{\"max_completion_tokens\":7}}");
+  m = sl_guards_merge(base, low);
+  ASSERT_EQ((int)cJSON_GetObjectItem(cJSON_GetObjectItem(m, "budget"), "max_completion_tokens")->valuedouble, 7);
+  cJSON_Delete(m);
+  m = sl_guards_merge(NULL, add);
+  txt = cJSON_PrintUnformatted(m);
+  char *want = cJSON_PrintUnformatted(add);
+  ASSERT_STR_EQ(txt, want);
+  cJSON_free(txt);
+  cJSON_free(want);
+  cJSON_Delete(m);
+  cJSON_Delete(low);
+  cJSON_Delete(base);
+  cJSON_Delete(add);
+}
+
 int main(void) {
   SL_RUN(test_stop_and_final);
   SL_RUN(test_masks_across_pieces);
   SL_RUN(test_budget_loop_ltl);
   SL_RUN(test_config_errors);
+  SL_RUN(test_replacements);
+  SL_RUN(test_budget_cap);
+  SL_RUN(test_merge);
   return SL_TEST_EXIT();
 }

@@ -401,13 +401,16 @@ static int sl__tenant_admit(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *
   *answered = 1;
   if (rc == SL_ETOOBIG) {
     sl_counter_inc(&gw->counters, SL_C_TENANT_RATE_LIMITED);
-    char extra[96];
+    /* A request larger than the whole window gets no Retry-After: waiting
+     * would not help (OpenAI answers "Request too large" the same way). */
+    char extra[96] = "";
     uint64_t secs = (why.retry_after_ms + 999) / 1000;
-    snprintf(extra, sizeof(extra), "Retry-After: %llu\r\nretry-after-ms: %llu\r\n", (unsigned long long)(secs ? secs : 1),
-             (unsigned long long)why.retry_after_ms);
+    if (why.retry_after_ms > 0)
+      snprintf(extra, sizeof(extra), "Retry-After: %llu\r\nretry-after-ms: %llu\r\n", (unsigned long long)secs,
+               (unsigned long long)why.retry_after_ms);
     /* OpenAI's shape: type "requests" or "tokens", code rate_limit_exceeded. */
     sl_reply_error(req, 429, strcmp(why.limit, "requests_per_minute") == 0 ? "requests" : "tokens",
-                   "rate_limit_exceeded", extra, "%s", why.message);
+                   "rate_limit_exceeded", extra[0] ? extra : NULL, "%s", why.message);
     return -1;
   }
   sl_reply_error(req, 503, "service_unavailable", "tenant_state", "Retry-After: 1\r\n", "%s", why.message);

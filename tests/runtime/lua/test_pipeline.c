@@ -249,6 +249,7 @@ static void test_sandbox_battery(void) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     const battery_case_t *c = &cases[i];
     int rc = chunk(p, h, c->name);
+    if (getenv("SL_TEST_SHOW_ERRORS")) fprintf(stderr, "  %-20s %-22s %s\n", c->name, sl_strerror(rc), err);
     if (rc != c->rc || !strstr(err, c->msg))
       fprintf(stderr, "  case %s: rc %d (want %d): %s\n", c->name, rc, c->rc, err);
     ASSERT_EQ(rc, c->rc);

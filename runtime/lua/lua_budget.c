@@ -112,6 +112,13 @@ sl_budget_status_t sl_budget_pcall(lua_State *L, int nargs, int nresults, const 
   return SL_BUDGET_OK;
 }
 
+int sl_budget_spent(lua_State *L) {
+  const void *reg = lua_topointer(L, LUA_REGISTRYINDEX);
+  for (sl__frame_t *f = sl__top; f != NULL; f = f->prev)
+    if (f->registry == reg) return f->exceeded;
+  return 0;
+}
+
 /* jit.on, jit.flush and debug.sethook raise from now on; the jit table is
  * changed in place, so require 'jit' returns the fenced one too. */
 static const char sl__fence[] =

@@ -69,6 +69,12 @@ int sl_budget_fence_state(lua_State *L, char *err, size_t errlen);
 sl_budget_status_t sl_budget_pcall(lua_State *L, int nargs, int nresults, const sl_budget_call_t *call, char *err,
                                    size_t errlen);
 
+/* 1 while a budgeted call on L's global state has run past its budget
+ * (from then on its hook raises on every instruction), else 0.  For
+ * wrappers of pcall and coroutine.resume that must not let a script catch
+ * the stop and go on (pipeline.c). */
+int sl_budget_spent(lua_State *L);
+
 /* The calling thread's note of the budgeted call it runs now.  A watchdog
  * takes the note of the loop thread it watches (it lives as long as that
  * thread). */

@@ -46,6 +46,10 @@ local say = {
     return format("%s's client went away after %d tokens; the request to %s was cancelled and the %d tokens are counted.",
       who(ev), tonumber(ev.tokens), str(ev.endpoint), tonumber(ev.tokens))
   end,
+  [K.GUARD] = function(ev)
+    -- A guard fired or masked, or a tenant's pipeline acted ("pipeline ...").
+    return format("%s: %s (after %d tokens).", who(ev), str(ev.text), tonumber(ev.tokens))
+  end,
   [K.STREAM_END] = function(ev)
     local reason = str(ev.text)
     if reason == "complete" then

@@ -85,7 +85,8 @@ static void sl__on_action(void *ud, const char *phase, const sl_pact_t *a, const
   if (a->kind == SL_PACT_REPLACE)
     fprintf(rp->out, " [%llu, %llu)", (unsigned long long)a->start, (unsigned long long)a->stop);
   if (a->kind == SL_PACT_HOLD) fprintf(rp->out, " %llu", (unsigned long long)a->start);
-  if (a->text != NULL) fprintf(rp->out, " \"%.*s\"", (int)(a->len < 200 ? a->len : 200), a->text);
+  if (a->kind != SL_PACT_HOLD && a->text != NULL)
+    fprintf(rp->out, " \"%.*s\"", (int)(a->len < 200 ? a->len : 200), a->text);
   fputc('\n', rp->out);
 }
 

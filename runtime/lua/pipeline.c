@@ -273,9 +273,10 @@ static int sl__hold(lua_State *L) {
   sl_pipeline_t *p = sl__self(L);
   sl__act_allowed(L, p, SL_PACT_HOLD);
   uint64_t n = sl__check_count(L, 1, "hold", "n");
-  if (n > p->chunk_len)
-    luaL_error(L, "sluice.hold: n (%d) is more than the batch's %d bytes", (int)(n > 0x7fffffff ? 0x7fffffff : n),
-               (int)p->chunk_len);
+  /* The batch's bytes and what the last call held: none were released. */
+  if (n > p->chunk_hi - p->chunk_lo)
+    luaL_error(L, "sluice.hold: n (%d) is more than the %d bytes not yet released",
+               (int)(n > 0x7fffffff ? 0x7fffffff : n), (int)(p->chunk_hi - p->chunk_lo));
   sl__act_add(L, p, SL_PACT_HOLD, "", 0)->start = n;
   p->hold = (int64_t)n;
   return 0;

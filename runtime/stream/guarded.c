@@ -104,6 +104,15 @@ static void sl__pipe_failed(sl_guarded_t *gd, const char *phase, const char *why
   sl_guard_fire(&gd->g, SL_GUARD_PIPELINE, SL_GACT_CANCEL, "pipeline", detail);
 }
 
+/* Where channel ch's text not yet sent begins: what the pipeline has not
+ * let through, or what a full hold queue forced out past it.  (A whole
+ * answer keeps its text in the assembly and drops it here once seen.) */
+static uint64_t sl__unsent(const sl_guarded_t *gd, int ch) {
+  uint64_t lo = gd->pfinal[ch == SL_CH_CONTENT ? 0 : 1];
+  if (!gd->whole && lo < gd->tbase[ch]) lo = gd->tbase[ch];
+  return lo;
+}
+
 /* Applies one on_chunk call's actions on channel ch, whose new text was
  * [from, to).  Returns 0, or -1 after failing the stream. */
 static int sl__pipe_apply(sl_guarded_t *gd, int ch, uint64_t from, uint64_t to, uint64_t *hold) {
@@ -120,15 +129,14 @@ static int sl__pipe_apply(sl_guarded_t *gd, int ch, uint64_t from, uint64_t to, 
       case SL_PACT_HOLD: {
         /* Bytes not yet let through may stay back: the batch's, and what
          * the last call held. */
-        uint64_t lo = gd->pfinal[ch == SL_CH_CONTENT ? 0 : 1];
-        if (lo < gd->tbase[ch]) lo = gd->tbase[ch];
+        uint64_t lo = sl__unsent(gd, ch);
         *hold = a->start < to - lo ? a->start : to - lo;
         break;
       }
       case SL_PACT_REPLACE: {
         /* Only text the client has not been sent: from what was released
          * (tbase) to what was fed. */
-        uint64_t lo = gd->tbase[ch] > gd->pfinal[ch] ? gd->tbase[ch] : gd->pfinal[ch];
+        uint64_t lo = sl__unsent(gd, ch);
         if (a->start < lo || a->stop > to || a->start >= a->stop) {
           snprintf(why, sizeof(why), "sluice.replace(%llu, %llu): outside the text not yet sent [%llu, %llu)",
                    (unsigned long long)a->start, (unsigned long long)a->stop, (unsigned long long)lo,

@@ -510,6 +510,9 @@ static const sl_guardset_t *sl__pool_guards(const sl_stream_t *st, const sl_endp
 /* Ms since the stream started, for its transcript. */
 static double sl__t(const sl_stream_t *st) { return sl__ms(uv_hrtime() - st->t_start); }
 
+/* Appends a string literal to a transcript. */
+#define SL__RAW(t, lit) sl_transcript_raw((t), (lit), sizeof(lit) - 1)
+
 /* The guards object of pool index `pool` with the tenant's and the
  * pipeline's additions merged in (guard.h: sl_guards_merge), as a new
  * tree ("{}" when none: the client's stop only). */
@@ -560,23 +563,23 @@ static void sl__transcript_decide(sl_stream_t *st, int pool) {
   st->tr = sl_transcript_new(cfg->transcript_max_bytes);
   sl_transcript_fmt(st->tr, "{\"type\":\"request\",\"id\":");
   sl_transcript_str(st->tr, st->id, strlen(st->id));
-  sl_transcript_raw(st->tr, ",\"tenant\":", 10);
+  SL__RAW(st->tr, ",\"tenant\":");
   if (st->r.tenant) sl_transcript_str(st->tr, st->r.tenant->name, strlen(st->r.tenant->name));
-  else sl_transcript_raw(st->tr, "null", 4);
-  sl_transcript_raw(st->tr, ",\"model\":", 9);
+  else SL__RAW(st->tr, "null");
+  SL__RAW(st->tr, ",\"model\":");
   sl_transcript_str(st->tr, st->r.model, strlen(st->r.model));
   sl_transcript_fmt(st->tr, ",\"stream\":%s,\"stops\":[", st->r.stream ? "true" : "false");
   for (int i = 0; i < st->r.nstops; i++) {
-    if (i) sl_transcript_raw(st->tr, ",", 1);
+    if (i) SL__RAW(st->tr, ",");
     sl_transcript_str(st->tr, st->r.stops[i], st->r.stop_lens[i]);
   }
-  sl_transcript_raw(st->tr, "],\"pipeline\":", 14);
+  SL__RAW(st->tr, "],\"pipeline\":");
   if (st->r.pipe) sl_transcript_str(st->tr, sl_pipeline_file(st->r.pipe), strlen(sl_pipeline_file(st->r.pipe)));
-  else sl_transcript_raw(st->tr, "null", 4);
+  else SL__RAW(st->tr, "null");
   sl_transcript_fmt(st->tr, ",\"flush_bytes\":%zu,\"flush_ms\":%llu,\"body\":", cfg->pipe_flush_bytes,
                     (unsigned long long)cfg->pipe_flush_ms);
   sl_transcript_raw(st->tr, st->r.body, st->r.body_len);
-  sl_transcript_raw(st->tr, "}\n", 2);
+  SL__RAW(st->tr, "}\n");
 }
 
 /* Sets the stream's guards up for the pool of this attempt (nothing was fed
@@ -635,13 +638,13 @@ static int sl__guard_setup(sl_stream_t *st, const sl_endpoint_t *ep) {
   if (st->tr) {
     sl_transcript_fmt(st->tr, "{\"type\":\"attempt\",\"t\":%.3f,\"endpoint\":", sl__t(st));
     sl_transcript_str(st->tr, ep->name, strlen(ep->name));
-    sl_transcript_raw(st->tr, ",\"pool\":", 8);
+    SL__RAW(st->tr, ",\"pool\":");
     sl_transcript_str(st->tr, ep->pool->cfg->name, strlen(ep->pool->cfg->name));
     cJSON *tree = sl__guards_tree(st, pool);
     char *g = cJSON_PrintUnformatted(tree);
-    sl_transcript_raw(st->tr, ",\"guards\":", 10);
+    SL__RAW(st->tr, ",\"guards\":");
     sl_transcript_raw(st->tr, g, strlen(g));
-    sl_transcript_raw(st->tr, "}\n", 2);
+    SL__RAW(st->tr, "}\n");
     cJSON_free(g);
     cJSON_Delete(tree);
   }

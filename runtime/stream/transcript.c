@@ -108,7 +108,7 @@ void sl_transcript_action(sl_transcript_t *t, double ms, const char *phase, cons
       sl_transcript_fmt(t, ",\"start\":%llu,\"stop\":%llu", (unsigned long long)a->start, (unsigned long long)a->stop);
     if (a->kind == SL_PACT_HOLD) sl_transcript_fmt(t, ",\"n\":%llu", (unsigned long long)a->start);
     if (a->kind == SL_PACT_DENY) sl_transcript_fmt(t, ",\"status\":%d", a->status);
-    if (a->text != NULL) {
+    if (a->text != NULL && a->kind != SL_PACT_HOLD) {
       sl_transcript_raw(t, ",\"text\":", 8);
       sl_transcript_str(t, a->text, a->len);
     }

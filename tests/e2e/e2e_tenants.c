@@ -136,19 +136,24 @@ static int start(e2e_proc_t *sl, const char *bravo_limits, const char *extra) {
   return e2e_wait_ready(sl->port, 200, E2E_WAIT_MS);
 }
 
+/* A chat body whose user message is `say`. */
+static char *body_of(char *buf, size_t cap, const char *model, int stream, const char *say, const char *extra) {
+  snprintf(buf, cap, "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"stream\":%s%s}",
+           model, say, stream ? "true" : "false", extra ? extra : "");
+  return buf;
+}
+
 static int chat(const e2e_proc_t *sl, const char *headers, const char *model, const char *say, const char *extra,
                 e2e_sse_t *s, nu_resp_t *head) {
-  char body[2048], ex[1024];
-  snprintf(ex, sizeof(ex), ",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]%s", say, extra ? extra : "");
-  return e2e_stream(sl->port, CHAT, headers, e2e_chat_body(body, sizeof(body), model, 1, ex), head, s, CHUNK,
+  char body[2048];
+  return e2e_stream(sl->port, CHAT, headers, body_of(body, sizeof(body), model, 1, say, extra), head, s, CHUNK,
                     E2E_WAIT_MS);
 }
 
 /* A whole (non-streaming) request; returns the status, the body in r. */
 static int post(const e2e_proc_t *sl, const char *headers, const char *model, const char *say, nu_resp_t *r) {
-  char body[2048], ex[512];
-  snprintf(ex, sizeof(ex), ",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]", say);
-  return e2e_http(sl->port, "POST", CHAT, headers, e2e_chat_body(body, sizeof(body), model, 0, ex), r, E2E_WAIT_MS);
+  char body[2048];
+  return e2e_http(sl->port, "POST", CHAT, headers, body_of(body, sizeof(body), model, 0, say, NULL), r, E2E_WAIT_MS);
 }
 
 /* The number `name` of tenant `tenant` in /health, or -1. */
@@ -335,7 +340,8 @@ static void test_usage_after_client_cut(void) {
   nu_conn_t *c = e2e_sse_open(sl.port, CHAT, KEY_BRAVO "x-sim-tokens: 100\r\nx-sim-fault: stall\r\nx-sim-fault-at: 6\r\n",
                               e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, E2E_WAIT_MS);
   ASSERT_NOT_NULL(c);
-  s.stop_after_content = 5;
+  /* All 6 tokens the engine sends before it stalls have reached the client. */
+  s.stop_after_content = 6;
   ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 1);
   ASSERT_EQ(tenant_num(sl.port, "bravo", "reserved_tokens") > 0, 1);
   e2e_conn_close(c);
@@ -354,14 +360,15 @@ static void test_usage_after_client_cut(void) {
 static void test_sandbox_battery(void) {
   e2e_proc_t sl;
   ASSERT_EQ(start(&sl, NULL, NULL), 0);
-  /* alpha's stream, held open by a stalled engine after 5 tokens. */
+  /* alpha's stream, paced (300 tokens, 20 ms apart) so that it is still
+   * streaming while evil's cases run; whenever it ends, it must end whole. */
   nu_resp_t head;
   e2e_sse_t held;
   char body[1024];
-  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, KEY_ALPHA "x-sim-tokens: 12\r\nx-sim-fault: stall\r\nx-sim-fault-at: 5\r\n",
+  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, KEY_ALPHA "x-sim-tokens: 300\r\nx-sim-itl-ms: 20\r\n",
                               e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &held, CHUNK, E2E_WAIT_MS);
   ASSERT_NOT_NULL(c);
-  held.stop_after_content = 4;
+  held.stop_after_content = 2;
   ASSERT_EQ(e2e_sse_read(c, &held, E2E_WAIT_MS), 1);
   static const struct {
     const char *name;
@@ -403,10 +410,9 @@ static void test_sandbox_battery(void) {
   /* The daemon serves, and alpha's stream was never touched. */
   ASSERT_EQ(post(&sl, KEY_ALPHA, "m1", "hi", &r), 200);
   nu_resp_free(&r);
-  ASSERT_EQ(e2e_sim_control(sl.sim_ports[0], "{\"release_stalled\":true}"), 0);
   held.stop_after_content = 0;
   ASSERT_EQ(e2e_sse_read(c, &held, E2E_WAIT_MS), 0);
-  ASSERT_EQ(held.ncontent, 12);
+  ASSERT_EQ(held.ncontent, 300);
   ASSERT_EQ(held.ndone, 1);
   ASSERT_EQ(held.nerror, 0);
   e2e_conn_close(c);
@@ -441,7 +447,7 @@ static void test_replay_matches_live(void) {
   free(text);
   char *out = NULL, *err = NULL;
   snprintf(args, sizeof(args), "%s", path);
-  ASSERT_EQ(e2e_run_cli("replay", args, NULL, &out, &err), 0);
+  ASSERT_EQ(e2e_run_cli("replay", args, "", &out, &err), 0);
   ASSERT_NOT_NULL(strstr(out, "verdict  stop stop end"));
   ASSERT_NOT_NULL(strstr(out, "action   on_chunk replace"));
   ASSERT_NOT_NULL(strstr(out, ": the same"));
@@ -450,7 +456,7 @@ static void test_replay_matches_live(void) {
   /* Another pipeline over the same traffic: no replacements, the verdict
    * stays (it is the guards'). */
   snprintf(args, sizeof(args), "%s --pipeline none", path);
-  ASSERT_EQ(e2e_run_cli("replay", args, NULL, &out, &err), 0);
+  ASSERT_EQ(e2e_run_cli("replay", args, "", &out, &err), 0);
   ASSERT_NULL(strstr(out, "replace"));
   ASSERT_NOT_NULL(strstr(out, "verdict  stop stop end"));
   free(out);
@@ -463,14 +469,17 @@ static void test_replay_matches_live(void) {
 static void test_reload_keeps_a_streams_pipeline(void) {
   e2e_proc_t sl;
   ASSERT_EQ(start(&sl, NULL, NULL), 0);
-  /* A stream under the first pipeline, held open by a stall. */
+  /* A stream under the first pipeline: the word 20 times, 50 ms apart. */
+  char script[1024] = "x-sim-itl-ms: 50\r\nx-sim-script: ";
+  for (int i = 0; i < 20; i++) strcat(script, i ? "| secret-word" : "secret-word");
+  strcat(script, "\r\n");
+  char hdr[1200];
+  snprintf(hdr, sizeof(hdr), KEY_ALPHA "%s", script);
   nu_resp_t head;
   e2e_sse_t a;
   char body[1024];
-  nu_conn_t *c = e2e_sse_open(sl.port, CHAT,
-                              KEY_ALPHA "x-sim-script: secret-word| x| secret-word| y\r\nx-sim-fault: stall\r\n"
-                                        "x-sim-fault-at: 2\r\n",
-                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &a, CHUNK, E2E_WAIT_MS);
+  nu_conn_t *c = e2e_sse_open(sl.port, CHAT, hdr, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &a, CHUNK,
+                              E2E_WAIT_MS);
   ASSERT_NOT_NULL(c);
   a.stop_after_content = 1;
   ASSERT_EQ(e2e_sse_read(c, &a, E2E_WAIT_MS), 1);
@@ -483,17 +492,22 @@ static void test_reload_keeps_a_streams_pipeline(void) {
   memmove(at + 7, at + 8, strlen(at + 8) + 1);
   write_file(alpha_path, v2);
   kill(sl.pid, SIGHUP);
-  ASSERT(e2e_log_wait(&sl, "generation 2 is current", E2E_WAIT_MS, NULL, 0));
+  char line[1024];
+  ASSERT(e2e_log_wait(&sl, "generation 2 is current", E2E_WAIT_MS, line, sizeof(line)));
+  int in_flight = strstr(line, "generation 1 ends with its 1 stream(s)") != NULL;
   e2e_sse_t b;
   nu_resp_t hb;
   ASSERT_EQ(chat(&sl, KEY_ALPHA "x-sim-script: secret-word| z\r\n", "m1", "hi", NULL, &b, &hb), 200);
   ASSERT_STR_EQ(b.content, "[v2!] z");
   e2e_sse_free(&b);
   nu_resp_free(&hb);
-  ASSERT_EQ(e2e_sim_control(sl.sim_ports[0], "{\"release_stalled\":true}"), 0);
   a.stop_after_content = 0;
   ASSERT_EQ(e2e_sse_read(c, &a, E2E_WAIT_MS), 0);
-  ASSERT_STR_EQ(a.content, "[gone] x [gone] y");
+  /* The old stream kept the pipeline it started with, to its end. */
+  char want[512] = "";
+  for (int i = 0; i < 20; i++) strcat(want, i ? " [gone]" : "[gone]");
+  ASSERT_STR_EQ(a.content, want);
+  if (!in_flight) fprintf(stderr, "     NOTE the first stream had ended before the reload: the check above is weaker\n");
   e2e_conn_close(c);
   e2e_sse_free(&a);
   nu_resp_free(&head);

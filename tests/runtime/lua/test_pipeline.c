@@ -522,7 +522,7 @@ static void test_chunk_verdict_end(void) {
   ASSERT_EQ(acts.a[1].kind, SL_PACT_REPLACE);
   ASSERT_UINT_EQ(acts.a[1].start, 119);
   ASSERT_EQ(sl_pipeline_on_chunk(p, h, "req-9", 1, 0, "toomuch", 7, &acts, err, sizeof(err)), SL_EINVAL);
-  ASSERT(has(err, "sluice.hold: n (100) is more than the batch's 7 bytes"));
+  ASSERT(has(err, "sluice.hold: n (100) is more than the 7 bytes not yet released"));
   ASSERT_EQ(sl_pipeline_on_chunk(p, h, "req-9", 1, 7, "cancel", 6, &acts, err, sizeof(err)), 0);
   ASSERT_STR_EQ(acts.a[0].text, "req-9 acme llama reasoning 7 8");
   ASSERT_EQ(acts.a[1].kind, SL_PACT_CANCEL);

@@ -254,6 +254,11 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
   sl_relay_cancel_all(&gw->streams, "sluice is shutting down");
   /* One count for this function, so nothing completes while it runs. */
   gw->pending = 1;
+  if (gw->streams.writes > 0) { /* transcripts being written use the counters and the log */
+    gw->pending++;
+    gw->streams.on_writes_done = sl__closed_one;
+    gw->streams.writes_ud = gw;
+  }
   if (gw->http) {
     gw->pending++;
     sl_http_server_close(gw->http, sl__closed_one, gw);

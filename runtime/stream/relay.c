@@ -294,6 +294,7 @@ static void sl__transcript_written(void *ud, int status) {
   sl_streams_t *ss = ud;
   sl_counter_inc(ss->counters, status == 0 ? SL_C_TRANSCRIPTS_WRITTEN : SL_C_TRANSCRIPTS_FAILED);
   if (status < 0) fprintf(ss->log, "sluice: a transcript could not be written: %s\n", uv_strerror(status));
+  if (--ss->writes == 0 && ss->on_writes_done) ss->on_writes_done(ss->writes_ud);
 }
 
 /* The tenant's side of the end: the pipeline's on_end, the reservation
@@ -327,8 +328,9 @@ static void sl__tenant_end(sl_stream_t *st, const char *reason) {
     snprintf(path, sizeof(path), "%s/%s.ndjson", ss->cfg->transcript_dir, st->id);
     sl_transcript_t *tr = st->tr;
     st->tr = NULL;
-    if (sl_transcript_write(tr, ss->loop, path, sl__transcript_written, ss) < 0)
-      sl__transcript_written(ss, UV_EIO);
+    ss->writes++; /* the gateway closes after the last write (gateway.c) */
+    int rc = sl_transcript_write(tr, ss->loop, path, sl__transcript_written, ss);
+    if (rc < 0) sl__transcript_written(ss, rc);
   }
 }
 
@@ -625,8 +627,11 @@ static int sl__guard_setup(sl_stream_t *st, const sl_endpoint_t *ep) {
     sl__set_error(st, "guards: %s", err);
     return rc;
   }
-  if (t != NULL && st->r.resv.active && st->r.resv.completion > 0) {
-    /* What the tenant reserved is the most the stream may spend. */
+  if (t != NULL && st->r.resv.active && st->r.resv.completion > 0 &&
+      !(st->r.max_tokens > 0 && st->r.max_tokens <= st->r.resv.completion)) {
+    /* What the tenant reserved is the most the stream may spend.  (When
+     * the engine was asked for no more, it stops there itself, with its
+     * own finish: no cut.) */
     sl_guard_cap_budget(&st->gd.g, st->r.resv.completion);
     st->gd.active = 1;
   }

@@ -62,6 +62,9 @@ typedef struct sl_streams_s {
   sl_ttldict_t *dict;                         /* where tenants' windows are counted */
   const char *const *secrets;                 /* the operator's secrets (redact.secrets), NULL-ended */
   sl_pipe_actions_t *acts;                    /* scratch for pipeline calls (one at a time) */
+  int writes;                                 /* transcript writes in flight */
+  void (*on_writes_done)(void *ud);           /* called when the last one completes (set it to close) */
+  void *writes_ud;
 } sl_streams_t;
 
 /* A client's "stop": at most 4 strings (OpenAI's limit) of 1 to 256 bytes. */

@@ -177,7 +177,12 @@ static int sl__room(sl_output_t *o, unsigned bufs, sl_chunk_t *pin) {
   for (unsigned i = 0; i < o->npins && !has; i++) has = o->pins[i] == pin;
   /* One buffer stays free for the closing "\n\n". */
   if (o->nbufs + bufs + 1 > SL_OUT_BUFS || (!has && o->npins == SL_OUT_PINS)) {
+    /* The caller's bytes may sit in the scratch chunk, not yet in the
+     * batch: the flush must not give that chunk back (it gives the scratch
+     * chunk back when nothing else holds it). */
+    if (pin != NULL) sl_chunk_ref(pin);
     int rc = sl_output_flush(o);
+    if (pin != NULL) sl_chunk_unref(pin);
     if (rc < 0) return rc;
     has = pin == NULL;
   }

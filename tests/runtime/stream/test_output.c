@@ -134,12 +134,28 @@ static void handle_encode(sl_http_req_t *req) {
   sl_output_free(&o);
 }
 
+/* /many: more copied events than one batch holds, so a batch fills up and
+ * is flushed while the next event's copy waits in the scratch chunk. */
+#define MANY 100
+static void handle_many(sl_http_req_t *req) {
+  sl_output_t o;
+  sl_output_init(&o, req, &pool, NULL, NULL, 1);
+  for (int i = 0; i < MANY; i++) {
+    char ev[64];
+    int n = snprintf(ev, sizeof(ev), "{\"i\":%d}", i);
+    sl_output_event(&o, ev, (size_t)n, NULL, 1);
+  }
+  sl_output_end(&o, 0);
+  sl_output_free(&o);
+}
+
 static void handler(sl_http_req_t *req, void *ud) {
   (void)ud;
   if (strcmp(req->path, "/batch") == 0) handle_batch(req);
   else if (strcmp(req->path, "/hold") == 0) handle_hold(req);
   else if (strcmp(req->path, "/pressure") == 0) handle_pressure(req);
   else if (strcmp(req->path, "/encode") == 0) handle_encode(req);
+  else if (strcmp(req->path, "/many") == 0) handle_many(req);
   else sl_http_respond(req, 404, "text/plain", "nope", 4, NULL);
 }
 
@@ -214,6 +230,18 @@ static void test_batch_is_one_write(void) {
   ASSERT_EQ(atomic_load(&h_events), 5);
   /* Nothing was queued ahead: the kernel took the batch at once. */
   ASSERT_EQ(atomic_load(&h_tokens_written), 5);
+}
+
+/* A batch that fills up mid-event keeps the scratch chunk holding the
+ * event's copy: every event arrives intact and in order. */
+static void test_full_batch_keeps_the_copy(void) {
+  raw_t r;
+  ASSERT_EQ(get_raw("/many", &r), 0);
+  ASSERT_GE(r.nchunks, 3);
+  char want[4096];
+  size_t w = 0;
+  for (int i = 0; i < MANY; i++) w += (size_t)snprintf(want + w, sizeof(want) - w, "data: {\"i\":%d}\n\n", i);
+  ASSERT_MEM_EQ(r.body, r.body_len, want, w);
 }
 
 static void test_hold_release_and_drop(void) {
@@ -368,6 +396,7 @@ int main(void) {
   pthread_create(&thread, NULL, run_loop, NULL);
   SL_RUN(test_batch_is_one_write);
   SL_RUN(test_hold_release_and_drop);
+  SL_RUN(test_full_batch_keeps_the_copy);
   SL_RUN(test_held_bytes_count_toward_the_watermark);
   SL_RUN(test_reencoded_chat_chunks_are_valid);
   SL_RUN(test_reencoded_completion_chunks_are_valid);

@@ -319,7 +319,10 @@ int sl_replay_main(int argc, char **argv) {
     if (!gd_init) continue;
     gd.now_ms = now;
     if (strcmp(type, "tick") == 0 || (!has_ticks && sl_guarded_pipe_due(&gd) != 0 && sl_guarded_pipe_due(&gd) <= now)) {
-      if (!has_ticks) gd.now_ms = sl_guarded_pipe_due(&gd);
+      /* The recording says a batch fell due here (the live clock is the
+       * loop's, in whole ms: it is not recomputed), or, without ticks, the
+       * recorded clock says so. */
+      if (sl_guarded_pipe_due(&gd) != 0) gd.now_ms = sl_guarded_pipe_due(&gd);
       fired = sl_guarded_pipe_tick(&gd, NULL) == 1;
       gd.now_ms = now;
       sl__notes(&rp, &gd, &notes, &masks);

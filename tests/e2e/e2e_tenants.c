@@ -324,6 +324,13 @@ static void test_on_chunk_replaces_across_reads(void) {
   ASSERT_EQ(s.ndone, 1);
   e2e_sse_free(&s);
   nu_resp_free(&head);
+  /* A whole answer: the same replacements in the assembled message. */
+  nu_resp_t r;
+  ASSERT_EQ(post(&sl, KEY_ALPHA "x-sim-script: the sec|ret-w|o|rd is| here, secret-word twice\r\n", "m1", "hi", &r),
+            200);
+  ASSERT_NOT_NULL(r.body);
+  ASSERT_NOT_NULL(strstr(r.body, "\"content\":\"the [gone] is here, [gone] twice\""));
+  nu_resp_free(&r);
   ASSERT_GE(e2e_counter(sl.port, "pipeline_calls"), 4);
   ASSERT_EQ(e2e_counter(sl.port, "pipeline_errors"), 0);
   ASSERT_EQ(e2e_stop(&sl), 0);

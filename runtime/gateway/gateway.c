@@ -281,6 +281,7 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
     gw->timing = NULL;
   }
   sl__close_handle(gw, (uv_handle_t *)&gw->sweep_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->streams.pipe_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
   sl__close_handle(gw, (uv_handle_t *)&gw->drain_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->reload_timer);
@@ -482,6 +483,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->streams.nar = gw->nar;
   gw->streams.rng = gw->started_ns | 1;
   uv_timer_init(loop, &gw->sweep_timer);
+  uv_timer_init(loop, &gw->streams.pipe_timer);
   uv_timer_init(loop, &gw->drain_timer);
   uv_timer_init(loop, &gw->reload_timer);
   uv_check_init(loop, &gw->narrate_check);

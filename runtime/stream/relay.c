@@ -104,7 +104,9 @@ struct sl_stream_s {
   uv_timer_t guard_timer;    /* LTL gap and ttft propositions, and the pipeline's batch timer */
   sl_guardset_t *own_set;    /* guards built for this stream (its pipeline added some), or NULL */
   int own_pool;              /* the pool own_set was built for */
-  uint64_t pipe_armed;       /* the pipeline wait the guard timer was last armed for */
+  sl_stream_t *pq_prev, *pq_next; /* in ss's queue of timed pipeline batches */
+  int pq_in;
+  uint64_t pq_wait;          /* the pipeline wait it was queued for */
   uint64_t pcalls_seen;      /* on_chunk calls already counted */
   sl_transcript_t *tr;       /* its transcript while recorded, or NULL */
   int tr_decided;            /* whether to record was decided (at the first attempt) */
@@ -124,6 +126,7 @@ static void sl__respond_whole(sl_stream_t *st);
 static void sl__guard_arm(sl_stream_t *st);
 static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, const char *err);
 static double sl__t(const sl_stream_t *st);
+static void sl__pq_remove(sl_stream_t *st);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
   /* The write queue passes the high watermark by at most one read (one
@@ -339,6 +342,7 @@ static void sl__tenant_end(sl_stream_t *st, const char *reason) {
 static void sl__finish(sl_stream_t *st, const char *reason) {
   if (st->finished) return;
   st->finished = 1;
+  sl__pq_remove(st);
   st->t_end = uv_hrtime();
   snprintf(st->end_reason, sizeof(st->end_reason), "%s", reason);
   sl__observe(st);
@@ -807,48 +811,14 @@ static uint64_t sl__guard_idle_ms(const sl_stream_t *st) {
 static void sl__guard_arm(sl_stream_t *st) {
   if (!st->guard_init || st->finished || st->answered) return;
   uint64_t th = sl_guard_tick_ms(&st->gd.g, st->first_token);
-  uint64_t due = sl_guarded_pipe_due(&st->gd); /* the pipeline's next batch, on the loop's clock */
-  st->pipe_armed = st->gd.pwait_ms;
-  if (th == 0 && due == 0) return;
-  uint64_t wait = UINT64_MAX;
-  if (th != 0) {
-    uint64_t idle = sl__guard_idle_ms(st);
-    wait = th > idle ? th - idle : 0;
-  }
-  if (due != 0) {
-    uint64_t now = uv_now(st->ss->loop);
-    uint64_t w = due > now ? due - now : 0;
-    if (w < wait) wait = w;
-  }
-  uv_timer_start(&st->guard_timer, sl__on_guard_timer, wait, 0);
+  if (th == 0) return;
+  uint64_t idle = sl__guard_idle_ms(st);
+  uv_timer_start(&st->guard_timer, sl__on_guard_timer, th > idle ? th - idle : 0, 0);
 }
 
 static void sl__on_guard_timer(uv_timer_t *t) {
   sl_stream_t *st = t->data;
   if (st->finished || st->answered || st->guard_done || !st->guard_init) return;
-  if (st->gd.pipe != NULL) {
-    /* The pipeline's batch waited flush_ms: on_chunk now, and what that
-     * made final goes out. */
-    st->gd.now_ms = uv_now(st->ss->loop);
-    uint64_t calls = st->gd.pcalls;
-    int rc = sl_guarded_pipe_tick(&st->gd, st->r.stream ? &st->out : NULL);
-    if (st->gd.pcalls != calls && st->tr) sl_transcript_tick(st->tr, sl__t(st));
-    if (rc == 1) {
-      sl__guard_end(st, NULL, NULL, 0, NULL, 0);
-      return;
-    }
-    if (rc == 0 && st->r.stream) rc = sl_output_flush(&st->out);
-    if (sl__gone(st, rc) < 0) {
-      sl_counter_inc(st->ss->counters, SL_C_CANCELS);
-      sl__set_error(st, "client went away");
-      sl__finish(st, "client_cancel");
-      return;
-    }
-    if (sl__guard_notes(st)) {
-      sl__guard_end(st, NULL, NULL, 0, NULL, 0);
-      return;
-    }
-  }
   if (st->paused) { /* the client is slow, not the engine: measure from the resume */
     st->t_guard = uv_hrtime();
     sl__guard_arm(st);
@@ -859,6 +829,78 @@ static void sl__on_guard_timer(uv_timer_t *t) {
     return;
   }
   sl__guard_arm(st);
+}
+
+/* ---- the pipeline's timed batches ---- */
+
+static void sl__on_pipe_timer(uv_timer_t *t);
+
+static void sl__pq_remove(sl_stream_t *st) {
+  sl_streams_t *ss = st->ss;
+  if (!st->pq_in) return;
+  if (st->pq_prev) st->pq_prev->pq_next = st->pq_next; else ss->pq_head = st->pq_next;
+  if (st->pq_next) st->pq_next->pq_prev = st->pq_prev; else ss->pq_tail = st->pq_prev;
+  st->pq_prev = st->pq_next = NULL;
+  st->pq_in = 0;
+}
+
+/* Keeps the stream's place in the queue of timed batches in step with its
+ * pipeline: queued at the tail when text begins to wait (later than every
+ * stream already there), out when it has none waiting. */
+static void sl__pq_sync(sl_stream_t *st) {
+  sl_streams_t *ss = st->ss;
+  uint64_t wait = st->finished ? 0 : st->gd.pwait_ms;
+  if (st->pq_in && st->pq_wait == wait) return;
+  sl__pq_remove(st);
+  if (wait == 0) return;
+  st->pq_wait = wait;
+  st->pq_in = 1;
+  st->pq_prev = ss->pq_tail;
+  if (ss->pq_tail) ss->pq_tail->pq_next = st; else ss->pq_head = st;
+  ss->pq_tail = st;
+  if (!uv_is_active((uv_handle_t *)&ss->pipe_timer)) {
+    uint64_t due = sl_guarded_pipe_due(&st->gd), now = uv_now(ss->loop);
+    uv_timer_start(&ss->pipe_timer, sl__on_pipe_timer, due > now ? due - now : 0, 0);
+  }
+}
+
+/* A stream's batch fell due: on_chunk now, and what that made final goes
+ * out. */
+static void sl__pipe_tick(sl_stream_t *st) {
+  if (st->finished || st->answered || st->guard_done || !st->guard_init) return;
+  st->gd.now_ms = uv_now(st->ss->loop);
+  uint64_t calls = st->gd.pcalls;
+  int rc = sl_guarded_pipe_tick(&st->gd, st->r.stream ? &st->out : NULL);
+  if (st->gd.pcalls != calls && st->tr) sl_transcript_tick(st->tr, sl__t(st));
+  if (rc == 1) {
+    sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  if (rc == 0 && st->r.stream) rc = sl_output_flush(&st->out);
+  if (sl__gone(st, rc) < 0) {
+    sl_counter_inc(st->ss->counters, SL_C_CANCELS);
+    sl__set_error(st, "client went away");
+    sl__finish(st, "client_cancel");
+    return;
+  }
+  if (sl__guard_notes(st)) sl__guard_end(st, NULL, NULL, 0, NULL, 0);
+}
+
+/* One timer for every stream's timed batch: those due now, in order. */
+static void sl__on_pipe_timer(uv_timer_t *t) {
+  sl_streams_t *ss = (sl_streams_t *)((char *)t - offsetof(sl_streams_t, pipe_timer));
+  uint64_t now = uv_now(ss->loop);
+  while (ss->pq_head != NULL) {
+    sl_stream_t *st = ss->pq_head;
+    uint64_t due = sl_guarded_pipe_due(&st->gd);
+    if (due > now) {
+      uv_timer_start(&ss->pipe_timer, sl__on_pipe_timer, due - now, 0);
+      return;
+    }
+    sl__pq_remove(st);
+    sl__pipe_tick(st);
+    if (!st->finished) sl__pq_sync(st); /* text came in the meantime: it waits anew */
+  }
 }
 
 /* One event from the engine.  A streamed event is appended to the output
@@ -959,8 +1001,8 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
       sl__guard_end(st, NULL, NULL, 0, NULL, 0);
       return 1;
     }
-    if ((has_content && !uv_is_active((uv_handle_t *)&st->guard_timer)) || st->gd.pwait_ms != st->pipe_armed)
-      sl__guard_arm(st);
+    if (has_content && !uv_is_active((uv_handle_t *)&st->guard_timer)) sl__guard_arm(st);
+    if (st->gd.pipe != NULL) sl__pq_sync(st);
   }
   if (!st->r.stream) {
     sl_assembly_add(&st->asm_, ev);

@@ -62,6 +62,12 @@ typedef struct sl_streams_s {
   sl_ttldict_t *dict;                         /* where tenants' windows are counted */
   const char *const *secrets;                 /* the operator's secrets (redact.secrets), NULL-ended */
   sl_pipe_actions_t *acts;                    /* scratch for pipeline calls (one at a time) */
+  /* Streams whose pipeline holds text for a timed batch, oldest first:
+   * they all wait the same flush_ms, so the order they began waiting is
+   * the order they fall due, and one timer serves them all (set up and
+   * closed by the owner with the loop's other handles). */
+  sl_stream_t *pq_head, *pq_tail;
+  uv_timer_t pipe_timer;
   int writes;                                 /* transcript writes in flight */
   void (*on_writes_done)(void *ud);           /* called when the last one completes (set it to close) */
   void *writes_ud;

@@ -104,6 +104,11 @@ static const char EVIL[] =
 
 static char alpha_path[512], evil_path[512], tr_dir[512];
 
+/* The pipelines' batching: every byte by default, so batches follow the
+ * engine's reads; test_timed_batches sets its own. */
+static const char *pipelines = "{\"flush_bytes\":1,\"flush_ms\":5,\"instruction_budget\":100000,"
+                               "\"memory_limit_bytes\":4194304}";
+
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   if (f == NULL) abort();
@@ -123,15 +128,14 @@ static int start(e2e_proc_t *sl, const char *bravo_limits, const char *extra) {
            "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\",\"m2\"],\"context_tokens\":4096,"
            "\"endpoints\":[{\"sim\":{\"ttft_ms\":2,\"itl_ms\":1,\"itl_jitter\":0}}]}],"
            "\"upstream\":{\"idle_timeout_ms\":3600000},"
-           "\"pipelines\":{\"flush_bytes\":1,\"flush_ms\":5,\"instruction_budget\":100000,"
-           "\"memory_limit_bytes\":4194304},"
+           "\"pipelines\":%s,"
            "\"transcripts\":{\"dir\":\"%s\"},"
            "\"tenants\":["
            "{\"name\":\"alpha\",\"keys\":[\"" SHA_ALPHA "\"],\"pipeline\":\"%s\",\"transcripts\":1,"
            "\"guards\":{\"stop\":{\"strings\":[\"<|end|>\"]}}},"
            "{\"name\":\"bravo\",\"keys\":[\"" SHA_BRAVO "\"],\"models\":[\"m1\"],\"limits\":%s},"
            "{\"name\":\"evil\",\"keys\":[\"" SHA_EVIL "\"],\"pipeline\":\"%s\"}]%s}",
-           tr_dir, alpha_path, bravo_limits ? bravo_limits : "{}", evil_path, extra ? extra : "");
+           pipelines, tr_dir, alpha_path, bravo_limits ? bravo_limits : "{}", evil_path, extra ? extra : "");
   if (e2e_serve_start(sl, cfg, NULL) < 0) return -1;
   return e2e_wait_ready(sl->port, 200, E2E_WAIT_MS);
 }
@@ -333,6 +337,36 @@ static void test_on_chunk_replaces_across_reads(void) {
   nu_resp_free(&r);
   ASSERT_GE(e2e_counter(sl.port, "pipeline_calls"), 4);
   ASSERT_EQ(e2e_counter(sl.port, "pipeline_errors"), 0);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
+/* Batches cut by time: the engine sends three tokens and stalls, far
+ * short of flush_bytes, so only the shared batch timer can give on_chunk
+ * the text and let it out (the pipeline still holds what could begin the
+ * word). */
+static void test_timed_batches(void) {
+  e2e_proc_t sl;
+  pipelines = "{\"flush_bytes\":65536,\"flush_ms\":30}";
+  int rc = start(&sl, NULL, NULL);
+  pipelines = "{\"flush_bytes\":1,\"flush_ms\":5,\"instruction_budget\":100000,\"memory_limit_bytes\":4194304}";
+  ASSERT_EQ(rc, 0);
+  nu_resp_t head;
+  e2e_sse_t s;
+  char body[1024];
+  nu_conn_t *c = e2e_sse_open(sl.port, CHAT,
+                              KEY_ALPHA "x-sim-script: a| secret-word| b| c\r\nx-sim-fault: stall\r\nx-sim-fault-at: 3\r\n",
+                              e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, E2E_WAIT_MS);
+  ASSERT_NOT_NULL(c);
+  int64_t deadline = nu_now_ms() + E2E_WAIT_MS;
+  while ((s.content == NULL || strlen(s.content) < 8) && nu_now_ms() < deadline)
+    if (e2e_sse_read_some(c, &s, 4096, 1000) == 0) break;
+  ASSERT_NOT_NULL(s.content);
+  ASSERT_STR_EQ(s.content, "a [gone]");
+  ASSERT_GE(e2e_counter(sl.port, "pipeline_calls"), 1);
+  e2e_conn_close(c);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  ASSERT(e2e_log_wait(&sl, "end=client_cancel", E2E_WAIT_MS, NULL, 0));
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
@@ -548,6 +582,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_on_request_deny_rewrite_stop);
   E2E_RUN(test_on_chunk_replaces_across_reads);
   E2E_RUN(test_usage_after_client_cut);
+  E2E_RUN(test_timed_batches);
   E2E_RUN(test_sandbox_battery);
   E2E_RUN(test_replay_matches_live);
   E2E_RUN(test_reload_keeps_a_streams_pipeline);

@@ -841,6 +841,7 @@ typedef struct {
   int phase;
   cJSON *req;
   int ch;
+  int final;                 /* on_chunk: the channel's text ended with this batch */
   uint64_t offset;
   const char *text;
   size_t n;
@@ -902,6 +903,8 @@ static int sl__run_phase(lua_State *L, sl__op_t *op) {
       lua_setfield(L, 1, "channel");
       lua_pushnumber(L, (lua_Number)op->offset);
       lua_setfield(L, 1, "offset");
+      lua_pushboolean(L, op->final);
+      lua_setfield(L, 1, "final");
       /* What the last call on this channel held is still unreleased. */
       lua_rawgeti(L, LUA_REGISTRYINDEX, p->held_ref);
       lua_rawgeti(L, -1, op->handle * 2 + op->ch);
@@ -1227,11 +1230,21 @@ int sl_pipeline_on_request(sl_pipeline_t *p, int handle, const char *request_id,
   return 0;
 }
 
+static int sl__on_chunk(sl_pipeline_t *p, int handle, const char *request_id, int ch, int final, uint64_t offset,
+                        const char *text, size_t n, sl_pipe_actions_t *acts, char *err, size_t errlen) {
+  sl__op_t op = {.op = SL__OP_PHASE, .p = p, .handle = handle, .phase = SL__CHUNK, .ch = ch ? 1 : 0,
+                 .final = final, .offset = offset, .text = text, .n = n};
+  return sl__phase(p, &op, request_id, acts, err, errlen);
+}
+
 int sl_pipeline_on_chunk(sl_pipeline_t *p, int handle, const char *request_id, int ch, uint64_t offset,
                          const char *text, size_t n, sl_pipe_actions_t *acts, char *err, size_t errlen) {
-  sl__op_t op = {.op = SL__OP_PHASE, .p = p, .handle = handle, .phase = SL__CHUNK, .ch = ch ? 1 : 0,
-                 .offset = offset, .text = text, .n = n};
-  return sl__phase(p, &op, request_id, acts, err, errlen);
+  return sl__on_chunk(p, handle, request_id, ch, 0, offset, text, n, acts, err, errlen);
+}
+
+int sl_pipeline_on_last_chunk(sl_pipeline_t *p, int handle, const char *request_id, int ch, uint64_t offset,
+                              const char *text, size_t n, sl_pipe_actions_t *acts, char *err, size_t errlen) {
+  return sl__on_chunk(p, handle, request_id, ch, 1, offset, text, n, acts, err, errlen);
 }
 
 int sl_pipeline_on_verdict(sl_pipeline_t *p, int handle, const char *request_id, const char *kind,

@@ -9,7 +9,8 @@
  *   on_chunk(ctx, text)       a batch of the stream's text (never one call
  *                             per token): ctx.channel ("content" or
  *                             "reasoning") and ctx.offset (the byte offset of
- *                             text's first byte in that channel) say where
+ *                             text's first byte in that channel) say where;
+ *                             ctx.final is true on the channel's last batch
  *   on_verdict(ctx, v)        a guard fired: v.kind, v.name, v.action, v.detail
  *   on_end(ctx, s)            the stream ended: s.reason, s.prompt_tokens,
  *                             s.completion_tokens, s.duration_ms, s.cut
@@ -169,6 +170,12 @@ int sl_pipeline_on_request(sl_pipeline_t *p, int handle, const char *request_id,
 /* ch: 0 content, 1 reasoning.  offset: the channel offset of text[0]. */
 int sl_pipeline_on_chunk(sl_pipeline_t *p, int handle, const char *request_id, int ch, uint64_t offset,
                          const char *text, size_t n, sl_pipe_actions_t *acts, char *err, size_t errlen);
+
+/* The same for the channel's last batch (ctx.final is true; text may be
+ * empty, when the pipeline held bytes and nothing came after them): what
+ * it holds now is let through whatever it asks. */
+int sl_pipeline_on_last_chunk(sl_pipeline_t *p, int handle, const char *request_id, int ch, uint64_t offset,
+                              const char *text, size_t n, sl_pipe_actions_t *acts, char *err, size_t errlen);
 
 int sl_pipeline_on_verdict(sl_pipeline_t *p, int handle, const char *request_id, const char *kind,
                            const char *name, const char *action, const char *detail, sl_pipe_actions_t *acts,

@@ -167,11 +167,16 @@ static int sl__pipe_flush(sl_guarded_t *gd, int end) {
     int ch = chans[k];
     uint64_t from = gd->pseen[k], to = gd->g.ch[ch].fed, hold = 0;
     if (from < gd->tbase[ch]) from = gd->tbase[ch]; /* a full hold queue forced text out unseen */
-    if (to > from) {
+    /* At the end, a channel whose held bytes got no later batch gets an
+     * empty last one (ctx.final), so the pipeline judges them. */
+    if (to > from || (end && to > 0 && gd->pfinal[k] < to)) {
       char err[256];
       gd->pcalls++;
-      int rc = sl_pipeline_on_chunk(gd->pipe, gd->pipe_h, gd->rid, k, from, gd->tb[ch] + (from - gd->tbase[ch]),
-                                    (size_t)(to - from), gd->acts, err, sizeof(err));
+      const char *t = gd->tb[ch] + (from - gd->tbase[ch]);
+      int rc = end ? sl_pipeline_on_last_chunk(gd->pipe, gd->pipe_h, gd->rid, k, from, t, (size_t)(to - from),
+                                               gd->acts, err, sizeof(err))
+                   : sl_pipeline_on_chunk(gd->pipe, gd->pipe_h, gd->rid, k, from, t, (size_t)(to - from), gd->acts,
+                                          err, sizeof(err));
       gd->pseen[k] = to;
       if (rc < 0) {
         sl__pipe_failed(gd, "on_chunk", err);

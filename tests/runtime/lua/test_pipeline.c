@@ -618,6 +618,27 @@ static void test_memory(void) {
   ASSERT(has(err, "not enough memory (the pipeline's memory cap is 2097152 bytes)"));
 }
 
+/* ctx.final: false on ordinary batches, true on the channel's last one
+ * (which may be empty); what the previous batch held is still replaceable
+ * there. */
+static void test_last_chunk(void) {
+  sl_pipeline_t *p = must_load("acme", "final.lua",
+                               "return { on_chunk = function(ctx, text)\n"
+                               "  sluice.annotate(tostring(ctx.final) .. ' ' .. #text)\n"
+                               "  if not ctx.final then sluice.hold(#text) else sluice.replace(0, 3, 'X') end\n"
+                               "end }\n",
+                               NULL);
+  int h = sl_pipeline_begin(p, "req-f", "m");
+  ASSERT_EQ(sl_pipeline_on_chunk(p, h, "req-f", 0, 0, "abc", 3, &acts, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(acts.a[0].text, "false 3");
+  ASSERT_EQ(sl_pipeline_on_last_chunk(p, h, "req-f", 0, 3, "", 0, &acts, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(acts.a[0].text, "true 0");
+  ASSERT_EQ(acts.a[1].kind, SL_PACT_REPLACE);
+  ASSERT_UINT_EQ(acts.a[1].start, 0);
+  sl_pipeline_finish(p, h);
+  sl_pipeline_free(p);
+}
+
 int main(void) {
   if (mkdtemp(dir) == NULL) return 1;
   SL_RUN(test_load_refusals);
@@ -626,6 +647,7 @@ int main(void) {
   SL_RUN(test_dict_namespaces);
   SL_RUN(test_on_request);
   SL_RUN(test_chunk_verdict_end);
+  SL_RUN(test_last_chunk);
   SL_RUN(test_json_helpers);
   SL_RUN(test_memory);
   char cmd[600];

@@ -1,5 +1,6 @@
 /* alloc.c: mimalloc (or libc malloc under the sanitizers) behind sl_malloc. */
 #include "runtime/base/alloc.h"
+#include "runtime/base/errors.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +75,31 @@ static void sl__alloc_install(void) {
 int sl_alloc_init(void) {
   pthread_once(&sl__alloc_once, sl__alloc_install);
   return sl__alloc_rc;
+}
+
+int sl_read_file(const char *path, size_t max, char **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return SL_ENOTFOUND;
+  size_t cap = 65536, n = 0, r;
+  char *buf = sl_malloc(cap + 1);
+  while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += r;
+    if (n > max) break;
+    if (n == cap) {
+      cap *= 2;
+      buf = sl_realloc(buf, cap + 1);
+    }
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad || n > max) {
+    sl_free(buf);
+    return bad ? SL_ENOTFOUND : SL_ETOOBIG;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
 }

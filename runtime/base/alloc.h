@@ -24,4 +24,10 @@ void *sl_try_realloc(void *p, size_t n);/* NULL when exhausted (p is then unchan
 void sl_free(void *p);                  /* NULL is fine */
 char *sl_strndup(const char *s, size_t n); /* NUL-terminated copy */
 
+/* Reads the file at path whole into *out (sl_malloc'd, NUL-terminated after
+ * its *len bytes).  Returns 0; SL_ENOTFOUND when it cannot be opened or read
+ * (errno says why); SL_ETOOBIG when it holds more than max bytes.  Nothing
+ * is left allocated on failure. */
+int sl_read_file(const char *path, size_t max, char **out, size_t *len);
+
 #endif

@@ -571,25 +571,16 @@ int sl_config_parse(sl_config_t *cfg, const char *json, size_t len, char *err, s
 }
 
 int sl_config_load(sl_config_t *cfg, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+  char *buf;
+  size_t len;
+  int rc = sl_read_file(path, 64u << 20, &buf, &len);
+  if (rc < 0) {
+    if (rc == SL_ETOOBIG) snprintf(err, errlen, "%s: larger than 64 MiB", path);
+    else snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return SL_EINVAL;
   }
-  size_t cap = 65536, len = 0;
-  char *buf = sl_malloc(cap);
-  size_t n;
-  while ((n = fread(buf + len, 1, cap - len, f)) > 0) {
-    len += n;
-    if (len == cap) {
-      if (cap >= (64u << 20)) break;
-      cap *= 2;
-      buf = sl_realloc(buf, cap);
-    }
-  }
-  fclose(f);
   char msg[512];
-  int rc = sl_config_parse(cfg, buf, len, msg, sizeof(msg));
+  rc = sl_config_parse(cfg, buf, len, msg, sizeof(msg));
   sl_free(buf);
   if (rc < 0) snprintf(err, errlen, "%s: %s", path, msg);
   return rc;

@@ -27,7 +27,7 @@ static int sl__is_narration(const char *path, const sl_lua_host_t *lim, char *er
       "local ok, mod = pcall(chunk)\n"
       "if not ok then error(mod, 0) end\n"
       "return type(mod) == 'table' and type(mod.narrate) == 'function' and type(mod.place) ~= 'function'\n";
-  sl_lua_mem_t mem = {0, 0, lim->mem_limit};
+  sl_lua_mem_t mem = {0, 0, lim->mem_limit, 0};
   lua_State *L = sl_lua_new_state(&mem, err, errlen);
   if (L == NULL) return SL_ENOMEM;
   int rc = sl_budget_fence_state(L, err, errlen);

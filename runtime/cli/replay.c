@@ -20,6 +20,7 @@
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/config.h"
+#include "runtime/base/errors.h"
 #include "runtime/cli/replay.h"
 #include "runtime/guard/guard.h"
 #include "runtime/lua/pipeline.h"
@@ -45,25 +46,6 @@ static void sl__usage(FILE *f) {
           "  --guards FILE     a guards object, or a config file: the recorded pool's guards\n"
           "                    (with the recorded tenant's added) are taken from it\n"
           "  --timing original sleep between events as recorded (default: as fast as possible)\n");
-}
-
-static char *sl__read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 65536, n = 0;
-  char *buf = sl_malloc(cap + 1);
-  size_t r;
-  while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += r;
-    if (n == cap) {
-      cap *= 2;
-      buf = sl_realloc(buf, cap + 1);
-    }
-  }
-  fclose(f);
-  buf[n] = '\0';
-  *len = n;
-  return buf;
 }
 
 static void sl__record(sl__replay_t *rp, const sl_guard_verdict_t *v) {
@@ -115,9 +97,10 @@ static cJSON *sl__guards(const char *file, const cJSON *recorded, const char *po
                          size_t errlen) {
   if (file == NULL) return recorded ? cJSON_Duplicate(recorded, 1) : cJSON_CreateObject();
   size_t len;
-  char *text = sl__read_file(file, &len);
-  if (text == NULL) {
-    snprintf(err, errlen, "%s: %s", file, strerror(errno));
+  char *text;
+  int rc = sl_read_file(file, 64u << 20, &text, &len);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", file, rc == SL_ETOOBIG ? "larger than 64 MiB" : strerror(errno));
     return NULL;
   }
   cJSON *doc = cJSON_Parse(text);
@@ -171,9 +154,10 @@ int sl_replay_main(int argc, char **argv) {
     return 2;
   }
   size_t len;
-  char *text = sl__read_file(file, &len);
-  if (text == NULL) {
-    fprintf(stderr, "sluice replay: %s: %s\n", file, strerror(errno));
+  char *text;
+  int rrc = sl_read_file(file, 1u << 30, &text, &len);
+  if (rrc < 0) {
+    fprintf(stderr, "sluice replay: %s: %s\n", file, rrc == SL_ETOOBIG ? "larger than 1 GiB" : strerror(errno));
     return 1;
   }
   /* Every line is a JSON object: parse them all first, so a damaged file

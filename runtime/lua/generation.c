@@ -83,26 +83,8 @@ int sl_narration_resolve(const char *name_or_path, char *out, size_t cap) {
 /* The accounted allocator: every byte a state holds is counted, and a cap
  * makes allocations fail (Lua then raises "not enough memory") instead of
  * growing the process. */
-static void *sl__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  sl_lua_mem_t *m = ud;
-  size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    if (ptr) {
-      m->bytes -= old;
-      sl_free(ptr);
-    }
-    return NULL;
-  }
-  if (m->limit && nsize > old && m->bytes + (nsize - old) > m->limit) return NULL;
-  void *p = sl_try_realloc(ptr, nsize);
-  if (p == NULL) return NULL;
-  m->bytes = m->bytes - old + nsize;
-  if (m->bytes > m->peak) m->peak = m->bytes;
-  return p;
-}
-
 lua_State *sl_lua_new_state(sl_lua_mem_t *mem, char *err, size_t errlen) {
-  lua_State *L = lua_newstate(sl__lua_alloc, mem);
+  lua_State *L = lua_newstate(sl_lua_alloc, mem);
   if (L == NULL) {
     snprintf(err, errlen, "cannot create a Lua state (out of memory)");
     return NULL;

@@ -26,17 +26,14 @@
 
 #include "runtime/base/counters.h"
 #include "runtime/base/narrate.h"
+#include "runtime/lua/lua_mem.h"
 #include "runtime/lua/pipeline.h"
 #include "runtime/lua/place_ffi.h"
 #include "runtime/lua/ttldict.h"
 
 typedef struct lua_State lua_State;
 
-typedef struct {
-  size_t bytes;     /* allocated now */
-  size_t peak;      /* most ever allocated */
-  size_t limit;     /* 0 = no cap; past it allocations fail (Lua raises "not enough memory") */
-} sl_lua_mem_t;
+
 
 /* What a generation's state may use, and what of its owner it reaches. */
 typedef struct {

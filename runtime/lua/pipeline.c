@@ -1,7 +1,8 @@
 /* pipeline.c: a tenant's sandboxed Lua pipeline (see pipeline.h).
  *
- * One lua_State per pipeline, made with this file's accounted allocator
- * (the cap is the pipeline's mem_limit), fenced by lua_budget (JIT off).
+ * One lua_State per pipeline, made with the accounted allocator of
+ * lua_mem.h (sl_lua_alloc; the cap is lim->mem_limit), fenced by
+ * lua_budget (JIT off).
  * The libraries are opened in the state, but the pipeline's file runs in a
  * fresh environment table built from an allow-list, so the global table,
  * package, require and the unsafe functions are never reachable from it.
@@ -34,6 +35,7 @@
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
+#include "runtime/lua/lua_mem.h"
 #include "runtime/lua/lpattern.h"
 #include "runtime/lua/lua_budget.h"
 
@@ -48,7 +50,8 @@ static const char *const sl__phase_names[SL__NPHASES] = {"on_request", "on_chunk
 
 struct sl_pipeline_s {
   lua_State *L;
-  size_t mem_bytes, mem_peak, mem_limit; /* the allocator's accounting */
+  sl_lua_mem_t mem;                      /* the accounted allocator's (lua_mem.h); mem.refused: a
+                                            refusal under the cap, which the sandbox's pcall re-raises */
   sl_pipeline_limits_t lim;              /* with the defaults filled in */
   sl_lpat_limits_t pat;                  /* what the sandbox's pattern functions may use */
   char tenant[SL__TENANT_MAX + 1];
@@ -59,7 +62,6 @@ struct sl_pipeline_s {
   int fn_ref[SL__NPHASES];               /* registry refs of the phase functions */
   int runner_ref, env_ref, null_ref, array_mt_ref, held_ref;
   /* Kill flags of the current call (cleared when it starts). */
-  int mem_refused;                       /* the allocator refused under the cap */
   int pattern_tripped;                   /* the matcher ran out of steps */
   /* The current call: which phase (an SL__* index, or -1 outside phases),
    * where its actions go, and what replace/hold may touch. */
@@ -73,34 +75,6 @@ struct sl_pipeline_s {
   char *scratch_text;                    /* json_encode's text */
 };
 
-/* ---- The allocator ---- */
-
-/* Lua's allocator, accounted and capped.  A refusal under the cap marks
- * the call killed, so the sandbox's pcall cannot swallow it. */
-static void *sl__alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  sl_pipeline_t *p = ud;
-  size_t old = ptr ? osize : 0;
-  if (nsize == 0) {
-    if (ptr) {
-      p->mem_bytes -= old;
-      sl_free(ptr);
-    }
-    return NULL;
-  }
-  if (p->mem_limit && nsize > old && p->mem_bytes + (nsize - old) > p->mem_limit) {
-    p->mem_refused = 1;
-    return NULL;
-  }
-  void *q = sl_try_realloc(ptr, nsize);
-  if (q == NULL) {
-    if (nsize > old) p->mem_refused = 1;
-    return NULL;
-  }
-  p->mem_bytes = p->mem_bytes - old + nsize;
-  if (p->mem_bytes > p->mem_peak) p->mem_peak = p->mem_bytes;
-  return q;
-}
-
 static sl_pipeline_t *sl__self(lua_State *L) { return (sl_pipeline_t *)lua_touserdata(L, lua_upvalueindex(1)); }
 
 /* ---- Sandbox functions written in C ---- */
@@ -108,7 +82,7 @@ static sl_pipeline_t *sl__self(lua_State *L) { return (sl_pipeline_t *)lua_touse
 /* killed(): has the current call been stopped? */
 static int sl__killed(lua_State *L) {
   sl_pipeline_t *p = sl__self(L);
-  lua_pushboolean(L, p->mem_refused || p->pattern_tripped || sl_budget_spent(L));
+  lua_pushboolean(L, p->mem.refused || p->pattern_tripped || sl_budget_spent(L));
   return 1;
 }
 
@@ -999,7 +973,7 @@ static int sl__runner(lua_State *L) {
  * 0 or SL_EINVAL / SL_ENOMEM / SL_ETIMEDOUT with the reason in err. */
 static int sl__run(sl_pipeline_t *p, sl__op_t *op, const sl_budget_call_t *call, char *err, size_t errlen) {
   lua_State *L = p->L;
-  p->mem_refused = 0;
+  p->mem.refused = 0;
   p->pattern_tripped = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->runner_ref);
   lua_pushlightuserdata(L, op);
@@ -1009,17 +983,17 @@ static int sl__run(sl_pipeline_t *p, sl__op_t *op, const sl_budget_call_t *call,
     if (st == SL_BUDGET_EXCEEDED)
       rc = SL_ETIMEDOUT;
     else if (st != SL_BUDGET_OK)
-      rc = p->pattern_tripped ? SL_ETIMEDOUT : p->mem_refused ? SL_ENOMEM : SL_EINVAL;
+      rc = p->pattern_tripped ? SL_ETIMEDOUT : p->mem.refused ? SL_ENOMEM : SL_EINVAL;
   } else if (lua_pcall(L, 1, 0, 0) != 0) {
     const char *msg = lua_tostring(L, -1);
     snprintf(err, errlen, "%s", msg ? msg : "(error object is not a string)");
     lua_pop(L, 1);
-    rc = p->mem_refused ? SL_ENOMEM : SL_EINVAL;
+    rc = p->mem.refused ? SL_ENOMEM : SL_EINVAL;
   }
   if (rc == SL_ENOMEM) {
     size_t used = strlen(err);
     snprintf(err + used, errlen > used ? errlen - used : 0, " (the pipeline's memory cap is %zu bytes)",
-             p->mem_limit);
+             p->mem.limit);
   }
   if (rc != 0) lua_gc(L, LUA_GCCOLLECT, 0); /* what the failed call built is garbage now */
   lua_settop(L, 0);
@@ -1042,30 +1016,21 @@ static int sl__tenant_ok(const char *t) {
 
 /* Reads the file whole; refuses a precompiled chunk by its first byte. */
 static int sl__read_file(const char *path, char **out, size_t *len, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
+  int rc = sl_read_file(path, SL__FILE_MAX, out, len);
+  if (rc == SL_ETOOBIG) {
+    snprintf(err, errlen, "%s: the pipeline file is larger than %u bytes", path, SL__FILE_MAX);
+    return SL_EINVAL;
+  }
+  if (rc < 0) {
     snprintf(err, errlen, "%s: cannot open the pipeline file: %s", path, strerror(errno));
     return SL_EINVAL;
   }
-  char *buf = sl_malloc(SL__FILE_MAX + 1);
-  size_t n = fread(buf, 1, SL__FILE_MAX + 1, f);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    snprintf(err, errlen, "%s: cannot read the pipeline file", path);
-  } else if (n > SL__FILE_MAX) {
-    snprintf(err, errlen, "%s: the pipeline file is larger than %u bytes", path, SL__FILE_MAX);
-    bad = 1;
-  } else if (n > 0 && buf[0] == '\033') {
+  if (*len > 0 && (*out)[0] == '\033') {
     snprintf(err, errlen, "%s: a precompiled (bytecode) chunk; pipelines are loaded from Lua source text only", path);
-    bad = 1;
-  }
-  if (bad) {
-    sl_free(buf);
+    sl_free(*out);
+    *out = NULL;
     return SL_EINVAL;
   }
-  *out = buf;
-  *len = n;
   return 0;
 }
 
@@ -1094,7 +1059,7 @@ int sl_pipeline_new(const char *tenant, const char *path, const sl_pipeline_limi
   if (!p->lim.mem_limit) p->lim.mem_limit = SL_PIPE_MEM_DEFAULT;
   if (!p->lim.budget) p->lim.budget = SL_PIPE_BUDGET_DEFAULT;
   if (!p->lim.load_budget) p->lim.load_budget = SL_PIPE_LOAD_BUDGET_DEFAULT;
-  p->mem_limit = p->lim.mem_limit;
+  p->mem.limit = p->lim.mem_limit;
   p->pat.subject_max = SL_PIPE_SUBJECT_MAX;
   p->pat.max_steps = SL_PIPE_MATCH_STEPS;
   p->pat.result_max = SL_PIPE_STRING_MAX;
@@ -1104,7 +1069,7 @@ int sl_pipeline_new(const char *tenant, const char *path, const sl_pipeline_limi
   p->file = sl_strndup(path, strlen(path));
   p->phase = -1;
   for (int i = 0; i < SL__NPHASES; i++) p->fn_ref[i] = LUA_NOREF;
-  p->L = lua_newstate(sl__alloc, p);
+  p->L = lua_newstate(sl_lua_alloc, &p->mem);
   if (p->L == NULL) {
     snprintf(err, errlen, "%s: cannot create a Lua state (out of memory)", path);
     rc = SL_ENOMEM;
@@ -1154,8 +1119,8 @@ unsigned sl_pipeline_phases(const sl_pipeline_t *p) { return p->phases; }
 const char *sl_pipeline_file(const sl_pipeline_t *p) { return p->file; }
 
 void sl_pipeline_memory(const sl_pipeline_t *p, size_t *bytes, size_t *peak) {
-  if (bytes) *bytes = p->mem_bytes;
-  if (peak) *peak = p->mem_peak;
+  if (bytes) *bytes = p->mem.bytes;
+  if (peak) *peak = p->mem.peak;
 }
 
 int sl_pipeline_begin(sl_pipeline_t *p, const char *request_id, const char *model) {

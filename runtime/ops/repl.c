@@ -93,7 +93,7 @@ int sl_repl_main(int argc, char **argv) {
   sl_alloc_init();
   sl__repl_t r;
   memset(&r, 0, sizeof(r));
-  sl_lua_mem_t mem = {0, 0, 0};
+  sl_lua_mem_t mem = {0, 0, 0, 0};
   char err[512];
   r.L = sl_lua_new_state(&mem, err, sizeof(err));
   if (r.L == NULL) {

@@ -62,8 +62,18 @@ static void test_slow_reader_backpressure(void) {
   ASSERT(paused);
   ASSERT_LT(s.ncontent, NTOKENS); /* still far from the end */
 
-  /* Drain: every token and [DONE] arrive. */
-  ASSERT_EQ(e2e_sse_read(c, &s, 4 * E2E_WAIT_MS), 0);
+  /* Drain: every token and [DONE] arrive.  If they do not, say which side
+   * stopped: sluice's reading of the engine, or the engine's writing. */
+  int drained = e2e_sse_read(c, &s, 4 * E2E_WAIT_MS);
+  if (drained != 0)
+    fprintf(stderr,
+            "     drain stopped after %ld content chunks: sluice pauses %lld resumes %lld tokens_received %lld "
+            "tokens_written %lld; engine tokens_sent %lld write_blocked %lld max_write_queue %lld\n",
+            (long)s.ncontent, (long long)e2e_counter(sl.port, "upstream_read_pauses"),
+            (long long)e2e_counter(sl.port, "upstream_read_resumes"), (long long)e2e_counter(sl.port, "tokens_received"),
+            (long long)e2e_counter(sl.port, "tokens_written"), (long long)e2e_sim_stat(sim.port, "tokens_sent"),
+            (long long)e2e_sim_stat(sim.port, "write_blocked"), (long long)e2e_sim_stat(sim.port, "max_write_queue_bytes"));
+  ASSERT_EQ(drained, 0);
   e2e_conn_close(c);
   ASSERT(e2e_sse_kinds_are(&s, 1, NTOKENS, 0));
   ASSERT_EQ(s.wrong_object, 0);

@@ -148,6 +148,10 @@ const sl_phase_desc_t sl_phase_table[SL_PHASE__COUNT] = {
                             "the C rule places every request"},
     [SL_PHASE_NARRATION] = {"narration", "narration", "narrate", "sluice.narration", 0, SL_BUDGET_SUSPEND_AFTER,
                             "plain narration"},
+    [SL_PHASE_LIMIT] = {"limit", "limits", "limit", "sluice.limits", 0, SL_BUDGET_SUSPEND_AFTER,
+                        "each limit stays where it is"},
+    [SL_PHASE_SLOW_CLIENT] = {"slow_client", "limits", "slow_client", "sluice.limits", 1, SL_BUDGET_SUSPEND_AFTER,
+                              "slow clients are kept"},
 };
 
 int sl__generation_new(const sl_phase_desc_t *table, int n, uint64_t id, const sl_lua_host_t *lim,

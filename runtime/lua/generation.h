@@ -28,6 +28,7 @@
 #include "runtime/base/narrate.h"
 #include "runtime/lua/lua_mem.h"
 #include "runtime/lua/pipeline.h"
+#include "runtime/lua/limit_ffi.h"
 #include "runtime/lua/place_ffi.h"
 #include "runtime/lua/ttldict.h"
 
@@ -59,6 +60,9 @@ typedef struct {
 typedef enum {
   SL_PHASE_PLACEMENT = 0, /* place(ctx): the candidate for an attempt (sl_generation_place) */
   SL_PHASE_NARRATION = 1, /* narrate(ev) over a batch of key events (sl_generation_narrate) */
+  SL_PHASE_LIMIT = 2,     /* limit(s): an endpoint's next concurrency limit (sl_generation_limit) */
+  SL_PHASE_SLOW_CLIENT = 3, /* slow_client(c): keep or cancel a stream its client holds back
+                               (sl_generation_slow_client; optional in a limit rule) */
   SL_PHASE__COUNT
 } sl_phase_t;
 
@@ -121,6 +125,8 @@ int sl_policy_resolve(const char *name_or_path, char *out, size_t cap);
 
 /* The same for a narration policy: a bare name is <policy dir>/<name>.lua. */
 int sl_narration_resolve(const char *name_or_path, char *out, size_t cap);
+/* The same for a limit rule: a bare name is <policy dir>/limits/<name>.lua. */
+int sl_limits_resolve(const char *name_or_path, char *out, size_t cap);
 
 /* A new Lua state with the accounted allocator, the standard libraries, the
  * JIT on, and package.path covering the sluice modules and policies.
@@ -217,4 +223,21 @@ void sl_generation_release(sl_generation_t *g);
 int sl_generation_place(sl_generation_t *g, const sl_ffi_place_ctx_t *ctx, const char *request_id, int *index,
                         char *reason, size_t reasonlen);
 
+/* Calls the limit rule's limit(s) (loaded with sl_generation_load(g,
+ * "limits", path, config_json), which binds SL_PHASE_LIMIT and, when the
+ * rule defines it, SL_PHASE_SLOW_CLIENT) over one endpoint's snapshot under
+ * the generation's budget.  Returns 0 with *limit (the rule's answer, not
+ * yet clamped: C keeps it in [s->min, s->max]) and the rule's reason; or
+ * SL_EINVAL (raised, or an answer that is not a finite number), SL_ETIMEDOUT
+ * or SL_ECANCELED as sl_generation_call, with the error in reason.  The
+ * wrapper (lua/sluice/limits.lua) keeps one state table per endpoint id for
+ * the rule, for the generation's life. */
+int sl_generation_limit(sl_generation_t *g, const sl_ffi_limit_stats_t *s, int64_t *limit, char *reason,
+                        size_t reasonlen);
+/* Asks the rule's slow_client(c) about a stream its client holds back.
+ * Returns 0 with *cancel (1: cancel it, 0: keep it) and the reason; or an
+ * error as sl_generation_limit (SL_EINVAL "no slow_client policy" when the
+ * rule has none: the caller keeps the stream). */
+int sl_generation_slow_client(sl_generation_t *g, const sl_ffi_slow_client_t *c, int *cancel, char *reason,
+                              size_t reasonlen);
 #endif

@@ -50,6 +50,15 @@ local say = {
     -- A guard fired or masked, or a tenant's pipeline acted ("pipeline ...").
     return format("%s: %s (after %d tokens).", who(ev), str(ev.text), tonumber(ev.tokens))
   end,
+  [K.LIMIT] = function(ev)
+    local old, new = tonumber(ev.attempt), tonumber(ev.tokens)
+    return format("Endpoint %s now takes %d stream%s at once (was %d): %s.", str(ev.endpoint), new,
+      new == 1 and "" or "s", old, str(ev.text))
+  end,
+  [K.QUEUE] = function(ev)
+    return format("%s waited %.0f ms in the queue and was %s (%d still waiting).", who(ev), ev.ms, str(ev.text),
+      tonumber(ev.tokens))
+  end,
   [K.STREAM_END] = function(ev)
     local reason = str(ev.text)
     if reason == "complete" then

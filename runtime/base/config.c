@@ -200,7 +200,9 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
 
 static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
   static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
-                                     "api_key", "endpoints", "guards", "transcripts", NULL};
+                                     "api_key", "endpoints", "guards", "transcripts", "queue_size",
+                                     "queue_timeout_ms", "limits", NULL};
+  static const char *const limits[] = {"adaptive", "min", "max", "initial", NULL};
   char p[64];
   snprintf(p, sizeof(p), "pools[%d].", idx);
   if (!cJSON_IsObject(o)) return sl__fail(x, "pools[%d]: expected an object", idx);
@@ -236,6 +238,33 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
     cJSON_free(txt);
   }
   SL__TRY(sl__get_num(x, o, "transcripts", p, 0, 1, &pool->transcripts));
+  /* Admission: unset takes the top-level value (sl__parse_doc fills it in). */
+  pool->queue_size = -1;
+  pool->queue_timeout_ms = UINT64_MAX;
+  SL__TRY(sl__get_int(x, o, "queue_size", p, 0, 1e7, &pool->queue_size));
+  SL__TRY(sl__get_u64(x, o, "queue_timeout_ms", p, 0, 3600000, &pool->queue_timeout_ms));
+  pool->limit_adaptive = 1;
+  pool->limit_min = 1;
+  const cJSON *lim = cJSON_GetObjectItemCaseSensitive(o, "limits");
+  if (lim != NULL) {
+    char lp[80];
+    snprintf(lp, sizeof(lp), "%slimits.", p);
+    if (!cJSON_IsObject(lim)) return sl__fail(x, "%slimits: expected an object", p);
+    SL__TRY(sl__only_keys(x, lim, lp, limits));
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(lim, "adaptive");
+    if (ad != NULL) {
+      if (!cJSON_IsBool(ad)) return sl__fail(x, "%sadaptive: expected true or false", lp);
+      pool->limit_adaptive = cJSON_IsTrue(ad);
+    }
+    SL__TRY(sl__get_int(x, lim, "min", lp, 1, 100000, &pool->limit_min));
+    SL__TRY(sl__get_int(x, lim, "max", lp, 1, 100000, &pool->limit_max));
+    SL__TRY(sl__get_int(x, lim, "initial", lp, 1, 100000, &pool->limit_initial));
+    if (pool->limit_max > 0 && pool->limit_max < pool->limit_min)
+      return sl__fail(x, "%smax: must be at least %smin (%d)", lp, lp, pool->limit_min);
+    if (pool->limit_initial > 0 &&
+        (pool->limit_initial < pool->limit_min || (pool->limit_max > 0 && pool->limit_initial > pool->limit_max)))
+      return sl__fail(x, "%sinitial: must lie in [min, max]", lp);
+  }
   const cJSON *eps = cJSON_GetObjectItemCaseSensitive(o, "endpoints");
   if (!cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0)
     return sl__fail(x, "%sendpoints: expected a non-empty array", p);
@@ -292,12 +321,20 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->pipe_budget = 200000;
   cfg->pipe_load_budget = 5000000;
   cfg->transcript_max_bytes = 4u << 20;
+  cfg->queue_size = 1024;
+  cfg->queue_timeout_ms = 30000;
+  cfg->stream_memory_budget = (size_t)512 << 20;
+  cfg->slow_client_ms = 10000;
+  snprintf(cfg->limit_rule, sizeof(cfg->limit_rule), "gradient");
+  cfg->limit_interval_ms = 1000;
+  cfg->limit_cut = 0.75;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
+                                    "admission", "limits",
                                     NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
@@ -492,6 +529,53 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     SL__TRY(sl__get_u64(x, o, "instruction_budget", "pipelines.", 1000, 2147483647.0, &cfg->pipe_budget));
     SL__TRY(sl__get_u64(x, o, "load_instruction_budget", "pipelines.", 1000, 2147483647.0, &cfg->pipe_load_budget));
   }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "admission")) != NULL) {
+    static const char *const admission[] = {"queue_size", "queue_timeout_ms", "order", "priority_header",
+                                            "memory_budget_bytes", "slow_client_ms", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "admission: expected an object");
+    SL__TRY(sl__only_keys(x, o, "admission.", admission));
+    SL__TRY(sl__get_int(x, o, "queue_size", "admission.", 0, 1e7, &cfg->queue_size));
+    SL__TRY(sl__get_u64(x, o, "queue_timeout_ms", "admission.", 0, 3600000, &cfg->queue_timeout_ms));
+    SL__TRY(sl__get_size(x, o, "memory_budget_bytes", "admission.", 0, 1e13, &cfg->stream_memory_budget));
+    SL__TRY(sl__get_u64(x, o, "slow_client_ms", "admission.", 0, 86400000, &cfg->slow_client_ms));
+    char *s = NULL;
+    SL__TRY(sl__get_str(x, o, "order", "admission.", &s));
+    if (s != NULL) {
+      int edf = strcmp(s, "deadline") == 0, bad = !edf && strcmp(s, "fifo") != 0;
+      sl_free(s);
+      if (bad) return sl__fail(x, "admission.order: expected \"fifo\" or \"deadline\"");
+      cfg->queue_edf = edf;
+    }
+    SL__TRY(sl__get_str(x, o, "priority_header", "admission.", &s));
+    if (s != NULL) {
+      int bad = strlen(s) >= sizeof(cfg->priority_header) || strpbrk(s, " :\r\n\t") != NULL;
+      if (!bad) snprintf(cfg->priority_header, sizeof(cfg->priority_header), "%s", s);
+      sl_free(s);
+      if (bad) return sl__fail(x, "admission.priority_header: expected a header name");
+    }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
+    static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "limits: expected an object");
+    SL__TRY(sl__only_keys(x, o, "limits.", limits));
+    char *rule = NULL;
+    SL__TRY(sl__get_str(x, o, "rule", "limits.", &rule));
+    if (rule != NULL) {
+      int bad = rule[0] == '\0' || strlen(rule) >= sizeof(cfg->limit_rule);
+      if (!bad) snprintf(cfg->limit_rule, sizeof(cfg->limit_rule), "%s", rule);
+      sl_free(rule);
+      if (bad) return sl__fail(x, "limits.rule: expected a rule name or a path to a .lua file");
+    }
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(o, "config");
+    if (lc != NULL) {
+      if (!cJSON_IsObject(lc)) return sl__fail(x, "limits.config: expected an object");
+      char *text = cJSON_PrintUnformatted(lc);
+      cfg->limit_config = sl_strndup(text, strlen(text));
+      cJSON_free(text);
+    }
+    SL__TRY(sl__get_u64(x, o, "interval_ms", "limits.", 10, 3600000, &cfg->limit_interval_ms));
+    SL__TRY(sl__get_num(x, o, "cut", "limits.", 0.05, 1, &cfg->limit_cut));
+  }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "transcripts")) != NULL) {
     static const char *const transcripts[] = {"dir", "sample", "max_bytes", NULL};
     if (!cJSON_IsObject(o)) return sl__fail(x, "transcripts: expected an object");
@@ -525,7 +609,10 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   const cJSON *p;
   cJSON_ArrayForEach(p, pools) {
     if (cfg->npools == SL_MAX_POOLS) return sl__fail(x, "pools: more than %d", SL_MAX_POOLS);
-    SL__TRY(sl__parse_pool(x, p, cfg->npools, &cfg->pools[cfg->npools]));
+    sl_pool_config_t *pool = &cfg->pools[cfg->npools];
+    SL__TRY(sl__parse_pool(x, p, cfg->npools, pool));
+    if (pool->queue_size < 0) pool->queue_size = cfg->queue_size;
+    if (pool->queue_timeout_ms == UINT64_MAX) pool->queue_timeout_ms = cfg->queue_timeout_ms;
     cfg->npools++;
   }
   for (int i = 0; i < cfg->npools; i++)
@@ -603,6 +690,8 @@ void sl_config_free(sl_config_t *cfg) {
   cfg->npools = 0;
   sl_free(cfg->placement_config);
   cfg->placement_config = NULL;
+  sl_free(cfg->limit_config);
+  cfg->limit_config = NULL;
   sl_free(cfg->tenants_json);
   cfg->tenants_json = NULL;
   for (int i = 0; i < cfg->nlog_secrets; i++) sl_free(cfg->log_secrets[i]);

@@ -108,6 +108,12 @@ typedef struct {
   char *guards_json;         /* the pool's "guards" object as JSON text, or NULL (compiled by
                                 runtime/guard, see guard.h) */
   double transcripts;        /* fraction of the pool's streams recorded (transcripts.dir) */
+  int queue_size;            /* queue_size: requests its admission queue holds (admission.queue_size) */
+  uint64_t queue_timeout_ms; /* queue_timeout_ms: a request's deadline (admission.queue_timeout_ms) */
+  int limit_adaptive;        /* limits.adaptive: the limit rule moves its endpoints' limits (1) */
+  int limit_min;             /* limits.min: the lowest limit (1) */
+  int limit_max;             /* limits.max: the highest (0 = 4 x the endpoint's slots) */
+  int limit_initial;         /* limits.initial: the first limit (0 = the endpoint's slots) */
   sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
   int nendpoints;
 } sl_pool_config_t;
@@ -161,6 +167,22 @@ typedef struct {
   char transcript_dir[512];       /* transcripts.dir: where recorded streams go ("" = none) */
   double transcript_sample;       /* transcripts.sample: fraction of every stream recorded (0) */
   size_t transcript_max_bytes;    /* transcripts.max_bytes: one transcript's bound (4 MiB) */
+  /* Admission and adaptive limits (docs/admission.md). */
+  int queue_size;                 /* admission.queue_size: requests a pool's queue holds (1024) */
+  uint64_t queue_timeout_ms;      /* admission.queue_timeout_ms: a request's deadline, from its arrival (30000) */
+  int queue_edf;                  /* admission.order "deadline": earliest deadline first inside a band
+                                     (default "fifo") */
+  char priority_header[64];       /* admission.priority_header: the header a client names its band in
+                                     ("high", "normal", "low") when no tenants are configured ("" = none) */
+  size_t stream_memory_budget;    /* admission.memory_budget_bytes: stream buffers of all streams; past it new
+                                     streams queue (512 MiB; 0 = none) */
+  uint64_t slow_client_ms;        /* admission.slow_client_ms: a client above the high watermark this long is
+                                     reported to the limit rule (10000; 0 = never) */
+  char limit_rule[512];           /* limits.rule: rule name or path ("gradient") */
+  char *limit_config;             /* limits.config: the rule's config object as JSON text, or NULL */
+  uint64_t limit_interval_ms;     /* limits.interval_ms: how often the rule runs (1000) */
+  double limit_cut;               /* limits.cut: an engine's 429, 503 or a timeout multiplies the limit by
+                                     this at once, once an interval (0.75) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

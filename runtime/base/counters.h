@@ -77,7 +77,20 @@
   X(TENANT_FORBIDDEN, "tenant_forbidden", "total")                   \
   X(TENANT_RATE_LIMITED, "tenant_rate_limited", "total")             \
   X(TRANSCRIPTS_WRITTEN, "transcripts_written", "total")             \
-  X(TRANSCRIPTS_FAILED, "transcripts_failed", "total")
+  X(TRANSCRIPTS_FAILED, "transcripts_failed", "total")              \
+  X(QUEUED, "requests_queued", "total")                              \
+  X(QUEUE_WAITING, "queue_waiting", "gauge")                         \
+  X(QUEUE_PLACED, "queue_placed", "total")                           \
+  X(QUEUE_TIMEOUTS, "queue_timeouts", "total")                       \
+  X(QUEUE_FULL, "queue_full", "total")                               \
+  X(QUEUE_CANCELLED, "queue_client_gone", "total")                   \
+  X(MEMORY_WAITS, "memory_budget_waits", "total")                    \
+  X(UPSTREAM_RATE_LIMITED, "upstream_rate_limited", "total")         \
+  X(UPSTREAM_UNAVAILABLE, "upstream_unavailable", "total")           \
+  X(LIMIT_CHANGES, "limit_changes", "total")                         \
+  X(LIMIT_CUTS, "limit_cuts", "total")                               \
+  X(LIMIT_RULE_ERRORS, "limit_rule_errors", "total")                 \
+  X(SLOW_CLIENTS_CANCELLED, "slow_clients_cancelled", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

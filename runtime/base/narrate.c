@@ -134,7 +134,7 @@ char *sl_log_redact(const sl_narrator_t *nar, const char *in, char *out, size_t 
 
 static const char *const sl__kind_names[SL_NAR__COUNT] = {
     "?", "placement", "reload", "reload_failed", "ready", "not_ready", "cooldown", "backpressure", "cancel",
-    "stream_end", "guard"};
+    "stream_end", "guard", "limit", "queue"};
 
 static void sl__log(const sl_narrator_t *nar, const sl_ffi_narration_event_t *e, const char *sentence) {
   FILE *f = nar->log ? nar->log : stderr;
@@ -195,6 +195,12 @@ static void sl__plain(const sl_ffi_narration_event_t *e, char *out, size_t cap) 
       break;
     case SL_NAR_GUARD:
       snprintf(out, cap, "guard %s after %lld tokens", e->text, (long long)e->tokens);
+      break;
+    case SL_NAR_LIMIT:
+      snprintf(out, cap, "endpoint %s limit %s", e->endpoint, e->text);
+      break;
+    case SL_NAR_QUEUE:
+      snprintf(out, cap, "queued %.0f ms, %s (%lld queued now)", e->ms, e->text, (long long)e->tokens);
       break;
     default: snprintf(out, cap, "event %d", e->kind); break;
   }

@@ -111,6 +111,15 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON_AddNumberToObject(o, "chunk_size", (double)gw->chunks.chunk_size);
   cJSON_AddNumberToObject(o, "stream_pin_bound_bytes", (double)sl_relay_pin_bound(gw->cfg));
   cJSON_AddNumberToObject(o, "snapshot_version", (double)gw->reg.snapshot_version);
+  /* Admission (docs/admission.md): what waits, and the stream buffers'
+   * budget (past it new streams queue). */
+  cJSON *adm = cJSON_AddObjectToObject(o, "admission");
+  cJSON_AddNumberToObject(adm, "queued", gw->streams.nqueued);
+  cJSON_AddNumberToObject(adm, "stream_memory_bytes", (double)sl_relay_stream_memory(&gw->streams));
+  cJSON_AddNumberToObject(adm, "stream_memory_budget_bytes", (double)gw->cfg->stream_memory_budget);
+  cJSON_AddStringToObject(adm, "limit_rule", gw->gen && gw->gen->phase[SL_PHASE_LIMIT].name[0]
+                                                 ? gw->gen->phase[SL_PHASE_LIMIT].name
+                                                 : "none");
   cJSON *c = cJSON_AddObjectToObject(o, "counters");
   for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)gw->counters.v[i]);
   cJSON *pools = cJSON_AddArrayToObject(o, "pools");
@@ -123,6 +132,16 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     cJSON_AddNumberToObject(po, "cut_streams", (double)p->cut_streams);
     cJSON_AddNumberToObject(po, "cut_tokens_received", (double)p->cut_tokens_received);
     cJSON_AddNumberToObject(po, "cut_tokens_written", (double)p->cut_tokens_written);
+    const sl_admq_t *q = &gw->streams.queues[i];
+    cJSON *qj = cJSON_AddObjectToObject(po, "queue");
+    cJSON_AddNumberToObject(qj, "waiting", (double)q->n);
+    cJSON_AddNumberToObject(qj, "high", (double)q->nband[SL_PRIO_HIGH]);
+    cJSON_AddNumberToObject(qj, "normal", (double)q->nband[SL_PRIO_NORMAL]);
+    cJSON_AddNumberToObject(qj, "low", (double)q->nband[SL_PRIO_LOW]);
+    cJSON_AddNumberToObject(qj, "capacity", p->cfg->queue_size);
+    cJSON_AddNumberToObject(qj, "timeout_ms", (double)p->cfg->queue_timeout_ms);
+    cJSON_AddNumberToObject(qj, "drain_per_s", p->drain_per_s);
+    cJSON_AddNumberToObject(qj, "retry_after_ms", (double)sl_relay_retry_after_ms(&gw->streams, i));
     const sl_guardset_t *gs = gw->streams.guards[i];
     cJSON *gj = cJSON_AddArrayToObject(po, "guards");
     if (gs) {
@@ -146,6 +165,12 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
       cJSON_AddBoolToObject(e, "draining", ep->draining);
       cJSON_AddNumberToObject(e, "streams", ep->inflight);
       cJSON_AddNumberToObject(e, "slots", ep->slots);
+      cJSON_AddNumberToObject(e, "limit", ep->limit);
+      cJSON_AddNumberToObject(e, "limit_min", ep->limit_min);
+      cJSON_AddNumberToObject(e, "limit_max", ep->limit_max);
+      cJSON_AddBoolToObject(e, "adaptive", ep->adaptive);
+      cJSON_AddNumberToObject(e, "ttft_p90_ms", ep->ttft_p90_ms);
+      cJSON_AddNumberToObject(e, "itl_p90_ms", ep->itl_p90_ms);
       cJSON_AddNumberToObject(e, "cooldown_ms",
                               ep->cooldown_until > now ? (double)(ep->cooldown_until - now) / 1e6 : 0);
       cJSON_AddNumberToObject(e, "consecutive_failures", ep->failures);
@@ -453,8 +478,30 @@ static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_re
     if (!answered) sl__refused(gw, req, &e);
     return;
   }
-  /* 5. Admission (a later issue) goes here: a queue per pool between the
-   *    validated request and its placement. */
+  /* 5. Admission: the request's band (its tenant's priority, or the header
+   *    the operator allows when there are no tenants).  The relay queues
+   *    it when no endpoint has room (docs/admission.md). */
+  r->priority = r->tenant != NULL ? (int)r->tenant->priority : SL_PRIO_NORMAL;
+  const char *ph = r->tenant == NULL && gw->cfg->priority_header[0] ? sl_http_req_header(req, gw->cfg->priority_header)
+                                                                     : NULL;
+  if (ph != NULL) {
+    int band = strcmp(ph, "high") == 0 ? SL_PRIO_HIGH
+               : strcmp(ph, "normal") == 0 ? SL_PRIO_NORMAL
+               : strcmp(ph, "low") == 0 ? SL_PRIO_LOW
+               : -1;
+    if (band < 0) {
+      sl_request_error_t pe = {.status = 400, .type = "invalid_request_error", .code = "priority",
+                               .counter = SL_C_ERR_BAD_REQUEST};
+      snprintf(pe.message, sizeof(pe.message), "%s: expected \"high\", \"normal\" or \"low\", got \"%.64s\"",
+               gw->cfg->priority_header, ph);
+      if (r->pipe != NULL) sl_pipeline_finish(r->pipe, r->pipe_h);
+      sl_free(r->body);
+      sl_free(r->extra_guards);
+      sl__refused(gw, req, &pe);
+      return;
+    }
+    r->priority = band;
+  }
   /* 6. Place and relay: the relay places every attempt, and the adapter
    *    of the pool placed on builds that attempt's engine request. */
   sl_relay_start(&gw->streams, req, r, gw->gen);

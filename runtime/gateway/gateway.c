@@ -1,5 +1,6 @@
 /* gateway.c: the gateway object (see include/sluice.h and gateway.h). */
 #include "runtime/gateway/gateway.h"
+#include "runtime/gateway/limits.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,23 @@ static int sl__load_pipelines(sl_gateway_t *gw, sl_generation_t *g, char *err, s
   return 0;
 }
 
+/* Loads the limit rule into g when some pool adapts its limits. */
+static int sl__load_limits(const sl_config_t *cfg, sl_generation_t *g, char *err, size_t errlen) {
+  int adaptive = 0;
+  for (int i = 0; i < cfg->npools; i++) adaptive |= cfg->pools[i].limit_adaptive;
+  if (!adaptive) return 0;
+  char path[512], msg[900];
+  if (sl_limits_resolve(cfg->limit_rule, path, sizeof(path)) < 0) {
+    snprintf(err, errlen, "limits.rule: path too long");
+    return SL_ETOOBIG;
+  }
+  if (sl_generation_load(g, "limits", path, cfg->limit_config, msg, sizeof(msg)) < 0) {
+    snprintf(err, errlen, "limits.rule: %s", msg);
+    return SL_EINVAL;
+  }
+  return 0;
+}
+
 int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   char path[512];
   char err[1024];
@@ -61,6 +79,10 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   int rc = sl_policy_build_checked(path, gw->cfg->placement_config, gw->cfg->narration_policy[0] ? npath : NULL,
                                    gw->gen_built + 1, &host, gw->secrets, NULL, &g, err, sizeof(err));
   if (rc == 0 && sl__load_pipelines(gw, g, err, sizeof(err)) < 0) {
+    sl_generation_release(g);
+    rc = SL_EINVAL;
+  }
+  if (rc == 0 && sl__load_limits(gw->cfg, g, err, sizeof(err)) < 0) {
     sl_generation_release(g);
     rc = SL_EINVAL;
   }
@@ -92,6 +114,12 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
              g->phase[SL_PHASE_PLACEMENT].version, g->phase[SL_PHASE_PLACEMENT].file);
   }
   return 0;
+}
+
+/* An endpoint became ready: requests waiting for one may go now. */
+static void sl__on_endpoint_ready(void *ud) {
+  sl_gateway_t *gw = ud;
+  sl_relay_kick(&gw->streams);
 }
 
 static void sl__reload_now(sl_gateway_t *gw, const char *why) {
@@ -205,6 +233,7 @@ static void sl__free(sl_gateway_t *gw) {
   void (*cb)(void *) = gw->on_closed;
   void *ud = gw->closed_ud;
   sl_watchdog_free(gw->watchdog);
+  sl_relay_admission_free(&gw->streams);
   sl_registry_free(&gw->reg);
   sl_chunk_pool_destroy(&gw->chunks);
   sl_ttldict_free(gw->dict);
@@ -282,6 +311,8 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
   }
   sl__close_handle(gw, (uv_handle_t *)&gw->sweep_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->streams.pipe_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->streams.kick_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->limits_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
   sl__close_handle(gw, (uv_handle_t *)&gw->drain_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->reload_timer);
@@ -484,6 +515,11 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->streams.rng = gw->started_ns | 1;
   uv_timer_init(loop, &gw->sweep_timer);
   uv_timer_init(loop, &gw->streams.pipe_timer);
+  sl_relay_admission_init(&gw->streams);
+  uv_timer_init(loop, &gw->limits_timer);
+  gw->limits_timer.data = gw;
+  gw->reg.on_ready = sl__on_endpoint_ready;
+  gw->reg.ready_ud = gw;
   uv_timer_init(loop, &gw->drain_timer);
   uv_timer_init(loop, &gw->reload_timer);
   uv_check_init(loop, &gw->narrate_check);
@@ -505,6 +541,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   sl_http_server_set_counters(gw->http, &gw->counters);
   sl_upstream_start_health(&gw->up);
   uv_timer_start(&gw->sweep_timer, sl__on_sweep, 1000, 1000);
+  sl_limits_start(gw);
   if (cfg->dynamics_enabled) {
     int trc = sl_timing_start(&gw->timing, loop, &gw->reg, cfg, gw->log);
     if (trc < 0) {

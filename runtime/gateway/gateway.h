@@ -60,6 +60,9 @@ struct sl_gateway_s {
   uv_check_t narrate_check;  /* narrates queued events once per loop iteration */
   uv_timer_t drain_timer;    /* drain deadline */
   uv_timer_t reload_timer;   /* debounces policy file events */
+  uv_timer_t limits_timer;   /* the limits job (limits.h) */
+  uint64_t limits_last;      /* uv_hrtime of its last round */
+  sl_qsketch_t limits_itl;   /* its scratch sketch */
   uv_fs_event_t watch;       /* the placement policy's directory */
   int watching;
   char watch_name[512];      /* the policy file's name in that directory */

@@ -124,6 +124,8 @@ static int sl__l_streams(lua_State *L) {
     if (in.guard && in.guard[0]) sl__setstr(L, "guard", in.guard);
     sl__setnum(L, "held", in.held);
     if (in.tenant) sl__setstr(L, "tenant", in.tenant);
+    sl__setnum(L, "queued_ms", in.queued_ms);
+    sl__setnum(L, "priority", in.priority);
     lua_rawseti(L, -2, ++i);
   }
   return 1;
@@ -191,6 +193,8 @@ static int sl__l_pools(lua_State *L) {
     lua_setfield(L, -2, "endpoints");
     sl__setnum(L, "ready", ready);
     sl__setnum(L, "streams", streams);
+    sl__setnum(L, "queued", p->queued);
+    sl__setnum(L, "drain_per_s", p->drain_per_s);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
@@ -211,6 +215,10 @@ static int sl__l_endpoints(lua_State *L) {
     sl__setbool(L, "draining", ep->draining);
     sl__setnum(L, "streams", ep->inflight);
     sl__setnum(L, "slots", ep->slots);
+    sl__setnum(L, "limit", ep->limit);
+    sl__setbool(L, "adaptive", ep->adaptive);
+    sl__setnum(L, "ttft_p90_ms", ep->ttft_p90_ms);
+    sl__setnum(L, "itl_p90_ms", ep->itl_p90_ms);
     sl__setnum(L, "cooldown_ms", ep->cooldown_until > now ? (double)(ep->cooldown_until - now) / 1e6 : 0);
     sl__setnum(L, "failures", ep->failures);
     sl__setnum(L, "requests", (double)ep->requests);

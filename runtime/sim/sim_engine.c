@@ -82,6 +82,8 @@ struct sl_sim_engine_s {
   sl_sim_req_t *qhead, *qtail; /* requests waiting for a slot, FIFO */
   int nlive;                 /* requests whose timer has not closed yet */
   int healthy;               /* GET /health answers 200 (1) or 503 (0) */
+  int refuse;                /* /sim/control "refuse": every completion is answered with this status (0 = none),
+                                as an engine over its own limit does (429 and 503 carry Retry-After: 1) */
   int closing;               /* sl_sim_engine_close was called */
   int port;                  /* bound port */
   uint64_t seq;              /* completion requests ever seen; names ids and seeds */
@@ -1067,6 +1069,10 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
   uint64_t tokens = 0;
   int have_tokens = 0, status = 0;
   if (sl__read_headers(req, r, &tokens, &have_tokens, &status) < 0) goto out;
+  if (e->refuse != 0 && r->fault == SL_SIM_F_NONE) {
+    r->fault = SL_SIM_F_STATUS;
+    status = e->refuse;
+  }
   if (r->fault == SL_SIM_F_STATUS) {
     char msg[96];
     snprintf(msg, sizeof(msg), "simulated engine fault: HTTP %d", status);
@@ -1178,6 +1184,13 @@ static void sl__handle_control(sl_sim_engine_t *e, sl_http_req_t *req) {
         cJSON_Delete(body);
         return;
       }
+    } else if (strcmp(it->string, "refuse") == 0) {
+      if (!cJSON_IsNumber(it) || (it->valuedouble != 0 && (it->valuedouble < 400 || it->valuedouble > 599))) {
+        sl__respond_error(req, 400, "invalid_request_error", "invalid_value", "refuse",
+                          "refuse: must be 0 or an HTTP status from 400 to 599");
+        cJSON_Delete(body);
+        return;
+      }
     } else {
       char msg[160];
       snprintf(msg, sizeof(msg), "unknown control key \"%.64s\"", it->string);
@@ -1188,6 +1201,8 @@ static void sl__handle_control(sl_sim_engine_t *e, sl_http_req_t *req) {
   }
   const cJSON *h = cJSON_GetObjectItemCaseSensitive(body, "healthy");
   if (h != NULL) e->healthy = cJSON_IsTrue(h);
+  const cJSON *rf = cJSON_GetObjectItemCaseSensitive(body, "refuse");
+  if (rf != NULL) e->refuse = (int)rf->valuedouble;
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "reset_stats"))) sl_sim_engine_reset_stats(e);
   cJSON_Delete(body);
   const char *out = e->healthy ? "{\"healthy\":true}" : "{\"healthy\":false}";

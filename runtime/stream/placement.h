@@ -30,7 +30,8 @@ enum {
   SL_PLACE_NO_MODEL,        /* no pool serves the model */
   SL_PLACE_NOT_READY,       /* endpoints serve it but none is ready (or all drain) */
   SL_PLACE_COOLING,         /* ready ones are all cooling down after failures */
-  SL_PLACE_TOO_LARGE        /* every pool serving it has a context smaller than the request */
+  SL_PLACE_TOO_LARGE,       /* every pool serving it has a context smaller than the request */
+  SL_PLACE_FULL             /* ready ones are all at their concurrency limit (the relay's filter) */
 };
 
 /* Fills cands (capacity cap) with the endpoints eligible for model at time

@@ -26,6 +26,7 @@
  * role chunk from another engine.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +111,19 @@ struct sl_stream_s {
   uint64_t pcalls_seen;      /* on_chunk calls already counted */
   sl_transcript_t *tr;       /* its transcript while recorded, or NULL */
   int tr_decided;            /* whether to record was decided (at the first attempt) */
+  /* Admission. */
+  sl_admq_node_t qn;         /* its place in its pool's queue while it waits */
+  int qpool;                 /* the pool index of that queue */
+  int from_queue;            /* sl__try_now runs for the queue's head: it may not queue behind others */
+  uint64_t t_queued;         /* uv_hrtime it entered the queue last */
+  uint64_t queue_ns;         /* time it spent queued before that */
+  uint64_t t_dispatch;       /* uv_hrtime the current attempt was sent (TTFT without the queue) */
+  int64_t retry_after_ms;    /* the longest Retry-After an engine or the queue gave it (-1 = none) */
+  int refused;               /* attempts an engine answered 429 */
+  uint64_t t_paused;         /* uv_hrtime of the current backpressure pause */
 };
+
+#define SL__STREAM_OF(node) ((sl_stream_t *)((char *)(node) - offsetof(sl_stream_t, qn)))
 
 static void sl__try_now(sl_stream_t *st);
 static void sl__retry(sl_stream_t *st);
@@ -127,6 +140,8 @@ static void sl__guard_arm(sl_stream_t *st);
 static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, const char *err);
 static double sl__t(const sl_stream_t *st);
 static void sl__pq_remove(sl_stream_t *st);
+static void sl__dequeue(sl_stream_t *st);
+static void sl__queue_narrate(sl_stream_t *st, const char *how, uint64_t waited_ns);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
   /* The write queue passes the high watermark by at most one read (one
@@ -163,15 +178,30 @@ static void sl__set_error(sl_stream_t *st, const char *fmt, ...) {
 static void sl__release_endpoint(sl_stream_t *st) {
   if (st->ep_counted) {
     st->ep->inflight--;
+    st->ep->pool->w_ended++;
     st->ep_counted = 0;
+    if (st->ss->nqueued > 0) sl_relay_kick(st->ss); /* its place may go to a waiting request */
   }
 }
 
-/* An attempt failed on ep: cooldown bookkeeping and the error estimate. */
-static void sl__attempt_failed(sl_stream_t *st, sl_endpoint_t *ep) {
-  (void)st;
+/* An attempt failed on ep: cooldown bookkeeping and the error estimate.
+ * status is the engine's 429 or 503, or -1 for a timeout (drops: the limit
+ * is cut, once an interval), or 0 for any other failure. */
+static void sl__attempt_failed(sl_stream_t *st, sl_endpoint_t *ep, int status) {
   sl_endpoint_failed(ep, uv_hrtime());
   sl_endpoint_observe(ep, 1, -1, -1, -1);
+  if (status == 0) {
+    ep->w_errors++;
+    return;
+  }
+  int old = ep->limit;
+  if (sl_endpoint_drop(ep, status)) {
+    char text[160];
+    snprintf(text, sizeof(text), "%d -> %d: cut at once after %s", old, ep->limit,
+             status == 429 ? "HTTP 429" : status == 503 ? "HTTP 503" : "a timeout");
+    sl_counter_inc(st->ss->counters, SL_C_LIMIT_CUTS);
+    sl_narrate_push(st->ss->nar, SL_NAR_LIMIT, NULL, ep->name, NULL, text, old, 0, 0, ep->limit);
+  }
 }
 
 /* Feeds the endpoint's live estimates with this stream's timing. */
@@ -343,6 +373,16 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   if (st->finished) return;
   st->finished = 1;
   sl__pq_remove(st);
+  if (st->qn.queued) {
+    /* It left the queue without a place: its client went away, or the
+     * stream was cut (shutdown, the total timeout). */
+    uint64_t waited = uv_hrtime() - st->t_queued;
+    sl__dequeue(st);
+    if (strcmp(reason, "client_cancel") == 0) {
+      sl_counter_inc(st->ss->counters, SL_C_QUEUE_CANCELLED);
+      sl__queue_narrate(st, "left: the client went away", waited);
+    }
+  }
   st->t_end = uv_hrtime();
   snprintf(st->end_reason, sizeof(st->end_reason), "%s", reason);
   sl__observe(st);
@@ -356,6 +396,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   }
   sl_counter_dec(st->ss->counters, SL_C_STREAMS_ACTIVE);
   sl_counter_inc(st->ss->counters, SL_C_STREAMS_COMPLETED);
+  if (st->first_token && st->ep) st->ep->w_completed++;
   if (st->gd.rewritten) sl_counter_add(st->ss->counters, SL_C_GUARD_REWRITES, st->gd.rewritten);
   if (st->first_token && st->ep && strcmp(reason, "complete") != 0) {
     /* Cut short: the counts it kept are the pool's too. */
@@ -398,7 +439,11 @@ static void sl__fail(sl_stream_t *st, int status, const char *type, const char *
       st->req = st->out.req = NULL;
       st->answered = 1;
     } else {
-      sl_reply_error(st->req, status, type, code, NULL, "%s", st->error);
+      char extra[96] = "";
+      if ((status == 429 || status == 503) && st->retry_after_ms >= 0)
+        snprintf(extra, sizeof(extra), "Retry-After: %lld\r\nretry-after-ms: %lld\r\n",
+                 (long long)((st->retry_after_ms + 999) / 1000), (long long)st->retry_after_ms);
+      sl_reply_error(st->req, status, type, code, extra[0] ? extra : NULL, "%s", st->error);
       st->req = st->out.req = NULL;
       st->answered = 1;
     }
@@ -499,6 +544,14 @@ static void sl__first_token(sl_stream_t *st) {
   st->t_first = uv_hrtime();
   uv_timer_stop(&st->hb_timer);
   if (st->ep) sl_endpoint_succeeded(st->ep);
+  if (st->ep && st->t_dispatch) {
+    /* The limit rule's TTFT: from the dispatch (sluice's queue is not the
+     * engine's), a long prompt's prefill scaled down to 256 tokens'
+     * (limit_ffi.h).  One sketch update a stream. */
+    double ttft = sl__ms(st->t_first - st->t_dispatch), prompt = (double)((st->r.prompt_chars + 3) / 4);
+    if (prompt > 256) ttft *= 256.0 / prompt;
+    sl_qs_add(&st->ep->ttft_w, ttft);
+  }
 }
 
 /* ---- guards ---- */
@@ -1033,6 +1086,7 @@ static void sl__on_read_end(void *ud) {
   sl__arm_idle(st);
   if (!st->paused && st->up != NULL && st->r.stream && sl_output_over_high(&st->out)) {
     st->paused = 1;
+    st->t_paused = uv_hrtime();
     sl_upstream_pause(st->up);
     uv_timer_stop(&st->timer); /* a paused engine is not idle */
     sl_counter_inc(st->ss->counters, SL_C_UPSTREAM_PAUSES);
@@ -1053,7 +1107,7 @@ static int sl__on_event_outer(void *ud, const sl_event_t *ev, sl_chunk_t *chunk)
     sl__stop_upstream(st);
     if (!st->first_token) {
       st->error_status = 502;
-      if (st->ep) sl__attempt_failed(st, st->ep);
+      if (st->ep) sl__attempt_failed(st, st->ep, 0);
       sl__retry(st);
     } else {
       sl__fail(st, 502, "upstream_error", "upstream_error_event");
@@ -1096,6 +1150,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
     return;
   }
   sl_endpoint_t *ep = st->ep;
+  int drop = 0; /* the engine said "not now": 429 or 503 */
   switch (end->result) {
     case SL_UP_OK:
       if (!end->is_sse) {
@@ -1132,11 +1187,31 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
         sl__finish(st, "upstream_rejected");
         return;
       }
+      if (end->status == 429 || end->status == 503) {
+        /* Not now: the limit is cut, the attempt goes elsewhere, and when
+         * every engine says so the client is told when to come back. */
+        drop = end->status;
+        sl_counter_inc(st->ss->counters, drop == 429 ? SL_C_UPSTREAM_RATE_LIMITED : SL_C_UPSTREAM_UNAVAILABLE);
+        if (drop == 429) st->refused++;
+        if (end->retry_after_ms > st->retry_after_ms) st->retry_after_ms = end->retry_after_ms;
+      }
       break;
     }
     case SL_UP_CONNECT:
       sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_CONNECT);
       sl__set_error(st, "%s", end->message ? end->message : "connect failed");
+      if (!st->first_token) {
+        /* Nothing reached the engine: it is down (restarting, say).  It
+         * takes no streams until a health check passes again, and the
+         * request, which it never saw, waits for room elsewhere or in the
+         * queue without spending an attempt. */
+        if (ep && sl_endpoint_probe(ep, 0))
+          sl_narrate_push(st->ss->nar, SL_NAR_NOT_READY, st->id, ep->name, NULL, st->error, 0, 0, 0, 0);
+        if (ep) sl_endpoint_failed(ep, uv_hrtime());
+        st->attempts--;
+        sl__try_now(st);
+        return;
+      }
       break;
     case SL_UP_PROTOCOL:
       sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_PROTOCOL);
@@ -1148,7 +1223,7 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
       sl__set_error(st, "%s", end->message ? end->message : "connection reset");
       break;
   }
-  if (ep) sl__attempt_failed(st, ep);
+  if (ep) sl__attempt_failed(st, ep, drop);
   if (st->first_token) {
     sl__fail(st, 502, "upstream_error", "upstream_failed");
     return;
@@ -1172,7 +1247,7 @@ static void sl__on_deadline(uv_timer_t *t) {
   if (!st->first_token) {
     sl__set_error(st, "engine %s sent no token within %" PRIu64 " ms", st->ep ? st->ep->name : "-",
                   cfg->first_token_timeout_ms);
-    if (st->ep) sl__attempt_failed(st, st->ep);
+    if (st->ep) sl__attempt_failed(st, st->ep, -1);
     sl__stop_upstream(st);
     st->error_status = 504;
     sl__retry(st);
@@ -1270,6 +1345,14 @@ static void sl__retry(sl_stream_t *st) {
   if (st->finished || st->retry_pending) return;
   sl_output_drop_held(&st->out); /* the next attempt's engine sends its own role chunk */
   if (st->attempts >= cfg->max_attempts || ss->draining) {
+    if (st->refused > 0 && st->refused == st->attempts) {
+      /* Every engine tried said 429: the client is told so, with the
+       * longest Retry-After they gave. */
+      sl__set_error(st, "every engine tried is rate limited (%d attempts)%s", st->attempts,
+                    st->retry_after_ms >= 0 ? "; retry after the time given" : "");
+      sl__fail(st, 429, "rate_limit_error", "rate_limited");
+      return;
+    }
     int timeout = st->error_status == 504;
     sl__fail(st, st->error_status ? st->error_status : 502, timeout ? "timeout" : "upstream_error",
              timeout ? "upstream_timeout" : "upstream_failed");
@@ -1294,34 +1377,297 @@ static int sl__place(sl_stream_t *st, const sl_candidate_t *cands, int n) {
                              sizeof(st->place_reason));
 }
 
-/* Places the request and sends it (the placement phase). */
+/* ---- admission ----
+ *
+ * A request that finds no endpoint with room under its limit (or finds
+ * others waiting before it, or stream buffers over their budget) waits in
+ * the queue of its home pool: strict bands by priority, FIFO (or earliest
+ * deadline) inside one, until its deadline, measured from its arrival.
+ * Room appears when a stream leaves an endpoint, a limit rises, an
+ * endpoint becomes ready or a cooldown ends; each of those kicks the
+ * queues, which place their heads while there is room.  A head that
+ * cannot go holds its queue (strict order).  The stream's deadline timer
+ * doubles as the queue deadline: an attempt is not running meanwhile. */
+
+/* The size the request needs: the prompt estimated at 4 characters a token
+ * (the common rule of thumb for English BPE vocabularies; sluice has no
+ * tokenizer) plus the max tokens asked for. */
+static int64_t sl__need(const sl_stream_t *st) {
+  return (int64_t)((st->r.prompt_chars + 3) / 4) + st->r.max_tokens;
+}
+
+/* The prefilter's candidates that have room under their limits. */
+static int sl__candidates(sl_stream_t *st, sl_candidate_t *cands, int cap, int *cause, char *reason,
+                          size_t reasonlen) {
+  int n = sl_placement_prefilter(st->ss->reg, st->r.model, sl__need(st), uv_hrtime(), cands, cap, cause, reason,
+                                 reasonlen);
+  int k = 0;
+  for (int i = 0; i < n; i++)
+    if (cands[i].ep->inflight < cands[i].ep->limit) cands[k++] = cands[i];
+  if (n > 0 && k == 0) {
+    *cause = SL_PLACE_FULL;
+    snprintf(reason, reasonlen, "every ready endpoint serving model \"%s\" is at its concurrency limit", st->r.model);
+  }
+  return k;
+}
+
+/* The pool whose queue the request waits in: the first (in the config's
+ * order) that serves its model with a context large enough, else the first
+ * that serves it; -1 for none. */
+static int sl__home_pool(const sl_stream_t *st) {
+  const sl_registry_t *reg = st->ss->reg;
+  int64_t need = sl__need(st);
+  int any = -1;
+  for (int i = 0; i < reg->npools; i++) {
+    if (!sl_pool_serves(&reg->pools[i], st->r.model)) continue;
+    if (any < 0) any = i;
+    int64_t ctx = reg->pools[i].cfg->context_tokens;
+    if (!(need > 0 && ctx > 0 && need > ctx)) return i;
+  }
+  return any;
+}
+
+size_t sl_relay_stream_memory(const sl_streams_t *ss) { return ss->chunks->in_use * ss->chunks->chunk_size; }
+
+static int sl__over_memory(const sl_streams_t *ss) {
+  return ss->cfg->stream_memory_budget > 0 && sl_relay_stream_memory(ss) >= ss->cfg->stream_memory_budget;
+}
+
+uint64_t sl_relay_retry_after_ms(const sl_streams_t *ss, int pool) {
+  if (pool < 0 || pool >= ss->reg->npools) return 1000;
+  const sl_pool_t *p = &ss->reg->pools[pool];
+  /* What waits now, plus this request, at the rate the pool's streams
+   * ended lately; a second when that rate is not known yet. */
+  uint64_t ms = p->drain_per_s > 0 ? (uint64_t)((double)(p->queued + 1) * 1000.0 / p->drain_per_s) : 1000;
+  if (ms < 100) ms = 100;
+  if (ms > 600000) ms = 600000;
+  return ms;
+}
+
+/* The earliest end of a cooldown among the ready endpoints serving model
+ * (uv_hrtime), or 0. */
+static uint64_t sl__cooling_until(const sl_streams_t *ss, const char *model) {
+  uint64_t best = 0;
+  for (int i = 0; i < ss->reg->npools; i++) {
+    const sl_pool_t *p = &ss->reg->pools[i];
+    if (!sl_pool_serves(p, model)) continue;
+    for (int j = 0; j < p->neps; j++)
+      if (p->eps[j].ready && !p->eps[j].draining && p->eps[j].cooldown_until > 0 &&
+          (best == 0 || p->eps[j].cooldown_until < best))
+        best = p->eps[j].cooldown_until;
+  }
+  return best;
+}
+
+static void sl__queue_narrate(sl_stream_t *st, const char *how, uint64_t waited_ns) {
+  int pool = st->qpool >= 0 ? st->qpool : 0;
+  sl_narrate_push(st->ss->nar, SL_NAR_QUEUE, st->id, NULL, st->r.model, how, st->attempts,
+                  st->gen ? st->gen->id : 0, sl__ms(waited_ns), st->ss->reg->pools[pool].queued);
+}
+
+/* Takes the stream out of its queue (if it is in one). */
+static void sl__dequeue(sl_stream_t *st) {
+  if (!st->qn.queued) return;
+  sl_streams_t *ss = st->ss;
+  sl_admq_remove(&ss->queues[st->qpool], &st->qn);
+  ss->nqueued--;
+  ss->reg->pools[st->qpool].queued--;
+  sl_counter_dec(ss->counters, SL_C_QUEUE_WAITING);
+  st->queue_ns += uv_hrtime() - st->t_queued;
+  uv_timer_stop(&st->timer);
+}
+
+static void sl__on_queue_deadline(uv_timer_t *t) {
+  sl_stream_t *st = t->data;
+  if (st->finished || !st->qn.queued) return;
+  sl_streams_t *ss = st->ss;
+  int pool = st->qpool;
+  uint64_t waited = uv_hrtime() - st->t_queued;
+  sl__dequeue(st);
+  sl_counter_inc(ss->counters, SL_C_QUEUE_TIMEOUTS);
+  sl__queue_narrate(st, "timed out", waited);
+  st->retry_after_ms = (int64_t)sl_relay_retry_after_ms(ss, pool);
+  sl__set_error(st, "no endpoint of pool %s had room for the request within its queue deadline of %" PRIu64 " ms",
+                ss->cfg->pools[pool].name, ss->cfg->pools[pool].queue_timeout_ms);
+  sl__fail(st, 503, "service_unavailable", "queue_timeout");
+}
+
+/* The request waits in pool's queue (cause and reason: why it cannot go
+ * now), or is refused when it may not wait. */
+static void sl__enqueue(sl_stream_t *st, int pool, int cause, const char *reason) {
+  sl_streams_t *ss = st->ss;
+  if (pool < 0) {
+    sl_counter_inc(ss->counters, SL_C_ERR_NO_ENDPOINT);
+    sl__set_error(st, "%s", reason);
+    sl__fail(st, 503, "service_unavailable", "no_ready_endpoint");
+    return;
+  }
+  const sl_pool_config_t *pc = &ss->cfg->pools[pool];
+  uint64_t now = uv_hrtime(), deadline = st->t_start + pc->queue_timeout_ms * 1000000ull;
+  if (pc->queue_size == 0 || now >= deadline) {
+    /* It may not wait (no queue, or its deadline passed): the answer it
+     * had before there were queues. */
+    if (st->attempts > 0 && st->error_status) {
+      sl__fail(st, st->error_status, "upstream_error", "upstream_failed");
+      return;
+    }
+    sl__set_error(st, "%s", reason);
+    st->retry_after_ms = (int64_t)sl_relay_retry_after_ms(ss, pool);
+    if (cause == SL_PLACE_NOT_READY || cause == SL_PLACE_COOLING) {
+      sl_counter_inc(ss->counters, SL_C_ERR_NO_ENDPOINT);
+      sl__fail(st, 503, "service_unavailable", "no_ready_endpoint");
+    } else {
+      sl_counter_inc(ss->counters, SL_C_QUEUE_FULL);
+      sl__fail(st, 503, "service_unavailable", pc->queue_size == 0 ? "overloaded" : "queue_timeout");
+    }
+    return;
+  }
+  st->qpool = pool;
+  if (sl_admq_push(&ss->queues[pool], &st->qn, st->r.priority, deadline) < 0) {
+    sl_counter_inc(ss->counters, SL_C_QUEUE_FULL);
+    sl__queue_narrate(st, "refused: queue full", 0);
+    st->retry_after_ms = (int64_t)sl_relay_retry_after_ms(ss, pool);
+    sl__set_error(st, "pool %s is overloaded: its queue holds %d requests already (%s)", pc->name, pc->queue_size,
+                  reason);
+    sl__fail(st, 503, "service_unavailable", "queue_full");
+    return;
+  }
+  st->t_queued = now;
+  ss->nqueued++;
+  ss->reg->pools[pool].queued++;
+  sl_counter_inc(ss->counters, SL_C_QUEUED);
+  sl_counter_inc(ss->counters, SL_C_QUEUE_WAITING);
+  uv_timer_start(&st->timer, sl__on_queue_deadline, (deadline - now + 999999) / 1000000, 0);
+  sl_relay_kick(ss);
+}
+
+/* Runs the queues: each places its head while there is room for it. */
+static void sl__on_kick(uv_timer_t *t) {
+  sl_streams_t *ss = t->data;
+  uint64_t cool = 0;
+  ss->kicking = 1;
+  ss->kick_again = 0;
+  for (int p = 0; p < ss->reg->npools && ss->nqueued > 0; p++) {
+    sl_admq_node_t *node;
+    while ((node = sl_admq_peek(&ss->queues[p])) != NULL) {
+      if (sl__over_memory(ss)) break; /* a stream's end kicks again */
+      sl_stream_t *st = SL__STREAM_OF(node);
+      sl_candidate_t cands[64];
+      char reason[256];
+      int cause = SL_PLACE_OK;
+      if (sl__candidates(st, cands, 64, &cause, reason, sizeof(reason)) == 0) {
+        if (cause == SL_PLACE_COOLING) {
+          uint64_t c = sl__cooling_until(ss, st->r.model);
+          if (c != 0 && (cool == 0 || c < cool)) cool = c;
+        }
+        break;
+      }
+      uint64_t waited = uv_hrtime() - st->t_queued;
+      sl__dequeue(st);
+      sl_counter_inc(ss->counters, SL_C_QUEUE_PLACED);
+      sl__queue_narrate(st, "placed", waited);
+      st->from_queue = 1;
+      sl__try_now(st);
+      st->from_queue = 0;
+    }
+  }
+  ss->kicking = 0;
+  if (ss->kick_again) {
+    uv_timer_start(&ss->kick_timer, sl__on_kick, 0, 0);
+  } else if (cool != 0) {
+    uint64_t now = uv_hrtime();
+    uv_timer_start(&ss->kick_timer, sl__on_kick, cool > now ? (cool - now) / 1000000 + 1 : 0, 0);
+  }
+}
+
+void sl_relay_kick(sl_streams_t *ss) {
+  if (ss->kick_timer.data != ss) return; /* admission not set up */
+  if (ss->kicking) {
+    ss->kick_again = 1;
+    return;
+  }
+  if (!uv_is_closing((uv_handle_t *)&ss->kick_timer)) uv_timer_start(&ss->kick_timer, sl__on_kick, 0, 0);
+}
+
+void sl_relay_admission_init(sl_streams_t *ss) {
+  for (int i = 0; i < SL_MAX_POOLS; i++)
+    sl_admq_init(&ss->queues[i], ss->cfg->queue_edf, i < ss->cfg->npools ? (size_t)ss->cfg->pools[i].queue_size : 0);
+  uv_timer_init(ss->loop, &ss->kick_timer);
+  ss->kick_timer.data = ss;
+}
+
+void sl_relay_admission_free(sl_streams_t *ss) {
+  for (int i = 0; i < SL_MAX_POOLS; i++) sl_admq_free(&ss->queues[i]);
+}
+
+int sl_relay_slow_clients(sl_streams_t *ss, sl_generation_t *gen, uint64_t threshold_ms) {
+  if (threshold_ms == 0 || gen == NULL || !sl_generation_phase_ready(gen, SL_PHASE_SLOW_CLIENT)) return 0;
+  uint64_t now = uv_hrtime();
+  int n = 0;
+  for (sl_stream_t *st = ss->head, *next; st != NULL; st = next) {
+    next = st->next; /* a cancelled stream is freed later, when its handles close */
+    if (st->finished || !st->paused || st->ep == NULL) continue;
+    double paused = sl__ms(now - st->t_paused);
+    if (paused < (double)threshold_ms) continue;
+    sl_ffi_slow_client_t c = {
+        .id = st->id,
+        .endpoint = st->ep->name,
+        .pool = st->ep->pool->cfg->name,
+        .tenant = st->r.tenant ? st->r.tenant->name : NULL,
+        .queued = st->ep->pool->queued,
+        .priority = st->r.priority,
+        .paused_ms = paused,
+        .age_ms = sl__ms(now - st->t_start),
+        .tokens = (int64_t)st->tokens_received,
+        .tokens_written = (int64_t)st->out.tokens_written,
+        .pinned_bytes = st->acct ? (int64_t)st->acct->chunks * (int64_t)ss->chunks->chunk_size : 0,
+    };
+    int cancel = 0;
+    char reason[256];
+    if (sl_generation_slow_client(gen, &c, &cancel, reason, sizeof(reason)) < 0) {
+      sl_counter_inc(ss->counters, SL_C_LIMIT_RULE_ERRORS);
+      char safe[320];
+      fprintf(ss->log, "sluice: the limit rule's slow_client failed (stream kept): %s\n",
+              sl_log_redact(ss->nar, reason, safe, sizeof(safe)));
+      continue;
+    }
+    if (!cancel) continue;
+    sl_counter_inc(ss->counters, SL_C_SLOW_CLIENTS_CANCELLED);
+    sl__set_error(st, "the client read too slowly: it held the engine back for %.0f ms (%s)", paused, reason);
+    sl__fail(st, 503, "server_error", "slow_client");
+    n++;
+  }
+  return n;
+}
+
+/* Places the request and sends it (the placement phase), or queues it. */
 static void sl__try_now(sl_stream_t *st) {
   sl_streams_t *ss = st->ss;
   const sl_config_t *cfg = ss->cfg;
   if (st->finished) return;
   sl_candidate_t cands[64];
   char reason[256];
-  /* The size the request needs: the prompt estimated at 4 characters a
-   * token (the common rule of thumb for English BPE vocabularies; sluice has
-   * no tokenizer) plus the max tokens asked for. */
-  int64_t need = (int64_t)((st->r.prompt_chars + 3) / 4) + st->r.max_tokens;
   int cause = SL_PLACE_OK;
-  int n = sl_placement_prefilter(ss->reg, st->r.model, need, uv_hrtime(), cands, 64, &cause, reason,
-                                 sizeof(reason));
+  int n = sl__candidates(st, cands, 64, &cause, reason, sizeof(reason));
   if (n == 0 && cause == SL_PLACE_TOO_LARGE && st->attempts == 0) {
     sl_counter_inc(st->ss->counters, SL_C_ERR_BAD_REQUEST);
     sl__set_error(st, "%s", reason);
     sl__fail(st, 400, "invalid_request_error", "context_length_exceeded");
     return;
   }
-  if (n == 0) {
-    if (st->attempts == 0) {
-      sl_counter_inc(st->ss->counters, SL_C_ERR_NO_ENDPOINT);
-      sl__set_error(st, "%s", reason);
-      sl__fail(st, 503, "service_unavailable", "no_ready_endpoint");
-    } else {
-      sl__fail(st, st->error_status ? st->error_status : 502, "upstream_error", "upstream_failed");
+  /* No room now, or others wait before it: it waits in its pool's queue
+   * (a request that comes later may not pass those waiting). */
+  int pool = sl__home_pool(st);
+  int over = sl__over_memory(ss);
+  if (n == 0 || over || (!st->from_queue && pool >= 0 && ss->queues[pool].n > 0)) {
+    if (n > 0 && over) {
+      snprintf(reason, sizeof(reason), "stream buffers use %zu bytes of a budget of %zu", sl_relay_stream_memory(ss),
+               cfg->stream_memory_budget);
+      sl_counter_inc(ss->counters, SL_C_MEMORY_WAITS);
+    } else if (n > 0) {
+      snprintf(reason, sizeof(reason), "requests queued before it");
     }
+    sl__enqueue(st, pool, cause, reason);
     return;
   }
   int k = sl__place(st, cands, n);
@@ -1352,7 +1698,10 @@ static void sl__try_now(sl_stream_t *st) {
   }
   ep->inflight++;
   ep->requests++;
+  ep->w_started++;
+  if (ep->inflight > ep->w_max_inflight) ep->w_max_inflight = ep->inflight;
   st->ep_counted = 1;
+  st->t_dispatch = uv_hrtime();
   rc = sl_upstream_request(ss->up, ep, er.method, er.path, er.headers, er.body, er.body_len, &sl__handler, st,
                            st->acct, &st->up);
   sl_engine_req_free(&er); /* sl_upstream_request copied what it sends */
@@ -1360,7 +1709,7 @@ static void sl__try_now(sl_stream_t *st) {
     st->up = NULL;
     sl__release_endpoint(st);
     sl__set_error(st, "could not start a request to %s: %s", ep->name, sl_strerror(rc));
-    sl__attempt_failed(st, ep);
+    sl__attempt_failed(st, ep, 0);
     st->error_status = 502;
     sl__retry(st);
     return;
@@ -1395,6 +1744,8 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   r->body = NULL;
   r->extra_guards = NULL;
   st->t_start = uv_hrtime();
+  st->qpool = -1;
+  st->retry_after_ms = -1;
   st->acct = sl_pin_account_new();
   st->gen = sl_generation_acquire(gen);
   sl_output_init(&st->out, req, ss->chunks, st->acct, ss->counters, r->chat);
@@ -1451,6 +1802,7 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
   out->endpoint = st->ep ? st->ep->name : NULL;
   out->pool = st->ep ? st->ep->pool->cfg->name : NULL;
   out->state = st->finished ? "ending"
+               : st->qn.queued ? "queued"
                : st->retry_pending ? "backoff"
                : !st->first_token ? "waiting"
                : st->paused ? "paused"
@@ -1466,4 +1818,6 @@ void sl_relay_stream_info(const sl_stream_t *st, uint64_t now, sl_stream_info_t 
   out->guard = st->guard_name;
   out->held = st->gd.qn;
   out->tenant = st->r.tenant ? st->r.tenant->name : NULL;
+  out->queued_ms = sl__ms(st->queue_ns + (st->qn.queued ? uv_hrtime() - st->t_queued : 0));
+  out->priority = st->r.priority;
 }

@@ -31,6 +31,7 @@
 #include "runtime/lua/ttldict.h"
 #include "runtime/tenant/tenant.h"
 #include "runtime/upstream/upstream.h"
+#include "runtime/stream/admq.h"
 
 typedef struct sl_stream_s sl_stream_t;
 
@@ -68,6 +69,17 @@ typedef struct sl_streams_s {
    * closed by the owner with the loop's other handles). */
   sl_stream_t *pq_head, *pq_tail;
   uv_timer_t pipe_timer;
+  /* Admission (docs/admission.md): each pool's queue of requests waiting
+   * for an endpoint with room under its limit, and one timer that runs the
+   * queues soon after room may have appeared (a stream ended, a limit rose,
+   * an endpoint became ready or its cooldown ended).  sl_relay_admission_init
+   * sets them up; the owner closes kick_timer with the loop's other handles
+   * and then calls sl_relay_admission_free. */
+  sl_admq_t queues[SL_MAX_POOLS];
+  int nqueued;                                /* requests in all the queues */
+  uv_timer_t kick_timer;
+  int kicking;                                /* the queues are being run now */
+  int kick_again;                             /* ... and room appeared meanwhile: run them again */
   int writes;                                 /* transcript writes in flight */
   void (*on_writes_done)(void *ud);           /* called when the last one completes (set it to close) */
   void *writes_ud;
@@ -105,6 +117,7 @@ typedef struct {
   int pipe_h;                /* the stream's handle in it */
   char *extra_guards;        /* guards its on_request added, as a guards object in JSON (owned), or NULL */
   int record;                /* record a transcript of the stream */
+  int priority;              /* its admission band: sl_priority_t (the tenant's, or the allowed header's) */
 } sl_request_t;
 
 /* Starts a stream for a validated request under generation gen (the stream
@@ -116,6 +129,23 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
 
 /* Cancels every stream in flight (shutdown past the drain deadline). */
 void sl_relay_cancel_all(sl_streams_t *ss, const char *why);
+
+/* Admission: sets up the queues (from ss->cfg) and kick_timer (on ss->loop);
+ * frees the queues' heaps once kick_timer is closed. */
+void sl_relay_admission_init(sl_streams_t *ss);
+void sl_relay_admission_free(sl_streams_t *ss);
+/* Runs the queues soon (on the next loop turn): room may have appeared. */
+void sl_relay_kick(sl_streams_t *ss);
+/* Bytes of stream buffers in use now (the chunks handed out), which
+ * admission.memory_budget_bytes bounds. */
+size_t sl_relay_stream_memory(const sl_streams_t *ss);
+/* The Retry-After a refused or timed-out request of pool index pool is
+ * told, in ms: the time its queue takes to drain at the pool's rate. */
+uint64_t sl_relay_retry_after_ms(const sl_streams_t *ss, int pool);
+/* Asks gen's slow_client rule about every stream whose client has stayed
+ * above the high watermark for at least threshold_ms, and cancels those it
+ * says to (one error event, code slow_client).  Returns how many. */
+int sl_relay_slow_clients(sl_streams_t *ss, sl_generation_t *gen, uint64_t threshold_ms);
 
 /* Bytes a stream may pin at most with this configuration: the high
  * watermark plus one read and the partly used chunks at either end. */
@@ -130,7 +160,8 @@ typedef struct {
   const char *model;              /* requested model */
   const char *endpoint;           /* "host:port" of the current or last attempt, or NULL before placement */
   const char *pool;               /* that endpoint's pool, or NULL */
-  const char *state;              /* "waiting" (no token yet), "backoff" (retry pending), "streaming",
+  const char *state;              /* "queued" (in its pool's admission queue), "waiting" (no token yet),
+                                     "backoff" (retry pending), "streaming",
                                      "paused" (backpressure) or "ending" (finished, closing handles) */
   const char *placement;          /* the placement reason ("" before placement) */
   const sl_generation_t *gen;     /* the generation it was admitted under (NULL when none) */
@@ -143,6 +174,8 @@ typedef struct {
   const char *guard;              /* the guard that fired or annotated last ("" = none) */
   int held;                       /* events held back by the guards now */
   const char *tenant;             /* its tenant's name, or NULL */
+  double queued_ms;               /* time it spent in the admission queue so far */
+  int priority;                   /* its band (0 high, 1 normal, 2 low) */
 } sl_stream_info_t;
 
 /* The first stream in flight (after == NULL) or the one after `after`;

@@ -37,6 +37,14 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       ep->reg = reg;
       ep->slots = ec->slots > 0 ? ec->slots : pc->slots;
       ep->dyn.cls = -1; /* no verdict yet (0 would read as fixed_point) */
+      ep->adaptive = pc->limit_adaptive;
+      ep->limit_min = pc->limit_min > 0 ? pc->limit_min : 1;
+      ep->limit_max = pc->limit_max > 0 ? pc->limit_max : 4 * ep->slots;
+      if (ep->limit_max < ep->limit_min) ep->limit_max = ep->limit_min;
+      ep->limit = pc->limit_initial > 0 ? pc->limit_initial : ep->slots;
+      if (ep->limit < ep->limit_min) ep->limit = ep->limit_min;
+      if (ep->limit > ep->limit_max) ep->limit = ep->limit_max;
+      sl_qs_reset(&ep->ttft_w);
       snprintf(ep->host, sizeof(ep->host), "%s", ec->host);
       snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
       ep->port = ec->port;
@@ -91,7 +99,29 @@ int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready) {
   if (ep->ready == !!ready) return 0;
   ep->ready = !!ready;
   ep->reg->snapshot_version++;
+  if (ready && ep->reg->on_ready) ep->reg->on_ready(ep->reg->ready_ud);
   return 1;
+}
+
+int sl_endpoint_set_limit(sl_endpoint_t *ep, int v) {
+  int old = ep->limit;
+  if (v < ep->limit_min) v = ep->limit_min;
+  if (v > ep->limit_max) v = ep->limit_max;
+  ep->limit = v;
+  return old;
+}
+
+int sl_endpoint_drop(sl_endpoint_t *ep, int status) {
+  if (status == 429) ep->w_429++;
+  else if (status == 503) ep->w_503++;
+  else ep->w_timeouts++;
+  if (!ep->adaptive || ep->w_cut) return 0;
+  /* One cut an interval: a burst of refusals is one overload, and the
+   * rule sees how many there were when the interval ends. */
+  ep->w_cut = 1;
+  int old = ep->limit;
+  sl_endpoint_set_limit(ep, (int)((double)ep->limit * ep->reg->cfg->limit_cut));
+  return ep->limit != old;
 }
 
 int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining) {

@@ -25,6 +25,7 @@
 #include "runtime/base/config.h"
 #include "runtime/base/counters.h"
 #include "runtime/base/narrate.h"
+#include "runtime/base/qsketch.h"
 #include "runtime/upstream/adapter.h"
 
 typedef struct sl_pool_s sl_pool_t;
@@ -81,6 +82,18 @@ struct sl_endpoint_s {
   sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
   sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
   int nidle;
+  /* Admission (docs/admission.md): the relay enforces the limit, the
+   * gateway's limits job (runtime/gateway/limits.c) moves it with the limit
+   * rule over what happened in its interval (the w_ figures, reset by it). */
+  int limit;                     /* streams it may take at once now */
+  int limit_min, limit_max;      /* the bounds the rule's answers are kept in */
+  int adaptive;                  /* the rule moves the limit (else it stays) */
+  int w_max_inflight;            /* most streams on it at once in the interval */
+  uint64_t w_started, w_completed, w_429, w_503, w_timeouts, w_errors;
+  int w_cut;                     /* the limit was cut for a drop in the interval already */
+  uint64_t gaps_seen;            /* gaps.total at the job's last look */
+  sl_qsketch_t ttft_w;           /* TTFT from dispatch, normalized by prompt length, in the interval */
+  double ttft_p90_ms, itl_p90_ms;/* the last interval's figures (0 = none), for /health */
   uv_timer_t health_timer;       /* next health check */
   sl_upconn_t *health_conn;      /* health check in flight, or NULL */
   int health_timer_open;
@@ -94,6 +107,9 @@ struct sl_pool_s {
   /* Streams that ended early after their first token (a guard, the client
    * gone, the engine failed) and the two token counts they kept. */
   uint64_t cut_streams, cut_tokens_received, cut_tokens_written;
+  int queued;                    /* requests waiting in its admission queue now (the relay's) */
+  double drain_per_s;            /* streams it ended per second, smoothed (the limits job's; for Retry-After) */
+  uint64_t w_ended;              /* streams it ended in the limits job's interval */
 };
 
 struct sl_registry_s {
@@ -107,6 +123,8 @@ struct sl_registry_s {
   struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
   sl_counters_t *counters;       /* the owner's counters (NULL = none); upstream.c counts here too */
   sl_narrator_t *nar;            /* the owner's narrator (NULL = none); upstream.c narrates here too */
+  void (*on_ready)(void *ud);    /* an endpoint became ready (queued requests may go now), or NULL */
+  void *ready_ud;
 };
 
 /* A candidate handed to the choice step. */
@@ -133,6 +151,13 @@ int sl_registry_any_ready(const sl_registry_t *reg);
  * changed anything. */
 int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready);
 int sl_endpoint_set_draining(sl_endpoint_t *ep, int draining);
+/* Sets the endpoint's limit to v kept in [limit_min, limit_max]; returns
+ * the limit it had. */
+int sl_endpoint_set_limit(sl_endpoint_t *ep, int v);
+/* An engine's 429 or 503, or a timeout, on ep: counted for the rule, and
+ * the limit cut at once by the configured factor, once an interval.
+ * Returns 1 when it cut. */
+int sl_endpoint_drop(sl_endpoint_t *ep, int status);
 /* A failed request (an attempt that failed, before or after its first
  * token).  From the cooldown_after_failures-th consecutive one on, the
  * endpoint cools down for base * 2^(failures - that), capped at max. */

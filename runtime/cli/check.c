@@ -167,6 +167,20 @@ int sl_policy_check_main(int argc, char **argv) {
     if (nar) printf("ok: %s: narration policy\n", nar);
     printf("every phase returned on the samples within %llu VM instructions per call (lua.instruction_budget)\n",
            (unsigned long long)g->host.budget);
+    if (file == NULL) {
+      /* The limit rule, loaded into the same state as the daemon does. */
+      char lpath[512], lerr[900];
+      if (sl_limits_resolve(cfg.limit_rule, lpath, sizeof(lpath)) < 0) {
+        fprintf(stderr, "limits.rule: path too long\n");
+        rc = SL_ETOOBIG;
+      } else if (sl_generation_load(g, "limits", lpath, cfg.limit_config, lerr, sizeof(lerr)) < 0) {
+        fprintf(stderr, "limits.rule: %s\n", lerr);
+        rc = SL_EINVAL;
+      } else {
+        printf("ok: %s: limit rule %s %s%s\n", lpath, g->phase[SL_PHASE_LIMIT].name, g->phase[SL_PHASE_LIMIT].version,
+               g->phase[SL_PHASE_SLOW_CLIENT].ref >= 0 ? " (with slow_client)" : "");
+      }
+    }
     sl_generation_release(g);
   }
   /* Each tenant's pipeline, loaded into its sandbox as the daemon would. */

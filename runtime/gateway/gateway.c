@@ -44,11 +44,9 @@ static int sl__load_pipelines(sl_gateway_t *gw, sl_generation_t *g, char *err, s
   return 0;
 }
 
-/* Loads the limit rule into g when some pool adapts its limits. */
+/* Loads the limit rule into g (a pool that does not adapt its limits still
+ * has its slow clients put to the rule's slow_client). */
 static int sl__load_limits(const sl_config_t *cfg, sl_generation_t *g, char *err, size_t errlen) {
-  int adaptive = 0;
-  for (int i = 0; i < cfg->npools; i++) adaptive |= cfg->pools[i].limit_adaptive;
-  if (!adaptive) return 0;
   char path[512], msg[900];
   if (sl_limits_resolve(cfg->limit_rule, path, sizeof(path)) < 0) {
     snprintf(err, errlen, "limits.rule: path too long");

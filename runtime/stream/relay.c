@@ -294,6 +294,7 @@ static void sl__handle_closed(uv_handle_t *h) {
   if (st->next) st->next->prev = st->prev;
   ss->n--;
   sl_free(st);
+  if (ss->nqueued > 0) sl_relay_kick(ss); /* its buffers are back (the memory budget) */
   if (ss->n == 0 && ss->on_idle) ss->on_idle(ss->idle_ud);
 }
 
@@ -1545,12 +1546,16 @@ static void sl__enqueue(sl_stream_t *st, int pool, int cause, const char *reason
 static void sl__on_kick(uv_timer_t *t) {
   sl_streams_t *ss = t->data;
   uint64_t cool = 0;
+  int memory = 0;
   ss->kicking = 1;
   ss->kick_again = 0;
   for (int p = 0; p < ss->reg->npools && ss->nqueued > 0; p++) {
     sl_admq_node_t *node;
     while ((node = sl_admq_peek(&ss->queues[p])) != NULL) {
-      if (sl__over_memory(ss)) break; /* a stream's end kicks again */
+      if (sl__over_memory(ss)) {
+        memory = 1;
+        break;
+      }
       sl_stream_t *st = SL__STREAM_OF(node);
       sl_candidate_t cands[64];
       char reason[256];
@@ -1574,6 +1579,10 @@ static void sl__on_kick(uv_timer_t *t) {
   ss->kicking = 0;
   if (ss->kick_again) {
     uv_timer_start(&ss->kick_timer, sl__on_kick, 0, 0);
+  } else if (memory) {
+    /* Buffers are given back as clients read, with no event that says
+     * the total fell under the budget: look again shortly. */
+    uv_timer_start(&ss->kick_timer, sl__on_kick, 20, 0);
   } else if (cool != 0) {
     uint64_t now = uv_hrtime();
     uv_timer_start(&ss->kick_timer, sl__on_kick, cool > now ? (cool - now) / 1000000 + 1 : 0, 0);

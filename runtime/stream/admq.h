@@ -16,6 +16,8 @@
 
 #define SL_ADMQ_BANDS 3 /* sl_priority_t: high, normal, low */
 
+/* A node must be zeroed before its first push (queued = 0); pop and remove
+ * leave it ready for the next one. */
 typedef struct sl_admq_node_s {
   struct sl_admq_node_s *prev, *next; /* FIFO links inside the band */
   uint64_t deadline;  /* ordering key under EDF (any unit; the caller's) */
@@ -36,17 +38,24 @@ typedef struct {
   uint64_t seq;
 } sl_admq_t;
 
+/* An empty queue: FIFO inside a band, or EDF when edf is nonzero; at most
+ * cap nodes (0: no bound).  Allocates nothing. */
 void sl_admq_init(sl_admq_t *q, int edf, size_t cap);
-void sl_admq_free(sl_admq_t *q); /* frees the heaps; the nodes are the caller's */
-/* Queues n in band (clamped to [0, SL_ADMQ_BANDS)).  Returns 0, or
- * SL_ETOOBIG when the queue holds cap nodes (n is left out), or SL_EINVAL
- * when n is already queued. */
+/* Frees the heaps; the nodes are the caller's.  Nodes still queued are left
+ * unqueued, and q is empty again (same edf and cap), ready for pushes. */
+void sl_admq_free(sl_admq_t *q);
+/* Queues n in band (clamped to [0, SL_ADMQ_BANDS)) with deadline (kept in
+ * n even under FIFO).  Returns 0, or SL_ETOOBIG when the queue holds cap
+ * nodes (n is left out), or SL_EINVAL when n is already queued (here or in
+ * another queue; n is left as it was).  Growing an EDF heap aborts when
+ * memory is exhausted, as sl_realloc does. */
 int sl_admq_push(sl_admq_t *q, sl_admq_node_t *n, int band, uint64_t deadline);
 /* The node served next (the first band with nodes: its FIFO head or its
  * earliest deadline), or NULL when empty.  pop also removes it. */
 sl_admq_node_t *sl_admq_peek(const sl_admq_t *q);
 sl_admq_node_t *sl_admq_pop(sl_admq_t *q);
-/* Takes n out of the queue it is in (a no-op when n is not queued). */
+/* Takes n out of q, which must be the queue it is in (a no-op when n is
+ * not queued).  FIFO O(1), EDF O(log n); allocates nothing. */
 void sl_admq_remove(sl_admq_t *q, sl_admq_node_t *n);
 
 #endif

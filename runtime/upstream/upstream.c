@@ -156,6 +156,9 @@ static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *wh
   end.saw_done = c->dec.saw_done;
   end.body = c->dec.body;
   end.body_len = c->dec.body_len;
+  /* Set once a final response's headers arrived (upstream_decoder.h); a
+   * request that got none has no wish to report. */
+  end.retry_after_ms = c->dec.headers_done ? c->dec.retry_after_ms : -1;
   end.message = why;
   /* The connection is no longer the caller's while it is told, so a retry
    * started from on_end cannot be handed this connection while it still

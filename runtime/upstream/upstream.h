@@ -23,6 +23,7 @@
 #define SL_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "runtime/base/chunk_pool.h"
 #include "runtime/upstream/oai.h"
@@ -45,6 +46,7 @@ typedef struct {
   int saw_done;           /* a [DONE] event arrived */
   const char *body;       /* first bytes of a body that was not decoded (error replies) */
   size_t body_len;
+  int64_t retry_after_ms; /* the engine's Retry-After or retry-after-ms, in ms; -1 when none */
   const char *message;    /* human-readable detail (static or in the connection; valid during the call) */
 } sl_up_end_t;
 

@@ -16,7 +16,8 @@
  * {...}\n\n" in one chunk) reaches the callback as spans into the caller's
  * input (ev->raw_in_input = 1); an event cut by a read or chunk boundary is
  * joined in the caller's join buffer first.  No allocation, no libuv: the
- * state is inline and the function is pure over (buffer, length, state).
+ * state is inline and the function is pure over (buffer, length, state),
+ * except that a Retry-After given as an HTTP-date is measured from time().
  * Uses runtime/upstream/sse.h, adapter.h (whose scan is oai.h's for
  * "openai") and llhttp.
  */
@@ -53,6 +54,14 @@ struct sl_updec_s {
   int is_sse;              /* Content-Type is text/event-stream (parameters ignored, any case) */
   int is_ndjson;           /* Content-Type is application/x-ndjson (not decoded here) */
   int saw_done;            /* a [DONE] event arrived */
+  /* The engine's wish, in ms, once headers_done: retry-after-ms (digits)
+   * when it is present and well formed, else Retry-After (delta-seconds,
+   * capped at 2^31 s as RFC 9111 caps them, or an HTTP-date in any of the
+   * three forms of RFC 9110, as ms from time(), 0 when it is past); -1
+   * when neither is usable (a value over 40 bytes, trailing blanks aside,
+   * is not).  A later copy of a header overrides an earlier one; a 1xx
+   * interim response's are ignored. */
+  int64_t retry_after_ms;
   char body[SL_UPDEC_BODY_MAX]; /* first bytes of a body that is not decoded (non-2xx or non-SSE) */
   size_t body_len;         /* bytes in body */
   uint64_t body_total;     /* body bytes seen (de-chunked), decoded or not */
@@ -65,11 +74,15 @@ struct sl_updec_s {
   int emit;                /* decode the body as SSE events (2xx and SSE) */
   sl_updec_event_cb cb;    /* callback of the feed in progress */
   void *ud;                /* its argument */
-  int hdr;                 /* the header being parsed: 0 other, 1 Content-Type */
+  int hdr;                 /* the header being parsed: 0 other, 1 Content-Type, 2 Retry-After, 3 retry-after-ms */
   char hname[16];          /* header name bytes (first 16) */
   size_t hname_len;        /* header name length so far */
   char ctype[64];          /* Content-Type value bytes (first 64) */
   size_t ctype_len;        /* Content-Type value length so far */
+  char rval[40];           /* Retry-After or retry-after-ms value bytes (first 40) */
+  size_t rval_len;         /* its length so far; sizeof(rval) + 1 when too long */
+  int64_t ra_after;        /* this response's Retry-After in ms so far, -1 none or malformed */
+  int64_t ra_after_ms;     /* its retry-after-ms, -1 none or malformed */
   sl_event_t ev;           /* scratch event handed to the callback */
 };
 

@@ -8,11 +8,14 @@
  * private heap copy freed after its feed, so under AddressSanitizer a span
  * kept into an old read is caught.  Then malformed HTTP, bad chunking,
  * garbage and truncated JSON, join-buffer overflow, truncation at EOF,
- * pipelined junk, cancellation, non-SSE replies, and a random-bytes fuzz. */
+ * pipelined junk, cancellation, non-SSE replies, Retry-After and
+ * retry-after-ms (seconds, milliseconds, HTTP-dates, malformed values,
+ * each split at every byte), and a random-bytes fuzz. */
 #include "runtime/upstream/upstream_decoder.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "runtime/base/errors.h"
 #include "test.h"
@@ -794,6 +797,194 @@ static void test_keep_alive_reuse_and_interim(void) {
   ASSERT_EQ(run_whole(c, 25, &t), SL_EUPSTREAM); /* only the interim one arrived */
 }
 
+/* ---- Retry-After ------------------------------------------------------ */
+
+#define RA_CAP_MS 2147483648000LL /* 2^31 s, RFC 9111's cap on delta-seconds */
+
+static char ra_resp[1024];
+
+/* A 429 carrying the header lines hdrs ("Name: value\r\n"...). */
+static size_t mk_429(const char *hdrs) {
+  return (size_t)snprintf(ra_resp, sizeof(ra_resp),
+                          "HTTP/1.1 429 Too Many Requests\r\n%sContent-Type: application/json\r\n"
+                          "Content-Length: 2\r\n\r\n{}",
+                          hdrs);
+}
+
+/* Decodes the 429 with hdrs whole, cut in two at every byte and one byte
+ * at a time; returns the number of decodes whose retry_after_ms was not
+ * in [lo, hi] (or not a whole number of seconds when secs is set), so the
+ * caller asserts 0. */
+static int ra_check(const char *hdrs, int64_t lo, int64_t hi, int secs) {
+  static trace_t t;
+  static size_t cuts[1024];
+  size_t len = mk_429(hdrs);
+  int bad = 0;
+  for (size_t i = 0; i <= len + 1; i++) {
+    int r;
+    if (i <= len) {
+      r = i == len ? run_whole(ra_resp, len, &t) : run_cuts(ra_resp, len, &i, 1, &t);
+    } else {
+      for (size_t k = 0; k + 1 < len; k++) cuts[k] = k + 1;
+      r = run_cuts(ra_resp, len, cuts, (int)len - 1, &t);
+    }
+    int64_t v = dec.retry_after_ms;
+    if (r != 0 || dec.status != 429 || v < lo || v > hi || (secs && v % 1000 != 0)) {
+      fprintf(stderr, "%s(cut %zu) rc %d: retry_after_ms %lld, want [%lld, %lld]\n", hdrs, i, r,
+              (long long)v, (long long)lo, (long long)hi);
+      bad++;
+    }
+  }
+  return bad;
+}
+
+static int ra_is(const char *hdrs, int64_t want) { return ra_check(hdrs, want, want, 0); }
+
+/* An HTTP-date for the moment epoch: the wish is epoch minus the decoder's
+ * time(), which lies between the clock read before and after each decode,
+ * so the check holds however long a decode takes. */
+static int ra_date(const char *hdrs, int64_t epoch) {
+  static trace_t t;
+  size_t len = mk_429(hdrs);
+  int bad = 0;
+  for (size_t i = 0; i <= len; i++) {
+    int64_t t0 = (int64_t)time(NULL);
+    int r = i == len ? run_whole(ra_resp, len, &t) : run_cuts(ra_resp, len, &i, 1, &t);
+    int64_t t1 = (int64_t)time(NULL);
+    int64_t lo = epoch > t1 ? (epoch - t1) * 1000 : 0, hi = epoch > t0 ? (epoch - t0) * 1000 : 0;
+    int64_t v = dec.retry_after_ms;
+    if (r != 0 || v < lo || v > hi || v % 1000 != 0) {
+      fprintf(stderr, "%s(cut %zu) rc %d: retry_after_ms %lld, want [%lld, %lld]\n", hdrs, i, r,
+              (long long)v, (long long)lo, (long long)hi);
+      bad++;
+    }
+  }
+  return bad;
+}
+
+static void test_retry_after(void) {
+  /* Absent, or only look-alike names. */
+  ASSERT_EQ(ra_is("", -1), 0);
+  ASSERT_EQ(ra_is("X-Retry-After: 5\r\nRetry-After-Sec: 5\r\nRetry-Afte: 5\r\nretry-after-msec: 5\r\n", -1), 0);
+  /* Delta-seconds. */
+  ASSERT_EQ(ra_is("Retry-After: 5\r\n", 5000), 0);
+  ASSERT_EQ(ra_is("retry-after: 0\r\n", 0), 0);
+  ASSERT_EQ(ra_is("RETRY-AFTER:    120  \r\n", 120000), 0);
+  ASSERT_EQ(ra_is("Retry-After:\t7\r\n", 7000), 0);
+  ASSERT_EQ(ra_is("Retry-After: 8                                                            \r\n", 8000), 0);
+  ASSERT_EQ(ra_is("Retry-After: 99999999999999999999\r\n", RA_CAP_MS), 0);
+  /* Milliseconds. */
+  ASSERT_EQ(ra_is("retry-after-ms: 1500\r\n", 1500), 0);
+  ASSERT_EQ(ra_is("Retry-After-Ms: 0\r\n", 0), 0);
+  ASSERT_EQ(ra_is("retry-after-ms: 99999999999999999999\r\n", RA_CAP_MS), 0);
+  /* Both: the milliseconds win, in either order, unless they are malformed. */
+  ASSERT_EQ(ra_is("Retry-After: 5\r\nretry-after-ms: 250\r\n", 250), 0);
+  ASSERT_EQ(ra_is("retry-after-ms: 250\r\nRetry-After: 5\r\n", 250), 0);
+  ASSERT_EQ(ra_is("retry-after-ms: 0\r\nRetry-After: 5\r\n", 0), 0);
+  ASSERT_EQ(ra_is("retry-after-ms: 2.5s\r\nRetry-After: 5\r\n", 5000), 0);
+  ASSERT_EQ(ra_is("retry-after-ms: 250\r\nRetry-After: later\r\n", 250), 0);
+  /* A repeated header: the last copy counts. */
+  ASSERT_EQ(ra_is("Retry-After: 5\r\nRetry-After: 9\r\n", 9000), 0);
+  ASSERT_EQ(ra_is("Retry-After: 5\r\nRetry-After: x\r\n", -1), 0);
+  /* Malformed. */
+  const char *bad[] = {
+      "Retry-After: soon\r\n",
+      "Retry-After: -5\r\n",
+      "Retry-After: +5\r\n",
+      "Retry-After: 1.5\r\n",
+      "Retry-After: 5s\r\n",
+      "Retry-After: 5 5\r\n",
+      "Retry-After: 0x10\r\n",
+      "Retry-After:\r\n",
+      "Retry-After: Sun, 06 Nov 1994 08:49:37\r\n",      /* no zone */
+      "Retry-After: Sun, 06 Nov 1994 08:49:37 UTC\r\n",  /* not GMT */
+      "Retry-After: sun, 06 nov 1994 08:49:37 gmt\r\n",  /* HTTP-dates are case-sensitive */
+      "Retry-After: Sun, 6 Nov 1994 08:49:37 GMT\r\n",   /* one-digit day */
+      "Retry-After: Sun, 06 Nox 1994 08:49:37 GMT\r\n",
+      "Retry-After: Mon, 29 Feb 2100 00:00:00 GMT\r\n",  /* 2100 is not a leap year */
+      "Retry-After: Sat, 31 Apr 2100 00:00:00 GMT\r\n",
+      "Retry-After: Fri, 01 Jan 2100 24:00:00 GMT\r\n",
+      "Retry-After: Fri, 01 Jan 2100 00:60:00 GMT\r\n",
+      "Retry-After: Fri, 01 Jan 2100 00:00:00 GMT x\r\n",
+      "Retry-After: Fri, 01 Jan 2100 00:00:00 GMT and then some more text after it\r\n", /* longer than kept */
+      "Retry-After: 5                                                                     x\r\n",
+      "Retry-After: 0000000000000000000000000000000000000000000000000000000000000000005\r\n", /* too long to keep */
+      "Retry-After: Friday, 01 Jan 2100 00:00:00 GMT\r\n",
+      "Retry-After: Sunday, 06-Nov-1994 08:49:37 GMT\r\n",
+      "Retry-After: Sun Nov 6 08:49:37 1994\r\n",
+      "retry-after-ms: 12abc\r\n",
+      "retry-after-ms: -1\r\n",
+      "retry-after-ms: 1.5\r\n",
+      "retry-after-ms: Fri, 01 Jan 2100 00:00:00 GMT\r\n", /* only Retry-After may be a date */
+      "retry-after-ms:\r\n",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) ASSERT_EQ(ra_is(bad[i], -1), 0);
+  /* HTTP-dates in the past: 0. */
+  ASSERT_EQ(ra_is("Retry-After: Sun, 06 Nov 1994 08:49:37 GMT\r\n", 0), 0);
+  ASSERT_EQ(ra_is("Retry-After: Sunday, 06-Nov-94 08:49:37 GMT\r\n", 0), 0);
+  ASSERT_EQ(ra_is("Retry-After: Sun Nov  6 08:49:37 1994\r\n", 0), 0);
+  ASSERT_EQ(ra_is("Retry-After: Thu, 01 Jan 1970 00:00:00 GMT\r\n", 0), 0);
+  /* In the future: the seconds from now, in all three forms (the epochs
+   * are computed independently: 2050-01-01 and 2028-02-29T12:34:56). */
+  ASSERT_EQ(ra_date("Retry-After: Sat, 01 Jan 2050 00:00:00 GMT\r\n", 2524608000LL), 0);
+  ASSERT_EQ(ra_date("Retry-After: Tue, 29 Feb 2028 12:34:56 GMT\r\n", 1835440496LL), 0);
+  ASSERT_EQ(ra_date("Retry-After: Tuesday, 29-Feb-28 12:34:56 GMT\r\n", 1835440496LL), 0);
+  ASSERT_EQ(ra_date("Retry-After: Tue Feb 29 12:34:56 2028\r\n", 1835440496LL), 0);
+  /* An hour from now, written as a server would. */
+  time_t soon = time(NULL) + 3600;
+  struct tm tm;
+  gmtime_r(&soon, &tm);
+  char line[96];
+  strftime(line, sizeof(line), "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+  ASSERT_EQ(ra_date(line, (int64_t)soon), 0);
+  ASSERT_EQ(ra_check(line, 3000 * 1000, 3600 * 1000, 1), 0); /* and it is about an hour */
+  /* Too far ahead: capped like delta-seconds. */
+  ASSERT_EQ(ra_is("Retry-After: Fri, 31 Dec 9999 23:59:59 GMT\r\n", RA_CAP_MS), 0);
+}
+
+/* The wish belongs to one final response: not to a 1xx before it, not to
+ * the previous response on the connection, and not before the headers end. */
+static void test_retry_after_per_response(void) {
+  static trace_t t;
+  sl_updec_init(&dec, joinbuf, sizeof(joinbuf));
+  ASSERT_EQ(dec.retry_after_ms, -1);
+  memset(&t, 0, sizeof(t));
+  const char *a = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n";
+  const char *b = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\ndata: [DONE]\n\n";
+  const char *head = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\n";
+  ASSERT_EQ(sl_updec_feed(&dec, head, strlen(head), on_event, &t), 0);
+  ASSERT_EQ(dec.retry_after_ms, -1); /* the headers are not over yet */
+  const char *rest = "Content-Length: 0\r\n\r\n";
+  ASSERT_EQ(sl_updec_feed(&dec, rest, strlen(rest), on_event, &t), 0);
+  ASSERT_EQ(dec.retry_after_ms, 3000);
+  sl_updec_reset(&dec);
+  ASSERT_EQ(dec.retry_after_ms, -1);
+  ASSERT_EQ(sl_updec_feed(&dec, b, strlen(b), on_event, &t), 0);
+  ASSERT_EQ(dec.retry_after_ms, -1);
+  sl_updec_reset(&dec);
+  ASSERT_EQ(sl_updec_feed(&dec, a, strlen(a), on_event, &t), 0);
+  ASSERT_EQ(dec.retry_after_ms, 3000);
+  /* A stream may carry one too. */
+  ASSERT_EQ(run_str("HTTP/1.1 200 OK\r\nretry-after-ms: 40\r\nContent-Type: text/event-stream\r\n"
+                    "Content-Length: 14\r\n\r\ndata: [DONE]\n\n",
+                    &t),
+            0);
+  ASSERT_EQ(dec.retry_after_ms, 40);
+  ASSERT_EQ(t.events, 1);
+  /* An interim response's header is not the final one's. */
+  const char *c = "HTTP/1.1 103 Early Hints\r\nRetry-After: 4\r\nretry-after-ms: 4000\r\n\r\n"
+                  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  for (size_t i = 0; i <= strlen(c); i++) {
+    ASSERT_EQ(run_cuts(c, strlen(c), &i, 1, &t), 0);
+    ASSERT_EQ(dec.status, 200);
+    ASSERT_EQ(dec.retry_after_ms, -1);
+  }
+  const char *e = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\n"
+                  "Content-Length: 0\r\n\r\n";
+  ASSERT_EQ(run_str(e, &t), 0);
+  ASSERT_EQ(dec.retry_after_ms, 2000);
+}
+
 /* Random bytes, and valid responses with random damage: never a crash,
  * always one of the documented codes. */
 static void test_fuzz(void) {
@@ -857,6 +1048,8 @@ int main(void) {
   SL_RUN(test_non_sse_replies);
   SL_RUN(test_content_types);
   SL_RUN(test_keep_alive_reuse_and_interim);
+  SL_RUN(test_retry_after);
+  SL_RUN(test_retry_after_per_response);
   SL_RUN(test_fuzz);
   fprintf(stderr, "  %ld responses decoded\n", runs);
   return SL_TEST_EXIT();

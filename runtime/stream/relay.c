@@ -1407,7 +1407,7 @@ static int sl__candidates(sl_stream_t *st, sl_candidate_t *cands, int cap, int *
     if (cands[i].ep->inflight < cands[i].ep->limit) cands[k++] = cands[i];
   if (n > 0 && k == 0) {
     *cause = SL_PLACE_FULL;
-    snprintf(reason, reasonlen, "every ready endpoint serving model \"%s\" is at its concurrency limit", st->r.model);
+    snprintf(reason, reasonlen, "every ready endpoint serving model \"%.160s\" is at its concurrency limit", st->r.model);
   }
   return k;
 }

@@ -25,7 +25,7 @@ const char *sl_strerror(int code);
 local ffi_string, type, error = ffi.string, type, error
 
 local _M = {
-  ABI_VERSION = 4, -- mirrors SL_FFI_ABI_VERSION in runtime/base/version.h
+  ABI_VERSION = 5, -- mirrors SL_FFI_ABI_VERSION in runtime/base/version.h
   -- Mirrors the SL_E* codes of runtime/base/errors.h; the first five are also
   -- the SL_AN_E* codes of analyzers/status.h, with the same numbers.
   -- tests/lua/base_spec.lua checks every one against sl_strerror.

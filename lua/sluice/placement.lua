@@ -6,6 +6,7 @@
 --   placement.load(c)                      -- inflight / slots of a candidate
 --   placement.name(c)                      -- its "host:port"
 --   placement.tried(c)                     -- true if this request failed on it
+--   placement.limit(c)                     -- its concurrency limit now (slots when unset)
 --   placement.dynamics(c)                  -- its timing verdict's class name
 --                                          -- ("periodic", "noise", ...) or nil
 --   placement.validate_policy(mod)         -- true | nil, message
@@ -22,6 +23,7 @@
 -- docs/policies.md.
 local ffi = require "ffi"
 local base = require "sluice.base"
+local schema = require "sluice.schema"
 local C = base.C
 
 -- Mirrors runtime/lua/place_ffi.h exactly (tests/lua/placement_spec.lua
@@ -34,6 +36,8 @@ typedef struct {
   int32_t inflight;      /* streams on it now */
   int32_t context_tokens;/* its pool's context size (0 = unknown) */
   int32_t tried;         /* 1 if this request already failed on it (a retry) */
+  int32_t limit;         /* its concurrency limit now (its slots unless its pool adapts; docs/limit-rules.md) */
+  int32_t queued;        /* requests waiting in its pool's admission queue now */
   int32_t dyn_class;     /* timing verdict: 0 fixed_point, 1 periodic, 2 chaotic, 3 noise, 4 trend
                             (sl_dyn_class_t); -1 = no verdict yet */
   int32_t dyn_samples;   /* inter-token gaps the verdict was computed over (0 = none) */
@@ -60,7 +64,7 @@ typedef struct {
 ffi.cdef(CDEF)
 
 local ffi_string, ffi_typeof = ffi.string, ffi.typeof
-local type, tostring, pairs, ipairs, pcall, error = type, tostring, pairs, ipairs, pcall, error
+local type, tostring, pcall, error = type, tostring, pcall, error
 local concat, format, floor = table.concat, string.format, math.floor
 
 -- The names of a candidate's dyn_class values (sl_dyn_class_t in
@@ -103,6 +107,14 @@ function _M.tried(c)
   return c.tried ~= 0
 end
 
+-- The candidate's concurrency limit now (adaptive pools move it; see
+-- docs/limit-rules.md), or its slots when the context carries none (0).
+function _M.limit(c)
+  local limit = c.limit
+  if limit < 1 then return c.slots end
+  return limit
+end
+
 -- The class of the candidate's latest timing verdict ("fixed_point",
 -- "periodic", "chaotic", "noise" or "trend"), or nil before its first.  A
 -- table lookup: nothing is made per call.
@@ -112,8 +124,6 @@ end
 
 ---------------------------------------------------------------------------
 -- Policy modules.
-
-local SCHEMA_TYPES = { number = true, integer = true, string = true, boolean = true }
 
 -- Helpers shared by the shipped policies (and open to any policy).  They
 -- take the context cdata and make nothing per call, so they stay on trace.
@@ -155,49 +165,10 @@ function _M.least_loaded(ctx, fresh, skip)
   return best, bi, bs
 end
 
-local function article(t)
-  return (t == "integer" and "an " or "a ") .. t
-end
-
-local function is_type(v, want)
-  if want == "integer" then return type(v) == "number" and v % 1 == 0 end
-  return type(v) == want
-end
-
--- Checks one schema entry; returns nil or a message.
-local function check_entry(key, e)
-  if type(key) ~= "string" then
-    return "schema keys must be strings, got " .. type(key)
-  end
-  if type(e) ~= "table" then
-    return format('schema key "%s" must be a table { type = ..., default = ... }, got %s', key, type(e))
-  end
-  if not SCHEMA_TYPES[e.type] then
-    return format('schema key "%s" has type %s (want "number", "integer", "string" or "boolean")',
-      key, e.type == nil and "nil" or format("%q", tostring(e.type)))
-  end
-  if e.default == nil then
-    return format('schema key "%s" has no default', key)
-  end
-  if not is_type(e.default, e.type) then
-    return format('schema key "%s": default must be %s, got %s', key, article(e.type), type(e.default))
-  end
-  for _, bound in ipairs { "min", "max" } do
-    if e[bound] ~= nil and (type(e[bound]) ~= "number" or (e.type ~= "number" and e.type ~= "integer")) then
-      return format('schema key "%s": %s applies to numbers only and must be a number', key, bound)
-    end
-  end
-  if e.min ~= nil and e.default < e.min or e.max ~= nil and e.default > e.max then
-    return format('schema key "%s": default %s is outside [%s, %s]', key, tostring(e.default),
-      tostring(e.min or "-inf"), tostring(e.max or "inf"))
-  end
-  return nil
-end
-
 -- Checks that mod is a policy module: a table with name (string), version
 -- (string), schema (table of config keys, each { type, default, [min],
--- [max], [doc] }) and place (function); configure, when present, must be a
--- function.  Returns true, or nil and one message naming everything wrong.
+-- [max], [values], [doc] }: sluice.schema) and place (function); configure,
+-- when present, must be a function.  Returns true, or nil and one message naming everything wrong.
 function _M.validate_policy(mod)
   if type(mod) ~= "table" then
     return nil, "a policy module must return a table, got " .. type(mod)
@@ -221,12 +192,7 @@ function _M.validate_policy(mod)
     problems[#problems + 1] = '"configure" must be a function(config), got ' .. type(mod.configure)
   end
   if type(mod.schema) == "table" then
-    local bad = {}
-    for k, e in pairs(mod.schema) do
-      local msg = check_entry(k, e)
-      if msg then bad[#bad + 1] = msg end
-    end
-    table.sort(bad) -- pairs() order is not stable; messages are
+    local bad = schema.problems(mod.schema)
     for i = 1, #bad do problems[#problems + 1] = bad[i] end
   end
   if #problems > 0 then
@@ -242,25 +208,8 @@ end
 function _M.configure(mod, overrides)
   local ok, err = _M.validate_policy(mod)
   if not ok then return nil, err end
-  if overrides ~= nil and type(overrides) ~= "table" then
-    return nil, format('policy "%s": config must be a table, got %s', mod.name, type(overrides))
-  end
-  local cfg = {}
-  for k, e in pairs(mod.schema) do cfg[k] = e.default end
-  for k, v in pairs(overrides or {}) do
-    local e = mod.schema[k]
-    if e == nil then
-      return nil, format('policy "%s": unknown config key "%s"', mod.name, tostring(k))
-    end
-    if not is_type(v, e.type) then
-      return nil, format('policy "%s": config key "%s" must be %s, got %s', mod.name, k, article(e.type), type(v))
-    end
-    if e.min ~= nil and v < e.min or e.max ~= nil and v > e.max then
-      return nil, format('policy "%s": config key "%s" = %s is outside [%s, %s]', mod.name, k, tostring(v),
-        tostring(e.min or "-inf"), tostring(e.max or "inf"))
-    end
-    cfg[k] = v
-  end
+  local cfg, cerr = schema.build(mod.schema, overrides, format('policy "%s"', mod.name))
+  if not cfg then return nil, cerr end
   if mod.configure then mod.configure(cfg) end
   return cfg
 end
@@ -333,6 +282,7 @@ end
 
 -- Builds an sl_ffi_place_ctx_t from an array of candidate tables
 --   { endpoint_id = (i - 1), pool_id = 0, slots = 1, inflight = 0,
+--     limit = slots, queued = 0,
 --     context_tokens = 0, tried = false, ewma_ttft_ms = 0, ewma_itl_ms = 0,
 --     tokens_per_s = 0, error_rate = 0, dyn_class = nil (none; or a class name
 --     or its number), dyn_samples = 0, dyn_lambda = 0, dyn_age_ms = 0,
@@ -386,6 +336,8 @@ function _M.new_context(cands, req)
     d.pool_id = num(c.pool_id, 0, "pool_id")
     d.slots = num(c.slots, 1, "slots")
     d.inflight = num(c.inflight, 0, "inflight")
+    d.limit = num(c.limit, d.slots, "limit")
+    d.queued = num(c.queued, 0, "queued")
     d.context_tokens = num(c.context_tokens, 0, "context_tokens")
     d.tried = (c.tried == true or c.tried == 1) and 1 or 0
     d.ewma_ttft_ms = num(c.ewma_ttft_ms, 0, "ewma_ttft_ms")

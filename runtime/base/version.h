@@ -7,7 +7,7 @@
 #ifndef SL_VERSION_H
 #define SL_VERSION_H
 
-#define SL_FFI_ABI_VERSION 4
+#define SL_FFI_ABI_VERSION 5
 
 /* The release version string ("0.1.0"); static storage. */
 const char *sl_ffi_version(void);

@@ -80,6 +80,10 @@ int sl_narration_resolve(const char *name_or_path, char *out, size_t cap) {
   return sl__resolve("", name_or_path, out, cap);
 }
 
+int sl_limits_resolve(const char *name_or_path, char *out, size_t cap) {
+  return sl__resolve("limits/", name_or_path, out, cap);
+}
+
 /* The accounted allocator: every byte a state holds is counted, and a cap
  * makes allocations fail (Lua then raises "not enough memory") instead of
  * growing the process. */
@@ -368,4 +372,20 @@ int sl_generation_narrate(sl_generation_t *g, sl_narrator_t *nar, char *err, siz
   int rc = sl_generation_call(g, SL_PHASE_NARRATION, nar, NULL, NULL, err, errlen);
   /* Narration has one failure besides suspension: the plain rendering. */
   return rc == SL_ETIMEDOUT ? SL_EINVAL : rc;
+}
+
+int sl_generation_limit(sl_generation_t *g, const sl_ffi_limit_stats_t *s, int64_t *limit, char *reason,
+                        size_t reasonlen) {
+  /* The wrapper (limits.bind) answers an integer or raises, so a successful
+   * call always carries the rule's limit. */
+  return sl_generation_call(g, SL_PHASE_LIMIT, (void *)s, NULL, limit, reason, reasonlen);
+}
+
+int sl_generation_slow_client(sl_generation_t *g, const sl_ffi_slow_client_t *c, int *cancel, char *reason,
+                              size_t reasonlen) {
+  int64_t a = 0;
+  int rc = sl_generation_call(g, SL_PHASE_SLOW_CLIENT, (void *)c, c->id, &a, reason, reasonlen);
+  if (rc < 0) return rc;
+  *cancel = a == 1;
+  return 0;
 }

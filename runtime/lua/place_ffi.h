@@ -26,6 +26,8 @@ typedef struct {
   int32_t inflight;      /* streams on it now */
   int32_t context_tokens;/* its pool's context size (0 = unknown) */
   int32_t tried;         /* 1 if this request already failed on it (a retry) */
+  int32_t limit;         /* its concurrency limit now (its slots unless its pool adapts; docs/limit-rules.md) */
+  int32_t queued;        /* requests waiting in its pool's admission queue now */
   int32_t dyn_class;     /* timing verdict: 0 fixed_point, 1 periodic, 2 chaotic, 3 noise, 4 trend
                             (sl_dyn_class_t); -1 = no verdict yet */
   int32_t dyn_samples;   /* inter-token gaps the verdict was computed over (0 = none) */

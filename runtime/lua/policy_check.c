@@ -46,6 +46,8 @@ static const char *sl__sample(int k, sl_ffi_place_ctx_t *ctx) {
     c->inflight = samples[k].loaded == 2 ? 4 : samples[k].loaded ? (i * 3) % 5 : 0;
     c->context_tokens = 8192;
     c->tried = i < samples[k].tried;
+    c->limit = c->slots;
+    c->queued = samples[k].loaded == 2 ? 3 : 0; /* all full: requests wait */
     if (samples[k].learned) {
       c->ewma_ttft_ms = 40.0 + 7.0 * i;
       c->ewma_itl_ms = 8.0 + (i % 3);

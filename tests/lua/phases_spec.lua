@@ -16,7 +16,7 @@ local function policy(src)
 end
 
 local PLACE = { name = "placement", entry = "place", wrapper = "sluice.placement", optional = false }
-local LIMITS = { name = "limits", entry = "limits", optional = true }
+local EXTRA = { name = "extra", entry = "extra", optional = true }
 
 local function as_userdata(cdata)
   -- What C hands a bound function: a pointer, not cdata.
@@ -37,8 +37,8 @@ describe("sluice.phases", function()
   it("binds each phase through its wrapper and returns the module's name and version", function()
     local path = file("return { name = 'two', version = '3', schema = { k = { type = 'integer', default = 1 } },\n" ..
       "  place = function(ctx) return ctx.n, nil end,\n" ..
-      "  limits = function(p) return 7, 'seven' end }")
-    local bound, name, version = phases.load(path, { k = 2 }, { PLACE, LIMITS })
+      "  extra = function(p) return 7, 'seven' end }")
+    local bound, name, version = phases.load(path, { k = 2 }, { PLACE, EXTRA })
     assert.equals("two", name)
     assert.equals("3", version)
     assert.is_function(bound[1])
@@ -52,7 +52,7 @@ describe("sluice.phases", function()
 
   it("skips an optional phase the module does not define", function()
     local path = file("return { name = 'one', version = '1', schema = {}, place = function() return 1, 'x' end }")
-    local bound = phases.load(path, nil, { PLACE, LIMITS })
+    local bound = phases.load(path, nil, { PLACE, EXTRA })
     assert.is_function(bound[1])
     assert.is_false(bound[2])
   end)
@@ -65,15 +65,15 @@ describe("sluice.phases", function()
   end)
 
   it("refuses an optional entry that is not a function", function()
-    local path = file("return { name = 'n', version = '1', schema = {}, limits = 3 }")
-    local ok, err = pcall(phases.load, path, nil, { LIMITS })
+    local path = file("return { name = 'n', version = '1', schema = {}, extra = 3 }")
+    local ok, err = pcall(phases.load, path, nil, { EXTRA })
     assert.is_false(ok)
-    assert.equals(path .. ': "limits" must be a function, got number', err)
+    assert.equals(path .. ': "extra" must be a function, got number', err)
   end)
 
   it("refuses a module that is not a table, even when every phase is optional", function()
     local path = file("return 42")
-    local ok, err = pcall(phases.load, path, nil, { LIMITS })
+    local ok, err = pcall(phases.load, path, nil, { EXTRA })
     assert.is_false(ok)
     assert.equals(path .. ": a policy module must return a table, got number", err)
   end)

@@ -41,8 +41,9 @@ describe("sluice.placement", function()
     decls = decls:gsub("SL_FFI_MAX_CANDIDATES", tostring(max))
     assert.equals(normalize(decls), normalize(placement.CDEF))
     -- The layout C compiles to on this ABI (x86-64 / aarch64, LP64).
-    assert.equals(88, ffi.sizeof("sl_ffi_candidate_t"))
-    assert.equals(48 + 64 * 88, ffi.sizeof("sl_ffi_place_ctx_t"))
+    assert.equals(96, ffi.sizeof("sl_ffi_candidate_t"))
+    assert.equals(40, ffi.offsetof("sl_ffi_candidate_t", "ewma_ttft_ms")) -- ten int32 before the doubles
+    assert.equals(48 + 64 * 96, ffi.sizeof("sl_ffi_place_ctx_t"))
     assert.equals(48, ffi.offsetof("sl_ffi_place_ctx_t", "cands"))
   end)
 
@@ -87,6 +88,24 @@ describe("sluice.placement", function()
     -- A seed can be a full uint64.
     local c3 = placement.new_context({ {}, {} }, { seed = 0xffffffffffffffffULL })
     assert.is_true(c3.seed == 0xffffffffffffffffULL)
+  end)
+
+  it("carries each candidate's limit and its pool's queue", function()
+    local ctx = placement.new_context({
+      { slots = 4 },
+      { slots = 4, limit = 6, queued = 3 },
+      { slots = 2, limit = 0 },
+    })
+    local a, b, c = ctx.cands[0], ctx.cands[1], ctx.cands[2]
+    assert.equals(4, a.limit) -- the slots, unless given
+    assert.equals(0, a.queued)
+    assert.equals(4, placement.limit(a))
+    assert.equals(6, b.limit)
+    assert.equals(3, b.queued)
+    assert.equals(6, placement.limit(b))
+    assert.equals(2, placement.limit(c)) -- none carried: the slots
+    assert.has_error(function() placement.new_context({ { queued = "3" } }) end,
+      "placement.new_context: queued must be a number, got string")
   end)
 
   it("names each candidate's timing verdict, nil before the first", function()

@@ -46,7 +46,7 @@ static const char PLACE[] =
     "    if ctx.max_tokens > 100 then while true do end end\n"
     "    return 2, 'second'\n"
     "  end,\n"
-    "  limits = function(p)\n"
+    "  extra = function(p)\n"
     "    local v = ffi.cast('int32_t *', p)[0]\n"
     "    C.sl_test_capture_note()\n"
     "    if v < 0 then while true do end end\n"
@@ -173,34 +173,34 @@ static void test_both_phases_one_path(void) {
   sl_generation_release(g);
 }
 
-/* The built-in phases and one of the test's own: an optional `limits`
+/* The built-in phases and one of the test's own: an optional `extra`
  * defined in the placement file, with no wrapper module (the entry gets the
  * argument as it is) and a suspension after 3 stops. */
-enum { PHASE_LIMITS = SL_PHASE__COUNT };
+enum { PHASE_EXTRA = SL_PHASE__COUNT };
 static sl_phase_desc_t table[SL_PHASE__COUNT + 1];
 
-static int limits(sl_generation_t *g, int32_t v, int64_t *answer, char *text, size_t cap) {
-  return sl_generation_call(g, PHASE_LIMITS, &v, "req-9", answer, text, cap);
+static int extra(sl_generation_t *g, int32_t v, int64_t *answer, char *text, size_t cap) {
+  return sl_generation_call(g, PHASE_EXTRA, &v, "req-9", answer, text, cap);
 }
 
 static void test_a_phase_of_its_own(void) {
   memcpy(table, sl_phase_table, sizeof(sl_phase_table));
-  table[PHASE_LIMITS] = (sl_phase_desc_t){"limits", "placement", "limits", NULL, 1, 3, "no limits"};
+  table[PHASE_EXTRA] = (sl_phase_desc_t){"extra", "placement", "extra", NULL, 1, 3, "no extra phase"};
   sl_generation_t *g;
   char err[1024], want[1024];
   int64_t answer = -1;
   int k = -1;
 
-  /* A policy without `limits`: the entry is skipped, the rest loads. */
+  /* A policy without `extra`: the entry is skipped, the rest loads. */
   write_file(ppath, "return { name = 'p', version = '1', schema = {}, place = function(ctx) return 1, 'x' end }");
   ASSERT_EQ(sl__generation_new(table, SL_PHASE__COUNT + 1, 1, &lim, &g, err, sizeof(err)), 0);
   ASSERT_EQ(sl_generation_load(g, "placement", ppath, NULL, err, sizeof(err)), 0);
   ASSERT_EQ(sl_generation_phase_ready(g, SL_PHASE_PLACEMENT), 1);
-  ASSERT_EQ(sl_generation_phase_ready(g, PHASE_LIMITS), 0);
-  ASSERT_EQ(limits(g, 21, &answer, err, sizeof(err)), SL_EINVAL);
-  ASSERT_STR_EQ(err, "no limits policy");
+  ASSERT_EQ(sl_generation_phase_ready(g, PHASE_EXTRA), 0);
+  ASSERT_EQ(extra(g, 21, &answer, err, sizeof(err)), SL_EINVAL);
+  ASSERT_STR_EQ(err, "no extra policy");
   ASSERT_EQ(answer, 0);
-  ASSERT_STR_EQ(g->phase[PHASE_LIMITS].file, "");
+  ASSERT_STR_EQ(g->phase[PHASE_EXTRA].file, "");
   ASSERT_EQ(place(g, 10, &k, err, sizeof(err)), 0);
   ASSERT_STR_EQ(err, "x");
   sl_generation_release(g);
@@ -210,22 +210,22 @@ static void test_a_phase_of_its_own(void) {
   write_file(ppath, PLACE);
   ASSERT_EQ(sl__generation_new(table, SL_PHASE__COUNT + 1, 1, &lim, &g, err, sizeof(err)), 0);
   ASSERT_EQ(sl_generation_load(g, "placement", ppath, NULL, err, sizeof(err)), 0);
-  ASSERT_EQ(sl_generation_phase_ready(g, PHASE_LIMITS), 1);
-  ASSERT_EQ(limits(g, 21, &answer, err, sizeof(err)), 0);
+  ASSERT_EQ(sl_generation_phase_ready(g, PHASE_EXTRA), 1);
+  ASSERT_EQ(extra(g, 21, &answer, err, sizeof(err)), 0);
   ASSERT_EQ(answer, 42);
   ASSERT_STR_EQ(err, "doubled");
-  snprintf(want, sizeof(want), "limits %s for request req-9", ppath);
+  snprintf(want, sizeof(want), "extra %s for request req-9", ppath);
   ASSERT_STR_EQ(note, want);
-  ASSERT_EQ(limits(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
-  ASSERT_EQ(limits(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
+  ASSERT_EQ(extra(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
+  ASSERT_EQ(extra(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
   ASSERT(strstr(err, "suspended") == NULL);
-  ASSERT_EQ(limits(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
+  ASSERT_EQ(extra(g, -1, &answer, err, sizeof(err)), SL_ETIMEDOUT);
   snprintf(want, sizeof(want),
-           "instruction budget exceeded: limits %s stopped after 20000 VM instructions at %s:13; 3 stops in a row: "
-           "the policy is suspended for generation 1 (no limits until a reload)",
+           "instruction budget exceeded: extra %s stopped after 20000 VM instructions at %s:13; 3 stops in a row: "
+           "the policy is suspended for generation 1 (no extra phase until a reload)",
            ppath, ppath);
   ASSERT_STR_EQ(err, want);
-  ASSERT_EQ(limits(g, 21, &answer, err, sizeof(err)), SL_ECANCELED);
+  ASSERT_EQ(extra(g, 21, &answer, err, sizeof(err)), SL_ECANCELED);
   ASSERT_EQ(sl_generation_phase_ready(g, SL_PHASE_PLACEMENT), 1);
   ASSERT_EQ(place(g, 10, &k, err, sizeof(err)), 0);
   ASSERT_EQ(g->phase[SL_PHASE_PLACEMENT].stops, 0);
@@ -233,17 +233,17 @@ static void test_a_phase_of_its_own(void) {
   /* Loading the file again replaces the bindings and clears the
    * suspension. */
   ASSERT_EQ(sl_generation_load(g, "placement", ppath, NULL, err, sizeof(err)), 0);
-  ASSERT_EQ(limits(g, 4, &answer, err, sizeof(err)), 0);
+  ASSERT_EQ(extra(g, 4, &answer, err, sizeof(err)), 0);
   ASSERT_EQ(answer, 8);
   sl_generation_release(g);
 
   /* An entry that is there but is no function fails the load, and the load
    * binds nothing, not even the phases that were fine. */
   write_file(ppath,
-             "return { name = 'p', version = '1', schema = {}, place = function(ctx) return 1 end, limits = 3 }");
+             "return { name = 'p', version = '1', schema = {}, place = function(ctx) return 1 end, extra = 3 }");
   ASSERT_EQ(sl__generation_new(table, SL_PHASE__COUNT + 1, 1, &lim, &g, err, sizeof(err)), 0);
   ASSERT_EQ(sl_generation_load(g, "placement", ppath, NULL, err, sizeof(err)), SL_EINVAL);
-  snprintf(want, sizeof(want), "%s: \"limits\" must be a function, got number", ppath);
+  snprintf(want, sizeof(want), "%s: \"extra\" must be a function, got number", ppath);
   ASSERT_STR_EQ(err, want);
   ASSERT_EQ(sl_generation_phase_ready(g, SL_PHASE_PLACEMENT), 0);
   /* No phase of the table comes from such a file. */

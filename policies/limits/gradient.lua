@@ -1,0 +1,214 @@
+-- gradient: the default limit rule, after Netflix's Gradient2
+-- (concurrency-limits): it compares the interval's latency with a
+-- long-term average of it and moves the limit by their ratio.
+--
+-- Per interval, with short = the interval's normalized TTFT (ttft_p90 by
+-- default) and long = its long-term exponential average over long_window
+-- intervals:
+--
+--   gradient = clamp(tolerance * long / short, 0.5, 1)
+--   new      = limit * gradient + sqrt(limit)           (sqrt: room to queue)
+--   limit    = limit * (1 - smoothing) + new * smoothing
+--
+-- While short stays within tolerance of long the gradient is 1 and the
+-- limit grows by smoothing * sqrt(limit); once it rises past that (streams
+-- wait inside the engine) the gradient shrinks and so does the limit.  The
+-- same gradient is taken on the inter-token time (itl_<signal>, when
+-- use_itl), which grows when the engine batches more streams than it
+-- decodes well; the smaller of the two limits wins.  The limit is kept as a
+-- fraction in the endpoint's state, so slow growth adds up across intervals;
+-- a decrease always shows (at least one less than now), or a limit a hair
+-- above the knee would sit there.
+--
+-- Where this departs from Gradient2, and why:
+--   * long takes a sample at most tolerance * long: under sustained
+--     overload Gradient2's average absorbs the queueing and makes it the
+--     new normal; here a real shift (a slower model) is still absorbed,
+--     but long grows by at most 2 * (tolerance - 1) / (long_window + 1)
+--     per interval (1.6% with the defaults).
+--   * the baseline probe: on an endpoint that has been saturated since
+--     the rule first saw it, long is the queueing latency and the gradient
+--     can never tell.  Every probe_every intervals without a light one (an
+--     interval at or below s.min streams, which refreshes long for free),
+--     the rule drops the limit to s.min until an interval runs that light
+--     (at most probe_hold intervals), lowers long to what it measured, and
+--     goes back to the limit it had; the gradient does the rest.  The same
+--     idea as BBR's ProbeRTT; it costs throughput, so it is rare
+--     (probe_every = 0 turns it off).
+--
+-- Like Gradient2: long decays (x0.95) while it is more than twice short; the
+-- limit does not rise in an interval the endpoint was app-limited
+-- (max_inflight < limit / 2: its latency says nothing about more streams);
+-- an interval with fewer than min_samples TTFT samples keeps the limit.
+-- Drops (429, 503, timeouts) cut it: C has cut once already when they
+-- happened, so the rule cuts from the limit it had answered before them,
+-- to floor(that * drop_factor), never above what C left; it never rises
+-- in an interval with drops.
+--
+-- slow_client: a stream whose client has stayed paused above the high
+-- watermark for more than slow_client_ms is cancelled while requests wait
+-- in its pool's queue (it holds an engine slot others could use), kept
+-- otherwise.
+local limits = require "sluice.limits"
+
+local format, floor, sqrt, min, tonumber = string.format, math.floor, math.sqrt, math.min, tonumber
+local clamp, app_limited = limits.clamp, limits.app_limited
+
+local _M = {
+  name = "gradient",
+  version = "1.0.0",
+  schema = {
+    signal = { type = "string", default = "p90", values = limits.QUANTILES,
+      doc = "which TTFT (and inter-token time) quantile the gradient reads" },
+    use_itl = { type = "boolean", default = true,
+      doc = "also take the gradient on inter-token time; the smaller limit wins" },
+    tolerance = { type = "number", default = 1.5, min = 1,
+      doc = "how far short may rise over long before the limit falls" },
+    smoothing = { type = "number", default = 0.2, min = 0.01, max = 1,
+      doc = "how much of the new limit an interval takes" },
+    long_window = { type = "integer", default = 60, min = 1,
+      doc = "intervals the long-term average spans" },
+    min_samples = { type = "integer", default = 5, min = 1,
+      doc = "an interval with fewer TTFT samples keeps the limit" },
+    drop_factor = { type = "number", default = 0.75, min = 0, max = 1,
+      doc = "on drops, the limit answered before them times this (floored)" },
+    probe_every = { type = "integer", default = 300, min = 0,
+      doc = "intervals without a light one before the rule probes for the no-load TTFT (0 = never)" },
+    probe_hold = { type = "integer", default = 10, min = 1,
+      doc = "most intervals a probe holds the limit at min waiting for the endpoint to drain" },
+    slow_client_ms = { type = "number", default = 10000, min = 0,
+      doc = "a client paused longer than this is cancelled while requests wait" },
+  },
+}
+
+-- long after the n-th interval's sample: a plain average of the first
+-- WARMUP samples (one sample is no long-term average), then an exponential
+-- average over `window` intervals; a sample counts at most tolerance *
+-- long, and long decays while it is more than twice the sample.
+local WARMUP = 10
+local function update_long(long, n, sample, window, tolerance)
+  if long == nil then return sample end
+  local a = 2 / (window + 1)
+  if n <= WARMUP and 1 / n > a then a = 1 / n end
+  local x = sample
+  if x > long * tolerance then x = long * tolerance end
+  long = long + a * (x - long)
+  if long > 2 * sample then long = long * 0.95 end
+  return long
+end
+
+-- The gradient of short against long, in [0.5, 1] (1 without a sample).
+local function gradient(long, short, tolerance)
+  if short <= 0 then return 1 end
+  local g = tolerance * long / short
+  if g < 0.5 then return 0.5 end
+  if g > 1 then return 1 end
+  return g
+end
+
+-- Remembers the answer k (a fraction est behind it) and returns it.
+local function answer(state, est, k, reason)
+  state.est, state.answer = est, k
+  return k, reason
+end
+
+function _M.limit(s, state, cfg)
+  local cur = s.limit
+  local q = cfg.signal
+  local short = limits.ttft(s, q)
+  -- The estimate goes on from the last answer unless C moved the limit
+  -- since (its cut on drops, new bounds): then from where C left it.
+  local est = state.est
+  if est == nil or state.answer ~= cur then est = cur end
+  state.since = (state.since or 0) + 1
+
+  if s.drops > 0 then
+    -- Before C's cut the limit was the rule's last answer (or, while a
+    -- probe held it down, the one the probe goes back to).
+    local before = state.probing and floor(state.saved + 0.5) or state.answer or cur
+    local k = limits.cut(s, before, cfg.drop_factor)
+    state.probing = nil
+    return answer(state, k, k, format("%d drops: %d -> %d (x%.2f of %d)", tonumber(s.drops), cur, k,
+      cfg.drop_factor, before))
+  end
+
+  local light = s.max_inflight <= s.min and s.ttft_n >= 1
+  if state.probing then
+    if light then
+      -- The no-load latency: what long must not sit above.
+      local was = state.long or short
+      state.long = min(was, short)
+      if cfg.use_itl and s.itl_n >= 1 then
+        local itl = limits.itl(s, q)
+        state.itl_long = min(state.itl_long or itl, itl)
+      end
+      local back = clamp(state.saved, s)
+      state.probing, state.since = nil, 0
+      return answer(state, back, floor(back + 0.5), format("probe: ttft %s %.0f ms at %d streams, long %.0f -> %.0f ms; back to %d",
+        q, short, s.max_inflight, was, state.long, floor(back + 0.5)))
+    end
+    if state.probing >= cfg.probe_hold then
+      local back = clamp(state.saved, s)
+      state.probing, state.since = nil, 0
+      return answer(state, back, floor(back + 0.5), format("probe: no interval at %d streams in %d; back to %d",
+        s.min, cfg.probe_hold, floor(back + 0.5)))
+    end
+    state.probing = state.probing + 1
+    return answer(state, s.min, s.min, format("probe: holding %d (%d streams at most in the interval)", s.min,
+      s.max_inflight))
+  end
+
+  if s.ttft_n < cfg.min_samples then
+    return answer(state, est, cur, format("%d ttft samples (< %d): keep %d", tonumber(s.ttft_n), cfg.min_samples,
+      cur))
+  end
+
+  if light then -- a free probe: the engine ran with no queue
+    state.since = 0
+    if state.long and short < state.long then state.long = short end
+  end
+  if cfg.probe_every > 0 and state.since >= cfg.probe_every and est > s.min then
+    state.probing, state.saved = 1, est
+    return answer(state, s.min, s.min, format("probe: %d -> %d for the no-load ttft (%d intervals since a light one)",
+      cur, s.min, state.since))
+  end
+
+  local n = (state.n or 0) + 1
+  state.n = n
+  local long = update_long(state.long, n, short, cfg.long_window, cfg.tolerance)
+  state.long = long
+  local g, which, sig, base = gradient(long, short, cfg.tolerance), "ttft", short, long
+  if cfg.use_itl and s.itl_n >= cfg.min_samples then
+    local itl = limits.itl(s, q)
+    local itl_long = update_long(state.itl_long, n, itl, cfg.long_window, cfg.tolerance)
+    state.itl_long = itl_long
+    local gi = gradient(itl_long, itl, cfg.tolerance)
+    if gi < g then g, which, sig, base = gi, "itl", itl, itl_long end
+  end
+
+  local new = est * g + sqrt(est)
+  new = est * (1 - cfg.smoothing) + new * cfg.smoothing
+  local held = app_limited(s) and new > est
+  if held then new = est end
+  new = clamp(new, s)
+  local k = floor(new + 0.5)
+  if new < est and k >= cur and cur > s.min then
+    k = cur - 1
+    new = k
+  end
+  return answer(state, new, k, format("%s %s %.0f ms vs %.0f ms long: %.2f -> %d%s", which, q, sig, base, g, k,
+    held and format(" (app-limited: %d of %d streams)", s.max_inflight, cur) or ""))
+end
+
+function _M.slow_client(c, cfg)
+  local paused, limit_ms = c.paused_ms, cfg.slow_client_ms
+  if paused <= limit_ms then
+    return "keep", format("client paused %.1f s (<= %.1f s)", paused / 1000, limit_ms / 1000)
+  end
+  if c.queued <= 0 then
+    return "keep", format("client paused %.1f s, nothing waits", paused / 1000)
+  end
+  return "cancel", format("client paused %.1f s (> %.1f s) while %d wait", paused / 1000, limit_ms / 1000, c.queued)
+end
+
+return _M

@@ -45,10 +45,11 @@
 -- to floor(that * drop_factor), never above what C left; it never rises
 -- in an interval with drops.
 --
--- slow_client: a stream whose client has stayed paused above the high
--- watermark for more than slow_client_ms is cancelled while requests wait
--- in its pool's queue (it holds an engine slot others could use), kept
--- otherwise.
+-- slow_client: C asks about a stream whose client has stayed paused above
+-- the high watermark for admission.slow_client_ms; it is cancelled while
+-- requests wait in its pool's queue (it holds an engine slot others could
+-- use) and kept otherwise.  The rule's own slow_client_ms (0 by default)
+-- can ask for a longer pause than C's.
 local limits = require "sluice.limits"
 
 local format, floor, sqrt, min, tonumber = string.format, math.floor, math.sqrt, math.min, tonumber
@@ -76,8 +77,8 @@ local _M = {
       doc = "intervals without a light one before the rule probes for the no-load TTFT (0 = never)" },
     probe_hold = { type = "integer", default = 10, min = 1,
       doc = "most intervals a probe holds the limit at min waiting for the endpoint to drain" },
-    slow_client_ms = { type = "number", default = 10000, min = 0,
-      doc = "a client paused longer than this is cancelled while requests wait" },
+    slow_client_ms = { type = "number", default = 0, min = 0,
+      doc = "a further bound on top of admission.slow_client_ms, which decides when C asks (0: none)" },
   },
 }
 
@@ -202,13 +203,16 @@ end
 
 function _M.slow_client(c, cfg)
   local paused, limit_ms = c.paused_ms, cfg.slow_client_ms
-  if paused <= limit_ms then
+  if limit_ms > 0 and paused <= limit_ms then
     return "keep", format("client paused %.1f s (<= %.1f s)", paused / 1000, limit_ms / 1000)
   end
   if c.queued <= 0 then
     return "keep", format("client paused %.1f s, nothing waits", paused / 1000)
   end
-  return "cancel", format("client paused %.1f s (> %.1f s) while %d wait", paused / 1000, limit_ms / 1000, c.queued)
+  if limit_ms > 0 then
+    return "cancel", format("client paused %.1f s (> %.1f s) while %d wait", paused / 1000, limit_ms / 1000, c.queued)
+  end
+  return "cancel", format("client paused %.1f s while %d wait", paused / 1000, c.queued)
 end
 
 return _M

@@ -241,7 +241,8 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
   /* Admission: unset takes the top-level value (sl__parse_doc fills it in). */
   pool->queue_size = -1;
   pool->queue_timeout_ms = UINT64_MAX;
-  SL__TRY(sl__get_int(x, o, "queue_size", p, 0, 1e7, &pool->queue_size));
+  if (cJSON_GetObjectItemCaseSensitive(o, "queue_size") != NULL) /* (sl__get_int reads -1 as 0) */
+    SL__TRY(sl__get_int(x, o, "queue_size", p, 0, 1e7, &pool->queue_size));
   SL__TRY(sl__get_u64(x, o, "queue_timeout_ms", p, 0, 3600000, &pool->queue_timeout_ms));
   pool->limit_adaptive = 1;
   pool->limit_min = 1;

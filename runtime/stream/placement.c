@@ -108,9 +108,9 @@ int sl_placement_choose(sl_generation_t *gen, sl_ffi_place_ctx_t *ctx, const sl_
     c->tried = 0;
     for (int t = 0; t < pr->ntried; t++)
       if (pr->tried[t] == ep->id) c->tried = 1;
-    /* An endpoint's limit is its slots, and no request waits in a pool's queue. */
-    c->limit = ep->slots;
-    c->queued = 0;
+    /* Admission: the limit the relay enforces now, and what waits for the pool. */
+    c->limit = ep->limit;
+    c->queued = ep->pool->queued;
     c->ewma_ttft_ms = ep->ewma_ttft_ms;
     c->ewma_itl_ms = ep->ewma_itl_ms;
     c->tokens_per_s = ep->tokens_per_s;

@@ -40,7 +40,7 @@ static const char *cfg_of(const int *ports, int n, int limit, const char *rule, 
   if (rule) snprintf(toplimits, sizeof(toplimits), ",\"limits\":{\"rule\":\"%s\",\"interval_ms\":50}", rule);
   snprintf(cfgbuf, sizeof(cfgbuf),
            "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"slots\":%d,%s%s,\"endpoints\":[%s]}],"
-           "\"health\":{\"interval_ms\":100}%s%s}",
+           "\"health\":{\"interval_ms\":100},\"upstream\":{\"idle_timeout_ms\":600000}%s%s}",
            limit, limits, pool_extra, eps, toplimits, top_extra);
   return cfgbuf;
 }
@@ -285,7 +285,7 @@ static void test_engine_restart_loses_no_request(void) {
   char listen[64];
   snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
   const char *const argv[] = {e2e_binary(), "sim-engine", "--listen", listen, "--model", "m1", "--ttft-ms", "1", NULL};
-  ASSERT_EQ(e2e_proc_start(&sim2, "sim-engine", argv, "listening on http://", E2E_WAIT_MS), 0);
+  ASSERT_EQ(e2e_proc_start(&sim2, "sim-engine", argv, "listening on ", E2E_WAIT_MS), 0);
   for (int i = 0; i < N; i++) {
     nu_resp_t r;
     e2e_sse_t s;
@@ -415,7 +415,8 @@ static void test_slow_client_gives_way(void) {
   char pool[] = ",\"limits\":{\"min\":1,\"max\":1}";
   snprintf(cfgbuf, sizeof(cfgbuf),
            "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"slots\":1%s,\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]}],"
-           "\"limits\":{\"rule\":\"gradient\",\"interval_ms\":50},\"admission\":{\"slow_client_ms\":100}}",
+           "\"limits\":{\"rule\":\"gradient\",\"interval_ms\":50},\"admission\":{\"slow_client_ms\":100},"
+           "\"upstream\":{\"idle_timeout_ms\":600000}}",
            pool, sim.port);
   ASSERT_EQ(e2e_serve_start(&sl, cfgbuf, NULL), 0);
   ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
@@ -490,7 +491,8 @@ static void test_bad_priority_and_config(void) {
     ASSERT_EQ(e2e_wait_exit(&p, E2E_WAIT_MS), 0);
     ASSERT(WIFEXITED(p.status) && WEXITSTATUS(p.status) != 0);
     char *log = e2e_log_text(&p);
-    if (log == NULL || strstr(log, bad[i][1]) == NULL) fprintf(stderr, "     case %zu: no \"%s\" in: %s\n", i, bad[i][1], log);
+    if (log == NULL || strstr(log, bad[i][1]) == NULL)
+      fprintf(stderr, "     case %zu: no \"%s\" in: %s\n", i, bad[i][1], log ? log : "(no log)");
     ASSERT(log != NULL && strstr(log, bad[i][1]) != NULL);
     free(log);
   }

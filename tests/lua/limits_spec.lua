@@ -298,7 +298,7 @@ describe("sluice.limits", function()
     assert.matches('^limit rule "boom" raised: .*limits_spec.lua:%d+: no$', err)
     assert.same({ nil, 'limit rule "aimd": unknown config key "x"' }, { limits.run(aimd, s, nil, { x = 1 }) })
     assert.same({ nil, 'limit rule "aimd" has no slow_client' }, { limits.run_slow_client(aimd, {}) })
-    assert.same({ "keep", "client paused 0.0 s (<= 10.0 s)" }, { limits.run_slow_client(gradient, {}) })
+    assert.same({ "keep", "client paused 0.0 s, nothing waits" }, { limits.run_slow_client(gradient, {}) })
   end)
 end)
 

@@ -130,7 +130,7 @@ static void test_gradient_through_the_generation(void) {
   int cancel = -1;
   ASSERT_EQ(sl_generation_slow_client(g, &c, &cancel, err, sizeof(err)), 0);
   ASSERT_EQ(cancel, 1);
-  ASSERT_STR_EQ(err, "client paused 12.5 s (> 10.0 s) while 2 wait");
+  ASSERT_STR_EQ(err, "client paused 12.5 s while 2 wait");
   c.queued = 0;
   ASSERT_EQ(sl_generation_slow_client(g, &c, &cancel, err, sizeof(err)), 0);
   ASSERT_EQ(cancel, 0);

@@ -60,6 +60,7 @@ typedef struct {
   int64_t itl_n;         /* inter-token gaps in the interval (the latest SL_DYN_RING at most) */
   double itl_mean, itl_p50, itl_p90, itl_p99;     /* inter-token time, ms (0 when itl_n is 0) */
   double sketch_error;   /* the quantiles' relative error bound (SL_QS_ALPHA) */
+  double ttft_min;       /* the interval's smallest normalized TTFT, exact (0 when ttft_n is 0) */
 } sl_ffi_limit_stats_t;
 
 typedef struct {
@@ -364,7 +365,7 @@ local STATS_FIELDS = {
   started = 0, completed = 0, rate_limited = 0, unavailable = 0, timeouts = 0, errors = 0, drops = false,
   ttft_n = 0, ttft_mean = 0, ttft_p50 = 0, ttft_p90 = 0, ttft_p99 = 0,
   itl_n = 0, itl_mean = 0, itl_p50 = 0, itl_p90 = 0, itl_p99 = 0,
-  sketch_error = 0.01,
+  sketch_error = 0.01, ttft_min = 0,
 }
 local STATS_STRINGS = { endpoint = true, pool = true }
 local SLOW_FIELDS = {

@@ -36,6 +36,12 @@
 --     idea as BBR's ProbeRTT; it costs throughput, so it is rare
 --     (probe_every = 0 turns it off).
 --
+--   * long starts from the first interval's smallest TTFT (ttft_min, times
+--     tolerance, without a warm-up average), so a
+--     high start, whose first streams met a free engine while the rest
+--     queued, sees the queueing at once; the probe is for the case where
+--     even that interval was saturated (a reload under overload).
+--
 -- Like Gradient2: long decays (x0.95) while it is more than twice short; the
 -- limit does not rise in an interval the endpoint was app-limited
 -- (max_inflight < limit / 2: its latency says nothing about more streams);
@@ -174,9 +180,20 @@ function _M.limit(s, state, cfg)
       cur, s.min, state.since))
   end
 
+  -- The first long-term value comes from the interval's smallest TTFT,
+  -- not its quantile: an endpoint already saturated when the rule first
+  -- sees it (a high start) still served the first streams it got at once,
+  -- and those show its no-load latency.  Times tolerance, since a quantile
+  -- of unqueued streams lies above their minimum; and it is a long-term
+  -- value at once (no warm-up average), so it does not soak up the
+  -- queueing of the intervals that follow.
+  local first
+  if state.long == nil and s.ttft_min > 0 then
+    first, state.n = s.ttft_min * cfg.tolerance, WARMUP
+  end
   local n = (state.n or 0) + 1
   state.n = n
-  local long = update_long(state.long, n, short, cfg.long_window, cfg.tolerance)
+  local long = update_long(state.long or first, n, short, cfg.long_window, cfg.tolerance)
   state.long = long
   local g, which, sig, base = gradient(long, short, cfg.tolerance), "ttft", short, long
   if cfg.use_itl and s.itl_n >= cfg.min_samples then

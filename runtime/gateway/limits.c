@@ -51,6 +51,7 @@ void sl_limits_snapshot(const sl_gateway_t *gw, const sl_endpoint_t *ep, double 
     s->ttft_p50 = sl_qs_quantile(t, 0.5);
     s->ttft_p90 = sl_qs_quantile(t, 0.9);
     s->ttft_p99 = sl_qs_quantile(t, 0.99);
+    s->ttft_min = t->min;
   }
   s->itl_n = (int64_t)itl->n;
   if (itl->n > 0) {

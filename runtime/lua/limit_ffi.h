@@ -51,6 +51,7 @@ typedef struct {
   int64_t itl_n;         /* inter-token gaps in the interval (the latest SL_DYN_RING at most) */
   double itl_mean, itl_p50, itl_p90, itl_p99;     /* inter-token time, ms (0 when itl_n is 0) */
   double sketch_error;   /* the quantiles' relative error bound (SL_QS_ALPHA) */
+  double ttft_min;       /* the interval's smallest normalized TTFT, exact (0 when ttft_n is 0) */
 } sl_ffi_limit_stats_t;
 
 typedef struct {

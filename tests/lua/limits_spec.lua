@@ -99,7 +99,7 @@ describe("sluice.limits", function()
     assert.equals(normalize(decls), normalize(limits.CDEF))
     -- The layout C compiles to on this ABI (x86-64 / aarch64, LP64);
     -- tests/runtime/lua/test_limits.c checks the same numbers in C.
-    assert.equals(224, ffi.sizeof("sl_ffi_limit_stats_t"))
+    assert.equals(232, ffi.sizeof("sl_ffi_limit_stats_t"))
     assert.equals(64, ffi.offsetof("sl_ffi_limit_stats_t", "interval_ms"))
     assert.equals(136, ffi.offsetof("sl_ffi_limit_stats_t", "ttft_n"))
     assert.equals(216, ffi.offsetof("sl_ffi_limit_stats_t", "sketch_error"))
@@ -430,7 +430,20 @@ describe("limit rule gradient", function()
     assert.matches("^probe: ttft p90 100 ms at 1 streams, long 1100 %-> 100 ms; back to 64$", why[probe + 2])
   end)
 
-  it("without the probe, a high start never finds an engine's capacity", function()
+  it("settles from a high start at once when the first streams showed the no-load TTFT (ttft_min)", function()
+    -- The first interval's first streams found free slots (min 100 ms);
+    -- from then on every stream waits, so min is the queueing one too.
+    local got, why = drive(gradient, { probe_every = 0 }, 32, 200, function(i, lim, last)
+      local t = engine(i, lim, last)
+      t.ttft_min = (i == 1 or lim <= 4) and 100 or 1100
+      return t
+    end)
+    local from = settled(got, why)
+    assert.is_truthy(from)
+    assert.is_true(from <= 40)
+  end)
+
+  it("without the probe or ttft_min, a high start never finds an engine's capacity", function()
     local got = drive(gradient, { probe_every = 0 }, 32, 600, engine)
     for i = 1, #got do assert.is_true(got[i] >= 32) end
   end)

@@ -64,7 +64,7 @@ static sl_ffi_limit_stats_t stats(int32_t endpoint_id, int32_t limit, double ttf
 
 static void test_layout_and_resolve(void) {
   /* LP64 (x86-64, aarch64): the numbers limits_spec.lua checks too. */
-  ASSERT_EQ(sizeof(sl_ffi_limit_stats_t), 224);
+  ASSERT_EQ(sizeof(sl_ffi_limit_stats_t), 232);
   ASSERT_EQ(offsetof(sl_ffi_limit_stats_t, interval_ms), 64);
   ASSERT_EQ(offsetof(sl_ffi_limit_stats_t, ttft_n), 136);
   ASSERT_EQ(offsetof(sl_ffi_limit_stats_t, sketch_error), 216);

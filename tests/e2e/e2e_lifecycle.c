@@ -38,7 +38,7 @@ static void test_ready_follows_engine_health(void) {
   ASSERT_EQ(e2e_sim_start(&sim, sim_args), 0);
   char cfg[1024];
   snprintf(cfg, sizeof(cfg),
-           "{\"pools\":[{\"name\":\"only\",\"models\":[\"m1\",\"m2\"],"
+           "{\"pools\":[{\"name\":\"only\",\"models\":[\"m1\",\"m2\"],\"queue_size\":0,"
            "\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]}],"
            "\"health\":{\"interval_ms\":100,\"cooldown_base_ms\":50,\"cooldown_max_ms\":100}}",
            sim.port);
@@ -59,7 +59,9 @@ static void test_ready_follows_engine_health(void) {
   ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(data, 0), "object")), "model");
   cJSON_Delete(models);
 
-  /* The engine turns unhealthy: /ready goes 503 and completions get 503. */
+  /* The engine turns unhealthy: /ready goes 503 and completions get 503
+   * at once (this pool has no queue to wait in: queue_size 0; with one, a
+   * request waits for the engine, e2e_admission's restart case). */
   ASSERT_EQ(e2e_sim_control(sim.port, "{\"healthy\":false}"), 200);
   ASSERT_EQ(e2e_wait_ready(sl.port, 503, E2E_WAIT_MS), 0);
   char err[1024];

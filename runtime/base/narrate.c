@@ -197,7 +197,7 @@ static void sl__plain(const sl_ffi_narration_event_t *e, char *out, size_t cap) 
       snprintf(out, cap, "guard %s after %lld tokens", e->text, (long long)e->tokens);
       break;
     case SL_NAR_LIMIT:
-      snprintf(out, cap, "endpoint %s limit %s", e->endpoint, e->text);
+      snprintf(out, cap, "endpoint %s limit %d -> %lld: %s", e->endpoint, e->attempt, (long long)e->tokens, e->text);
       break;
     case SL_NAR_QUEUE:
       snprintf(out, cap, "queued %.0f ms, %s (%lld queued now)", e->ms, e->text, (long long)e->tokens);

@@ -36,8 +36,8 @@ enum {
   SL_NAR_CANCEL,          /* client went away; tokens: relayed (and counted) */
   SL_NAR_STREAM_END,      /* text: end reason; ms: duration; tokens; attempt: attempts */
   SL_NAR_GUARD,           /* a guard fired; text: "name action: detail"; tokens: received so far */
-  SL_NAR_LIMIT,           /* an endpoint's concurrency limit moved; text: "old -> new: reason"; tokens: the new
-                             limit; attempt: the old one */
+  SL_NAR_LIMIT,           /* an endpoint's concurrency limit moved; text: why; tokens: the new limit; attempt:
+                             the old one */
   SL_NAR_QUEUE,           /* a request waited in its pool's queue; text: how it left ("placed", "timed out",
                              "refused: queue full", "client gone"); ms: its wait; tokens: queued now */
   SL_NAR__COUNT

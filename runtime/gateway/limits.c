@@ -81,10 +81,8 @@ static int sl__adapt(sl_gateway_t *gw, sl_endpoint_t *ep, const sl_ffi_limit_sta
   if (v < 0) v = 0;
   int old = sl_endpoint_set_limit(ep, (int)v);
   if (ep->limit == old) return 0;
-  char text[320];
-  snprintf(text, sizeof(text), "%d -> %d: %s", old, ep->limit, reason);
   sl_counter_inc(&gw->counters, SL_C_LIMIT_CHANGES);
-  sl_narrate_push(gw->nar, SL_NAR_LIMIT, NULL, ep->name, NULL, text, old, gw->gen->id, 0, ep->limit);
+  sl_narrate_push(gw->nar, SL_NAR_LIMIT, NULL, ep->name, NULL, reason, old, gw->gen->id, 0, ep->limit);
   return ep->limit > old ? 2 : 1;
 }
 

@@ -197,7 +197,7 @@ static void sl__attempt_failed(sl_stream_t *st, sl_endpoint_t *ep, int status) {
   int old = ep->limit;
   if (sl_endpoint_drop(ep, status)) {
     char text[160];
-    snprintf(text, sizeof(text), "%d -> %d: cut at once after %s", old, ep->limit,
+    snprintf(text, sizeof(text), "cut at once after %s",
              status == 429 ? "HTTP 429" : status == 503 ? "HTTP 503" : "a timeout");
     sl_counter_inc(st->ss->counters, SL_C_LIMIT_CUTS);
     sl_narrate_push(st->ss->nar, SL_NAR_LIMIT, NULL, ep->name, NULL, text, old, 0, 0, ep->limit);

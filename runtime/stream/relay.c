@@ -115,6 +115,8 @@ struct sl_stream_s {
   sl_admq_node_t qn;         /* its place in its pool's queue while it waits */
   int qpool;                 /* the pool index of that queue */
   int from_queue;            /* sl__try_now runs for the queue's head: it may not queue behind others */
+  int dispatched;            /* an attempt was sent once: a resend or retry keeps its turn (no queueing behind
+                                newcomers unless there is no room) */
   uint64_t t_queued;         /* uv_hrtime it entered the queue last */
   uint64_t queue_ns;         /* time it spent queued before that */
   uint64_t t_dispatch;       /* uv_hrtime the current attempt was sent (TTFT without the queue) */
@@ -1668,7 +1670,7 @@ static void sl__try_now(sl_stream_t *st) {
    * (a request that comes later may not pass those waiting). */
   int pool = sl__home_pool(st);
   int over = sl__over_memory(ss);
-  if (n == 0 || over || (!st->from_queue && pool >= 0 && ss->queues[pool].n > 0)) {
+  if (n == 0 || over || (!st->from_queue && !st->dispatched && pool >= 0 && ss->queues[pool].n > 0)) {
     if (n > 0 && over) {
       snprintf(reason, sizeof(reason), "stream buffers use %zu bytes of a budget of %zu", sl_relay_stream_memory(ss),
                cfg->stream_memory_budget);
@@ -1710,6 +1712,7 @@ static void sl__try_now(sl_stream_t *st) {
   ep->w_started++;
   if (ep->inflight > ep->w_max_inflight) ep->w_max_inflight = ep->inflight;
   st->ep_counted = 1;
+  st->dispatched = 1;
   st->t_dispatch = uv_hrtime();
   rc = sl_upstream_request(ss->up, ep, er.method, er.path, er.headers, er.body, er.body_len, &sl__handler, st,
                            st->acct, &st->up);

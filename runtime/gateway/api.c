@@ -141,6 +141,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     cJSON_AddNumberToObject(qj, "capacity", p->cfg->queue_size);
     cJSON_AddNumberToObject(qj, "timeout_ms", (double)p->cfg->queue_timeout_ms);
     cJSON_AddNumberToObject(qj, "drain_per_s", p->drain_per_s);
+    cJSON_AddNumberToObject(qj, "wait_ms", p->wait_ms);
     cJSON_AddNumberToObject(qj, "retry_after_ms", (double)sl_relay_retry_after_ms(&gw->streams, i));
     const sl_guardset_t *gs = gw->streams.guards[i];
     cJSON *gj = cJSON_AddArrayToObject(po, "guards");

@@ -195,6 +195,7 @@ static int sl__l_pools(lua_State *L) {
     sl__setnum(L, "streams", streams);
     sl__setnum(L, "queued", p->queued);
     sl__setnum(L, "drain_per_s", p->drain_per_s);
+    sl__setnum(L, "queue_wait_ms", p->wait_ms);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

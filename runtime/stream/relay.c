@@ -1571,6 +1571,8 @@ static void sl__on_kick(uv_timer_t *t) {
       }
       uint64_t waited = uv_hrtime() - st->t_queued;
       sl__dequeue(st);
+      sl_pool_t *pool = &ss->reg->pools[p];
+      pool->wait_ms = pool->wait_ms == 0 ? sl__ms(waited) : pool->wait_ms + 0.2 * (sl__ms(waited) - pool->wait_ms);
       sl_counter_inc(ss->counters, SL_C_QUEUE_PLACED);
       sl__queue_narrate(st, "placed", waited);
       st->from_queue = 1;

@@ -110,6 +110,7 @@ struct sl_pool_s {
   int queued;                    /* requests waiting in its admission queue now (the relay's) */
   double drain_per_s;            /* streams it ended per second, smoothed (the limits job's; for Retry-After) */
   uint64_t w_ended;              /* streams it ended in the limits job's interval */
+  double wait_ms;                /* how long requests placed from its queue had waited, smoothed (0 = none yet) */
 };
 
 struct sl_registry_s {

@@ -329,13 +329,20 @@ static void sl__defaults(sl_config_t *cfg) {
   snprintf(cfg->limit_rule, sizeof(cfg->limit_rule), "gradient");
   cfg->limit_interval_ms = 1000;
   cfg->limit_cut = 0.75;
+  cfg->metrics_enabled = 1;
+  cfg->metrics_max_endpoints = 256;
+  cfg->metrics_max_tenants = 256;
+  cfg->lag_interval_ms = 100;
+  snprintf(cfg->trace_service, sizeof(cfg->trace_service), "sluice");
+  cfg->trace_batch_ms = 1000;
+  cfg->trace_max_queue = 2048;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
-                                    "admission", "limits",
+                                    "admission", "limits", "metrics", "tracing",
                                     NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
@@ -554,6 +561,52 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       sl_free(s);
       if (bad) return sl__fail(x, "admission.priority_header: expected a header name");
     }
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "metrics")) != NULL) {
+    static const char *const metrics[] = {"enabled", "max_endpoints", "max_tenants", "lag_interval_ms", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "metrics: expected an object");
+    SL__TRY(sl__only_keys(x, o, "metrics.", metrics));
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(o, "enabled");
+    if (en != NULL) {
+      if (!cJSON_IsBool(en)) return sl__fail(x, "metrics.enabled: expected true or false");
+      cfg->metrics_enabled = cJSON_IsTrue(en);
+    }
+    SL__TRY(sl__get_int(x, o, "max_endpoints", "metrics.", 1, 100000, &cfg->metrics_max_endpoints));
+    SL__TRY(sl__get_int(x, o, "max_tenants", "metrics.", 1, 100000, &cfg->metrics_max_tenants));
+    SL__TRY(sl__get_u64(x, o, "lag_interval_ms", "metrics.", 10, 60000, &cfg->lag_interval_ms));
+  }
+  {
+    /* Tracing: the config's endpoint, else the OpenTelemetry environment's
+     * (the traces-specific variable is a full URL, the general one a
+     * base), else off. */
+    const char *env = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if (env && env[0]) snprintf(cfg->trace_endpoint, sizeof(cfg->trace_endpoint), "%s", env);
+    else if (base && base[0]) snprintf(cfg->trace_endpoint, sizeof(cfg->trace_endpoint), "%s/v1/traces", base);
+  }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "tracing")) != NULL) {
+    static const char *const tracing[] = {"endpoint", "service_name", "batch_ms", "max_queue", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "tracing: expected an object");
+    SL__TRY(sl__only_keys(x, o, "tracing.", tracing));
+    char *s = NULL;
+    const cJSON *ep = cJSON_GetObjectItemCaseSensitive(o, "endpoint");
+    if (ep != NULL && cJSON_IsNull(ep)) cfg->trace_endpoint[0] = '\0'; /* null: off, whatever the environment says */
+    SL__TRY(sl__get_str(x, o, "endpoint", "tracing.", &s));
+    if (s != NULL) {
+      int bad = strlen(s) >= sizeof(cfg->trace_endpoint) || strncmp(s, "http://", 7) != 0;
+      if (!bad) snprintf(cfg->trace_endpoint, sizeof(cfg->trace_endpoint), "%s", s);
+      sl_free(s);
+      if (bad) return sl__fail(x, "tracing.endpoint: expected an http:// URL of an OTLP/HTTP receiver's traces path");
+    }
+    SL__TRY(sl__get_str(x, o, "service_name", "tracing.", &s));
+    if (s != NULL) {
+      int bad = s[0] == '\0' || strlen(s) >= sizeof(cfg->trace_service);
+      if (!bad) snprintf(cfg->trace_service, sizeof(cfg->trace_service), "%s", s);
+      sl_free(s);
+      if (bad) return sl__fail(x, "tracing.service_name: expected a short non-empty string");
+    }
+    SL__TRY(sl__get_u64(x, o, "batch_ms", "tracing.", 10, 600000, &cfg->trace_batch_ms));
+    SL__TRY(sl__get_int(x, o, "max_queue", "tracing.", 1, 1000000, &cfg->trace_max_queue));
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
     static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};

@@ -183,6 +183,17 @@ typedef struct {
   uint64_t limit_interval_ms;     /* limits.interval_ms: how often the rule runs (1000) */
   double limit_cut;               /* limits.cut: an engine's 429, 503 or a timeout multiplies the limit by
                                      this at once, once an interval (0.75) */
+  /* Metrics and traces (docs/operations.md). */
+  int metrics_enabled;            /* metrics.enabled: histograms and labelled series are kept (1) */
+  int metrics_max_endpoints;      /* metrics.max_endpoints: endpoint label values; the rest are "other" (256) */
+  int metrics_max_tenants;        /* metrics.max_tenants: tenant label values; the rest are "other" (256) */
+  uint64_t lag_interval_ms;       /* metrics.lag_interval_ms: how often the loop's lag is sampled (100) */
+  char trace_endpoint[512];       /* tracing.endpoint: OTLP/HTTP base URL ("" = tracing off; the environment's
+                                     OTEL_EXPORTER_OTLP_ENDPOINT when the key is absent) */
+  char trace_service[128];        /* tracing.service_name ("sluice") */
+  uint64_t trace_batch_ms;        /* tracing.batch_ms: spans are sent at least this often (1000) */
+  int trace_max_queue;            /* tracing.max_queue: streams' records waiting to be sent; past it the oldest
+                                     are dropped and counted (2048) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -90,7 +90,10 @@
   X(LIMIT_CHANGES, "limit_changes", "total")                         \
   X(LIMIT_CUTS, "limit_cuts", "total")                               \
   X(LIMIT_RULE_ERRORS, "limit_rule_errors", "total")                 \
-  X(SLOW_CLIENTS_CANCELLED, "slow_clients_cancelled", "total")
+  X(SLOW_CLIENTS_CANCELLED, "slow_clients_cancelled", "total")       \
+  X(TRACE_SPANS_EXPORTED, "trace_spans_exported", "total")           \
+  X(TRACE_SPANS_DROPPED, "trace_spans_dropped", "total")             \
+  X(TRACE_EXPORT_ERRORS, "trace_export_errors", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
@@ -511,6 +512,11 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->streams.counters = &gw->counters;
   gw->streams.nar = gw->nar;
   gw->streams.rng = gw->started_ns | 1;
+  {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gw->streams.unix_offset_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - (int64_t)uv_hrtime();
+  }
   uv_timer_init(loop, &gw->sweep_timer);
   uv_timer_init(loop, &gw->streams.pipe_timer);
   sl_relay_admission_init(&gw->streams);

@@ -123,6 +123,10 @@ struct sl_stream_s {
   int64_t retry_after_ms;    /* the longest Retry-After an engine or the queue gave it (-1 = none) */
   int refused;               /* attempts an engine answered 429 */
   uint64_t t_paused;         /* uv_hrtime of the current backpressure pause */
+  /* Traces. */
+  sl_trace_rec_t trace;      /* ids and times (hrtime until the end converts them) */
+  int traced;                /* a trace is kept (on_trace set, sampled) */
+  size_t tp_span_off;        /* where the parent span's 16 hex digits sit in fwd_headers (0: no traceparent) */
 };
 
 #define SL__STREAM_OF(node) ((sl_stream_t *)((char *)(node) - offsetof(sl_stream_t, qn)))
@@ -143,6 +147,9 @@ static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, con
 static double sl__t(const sl_stream_t *st);
 static void sl__pq_remove(sl_stream_t *st);
 static void sl__dequeue(sl_stream_t *st);
+static sl_trace_attempt_t *sl__trace_attempt(sl_stream_t *st);
+static void sl__trace_end(sl_stream_t *st, const char *reason);
+static void sl__trace_attempt_end(sl_stream_t *st, const char *outcome, int status);
 static void sl__queue_narrate(sl_stream_t *st, const char *how, uint64_t waited_ns);
 
 size_t sl_relay_pin_bound(const sl_config_t *cfg) {
@@ -221,6 +228,7 @@ static void sl__observe(sl_stream_t *st) {
 
 static void sl__stop_upstream(sl_stream_t *st) {
   if (st->up != NULL) {
+    sl__trace_attempt_end(st, "cancelled", 0); /* sluice ends the engine's request */
     sl_upstream_abort(st->up);
     st->up = NULL;
   }
@@ -412,6 +420,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   if (st->acct) sl_counter_max(st->ss->counters, SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
   sl__tenant_end(st, reason);
   sl__log_end(st);
+  sl__trace_end(st, reason);
   const char *epname = st->ep ? st->ep->name : NULL;
   uint64_t gid = st->gen ? st->gen->id : 0;
   if (strcmp(reason, "client_cancel") == 0)
@@ -1138,6 +1147,12 @@ static int sl__status_is_refusal(int status) {
 static void sl__on_end(void *ud, const sl_up_end_t *end) {
   sl_stream_t *st = ud;
   st->up = NULL;
+  static const char *const outcome[] = {
+      [SL_UP_OK] = "ok", [SL_UP_STATUS] = "http_status", [SL_UP_CONNECT] = "connect", [SL_UP_PROTOCOL] = "protocol",
+      [SL_UP_RESET] = "reset", [SL_UP_STALE] = "stale"};
+  unsigned ri = (unsigned)end->result;
+  sl__trace_attempt_end(st, ri < sizeof(outcome) / sizeof(outcome[0]) && outcome[ri] ? outcome[ri] : "failed",
+                        end->status);
   sl__release_endpoint(st);
   if (st->finished) return;
   if (st->answered) {
@@ -1247,6 +1262,7 @@ static void sl__on_deadline(uv_timer_t *t) {
     return;
   }
   sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_TIMEOUT);
+  sl__trace_attempt_end(st, "timeout", 0);
   if (!st->first_token) {
     sl__set_error(st, "engine %s sent no token within %" PRIu64 " ms", st->ep ? st->ep->name : "-",
                   cfg->first_token_timeout_ms);
@@ -1477,6 +1493,7 @@ static void sl__dequeue(sl_stream_t *st) {
   ss->reg->pools[st->qpool].queued--;
   sl_counter_dec(ss->counters, SL_C_QUEUE_WAITING);
   st->queue_ns += uv_hrtime() - st->t_queued;
+  if (st->trace.t_queue_end == 0) st->trace.t_queue_end = uv_hrtime();
   uv_timer_stop(&st->timer);
 }
 
@@ -1536,6 +1553,7 @@ static void sl__enqueue(sl_stream_t *st, int pool, int cause, const char *reason
     return;
   }
   st->t_queued = now;
+  if (st->trace.t_queue_start == 0) st->trace.t_queue_start = now;
   ss->nqueued++;
   ss->reg->pools[pool].queued++;
   sl_counter_inc(ss->counters, SL_C_QUEUED);
@@ -1683,8 +1701,13 @@ static void sl__try_now(sl_stream_t *st) {
     sl__enqueue(st, pool, cause, reason);
     return;
   }
+  sl_trace_attempt_t *ta = sl__trace_attempt(st);
   int k = sl__place(st, cands, n);
   sl_endpoint_t *ep = cands[k].ep;
+  if (ta) {
+    ta->endpoint = ep->name;
+    ta->pool = ep->pool->cfg->name;
+  }
   st->attempts++;
   if (st->ntried < SL_MAX_TRIED) st->tried[st->ntried++] = ep->id;
   st->ep = ep;
@@ -1705,6 +1728,7 @@ static void sl__try_now(sl_stream_t *st) {
     /* The request cannot be put to this engine: not the endpoint's fault,
      * so it is not marked failed; another pool may take it. */
     sl__set_error(st, "could not build the request for %s (adapter \"%s\"): %s", ep->name, ad->name, why);
+    sl__trace_attempt_end(st, "adapter", 0);
     st->error_status = 502;
     sl__retry(st);
     return;
@@ -1723,11 +1747,13 @@ static void sl__try_now(sl_stream_t *st) {
     st->up = NULL;
     sl__release_endpoint(st);
     sl__set_error(st, "could not start a request to %s: %s", ep->name, sl_strerror(rc));
+    sl__trace_attempt_end(st, "connect", 0);
     sl__attempt_failed(st, ep, 0);
     st->error_status = 502;
     sl__retry(st);
     return;
   }
+  if (ta) ta->t_sent = uv_hrtime();
   st->last_event_ms = uv_now(ss->loop);
   st->deadline_ms = cfg->first_token_timeout_ms;
   uv_timer_start(&st->timer, sl__on_deadline, cfg->first_token_timeout_ms, 0);
@@ -1738,7 +1764,7 @@ static void sl__try_now(sl_stream_t *st) {
  * engine); never the client's Authorization.  The adapter puts its own
  * (Content-Type, Accept) before them. */
 static char *sl__forward_headers(const sl_http_req_t *req, const char *id) {
-  size_t cap = 256;
+  size_t cap = 256 + 80; /* the id, and room for a traceparent line (sl__trace_start) */
   for (int i = 0; i < req->nheaders; i++)
     if (strncasecmp(req->headers[i].name, "x-sim-", 6) == 0)
       cap += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 4;
@@ -1748,6 +1774,138 @@ static char *sl__forward_headers(const sl_http_req_t *req, const char *id) {
     if (strncasecmp(req->headers[i].name, "x-sim-", 6) == 0)
       n += (size_t)snprintf(out + n, cap - n, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
   return out;
+}
+
+/* ---- traces ---- */
+
+static void sl__hex(char *out, const uint8_t *p, size_t n) {
+  static const char d[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = d[p[i] >> 4];
+    out[2 * i + 1] = d[p[i] & 15];
+  }
+}
+
+static int sl__unhex(const char *s, uint8_t *out, size_t n) {
+  int nonzero = 0;
+  for (size_t i = 0; i < 2 * n; i++) {
+    char c = s[i];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return -1; /* W3C: lowercase hex only */
+    if (i % 2 == 0) out[i / 2] = (uint8_t)(v << 4);
+    else out[i / 2] |= (uint8_t)v;
+    nonzero |= v;
+  }
+  return nonzero ? 0 : -1; /* all zeros is invalid */
+}
+
+/* A random id (never all zero). */
+static void sl__rand_id(sl_streams_t *ss, uint8_t *out, size_t n) {
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t x = sl__rand(ss);
+    memcpy(out + i, &x, n - i < 8 ? n - i : 8);
+  }
+  out[0] |= 1;
+}
+
+/* The client's traceparent (W3C Trace Context, version 00: "00-" 32 hex
+ * "-" 16 hex "-" 2 hex); an invalid one is ignored, as the spec says.  Then
+ * the ids, and the traceparent line the engines get. */
+static void sl__trace_start(sl_stream_t *st, const sl_http_req_t *req) {
+  sl_streams_t *ss = st->ss;
+  sl_trace_rec_t *t = &st->trace;
+  const char *tp = sl_http_req_header(req, "traceparent");
+  int have = 0;
+  uint8_t flags = 1;
+  if (tp != NULL && strlen(tp) >= 55 && tp[0] == '0' && tp[1] == '0' && tp[2] == '-' && tp[35] == '-' &&
+      tp[52] == '-' && (tp[55] == '\0' || tp[55] == '-') && sl__unhex(tp + 3, t->trace_id, 16) == 0 &&
+      sl__unhex(tp + 36, t->parent, 8) == 0) {
+    uint8_t f;
+    if (sl__unhex(tp + 53, &f, 1) == 0 || (tp[53] == '0' && tp[54] == '0')) {
+      flags = tp[53] == '0' && tp[54] == '0' ? 0 : f;
+      have = 1;
+    }
+  }
+  if (!have) memset(t->parent, 0, sizeof(t->parent));
+  t->sampled = have ? (flags & 1) : 1;
+  st->traced = ss->on_trace != NULL && t->sampled;
+  if (!have && !st->traced) return;
+  if (!have) sl__rand_id(ss, t->trace_id, 16);
+  sl__rand_id(ss, t->request_span, 8);
+  /* The line every attempt forwards; its parent span is rewritten in place
+   * per attempt (sl__trace_attempt) when sluice traces, else it is the
+   * client's. */
+  size_t n = strlen(st->fwd_headers);
+  char *p = st->fwd_headers + n;
+  memcpy(p, "traceparent: 00-", 16);
+  sl__hex(p + 16, t->trace_id, 16);
+  p[48] = '-';
+  sl__hex(p + 49, t->parent, 8);
+  p[65] = '-';
+  p[66] = '0';
+  p[67] = t->sampled ? '1' : '0';
+  memcpy(p + 68, "\r\n", 3);
+  st->tp_span_off = n + 49;
+}
+
+/* An attempt begins its placement: its ids, and the engine's parent. */
+static sl_trace_attempt_t *sl__trace_attempt(sl_stream_t *st) {
+  sl_trace_rec_t *t = &st->trace;
+  if (!st->traced || t->nattempts >= SL_TRACE_ATTEMPTS) return NULL;
+  sl_trace_attempt_t *a = &t->attempts[t->nattempts++];
+  memset(a, 0, sizeof(*a));
+  sl__rand_id(st->ss, a->span, 8);
+  sl__rand_id(st->ss, a->place_span, 8);
+  a->t_place = uv_hrtime();
+  a->outcome = "ok";
+  if (st->tp_span_off) sl__hex(st->fwd_headers + st->tp_span_off, a->span, 8);
+  return a;
+}
+
+/* The current attempt ended (outcome NULL: keep what it says). */
+static void sl__trace_attempt_end(sl_stream_t *st, const char *outcome, int status) {
+  if (!st->traced || st->trace.nattempts == 0) return;
+  sl_trace_attempt_t *a = &st->trace.attempts[st->trace.nattempts - 1];
+  if (a->t_end != 0) return;
+  a->t_end = uv_hrtime();
+  if (outcome) a->outcome = outcome;
+  if (status) a->http_status = status;
+}
+
+static uint64_t sl__unix(const sl_stream_t *st, uint64_t hr) {
+  return hr ? (uint64_t)((int64_t)hr + st->ss->unix_offset_ns) : 0;
+}
+
+/* The stream ended: the record, in Unix time, to the exporter. */
+static void sl__trace_end(sl_stream_t *st, const char *reason) {
+  if (!st->traced || st->ss->on_trace == NULL) return;
+  sl_trace_rec_t *t = &st->trace;
+  sl__trace_attempt_end(st, NULL, 0);
+  t->request_id = st->id;
+  t->model = st->r.model;
+  t->operation = st->r.chat ? "chat" : "text_completion";
+  t->tenant = st->r.tenant ? st->r.tenant->name : NULL;
+  t->end_reason = reason;
+  t->error = st->error;
+  t->finish_reason = st->finish != SL_FINISH_NONE ? sl_finish_name(st->finish) : NULL;
+  t->stream = st->r.stream;
+  t->max_tokens = st->r.max_tokens;
+  t->prompt_tokens = st->has_usage ? st->prompt_tokens : -1;
+  t->completion_tokens = st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received;
+  t->t_start = sl__unix(st, st->t_start);
+  t->t_end = sl__unix(st, st->t_end);
+  t->t_queue_start = sl__unix(st, t->t_queue_start);
+  t->t_queue_end = sl__unix(st, t->t_queue_end ? t->t_queue_end : (t->t_queue_start ? st->t_end : 0));
+  t->t_first_token = st->first_token ? sl__unix(st, st->t_first) : 0;
+  if (t->t_queue_start) sl__rand_id(st->ss, t->queue_span, 8);
+  if (t->t_first_token) sl__rand_id(st->ss, t->stream_span, 8);
+  for (int i = 0; i < t->nattempts; i++) {
+    sl_trace_attempt_t *a = &t->attempts[i];
+    a->t_place = sl__unix(st, a->t_place);
+    a->t_sent = sl__unix(st, a->t_sent);
+    a->t_end = sl__unix(st, a->t_end);
+  }
+  st->ss->on_trace(st->ss->trace_ud, t);
 }
 
 void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_generation_t *gen) {
@@ -1765,6 +1923,7 @@ void sl_relay_start(sl_streams_t *ss, sl_http_req_t *req, sl_request_t *r, sl_ge
   sl_output_init(&st->out, req, ss->chunks, st->acct, ss->counters, r->chat);
   snprintf(st->id, sizeof(st->id), "%s", r->id); /* decided at the door (api.c) */
   st->fwd_headers = sl__forward_headers(req, st->id);
+  sl__trace_start(st, req);
   uv_timer_init(ss->loop, &st->timer);
   uv_timer_init(ss->loop, &st->hb_timer);
   uv_timer_init(ss->loop, &st->total_timer);

@@ -35,6 +35,53 @@
 
 typedef struct sl_stream_s sl_stream_t;
 
+/* ---- traces ----
+ *
+ * What one stream did, for a trace exporter (runtime/gateway/trace.h): the
+ * relay keeps the ids and times as the stream runs (no allocation) and
+ * hands the record to ss->on_trace once, when the stream ends.  Spans: the
+ * request (the root, or a child of the client's traceparent), its wait in
+ * the admission queue, and per attempt its placement and the upstream
+ * request; then the stream from the first token to the end.  Times are
+ * Unix nanoseconds (0: did not happen).  Strings are borrowed for the call. */
+#define SL_TRACE_ATTEMPTS 8
+
+typedef struct {
+  uint8_t span[8];          /* the upstream request's span id (the traceparent the engine got) */
+  uint8_t place_span[8];    /* its placement's span id */
+  const char *endpoint;     /* "host:port" */
+  const char *pool;
+  uint64_t t_place;         /* placement began */
+  uint64_t t_sent;          /* the request went to the engine (placement ended) */
+  uint64_t t_end;           /* the attempt ended */
+  int http_status;          /* the engine's status (0: none) */
+  const char *outcome;      /* "ok", or why it failed ("HTTP 429", "connect", "reset", "timeout", ...) */
+} sl_trace_attempt_t;
+
+typedef struct {
+  uint8_t trace_id[16];
+  uint8_t parent[8];        /* the client's span (all zero: the request span is a root) */
+  uint8_t request_span[8];
+  uint8_t queue_span[8];
+  uint8_t stream_span[8];
+  int sampled;              /* the client's sampled flag, or 1 without a traceparent */
+  const char *request_id;
+  const char *model;
+  const char *operation;    /* "chat" or "text_completion" (gen_ai.operation.name) */
+  const char *tenant;       /* or NULL */
+  const char *end_reason;   /* the stream's end ("complete", "client_cancel", ...) */
+  const char *error;        /* the last failure's text, or "" */
+  const char *finish_reason;/* "stop", "length", ... or NULL */
+  int stream;               /* the client asked for SSE */
+  int64_t max_tokens;       /* 0: not given */
+  int64_t prompt_tokens, completion_tokens; /* -1: unknown */
+  uint64_t t_start, t_end;  /* the request's span */
+  uint64_t t_queue_start, t_queue_end; /* its first wait in the queue (0: never queued) */
+  uint64_t t_first_token;   /* 0: none */
+  int nattempts;            /* attempts recorded (the first SL_TRACE_ATTEMPTS) */
+  sl_trace_attempt_t attempts[SL_TRACE_ATTEMPTS];
+} sl_trace_rec_t;
+
 typedef struct sl_streams_s {
   uv_loop_t *loop;
   const sl_config_t *cfg;
@@ -80,6 +127,13 @@ typedef struct sl_streams_s {
   uv_timer_t kick_timer;
   int kicking;                                /* the queues are being run now */
   int kick_again;                             /* ... and room appeared meanwhile: run them again */
+  /* Traces: set by the owner to receive each sampled stream's record when
+   * it ends (NULL: none).  A client's valid traceparent always goes on to
+   * the engines: as it came without on_trace, else with the attempt's span
+   * as the parent (and a new trace when the client sent none). */
+  void (*on_trace)(void *ud, const sl_trace_rec_t *rec);
+  void *trace_ud;
+  int64_t unix_offset_ns;                     /* Unix time minus uv_hrtime, for the records */
   int writes;                                 /* transcript writes in flight */
   void (*on_writes_done)(void *ud);           /* called when the last one completes (set it to close) */
   void *writes_ud;

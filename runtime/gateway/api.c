@@ -26,6 +26,7 @@
 #include "runtime/base/counters.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/gateway.h"
+#include "runtime/gateway/metrics.h"
 #include "runtime/gateway/request.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
@@ -103,7 +104,13 @@ static void sl__tenants_json(const sl_gateway_t *gw, cJSON *o) {
 
 static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "status", gw->streams.draining ? "draining" : "ok");
+  const char *status;
+  char reasons[12][160];
+  int nr = sl_health_verdict(gw, &status, reasons, 12);
+  cJSON_AddStringToObject(o, "status", status);
+  cJSON *rj = cJSON_AddArrayToObject(o, "reasons");
+  for (int i = 0; i < nr; i++) cJSON_AddItemToArray(rj, cJSON_CreateString(reasons[i]));
+  cJSON_AddBoolToObject(o, "draining", gw->streams.draining);
   cJSON_AddNumberToObject(o, "uptime_s", (double)(uv_hrtime() - gw->started_ns) / 1e9);
   cJSON_AddNumberToObject(o, "streams_in_flight", gw->streams.n);
   cJSON_AddNumberToObject(o, "connections", sl_http_server_connections(gw->http));
@@ -184,7 +191,15 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     cJSON_AddItemToArray(pools, po);
   }
   sl__tenants_json(gw, o);
-  sl__json_reply(req, 200, o);
+  /* 503 when unhealthy, so a plain HTTP check can tell; the body says why. */
+  sl__json_reply(req, strcmp(status, "unhealthy") == 0 ? 503 : 200, o);
+}
+
+static void sl__metrics(sl_gateway_t *gw, sl_http_req_t *req) {
+  size_t n;
+  char *text = sl_metrics_render(gw, &n);
+  sl_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, n, NULL);
+  sl_free(text);
 }
 
 static void sl__ready(sl_gateway_t *gw, sl_http_req_t *req) {
@@ -510,7 +525,7 @@ static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_re
 
 /* ---- routing ---- */
 
-typedef enum { SL_R_NONE, SL_R_CHAT, SL_R_COMPLETIONS, SL_R_MODELS, SL_R_HEALTH, SL_R_READY } sl__route_t;
+typedef enum { SL_R_NONE, SL_R_CHAT, SL_R_COMPLETIONS, SL_R_MODELS, SL_R_HEALTH, SL_R_READY, SL_R_METRICS } sl__route_t;
 
 static sl__route_t sl__route(const char *path, const char **allow) {
   static const struct {
@@ -521,6 +536,7 @@ static sl__route_t sl__route(const char *path, const char **allow) {
       {"/v1/chat/completions", SL_R_CHAT, "POST"}, {"/v1/completions", SL_R_COMPLETIONS, "POST"},
       {"/v1/models", SL_R_MODELS, "GET"},          {"/health", SL_R_HEALTH, "GET"},
       {"/ready", SL_R_READY, "GET"},
+      {"/metrics", SL_R_METRICS, "GET"},
   };
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
     if (strcmp(path, routes[i].path) == 0) {
@@ -554,6 +570,7 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
   switch (route) {
     case SL_R_HEALTH: sl__health(gw, req); return;
     case SL_R_READY: sl__ready(gw, req); return;
+    case SL_R_METRICS: sl__metrics(gw, req); return;
     case SL_R_MODELS: sl__models(gw, req); return;
     default: break;
   }

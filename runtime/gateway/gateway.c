@@ -1,6 +1,7 @@
 /* gateway.c: the gateway object (see include/sluice.h and gateway.h). */
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/limits.h"
+#include "runtime/gateway/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,7 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
   sl__close_handle(gw, (uv_handle_t *)&gw->streams.pipe_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->streams.kick_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->limits_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->lag_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
   sl__close_handle(gw, (uv_handle_t *)&gw->drain_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->reload_timer);
@@ -522,6 +524,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   sl_relay_admission_init(&gw->streams);
   uv_timer_init(loop, &gw->limits_timer);
   gw->limits_timer.data = gw;
+  uv_timer_init(loop, &gw->lag_timer);
+  gw->lag_timer.data = gw;
   gw->reg.on_ready = sl__on_endpoint_ready;
   gw->reg.ready_ud = gw;
   uv_timer_init(loop, &gw->drain_timer);
@@ -546,6 +550,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   sl_upstream_start_health(&gw->up);
   uv_timer_start(&gw->sweep_timer, sl__on_sweep, 1000, 1000);
   sl_limits_start(gw);
+  sl_metrics_start_lag(gw);
   if (cfg->dynamics_enabled) {
     int trc = sl_timing_start(&gw->timing, loop, &gw->reg, cfg, gw->log);
     if (trc < 0) {

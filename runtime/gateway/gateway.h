@@ -61,6 +61,10 @@ struct sl_gateway_s {
   uv_timer_t drain_timer;    /* drain deadline */
   uv_timer_t reload_timer;   /* debounces policy file events */
   uv_timer_t limits_timer;   /* the limits job (limits.h) */
+  uv_timer_t lag_timer;      /* samples the loop's lag (metrics.h) */
+  uint64_t lag_due;          /* uv_hrtime it should fire next */
+  double lag_last_s;         /* how late it fired last */
+  sl_hist_t h_lag;           /* /metrics: sluice_event_loop_lag_seconds */
   uint64_t limits_last;      /* uv_hrtime of its last round */
   sl_qsketch_t limits_itl;   /* its scratch sketch */
   uv_fs_event_t watch;       /* the placement policy's directory */

@@ -129,7 +129,7 @@ static int sl__stop(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *o, const char
   char p[160];
   const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "strings");
   if (s != NULL) {
-    snprintf(p, sizeof(p), "%s.strings", path);
+    if (snprintf(p, sizeof(p), "%s.strings", path) >= (int)sizeof(p)) return sl__bad(x, "%s: path too long", path);
     SL__TRY(sl__strings(x, s, p, SL_GUARD_MAX_STOP_LEN, gs->stops, gs->stop_lens, &gs->nstops, SL_GUARD_MAX_STOPS));
   }
   SL__TRY(sl__bool(x, o, "client", path, &gs->client_stop));
@@ -354,7 +354,10 @@ static int sl__ltl(sl__gctx_t *x, sl_guardset_t *gs, const cJSON *arr, const cha
   const cJSON *o;
   cJSON_ArrayForEach(o, arr) {
     char p[160];
-    snprintf(p, sizeof(p), "%s[%d]", path, i++);
+    if (snprintf(p, sizeof(p), "%s[%d]", path, i++) >= (int)sizeof(p)) {
+      rc = sl__bad(x, "%s: path too long", path);
+      break;
+    }
     if (gs->nltl == SL_GUARD_MAX_LTL) {
       rc = sl__bad(x, "%s: more than %d monitors", path, SL_GUARD_MAX_LTL);
       break;

@@ -147,6 +147,7 @@ static void sl__pipe_action(void *ud, const char *phase, const sl_pact_t *a, con
 static double sl__t(const sl_stream_t *st);
 static void sl__pq_remove(sl_stream_t *st);
 static void sl__dequeue(sl_stream_t *st);
+static int sl__home_pool(const sl_stream_t *st);
 static sl_trace_attempt_t *sl__trace_attempt(sl_stream_t *st);
 static void sl__trace_end(sl_stream_t *st, const char *reason);
 static void sl__trace_attempt_end(sl_stream_t *st, const char *outcome, int status);
@@ -308,6 +309,53 @@ static void sl__handle_closed(uv_handle_t *h) {
   if (ss->n == 0 && ss->on_idle) ss->on_idle(ss->idle_ud);
 }
 
+/* The outcome class of an end reason (sl_outcome_t). */
+static sl_outcome_t sl__outcome(const char *reason) {
+  static const struct {
+    const char *reason;
+    sl_outcome_t out;
+  } map[] = {
+      {"complete", SL_OUT_OK},
+      {"client_cancel", SL_OUT_CANCELLED},
+      {"upstream_timeout", SL_OUT_TIMEOUT},
+      {"upstream_idle_timeout", SL_OUT_TIMEOUT},
+      {"total_timeout", SL_OUT_TIMEOUT},
+      {"upstream_failed", SL_OUT_UPSTREAM_ERROR},
+      {"upstream_error_event", SL_OUT_UPSTREAM_ERROR},
+      {"upstream_rejected", SL_OUT_UPSTREAM_ERROR},
+      {"rate_limited", SL_OUT_RATE_LIMITED},
+      {"queue_timeout", SL_OUT_REJECTED},
+      {"queue_full", SL_OUT_REJECTED},
+      {"overloaded", SL_OUT_REJECTED},
+      {"no_ready_endpoint", SL_OUT_REJECTED},
+      {"context_length_exceeded", SL_OUT_REJECTED},
+      {"shutting_down", SL_OUT_REJECTED},
+      {"slow_client", SL_OUT_SLOW_CLIENT},
+  };
+  if (strncmp(reason, "guard_", 6) == 0 && strcmp(reason, "guard_setup") != 0) return SL_OUT_GUARD;
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+    if (strcmp(map[i].reason, reason) == 0) return map[i].out;
+  return SL_OUT_ERROR;
+}
+
+/* The stream's figures for /metrics, in its home pool (or the pool of its
+ * last endpoint) and that endpoint. */
+static void sl__metrics_end(sl_stream_t *st, const char *reason) {
+  sl_streams_t *ss = st->ss;
+  if (!ss->cfg->metrics_enabled) return;
+  int pi = st->ep ? (int)(st->ep->pool - ss->reg->pools) : sl__home_pool(st);
+  if (pi < 0) pi = 0;
+  sl_pool_t *p = &ss->reg->pools[pi];
+  p->outcomes[sl__outcome(reason)]++;
+  sl_hist_observe(&p->h_duration, (double)(st->t_end - st->t_start) / 1e9);
+  sl_hist_observe(&p->h_queue, (double)st->queue_ns / 1e9);
+  if (st->first_token)
+    sl_hist_observe(&p->h_tokens,
+                    (double)(st->has_usage ? st->completion_tokens : (int64_t)st->tokens_received));
+  if (st->ep && st->tokens_received > 1 && st->t_last > st->t_first)
+    sl_hist_observe(&st->ep->h_tpot, (double)(st->t_last - st->t_first) / 1e9 / (double)(st->tokens_received - 1));
+}
+
 static void sl__log_end(sl_stream_t *st) {
   sl_streams_t *ss = st->ss;
   sl_access_entry_t e = {
@@ -420,6 +468,7 @@ static void sl__finish(sl_stream_t *st, const char *reason) {
   if (st->acct) sl_counter_max(st->ss->counters, SL_C_STREAM_PINNED_PEAK, (uint64_t)st->acct->peak * st->ss->chunks->chunk_size);
   sl__tenant_end(st, reason);
   sl__log_end(st);
+  sl__metrics_end(st, reason);
   sl__trace_end(st, reason);
   const char *epname = st->ep ? st->ep->name : NULL;
   uint64_t gid = st->gen ? st->gen->id : 0;
@@ -556,6 +605,8 @@ static void sl__first_token(sl_stream_t *st) {
   st->t_first = uv_hrtime();
   uv_timer_stop(&st->hb_timer);
   if (st->ep) sl_endpoint_succeeded(st->ep);
+  if (st->ep && st->ss->cfg->metrics_enabled)
+    sl_hist_observe(&st->ep->h_ttft, (double)(st->t_first - st->t_start) / 1e9); /* what the client waited */
   if (st->ep && st->t_dispatch) {
     /* The limit rule's TTFT: from the dispatch (sluice's queue is not the
      * engine's), a long prompt's prefill scaled down to 256 tokens'

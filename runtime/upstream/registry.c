@@ -29,6 +29,9 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
     pool->adapter = sl_adapter_find(pc->adapter);
     pool->eps = &reg->eps[k];
     pool->neps = pc->nendpoints;
+    sl_hist_init(&pool->h_duration, &sl_buckets_duration);
+    sl_hist_init(&pool->h_queue, &sl_buckets_duration);
+    sl_hist_init(&pool->h_tokens, &sl_buckets_tokens);
     for (int j = 0; j < pc->nendpoints; j++, k++) {
       const sl_endpoint_config_t *ec = &pc->endpoints[j];
       sl_endpoint_t *ep = &reg->eps[k];
@@ -45,6 +48,8 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       if (ep->limit < ep->limit_min) ep->limit = ep->limit_min;
       if (ep->limit > ep->limit_max) ep->limit = ep->limit_max;
       sl_qs_reset(&ep->ttft_w);
+      sl_hist_init(&ep->h_ttft, &sl_buckets_ttft);
+      sl_hist_init(&ep->h_tpot, &sl_buckets_tpot);
       snprintf(ep->host, sizeof(ep->host), "%s", ec->host);
       snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
       ep->port = ec->port;
@@ -94,6 +99,9 @@ int sl_registry_any_ready(const sl_registry_t *reg) {
     if (reg->eps[i].ready && !reg->eps[i].draining) return 1;
   return 0;
 }
+
+const char *const sl_outcome_names[SL_OUT__COUNT] = {
+    "ok", "cancelled", "guard", "timeout", "upstream_error", "rate_limited", "rejected", "slow_client", "error"};
 
 int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready) {
   if (ep->ready == !!ready) return 0;

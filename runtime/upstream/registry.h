@@ -25,8 +25,27 @@
 #include "runtime/base/config.h"
 #include "runtime/base/counters.h"
 #include "runtime/base/narrate.h"
+#include "runtime/base/histogram.h"
 #include "runtime/base/qsketch.h"
 #include "runtime/upstream/adapter.h"
+
+/* How a stream ended, for /metrics (runtime/stream/relay.c classifies its
+ * end reason). */
+typedef enum {
+  SL_OUT_OK = 0,          /* complete */
+  SL_OUT_CANCELLED,       /* the client went away */
+  SL_OUT_GUARD,           /* a guard ended it */
+  SL_OUT_TIMEOUT,         /* first-token, idle or total timeout */
+  SL_OUT_UPSTREAM_ERROR,  /* the engines failed (or refused the request) */
+  SL_OUT_RATE_LIMITED,    /* every engine said 429 */
+  SL_OUT_REJECTED,        /* refused before an engine saw it: queue full or timed out, no ready endpoint,
+                             context too long, shutting down */
+  SL_OUT_SLOW_CLIENT,     /* cancelled for holding its engine back */
+  SL_OUT_ERROR,           /* anything else */
+  SL_OUT__COUNT
+} sl_outcome_t;
+
+extern const char *const sl_outcome_names[SL_OUT__COUNT];
 
 typedef struct sl_pool_s sl_pool_t;
 typedef struct sl_endpoint_s sl_endpoint_t;
@@ -94,6 +113,8 @@ struct sl_endpoint_s {
   uint64_t gaps_seen;            /* gaps.total at the job's last look */
   sl_qsketch_t ttft_w;           /* TTFT from dispatch, normalized by prompt length, in the interval */
   double ttft_p90_ms, itl_p90_ms;/* the last interval's figures (0 = none), for /health */
+  sl_hist_t h_ttft;              /* /metrics: time to first token from the request's arrival, seconds */
+  sl_hist_t h_tpot;              /* /metrics: time per output token after the first, per stream, seconds */
   uv_timer_t health_timer;       /* next health check */
   sl_upconn_t *health_conn;      /* health check in flight, or NULL */
   int health_timer_open;
@@ -111,6 +132,11 @@ struct sl_pool_s {
   double drain_per_s;            /* streams it ended per second, smoothed (the limits job's; for Retry-After) */
   uint64_t w_ended;              /* streams it ended in the limits job's interval */
   double wait_ms;                /* how long requests placed from its queue had waited, smoothed (0 = none yet) */
+  /* /metrics, counted when a stream whose home this pool is ends. */
+  sl_hist_t h_duration;          /* request duration, seconds */
+  sl_hist_t h_queue;             /* time spent in the admission queue (0 for most), seconds */
+  sl_hist_t h_tokens;            /* completion tokens per request */
+  uint64_t outcomes[SL_OUT__COUNT];
 };
 
 struct sl_registry_s {

@@ -598,6 +598,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       sl_free(s);
       if (bad) return sl__fail(x, "tracing.endpoint: expected an http:// URL of an OTLP/HTTP receiver's traces path");
     }
+    s = NULL;
     SL__TRY(sl__get_str(x, o, "service_name", "tracing.", &s));
     if (s != NULL) {
       int bad = s[0] == '\0' || strlen(s) >= sizeof(cfg->trace_service);

@@ -197,11 +197,11 @@ static void sl__pools(sl__out_t *o, const sl_gateway_t *gw) {
     const char *l[] = {"pool", gw->reg.pools[p].cfg->name, NULL};
     sl__sample(o, "sluice_pool_queue_waiting", "", gw->reg.pools[p].queued, l);
   }
-  sl__family(o, "sluice_requests_total", "counter", "Streams ended, by home pool and outcome");
+  sl__family(o, "sluice_requests_ended_total", "counter", "Streams ended, by home pool and outcome");
   for (int p = 0; p < gw->reg.npools; p++)
     for (int k = 0; k < SL_OUT__COUNT; k++) {
       const char *l[] = {"pool", gw->reg.pools[p].cfg->name, "outcome", sl_outcome_names[k], NULL};
-      sl__sample(o, "sluice_requests_total", "", (double)gw->reg.pools[p].outcomes[k], l);
+      sl__sample(o, "sluice_requests_ended_total", "", (double)gw->reg.pools[p].outcomes[k], l);
     }
   static const struct {
     const char *name, *help;

@@ -495,11 +495,42 @@ static void test_metrics_off_keeps_the_families_and_observes_nothing(void) {
   ASSERT_EQ(e2e_stop(&sim), 0);
 }
 
+/* Past metrics.max_endpoints, endpoints are summed into one "other" series:
+ * two endpoints with a cap of one give one named series and "other". */
+static void test_endpoints_past_the_cap_are_other(void) {
+  e2e_proc_t sim[2], sl;
+  const char *const sim_args[] = {"--model", "m1", NULL};
+  ASSERT_EQ(e2e_sim_start(&sim[0], sim_args), 0);
+  ASSERT_EQ(e2e_sim_start(&sim[1], sim_args), 0);
+  int ports[2] = {sim[0].port, sim[1].port};
+  ASSERT_EQ(start(&sl, ports, 2, ",\"max_endpoints\":1"), 0);
+  for (int i = 0; i < 4; i++) ASSERT_EQ(one_stream(sl.port, "x-sim-tokens: 2\r\n"), 0);
+  ASSERT_EQ(e2e_wait_counter(sl.port, "streams_completed", 4, E2E_WAIT_MS), 4);
+  char *text = scrape(sl.port);
+  ASSERT_NOT_NULL(text);
+  char first[64], second[64];
+  snprintf(first, sizeof(first), "endpoint=\"127.0.0.1:%d\"", sim[0].port);
+  snprintf(second, sizeof(second), "endpoint=\"127.0.0.1:%d\"", sim[1].port);
+  ASSERT(strstr(text, first) != NULL);
+  ASSERT(strstr(text, second) == NULL);
+  ASSERT_M(metric(text, "sluice_endpoint_requests_total", WANT("endpoint=\"other\"")) +
+               metric(text, "sluice_endpoint_requests_total", WANT(first)),
+           4);
+  ASSERT_M(metric(text, "sluice_endpoint_ready", WANT("endpoint=\"other\"")), 1);
+  ASSERT_M(metric(text, "sluice_time_to_first_token_seconds_count", NULL), 4);
+  ASSERT(check_histograms(text) > 0);
+  free(text);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  ASSERT_EQ(e2e_stop(&sim[0]), 0);
+  ASSERT_EQ(e2e_stop(&sim[1]), 0);
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 600);
   need_tool("promtool");
   need_tool("prometheus");
   E2E_RUN(test_the_numbers_add_up);
+  E2E_RUN(test_endpoints_past_the_cap_are_other);
   E2E_RUN(test_health_says_healthy_degraded_unhealthy);
   E2E_RUN(test_metrics_off_keeps_the_families_and_observes_nothing);
   E2E_RUN(test_a_loop_stall_shows_in_the_lag_histogram);

@@ -13,6 +13,7 @@
  * exits 77 (skipped), except under CI=true, where that is a failure.
  * Nothing here asserts a duration: every wait is for an event.
  */
+#include <ctype.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -300,6 +301,68 @@ static void test_the_numbers_add_up(void) {
   ASSERT_EQ(e2e_stop(&sim[1]), 0);
 }
 
+/* Every query of docs/grafana-dashboard.json: Prometheus accepts it (valid
+ * PromQL, status "success"), and every sluice_ name in it is a family the
+ * scrape declares.  Returns the number of queries checked, or -1. */
+static int check_dashboard(int prom_port, const char *scrape_text) {
+  char *doc = e2e_read_file(SL_SOURCE_DIR "/docs/grafana-dashboard.json");
+  cJSON *d = doc ? cJSON_Parse(doc) : NULL;
+  free(doc);
+  if (d == NULL) return fprintf(stderr, "docs/grafana-dashboard.json: not JSON\n"), -1;
+  int n = 0, bad = 0;
+  const cJSON *p;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(d, "panels")) {
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(p, "targets")) {
+      const cJSON *e = cJSON_GetObjectItemCaseSensitive(t, "expr");
+      if (!cJSON_IsString(e)) continue;
+      /* $job is the dashboard's variable: any job here. */
+      char expr[1024] = "", q[3200] = "/api/v1/query?query=";
+      const char *s = e->valuestring;
+      for (size_t k = 0; *s && k + 3 < sizeof(expr); s++) {
+        if (strncmp(s, "$job", 4) == 0) {
+          memcpy(expr + k, ".+", 2);
+          k += 2;
+          s += 3;
+        } else {
+          expr[k++] = *s;
+        }
+        expr[k] = '\0';
+      }
+      size_t k = strlen(q);
+      for (const unsigned char *c = (const unsigned char *)expr; *c && k + 4 < sizeof(q); c++) {
+        if (isalnum(*c) || strchr("_.-~", *c)) q[k++] = (char)*c;
+        else k += (size_t)snprintf(q + k, sizeof(q) - k, "%%%02X", *c);
+      }
+      q[k] = '\0';
+      int st;
+      cJSON *r = e2e_get_json(prom_port, q, &st);
+      const cJSON *status = cJSON_GetObjectItemCaseSensitive(r, "status");
+      if (st != 200 || !cJSON_IsString(status) || strcmp(status->valuestring, "success") != 0) {
+        fprintf(stderr, "the dashboard's query %s: HTTP %d\n", e->valuestring, st);
+        bad++;
+      }
+      cJSON_Delete(r);
+      /* Its names. */
+      for (const char *m = strstr(expr, "sluice_"); m; m = strstr(m + 1, "sluice_")) {
+        char name[128], decl[160];
+        size_t j = 0;
+        while ((isalnum((unsigned char)m[j]) || m[j] == '_') && j + 1 < sizeof(name)) name[j] = m[j], j++;
+        name[j] = '\0';
+        if (j > 7 && strcmp(name + j - 7, "_bucket") == 0) name[j - 7] = '\0';
+        snprintf(decl, sizeof(decl), "# TYPE %s ", name);
+        if (strstr(scrape_text, decl) == NULL) {
+          fprintf(stderr, "the dashboard names %s, which /metrics does not serve\n", name);
+          bad++;
+        }
+      }
+      n++;
+    }
+  }
+  cJSON_Delete(d);
+  return bad ? -1 : n;
+}
+
 /* A real Prometheus server scrapes sluice and returns the TTFT histogram
  * through its query API, with the count of streams sent. */
 static void test_prometheus_scrapes_the_ttft_histogram(void) {
@@ -366,6 +429,11 @@ static void test_prometheus_scrapes_the_ttft_histogram(void) {
   double p50 = strtod(val->valuestring, NULL);
   ASSERT(p50 > 0 && p50 <= 10); /* a quantile of TTFTs (seconds), inside the buckets */
   cJSON_Delete(j);
+  /* The Grafana dashboard's queries are valid and name served families. */
+  char *text = scrape(sl.port);
+  ASSERT_NOT_NULL(text);
+  ASSERT(check_dashboard(prom.port, text) >= 20);
+  free(text);
   ASSERT_EQ(e2e_stop(&prom), 0);
   ASSERT_EQ(e2e_stop(&sl), 0);
   ASSERT_EQ(e2e_stop(&sim), 0);

@@ -305,7 +305,7 @@ static void test_the_numbers_add_up(void) {
  * PromQL, status "success"), and every sluice_ name in it is a family the
  * scrape declares.  Returns the number of queries checked, or -1. */
 static int check_dashboard(int prom_port, const char *scrape_text) {
-  char *doc = e2e_read_file(SL_SOURCE_DIR "/docs/grafana-dashboard.json");
+  char *doc = e2e_read_file(SL_TEST_SOURCE_DIR "/../docs/grafana-dashboard.json");
   cJSON *d = doc ? cJSON_Parse(doc) : NULL;
   free(doc);
   if (d == NULL) return fprintf(stderr, "docs/grafana-dashboard.json: not JSON\n"), -1;

@@ -240,6 +240,10 @@ static cJSON *sl__span(cJSON *spans, const sl_trace_rec_t *r, const uint8_t *id,
   return cJSON_AddArrayToObject(s, "attributes");
 }
 
+/* A child's end, within its request's: the last attempt is closed as the
+ * record is handed over, a moment after the request's end. */
+static uint64_t sl__in(const sl_trace_rec_t *r, uint64_t t) { return r->t_end && t > r->t_end ? r->t_end : t; }
+
 static void sl__span_error(cJSON *span, const char *msg) {
   cJSON *st = cJSON_AddObjectToObject(span, "status");
   cJSON_AddNumberToObject(st, "code", 2); /* STATUS_CODE_ERROR */
@@ -258,7 +262,7 @@ static void sl__attempt_spans(cJSON *spans, const sl_trace_rec_t *r, int i, cons
   int failed = a->outcome && strcmp(a->outcome, "ok") != 0 && strcmp(a->outcome, "cancelled") != 0;
   cJSON *span;
   cJSON *at = sl__span(spans, r, a->place_span, r->request_span, "placement", SL__KIND_INTERNAL, a->t_place,
-                       a->t_sent ? a->t_sent : a->t_end, &span);
+                       sl__in(r, a->t_sent ? a->t_sent : a->t_end), &span);
   sl__attr_str(at, "sluice.pool", a->pool);
   sl__attr_str(at, "sluice.endpoint", a->endpoint);
   sl__attr_int(at, "sluice.attempt", i + 1);
@@ -269,7 +273,7 @@ static void sl__attempt_spans(cJSON *spans, const sl_trace_rec_t *r, int i, cons
     }
     return;
   }
-  at = sl__span(spans, r, a->span, r->request_span, name, SL__KIND_CLIENT, a->t_sent, a->t_end, &span);
+  at = sl__span(spans, r, a->span, r->request_span, name, SL__KIND_CLIENT, a->t_sent, sl__in(r, a->t_end), &span);
   sl__attr_str(at, "gen_ai.operation.name", r->operation);
   sl__attr_str(at, "gen_ai.request.model", r->model);
   if (a->endpoint) {
@@ -315,7 +319,7 @@ static void sl__rec_spans(cJSON *spans, const sl_trace_rec_t *r) {
   }
   if (r->t_queue_start)
     sl__span(spans, r, r->queue_span, r->request_span, "queue", SL__KIND_INTERNAL, r->t_queue_start,
-             r->t_queue_end, NULL);
+             sl__in(r, r->t_queue_end), NULL);
   for (int i = 0; i < r->nattempts; i++) sl__attempt_spans(spans, r, i, name);
   if (r->t_first_token) {
     at = sl__span(spans, r, r->stream_span, r->request_span, "stream", SL__KIND_INTERNAL, r->t_first_token,

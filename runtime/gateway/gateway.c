@@ -544,7 +544,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   uv_check_start(&gw->narrate_check, sl__on_narrate_check);
   rc = sl__start_sims(gw, err, errlen);
   if (rc == 0 && cfg->trace_endpoint[0]) {
-    rc = sl_tracer_open(&gw->tracer, loop, cfg, &gw->counters, gw->log, err, errlen);
+    rc = sl_tracer_open(&gw->tracer, loop, cfg, &gw->counters, gw->nar, gw->log, err, errlen);
     if (rc == 0) {
       gw->streams.on_trace = sl_tracer_record;
       gw->streams.trace_ud = gw->tracer;

@@ -33,6 +33,7 @@ struct sl_tracer_s {
   uv_loop_t *loop;
   const sl_config_t *cfg;
   sl_counters_t *counters;
+  const sl_narrator_t *nar;  /* redacts what may quote a secret */
   FILE *log;
   /* The receiver. */
   struct sockaddr_storage addr;
@@ -131,7 +132,14 @@ static int sl__nspans(const sl_trace_rec_t *r) {
   return n;
 }
 
-static sl__trec_t *sl__copy(const sl_trace_rec_t *r) {
+/* A copy of r, with the strings that may quote a client or an engine
+ * (the request id, the error text) redacted as log lines are. */
+static sl__trec_t *sl__copy(const sl_tracer_t *t, const sl_trace_rec_t *r0) {
+  char rid[SL_REQUEST_ID_MAX + 64], error[512];
+  sl_trace_rec_t red = *r0;
+  const sl_trace_rec_t *r = &red;
+  if (red.request_id) red.request_id = sl_log_redact(t->nar, red.request_id, rid, sizeof(rid));
+  if (red.error) red.error = sl_log_redact(t->nar, red.error, error, sizeof(error));
   int na = r->nattempts < SL_TRACE_ATTEMPTS ? r->nattempts : SL_TRACE_ATTEMPTS;
   size_t len = sl__slen(r->request_id) + sl__slen(r->model) + sl__slen(r->operation) + sl__slen(r->tenant) +
                sl__slen(r->end_reason) + sl__slen(r->error) + sl__slen(r->finish_reason);
@@ -507,7 +515,7 @@ static void sl__kick(sl_tracer_t *t) { uv_timer_start(&t->tick, sl__on_tick, 0, 
 /* ---- the API ---- */
 
 int sl_tracer_open(sl_tracer_t **out, uv_loop_t *loop, const sl_config_t *cfg, sl_counters_t *counters,
-                   FILE *log, char *err, size_t errlen) {
+                   const sl_narrator_t *nar, FILE *log, char *err, size_t errlen) {
   sl_tracer_t *t = sl_calloc(1, sizeof(*t));
   if (sl__parse_endpoint(t, cfg->trace_endpoint, err, errlen) < 0) {
     sl_free(t);
@@ -516,6 +524,7 @@ int sl_tracer_open(sl_tracer_t **out, uv_loop_t *loop, const sl_config_t *cfg, s
   t->loop = loop;
   t->cfg = cfg;
   t->counters = counters;
+  t->nar = nar;
   t->log = log;
   t->cap = cfg->trace_max_queue > 0 ? cfg->trace_max_queue : 1;
   t->ring = sl_calloc((size_t)t->cap, sizeof(*t->ring));
@@ -538,7 +547,7 @@ void sl_tracer_record(void *ud, const sl_trace_rec_t *rec) {
     sl_counter_add(t->counters, SL_C_TRACE_SPANS_DROPPED, (uint64_t)old->nspans);
     sl_free(old);
   }
-  t->ring[(t->head + t->n) % t->cap] = sl__copy(rec);
+  t->ring[(t->head + t->n) % t->cap] = sl__copy(t, rec);
   t->n++;
   if (t->n == SL_TRACE_BATCH && !t->tcp_open) sl__kick(t);
 }

@@ -29,6 +29,7 @@
 
 #include "runtime/base/config.h"
 #include "runtime/base/counters.h"
+#include "runtime/base/narrate.h"
 #include "runtime/stream/relay.h"
 
 typedef struct sl_tracer_s sl_tracer_t;
@@ -38,11 +39,12 @@ typedef struct sl_tracer_s sl_tracer_t;
 #define SL_TRACE_BATCH 256
 
 /* Sets up the exporter for cfg->trace_endpoint (must be non-empty) on loop,
- * counting into counters (may be NULL), the first failure of a run logged
- * to log (may be NULL).  The endpoint's host is resolved here, once.  Returns 0 with *out, or SL_EINVAL with the reason in err
+ * counting into counters (may be NULL), redacting request ids and error
+ * texts with nar's secrets as log lines are, the first failure of a run
+ * logged to log (may be NULL).  The endpoint's host is resolved here, once.  Returns 0 with *out, or SL_EINVAL with the reason in err
  * ("tracing.endpoint: ..."); nothing is left on the loop then. */
 int sl_tracer_open(sl_tracer_t **out, uv_loop_t *loop, const sl_config_t *cfg, sl_counters_t *counters,
-                   FILE *log, char *err, size_t errlen);
+                   const sl_narrator_t *nar, FILE *log, char *err, size_t errlen);
 
 /* The relay's on_trace (ud is the tracer): queues a copy of rec. */
 void sl_tracer_record(void *ud, const sl_trace_rec_t *rec);

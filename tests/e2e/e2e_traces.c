@@ -504,13 +504,16 @@ static void test_unsampled_sends_no_spans(void) {
 }
 
 /* An engine that refuses: the retried request has two attempts, each with
- * its placement and upstream span; each engine saw its own attempt's span. */
+ * its placement and upstream span; each engine saw its own attempt's span.
+ * When both refuse, the request span carries the (redacted) error. */
 static void test_retry_has_two_attempts(void) {
   rx_t rx;
   e2e_proc_t sl;
   char tr[256];
   ASSERT_EQ(rx_start(&rx), 0);
-  ASSERT_EQ(start_sluice(&sl, 2, tracing_to(tr, sizeof(tr), rx.port, NULL), NULL), 0);
+  ASSERT_EQ(start_sluice(&sl, 2, tracing_to(tr, sizeof(tr), rx.port, NULL),
+                         ",\"log\":{\"secrets\":[\"simulated engine fault\"]}"),
+            0);
   ASSERT_EQ(sl.nsims, 2);
   /* Least loaded places the first attempt on the first engine (a tie goes
    * to the lower id); it refuses, the second serves. */
@@ -565,6 +568,12 @@ static void test_retry_has_two_attempts(void) {
   ASSERT_EQ(count_spans(spans, "stream", 1), 0);
   ASSERT_EQ(status_code(req), 2);
   ASSERT_STR_EQ(attr_str(req, "error.type"), "upstream_failed");
+  /* The error text quotes the engine, redacted as log lines are. */
+  const char *msg = str_of(cJSON_GetObjectItemCaseSensitive(req, "status"), "message");
+  ASSERT_NOT_NULL(msg);
+  ASSERT_NOT_NULL(strstr(msg, "HTTP 503"));
+  ASSERT_NOT_NULL(strstr(msg, "[redacted]"));
+  ASSERT_NULL(strstr(msg, "fault"));
   cJSON_Delete(spans);
   ASSERT_EQ(e2e_stop(&sl), 0);
   rx_stop(&rx);

@@ -336,6 +336,7 @@ static void sl__defaults(sl_config_t *cfg) {
   snprintf(cfg->trace_service, sizeof(cfg->trace_service), "sluice");
   cfg->trace_batch_ms = 1000;
   cfg->trace_max_queue = 2048;
+  cfg->trace_timeout_ms = 10000;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
@@ -583,9 +584,21 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     const char *base = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     if (env && env[0]) snprintf(cfg->trace_endpoint, sizeof(cfg->trace_endpoint), "%s", env);
     else if (base && base[0]) snprintf(cfg->trace_endpoint, sizeof(cfg->trace_endpoint), "%s/v1/traces", base);
+    /* The export timeout likewise, in milliseconds as the spec says. */
+    const char *tvar = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+    const char *tenv = getenv(tvar);
+    if (tenv == NULL || tenv[0] == '\0') tenv = getenv(tvar = "OTEL_EXPORTER_OTLP_TIMEOUT");
+    if (tenv != NULL && tenv[0] != '\0') {
+      char *end;
+      errno = 0;
+      unsigned long long ms = strtoull(tenv, &end, 10);
+      if (errno || *end != '\0' || tenv[0] < '0' || tenv[0] > '9' || ms < 1 || ms > 600000)
+        return sl__fail(x, "%s: \"%.32s\" is not a timeout in milliseconds from 1 to 600000", tvar, tenv);
+      cfg->trace_timeout_ms = ms;
+    }
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "tracing")) != NULL) {
-    static const char *const tracing[] = {"endpoint", "service_name", "batch_ms", "max_queue", NULL};
+    static const char *const tracing[] = {"endpoint", "service_name", "batch_ms", "max_queue", "timeout_ms", NULL};
     if (!cJSON_IsObject(o)) return sl__fail(x, "tracing: expected an object");
     SL__TRY(sl__only_keys(x, o, "tracing.", tracing));
     char *s = NULL;
@@ -608,6 +621,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     }
     SL__TRY(sl__get_u64(x, o, "batch_ms", "tracing.", 10, 600000, &cfg->trace_batch_ms));
     SL__TRY(sl__get_int(x, o, "max_queue", "tracing.", 1, 1000000, &cfg->trace_max_queue));
+    SL__TRY(sl__get_u64(x, o, "timeout_ms", "tracing.", 1, 600000, &cfg->trace_timeout_ms));
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
     static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};

@@ -194,6 +194,8 @@ typedef struct {
   uint64_t trace_batch_ms;        /* tracing.batch_ms: spans are sent at least this often (1000) */
   int trace_max_queue;            /* tracing.max_queue: streams' records waiting to be sent; past it the oldest
                                      are dropped and counted (2048) */
+  uint64_t trace_timeout_ms;      /* tracing.timeout_ms: one export's bound, connect to answer (the environment's
+                                     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT, else 10000) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

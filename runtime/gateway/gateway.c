@@ -13,6 +13,7 @@
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/timing.h"
+#include "runtime/gateway/trace.h"
 #include "runtime/gateway/watchdog.h"
 #include "runtime/guard/guard.h"
 #include "runtime/lua/policy_check.h"
@@ -302,6 +303,13 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
       gw->sims[i] = NULL;
     }
   }
+  if (gw->tracer) {
+    /* An export in flight is abandoned: shutdown waits for no receiver. */
+    gw->streams.on_trace = NULL;
+    gw->pending++;
+    sl_tracer_close(gw->tracer, sl__closed_one, gw);
+    gw->tracer = NULL;
+  }
   if (gw->timing) {
     /* Waits for a classification still running on the thread pool: its
      * completion must come before the registry it writes to is freed. */
@@ -535,6 +543,17 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->narrate_check.data = gw;
   uv_check_start(&gw->narrate_check, sl__on_narrate_check);
   rc = sl__start_sims(gw, err, errlen);
+  if (rc == 0 && cfg->trace_endpoint[0]) {
+    rc = sl_tracer_open(&gw->tracer, loop, cfg, &gw->counters, gw->nar, gw->log, err, errlen);
+    if (rc == 0) {
+      gw->streams.on_trace = sl_tracer_record;
+      gw->streams.trace_ud = gw->tracer;
+      fprintf(gw->log, "sluice: tracing: spans go to %s every %llu ms\n", cfg->trace_endpoint,
+              (unsigned long long)cfg->trace_batch_ms);
+    } else {
+      gw->tracer = NULL;
+    }
+  }
   if (rc == 0) {
     rc = sl_http_server_init(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http, sl_api_handle, gw);
     if (rc < 0) {

@@ -33,6 +33,7 @@
 
 struct sl_watchdog_s;
 struct sl_timing_s;
+struct sl_tracer_s;
 
 struct sl_gateway_s {
   uv_loop_t *loop;
@@ -78,6 +79,7 @@ struct sl_gateway_s {
   int pending;               /* closes not yet done */
   void (*on_closed)(void *ud);
   void *closed_ud;
+  struct sl_tracer_s *tracer; /* the OTLP trace exporter (trace.h); NULL when tracing.endpoint is "" */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

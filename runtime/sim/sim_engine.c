@@ -87,6 +87,8 @@ struct sl_sim_engine_s {
   int closing;               /* sl_sim_engine_close was called */
   int port;                  /* bound port */
   uint64_t seq;              /* completion requests ever seen; names ids and seeds */
+  char last_traceparent[128];/* the traceparent header of the last completion request ("" = it had none), so a
+                                test can see what a gateway forwards (/sim/stats "last_traceparent") */
   sl_sim_stats_t st;
   /* connections_accepted is the server's own total, offset so that a stats
    * reset zeroes it too, and kept once the server is gone */
@@ -972,10 +974,20 @@ static int sl__read_headers(sl_http_req_t *req, sl_sim_req_t *r, uint64_t *token
   return 0;
 }
 
+/* Keeps tp (may be NULL) as the last traceparent seen, printable ASCII
+ * only, so that it goes into the stats JSON as it is. */
+static void sl__keep_traceparent(sl_sim_engine_t *e, const char *tp) {
+  size_t n = 0;
+  for (; tp != NULL && tp[n] != '\0' && n + 1 < sizeof(e->last_traceparent); n++)
+    e->last_traceparent[n] = tp[n] >= 0x20 && tp[n] < 0x7f && tp[n] != '"' && tp[n] != '\\' ? tp[n] : '?';
+  e->last_traceparent[n] = '\0';
+}
+
 /* POST /v1/chat/completions and /v1/completions. */
 static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int kind) {
   const sl_sim_config_t *cfg = &e->cfg;
   e->st.requests++;
+  sl__keep_traceparent(e, sl_http_req_header(req, "traceparent"));
   uint64_t seq = ++e->seq;
   cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
   if (body == NULL || !cJSON_IsObject(body)) {
@@ -1162,8 +1174,16 @@ static void sl__handle_stats(sl_sim_engine_t *e, sl_http_req_t *req) {
   char out[1024];
   sl_sim_stats_t st;
   sl_sim_engine_stats(e, &st);
-  size_t n = sl_sim_stats_json(&st, out, sizeof(out));
-  sl__respond_json(req, 200, out, n < sizeof(out) ? n : 0);
+  size_t cap = sizeof(out) - sizeof(e->last_traceparent) - 32; /* room left for the traceparent */
+  size_t n = sl_sim_stats_json(&st, out, cap);
+  if (n > 0 && n < cap) {
+    /* The counters' object, the traceparent added before its '}'. */
+    n--;
+    n += (size_t)snprintf(out + n, sizeof(out) - n, ",\"last_traceparent\":\"%s\"}", e->last_traceparent);
+  } else {
+    n = 0;
+  }
+  sl__respond_json(req, 200, out, n);
 }
 
 static void sl__handle_control(sl_sim_engine_t *e, sl_http_req_t *req) {
@@ -1300,6 +1320,7 @@ void sl_sim_engine_stats(const sl_sim_engine_t *e, sl_sim_stats_t *out) {
 void sl_sim_engine_reset_stats(sl_sim_engine_t *e) {
   uint64_t active = e->st.active, queued = e->st.queued;
   memset(&e->st, 0, sizeof(e->st));
+  e->last_traceparent[0] = '\0';
   e->accepted_base = e->server != NULL ? (uint64_t)0 - sl_http_server_accepted(e->server) : 0;
   e->st.active = active;
   e->st.queued = queued;

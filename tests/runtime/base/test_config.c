@@ -1,5 +1,7 @@
 /* Tests for runtime/config: the compiled-in default, every error naming its
  * key, URL and HOST:PORT parsing, and that nothing leaks on failure. */
+#include <stdlib.h>
+
 #include "runtime/base/config.h"
 #include "runtime/base/errors.h"
 #include "test.h"
@@ -155,11 +157,51 @@ static void test_dynamics_keys(void) {
   }
 }
 
+/* tracing.timeout_ms, and the OpenTelemetry variables under it (the
+ * traces-specific one first); a bad value names its variable. */
+static void test_tracing_timeout(void) {
+  sl_config_t cfg;
+  char err[512];
+  const char *pools = "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]";
+  char j[512];
+  unsetenv("OTEL_EXPORTER_OTLP_TIMEOUT");
+  unsetenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_UINT_EQ(cfg.trace_timeout_ms, 10000);
+  sl_config_free(&cfg);
+  setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1234", 1);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_UINT_EQ(cfg.trace_timeout_ms, 1234);
+  sl_config_free(&cfg);
+  setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "777", 1);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_UINT_EQ(cfg.trace_timeout_ms, 777);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"tracing\":{\"timeout_ms\":250},%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_UINT_EQ(cfg.trace_timeout_ms, 250); /* the key wins */
+  sl_config_free(&cfg);
+  setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "10s", 1);
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), SL_EINVAL);
+  ASSERT_STR_EQ(err, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: \"10s\" is not a timeout in milliseconds from 1 to 600000");
+  unsetenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
+  setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0", 1);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), SL_EINVAL);
+  ASSERT_STR_EQ(err, "OTEL_EXPORTER_OTLP_TIMEOUT: \"0\" is not a timeout in milliseconds from 1 to 600000");
+  unsetenv("OTEL_EXPORTER_OTLP_TIMEOUT");
+  snprintf(j, sizeof(j), "{\"tracing\":{\"timeout_ms\":0},%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), SL_EINVAL);
+  ASSERT_STR_EQ(err, "tracing.timeout_ms: 0 is out of range [1, 600000]");
+}
+
 int main(void) {
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);
   SL_RUN(test_hostport);
   SL_RUN(test_dynamics_keys);
+  SL_RUN(test_tracing_timeout);
   return SL_TEST_EXIT();
 }

@@ -125,11 +125,12 @@ static int sl__sample_line(sl__pp_t *pp, char *q, char *end) {
   while (q < end && (sl__name_char(*q) || *q == ':')) q++;
   char *name_end = q;
   int label0 = p->nlabels;
-  if (q < end && *q == '{') {
-    q = sl__labels(pp, q + 1, end);
+  char *r = sl__skip_ws(q, end); /* blanks may stand between the name and its '{' */
+  if (r < end && *r == '{') {
+    q = sl__labels(pp, r + 1, end);
     if (q == NULL) return SL_EPARSE;
-  } else if (q < end && sl__ws(*q)) {
-    q++;
+  } else if (r > q) {
+    q = r;
   } else {
     return sl__fail(pp, "expected '{', or a space and the value, after the metric name", q < end ? *q : '\0');
   }

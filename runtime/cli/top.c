@@ -422,12 +422,12 @@ static int sl__exchange(int fd, const sl__url_t *u, int64_t deadline, llhttp_t *
       snprintf(err, errcap, "the answer is larger than %u MiB", SL__BODY_MAX >> 20);
       return -1;
     }
-    if (e != HPE_OK) {
-      snprintf(err, errcap, "not an HTTP answer (%s)", llhttp_get_error_reason(parser));
-      return -1;
-    }
     if (r == 0) {
       snprintf(err, errcap, "the connection closed before the answer ended");
+      return -1;
+    }
+    if (e != HPE_OK) {
+      snprintf(err, errcap, "not an HTTP answer (%s)", llhttp_get_error_reason(parser));
       return -1;
     }
   }

@@ -452,7 +452,9 @@ int sl_top_fetch(const char *url, int timeout_ms, char **body, size_t *len, char
   rc = sl__exchange(fd, &u, deadline, &parser, &b, err, errcap);
   close(fd);
   if (rc == 0 && parser.status_code != 200) {
-    snprintf(err, errcap, "GET %s answered HTTP %d: %.200s", u.path, parser.status_code, b.n ? b.p : "");
+    /* The body is not NUL-terminated yet: print its bytes, at most 200. */
+    snprintf(err, errcap, "GET %s answered HTTP %d: %.*s", u.path, parser.status_code, (int)(b.n < 200 ? b.n : 200),
+             b.n ? b.p : "");
     for (char *c = err; *c; c++)
       if (*c == '\n' || *c == '\r') *c = ' ';
     rc = -1;

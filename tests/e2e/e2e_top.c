@@ -12,8 +12,9 @@
  *    agree, or the comparison would prove nothing;
  *  - in a detached tmux session on a private socket, the live view draws
  *    the same figures while idle, then shows the stream a new held request
- *    puts on an endpoint, and 0 again once its client leaves; q ends it
- *    with status 0 and no sanitizer report.
+ *    puts on an endpoint, and 0 again once its client leaves; with the
+ *    daemon stopped it says it cannot scrape it and keeps trying; q ends
+ *    it with status 0 and no sanitizer report.
  * tmux missing: the tmux case is skipped with the reason (exit 77), but
  * fails under CI=true.  Every wait polls for a condition up to a generous
  * bound; nothing asserts a duration.
@@ -374,6 +375,15 @@ static int pane_idle(const char *frame, const void *arg) {
   return 1;
 }
 
+/* The screen of a daemon that cannot be reached, after two failures. */
+static int pane_down(const char *frame, const void *arg) {
+  (void)arg;
+  char w[64];
+  return strstr(frame, "cannot scrape the daemon: cannot connect to 127.0.0.1:") != NULL &&
+         strstr(frame, "Connection refused") != NULL && strstr(frame, "retrying every 200 ms (") != NULL &&
+         row_word(frame, "retrying", 4, w, sizeof(w)) && atoi(w + 1) >= 2;
+}
+
 static void tmux_case(void) {
   e2e_proc_t sl;
   ASSERT_EQ(start(&sl), 0);
@@ -415,6 +425,10 @@ static void tmux_case(void) {
   ASSERT(pane_until(pane_idle, eps, &frame));
   free(frame);
   free(m);
+  /* The daemon goes away: the screen says so, and top keeps trying. */
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  ASSERT(pane_until(pane_down, NULL, &frame));
+  free(frame);
   /* q quits: top exits 0, the session and its server end. */
   ASSERT_EQ(tmux("send-keys -t top q", NULL), 0);
   int64_t until = nu_now_ms() + E2E_WAIT_MS;
@@ -434,7 +448,6 @@ static void tmux_case(void) {
   ASSERT_NOT_NULL(err);
   ASSERT_STR_EQ(err, ""); /* no sanitizer report, no complaint */
   free(err);
-  ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
 static void test_tmux_live_view(void) {

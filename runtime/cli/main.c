@@ -1,5 +1,5 @@
 /* main.c: the sluice command line: dispatches to serve, sim-engine, check,
- * replay, repl, attach, hash-key, or prints help and version. */
+ * replay, repl, attach, top, hash-key, or prints help and version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +11,7 @@
 #include "runtime/cli/hash_key.h"
 #include "runtime/ops/repl.h"
 #include "runtime/cli/sim.h"
+#include "runtime/cli/top.h"
 
 static void sl__usage(FILE *f) {
   fprintf(f,
@@ -35,6 +36,9 @@ static void sl__usage(FILE *f) {
           "  sluice replay FILE [--pipeline FILE|none] [--guards FILE] [--timing fast|original]\n"
           "      Run a recorded stream (transcripts.dir) through a pipeline and the guards,\n"
           "      offline; print every action and verdict (see docs/tenants.md).\n"
+          "  sluice top [--url http://127.0.0.1:8080] [--interval-ms 1000] [--once]\n"
+          "      A live view of a running daemon from its /metrics: streams, queues, tokens/s,\n"
+          "      TTFT and inter-token percentiles per endpoint, outcomes, guards, rejections.\n"
           "  sluice hash-key [KEY]\n"
           "      Print the \"sha256:<hex>\" digest of an API key for a tenant's \"keys\" (reads\n"
           "      stdin without KEY, one trailing newline dropped).\n"
@@ -64,6 +68,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "repl") == 0) return sl_repl_main(argc - 1, argv + 1);
   if (strcmp(cmd, "attach") == 0) return sl_attach_client_main(argc - 1, argv + 1);
   if (strcmp(cmd, "replay") == 0) return sl_replay_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "top") == 0) return sl_top_main(argc - 1, argv + 1);
   if (strcmp(cmd, "hash-key") == 0) return sl_hash_key_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);

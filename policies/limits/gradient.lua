@@ -7,7 +7,7 @@
 -- intervals:
 --
 --   gradient = clamp(tolerance * long / short, 0.5, 1)
---   new      = limit * gradient + sqrt(limit)           (sqrt: room to queue)
+--   new      = limit * gradient + (gradient == 1 and sqrt(limit) or 0)
 --   limit    = limit * (1 - smoothing) + new * smoothing
 --
 -- While short stays within tolerance of long the gradient is 1 and the
@@ -21,6 +21,11 @@
 -- above the knee would sit there.
 --
 -- Where this departs from Gradient2, and why:
+--   * sqrt(limit) is added only while the gradient is 1.  Gradient2 adds
+--     it always, as room to queue; its balance point is a gradient of
+--     1 - 1/sqrt(limit), which on an engine of 4 slots keeps 2 to 4
+--     streams waiting inside the engine: the queue sluice keeps outside.
+--     Without it the limit stops growing where queueing starts to show.
 --   * long does not take a sample above tolerance * long: that is
 --     queueing, not the engine's latency.  Gradient2's average absorbs it
 --     under sustained overload and makes it the new normal; even a capped

@@ -113,12 +113,16 @@ local _M = {
 -- queueing and left out, and long decays while it is more than twice the
 -- sample.
 local WARMUP = 10
-local function update_long(long, n, sample, window, tolerance)
+local function update_long(long, n, sample, window, tolerance, capped)
   if long == nil then return sample end
-  if sample > long * tolerance then return long end
+  local x = sample
+  if x > long * tolerance then
+    if not capped then return long end
+    x = long * tolerance
+  end
   local a = 2 / (window + 1)
   if n <= WARMUP and 1 / n > a then a = 1 / n end
-  long = long + a * (sample - long)
+  long = long + a * (x - long)
   if long > 2 * sample then long = long * 0.95 end
   return long
 end
@@ -183,7 +187,6 @@ function _M.limit(s, state, cfg)
       -- The no-load latency: long from now on.
       local was = state.long or short
       state.long = short
-      if cfg.use_itl and s.itl_n >= 1 then state.itl_long = limits.itl(s, q) end
       local back = clamp(state.saved, s)
       state.probing, state.since = nil, 0
       return answer(state, back, floor(back + 0.5), format("probe: ttft %s %.0f ms at %d streams, long %.0f -> %.0f ms; back to %d",
@@ -214,7 +217,12 @@ function _M.limit(s, state, cfg)
   if light then -- a free probe: the engine ran with no queue
     state.since = 0
     state.long = short
-    if cfg.use_itl and p.itl_n >= 1 then state.itl_long = p.itl_sum / p.itl_n end
+    -- Inter-token time only rises here (see update_long's caller): a
+    -- slower engine shows in it, one stream's faster decoding does not.
+    if cfg.use_itl and p.itl_n >= 1 then
+      local itl = p.itl_sum / p.itl_n
+      if state.itl_long == nil or itl > state.itl_long then state.itl_long = itl end
+    end
   end
   if cfg.probe_every > 0 and state.since >= cfg.probe_every and est > s.min then
     state.probing, state.saved = 1, est
@@ -240,7 +248,11 @@ function _M.limit(s, state, cfg)
   local g, which, sig, base = gradient(long, short, cfg.tolerance), "ttft", short, long
   if cfg.use_itl and p.itl_n >= cfg.min_samples then
     local itl = p.itl_sum / p.itl_n
-    local itl_long = update_long(state.itl_long, n, itl, cfg.long_window, cfg.tolerance)
+    -- Inter-token time grows with the batch on an engine bound by its CPU
+    -- (llama.cpp: 1 ms a token at one stream, 2 at two): a sample over
+    -- tolerance still counts, capped, so long follows the batch the
+    -- engine runs well, and one light interval does not pin it.
+    local itl_long = update_long(state.itl_long, n, itl, cfg.long_window, cfg.tolerance, true)
     state.itl_long = itl_long
     local gi = gradient(itl_long, itl, cfg.tolerance)
     if gi < g then g, which, sig, base = gi, "itl", itl, itl_long end

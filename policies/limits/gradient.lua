@@ -7,7 +7,7 @@
 -- intervals:
 --
 --   gradient = clamp(tolerance * long / short, 0.5, 1)
---   new      = limit * gradient + sqrt(limit)           (sqrt: room to queue)
+--   new      = limit * gradient + (gradient == 1 and sqrt(limit) or 0)
 --   limit    = limit * (1 - smoothing) + new * smoothing
 --
 -- While short stays within tolerance of long the gradient is 1 and the
@@ -21,17 +21,36 @@
 -- above the knee would sit there.
 --
 -- Where this departs from Gradient2, and why:
---   * long takes a sample at most tolerance * long: under sustained
---     overload Gradient2's average absorbs the queueing and makes it the
---     new normal; here a real shift (a slower model) is still absorbed,
---     but long grows by at most 2 * (tolerance - 1) / (long_window + 1)
---     per interval (1.6% with the defaults).
+--   * sqrt(limit) is added only while the gradient is 1.  Gradient2 adds
+--     it always, as room to queue; its balance point is a gradient of
+--     1 - 1/sqrt(limit), which on an engine of 4 slots keeps 2 to 4
+--     streams waiting inside the engine: the queue sluice keeps outside.
+--     Without it the limit stops growing where queueing starts to show.
+--   * long does not take a sample above tolerance * long: that is
+--     queueing, not the engine's latency.  Gradient2's average absorbs it
+--     under sustained overload and makes it the new normal; even a capped
+--     sample (long growing 1.6% an interval) lets the limit creep up
+--     without end, since the sqrt(limit) of room keeps short above
+--     tolerance * long at the balance point (bench/converge measured it:
+--     from 6 to 33 streams on a 4-slot engine in a minute).  A real shift
+--     (a slower model) still reaches long: short stays high, the limit
+--     falls to s.min, and a light interval (at or below s.min streams,
+--     nothing queued in the engine) sets long to what it measured, up or
+--     down; the probe below does the same on an endpoint that never gets
+--     light.
+--   * thin intervals pool: an interval with fewer than min_samples TTFT
+--     samples is added to the next ones (sample-weighted quantiles, the
+--     smallest minimum, the most streams) until they have min_samples
+--     between them.  At a low limit, streams longer than the interval
+--     give an interval a sample or two, and a rule that kept the limit on
+--     each of them would never leave it (bench/converge: a start at 1
+--     stayed at 1 for a minute on a 4-slot engine).
 --   * the baseline probe: on an endpoint that has been saturated since
 --     the rule first saw it, long is the queueing latency and the gradient
 --     can never tell.  Every probe_every intervals without a light one (an
 --     interval at or below s.min streams, which refreshes long for free),
 --     the rule drops the limit to s.min until an interval runs that light
---     (at most probe_hold intervals), lowers long to what it measured, and
+--     (at most probe_hold intervals), sets long to what it measured, and
 --     goes back to the limit it had; the gradient does the rest.  The same
 --     idea as BBR's ProbeRTT; it costs throughput, so it is rare
 --     (probe_every = 0 turns it off).
@@ -45,7 +64,7 @@
 -- Like Gradient2: long decays (x0.95) while it is more than twice short; the
 -- limit does not rise in an interval the endpoint was app-limited
 -- (max_inflight < limit / 2: its latency says nothing about more streams);
--- an interval with fewer than min_samples TTFT samples keeps the limit.
+-- the limit stays until (pooled) intervals have min_samples TTFT samples.
 -- Drops (429, 503, timeouts) cut it: C has cut once already when they
 -- happened, so the rule cuts from the limit it had answered before them,
 -- to floor(that * drop_factor), never above what C left; it never rises
@@ -58,8 +77,8 @@
 -- can ask for a longer pause than C's.
 local limits = require "sluice.limits"
 
-local format, floor, sqrt, min, tonumber = string.format, math.floor, math.sqrt, math.min, tonumber
-local clamp, app_limited = limits.clamp, limits.app_limited
+local format, floor, sqrt, tonumber = string.format, math.floor, math.sqrt, tonumber
+local clamp = limits.clamp
 
 local _M = {
   name = "gradient",
@@ -90,18 +109,41 @@ local _M = {
 
 -- long after the n-th interval's sample: a plain average of the first
 -- WARMUP samples (one sample is no long-term average), then an exponential
--- average over `window` intervals; a sample counts at most tolerance *
--- long, and long decays while it is more than twice the sample.
+-- average over `window` intervals; a sample above tolerance * long is
+-- queueing and left out, and long decays while it is more than twice the
+-- sample.
 local WARMUP = 10
-local function update_long(long, n, sample, window, tolerance)
+local function update_long(long, n, sample, window, tolerance, capped)
   if long == nil then return sample end
+  local x = sample
+  if x > long * tolerance then
+    if not capped then return long end
+    x = long * tolerance
+  end
   local a = 2 / (window + 1)
   if n <= WARMUP and 1 / n > a then a = 1 / n end
-  local x = sample
-  if x > long * tolerance then x = long * tolerance end
   long = long + a * (x - long)
   if long > 2 * sample then long = long * 0.95 end
   return long
+end
+
+-- The interval s added to the thin ones before it (state.pool): sample
+-- counts summed, quantiles weighted by them, the smallest minimum and the
+-- most streams at once.  Returns the pool, which the caller drops once
+-- the rule acted on it.
+local function pool_add(state, s, q)
+  local p = state.pool
+  if p == nil then
+    p = { intervals = 0, ttft_n = 0, ttft_sum = 0, ttft_min = 0, itl_n = 0, itl_sum = 0, max_inflight = 0 }
+    state.pool = p
+  end
+  local n, ni = tonumber(s.ttft_n), tonumber(s.itl_n)
+  p.intervals = p.intervals + 1
+  p.ttft_n, p.ttft_sum = p.ttft_n + n, p.ttft_sum + n * limits.ttft(s, q)
+  p.itl_n, p.itl_sum = p.itl_n + ni, p.itl_sum + ni * limits.itl(s, q)
+  if s.ttft_min > 0 and (p.ttft_min == 0 or s.ttft_min < p.ttft_min) then p.ttft_min = s.ttft_min end
+  if s.max_inflight > p.max_inflight then p.max_inflight = s.max_inflight end
+  return p
 end
 
 -- The gradient of short against long, in [0.5, 1] (1 without a sample).
@@ -134,7 +176,7 @@ function _M.limit(s, state, cfg)
     -- probe held it down, the one the probe goes back to).
     local before = state.probing and floor(state.saved + 0.5) or state.answer or cur
     local k = limits.cut(s, before, cfg.drop_factor)
-    state.probing = nil
+    state.probing, state.pool = nil, nil
     return answer(state, k, k, format("%d drops: %d -> %d (x%.2f of %d)", tonumber(s.drops), cur, k,
       cfg.drop_factor, before))
   end
@@ -142,13 +184,9 @@ function _M.limit(s, state, cfg)
   local light = s.max_inflight <= s.min and s.ttft_n >= 1
   if state.probing then
     if light then
-      -- The no-load latency: what long must not sit above.
+      -- The no-load latency: long from now on.
       local was = state.long or short
-      state.long = min(was, short)
-      if cfg.use_itl and s.itl_n >= 1 then
-        local itl = limits.itl(s, q)
-        state.itl_long = min(state.itl_long or itl, itl)
-      end
+      state.long = short
       local back = clamp(state.saved, s)
       state.probing, state.since = nil, 0
       return answer(state, back, floor(back + 0.5), format("probe: ttft %s %.0f ms at %d streams, long %.0f -> %.0f ms; back to %d",
@@ -165,14 +203,26 @@ function _M.limit(s, state, cfg)
       s.max_inflight))
   end
 
-  if s.ttft_n < cfg.min_samples then
-    return answer(state, est, cur, format("%d ttft samples (< %d): keep %d", tonumber(s.ttft_n), cfg.min_samples,
-      cur))
+  local p = pool_add(state, s, q)
+  if p.ttft_n < cfg.min_samples then
+    local over = p.intervals > 1 and format(" in %d intervals", p.intervals) or ""
+    return answer(state, est, cur, format("%d ttft samples%s (< %d): keep %d", p.ttft_n, over, cfg.min_samples, cur))
   end
+  -- From here on the pooled intervals are the interval.
+  state.pool = nil
+  short = p.ttft_sum / p.ttft_n
+  local max_inflight = p.max_inflight
+  light = max_inflight <= s.min
 
   if light then -- a free probe: the engine ran with no queue
     state.since = 0
-    if state.long and short < state.long then state.long = short end
+    state.long = short
+    -- Inter-token time only rises here (see update_long's caller): a
+    -- slower engine shows in it, one stream's faster decoding does not.
+    if cfg.use_itl and p.itl_n >= 1 then
+      local itl = p.itl_sum / p.itl_n
+      if state.itl_long == nil or itl > state.itl_long then state.itl_long = itl end
+    end
   end
   if cfg.probe_every > 0 and state.since >= cfg.probe_every and est > s.min then
     state.probing, state.saved = 1, est
@@ -188,25 +238,30 @@ function _M.limit(s, state, cfg)
   -- value at once (no warm-up average), so it does not soak up the
   -- queueing of the intervals that follow.
   local first
-  if state.long == nil and s.ttft_min > 0 then
-    first, state.n = s.ttft_min * cfg.tolerance, WARMUP
+  if state.long == nil and p.ttft_min > 0 then
+    first, state.n = p.ttft_min * cfg.tolerance, WARMUP
   end
   local n = (state.n or 0) + 1
   state.n = n
   local long = update_long(state.long or first, n, short, cfg.long_window, cfg.tolerance)
   state.long = long
   local g, which, sig, base = gradient(long, short, cfg.tolerance), "ttft", short, long
-  if cfg.use_itl and s.itl_n >= cfg.min_samples then
-    local itl = limits.itl(s, q)
-    local itl_long = update_long(state.itl_long, n, itl, cfg.long_window, cfg.tolerance)
+  if cfg.use_itl and p.itl_n >= cfg.min_samples then
+    local itl = p.itl_sum / p.itl_n
+    -- Inter-token time grows with the batch on an engine bound by its CPU
+    -- (llama.cpp: 1 ms a token at one stream, 2 at two): a sample over
+    -- tolerance still counts, capped, so long follows the batch the
+    -- engine runs well, and one light interval does not pin it.
+    local itl_long = update_long(state.itl_long, n, itl, cfg.long_window, cfg.tolerance, true)
     state.itl_long = itl_long
     local gi = gradient(itl_long, itl, cfg.tolerance)
     if gi < g then g, which, sig, base = gi, "itl", itl, itl_long end
   end
 
-  local new = est * g + sqrt(est)
+  -- The room to grow only while nothing queues (see the header).
+  local new = est * g + (g >= 1 and sqrt(est) or 0)
   new = est * (1 - cfg.smoothing) + new * cfg.smoothing
-  local held = app_limited(s) and new > est
+  local held = max_inflight < cur / 2 and new > est -- app-limited
   if held then new = est end
   new = clamp(new, s)
   local k = floor(new + 0.5)
@@ -215,7 +270,7 @@ function _M.limit(s, state, cfg)
     new = k
   end
   return answer(state, new, k, format("%s %s %.0f ms vs %.0f ms long: %.2f -> %d%s", which, q, sig, base, g, k,
-    held and format(" (app-limited: %d of %d streams)", s.max_inflight, cur) or ""))
+    held and format(" (app-limited: %d of %d streams)", max_inflight, cur) or ""))
 end
 
 function _M.slow_client(c, cfg)

@@ -352,14 +352,18 @@ describe("limit rule gradient", function()
     assert.is_true(got[30] > 1) -- the storm over, it grows again
   end)
 
-  it("keeps the limit on an interval with too few TTFT samples", function()
-    local got, why = drive(gradient, nil, 16, 3, function()
-      local t = loaded(900)
-      t.ttft_n = 2
+  it("keeps the limit until thin intervals have min_samples TTFT samples between them", function()
+    -- Two samples an interval: the third brings the pool to six, and the
+    -- rule reads their sample-weighted p90, (2*100 + 2*100 + 2*400) / 6.
+    local got, why = drive(gradient, nil, 16, 3, function(i)
+      local t = loaded(i < 3 and 100 or 400)
+      t.ttft_n, t.ttft_min = 2, 100
       return t
     end)
-    assert.same({ 16, 16, 16 }, got)
-    assert.equals("2 ttft samples (< 5): keep 16", why[3])
+    assert.same({ 16, 16, 17 }, got)
+    assert.equals("2 ttft samples (< 5): keep 16", why[1])
+    assert.equals("4 ttft samples in 2 intervals (< 5): keep 16", why[2])
+    assert.equals("ttft p90 200 ms vs 152 ms long: 1.00 -> 17", why[3])
   end)
 
   it("takes the smaller limit of the TTFT and the inter-token gradients", function()
@@ -447,6 +451,66 @@ describe("limit rule gradient", function()
     local got = drive(gradient, { probe_every = 0 }, 32, 600, engine)
     for i = 1, #got do assert.is_true(got[i] >= 32) end
   end)
+
+  -- The engine bench/converge runs (the simulated one, 4 slots, a stream
+  -- 200 ms, 100 ms to the first token) under 16 closed-loop clients, in
+  -- intervals of 500 ms: min(limit, 16) streams are on it; it completes
+  -- 2.5 streams an interval per busy slot, so a limit of 1 gives 2 or 3
+  -- TTFT samples an interval; the streams past its 4 slots wait for
+  -- ceil(waiting / 4) rounds of 200 ms, and the p90 is the last round's.
+  -- Once it is oversubscribed, even its fastest stream waited, except in
+  -- the first interval, when it started empty.  `slower` from interval
+  -- `at` on: the same with every time that many times longer.
+  local function closed_loop(slower, at)
+    return function(i, lim, last)
+      local k = (at and i >= at) and slower or 1
+      local on = math.min(math.max(lim, last), 16)
+      local busy = math.min(on, 4)
+      local t = loaded(100 * k, 10 * k)
+      t.max_inflight = on
+      t.ttft_n = floor(busy * 2.5 / k + (i % 2) * 0.5)
+      t.itl_n = t.ttft_n * 16
+      if on > 4 then
+        t.ttft_p90 = (100 + 200 * math.ceil((on - 4) / 4)) * k
+        t.ttft_min = i == 1 and 100 * k or (100 + 200) * k
+      else
+        t.ttft_min = 100 * k
+      end
+      return t
+    end
+  end
+
+  -- Every answer from interval `from` on (to `to`) is within 1 of 4.
+  local function within_one_from(got, from, to)
+    for i = from, to or #got do
+      if math.abs(got[i] - 4) > 1 then return false, i, got[i] end
+    end
+    return true
+  end
+
+  it("settles within 1 of 4 slots under a closed loop, from 1 and from 24, and stays", function()
+    -- At 1 an interval has 2 or 3 samples: they pool, and the limit grows.
+    -- From 24 long comes from the first streams, and queueing never enters
+    -- it, so the limit does not creep back up at the sqrt(limit) balance.
+    for _, start in ipairs { 1, 24 } do
+      local got = drive(gradient, nil, start, 240, closed_loop())
+      assert.is_true(within_one_from(got, 40), "start " .. start)
+    end
+  end)
+
+  it("follows an engine that became slower: the limit falls, a light interval measures it, and it settles again",
+    function()
+      local got, why = drive(gradient, nil, 4, 400, closed_loop(3, 100))
+      assert.is_true(within_one_from(got, 40, 99))
+      -- The new baseline (300 ms) is measured at s.min streams, and from
+      -- there the limit finds 4 again.
+      local light
+      for i = 100, #got do
+        if got[i - 1] == 1 and why[i]:find("^ttft p90 300 ms vs 300 ms long") then light = light or i end
+      end
+      assert.is_truthy(light)
+      assert.is_true(within_one_from(got, light + 40))
+    end)
 
   it("cancels a slow client only while requests wait", function()
     local bound = limits.bind(gradient, "slow_client", "g.lua", { slow_client_ms = 5000 })

@@ -76,7 +76,6 @@ struct sl_stream_s {
   uint32_t gap_pauses;       /* pauses when t_last was set: a gap across a pause is not the engine's */
   int saw_done;
   int upstream_sent_usage;
-  int native_role_sent;      /* a native engine's first chunk (with the role) was encoded */
   char enc[SL_OUT_ENCODE_MAX]; /* a native engine's event, re-encoded as an OpenAI chunk */
   int read_events;           /* events of the upstream read in progress */
   uint64_t t_start, t_first, t_end;
@@ -251,14 +250,12 @@ static int sl__gone(sl_stream_t *st, int rc) {
 }
 
 /* A native engine's event (adapter.h's native) as an OpenAI chunk in
- * st->enc: its bytes are never the client's dialect.  The first chat
- * chunk carries the role, as OpenAI's does.  NULL (with the stream's
- * error set) when the chunk does not fit st->enc. */
+ * st->enc: its bytes are never the client's dialect.  NULL (with the
+ * stream's error set) when the chunk does not fit st->enc. */
 static const char *sl__event_encoded(sl_stream_t *st, const sl_event_t *ev, size_t *n) {
   sl_oai_meta_t m;
   sl_output_meta(&st->out, &m);
-  const char *role = st->r.chat && !st->native_role_sent ? "assistant" : NULL;
-  size_t w = sl_oai_encode_delta(st->enc, sizeof(st->enc), &m, role, ev->has_text ? ev->text.p : NULL,
+  size_t w = sl_oai_encode_delta(st->enc, sizeof(st->enc), &m, NULL, ev->has_text ? ev->text.p : NULL,
                                  ev->has_text ? ev->text.n : 0, ev->has_reasoning ? ev->reasoning.p : NULL,
                                  ev->has_reasoning ? ev->reasoning.n : 0, ev->finish);
   if (w == (size_t)-1) {
@@ -266,7 +263,6 @@ static const char *sl__event_encoded(sl_stream_t *st, const sl_event_t *ev, size
                   ev->text.n + ev->reasoning.n);
     return NULL;
   }
-  st->native_role_sent = 1;
   *n = w;
   return st->enc;
 }
@@ -1099,7 +1095,17 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     return 1; /* handled by sl__on_event_outer */
   }
   sl_output_note_meta(&st->out, ev);
-  if (st->ep->pool->adapter->native) sl__native_meta(st);
+  if (st->ep->pool->adapter->native) {
+    sl__native_meta(st);
+    if (st->r.stream && st->r.chat && !st->first_token && st->out.nheld == 0) {
+      /* Native engines send no role chunk; OpenAI's streams begin with
+       * one, held like an engine's until the first token. */
+      sl_oai_meta_t m;
+      sl_output_meta(&st->out, &m);
+      size_t w = sl_oai_encode_chunk(st->enc, sizeof(st->enc), &m, "assistant", "", 0, SL_FINISH_NONE);
+      if (w != (size_t)-1) sl_output_hold(&st->out, st->enc, w, NULL, 0);
+    }
+  }
   if (ev->has_usage) {
     st->has_usage = 1;
     st->prompt_tokens = ev->prompt_tokens;

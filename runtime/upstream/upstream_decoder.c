@@ -334,6 +334,9 @@ static int sl__updec_event(sl_updec_t *d, const sl_sse_event_t *se) {
     ev->kind = SL_EV_DONE;
     ev->raw.p = "[DONE]";
     ev->raw.n = 6;
+    /* Static bytes, in no join buffer: the caller must not look for them
+     * there (it pins the read chunk, which holds nothing of them). */
+    ev->raw_in_input = 1;
     ev->n_choices = -1;
     d->saw_done = 1;
     d->events++;

@@ -1837,6 +1837,15 @@ static void sl__try_now(sl_stream_t *st) {
   if (rc < 0) {
     /* The request cannot be put to this engine: not the endpoint's fault,
      * so it is not marked failed; another pool may take it. */
+    if (rc == SL_EINVAL) {
+      /* The client's request is not one this engine's API can carry
+       * (chat on a prompt-only native route, n > 1, an image part): the
+       * client's to change, and the same on every endpoint of the pool. */
+      sl__set_error(st, "%s", why);
+      sl__trace_attempt_end(st, "adapter", 400);
+      sl__fail(st, 400, "invalid_request_error", "unsupported_by_adapter");
+      return;
+    }
     sl__set_error(st, "could not build the request for %s (adapter \"%s\"): %s", ep->name, ad->name, why);
     sl__trace_attempt_end(st, "adapter", 0);
     st->error_status = 502;

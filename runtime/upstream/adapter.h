@@ -27,8 +27,8 @@
 /* How an engine frames its streamed response body. */
 typedef enum {
   SL_FRAMING_SSE = 1, /* text/event-stream: "data: <payload>\n\n" (sse.h) */
-  SL_FRAMING_NDJSON   /* application/x-ndjson: one JSON object a line (Ollama's and TGI's native
-                         routes); the decoder refuses it as not implemented yet */
+  SL_FRAMING_NDJSON   /* application/x-ndjson: one JSON object a line (Ollama's native routes),
+                         framed by sse.c's NDJSON mode */
 } sl_framing_t;
 
 /* What an adapter builds an engine request from: the validated client
@@ -62,7 +62,9 @@ struct sl_adapter_s {
   sl_framing_t framing;    /* how the streamed body is framed */
   /* Builds the request of one attempt into *out.  Returns 0, or a negative
    * SL_E* code with a sentence in err[0..errlen) and nothing in *out to
-   * free.  On success the caller frees *out with sl_engine_req_free. */
+   * free: SL_EINVAL when the client's request is not one this engine's API
+   * carries (the relay answers 400 with the sentence), another code for a
+   * failure of sluice's own (SL_ENOMEM).  On success the caller frees *out with sl_engine_req_free. */
   int (*build)(const sl_adapter_t *a, const sl_adapter_req_t *in, sl_engine_req_t *out, char *err,
                size_t errlen);
   /* Scans one framed payload data[0..len) into *ev (fully overwritten, its

@@ -126,8 +126,9 @@ static void run_cases(const char *adapter, int serves_chat, int serves_completio
     nu_resp_t r;
     int st = e2e_http(sl.port, "POST", CHAT, "x-sim-tokens: 3\r\n", e2e_chat_body(body, sizeof(body), "m1", 1, NULL),
                       &r, E2E_WAIT_MS);
-    ASSERT_GE(st, 400);
+    ASSERT_EQ(st, 400);
     ASSERT(e2e_is_error_body(r.body, "serves only /v1/completions"));
+    ASSERT(e2e_is_error_body(r.body, "unsupported_by_adapter"));
     nu_resp_free(&r);
   }
   ASSERT_EQ(e2e_stop(&sl), 0);

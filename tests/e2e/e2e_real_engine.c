@@ -680,7 +680,7 @@ static void test_native_completion_adapter(void) {
   /* Chat is refused on the native route, naming the rule. */
   char body[1024];
   nu_resp_t r;
-  ASSERT_GE(e2e_http(sl.port, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), NATIVE_MODEL, 1, NULL), &r, 60000),
+  ASSERT_EQ(e2e_http(sl.port, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), NATIVE_MODEL, 1, NULL), &r, 60000),
             400);
   ASSERT(e2e_is_error_body(r.body, "serves only /v1/completions"));
   nu_resp_free(&r);

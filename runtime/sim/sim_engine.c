@@ -45,6 +45,12 @@
 
 enum { SL_SIM_CHAT, SL_SIM_COMPLETION };
 
+/* The wire format of a response, chosen by the route (wire-formats.md):
+ * OpenAI's /v1 routes, llama.cpp's POST /completion (section 3), TGI's
+ * POST /generate_stream (section 4), Ollama's POST /api/chat and
+ * /api/generate (section 5).  The native routes always stream. */
+enum { SL_SIM_FMT_OAI, SL_SIM_FMT_LCPP, SL_SIM_FMT_TGI, SL_SIM_FMT_OLLAMA };
+
 enum { SL_SIM_QUEUED, SL_SIM_RUN, SL_SIM_DRAIN, SL_SIM_STALLED };
 
 /* What the pump produces next. */
@@ -106,6 +112,7 @@ struct sl_sim_req_s {
   int in_slot;               /* holds one of the engine's slots */
   int queued;                /* on the engine's wait queue */
   int kind;                  /* SL_SIM_CHAT or SL_SIM_COMPLETION */
+  int fmt;                   /* SL_SIM_FMT_*: the route's wire format */
   int stream;                /* SSE answer (1) or one JSON object (0) */
   int include_usage;         /* stream_options.include_usage */
   int stamp;                 /* append [t=<ns>] to every token */
@@ -415,8 +422,153 @@ static void sl__put_token(sl_sim_req_t *r, sl_sim_buf_t *b, const char *t, size_
   }
 }
 
+/* A made-up token id for the native formats that carry ids: the same
+ * token text always gets the same id, as a tokenizer's would. */
+static uint32_t sl__token_id(const char *t, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)t[i]) * 16777619u;
+  return 100 + h % 32000;
+}
+
+/* Ollama's created_at: RFC 3339 with nanoseconds, as Go prints it. */
+static void sl__put_created_at(sl_sim_req_t *r, sl_sim_buf_t *b) {
+  time_t t = (time_t)r->created;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char ts[48];
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.000000000Z", &tm);
+  sl__bputs(b, ts);
+}
+
+/* Keeps a streamed token's text for TGI's generated_text. */
+static void sl__keep_text(sl_sim_req_t *r, const char *t, size_t n) {
+  if (r->tlen + n > r->tcap) {
+    size_t cap = r->tcap ? r->tcap : 256;
+    while (r->tlen + n > cap) cap *= 2;
+    r->text = sl_realloc(r->text, cap);
+    r->tcap = cap;
+  }
+  if (n > 0) memcpy(r->text + r->tlen, t, n);
+  r->tlen += n;
+}
+
+/* One token event of a native format. */
+static void sl__native_token(sl_sim_req_t *r, sl_sim_buf_t *b, const char *t, size_t n) {
+  uint32_t id = sl__token_id(t, n);
+  switch (r->fmt) {
+    case SL_SIM_FMT_LCPP:
+      sl__bputs(b, "data: {\"index\":0,\"content\":\"");
+      sl__put_token(r, b, t, n);
+      sl__bputs(b, "\",\"tokens\":[");
+      sl__bput_u64(b, id);
+      sl__bputs(b, "],\"stop\":false,\"id_slot\":0,\"tokens_predicted\":");
+      sl__bput_u64(b, r->sent + 1);
+      sl__bputs(b, ",\"tokens_evaluated\":");
+      sl__bput_u64(b, r->prompt_tokens);
+      sl__bputs(b, "}\n\n");
+      break;
+    case SL_SIM_FMT_TGI:
+      if (r->sent == 0) sl__bputs(b, ":\n\n"); /* a keep-alive comment, as axum sends when idle */
+      sl__bputs(b, "data:{\"index\":");
+      sl__bput_u64(b, r->sent + 1);
+      sl__bputs(b, ",\"token\":{\"id\":");
+      sl__bput_u64(b, id);
+      sl__bputs(b, ",\"text\":\"");
+      sl__put_token(r, b, t, n);
+      sl__bputs(b, "\",\"logprob\":-0.25,\"special\":false},\"generated_text\":null,\"details\":null}\n\n");
+      sl__keep_text(r, t, n);
+      break;
+    default: /* Ollama */
+      sl__bputs(b, "{\"model\":\"");
+      sl__bput_esc(b, r->model, strlen(r->model));
+      sl__bputs(b, "\",\"created_at\":\"");
+      sl__put_created_at(r, b);
+      sl__bputs(b, r->kind == SL_SIM_CHAT ? "\",\"message\":{\"role\":\"assistant\",\"content\":\""
+                                          : "\",\"response\":\"");
+      sl__put_token(r, b, t, n);
+      sl__bputs(b, r->kind == SL_SIM_CHAT ? "\"},\"done\":false}\n" : "\",\"done\":false}\n");
+      break;
+  }
+}
+
+/* The last event of a native format: finish reason and counts, and no
+ * [DONE] after it (those engines end by closing the stream). */
+static void sl__native_finish(sl_sim_req_t *r, sl_sim_buf_t *b) {
+  int length = strcmp(r->finish, "length") == 0;
+  switch (r->fmt) {
+    case SL_SIM_FMT_LCPP:
+      sl__bputs(b, "data: {\"index\":0,\"content\":\"\",\"tokens\":[],\"id_slot\":0,\"stop\":true,\"model\":\"");
+      sl__bput_esc(b, r->model, strlen(r->model));
+      sl__bputs(b, "\",\"tokens_predicted\":");
+      sl__bput_u64(b, r->sent);
+      sl__bputs(b, ",\"tokens_evaluated\":");
+      sl__bput_u64(b, r->prompt_tokens);
+      sl__bputs(b, length ? ",\"stop_type\":\"limit\"" : ",\"stop_type\":\"eos\"");
+      sl__bputs(b, ",\"stopping_word\":\"\",\"tokens_cached\":0,\"timings\":{\"cache_n\":0,\"prompt_n\":");
+      sl__bput_u64(b, r->prompt_tokens);
+      sl__bputs(b, ",\"predicted_n\":");
+      sl__bput_u64(b, r->sent);
+      sl__bputs(b, "}}\n\n");
+      break;
+    case SL_SIM_FMT_TGI:
+      /* The EOS token, special (its text is not in generated_text). */
+      sl__bputs(b, "data:{\"index\":");
+      sl__bput_u64(b, r->sent + 1);
+      sl__bputs(b, ",\"token\":{\"id\":2,\"text\":\"</s>\",\"logprob\":0.0,\"special\":true},\"generated_text\":\"");
+      /* Capped so the event fits its room (SL_SIM_EVENT_MAX): sluice only
+       * reads that generated_text is set. */
+      sl__bput_esc(b, r->text ? r->text : "", r->tlen < 256 ? r->tlen : 256);
+      sl__bputs(b, length ? "\",\"details\":{\"finish_reason\":\"length\",\"generated_tokens\":"
+                          : "\",\"details\":{\"finish_reason\":\"eos_token\",\"generated_tokens\":");
+      sl__bput_u64(b, r->sent);
+      sl__bputs(b, ",\"seed\":null,\"input_length\":");
+      sl__bput_u64(b, r->prompt_tokens);
+      sl__bputs(b, "}}\n\n");
+      break;
+    default:
+      sl__bputs(b, "{\"model\":\"");
+      sl__bput_esc(b, r->model, strlen(r->model));
+      sl__bputs(b, "\",\"created_at\":\"");
+      sl__put_created_at(r, b);
+      sl__bputs(b, r->kind == SL_SIM_CHAT ? "\",\"message\":{\"role\":\"assistant\",\"content\":\"\"}"
+                                          : "\",\"response\":\"\"");
+      sl__bputs(b, length ? ",\"done\":true,\"done_reason\":\"length\"" : ",\"done\":true,\"done_reason\":\"stop\"");
+      sl__bputs(b, ",\"total_duration\":");
+      sl__bput_u64(b, r->ttft_ns + (uint64_t)(r->itl_ns * (double)r->sent));
+      sl__bputs(b, ",\"load_duration\":0,\"prompt_eval_count\":");
+      sl__bput_u64(b, r->prompt_tokens);
+      sl__bputs(b, ",\"prompt_eval_duration\":");
+      sl__bput_u64(b, r->ttft_ns);
+      sl__bputs(b, ",\"eval_count\":");
+      sl__bput_u64(b, r->sent);
+      sl__bputs(b, ",\"eval_duration\":");
+      sl__bput_u64(b, (uint64_t)(r->itl_ns * (double)r->sent));
+      sl__bputs(b, "}\n");
+      break;
+  }
+}
+
+/* Builds the next event of a native format; advances the phase. */
+static int sl__build_native_event(sl_sim_req_t *r) {
+  sl_sim_buf_t b = sl__ev_begin(r);
+  if (r->phase == SL_SIM_PH_TOKENS) {
+    size_t n;
+    const char *t = sl__next_token(r, &n);
+    sl__native_token(r, &b, t, n);
+    r->sent++;
+    r->e->st.tokens_sent++;
+  } else if (r->phase == SL_SIM_PH_FINISH) {
+    sl__native_finish(r, &b);
+    r->phase = SL_SIM_PH_END;
+  } else {
+    return -1;
+  }
+  return sl__ev_commit(r, &b);
+}
+
 /* Builds the next event of the current phase; advances the phase. */
 static int sl__build_event(sl_sim_req_t *r) {
+  if (r->fmt != SL_SIM_FMT_OAI) return sl__build_native_event(r);
   sl_sim_buf_t b = sl__ev_begin(r);
   int chat = r->kind == SL_SIM_CHAT;
   switch (r->phase) {
@@ -468,9 +620,24 @@ static int sl__build_event(sl_sim_req_t *r) {
 
 static int sl__build_error_event(sl_sim_req_t *r) {
   sl_sim_buf_t b = sl__ev_begin(r);
-  sl__bputs(&b, "data: {\"error\":{\"message\":\"simulated engine error after ");
-  sl__bput_u64(&b, r->sent);
-  sl__bputs(&b, " tokens\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+  /* Each format's error inside a 200 stream (wire-formats.md 1, 3, 4, 5). */
+  if (r->fmt == SL_SIM_FMT_TGI) {
+    sl__bputs(&b, "data:{\"error\":\"simulated engine error after ");
+    sl__bput_u64(&b, r->sent);
+    sl__bputs(&b, " tokens\",\"error_type\":\"generation\"}\n\n");
+  } else if (r->fmt == SL_SIM_FMT_OLLAMA) {
+    sl__bputs(&b, "{\"error\":\"simulated engine error after ");
+    sl__bput_u64(&b, r->sent);
+    sl__bputs(&b, " tokens\"}\n");
+  } else if (r->fmt == SL_SIM_FMT_LCPP) {
+    sl__bputs(&b, "data: {\"error\":{\"code\":500,\"message\":\"simulated engine error after ");
+    sl__bput_u64(&b, r->sent);
+    sl__bputs(&b, " tokens\",\"type\":\"server_error\"}}\n\n");
+  } else {
+    sl__bputs(&b, "data: {\"error\":{\"message\":\"simulated engine error after ");
+    sl__bput_u64(&b, r->sent);
+    sl__bputs(&b, " tokens\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+  }
   r->phase = SL_SIM_PH_CUT;
   return sl__ev_commit(r, &b);
 }
@@ -744,7 +911,7 @@ static void sl__start(sl_sim_req_t *r) {
   r->in_slot = 1;
   e->st.active++;
   r->state = SL_SIM_RUN;
-  r->phase = (r->stream && r->kind == SL_SIM_CHAT) ? SL_SIM_PH_ROLE : SL_SIM_PH_TOKENS;
+  r->phase = (r->stream && r->kind == SL_SIM_CHAT && r->fmt == SL_SIM_FMT_OAI) ? SL_SIM_PH_ROLE : SL_SIM_PH_TOKENS;
   r->due = uv_hrtime() + r->ttft_ns;
   sl__arm_ns(r, r->ttft_ns);
 }
@@ -983,8 +1150,49 @@ static void sl__keep_traceparent(sl_sim_engine_t *e, const char *tp) {
   e->last_traceparent[n] = '\0';
 }
 
-/* POST /v1/chat/completions and /v1/completions. */
-static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int kind) {
+/* Moves obj[from] (a number) to body["max_tokens"]; a negative limit
+ * (llama.cpp's -1) means none. */
+static void sl__native_limit(cJSON *body, cJSON *obj, const char *from) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, from);
+  cJSON_DeleteItemFromObjectCaseSensitive(body, "max_tokens");
+  cJSON_DeleteItemFromObjectCaseSensitive(body, "max_completion_tokens");
+  if (cJSON_IsNumber(v) && v->valuedouble >= 0) cJSON_AddNumberToObject(body, "max_tokens", v->valuedouble);
+}
+
+/* Rewrites a native route's request into the OpenAI fields the rest of
+ * the handler reads: llama.cpp's prompt and n_predict, TGI's inputs and
+ * parameters.max_new_tokens, Ollama's options.num_predict.  llama.cpp's
+ * and TGI's requests name no model: the engine's first is assumed.
+ * Returns 0, or -1 with the error answered. */
+static int sl__native_request(sl_sim_engine_t *e, sl_http_req_t *req, cJSON *body, int fmt) {
+  if (fmt == SL_SIM_FMT_TGI) {
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(body, "inputs");
+    if (!cJSON_IsString(in)) {
+      sl__bad(req, "inputs", "%s", "inputs: a string is required");
+      return -1;
+    }
+    cJSON_AddItemToObject(body, "prompt", cJSON_CreateString(in->valuestring));
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "parameters");
+    sl__native_limit(body, cJSON_IsObject(p) ? p : body, "max_new_tokens");
+  } else if (fmt == SL_SIM_FMT_LCPP) {
+    sl__native_limit(body, body, "n_predict");
+  } else {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(body, "options");
+    sl__native_limit(body, cJSON_IsObject(o) ? o : body, "num_predict");
+  }
+  if (fmt != SL_SIM_FMT_OLLAMA && cJSON_GetObjectItemCaseSensitive(body, "model") == NULL) {
+    const char *m = e->cfg.nmodels > 0 && strcmp(e->cfg.models[0], "*") != 0 ? e->cfg.models[0] : "sim";
+    cJSON_AddStringToObject(body, "model", m);
+  }
+  cJSON_DeleteItemFromObjectCaseSensitive(body, "stream");
+  cJSON_DeleteItemFromObjectCaseSensitive(body, "stream_options");
+  cJSON_AddTrueToObject(body, "stream");
+  return 0;
+}
+
+/* POST /v1/chat/completions and /v1/completions, and the native routes
+ * (fmt). */
+static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int kind, int fmt) {
   const sl_sim_config_t *cfg = &e->cfg;
   e->st.requests++;
   sl__keep_traceparent(e, sl_http_req_header(req, "traceparent"));
@@ -994,6 +1202,10 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
     cJSON_Delete(body);
     sl__respond_error(req, 400, "invalid_request_error", "invalid_json", NULL,
                       "request body is not a JSON object");
+    return;
+  }
+  if (fmt != SL_SIM_FMT_OAI && sl__native_request(e, req, body, fmt) < 0) {
+    cJSON_Delete(body);
     return;
   }
   sl_sim_req_t *r = NULL;
@@ -1067,6 +1279,7 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
   r = sl_calloc(1, sizeof(*r));
   r->e = e;
   r->kind = kind;
+  r->fmt = fmt;
   r->stream = cJSON_IsTrue(stream);
   r->include_usage = r->stream && include_usage;
   r->stamp = cfg->stamp;
@@ -1124,8 +1337,8 @@ static void sl__handle_completion(sl_sim_engine_t *e, sl_http_req_t *req, int ki
   r->plen = pb.len;
   r->prefix[r->plen] = '\0';
 
-  if (r->stream &&
-      sl_http_stream_start(req, 200, "text/event-stream", "Cache-Control: no-cache\r\n") < 0) {
+  if (r->stream && sl_http_stream_start(req, 200, fmt == SL_SIM_FMT_OLLAMA ? "application/x-ndjson" : "text/event-stream",
+                                        "Cache-Control: no-cache\r\n") < 0) {
     /* The connection is gone; the request has ended. */
     e->st.client_closed_mid_stream++;
     goto out;
@@ -1236,11 +1449,31 @@ static void sl__handler(sl_http_req_t *req, void *ud) {
   int post = strcmp(req->method_name, "POST") == 0;
   int want_post = 0, want_get = 0;
   if (strcmp(path, "/v1/chat/completions") == 0) {
-    if (post) return sl__handle_completion(e, req, SL_SIM_CHAT);
+    if (post) return sl__handle_completion(e, req, SL_SIM_CHAT, SL_SIM_FMT_OAI);
     want_post = 1;
   } else if (strcmp(path, "/v1/completions") == 0) {
-    if (post) return sl__handle_completion(e, req, SL_SIM_COMPLETION);
+    if (post) return sl__handle_completion(e, req, SL_SIM_COMPLETION, SL_SIM_FMT_OAI);
     want_post = 1;
+  } else if (strcmp(path, "/completion") == 0) {
+    if (post) return sl__handle_completion(e, req, SL_SIM_COMPLETION, SL_SIM_FMT_LCPP);
+    want_post = 1;
+  } else if (strcmp(path, "/generate_stream") == 0) {
+    if (post) return sl__handle_completion(e, req, SL_SIM_COMPLETION, SL_SIM_FMT_TGI);
+    want_post = 1;
+  } else if (strcmp(path, "/api/chat") == 0) {
+    if (post) return sl__handle_completion(e, req, SL_SIM_CHAT, SL_SIM_FMT_OLLAMA);
+    want_post = 1;
+  } else if (strcmp(path, "/api/generate") == 0) {
+    if (post) return sl__handle_completion(e, req, SL_SIM_COMPLETION, SL_SIM_FMT_OLLAMA);
+    want_post = 1;
+  } else if (strcmp(path, "/") == 0) {
+    /* Ollama's liveness answer (wire-formats.md section 5). */
+    if (get) {
+      if (e->healthy) sl_http_respond(req, 200, "text/plain; charset=utf-8", "Ollama is running", 17, NULL);
+      else sl_http_respond(req, 503, "text/plain", "unhealthy", 9, "Retry-After: 1\r\n");
+      return;
+    }
+    want_get = 1;
   } else if (strcmp(path, "/sim/control") == 0) {
     if (post) return sl__handle_control(e, req);
     want_post = 1;

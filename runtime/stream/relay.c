@@ -76,6 +76,7 @@ struct sl_stream_s {
   uint32_t gap_pauses;       /* pauses when t_last was set: a gap across a pause is not the engine's */
   int saw_done;
   int upstream_sent_usage;
+  char enc[SL_OUT_ENCODE_MAX]; /* a native engine's event, re-encoded as an OpenAI chunk */
   int read_events;           /* events of the upstream read in progress */
   uint64_t t_start, t_first, t_end;
   uint64_t tokens_received;  /* token events received from the engine (what usage falls back to) */
@@ -248,14 +249,40 @@ static int sl__gone(sl_stream_t *st, int rc) {
   return rc;
 }
 
-/* The bytes an engine event goes out as, in the chunk they were read or
- * joined into.  The engine's top-level "usage" member is cut out when the
+/* A native engine's event (adapter.h's native) as an OpenAI chunk in
+ * st->enc: its bytes are never the client's dialect.  NULL (with the
+ * stream's error set) when the chunk does not fit st->enc. */
+static const char *sl__event_encoded(sl_stream_t *st, const sl_event_t *ev, size_t *n) {
+  sl_oai_meta_t m;
+  sl_output_meta(&st->out, &m);
+  size_t w = sl_oai_encode_delta(st->enc, sizeof(st->enc), &m, NULL, ev->has_text ? ev->text.p : NULL,
+                                 ev->has_text ? ev->text.n : 0, ev->has_reasoning ? ev->reasoning.p : NULL,
+                                 ev->has_reasoning ? ev->reasoning.n : 0, ev->finish);
+  if (w == (size_t)-1) {
+    sl__set_error(st, "engine %s sent an event whose text does not fit one chunk (%zu bytes)", st->ep->name,
+                  ev->text.n + ev->reasoning.n);
+    return NULL;
+  }
+  *n = w;
+  return st->enc;
+}
+
+/* The bytes an engine event goes out as, in the chunk *pin they were read
+ * or joined into (the caller's chunk; NULL for bytes encoded here, which
+ * the output stage copies).  A native engine's event is always re-encoded.
+ * The engine's top-level "usage" member is cut out when the
  * client did not ask for usage (sluice always asks the engine, and OpenAI
  * omits the key for clients that did not) or when its counts were refused.
  * The cut is made in place, in bytes no one else reads (this event's
  * payload, already scanned), by moving the shorter side over the member:
- * usually the closing brace.  Sets *n. */
-static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chunk_t *chunk, size_t *n) {
+ * usually the closing brace.  Sets *n; NULL when a native event cannot be
+ * encoded (the stream's error is set). */
+static const char *sl__event_bytes(sl_stream_t *st, const sl_event_t *ev, sl_chunk_t **pin, size_t *n) {
+  if (st->ep->pool->adapter->native) {
+    *pin = NULL;
+    return sl__event_encoded(st, ev, n);
+  }
+  sl_chunk_t *chunk = *pin;
   const char *p = ev->raw.p;
   size_t len = ev->raw.n;
   if (ev->usage_member.n > 0 && (ev->usage_refused || !st->r.include_usage)) {
@@ -1019,6 +1046,19 @@ static void sl__on_pipe_timer(uv_timer_t *t) {
   }
 }
 
+/* A native engine names no id and no creation time (and TGI no model):
+ * the chunks sluice encodes for it get the request's id, the time of the
+ * first event and the model the client asked for. */
+static void sl__native_meta(sl_stream_t *st) {
+  sl_output_t *o = &st->out;
+  if (o->id[0] == '\0') snprintf(o->id, sizeof(o->id), "%s-%s", st->r.chat ? "chatcmpl" : "cmpl", st->id);
+  if (!o->created) o->created = (int64_t)time(NULL);
+  if (o->model[0] == '\0') {
+    size_t w = sl_json_escape(o->model, sizeof(o->model) - 1, st->r.model, strlen(st->r.model));
+    o->model[w == (size_t)-1 ? 0 : w] = '\0';
+  }
+}
+
 /* One event from the engine.  A streamed event is appended to the output
  * stage's batch; sl__on_read_end sends the batch.  Returns nonzero to stop
  * decoding (sl__on_event_outer tells why). */
@@ -1055,6 +1095,17 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     return 1; /* handled by sl__on_event_outer */
   }
   sl_output_note_meta(&st->out, ev);
+  if (st->ep->pool->adapter->native) {
+    sl__native_meta(st);
+    if (st->r.stream && st->r.chat && !st->first_token && st->out.nheld == 0) {
+      /* Native engines send no role chunk; OpenAI's streams begin with
+       * one, held like an engine's until the first token. */
+      sl_oai_meta_t m;
+      sl_output_meta(&st->out, &m);
+      size_t w = sl_oai_encode_chunk(st->enc, sizeof(st->enc), &m, "assistant", "", 0, SL_FINISH_NONE);
+      if (w != (size_t)-1) sl_output_hold(&st->out, st->enc, w, NULL, 0);
+    }
+  }
   if (ev->has_usage) {
     st->has_usage = 1;
     st->prompt_tokens = ev->prompt_tokens;
@@ -1078,8 +1129,10 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
      * engine (a retry drops it with the attempt). */
     if (st->r.stream && st->out.nheld == 0) {
       size_t n;
-      const char *p = sl__event_bytes(st, ev, chunk, &n);
-      sl_output_hold(&st->out, p, n, chunk, 0);
+      sl_chunk_t *pin = chunk;
+      const char *p = sl__event_bytes(st, ev, &pin, &n);
+      if (p == NULL) return 1;
+      sl_output_hold(&st->out, p, n, pin, 0);
     }
     return 0;
   }
@@ -1103,13 +1156,15 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
     sl_guard_kind_t k = st->gd.g.verdict.kind;
     size_t n = 0;
     const char *p = NULL;
+    sl_chunk_t *pin = chunk;
     if (!st->r.stream) {
       if (k == SL_GUARD_STOP || k == SL_GUARD_BUDGET || k == SL_GUARD_REDACT) sl_assembly_add(&st->asm_, ev);
     } else {
       if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
-      p = sl__event_bytes(st, ev, chunk, &n);
+      p = sl__event_bytes(st, ev, &pin, &n);
+      if (p == NULL) n = 0;
     }
-    sl__guard_end(st, ev, p, n, chunk, has_content ? 1 : 0);
+    sl__guard_end(st, ev, p, n, pin, has_content ? 1 : 0);
     return 1;
   }
   if (guarded) {
@@ -1126,10 +1181,12 @@ static int sl__on_event(void *ud, const sl_event_t *ev, sl_chunk_t *chunk) {
   }
   if (st->out.nheld > 0 && sl__gone(st, sl_output_release(&st->out)) < 0) return 1;
   size_t n;
-  const char *p = sl__event_bytes(st, ev, chunk, &n);
+  sl_chunk_t *pin = chunk;
+  const char *p = sl__event_bytes(st, ev, &pin, &n);
+  if (p == NULL) return 1;
   if (guarded && st->gd.text)
-    return sl__gone(st, sl_guarded_relay(&st->gd, &st->out, ev, p, n, chunk, has_content ? 1 : 0)) < 0;
-  return sl__gone(st, sl_output_event(&st->out, p, n, chunk, has_content ? 1 : 0)) < 0;
+    return sl__gone(st, sl_guarded_relay(&st->gd, &st->out, ev, p, n, pin, has_content ? 1 : 0)) < 0;
+  return sl__gone(st, sl_output_event(&st->out, p, n, pin, has_content ? 1 : 0)) < 0;
 }
 
 /* The events of one upstream read were all delivered: the output stage
@@ -1224,7 +1281,9 @@ static void sl__on_end(void *ud, const sl_up_end_t *end) {
     case SL_UP_OK:
       if (!end->is_sse) {
         sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_PROTOCOL);
-        sl__set_error(st, "engine %s answered a streaming request without text/event-stream", ep->name);
+        sl__set_error(st, "engine %s answered a streaming request without %s", ep->name,
+                      ep->pool->adapter->framing == SL_FRAMING_NDJSON ? "application/x-ndjson"
+                                                                      : "text/event-stream");
       } else {
         sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_RESET);
         sl__set_error(st, "engine %s ended the stream without [DONE]", ep->name);
@@ -1778,6 +1837,15 @@ static void sl__try_now(sl_stream_t *st) {
   if (rc < 0) {
     /* The request cannot be put to this engine: not the endpoint's fault,
      * so it is not marked failed; another pool may take it. */
+    if (rc == SL_EINVAL) {
+      /* The client's request is not one this engine's API can carry
+       * (chat on a prompt-only native route, n > 1, an image part): the
+       * client's to change, and the same on every endpoint of the pool. */
+      sl__set_error(st, "%s", why);
+      sl__trace_attempt_end(st, "adapter", 400);
+      sl__fail(st, 400, "invalid_request_error", "unsupported_by_adapter");
+      return;
+    }
     sl__set_error(st, "could not build the request for %s (adapter \"%s\"): %s", ep->name, ad->name, why);
     sl__trace_attempt_end(st, "adapter", 0);
     st->error_status = 502;

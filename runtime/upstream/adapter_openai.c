@@ -85,3 +85,13 @@ const sl_adapter_t sl_adapter_openai = {
     .build = sl__openai_build,
     .scan = sl__openai_scan,
 };
+
+/* vLLM speaks this dialect; its differences are all read by sl_oai_scan
+ * (wire-formats.md section 2), so only the name and the docs differ. */
+const sl_adapter_t sl_adapter_vllm = {
+    .name = "vllm",
+    .health_path = "/health",
+    .framing = SL_FRAMING_SSE,
+    .build = sl__openai_build,
+    .scan = sl__openai_scan,
+};

@@ -73,6 +73,9 @@ typedef struct {
   sl_event_kind_t kind;   /* CHUNK, DONE or ERROR */
   sl_span_t raw;          /* the whole JSON payload (or "[DONE]") as received */
   int raw_in_input;       /* 1 if raw lies in the caller's input buffer (set by the upstream decoder) */
+  int ends_stream;        /* a CHUNK that is also the end of a native stream (llama.cpp "stop":true,
+                             TGI's non-null generated_text, Ollama's "done":true); the upstream
+                             decoder delivers a DONE event right after it */
   /* -- what every chunk repeats -- */
   sl_span_t id;           /* top-level "id" (string; TGI sends "") */
   sl_span_t object;       /* top-level "object" (string) */

@@ -736,6 +736,65 @@ static int sl__oai_scan(const char *json, size_t len, sl_event_t *ev, int as_err
   return 0;
 }
 
+/* ---- the public cursor (oai.h), for the native engines' scans ---------- */
+
+_Static_assert(sizeof(sl_jcur_t) == sizeof(sl__jc_t), "sl_jcur_t mirrors sl__jc_t");
+
+static sl__jc_t *sl__jc(sl_jcur_t *c) { return (sl__jc_t *)(void *)c; }
+
+int sl_jcur_object(sl_jcur_t *c) {
+  sl__ws(sl__jc(c));
+  if (c->p >= c->e || *c->p != '{') return SL_EPARSE;
+  return sl__open(sl__jc(c));
+}
+
+int sl_jcur_array(sl_jcur_t *c) {
+  sl__ws(sl__jc(c));
+  if (c->p >= c->e || *c->p != '[') return SL_EPARSE;
+  return sl__open(sl__jc(c));
+}
+
+int sl_jcur_member(sl_jcur_t *c, int *first, sl_span_t *key, int *kesc) {
+  return sl__obj_next(sl__jc(c), first, key, kesc);
+}
+
+int sl_jcur_element(sl_jcur_t *c, int *first) { return sl__arr_next(sl__jc(c), first); }
+
+int sl_jcur_skip(sl_jcur_t *c) { return sl__skip(sl__jc(c)); }
+
+int sl_jcur_str(sl_jcur_t *c, sl_span_t *out, int *has) { return sl__get_str(sl__jc(c), out, has, NULL); }
+
+int sl_jcur_int(sl_jcur_t *c, int64_t *out, int *has) { return sl__get_int(sl__jc(c), out, has); }
+
+int sl_jcur_bool(sl_jcur_t *c, int *out, int *has) {
+  *out = 0;
+  *has = 0;
+  if (*c->p == 't' || *c->p == 'f') {
+    *out = *c->p == 't';
+    *has = 1;
+  }
+  return sl__skip(sl__jc(c));
+}
+
+int sl_jcur_end(sl_jcur_t *c) {
+  sl__ws(sl__jc(c));
+  return c->p == c->e ? 0 : SL_EPARSE;
+}
+
+int sl_jcur_key_is(sl_span_t key, int kesc, const char *lit) {
+  sl__key_t k;
+  sl__key(&k, key, kesc);
+  size_t n = strlen(lit);
+  return k.n == n && memcmp(k.p, lit, n) == 0;
+}
+
+sl_finish_t sl_finish_of(sl_span_t s) {
+  if (s.n == 0) return SL_FINISH_OTHER;
+  sl__key_t k;
+  sl__key(&k, s, memchr(s.p, '\\', s.n) != NULL);
+  return sl__finish_of(&k);
+}
+
 int sl_oai_scan(const char *json, size_t len, sl_event_t *ev) {
   return sl__oai_scan(json, len, ev, 0);
 }

@@ -53,6 +53,56 @@ int sl_oai_scan(const char *json, size_t len, sl_event_t *ev);
  * "code".  "[DONE]" stays SL_EV_DONE.  Same returns as sl_oai_scan. */
 int sl_oai_scan_error(const char *json, size_t len, sl_event_t *ev);
 
+/* A validating JSON cursor over one payload, for the native engines'
+ * scans (adapter_*.c): the same strict reader as sl_oai_scan, walked by
+ * hand.  Nothing is built or allocated; strings come back as raw spans. */
+typedef struct {
+  const char *p; /* next byte */
+  const char *e; /* end of input */
+  int depth;     /* open containers */
+} sl_jcur_t;
+
+/* Opens the object at c->p (after blanks).  0, or SL_EPARSE when the value
+ * there is not an object (or nests too deep). */
+int sl_jcur_object(sl_jcur_t *c);
+
+/* The next member of an object opened by sl_jcur_object: 1 with *key (raw
+ * contents; *kesc 1 if it holds escapes) and c->p at the value, 0 after
+ * the closing brace, SL_EPARSE.  *first starts at 1. */
+int sl_jcur_member(sl_jcur_t *c, int *first, sl_span_t *key, int *kesc);
+
+/* The next element of an array opened by sl_jcur_array: 1 with c->p at it,
+ * 0 after the closing bracket, SL_EPARSE.  *first starts at 1. */
+int sl_jcur_element(sl_jcur_t *c, int *first);
+
+/* Opens the array at c->p: 0, or SL_EPARSE when it is not one. */
+int sl_jcur_array(sl_jcur_t *c);
+
+/* Validates and skips the value at c->p. */
+int sl_jcur_skip(sl_jcur_t *c);
+
+/* A string value sets *out and *has to 1; any other value (null too) is
+ * validated, skipped, and sets them to {NULL, 0} and 0. */
+int sl_jcur_str(sl_jcur_t *c, sl_span_t *out, int *has);
+
+/* A number value (truncated to an integer) sets *out and *has to 1; any
+ * other value is skipped and sets 0 and 0. */
+int sl_jcur_int(sl_jcur_t *c, int64_t *out, int *has);
+
+/* true/false sets *out (1/0) and *has to 1; any other value is skipped and
+ * sets 0 and 0. */
+int sl_jcur_bool(sl_jcur_t *c, int *out, int *has);
+
+/* 0 when only blanks are left, else SL_EPARSE. */
+int sl_jcur_end(sl_jcur_t *c);
+
+/* 1 if the key span (kesc: it holds escapes) is the plain literal lit. */
+int sl_jcur_key_is(sl_span_t key, int kesc, const char *lit);
+
+/* The finish reason the string contents s name (OpenAI's, and TGI's
+ * eos_token / stop_sequence as STOP); OTHER for any other string. */
+sl_finish_t sl_finish_of(sl_span_t s);
+
 /* Decodes JSON string contents src[0..len) (the bytes between the quotes):
  * \" \\ \/ \b \f \n \r \t and \uXXXX, surrogate pairs combined, a lone
  * surrogate becoming U+FFFD, into UTF-8 in dst[0..cap).  Other bytes are

@@ -22,8 +22,11 @@ void sl_sse_init(sl_sse_t *st, char *joinbuf, size_t cap) {
   st->bufcap = cap;
   st->acquire = NULL;
   st->acquire_ud = NULL;
+  st->ndjson = 0;
   sl_sse_reset(st);
 }
+
+void sl_sse_set_ndjson(sl_sse_t *st, int on) { st->ndjson = on != 0; }
 
 void sl_sse_set_acquire(sl_sse_t *st, sl_sse_acquire_fn acquire, void *ud) {
   st->acquire = acquire;
@@ -143,6 +146,13 @@ static int sl__sse_partial(sl_sse_t *st, const char *p, size_t n) {
   while (p < end) {
     switch (st->lstate) {
       case SL__SSE_BOL:
+        if (st->ndjson) {
+          /* The whole line is the value. */
+          st->field = SL__SSE_F_DATA;
+          if ((r = sl__sse_begin_data_buffered(st)) < 0) return r;
+          st->lstate = SL__SSE_VALUE;
+          break;
+        }
         if (*p == ':') {
           st->comments++;
           st->lstate = SL__SSE_SKIP;
@@ -197,6 +207,15 @@ static int sl__sse_partial_end(sl_sse_t *st) {
 
 /* Parses one complete line s[0..n), n > 0, lying in the input. */
 static int sl__sse_line(sl_sse_t *st, const char *s, size_t n) {
+  if (st->ndjson) {
+    /* The line is the event (data_seen is 0: each line dispatched). */
+    if (n > st->cap) return sl__sse_fail(st, SL_ETOOBIG);
+    st->din = s;
+    st->dinlen = n;
+    st->data_in_input = 1;
+    st->data_seen = 1;
+    return 0;
+  }
   if (s[0] == ':') {
     st->comments++;
     return 0;
@@ -289,7 +308,8 @@ int sl_sse_feed(sl_sse_t *st, const char *in, size_t len, size_t *consumed, sl_s
         st->after_cr = 1;
       }
     }
-    if (!blank) continue;
+    /* NDJSON: a line is a whole event; SSE: a blank line ends one. */
+    if (!blank && !(st->ndjson && st->data_seen)) continue;
     if (!st->data_seen) {
       st->event_len = 0;
       continue;

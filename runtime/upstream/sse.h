@@ -65,6 +65,7 @@ typedef struct sl_sse_s {
   uint64_t comments;       /* comment lines seen (heartbeats) */
   uint64_t events;         /* events dispatched */
   int err;                 /* sticky error (SL_ETOOBIG) until reset */
+  int ndjson;              /* NDJSON mode (sl_sse_set_ndjson); kept across resets */
 } sl_sse_t;
 
 /* Initializes st over the caller's join buffer joinbuf[0..cap).  The buffer
@@ -88,6 +89,15 @@ typedef char *(*sl_sse_acquire_fn)(void *ud, const char *keep, size_t keep_len, 
  * the rest of the same chunk or a fresh one.  The space must stay valid
  * while st uses it.  A NULL answer fails the feed with SL_ENOMEM. */
 void sl_sse_set_acquire(sl_sse_t *st, sl_sse_acquire_fn acquire, void *ud);
+
+/* NDJSON mode (on nonzero): every non-blank line is one whole event
+ * whose data is the line itself (no field names, no comments, no blank
+ * line needed to dispatch), as Ollama's native routes frame their replies
+ * (wire-formats.md section 5: one JSON object followed by \n).  Line ends,
+ * joining across feeds, the lazy join buffer and its cap (now on one line)
+ * work as for SSE; a line still open at the end of the stream is
+ * discarded like a pending SSE event.  Kept across sl_sse_reset. */
+void sl_sse_set_ndjson(sl_sse_t *st, int on);
 
 /* Forgets everything about the current stream (pending data, partial line,
  * BOM state, counters, sticky error) so st can decode a new stream. */

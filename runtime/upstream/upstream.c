@@ -152,7 +152,8 @@ static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *wh
   memset(&end, 0, sizeof(end));
   end.result = result;
   end.status = c->dec.status;
-  end.is_sse = c->dec.is_sse;
+  /* In the adapter's framing: SSE, or NDJSON for an NDJSON adapter. */
+  end.is_sse = c->dec.adapter->framing == SL_FRAMING_NDJSON ? c->dec.is_ndjson : c->dec.is_sse;
   end.saw_done = c->dec.saw_done;
   end.body = c->dec.body;
   end.body_len = c->dec.body_len;

@@ -42,7 +42,8 @@ typedef enum {
 typedef struct {
   sl_up_result_t result;  /* what happened */
   int status;             /* HTTP status, 0 if none arrived */
-  int is_sse;             /* the response was text/event-stream */
+  int is_sse;             /* the response was in the adapter's framing (text/event-stream, or
+                             application/x-ndjson for an NDJSON adapter) */
   int saw_done;           /* a [DONE] event arrived */
   const char *body;       /* first bytes of a body that was not decoded (error replies) */
   size_t body_len;

@@ -10,6 +10,7 @@
 #include "runtime/upstream/upstream_decoder.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -292,13 +293,10 @@ static int sl__on_headers_complete(llhttp_t *p) {
     return -1;
   }
   int ok = status >= 200 && status < 300;
-  if (ok && d->adapter->framing == SL_FRAMING_NDJSON && d->is_ndjson) {
-    /* Refused rather than kept as an opaque body: the stream would look
-     * like an engine that sent no events. */
-    sl__updec_fail(d, SL_EINVAL, "NDJSON framing (adapter \"%s\") is not implemented yet", d->adapter->name);
-    return -1;
-  }
-  d->emit = ok && d->is_sse && d->adapter->framing == SL_FRAMING_SSE;
+  /* Only a reply in the adapter's own framing is decoded: anything else
+   * is kept as a body for the caller's error handling. */
+  int ndjson = d->adapter->framing == SL_FRAMING_NDJSON;
+  d->emit = ok && (ndjson ? d->is_ndjson : d->is_sse);
   return 0;
 }
 
@@ -318,13 +316,33 @@ static int sl__updec_event(sl_updec_t *d, const sl_sse_event_t *se) {
       snip[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '.';
     }
     snip[n] = '\0';
-    return sl__updec_fail(d, SL_EPARSE, "upstream SSE data is not a valid JSON object: \"%s\"", snip);
+    return sl__updec_fail(d, SL_EPARSE, "upstream %s is not a valid JSON object: \"%s\"",
+                          d->sse.ndjson ? "NDJSON line" : "SSE data", snip);
   }
   ev->raw_in_input = se->in_input;
   if (ev->kind == SL_EV_DONE) d->saw_done = 1;
   d->events++;
+  int last = ev->kind == SL_EV_CHUNK && ev->ends_stream;
   if (d->cb != NULL && d->cb(d->ud, ev) != 0)
     return sl__updec_fail(d, SL_ECANCELED, "stopped by the event callback");
+  if (last) {
+    /* A native stream's terminal chunk (llama.cpp's stop:true, TGI's
+     * generated_text, Ollama's done:true) is also its end: the [DONE]
+     * those engines never send follows it, so everything above the
+     * decoder sees one way a stream ends. */
+    memset(ev, 0, offsetof(sl_event_t, token_ids));
+    ev->kind = SL_EV_DONE;
+    ev->raw.p = "[DONE]";
+    ev->raw.n = 6;
+    /* Static bytes, in no join buffer: the caller must not look for them
+     * there (it pins the read chunk, which holds nothing of them). */
+    ev->raw_in_input = 1;
+    ev->n_choices = -1;
+    d->saw_done = 1;
+    d->events++;
+    if (d->cb != NULL && d->cb(d->ud, ev) != 0)
+      return sl__updec_fail(d, SL_ECANCELED, "stopped by the event callback");
+  }
   return 0;
 }
 
@@ -343,7 +361,8 @@ static int sl__on_body(llhttp_t *p, const char *at, size_t n) {
     sl_sse_event_t se;
     int r = sl_sse_feed(&d->sse, at, n, &used, &se);
     if (r < 0) {
-      sl__updec_fail(d, r, "upstream SSE event larger than the join buffer (%zu bytes)", d->sse.cap);
+      sl__updec_fail(d, r, "upstream %s larger than the join buffer (%zu bytes)",
+                     d->sse.ndjson ? "NDJSON line" : "SSE event", d->sse.cap);
       return HPE_USER;
     }
     at += used;
@@ -378,7 +397,10 @@ void sl_updec_init(sl_updec_t *d, char *joinbuf, size_t cap) {
   sl_updec_reset(d);
 }
 
-void sl_updec_set_adapter(sl_updec_t *d, const sl_adapter_t *a) { d->adapter = a; }
+void sl_updec_set_adapter(sl_updec_t *d, const sl_adapter_t *a) {
+  d->adapter = a;
+  sl_sse_set_ndjson(&d->sse, a->framing == SL_FRAMING_NDJSON);
+}
 
 void sl_updec_reset(sl_updec_t *d) {
   llhttp_init(&d->parser, HTTP_RESPONSE, &sl__updec_settings);

@@ -4,8 +4,8 @@
  * parses the response (status line, headers, chunked or Content-Length or
  * close-delimited body, de-chunking into spans of the input), the framing
  * of the engine's adapter cuts the body of a 2xx reply into payloads (SSE
- * through sl_sse for a text/event-stream reply; NDJSON is refused as not
- * implemented yet), and the adapter's schema scan turns each payload into
+ * through sl_sse for a text/event-stream reply, or sl_sse's NDJSON mode
+ * for an application/x-ndjson reply to an NDJSON adapter), and the adapter's schema scan turns each payload into
  * an sl_event_t that the caller receives through a C callback, in order.
  * The adapter is the OpenAI-compatible one unless sl_updec_set_adapter
  * says otherwise.  A non-2xx reply, or one not in the adapter's framing,
@@ -52,7 +52,7 @@ struct sl_updec_s {
   int message_done;        /* the whole response was parsed */
   int keep_alive;          /* the connection may be reused after message_done */
   int is_sse;              /* Content-Type is text/event-stream (parameters ignored, any case) */
-  int is_ndjson;           /* Content-Type is application/x-ndjson (not decoded here) */
+  int is_ndjson;           /* Content-Type is application/x-ndjson (decoded for an NDJSON adapter) */
   int saw_done;            /* a [DONE] event arrived */
   /* The engine's wish, in ms, once headers_done: retry-after-ms (digits)
    * when it is present and well formed, else Retry-After (delta-seconds,
@@ -105,9 +105,8 @@ void sl_updec_set_adapter(sl_updec_t *d, const sl_adapter_t *a);
  * headers_done / message_done), or a negative code with errmsg set:
  * SL_EPARSE for malformed HTTP (an llhttp error, bytes after the end of
  * the response) or an SSE payload the adapter's scan refuses (not a valid
- * JSON object, for OpenAI), SL_EINVAL for a 2xx NDJSON reply to an
- * adapter framed in NDJSON (not implemented yet: errmsg says so),
- * SL_ETOOBIG for an SSE event larger than the join buffer, SL_ECANCELED
+ * JSON object, for OpenAI), SL_ETOOBIG for an SSE event or NDJSON line
+ * larger than the join buffer, SL_ECANCELED
  * when cb asked to stop.  An error is sticky: later feeds and eof return it
  * until reset.  Nothing keeps pointing into `in` after the call returns.
  * Not reentrant: cb must not call sl_updec_feed, _eof or _reset on d. */

@@ -36,6 +36,7 @@
 #include <limits.h>
 
 #define CHAT "/v1/chat/completions"
+#define COMPL "/v1/completions"
 #define CHUNK "chat.completion.chunk"
 #define MODEL "random-llama"
 #define SKIP_CODE 77
@@ -598,6 +599,95 @@ static void test_more_streams_than_slots(void) {
   ASSERT_EQ(e2e_stop(&eng), 0);
 }
 
+/* ---- f: the native /completion adapter beside the OpenAI path ---- */
+
+#define NATIVE_MODEL "random-llama-native"
+
+/* One legacy completion through sluice, greedy, streamed or not: the text
+ * (malloc'd, or NULL), the finish reason and the completion tokens. */
+static char *completion_text(int port, const char *model, int stream, char *finish, size_t fcap, long *tokens) {
+  char body[1024];
+  snprintf(body, sizeof(body),
+           "{\"model\":\"%s\",\"prompt\":\"The quick brown fox\",\"max_tokens\":12,\"temperature\":0,"
+           "\"seed\":5,\"stream\":%s%s}",
+           model, stream ? "true" : "false", stream ? ",\"stream_options\":{\"include_usage\":true}" : "");
+  char *text = NULL;
+  *tokens = -1;
+  finish[0] = '\0';
+  if (stream) {
+    nu_resp_t head;
+    e2e_sse_t s;
+    if (e2e_stream(port, COMPL, NULL, body, &head, &s, "text_completion", 60000) == 200 && s.read_rc == 0 &&
+        s.nbad == 0 && s.nother == 0 && s.nerror == 0 && s.wrong_object == 0 && s.ndone == 1 && s.nusage == 1) {
+      text = strdup(s.content ? s.content : "");
+      snprintf(finish, fcap, "%s", s.finish_reason);
+      *tokens = (long)s.usage_completion_tokens;
+    } else {
+      fprintf(stderr, "e2e: %s stream: kinds \"%.80s\"\n", model, s.kinds ? s.kinds : "");
+    }
+    e2e_sse_free(&s);
+    nu_resp_free(&head);
+    return text;
+  }
+  nu_resp_t r;
+  if (e2e_http(port, "POST", COMPL, NULL, body, &r, 60000) == 200) {
+    cJSON *doc = cJSON_Parse(r.body);
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "choices"), 0);
+    const cJSON *t = cJSON_GetObjectItem(c0, "text"), *fr = cJSON_GetObjectItem(c0, "finish_reason");
+    const cJSON *ct = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "usage"), "completion_tokens");
+    if (cJSON_IsString(t) && cJSON_IsString(fr) && cJSON_IsNumber(ct)) {
+      text = strdup(t->valuestring);
+      snprintf(finish, fcap, "%s", fr->valuestring);
+      *tokens = (long)ct->valuedouble;
+    }
+    cJSON_Delete(doc);
+  }
+  nu_resp_free(&r);
+  return text;
+}
+
+static void test_native_completion_adapter(void) {
+  e2e_proc_t eng, sl;
+  ASSERT_EQ(engine_start(&eng), 0);
+  /* Two pools on the same server: its /v1 routes ("openai") and its
+   * native /completion ("llamacpp"), told apart by the model name. */
+  char cfg[1024];
+  snprintf(cfg, sizeof(cfg),
+           "{\"pools\":[{\"name\":\"llama\",\"models\":[\"" MODEL "\"],\"endpoints\":[{\"url\":"
+           "\"http://127.0.0.1:%d\"}]},{\"name\":\"native\",\"adapter\":\"llamacpp\",\"models\":[\"" NATIVE_MODEL
+           "\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]}],\"health\":{\"interval_ms\":500}}",
+           eng.port, eng.port);
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, 20000), 0);
+  ASSERT(e2e_wait_endpoints_ready(sl.port, 2, 20000));
+  for (int stream = 0; stream < 2; stream++) {
+    char f1[32], f2[32];
+    long n1, n2;
+    char *oai = completion_text(sl.port, MODEL, stream, f1, sizeof(f1), &n1);
+    char *nat = completion_text(sl.port, NATIVE_MODEL, stream, f2, sizeof(f2), &n2);
+    ASSERT_NOT_NULL(oai);
+    ASSERT_NOT_NULL(nat);
+    /* Greedy decoding of the same prompt on the same engine: the same
+     * text, finish reason and count whichever route carried it. */
+    ASSERT_STR_EQ(nat, oai);
+    ASSERT_STR_EQ(f2, f1);
+    ASSERT_EQ(n2, n1);
+    ASSERT_GT(n2, 0);
+    ASSERT(strcmp(f2, "length") == 0 ? n2 == 12 : strcmp(f2, "stop") == 0);
+    free(oai);
+    free(nat);
+  }
+  /* Chat is refused on the native route, naming the rule. */
+  char body[1024];
+  nu_resp_t r;
+  ASSERT_EQ(e2e_http(sl.port, "POST", CHAT, NULL, e2e_chat_body(body, sizeof(body), NATIVE_MODEL, 1, NULL), &r, 60000),
+            400);
+  ASSERT(e2e_is_error_body(r.body, "serves only /v1/completions"));
+  nu_resp_free(&r);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  ASSERT_EQ(e2e_stop(&eng), 0);
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 840); /* under ctest's 900 s, so the harness reports first */
   prepare();
@@ -606,6 +696,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_cancel_reaches_engine);
   E2E_RUN(test_slow_reader_memory_bound);
   E2E_RUN(test_more_streams_than_slots);
+  E2E_RUN(test_native_completion_adapter);
   if (g_roleless > 0)
     fprintf(stderr, "     NOTE %d stream(s) came without a role chunk: the engine's first token was an incomplete "
             "UTF-8 byte (see well_formed)\n", g_roleless);

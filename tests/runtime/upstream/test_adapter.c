@@ -4,7 +4,8 @@
  * existed: the client's members, then "stream": true and "stream_options":
  * {"include_usage": true}; the path per route; the headers), its health
  * path, framing and scan, and the upstream decoder taking framing and scan
- * from the adapter it is given (NDJSON refused with a clear error). */
+ * from the adapter it is given (NDJSON lines, a too long line refused
+ * with a clear error). */
 #include "runtime/upstream/adapter.h"
 
 #include <cjson/cJSON.h>
@@ -47,18 +48,31 @@ static char *kept_body(const char *client) {
 
 static void test_table(void) {
   ASSERT(sl_adapter_find("openai") == &sl_adapter_openai);
-  ASSERT_NULL(sl_adapter_find("tgi"));
+  ASSERT(sl_adapter_find("tgi") == &sl_adapter_tgi);
+  ASSERT(sl_adapter_find("vllm") == &sl_adapter_vllm);
+  ASSERT(sl_adapter_find("llamacpp") == &sl_adapter_llamacpp);
+  ASSERT(sl_adapter_find("ollama") == &sl_adapter_ollama);
+  ASSERT_NULL(sl_adapter_find("llama.cpp"));
   ASSERT_NULL(sl_adapter_find("OpenAI")); /* names are exact */
   ASSERT_NULL(sl_adapter_find(""));
   ASSERT_NULL(sl_adapter_find(NULL));
-  char names[64];
-  ASSERT_STR_EQ(sl_adapter_names(names, sizeof(names)), "\"openai\"");
+  char names[128];
+  ASSERT_STR_EQ(sl_adapter_names(names, sizeof(names)), "\"openai\", \"vllm\", \"llamacpp\", \"tgi\", \"ollama\"");
   char tiny[4];
   sl_adapter_names(tiny, sizeof(tiny));
   ASSERT_EQ(strlen(tiny), 3); /* truncated, still a string */
   ASSERT_STR_EQ(sl_adapter_openai.name, "openai");
   ASSERT_STR_EQ(sl_adapter_openai.health_path, "/health");
   ASSERT_EQ(sl_adapter_openai.framing, SL_FRAMING_SSE);
+  ASSERT_EQ(sl_adapter_openai.native, 0);
+  ASSERT_EQ(sl_adapter_vllm.native, 0);
+  /* Health per engine kind (wire-formats.md sections 3, 4, 5). */
+  ASSERT_STR_EQ(sl_adapter_llamacpp.health_path, "/health");
+  ASSERT_STR_EQ(sl_adapter_tgi.health_path, "/health");
+  ASSERT_STR_EQ(sl_adapter_ollama.health_path, "/");
+  ASSERT_EQ(sl_adapter_ollama.framing, SL_FRAMING_NDJSON);
+  ASSERT_EQ(sl_adapter_tgi.framing, SL_FRAMING_SSE);
+  ASSERT(sl_adapter_llamacpp.native && sl_adapter_tgi.native && sl_adapter_ollama.native);
 }
 
 static int parse_cfg(sl_config_t *cfg, const char *json) {
@@ -69,17 +83,19 @@ static int parse_cfg(sl_config_t *cfg, const char *json) {
 static void test_unknown_adapter_named_by_key(void) {
   const char *j =
       "{\"pools\":[{\"name\":\"a\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:9001\"}]},"
-      "{\"name\":\"b\",\"adapter\":\"tgi\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:9002\"}]}]}";
+      "{\"name\":\"b\",\"adapter\":\"tgi-native\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:9002\"}]}]}";
   sl_config_t cfg;
   ASSERT_EQ(parse_cfg(&cfg, j), 0); /* the configuration's syntax is fine */
   char err[512];
   ASSERT_EQ(sl_adapter_check_config(&cfg, err, sizeof(err)), SL_EINVAL);
-  ASSERT_STR_EQ(err, "pools[1].adapter: \"tgi\" is not supported (supported: \"openai\")");
+  ASSERT_STR_EQ(err, "pools[1].adapter: \"tgi-native\" is not supported (supported: \"openai\", \"vllm\", "
+                "\"llamacpp\", \"tgi\", \"ollama\")");
   /* The registry refuses it the same way, so a gateway never opens with it. */
   sl_registry_t reg;
   err[0] = '\0';
   ASSERT_EQ(sl_registry_init(&reg, NULL, &cfg, err, sizeof(err)), SL_EINVAL);
-  ASSERT_STR_EQ(err, "pools[1].adapter: \"tgi\" is not supported (supported: \"openai\")");
+  ASSERT_STR_EQ(err, "pools[1].adapter: \"tgi-native\" is not supported (supported: \"openai\", \"vllm\", "
+                "\"llamacpp\", \"tgi\", \"ollama\")");
   sl_registry_free(&reg);
   sl_config_free(&cfg);
   /* An empty name is no adapter either. */
@@ -87,7 +103,8 @@ static void test_unknown_adapter_named_by_key(void) {
                             "\"endpoints\":[{\"url\":\"http://127.0.0.1:9001\"}]}]}"),
             0);
   ASSERT_EQ(sl_adapter_check_config(&cfg, err, sizeof(err)), SL_EINVAL);
-  ASSERT_STR_EQ(err, "pools[0].adapter: \"\" is not supported (supported: \"openai\")");
+  ASSERT_STR_EQ(err, "pools[0].adapter: \"\" is not supported (supported: \"openai\", \"vllm\", \"llamacpp\", "
+                "\"tgi\", \"ollama\")");
   sl_config_free(&cfg);
 }
 
@@ -250,8 +267,8 @@ static int counting_scan(const char *data, size_t len, const char *event, size_t
   return 0;
 }
 
-static const sl_adapter_t plain_sse = {"plain", "/ping", SL_FRAMING_SSE, NULL, counting_scan};
-static const sl_adapter_t plain_ndjson = {"ndj", "/ping", SL_FRAMING_NDJSON, NULL, counting_scan};
+static const sl_adapter_t plain_sse = {"plain", "/ping", SL_FRAMING_SSE, NULL, counting_scan, 0};
+static const sl_adapter_t plain_ndjson = {"ndj", "/ping", SL_FRAMING_NDJSON, NULL, counting_scan, 0};
 
 typedef struct {
   int events;
@@ -293,22 +310,37 @@ static void test_decoder_uses_adapter_scan(void) {
   sl_free(d);
 }
 
-static void test_decoder_ndjson_is_a_clear_error(void) {
+static void test_decoder_ndjson_lines(void) {
   sl_updec_t *d = sl_calloc(1, sizeof(*d));
   char join[256];
   seen_t s;
   sl_updec_init(d, join, sizeof(join));
   sl_updec_set_adapter(d, &plain_ndjson);
+  /* One event a line; a blank line and a CRLF are line ends only. */
   const char *nd =
-      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: 12\r\n\r\n"
-      "{\"a\":1}\n{}\n\n";
+      "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: 14\r\n\r\n"
+      "{\"a\":1}\n\r\n{}\n\n";
   scans = 0;
   memset(&s, 0, sizeof(s));
-  ASSERT_EQ(sl_updec_feed(d, nd, strlen(nd), on_event, &s), SL_EINVAL);
-  ASSERT_STR_EQ(d->errmsg, "NDJSON framing (adapter \"ndj\") is not implemented yet");
-  ASSERT_EQ(s.events, 0);
-  ASSERT_EQ(scans, 0);
-  ASSERT_EQ(sl_updec_eof(d), SL_EINVAL); /* sticky */
+  ASSERT_EQ(sl_updec_feed(d, nd, strlen(nd), on_event, &s), 0);
+  ASSERT_EQ(d->message_done, 1);
+  ASSERT_EQ(s.events, 2);
+  ASSERT_EQ(scans, 2);
+  ASSERT_STR_EQ(s.last, "{}");
+  ASSERT_EQ(sl_updec_eof(d), 0);
+  /* A line longer than the join buffer is a clear error. */
+  char small[8];
+  sl_updec_init(d, small, sizeof(small));
+  sl_updec_set_adapter(d, &plain_ndjson);
+  const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n";
+  ASSERT_EQ(sl_updec_feed(d, head, strlen(head), on_event, &s), 0);
+  const char *c1 = "6\r\n{\"abc\"\r\n";
+  const char *c2 = "6\r\n:12345\r\n";
+  ASSERT_EQ(sl_updec_feed(d, c1, strlen(c1), on_event, &s), 0);
+  ASSERT_EQ(sl_updec_feed(d, c2, strlen(c2), on_event, &s), SL_ETOOBIG);
+  ASSERT_STR_EQ(d->errmsg, "upstream NDJSON line larger than the join buffer (8 bytes)");
+  sl_updec_init(d, join, sizeof(join));
+  sl_updec_set_adapter(d, &plain_ndjson);
   /* An error reply to such an adapter is kept as a body, as for any
    * engine: the caller reads the engine's own error. */
   sl_updec_reset(d);
@@ -338,6 +370,6 @@ int main(void) {
   SL_RUN(test_openai_refuses_what_is_not_an_object);
   SL_RUN(test_openai_scan);
   SL_RUN(test_decoder_uses_adapter_scan);
-  SL_RUN(test_decoder_ndjson_is_a_clear_error);
+  SL_RUN(test_decoder_ndjson_lines);
   return SL_TEST_EXIT();
 }

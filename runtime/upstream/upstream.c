@@ -370,7 +370,7 @@ static const char *sl__tls_why(sl_upconn_t *c, const char *during) {
   long vr = SSL_get_verify_result(c->ssl);
   unsigned long e = ERR_peek_last_error();
   if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-    snprintf(c->msg, sizeof(c->msg), "TLS: host name mismatch: the certificate of %s is not for \"%.200s\"",
+    snprintf(c->msg, sizeof(c->msg), "TLS: host name mismatch: the certificate of %.200s is not for \"%.200s\"",
              c->ep->name, c->ep->tls_name);
   } else if (vr != X509_V_OK && c->ep->tls_verify) {
     snprintf(c->msg, sizeof(c->msg), "TLS: certificate verify failed: %s (%s)", X509_verify_cert_error_string(vr),

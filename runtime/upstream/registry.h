@@ -120,6 +120,7 @@ struct sl_endpoint_s {
   sl_hist_t h_tpot;              /* /metrics: time per output token after the first, per stream, seconds */
   uv_timer_t health_timer;       /* next health check */
   sl_upconn_t *health_conn;      /* health check in flight, or NULL */
+  char health_why[256];          /* why the last failed check failed ("" after a pass), as logged */
   int health_timer_open;
 };
 

@@ -722,14 +722,21 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
   /* A probe decides readiness only; the request backoff is left alone
    * (see sl_endpoint_probe). */
   if (ok) {
+    ep->health_why[0] = '\0';
     if (sl_endpoint_probe(ep, 1)) sl_narrate_push(ep->reg->nar, SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
   } else {
-    char why[160];
+    char why[sizeof(ep->health_why)];
     if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
       snprintf(why, sizeof(why), "HTTP %d", end->status);
     else
       snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
-    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(ep->reg->nar, SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+    /* Told when it stops being ready, and when the cause changes: an
+     * endpoint that never got ready (a refused TLS certificate) says why
+     * once, not every interval. */
+    int changed = sl_endpoint_probe(ep, 0);
+    if (changed || strcmp(why, ep->health_why) != 0)
+      sl_narrate_push(ep->reg->nar, SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+    snprintf(ep->health_why, sizeof(ep->health_why), "%s", why);
   }
   sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);
 }

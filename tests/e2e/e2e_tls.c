@@ -10,6 +10,8 @@
  * - Streaming and non-streaming requests through https with the right CA,
  *   health probes over TLS, and kept-alive TLS connections reused.
  * - A client that leaves mid-stream cancels the engine's request.
+ * - A slow client pauses the reading and decrypting of the engine's stream;
+ *   every token still arrives once it reads on, pinned bytes under the bound.
  * - A wrong CA, a wrong host name (tls.server_name) and a plain HTTP engine
  *   on an https:// URL are refused, each with its own message in the log,
  *   and counted in errors_upstream_tls.
@@ -314,6 +316,61 @@ static void test_client_cancel_over_tls(void) {
   ASSERT_EQ(e2e_stop(&sim), 0);
 }
 
+/* A slow client over TLS: sluice pauses its reading (and so its
+ * decrypting) of the engine, resumes, and every token still arrives, with
+ * the pinned bytes under the bound. */
+static void test_backpressure_over_tls(void) {
+  e2e_proc_t sim, sl;
+  px_t px;
+  const char *const fast[] = {"--model", "m1", "--ttft-ms", "1", NULL};
+  ASSERT_EQ(e2e_sim_start(&sim, fast), 0);
+  ASSERT_EQ(px_start(&px, sim.port), 0);
+  char cfg[2048];
+  snprintf(cfg, sizeof(cfg),
+           "{\"pools\":[{\"name\":\"p\",\"models\":[\"m1\"],\"tls\":{\"ca_file\":\"%s\"},"
+           "\"endpoints\":[{\"url\":\"https://localhost:%d\"}]}],"
+           "\"stream\":{\"high_watermark\":65536,\"low_watermark\":16384}}",
+           ca_pem, px.port);
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
+  int64_t bound = e2e_health_num(sl.port, "stream_pin_bound_bytes");
+  nu_conn_t *c = e2e_conn_open(sl.port, 16384);
+  ASSERT_NOT_NULL(c);
+  char body[1024];
+  nu_resp_t head;
+  e2e_sse_t s;
+  const long ntokens = 30000;
+  char headers[128];
+  snprintf(headers, sizeof(headers), "x-sim-tokens: %ld\r\nx-sim-itl-ms: 0\r\n", ntokens);
+  ASSERT_EQ(e2e_sse_start(c, CHAT, headers, e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK,
+                          E2E_WAIT_MS),
+            200);
+  /* Crawl until sluice has paused its reading of the engine. */
+  int64_t crawl_end = nu_now_ms() + 2 * E2E_WAIT_MS;
+  int paused = 0;
+  for (int i = 0; !paused && nu_now_ms() < crawl_end; i++) {
+    ASSERT_GT(e2e_sse_read_some(c, &s, 1024, E2E_WAIT_MS), 0);
+    usleep(10 * 1000);
+    if (i % 20 == 19) paused = e2e_counter(sl.port, "upstream_read_pauses") >= 1;
+  }
+  ASSERT(paused);
+  ASSERT_LT(s.ncontent, ntokens);
+  ASSERT_EQ(e2e_sse_read(c, &s, 4 * E2E_WAIT_MS), 0);
+  e2e_conn_close(c);
+  ASSERT(e2e_sse_kinds_are(&s, 1, ntokens, 0));
+  ASSERT_EQ(s.framing_errors, 0);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  ASSERT_GE(e2e_wait_counter(sl.port, "streams_completed", 1, E2E_WAIT_MS), 1);
+  ASSERT_GE(e2e_counter(sl.port, "upstream_read_resumes"), 1);
+  int64_t peak = e2e_counter(sl.port, "stream_pinned_bytes_peak");
+  ASSERT_GT(peak, 0);
+  ASSERT_LE(peak, bound);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  px_stop(&px);
+  ASSERT_EQ(e2e_stop(&sim), 0);
+}
+
 /* sluice toward url with tls never gets the endpoint ready: the log says
  * why (want), the TLS errors are counted, and a request is not served. */
 static void expect_refused(const char *url, const char *tls, const char *want) {
@@ -433,6 +490,7 @@ int main(int argc, char **argv) {
   if (make_certs() < 0) return 1;
   E2E_RUN(test_streams_through_tls);
   E2E_RUN(test_client_cancel_over_tls);
+  E2E_RUN(test_backpressure_over_tls);
   E2E_RUN(test_wrong_ca_refused);
   E2E_RUN(test_wrong_host_name_refused);
   E2E_RUN(test_plain_http_engine_refused);

@@ -71,10 +71,17 @@ int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port) {
   return 0;
 }
 
-/* Parses "http://host[:port][/base]". */
+/* Parses "http[s]://host[:port][/base]". */
 static int sl__parse_url(const char *url, sl_endpoint_config_t *ep) {
-  if (strncmp(url, "http://", 7) != 0) return SL_EINVAL;
-  const char *p = url + 7;
+  const char *p;
+  if (strncmp(url, "http://", 7) == 0) {
+    p = url + 7;
+  } else if (strncmp(url, "https://", 8) == 0) {
+    p = url + 8;
+    ep->tls = 1;
+  } else {
+    return SL_EINVAL;
+  }
   const char *slash = strchr(p, '/');
   size_t authlen = slash ? (size_t)(slash - p) : strlen(p);
   char auth[300];
@@ -88,7 +95,7 @@ static int sl__parse_url(const char *url, sl_endpoint_config_t *ep) {
   } else {
     if (authlen >= sizeof(ep->host)) return SL_EINVAL;
     memcpy(ep->host, auth, authlen + 1);
-    ep->port = 80;
+    ep->port = ep->tls ? 443 : 80;
   }
   const char *base = slash ? slash : "";
   size_t bl = strlen(base);
@@ -161,9 +168,41 @@ static int sl__only_keys(sl__cfgctx_t *x, const cJSON *obj, const char *path, co
 
 #define SL__TRY(e) do { int sl__rc = (e); if (sl__rc < 0) return sl__rc; } while (0)
 
+/* A "tls" object (path ends in "tls."): {ca_file, verify, server_name}.
+ * The CA file is opened here so a wrong path is named at once; whether it
+ * holds certificates is the registry's to say when it loads it. */
+static int sl__parse_tls(sl__cfgctx_t *x, const cJSON *o, const char *path, sl_tls_config_t *t) {
+  static const char *const keys[] = {"ca_file", "verify", "server_name", NULL};
+  if (!cJSON_IsObject(o)) return sl__fail(x, "%.*s: expected an object", (int)strlen(path) - 1, path);
+  SL__TRY(sl__only_keys(x, o, path, keys));
+  t->verify = 1;
+  SL__TRY(sl__get_str(x, o, "ca_file", path, &t->ca_file));
+  if (t->ca_file != NULL) {
+    FILE *f = t->ca_file[0] ? fopen(t->ca_file, "r") : NULL;
+    if (f == NULL)
+      return sl__fail(x, "%sca_file: cannot open \"%s\": %s", path, t->ca_file,
+                      t->ca_file[0] ? strerror(errno) : "empty path");
+    fclose(f);
+  }
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "verify");
+  if (v != NULL) {
+    if (!cJSON_IsBool(v)) return sl__fail(x, "%sverify: expected true or false", path);
+    t->verify = cJSON_IsTrue(v);
+  }
+  SL__TRY(sl__get_str(x, o, "server_name", path, &t->server_name));
+  if (t->server_name != NULL && (t->server_name[0] == '\0' || strlen(t->server_name) > 253 ||
+                                 strpbrk(t->server_name, " /:\t") != NULL))
+    return sl__fail(x, "%sserver_name: \"%s\" is not a host name", path, t->server_name);
+  if (!t->verify && t->ca_file != NULL)
+    return sl__fail(x, "%sca_file: has no use with verify: false", path);
+  return 0;
+}
+
+static char *sl__dup_or_null(const char *s) { return s ? sl_strndup(s, strlen(s)) : NULL; }
+
 static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path, sl_pool_config_t *pool,
                               sl_endpoint_config_t *ep) {
-  static const char *const keys[] = {"url", "sim", "slots", NULL};
+  static const char *const keys[] = {"url", "sim", "slots", "tls", NULL};
   if (!cJSON_IsObject(e)) return sl__fail(x, "%s: expected an object", path);
   char p[128];
   snprintf(p, sizeof(p), "%s.", path);
@@ -176,9 +215,23 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
     return sl__fail(x, "%s: give exactly one of \"url\" or \"sim\"", path);
   if (ep->url != NULL) {
     if (sl__parse_url(ep->url, ep) < 0)
-      return sl__fail(x, "%surl: \"%s\" is not an http://host:port[/base] URL", p, ep->url);
+      return sl__fail(x, "%surl: \"%s\" is not an http[s]://host:port[/base] URL", p, ep->url);
+    const cJSON *tls = cJSON_GetObjectItemCaseSensitive(e, "tls");
+    if (tls != NULL && !ep->tls)
+      return sl__fail(x, "%stls: only an https:// url speaks TLS (\"%s\")", p, ep->url);
+    if (tls != NULL) {
+      char tp[140];
+      snprintf(tp, sizeof(tp), "%stls.", p);
+      return sl__parse_tls(x, tls, tp, &ep->tls_cfg);
+    }
+    /* The pool's defaults, copied so each endpoint owns what it frees. */
+    ep->tls_cfg.verify = pool->has_tls ? pool->tls.verify : 1;
+    ep->tls_cfg.ca_file = sl__dup_or_null(pool->tls.ca_file);
+    ep->tls_cfg.server_name = sl__dup_or_null(pool->tls.server_name);
     return 0;
   }
+  if (cJSON_GetObjectItemCaseSensitive(e, "tls") != NULL)
+    return sl__fail(x, "%stls: only an https:// url speaks TLS", p);
   if (!cJSON_IsObject(sim)) return sl__fail(x, "%ssim: expected an object", p);
   ep->is_sim = 1;
   sl_sim_config_default(&ep->sim);
@@ -201,7 +254,7 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
 static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
   static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
                                      "api_key", "endpoints", "guards", "transcripts", "queue_size",
-                                     "queue_timeout_ms", "limits", NULL};
+                                     "queue_timeout_ms", "limits", "tls", NULL};
   static const char *const limits[] = {"adaptive", "min", "max", "initial", NULL};
   char p[64];
   snprintf(p, sizeof(p), "pools[%d].", idx);
@@ -215,6 +268,13 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
    * this key, when the gateway opens, and so does `sluice check`. */
   if (pool->adapter == NULL) pool->adapter = sl_strndup("openai", 6);
   SL__TRY(sl__get_str(x, o, "api_key", p, &pool->api_key));
+  const cJSON *tls = cJSON_GetObjectItemCaseSensitive(o, "tls");
+  if (tls != NULL) {
+    char tp[80];
+    snprintf(tp, sizeof(tp), "%stls.", p);
+    SL__TRY(sl__parse_tls(x, tls, tp, &pool->tls));
+    pool->has_tls = 1;
+  }
   pool->slots = 8;
   SL__TRY(sl__get_int(x, o, "slots", p, 1, 100000, &pool->slots));
   SL__TRY(sl__get_int(x, o, "context_tokens", p, 0, 1e9, &pool->context_tokens));
@@ -748,7 +808,13 @@ static void sl__pool_free(sl_pool_config_t *p) {
   sl_free(p->api_key);
   sl_free(p->guards_json);
   for (int m = 0; m < p->nmodels; m++) sl_free(p->models[m]);
-  for (int e = 0; e < p->nendpoints; e++) sl_free(p->endpoints[e].url);
+  for (int e = 0; e < p->nendpoints; e++) {
+    sl_free(p->endpoints[e].url);
+    sl_free(p->endpoints[e].tls_cfg.ca_file);
+    sl_free(p->endpoints[e].tls_cfg.server_name);
+  }
+  sl_free(p->tls.ca_file);
+  sl_free(p->tls.server_name);
 }
 
 void sl_config_free(sl_config_t *cfg) {

@@ -86,8 +86,19 @@ int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
 #define SL_MAX_ENDPOINTS 64  /* per pool */
 #define SL_MAX_MODELS 32     /* per pool */
 
+/* Upstream TLS of an https:// endpoint: the endpoint's "tls" object, else
+ * its pool's, else the defaults (system CA store, verification on, SNI and
+ * host name check against the URL's host). */
 typedef struct {
-  char *url;                 /* "http://host:port[/base]", or NULL for an in-process sim */
+  char *ca_file;             /* PEM bundle of trusted CAs, or NULL for the system store */
+  int verify;                /* check the engine's certificate chain and host name (1) */
+  char *server_name;         /* name sent as SNI and checked in the certificate, or NULL for the URL's host */
+} sl_tls_config_t;
+
+typedef struct {
+  char *url;                 /* "http[s]://host:port[/base]", or NULL for an in-process sim */
+  int tls;                   /* https://: spoken over TLS with tls_cfg */
+  sl_tls_config_t tls_cfg;   /* its TLS options (endpoint's, else the pool's) */
   int is_sim;                /* run a simulated engine in-process for this endpoint */
   sl_sim_config_t sim;       /* its options when is_sim */
   char host[256];            /* parsed from url (or 127.0.0.1 for a sim) */
@@ -105,6 +116,8 @@ typedef struct {
   int slots;                 /* default slots per endpoint */
   int context_tokens;        /* context limit of the pool's engines (0 = unknown) */
   char *api_key;             /* upstream bearer token, or NULL */
+  sl_tls_config_t tls;       /* "tls": defaults for its https:// endpoints */
+  int has_tls;               /* "tls" was given */
   char *guards_json;         /* the pool's "guards" object as JSON text, or NULL (compiled by
                                 runtime/guard, see guard.h) */
   double transcripts;        /* fraction of the pool's streams recorded (transcripts.dir) */

@@ -52,6 +52,7 @@
   X(ERR_UPSTREAM_RESET, "errors_upstream_reset", "total")            \
   X(ERR_UPSTREAM_TIMEOUT, "errors_upstream_timeout", "total")        \
   X(ERR_UPSTREAM_ERROR_EVENT, "errors_upstream_error_event", "total")  \
+  X(ERR_UPSTREAM_TLS, "errors_upstream_tls", "total")                \
   X(GENERATIONS_LIVE, "generations_live", "gauge")                   \
   X(GENERATIONS_FREED, "generations_freed", "total")                 \
   X(RELOADS_OK, "reloads_ok", "total")                               \

@@ -462,6 +462,14 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   }
   gw->reg.counters = &gw->counters;
   gw->reg.nar = gw->nar;
+  for (int i = 0; i < gw->reg.neps; i++) {
+    const sl_endpoint_t *ep = &gw->reg.eps[i];
+    if (ep->tls != NULL && !ep->tls_verify)
+      fprintf(gw->log,
+              "sluice: WARNING: pool %s: endpoint https://%s: TLS certificate verification is OFF (tls.verify: "
+              "false); anyone on the path can read and change its traffic\n",
+              ep->pool->cfg->name, ep->name);
+  }
   /* Each pool's guards, compiled once: a bad one refuses the start.  A
    * pool without enforces the client's stop strings all the same. */
   {

@@ -2,12 +2,62 @@
 #include "runtime/upstream/registry.h"
 
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
 #include "runtime/base/narrate.h"
+
+static int sl__same_str(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* The SSL_CTX for t's CA settings: shared with an endpoint made with the
+ * same ones, else made now.  NULL with err set when the bundle is bad. */
+static SSL_CTX *sl__tls_ctx(sl_registry_t *reg, const sl_tls_config_t *t, const char *path, char *err,
+                            size_t errlen) {
+  for (int i = 0; i < reg->ntls; i++)
+    if (reg->tls_keys[i]->verify == t->verify && sl__same_str(reg->tls_keys[i]->ca_file, t->ca_file))
+      return reg->tls_ctxs[i];
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == NULL) {
+    snprintf(err, errlen, "%s: cannot make a TLS context: %s", path, ERR_reason_error_string(ERR_get_error()));
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  /* Engines speak HTTP/1.1 to us; saying so lets an ALPN server agree. */
+  static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
+  SSL_CTX_set_verify(ctx, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+  int ok = t->ca_file ? SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL)
+                      : SSL_CTX_set_default_verify_paths(ctx);
+  if (ok != 1) {
+    unsigned long e = ERR_get_error();
+    snprintf(err, errlen, "%s: cannot load %s: %s", path, t->ca_file ? t->ca_file : "the system CA store",
+             e ? ERR_reason_error_string(e) : "no certificate");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  reg->tls_ctxs[reg->ntls] = ctx;
+  reg->tls_keys[reg->ntls] = t;
+  reg->ntls++;
+  return ctx;
+}
+
+/* TLS settings of one https:// endpoint. */
+static int sl__endpoint_tls(sl_registry_t *reg, sl_endpoint_t *ep, const sl_endpoint_config_t *ec, int i, int j,
+                            char *err, size_t errlen) {
+  char path[80];
+  snprintf(path, sizeof(path), "pools[%d].endpoints[%d].tls%s", i, j, ec->tls_cfg.ca_file ? ".ca_file" : "");
+  ep->tls = sl__tls_ctx(reg, &ec->tls_cfg, path, err, errlen);
+  if (ep->tls == NULL) return SL_EINVAL;
+  ep->tls_verify = ec->tls_cfg.verify;
+  snprintf(ep->tls_name, sizeof(ep->tls_name), "%s", ec->tls_cfg.server_name ? ec->tls_cfg.server_name : ec->host);
+  return 0;
+}
 
 int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen) {
   memset(reg, 0, sizeof(*reg));
@@ -20,6 +70,8 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
   for (int i = 0; i < cfg->npools; i++) total += cfg->pools[i].nendpoints;
   reg->eps = sl_calloc((size_t)total, sizeof(sl_endpoint_t));
   reg->neps = total;
+  reg->tls_ctxs = sl_calloc((size_t)total + 1, sizeof(*reg->tls_ctxs));
+  reg->tls_keys = sl_calloc((size_t)total + 1, sizeof(*reg->tls_keys));
   reg->npools = cfg->npools;
   int k = 0;
   for (int i = 0; i < cfg->npools; i++) {
@@ -54,7 +106,11 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
       ep->port = ec->port;
       snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
-      if (ec->is_sim) continue; /* resolved when the in-process engine listens */
+      if (ec->is_sim) continue;
+      if (ec->tls && sl__endpoint_tls(reg, ep, ec, i, j, err, errlen) < 0) {
+        sl_registry_free(reg);
+        return SL_EINVAL;
+      } /* resolved when the in-process engine listens */
       struct addrinfo hints, *res = NULL;
       memset(&hints, 0, sizeof(hints));
       hints.ai_family = AF_UNSPEC;
@@ -77,6 +133,12 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
 }
 
 void sl_registry_free(sl_registry_t *reg) {
+  for (int i = 0; i < reg->ntls; i++) SSL_CTX_free(reg->tls_ctxs[i]);
+  sl_free(reg->tls_ctxs);
+  sl_free(reg->tls_keys);
+  reg->tls_ctxs = NULL;
+  reg->tls_keys = NULL;
+  reg->ntls = 0;
   sl_free(reg->eps);
   reg->eps = NULL;
   reg->neps = 0;

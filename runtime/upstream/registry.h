@@ -99,6 +99,9 @@ struct sl_endpoint_s {
   sl_gap_ring_t gaps;            /* inter-token gaps of its streams (sl_endpoint_gap) */
   sl_dyn_verdict_t dyn;          /* the latest verdict on them */
   sl_sim_engine_t *sim;          /* in-process simulated engine, or NULL */
+  struct ssl_ctx_st *tls;        /* https://: the registry's SSL_CTX for its CA settings, else NULL */
+  char tls_name[256];            /* SNI and the name its certificate must carry */
+  int tls_verify;                /* the certificate is checked */
   sl_upconn_t *idle;             /* idle keep-alive connections (upstream.c) */
   int nidle;
   /* Admission (docs/admission.md): the relay enforces the limit, the
@@ -117,6 +120,7 @@ struct sl_endpoint_s {
   sl_hist_t h_tpot;              /* /metrics: time per output token after the first, per stream, seconds */
   uv_timer_t health_timer;       /* next health check */
   sl_upconn_t *health_conn;      /* health check in flight, or NULL */
+  char health_why[256];          /* why the last failed check failed ("" after a pass), as logged */
   int health_timer_open;
 };
 
@@ -146,6 +150,11 @@ struct sl_registry_s {
   int npools;
   sl_endpoint_t *eps;            /* all endpoints */
   int neps;
+  /* One SSL_CTX per distinct (ca_file, verify) of the https:// endpoints,
+   * made here at open so a bad CA bundle refuses the start. */
+  struct ssl_ctx_st **tls_ctxs;
+  const sl_tls_config_t **tls_keys; /* the settings each was made for */
+  int ntls;
   uint64_t snapshot_version;     /* bumped on any readiness/cooldown/draining change */
   struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
   sl_counters_t *counters;       /* the owner's counters (NULL = none); upstream.c counts here too */
@@ -159,7 +168,8 @@ struct sl_registry_s {
  * adapter by name (adapter.h), resolves every endpoint address (in-process
  * sims get theirs when started), all endpoints not ready.  Returns 0 or
  * SL_EINVAL with a message naming the key: an adapter that does not exist
- * (pools[i].adapter) or an endpoint that does not resolve. */
+ * (pools[i].adapter), an endpoint that does not resolve, or a TLS CA
+ * bundle that holds no usable certificate. */
 int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen);
 
 /* Frees the registry's arrays (handles must be closed by upstream.c first). */

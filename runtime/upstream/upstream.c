@@ -5,9 +5,22 @@
  * CLOSING.  Reads go into the tail of the current pool chunk, or a fresh one
  * when little is left, so consecutive small token writes share a chunk and
  * the relay can reference them without copying.
+ *
+ * An https:// endpoint's connection speaks TLS through two memory BIOs:
+ * ciphertext read from the socket goes into a per-connection buffer and on
+ * into the SSL's input BIO; the SSL's output BIO is drained into uv_writes.
+ * The handshake runs on those reads and writes before the request is sent
+ * (under the connect timeout), and decrypted bytes land in the same pool
+ * chunks as plaintext reads, so the decoder and the relay see no
+ * difference.  Pausing stops the reads and the decryption both; plaintext
+ * the SSL still holds is drained on resume.
  */
 #include "runtime/upstream/upstream.h"
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +35,8 @@ enum { SL_UPC_CONNECTING, SL_UPC_BUSY, SL_UPC_FINISHING, SL_UPC_IDLE, SL_UPC_CLO
 
 /* Reads go to a chunk's tail only while at least this much is left. */
 #define SL_UP_MIN_TAIL 2048
+/* Ciphertext read buffer of a TLS connection: one TLS record and then some. */
+#define SL_UP_TLS_RBUF (17 * 1024)
 
 struct sl_upconn_s {
   uv_tcp_t tcp;
@@ -45,8 +60,19 @@ struct sl_upconn_s {
   void *ud;
   sl_chunk_t *jchunk;        /* SSE join buffer: a pool chunk, passed on with joined events */
   sl_updec_t dec;
+  SSL *ssl;                  /* https:// only: the session, reading rbio and writing wbio */
+  BIO *rbio, *wbio;          /* ciphertext from the socket / to the socket */
+  char *cbuf;                /* ciphertext reads land here (SL_UP_TLS_RBUF) */
+  int handshaking;           /* TLS handshake not done: the request waits */
   char msg[512];
 };
+
+/* One flush of TLS output: the request and handshake records. */
+typedef struct {
+  uv_write_t req;
+  sl_upconn_t *c;
+  char data[];
+} sl__tlsw_t;
 
 static void sl__upc_close(sl_upconn_t *c);
 static void sl__upc_finish(sl_upconn_t *c, sl_up_result_t result, const char *why);
@@ -81,6 +107,8 @@ static void sl__upc_handle_closed(uv_handle_t *h) {
   if (--c->handles > 0) return;
   if (c->rchunk) sl_chunk_unref(c->rchunk);
   if (c->jchunk) sl_chunk_unref(c->jchunk);
+  if (c->ssl) SSL_free(c->ssl); /* and its BIOs */
+  sl_free(c->cbuf);
   sl_free(c->reqbuf);
   sl_upstream_ctx_t *ctx = c->ctx;
   sl_free(c);
@@ -228,31 +256,25 @@ static int sl__upc_event(void *ud, const sl_event_t *ev) {
   return c->h.on_event(c->ud, ev, ch);
 }
 
-static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  sl_upconn_t *c = s->data;
-  (void)buf;
-  if (nread == 0) return;
-  if (c->state == SL_UPC_IDLE) {
-    /* An idle connection that reads anything (EOF included) is done. */
-    sl__upc_close(c);
+/* The engine closed (or reset) the connection of a request in flight. */
+static void sl__upc_eof(sl_upconn_t *c, ssize_t nread) {
+  if (!c->got_bytes && c->reused) {
+    sl__upc_finish(c, SL_UP_STALE, "kept-alive connection closed by the engine before the response");
     return;
   }
-  if (c->state != SL_UPC_BUSY) return;
-  if (nread < 0) {
-    if (!c->got_bytes && c->reused) {
-      sl__upc_finish(c, SL_UP_STALE, "kept-alive connection closed by the engine before the response");
-      return;
-    }
-    if (sl_updec_eof(&c->dec) == 0 && c->dec.message_done) {
-      c->dec.keep_alive = 0;
-      sl__upc_finish(c, SL_UP_OK, "complete");
-      return;
-    }
-    snprintf(c->msg, sizeof(c->msg), "engine closed the connection before the response ended (%s)",
-             nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
-    sl__upc_finish(c, SL_UP_RESET, c->msg);
+  if (sl_updec_eof(&c->dec) == 0 && c->dec.message_done) {
+    c->dec.keep_alive = 0;
+    sl__upc_finish(c, SL_UP_OK, "complete");
     return;
   }
+  snprintf(c->msg, sizeof(c->msg), "engine closed the connection before the response ended (%s)",
+           nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
+  sl__upc_finish(c, SL_UP_RESET, c->msg);
+}
+
+/* nread response bytes were put at the end of rchunk's used part: decode
+ * them and hand on their events. */
+static void sl__upc_deliver(sl_upconn_t *c, ssize_t nread) {
   c->got_bytes = 1;
   sl_chunk_t *ch = c->rchunk;
   const char *start = (const char *)ch->data + ch->len;
@@ -287,6 +309,223 @@ static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->dec.message_done) sl__upc_finish(c, SL_UP_OK, "complete");
 }
 
+static void sl__upc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  sl_upconn_t *c = s->data;
+  (void)buf;
+  if (nread == 0) return;
+  if (c->state == SL_UPC_IDLE) {
+    /* An idle connection that reads anything (EOF included) is done. */
+    sl__upc_close(c);
+    return;
+  }
+  if (c->state != SL_UPC_BUSY) return;
+  if (nread < 0) {
+    sl__upc_eof(c, nread);
+    return;
+  }
+  sl__upc_deliver(c, nread);
+}
+
+/* ---- TLS ---- */
+
+static void sl__tls_written(uv_write_t *w, int status) {
+  sl__tlsw_t *tw = w->data;
+  sl_upconn_t *c = tw->c;
+  sl_free(tw);
+  c->writing--;
+  if (status < 0 && status != UV_ECANCELED && c->state == SL_UPC_BUSY) {
+    snprintf(c->msg, sizeof(c->msg), "writing to the engine failed: %s", uv_strerror(status));
+    sl__upc_finish(c, c->handshaking ? SL_UP_CONNECT : c->reused && !c->got_bytes ? SL_UP_STALE : SL_UP_RESET,
+                   c->msg);
+  }
+}
+
+/* Sends whatever the SSL wrote to its output BIO.  Returns 0 or a libuv
+ * error.  Only the handshake, the request and rare TLS control records go
+ * here: never a per-token path. */
+static int sl__tls_flush(sl_upconn_t *c) {
+  size_t n;
+  while ((n = BIO_ctrl_pending(c->wbio)) > 0) {
+    sl__tlsw_t *tw = sl_malloc(sizeof(*tw) + n);
+    int got = BIO_read(c->wbio, tw->data, (int)n);
+    if (got <= 0) {
+      sl_free(tw);
+      return UV_EIO;
+    }
+    tw->c = c;
+    tw->req.data = tw;
+    uv_buf_t b = uv_buf_init(tw->data, (unsigned)got);
+    int rc = uv_write(&tw->req, (uv_stream_t *)&c->tcp, &b, 1, sl__tls_written);
+    if (rc < 0) {
+      sl_free(tw);
+      return rc;
+    }
+    c->writing++;
+  }
+  return 0;
+}
+
+/* Says why a TLS call failed, into c->msg: the certificate's verdict when
+ * it was refused, else OpenSSL's reason. */
+static const char *sl__tls_why(sl_upconn_t *c, const char *during) {
+  long vr = SSL_get_verify_result(c->ssl);
+  unsigned long e = ERR_peek_last_error();
+  if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+    snprintf(c->msg, sizeof(c->msg), "TLS: host name mismatch: the certificate of %.200s is not for \"%.200s\"",
+             c->ep->name, c->ep->tls_name);
+  } else if (vr != X509_V_OK && c->ep->tls_verify) {
+    snprintf(c->msg, sizeof(c->msg), "TLS: certificate verify failed: %s (%s)", X509_verify_cert_error_string(vr),
+             c->ep->name);
+  } else if (e != 0) {
+    const char *reason = ERR_reason_error_string(e);
+    int plain = ERR_GET_LIB(e) == ERR_LIB_SSL &&
+                (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER || ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG);
+    snprintf(c->msg, sizeof(c->msg), "TLS: %s with %s failed: %s%s", during, c->ep->name,
+             reason ? reason : "unknown error", plain ? " (the engine does not speak TLS on this port?)" : "");
+  } else {
+    snprintf(c->msg, sizeof(c->msg), "TLS: %s with %s failed", during, c->ep->name);
+  }
+  ERR_clear_error();
+  sl_counter_inc(c->ep->reg->counters, SL_C_ERR_UPSTREAM_TLS);
+  return c->msg;
+}
+
+static void sl__tls_pump(sl_upconn_t *c);
+static void sl__upc_send(sl_upconn_t *c);
+
+/* Drives the handshake; once done, sends the request and reads on. */
+static void sl__tls_handshake(sl_upconn_t *c) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(c->ssl);
+  int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+  int frc = sl__tls_flush(c);
+  if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ) {
+    sl__upc_finish(c, SL_UP_CONNECT, sl__tls_why(c, "handshake"));
+    return;
+  }
+  if (frc < 0) {
+    snprintf(c->msg, sizeof(c->msg), "TLS: handshake with %s failed: %s", c->ep->name, uv_strerror(frc));
+    sl__upc_finish(c, SL_UP_CONNECT, c->msg);
+    return;
+  }
+  if (r != 1) return; /* waits for the engine's next records */
+  c->handshaking = 0;
+  uv_timer_stop(&c->timer); /* the connect timeout covered the handshake */
+  sl__upc_send(c);
+  if (c->state == SL_UPC_BUSY) sl__tls_pump(c);
+}
+
+/* Decrypts what the SSL holds into pool chunks and decodes it, until it
+ * wants more ciphertext, the request ends or the caller pauses. */
+static void sl__tls_pump(sl_upconn_t *c) {
+  while (c->state == SL_UPC_BUSY && !c->paused) {
+    sl_chunk_t *ch = c->rchunk;
+    if (ch == NULL || ch->cap - ch->len < SL_UP_MIN_TAIL) {
+      if (ch) sl_chunk_unref(ch);
+      ch = sl_chunk_get(c->ctx->chunks);
+      if (c->acct) sl_chunk_charge(ch, c->acct);
+      c->rchunk = ch;
+    }
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, (char *)ch->data + ch->len, (int)(ch->cap - ch->len));
+    if (n > 0) {
+      sl__upc_deliver(c, n);
+      continue;
+    }
+    int err = SSL_get_error(c->ssl, n);
+    if (err == SSL_ERROR_WANT_READ) break;
+    if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the engine closed */
+      sl__upc_eof(c, UV_EOF);
+      return;
+    }
+    sl__upc_finish(c, c->reused && !c->got_bytes ? SL_UP_STALE : SL_UP_RESET, sl__tls_why(c, "reading"));
+    return;
+  }
+  if (c->state == SL_UPC_BUSY && sl__tls_flush(c) < 0) {
+    snprintf(c->msg, sizeof(c->msg), "TLS: writing to %s failed", c->ep->name);
+    sl__upc_finish(c, SL_UP_RESET, c->msg);
+    return;
+  }
+  if (c->rchunk != NULL && c->rchunk->len == 0 && c->rchunk->refcnt == 1) {
+    /* Nothing came: hold no chunk between tokens. */
+    sl_chunk_unref(c->rchunk);
+    c->rchunk = NULL;
+  }
+}
+
+static void sl__tls_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  sl_upconn_t *c = h->data;
+  (void)suggested;
+  buf->base = c->cbuf;
+  buf->len = SL_UP_TLS_RBUF;
+}
+
+static void sl__tls_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  sl_upconn_t *c = s->data;
+  (void)buf;
+  if (nread == 0) return;
+  if (nread > 0 && BIO_write(c->rbio, c->cbuf, (int)nread) != (int)nread) nread = UV_ENOMEM;
+  if (c->state == SL_UPC_IDLE) {
+    /* TLS records that carry no data (a session ticket sent late) leave
+     * an idle connection idle; anything else ends it. */
+    char one;
+    ERR_clear_error();
+    int r = nread < 0 ? -1 : SSL_read(c->ssl, &one, 1);
+    if (nread < 0 || r > 0 || SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+      ERR_clear_error();
+      sl__upc_close(c);
+    }
+    return;
+  }
+  if (c->state != SL_UPC_BUSY) return;
+  if (nread < 0) {
+    if (c->handshaking) {
+      snprintf(c->msg, sizeof(c->msg), "TLS: %s closed the connection during the handshake (%s)%s", c->ep->name,
+               nread == UV_EOF ? "EOF" : uv_strerror((int)nread),
+               nread == UV_EOF ? ": does it speak TLS on this port?" : "");
+      sl_counter_inc(c->ep->reg->counters, SL_C_ERR_UPSTREAM_TLS);
+      sl__upc_finish(c, SL_UP_CONNECT, c->msg);
+      return;
+    }
+    sl__upc_eof(c, nread);
+    return;
+  }
+  if (c->handshaking)
+    sl__tls_handshake(c);
+  else
+    sl__tls_pump(c);
+}
+
+/* A new TLS session toward ep: SNI (a host name only, never an address),
+ * and the name its certificate must carry when verification is on. */
+static int sl__tls_start(sl_upconn_t *c) {
+  sl_endpoint_t *ep = c->ep;
+  c->ssl = SSL_new(ep->tls);
+  c->rbio = BIO_new(BIO_s_mem());
+  c->wbio = BIO_new(BIO_s_mem());
+  if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+    BIO_free(c->rbio);
+    BIO_free(c->wbio);
+    c->rbio = c->wbio = NULL;
+    return SL_ENOMEM;
+  }
+  BIO_set_mem_eof_return(c->rbio, -1); /* empty means "wait", not EOF */
+  SSL_set_bio(c->ssl, c->rbio, c->wbio);
+  SSL_set_connect_state(c->ssl);
+  unsigned char addr[16];
+  int is_ip = inet_pton(AF_INET, ep->tls_name, addr) == 1 || inet_pton(AF_INET6, ep->tls_name, addr) == 1;
+  if (!is_ip) SSL_set_tlsext_host_name(c->ssl, ep->tls_name);
+  if (ep->tls_verify) {
+    if (is_ip)
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ep->tls_name);
+    else
+      SSL_set1_host(c->ssl, ep->tls_name);
+  }
+  c->cbuf = sl_malloc(SL_UP_TLS_RBUF);
+  c->handshaking = 1;
+  return 0;
+}
+
 /* ---- writing the request ---- */
 
 static void sl__upc_written(uv_write_t *w, int status) {
@@ -302,6 +541,21 @@ static void sl__upc_written(uv_write_t *w, int status) {
 }
 
 static void sl__upc_send(sl_upconn_t *c) {
+  if (c->ssl) {
+    if (c->handshaking) return; /* sent when the handshake is done */
+    size_t len = strlen(c->reqbuf);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, c->reqbuf, (int)len);
+    sl_free(c->reqbuf);
+    c->reqbuf = NULL;
+    int rc = n == (int)len ? sl__tls_flush(c) : UV_EIO;
+    if (rc < 0) {
+      if (n != (int)len) sl__tls_why(c, "writing the request");
+      else snprintf(c->msg, sizeof(c->msg), "writing the request failed: %s", uv_strerror(rc));
+      sl__upc_finish(c, c->reused ? SL_UP_STALE : SL_UP_RESET, c->msg);
+    }
+    return;
+  }
   uv_buf_t b = uv_buf_init(c->reqbuf, (unsigned)strlen(c->reqbuf));
   c->write_req.data = c;
   c->writing = 1;
@@ -315,6 +569,12 @@ static void sl__upc_send(sl_upconn_t *c) {
 
 static void sl__on_connect_timeout(uv_timer_t *t) {
   sl_upconn_t *c = t->data;
+  if (c->state == SL_UPC_BUSY && c->handshaking) {
+    snprintf(c->msg, sizeof(c->msg), "TLS: handshake with %s timed out", c->ep->name);
+    sl_counter_inc(c->ep->reg->counters, SL_C_ERR_UPSTREAM_TLS);
+    sl__upc_finish(c, SL_UP_CONNECT, c->msg);
+    return;
+  }
   if (c->state != SL_UPC_CONNECTING) return;
   snprintf(c->msg, sizeof(c->msg), "connect to %s timed out", c->ep->name);
   sl__upc_finish(c, SL_UP_CONNECT, c->msg);
@@ -323,14 +583,20 @@ static void sl__on_connect_timeout(uv_timer_t *t) {
 static void sl__on_connected(uv_connect_t *req, int status) {
   sl_upconn_t *c = req->data;
   if (c->state != SL_UPC_CONNECTING) return; /* timed out or aborted meanwhile */
-  uv_timer_stop(&c->timer);
+  if (!c->ssl) uv_timer_stop(&c->timer); /* TLS: it bounds the handshake too */
   if (status < 0) {
+    uv_timer_stop(&c->timer);
     snprintf(c->msg, sizeof(c->msg), "connect to %s failed: %s", c->ep->name, uv_strerror(status));
     sl__upc_finish(c, SL_UP_CONNECT, c->msg);
     return;
   }
   c->state = SL_UPC_BUSY;
   uv_tcp_nodelay(&c->tcp, 1);
+  if (c->ssl) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, sl__tls_alloc, sl__tls_read) == 0) c->reading = 1;
+    sl__tls_handshake(c);
+    return;
+  }
   if (uv_read_start((uv_stream_t *)&c->tcp, sl__upc_alloc, sl__upc_read) == 0) c->reading = 1;
   sl__upc_send(c);
 }
@@ -383,6 +649,11 @@ int sl_upstream_request(sl_upstream_ctx_t *ctx, sl_endpoint_t *ep, const char *m
     c->handles = 2;
     ctx->nopen++;
     c->state = SL_UPC_CONNECTING;
+    if (ep->tls != NULL && sl__tls_start(c) < 0) {
+      sl_free(req);
+      sl__upc_close(c);
+      return SL_ENOMEM;
+    }
     c->connect_req.data = c;
     int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&ep->addr, sl__on_connected);
     if (rc < 0) {
@@ -415,9 +686,23 @@ void sl_upstream_pause(sl_upconn_t *c) {
   c->reading = 0;
 }
 
+static void sl__on_tls_drain(uv_timer_t *t) {
+  sl_upconn_t *c = t->data;
+  if (c->state == SL_UPC_BUSY && !c->handshaking) sl__tls_pump(c);
+}
+
 void sl_upstream_resume(sl_upconn_t *c) {
   if (c->state == SL_UPC_CLOSING || c->state == SL_UPC_CONNECTING) return;
   c->paused = 0;
+  if (c->ssl) {
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, sl__tls_alloc, sl__tls_read) == 0) c->reading = 1;
+    /* Plaintext decrypted, or ciphertext read, before the pause gets no
+     * read event of its own: drain it from the loop, not from inside the
+     * caller's call.  (The timer is free while a request is in flight.) */
+    if (c->state == SL_UPC_BUSY && !c->handshaking && (SSL_pending(c->ssl) > 0 || BIO_ctrl_pending(c->rbio) > 0))
+      uv_timer_start(&c->timer, sl__on_tls_drain, 0, 0);
+    return;
+  }
   if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, sl__upc_alloc, sl__upc_read) == 0) c->reading = 1;
 }
 
@@ -438,14 +723,21 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
   /* A probe decides readiness only; the request backoff is left alone
    * (see sl_endpoint_probe). */
   if (ok) {
+    ep->health_why[0] = '\0';
     if (sl_endpoint_probe(ep, 1)) sl_narrate_push(ep->reg->nar, SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
   } else {
-    char why[160];
+    char why[sizeof(ep->health_why)];
     if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
       snprintf(why, sizeof(why), "HTTP %d", end->status);
     else
       snprintf(why, sizeof(why), "%s", end->message ? end->message : "request failed");
-    if (sl_endpoint_probe(ep, 0)) sl_narrate_push(ep->reg->nar, SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+    /* Told when it stops being ready, and when the cause changes: an
+     * endpoint that never got ready (a refused TLS certificate) says why
+     * once, not every interval. */
+    int changed = sl_endpoint_probe(ep, 0);
+    if (changed || strcmp(why, ep->health_why) != 0)
+      sl_narrate_push(ep->reg->nar, SL_NAR_NOT_READY, NULL, ep->name, NULL, why, 0, 0, 0, 0);
+    snprintf(ep->health_why, sizeof(ep->health_why), "%s", why);
   }
   sl__health_schedule(ep, ep->reg->cfg->health_interval_ms);
 }

@@ -88,7 +88,7 @@ static void test_errors_name_the_key(void) {
   expect_error("{\"pools\":[{\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}", "pools[0].name: required");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[],\"endpoints\":[]}]}", "pools[0].models");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"10.0.0.1:80\"}]}]}",
-               "pools[0].endpoints[0].url: \"10.0.0.1:80\" is not an http://host:port[/base] URL");
+               "pools[0].endpoints[0].url: \"10.0.0.1:80\" is not an http[s]://host:port[/base] URL");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\",\"sim\":{}}]}]}",
                "exactly one of");
   expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"sim\":{\"itl_ms\":\"x\"}}]}]}",
@@ -118,6 +118,48 @@ static void test_hostport(void) {
   ASSERT_LT(sl_parse_hostport("host:", host, sizeof(host), &port), 0);
   ASSERT_LT(sl_parse_hostport("host:70000", host, sizeof(host), &port), 0);
   ASSERT_LT(sl_parse_hostport("host:12ab", host, sizeof(host), &port), 0);
+}
+
+/* https:// endpoints: the port default, tls from the endpoint or else the
+ * pool, and each mistake named. */
+static void test_tls_keys(void) {
+  static sl_config_t cfg; /* expect_error puts another of these (MBs) on the stack */
+  char err[512];
+  const char *j =
+      "{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"tls\":{\"server_name\":\"engine.example\"},"
+      "\"endpoints\":[{\"url\":\"https://a/v1\"},{\"url\":\"https://b:8443\",\"tls\":{\"verify\":false}},"
+      "{\"url\":\"http://c:1\"}]}]}";
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  const sl_endpoint_config_t *e = cfg.pools[0].endpoints;
+  ASSERT_EQ(e[0].tls, 1);
+  ASSERT_EQ(e[0].port, 443);
+  ASSERT_STR_EQ(e[0].base, "/v1");
+  ASSERT_EQ(e[0].tls_cfg.verify, 1);
+  ASSERT_STR_EQ(e[0].tls_cfg.server_name, "engine.example"); /* the pool's */
+  ASSERT(e[0].tls_cfg.ca_file == NULL);
+  ASSERT_EQ(e[1].tls, 1);
+  ASSERT_EQ(e[1].port, 8443);
+  ASSERT_EQ(e[1].tls_cfg.verify, 0);
+  ASSERT(e[1].tls_cfg.server_name == NULL); /* the endpoint's replaces the pool's whole */
+  ASSERT_EQ(e[2].tls, 0);
+  ASSERT_EQ(e[2].port, 1);
+  sl_config_free(&cfg);
+#define EP(x) "{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[" x "]}]}"
+  expect_error(EP("{\"url\":\"http://a:1\",\"tls\":{}}"), "pools[0].endpoints[0].tls: only an https:// url speaks TLS");
+  expect_error(EP("{\"sim\":{},\"tls\":{}}"), "pools[0].endpoints[0].tls: only an https:// url speaks TLS");
+  expect_error(EP("{\"url\":\"https://a\",\"tls\":{\"verify\":\"no\"}}"),
+               "pools[0].endpoints[0].tls.verify: expected true or false");
+  expect_error(EP("{\"url\":\"https://a\",\"tls\":{\"cafile\":\"x\"}}"), "pools[0].endpoints[0].tls.cafile: unknown key");
+  expect_error(EP("{\"url\":\"https://a\",\"tls\":{\"ca_file\":\"/nonexistent/ca.pem\"}}"),
+               "pools[0].endpoints[0].tls.ca_file: cannot open \"/nonexistent/ca.pem\"");
+  expect_error(EP("{\"url\":\"https://a\",\"tls\":{\"server_name\":\"a b\"}}"),
+               "pools[0].endpoints[0].tls.server_name: \"a b\" is not a host name");
+  expect_error(EP("{\"url\":\"https://a\",\"tls\":7}"), "pools[0].endpoints[0].tls: expected an object");
+  expect_error(EP("{\"url\":\"ftp://a\"}"), "is not an http[s]://host:port[/base] URL");
+#undef EP
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"tls\":{\"verify\":false,\"ca_file\":\"/etc/hostname\"},"
+               "\"endpoints\":[{\"url\":\"https://a\"}]}]}",
+               "pools[0].tls.ca_file: has no use with verify: false");
 }
 
 /* dynamics.*: the defaults, every key, and each wrong value named. */
@@ -200,6 +242,7 @@ int main(void) {
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);
+  SL_RUN(test_tls_keys);
   SL_RUN(test_hostport);
   SL_RUN(test_dynamics_keys);
   SL_RUN(test_tracing_timeout);

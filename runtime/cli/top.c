@@ -210,7 +210,7 @@ static void sl__pool(FILE *f, const sl__frame_t *fr, const sl_top_view_t *v, con
   fprintf(f, "  %-*s %5s %8s %6s %9s %9s %9s %9s %9s %7s\n", namew, "endpoint", "ready", "streams", "limit", "ttft_p50",
           "ttft_p90", "itl_p50", "itl_p90", "attempts", "errors");
   for (int i = 0; i < neps; i++) sl__endpoint_row(f, fr, pool, eps[i], namew);
-  sl__by_label(f, v, p, 14, "  requests", "sluice_requests_total", "outcome", pool);
+  sl__by_label(f, v, p, 14, "  requests", "sluice_requests_ended_total", "outcome", pool);
 }
 
 void sl_top_render(FILE *f, const sl_prom_t *now, const sl_prom_t *prev, const sl_top_view_t *v) {

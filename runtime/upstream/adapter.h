@@ -122,7 +122,7 @@ int sl_adapter_check_config(const sl_config_t *cfg, char *err, size_t errlen);
  * zeroed r is fine. */
 void sl_engine_req_free(sl_engine_req_t *r);
 
-/* ---- helpers for the native adapters' builds (adapter.c) ---- */
+/* ---- helpers for the native adapters' builds (adapter_native.c) ---- */
 
 struct cJSON;
 

@@ -66,7 +66,7 @@ static double metric(const char *text, const char *key) {
 }
 
 /* The values of label `label` over the series of family prefix (e.g.
- * "sluice_requests_total{pool=\"p\",outcome=\""), in order, into out[cap]
+ * "sluice_requests_ended_total{pool=\"p\",outcome=\""), in order, into out[cap]
  * (each up to 63 bytes).  Returns how many. */
 static int label_values(const char *text, const char *prefix, char out[][64], int cap) {
   int n = 0;
@@ -190,7 +190,7 @@ static int compare(const char *frame, const char *m, int *nfigures) {
   static const struct {
     const char *title, *prefix, *family, *label;
   } lists[] = {
-      {"requests", "sluice_requests_total{pool=\"p\",outcome=\"", "sluice_requests_total{pool=\"p\",", "outcome"},
+      {"requests", "sluice_requests_ended_total{pool=\"p\",outcome=\"", "sluice_requests_ended_total{pool=\"p\",", "outcome"},
       {"guards", "sluice_guard_firings_total{guard=\"", "sluice_guard_firings_total{", "guard"},
       {"rejections", "sluice_rejections_total{reason=\"", "sluice_rejections_total{", "reason"},
   };
@@ -236,7 +236,7 @@ static int traffic(int port) {
   int st = e2e_http(port, "GET", "/nope", NULL, NULL, &r, E2E_WAIT_MS);
   nu_resp_free(&r);
   if (st != 404) return -1;
-  return wait_sum(port, "sluice_requests_total{", 7) ? 0 : -1;
+  return wait_sum(port, "sluice_requests_ended_total{", 7) ? 0 : -1;
 }
 
 /* A stream the engine holds after one token; returns its connection once
@@ -291,9 +291,9 @@ static void test_once_matches_metrics(void) {
   ASSERT_EQ(compare(out, after, &n2), 0);
   ASSERT_GE(n, 6 + 9 + 6 + 11); /* 2 endpoints x 3, 9 outcomes, 6 guards, 11 reasons */
   /* And they are the ones the traffic made, so the comparison was not of zeros. */
-  ASSERT_DBL_NEAR(metric(after, "sluice_requests_total{pool=\"p\",outcome=\"ok\"}"), 5, 0);
-  ASSERT_DBL_NEAR(metric(after, "sluice_requests_total{pool=\"p\",outcome=\"guard\"}"), 1, 0);
-  ASSERT_DBL_NEAR(metric(after, "sluice_requests_total{pool=\"p\",outcome=\"upstream_error\"}"), 1, 0);
+  ASSERT_DBL_NEAR(metric(after, "sluice_requests_ended_total{pool=\"p\",outcome=\"ok\"}"), 5, 0);
+  ASSERT_DBL_NEAR(metric(after, "sluice_requests_ended_total{pool=\"p\",outcome=\"guard\"}"), 1, 0);
+  ASSERT_DBL_NEAR(metric(after, "sluice_requests_ended_total{pool=\"p\",outcome=\"upstream_error\"}"), 1, 0);
   ASSERT_DBL_NEAR(metric(after, "sluice_guard_firings_total{guard=\"stop\"}"), 1, 0);
   ASSERT_DBL_NEAR(metric(after, "sluice_rejections_total{reason=\"not_found\"}"), 1, 0);
   char ep[64], w[64];

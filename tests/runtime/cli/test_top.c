@@ -55,8 +55,8 @@ static char *body(char *buf, size_t cap, double uptime, double tin, double tout,
     n += snprintf(buf + n, cap - (size_t)n, "sluice_event_loop_lag_seconds_bucket{le=\"%s\"} %g\n", lle[i], lag[i]);
   snprintf(buf + n, cap - (size_t)n,
            "sluice_pool_queue_waiting{pool=\"p\"} 2\n"
-           "sluice_requests_total{pool=\"p\",outcome=\"ok\"} 9\n"
-           "sluice_requests_total{pool=\"p\",outcome=\"upstream_error\"} 1\n"
+           "sluice_requests_ended_total{pool=\"p\",outcome=\"ok\"} 9\n"
+           "sluice_requests_ended_total{pool=\"p\",outcome=\"upstream_error\"} 1\n"
            "sluice_guard_firings_total{guard=\"stop\"} 4\n"
            "sluice_guard_firings_total{guard=\"loop\"} 0\n"
            "sluice_rejections_total{reason=\"queue_full\"} 6\n");

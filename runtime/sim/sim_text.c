@@ -75,7 +75,7 @@ static const char *const sl__punct[] = {",", ".", ";", ":", " -", "!", "?", ")",
 static const char *const sl__tricky[] = {
     "\"",           "\\",        "\n",        "\n\n",          " \"quoted\"", " C:\\path",
     "\t",           " é",        " café",     " naïve",        " \xe2\x80\x94",  /* em dash */
-    " \xe2\x82\xac" "5", /* euro sign */          " \xf0\x9f\x99\x82",             /* emoji */
+    " \xe2\x82\xac\x35", /* euro sign, then "5" */          " \xf0\x9f\x99\x82",             /* emoji */
     " {\"k\": 1}",  " </p>",     " a\\nb",
 };
 

@@ -3,24 +3,40 @@
 -- long-term average of it and moves the limit by their ratio.
 --
 -- Per interval, with short = the interval's normalized TTFT (ttft_p90 by
--- default) and long = its long-term exponential average over long_window
--- intervals:
+-- default), long = its long-term exponential average over long_window
+-- intervals and itl = the interval's mean inter-token time:
 --
---   gradient = clamp(tolerance * long / short, 0.5, 1)
+--   gradient = clamp((tolerance * long + batch_slack * itl) / short, 0.5, 1)
 --   new      = limit * gradient + (gradient == 1 and sqrt(limit) or 0)
 --   limit    = limit * (1 - smoothing) + new * smoothing
 --
 -- While short stays within tolerance of long the gradient is 1 and the
 -- limit grows by smoothing * sqrt(limit); once it rises past that (streams
 -- wait inside the engine) the gradient shrinks and so does the limit.  The
--- same gradient is taken on the inter-token time (itl_<signal>, when
+-- same gradient can be taken on the inter-token time (itl_<signal>, with
 -- use_itl), which grows when the engine batches more streams than it
--- decodes well; the smaller of the two limits wins.  The limit is kept as a
+-- decodes well; the smaller of the two limits wins.  It is off by
+-- default: it is a latency policy, not a capacity signal.  On an engine
+-- whose decode step costs more with every stream in the batch (llama.cpp
+-- on a CPU: 1 ms a token at one stream, 2 at two) it holds the limit far
+-- below the slots, where the engine still served more requests a second
+-- (bench/converge); past the slots the inter-token time stops growing,
+-- since the streams past them wait, so the TTFT is what shows capacity.  The limit is kept as a
 -- fraction in the endpoint's state, so slow growth adds up across intervals;
 -- a decrease always shows (at least one less than now), or a limit a hair
 -- above the knee would sit there.
 --
 -- Where this departs from Gradient2, and why:
+--   * batch_slack: a TTFT may rise by batch_slack inter-token times over
+--     tolerance * long before it counts as queueing.  An engine that
+--     batches one more stream in delays every first token by a decode
+--     step or a few (its prefill shares the steps); a stream that waits
+--     for a slot waits for a whole stream to end, tens of steps.  Without
+--     the slack, an engine whose TTFT is a few steps at no load
+--     (llama.cpp on a CPU: 3 ms, doubling with a second stream) reads any
+--     batching as queueing and is held at 1 or 2 streams of its 4 slots
+--     (bench/converge).  Measured in the interval's own inter-token time,
+--     the slack grows with what a step costs now.
 --   * sqrt(limit) is added only while the gradient is 1.  Gradient2 adds
 --     it always, as room to queue; its balance point is a gradient of
 --     1 - 1/sqrt(limit), which on an engine of 4 slots keeps 2 to 4
@@ -47,13 +63,18 @@
 --     stayed at 1 for a minute on a 4-slot engine).
 --   * the baseline probe: on an endpoint that has been saturated since
 --     the rule first saw it, long is the queueing latency and the gradient
---     can never tell.  Every probe_every intervals without a light one (an
---     interval at or below s.min streams, which refreshes long for free),
+--     can never tell.  After probe_first intervals while the rule has
+--     never seen a light one (an interval at or below s.min streams, which
+--     refreshes long for free), then every probe_every intervals without
+--     one,
 --     the rule drops the limit to s.min until an interval runs that light
 --     (at most probe_hold intervals), sets long to what it measured, and
 --     goes back to the limit it had; the gradient does the rest.  The same
---     idea as BBR's ProbeRTT; it costs throughput, so it is rare
---     (probe_every = 0 turns it off).
+--     idea as BBR's ProbeRTT; it costs throughput, so it is rare after
+--     the first (probe_every = 0 turns both off).  The first comes early
+--     because a high start's long, even from ttft_min, can be a batched
+--     one: llama-server's first 16 prefills at once took 43 ms, against 3
+--     ms for one.
 --
 --   * long starts from the first interval's smallest TTFT (ttft_min, times
 --     tolerance, without a warm-up average), so a
@@ -86,10 +107,12 @@ local _M = {
   schema = {
     signal = { type = "string", default = "p90", values = limits.QUANTILES,
       doc = "which TTFT (and inter-token time) quantile the gradient reads" },
-    use_itl = { type = "boolean", default = true,
+    use_itl = { type = "boolean", default = false,
       doc = "also take the gradient on inter-token time; the smaller limit wins" },
     tolerance = { type = "number", default = 1.5, min = 1,
       doc = "how far short may rise over long before the limit falls" },
+    batch_slack = { type = "number", default = 4, min = 0,
+      doc = "inter-token times the TTFT may rise by, over tolerance * long, before it counts as queueing" },
     smoothing = { type = "number", default = 0.2, min = 0.01, max = 1,
       doc = "how much of the new limit an interval takes" },
     long_window = { type = "integer", default = 60, min = 1,
@@ -100,6 +123,8 @@ local _M = {
       doc = "on drops, the limit answered before them times this (floored)" },
     probe_every = { type = "integer", default = 300, min = 0,
       doc = "intervals without a light one before the rule probes for the no-load TTFT (0 = never)" },
+    probe_first = { type = "integer", default = 10, min = 1,
+      doc = "intervals before the first probe, while the rule has never seen a light interval" },
     probe_hold = { type = "integer", default = 10, min = 1,
       doc = "most intervals a probe holds the limit at min waiting for the endpoint to drain" },
     slow_client_ms = { type = "number", default = 0, min = 0,
@@ -146,10 +171,11 @@ local function pool_add(state, s, q)
   return p
 end
 
--- The gradient of short against long, in [0.5, 1] (1 without a sample).
-local function gradient(long, short, tolerance)
+-- The gradient of short against long, in [0.5, 1] (1 without a sample);
+-- short may rise by slack (ms) over tolerance * long besides.
+local function gradient(long, short, tolerance, slack)
   if short <= 0 then return 1 end
-  local g = tolerance * long / short
+  local g = (tolerance * long + (slack or 0)) / short
   if g < 0.5 then return 0.5 end
   if g > 1 then return 1 end
   return g
@@ -186,7 +212,7 @@ function _M.limit(s, state, cfg)
     if light then
       -- The no-load latency: long from now on.
       local was = state.long or short
-      state.long = short
+      state.long, state.seen_light = short, true
       local back = clamp(state.saved, s)
       state.probing, state.since = nil, 0
       return answer(state, back, floor(back + 0.5), format("probe: ttft %s %.0f ms at %d streams, long %.0f -> %.0f ms; back to %d",
@@ -215,7 +241,7 @@ function _M.limit(s, state, cfg)
   light = max_inflight <= s.min
 
   if light then -- a free probe: the engine ran with no queue
-    state.since = 0
+    state.since, state.seen_light = 0, true
     state.long = short
     -- Inter-token time only rises here (see update_long's caller): a
     -- slower engine shows in it, one stream's faster decoding does not.
@@ -224,7 +250,8 @@ function _M.limit(s, state, cfg)
       if state.itl_long == nil or itl > state.itl_long then state.itl_long = itl end
     end
   end
-  if cfg.probe_every > 0 and state.since >= cfg.probe_every and est > s.min then
+  local due = state.seen_light and cfg.probe_every or math.min(cfg.probe_first, cfg.probe_every)
+  if cfg.probe_every > 0 and state.since >= due and est > s.min then
     state.probing, state.saved = 1, est
     return answer(state, s.min, s.min, format("probe: %d -> %d for the no-load ttft (%d intervals since a light one)",
       cur, s.min, state.since))
@@ -245,9 +272,9 @@ function _M.limit(s, state, cfg)
   state.n = n
   local long = update_long(state.long or first, n, short, cfg.long_window, cfg.tolerance)
   state.long = long
-  local g, which, sig, base = gradient(long, short, cfg.tolerance), "ttft", short, long
+  local itl = p.itl_n >= 1 and p.itl_sum / p.itl_n or 0
+  local g, which, sig, base = gradient(long, short, cfg.tolerance, cfg.batch_slack * itl), "ttft", short, long
   if cfg.use_itl and p.itl_n >= cfg.min_samples then
-    local itl = p.itl_sum / p.itl_n
     -- Inter-token time grows with the batch on an engine bound by its CPU
     -- (llama.cpp: 1 ms a token at one stream, 2 at two): a sample over
     -- tolerance still counts, capped, so long follows the batch the

@@ -249,7 +249,7 @@ describe("sluice.limits", function()
     local cfg = assert(limits.configure(gradient))
     assert.equals("p90", cfg.signal)
     assert.equals(1.5, cfg.tolerance)
-    assert.is_true(cfg.use_itl)
+    assert.is_false(cfg.use_itl)
     for _, case in ipairs {
       { { bogus = 1 }, 'limit rule "gradient": unknown config key "bogus"' },
       { { tolerance = "2" }, 'limit rule "gradient": config key "tolerance" must be a number, got string' },
@@ -304,25 +304,27 @@ end)
 
 describe("limit rule gradient", function()
   it("lowers the limit while TTFT rises over its long-term average", function()
-    local got, why = drive(gradient, nil, 16, 30, function(i)
+    local got, why = drive(gradient, { probe_every = 0 }, 16, 30, function(i)
       return loaded(i <= 15 and 100 or 400)
     end)
     assert.is_true(got[15] > 16) -- it grew while the TTFT held
     assert.is_true(strictly_falling(got, 16, 30))
-    assert.matches("^ttft p90 400 ms vs %d+ ms long: 0%.50 %-> %d+$", why[16])
+    -- (1.5 * 100 + 4 * 20) / 400: long with tolerance, and four
+    -- inter-token times of slack for batching.
+    assert.matches("^ttft p90 400 ms vs 100 ms long: 0%.57 %-> %d+$", why[16])
   end)
 
   it("raises the limit under load while TTFT holds or falls", function()
-    local got = drive(gradient, nil, 8, 30, function() return loaded(100) end)
+    local got = drive(gradient, { probe_every = 0 }, 8, 30, function() return loaded(100) end)
     assert.is_true(never_falls(got, 8))
     assert.is_true(got[30] >= 20)
-    got = drive(gradient, nil, 8, 20, function(i) return loaded(400 - 15 * i) end)
+    got = drive(gradient, { probe_every = 0 }, 8, 20, function(i) return loaded(400 - 15 * i) end)
     assert.is_true(never_falls(got, 8))
     assert.is_true(got[20] > 12)
   end)
 
   it("does not raise the limit of an app-limited endpoint", function()
-    local got, why = drive(gradient, nil, 16, 20, function()
+    local got, why = drive(gradient, { probe_every = 0 }, 16, 20, function()
       local t = loaded(100)
       t.max_inflight = 3
       return t
@@ -370,12 +372,12 @@ describe("limit rule gradient", function()
     local function itl_rises(i)
       return loaded(100, i <= 5 and 20 or 60)
     end
-    local got, why = drive(gradient, nil, 16, 15, itl_rises)
+    local got, why = drive(gradient, { use_itl = true, probe_every = 0 }, 16, 15, itl_rises)
     -- Down to where sqrt(limit) of room to queue balances the gradient.
     assert.is_true(strictly_falling(got, 6, 12))
     assert.is_true(got[15] <= got[5] - 6)
     assert.matches("^itl p90 60 ms vs %d+ ms long: 0%.%d+ %-> %d+$", why[6])
-    got = drive(gradient, { use_itl = false }, 16, 15, itl_rises)
+    got = drive(gradient, { use_itl = false, probe_every = 0 }, 16, 15, itl_rises)
     assert.is_true(never_falls(got, 16))
   end)
 
@@ -421,17 +423,25 @@ describe("limit rule gradient", function()
   it("settles within 1 of an engine's capacity from a high start, by probing for the no-load TTFT", function()
     local got, why = drive(gradient, nil, 32, 600, engine)
     -- Saturated from the start, its long-term TTFT is the queueing one and
-    -- the gradient cannot tell; the probe (every 300 intervals without a
-    -- light one) finds the baseline, and the limit comes down.
+    -- the gradient cannot tell; the first probe (after probe_first, 10
+    -- intervals, since the rule has never seen a light one) finds the
+    -- baseline, and the limit comes down.
     local probe
     for i = 1, #got do
       if why[i]:find("^probe: %d+ %-> 1 ") then probe = probe or i end
     end
-    assert.equals(300, probe)
+    assert.equals(10, probe)
     local from = settled(got, why)
     assert.is_truthy(from)
     assert.is_true(from <= probe + 60)
-    assert.matches("^probe: ttft p90 100 ms at 1 streams, long 1100 %-> 100 ms; back to 64$", why[probe + 2])
+    assert.matches("^probe: ttft p90 100 ms at 1 streams, long 1100 %-> 100 ms; back to %d+$", why[probe + 2])
+    -- Then every probe_every (300) intervals without a light one, as the
+    -- knee at 4 never runs light.
+    local later = 0
+    for i = probe + 1, #got do
+      if why[i]:find("^probe: %d+ %-> 1 ") then later = later + 1 end
+    end
+    assert.equals(1, later)
   end)
 
   it("settles from a high start at once when the first streams showed the no-load TTFT (ttft_min)", function()
@@ -496,6 +506,44 @@ describe("limit rule gradient", function()
       local got = drive(gradient, nil, start, 240, closed_loop())
       assert.is_true(within_one_from(got, 40), "start " .. start)
     end
+  end)
+
+  -- An engine bound by its CPU (llama-server, 4 slots, one thread, the
+  -- real-engine test's tiny model, as bench/converge measured it), under
+  -- 16 closed-loop clients of 16 tokens: every stream in the batch adds a
+  -- millisecond to a decode step, and a first token takes 2.5 ms a stream
+  -- (its prefill shares the steps), so the TTFT doubles with a second
+  -- stream, where Gradient2's tolerance (1.5) would call it queueing.
+  -- Streams past the 4 slots wait a whole stream (16 steps) per round.
+  -- The first interval of a high start runs 16 prefills at once (40 ms,
+  -- its smallest TTFT).
+  local function cpu_engine(i, lim, last)
+    local on = math.min(math.max(lim, last), 16)
+    local busy = math.min(on, 4)
+    local itl, unqueued = busy, 2.5 * busy
+    local t = loaded(unqueued, itl)
+    t.max_inflight = on
+    t.ttft_n = floor(busy * 500 / (unqueued + 16 * itl))
+    t.itl_n = t.ttft_n * 15
+    t.ttft_min = unqueued
+    if on > 4 then
+      t.ttft_p90 = unqueued + 16 * itl * math.ceil((on - 4) / 4)
+      t.ttft_min = i == 1 and 40 or unqueued + itl
+    end
+    return t
+  end
+
+  it("tells an engine's batching from queueing: within 1 of 4 slots on a CPU-bound engine, from 1 and 24", function()
+    for _, start in ipairs { 1, 24 } do
+      local got, why = drive(gradient, nil, start, 240, cpu_engine)
+      local from = settled(got, why)
+      assert.is_truthy(from, "start " .. start)
+      assert.is_true(from <= 80, "start " .. start .. " settled at " .. tostring(from))
+    end
+    -- Without the slack, the batching of a second and third stream reads
+    -- as queueing and the engine is held below its slots.
+    local got = drive(gradient, { batch_slack = 0 }, 1, 240, cpu_engine)
+    for i = 40, 240 do assert.is_true(got[i] <= 3, "interval " .. i .. ": " .. got[i]) end
   end)
 
   it("follows an engine that became slower: the limit falls, a light interval measures it, and it settles again",

@@ -3,10 +3,15 @@
  * A record is copied once, at the stream's end, into one allocation (the
  * struct, then its strings).  The queue is a ring of those.  An export
  * takes up to SL_TRACE_BATCH records off the ring, builds the JSON with
- * cJSON, frees the records, and sends "POST path" with Connection: close
- * on a new TCP connection; llhttp reads the answer's status.  Everything
- * the export owns (the TCP handle, the request bytes) lives in the tracer,
- * since there is at most one. */
+ * cJSON on the libuv thread pool (a batch's JSON is a few hundred KB, and
+ * building it on the loop delayed every stream's tokens by as long:
+ * docs/operations.md, "What metrics and traces cost"), frees the records
+ * back on the loop, and sends "POST path" with Connection: close on a new
+ * TCP connection; llhttp reads the answer's status.  Everything the
+ * export owns (the batch, the TCP handle, the request bytes) lives in the
+ * tracer, since there is at most one.  From uv_queue_work until its
+ * after-work callback the worker owns the batch and `body`; the loop
+ * touches neither. */
 #include "runtime/gateway/trace.h"
 
 #include <cjson/cJSON.h>
@@ -49,6 +54,12 @@ struct sl_tracer_s {
   uv_connect_t connect_req;
   uv_write_t write_req;
   int tcp_open;              /* tcp is initialised and not yet closed */
+  /* The batch being encoded on the thread pool. */
+  uv_work_t work;
+  int encoding;              /* work is queued or running */
+  sl__trec_t *batch[SL_TRACE_BATCH];
+  int nbatch;
+  char *body;                /* the worker's JSON (cJSON_free), NULL if it could not build it */
   /* The export in flight. */
   int over;                  /* it ended (callbacks still due are ignored) */
   char *req;                 /* its bytes (head and body) */
@@ -336,9 +347,9 @@ static void sl__rec_spans(cJSON *spans, const sl_trace_rec_t *r) {
   }
 }
 
-/* An ExportTraceServiceRequest with up to SL_TRACE_BATCH records off the
- * queue (freed here); *nspans gets their span count.  cJSON_free it. */
-static char *sl__encode(sl_tracer_t *t, int *nspans) {
+/* An ExportTraceServiceRequest of the batch's records, on a worker
+ * thread: reads only the batch and the configuration.  cJSON_free it. */
+static char *sl__encode(const sl_tracer_t *t) {
   cJSON *root = cJSON_CreateObject();
   cJSON *rs = cJSON_CreateObject();
   cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "resourceSpans"), rs);
@@ -351,13 +362,7 @@ static char *sl__encode(sl_tracer_t *t, int *nspans) {
   cJSON_AddStringToObject(scope, "name", "sluice");
   cJSON_AddStringToObject(scope, "version", sl_ffi_version());
   cJSON *spans = cJSON_AddArrayToObject(ss, "spans");
-  *nspans = 0;
-  sl__trec_t *c;
-  for (int k = 0; k < SL_TRACE_BATCH && (c = sl__pop(t)) != NULL; k++) {
-    sl__rec_spans(spans, &c->r);
-    *nspans += c->nspans;
-    sl_free(c);
-  }
+  for (int k = 0; k < t->nbatch; k++) sl__rec_spans(spans, &t->batch[k]->r);
   char *s = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   return s;
@@ -478,10 +483,56 @@ static void sl__on_connected(uv_connect_t *c, int status) {
   if (rc < 0) sl__export_end(t, "sending: %s", uv_strerror(rc));
 }
 
-/* Starts an export of what waits, unless one is in flight. */
+static void sl__encode_work(uv_work_t *w) {
+  sl_tracer_t *t = w->data;
+  t->body = sl__encode(t);
+}
+
+static void sl__send(sl_tracer_t *t, char *body);
+
+/* The batch's JSON is built (or the work was cancelled by a close): the
+ * records are freed, and the export goes on unless the tracer closes. */
+static void sl__encoded(uv_work_t *w, int status) {
+  sl_tracer_t *t = w->data;
+  t->encoding = 0;
+  for (int k = 0; k < t->nbatch; k++) sl_free(t->batch[k]);
+  t->nbatch = 0;
+  char *body = status == 0 ? t->body : NULL;
+  t->body = NULL;
+  if (t->closing) {
+    cJSON_free(body);
+    sl__closed_one(t);
+    return;
+  }
+  if (body == NULL) { /* no connection was made: counted as a failed export */
+    sl_counter_inc(t->counters, SL_C_TRACE_EXPORT_ERRORS);
+    sl_counter_add(t->counters, SL_C_TRACE_SPANS_DROPPED, (uint64_t)t->nspans);
+    return;
+  }
+  sl__send(t, body);
+}
+
+/* Starts an export of what waits, unless one is in flight: the batch
+ * goes to the thread pool to be encoded. */
 static void sl__export(sl_tracer_t *t) {
-  if (t->closing || t->tcp_open || t->n == 0) return;
-  char *body = sl__encode(t, &t->nspans);
+  if (t->closing || t->tcp_open || t->encoding || t->n == 0) return;
+  sl__trec_t *c;
+  t->nbatch = 0;
+  t->nspans = 0;
+  while (t->nbatch < SL_TRACE_BATCH && (c = sl__pop(t)) != NULL) {
+    t->batch[t->nbatch++] = c;
+    t->nspans += c->nspans;
+  }
+  t->work.data = t;
+  t->encoding = 1;
+  if (uv_queue_work(t->loop, &t->work, sl__encode_work, sl__encoded) < 0) {
+    t->body = NULL;
+    sl__encoded(&t->work, UV_ECANCELED);
+  }
+}
+
+/* Sends body (taken) on a new connection. */
+static void sl__send(sl_tracer_t *t, char *body) {
   size_t blen = strlen(body);
   char head[1024];
   int hl = snprintf(head, sizeof(head),
@@ -567,6 +618,12 @@ void sl_tracer_close(sl_tracer_t *t, void (*cb)(void *ud), void *ud) {
   t->pending = 2;
   uv_close((uv_handle_t *)&t->tick, sl__timer_closed);
   uv_close((uv_handle_t *)&t->deadline, sl__timer_closed);
+  if (t->encoding) {
+    /* A batch on the thread pool: cancelled if it has not started, else
+     * waited for; its after-work callback frees it and counts as one. */
+    t->pending++;
+    uv_cancel((uv_req_t *)&t->work);
+  }
   if (t->tcp_open) {
     /* An export in flight is abandoned; its close may be under way. */
     t->pending++;

@@ -304,7 +304,8 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
     }
   }
   if (gw->tracer) {
-    /* An export in flight is abandoned: shutdown waits for no receiver. */
+    /* What is queued is sent first (under one tracing.timeout_ms), then the
+     * tracer closes. */
     gw->streams.on_trace = NULL;
     gw->pending++;
     sl_tracer_close(gw->tracer, sl__closed_one, gw);

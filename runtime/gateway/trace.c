@@ -71,6 +71,7 @@ struct sl_tracer_s {
   char rbuf[4096];
   int failing;               /* the last export failed (the next failure is not logged) */
   /* Closing. */
+  int flushing;              /* sl_tracer_close waits for the queue to be sent (tick is its deadline) */
   int closing;
   int pending;
   void (*close_cb)(void *);
@@ -371,6 +372,14 @@ static char *sl__encode(const sl_tracer_t *t) {
 /* ---- the export ---- */
 
 static void sl__kick(sl_tracer_t *t);
+static void sl__export(sl_tracer_t *t);
+static void sl__close_now(sl_tracer_t *t);
+
+/* While flushing, an export ended: the next one, or the close. */
+static void sl__flush_next(sl_tracer_t *t) {
+  if (t->n > 0) sl__export(t);
+  else sl__close_now(t);
+}
 
 /* One of the handles closed while closing: the last one frees. */
 static void sl__closed_one(sl_tracer_t *t) {
@@ -390,6 +399,7 @@ static void sl__tcp_closed(uv_handle_t *h) {
   sl_free(t->req);
   t->req = NULL;
   if (t->closing) sl__closed_one(t);
+  else if (t->flushing) sl__flush_next(t);
   else if (t->n >= SL_TRACE_BATCH) sl__kick(t); /* a batch is waiting already */
 }
 
@@ -507,6 +517,7 @@ static void sl__encoded(uv_work_t *w, int status) {
   if (body == NULL) { /* no connection was made: counted as a failed export */
     sl_counter_inc(t->counters, SL_C_TRACE_EXPORT_ERRORS);
     sl_counter_add(t->counters, SL_C_TRACE_SPANS_DROPPED, (uint64_t)t->nspans);
+    if (t->flushing) sl__flush_next(t);
     return;
   }
   sl__send(t, body);
@@ -607,11 +618,11 @@ int sl_tracer_queued(const sl_tracer_t *t) { return t->n; }
 
 static void sl__timer_closed(uv_handle_t *h) { sl__closed_one(h->data); }
 
-void sl_tracer_close(sl_tracer_t *t, void (*cb)(void *ud), void *ud) {
+/* Closes now: what is still queued is dropped, an export in flight
+ * abandoned. */
+static void sl__close_now(sl_tracer_t *t) {
   if (t->closing) return;
   t->closing = 1;
-  t->close_cb = cb;
-  t->close_ud = ud;
   sl__trec_t *c;
   while ((c = sl__pop(t)) != NULL) sl_free(c);
   t->over = 1;
@@ -629,4 +640,22 @@ void sl_tracer_close(sl_tracer_t *t, void (*cb)(void *ud), void *ud) {
     t->pending++;
     if (!uv_is_closing((uv_handle_t *)&t->tcp)) uv_close((uv_handle_t *)&t->tcp, sl__tcp_closed);
   }
+}
+
+static void sl__on_flush_deadline(uv_timer_t *h) { sl__close_now(h->data); }
+
+void sl_tracer_close(sl_tracer_t *t, void (*cb)(void *ud), void *ud) {
+  if (t->closing || t->flushing) return;
+  t->close_cb = cb;
+  t->close_ud = ud;
+  if (t->n == 0 && !t->encoding && !t->tcp_open) {
+    sl__close_now(t);
+    return;
+  }
+  /* Send what is queued first, under one deadline for all of it (tick,
+   * no longer needed for batches, keeps it). */
+  uint64_t ms = t->cfg->trace_timeout_ms < SL_TRACE_FLUSH_MS ? t->cfg->trace_timeout_ms : SL_TRACE_FLUSH_MS;
+  t->flushing = 1;
+  uv_timer_start(&t->tick, sl__on_flush_deadline, ms, 0);
+  if (!t->encoding && !t->tcp_open) sl__export(t);
 }

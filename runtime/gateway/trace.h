@@ -38,6 +38,10 @@ typedef struct sl_tracer_s sl_tracer_t;
  * tick, and the most records one export carries. */
 #define SL_TRACE_BATCH 256
 
+/* The most a close waits for what is queued to be sent (or
+ * tracing.timeout_ms, when that is shorter), in ms. */
+#define SL_TRACE_FLUSH_MS 5000
+
 /* Sets up the exporter for cfg->trace_endpoint (must be non-empty) on loop,
  * counting into counters (may be NULL), redacting request ids and error
  * texts with nar's secrets as log lines are, the first failure of a run
@@ -52,8 +56,11 @@ void sl_tracer_record(void *ud, const sl_trace_rec_t *rec);
 /* Records waiting to be exported. */
 int sl_tracer_queued(const sl_tracer_t *t);
 
-/* Aborts an export in flight, drops what waits, closes the handles; cb
- * (may be NULL) runs with ud once all are closed and the tracer is freed. */
+/* Sends what waits first (the export in flight, then the queue, batch by
+ * batch), for at most SL_TRACE_FLUSH_MS or tracing.timeout_ms, whichever
+ * is shorter; then aborts what is still in flight, drops what still waits
+ * and closes the handles.  cb (may be NULL) runs with ud once all are
+ * closed and the tracer is freed.  No record may be added meanwhile. */
 void sl_tracer_close(sl_tracer_t *t, void (*cb)(void *ud), void *ud);
 
 #endif

@@ -789,7 +789,8 @@ static void test_queue_bound_and_timeout(void) {
   ASSERT_EQ(atomic_load(&rx.held), 0);
 
   /* Shutting down with an export in flight (held, far from its timeout)
-   * waits for nothing: sluice exits cleanly, nothing left open. */
+   * waits for it at most SL_TRACE_FLUSH_MS (5 s), then exits cleanly,
+   * nothing left open. */
   atomic_store(&rx.hold, 1);
   ASSERT_EQ(start_sluice(&sl, 1, tracing_to(tr, sizeof(tr), rx.port, ",\"timeout_ms\":600000"), NULL), 0);
   ASSERT(stream_ok(sl.port, CHAT, "x-sim-tokens: 2\r\n", 2));
@@ -798,6 +799,32 @@ static void test_queue_bound_and_timeout(void) {
   ASSERT_EQ(atomic_load(&rx.held), 1);
   ASSERT_EQ(e2e_stop(&sl), 0);
   atomic_store(&rx.hold, 0);
+  rx_stop(&rx);
+}
+
+/* A shutdown sends what is queued: with a batch period far longer than
+ * the run, the spans of the streams reach the receiver only because
+ * SIGTERM flushes them before the exit. */
+static void test_shutdown_sends_what_is_queued(void) {
+  rx_t rx;
+  e2e_proc_t sl;
+  char tr[256];
+  ASSERT_EQ(rx_start(&rx), 0);
+  snprintf(tr, sizeof(tr), "{\"endpoint\":\"http://127.0.0.1:%d/v1/traces\",\"batch_ms\":600000}", rx.port);
+  ASSERT_EQ(start_sluice(&sl, 1, tr, NULL), 0);
+  ASSERT(stream_ok(sl.port, CHAT, "X-Request-Id: t-flush1\r\nx-sim-tokens: 2\r\n", 2));
+  ASSERT(stream_ok(sl.port, CHAT, "X-Request-Id: t-flush2\r\nx-sim-tokens: 2\r\n", 2));
+  ASSERT(e2e_log_wait(&sl, " stream t-flush2 pool=", E2E_WAIT_MS, NULL, 0));
+  ASSERT_EQ(atomic_load(&rx.posts), 0);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  ASSERT_EQ(atomic_load(&rx.posts), 1);
+  const cJSON *req;
+  cJSON *spans = wait_trace(&rx, "t-flush1", &req);
+  ASSERT_NOT_NULL(spans);
+  cJSON_Delete(spans);
+  spans = wait_trace(&rx, "t-flush2", &req);
+  ASSERT_NOT_NULL(spans);
+  cJSON_Delete(spans);
   rx_stop(&rx);
 }
 
@@ -839,6 +866,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_endpoint_from_environment);
   E2E_RUN(test_receiver_failures);
   E2E_RUN(test_queue_bound_and_timeout);
+  E2E_RUN(test_shutdown_sends_what_is_queued);
   E2E_RUN(test_bad_endpoint_refused);
   return SL_TEST_EXIT();
 }

@@ -979,6 +979,24 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, sl__on_alloc, sl__on_read) == 0) c->reading = 1;
 }
 
+/* The parser callbacks every connection of a server shares (also what
+ * tests/fuzz/fuzz_http.c, which includes this file, drives). */
+static void sl__settings_init(llhttp_settings_t *st) {
+  llhttp_settings_init(st);
+  st->on_message_begin = sl__on_message_begin;
+  st->on_method = sl__on_method;
+  st->on_method_complete = sl__on_method_complete;
+  st->on_url = sl__on_url;
+  st->on_url_complete = sl__on_url_complete;
+  st->on_header_field = sl__on_header_field;
+  st->on_header_field_complete = sl__on_header_field_complete;
+  st->on_header_value = sl__on_header_value;
+  st->on_header_value_complete = sl__on_header_value_complete;
+  st->on_headers_complete = sl__on_headers_complete;
+  st->on_body = sl__on_body;
+  st->on_message_complete = sl__on_message_complete;
+}
+
 int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
                         const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud) {
   struct sockaddr_storage addr;
@@ -996,19 +1014,7 @@ int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *hos
     sl_http_limits_default(&s->limits);
   s->handler = handler;
   s->ud = ud;
-  llhttp_settings_init(&s->settings);
-  s->settings.on_message_begin = sl__on_message_begin;
-  s->settings.on_method = sl__on_method;
-  s->settings.on_method_complete = sl__on_method_complete;
-  s->settings.on_url = sl__on_url;
-  s->settings.on_url_complete = sl__on_url_complete;
-  s->settings.on_header_field = sl__on_header_field;
-  s->settings.on_header_field_complete = sl__on_header_field_complete;
-  s->settings.on_header_value = sl__on_header_value;
-  s->settings.on_header_value_complete = sl__on_header_value_complete;
-  s->settings.on_headers_complete = sl__on_headers_complete;
-  s->settings.on_body = sl__on_body;
-  s->settings.on_message_complete = sl__on_message_complete;
+  sl__settings_init(&s->settings);
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   s->listening = 1;

@@ -615,6 +615,9 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       if (bad) return sl__fail(x, "admission.order: expected \"fifo\" or \"deadline\"");
       cfg->queue_edf = edf;
     }
+    /* sl__get_str leaves s alone when the key is absent: without this a
+     * missing priority_header found the freed order string (fuzz_config). */
+    s = NULL;
     SL__TRY(sl__get_str(x, o, "priority_header", "admission.", &s));
     if (s != NULL) {
       int bad = strlen(s) >= sizeof(cfg->priority_header) || strpbrk(s, " :\r\n\t") != NULL;

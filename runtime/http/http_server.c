@@ -78,6 +78,7 @@ struct sl_http_conn_s {
   sl_hdr_off_t *hoff;
   int nhdr, hoff_cap;
   int in_value;              /* last header callback was a value */
+  size_t field_len;          /* bytes of the header or trailer field name in progress */
   int headers_done;          /* headers complete: header callbacks now carry trailers */
   char *body;
   size_t body_len, body_cap;
@@ -430,6 +431,7 @@ static int sl__on_message_begin(llhttp_t *p) {
   c->header_bytes = 0;
   c->nhdr = 0;
   c->in_value = 0;
+  c->field_len = 0;
   c->headers_done = 0;
   c->body_len = 0;
   c->expect_continue = 0;
@@ -474,6 +476,7 @@ static int sl__on_url_complete(llhttp_t *p) {
 static int sl__on_header_field(llhttp_t *p, const char *at, size_t n) {
   sl_http_conn_t *c = p->data;
   if (sl__count_header_bytes(c, n) < 0) return -1;
+  c->field_len += n;
   /* A trailer field: counted above, never stored.  Appending it would grow
    * (and move) the buffer the request's header pointers point into. */
   if (c->headers_done) return 0;
@@ -496,6 +499,15 @@ static int sl__on_header_field_complete(llhttp_t *p) {
   sl_http_conn_t *c = p->data;
   char nul = '\0';
   if (sl__count_header_bytes(c, 4) < 0) return -1; /* ": " and CRLF */
+  /* llhttp takes a line that starts with ':' as a field with an empty
+   * name.  A name is a token (RFC 9110), never empty; stored, it reached
+   * the handler as a header without a name (fuzz_http). */
+  size_t name_len = c->field_len;
+  c->field_len = 0;
+  if (name_len == 0) {
+    c->error_status = 400;
+    return -1;
+  }
   if (c->headers_done) return 0;
   sl__hbuf_append(c, &nul, 1);
   if (c->nhdr > 0) c->hoff[c->nhdr - 1].value_off = c->hlen;
@@ -647,6 +659,8 @@ static void sl__conn_process(sl_http_conn_t *c) {
                      "header_too_large");
     } else if (c->error_status == 413) {
       sl__conn_error(c, 413, "request body exceeds the limit", "body_too_large");
+    } else if (c->error_status == 400) {
+      sl__conn_error(c, 400, "malformed HTTP request: empty header field name", "bad_request");
     } else {
       char msg[160];
       const char *reason = llhttp_get_error_reason(&c->parser);
@@ -979,6 +993,24 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, sl__on_alloc, sl__on_read) == 0) c->reading = 1;
 }
 
+/* The parser callbacks every connection of a server shares (also what
+ * tests/fuzz/fuzz_http.c, which includes this file, drives). */
+static void sl__settings_init(llhttp_settings_t *st) {
+  llhttp_settings_init(st);
+  st->on_message_begin = sl__on_message_begin;
+  st->on_method = sl__on_method;
+  st->on_method_complete = sl__on_method_complete;
+  st->on_url = sl__on_url;
+  st->on_url_complete = sl__on_url_complete;
+  st->on_header_field = sl__on_header_field;
+  st->on_header_field_complete = sl__on_header_field_complete;
+  st->on_header_value = sl__on_header_value;
+  st->on_header_value_complete = sl__on_header_value_complete;
+  st->on_headers_complete = sl__on_headers_complete;
+  st->on_body = sl__on_body;
+  st->on_message_complete = sl__on_message_complete;
+}
+
 int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
                         const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud) {
   struct sockaddr_storage addr;
@@ -996,19 +1028,7 @@ int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *hos
     sl_http_limits_default(&s->limits);
   s->handler = handler;
   s->ud = ud;
-  llhttp_settings_init(&s->settings);
-  s->settings.on_message_begin = sl__on_message_begin;
-  s->settings.on_method = sl__on_method;
-  s->settings.on_method_complete = sl__on_method_complete;
-  s->settings.on_url = sl__on_url;
-  s->settings.on_url_complete = sl__on_url_complete;
-  s->settings.on_header_field = sl__on_header_field;
-  s->settings.on_header_field_complete = sl__on_header_field_complete;
-  s->settings.on_header_value = sl__on_header_value;
-  s->settings.on_header_value_complete = sl__on_header_value_complete;
-  s->settings.on_headers_complete = sl__on_headers_complete;
-  s->settings.on_body = sl__on_body;
-  s->settings.on_message_complete = sl__on_message_complete;
+  sl__settings_init(&s->settings);
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   s->listening = 1;

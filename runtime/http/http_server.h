@@ -6,7 +6,8 @@
  * headers and the trailer fields of a chunked body together, 413 body bytes as
  * soon as the headers declare too much or a chunked body grows past it, 408
  * when a request takes longer than the header timeout, 400 for malformed
- * requests including Content-Length together with Transfer-Encoding, 503 past
+ * requests including Content-Length together with Transfer-Encoding and a
+ * header or trailer field with an empty name, 503 past
  * the connection limit) and hands each complete request to one handler.
  * Keep-alive and pipelining: requests on a connection are handed over one at
  * a time, and the next is parsed only after the previous response ended, so

@@ -238,6 +238,29 @@ static void test_tracing_timeout(void) {
   ASSERT_STR_EQ(err, "tracing.timeout_ms: 0 is out of range [1, 600000]");
 }
 
+/* admission.order without admission.priority_header: the order string was
+ * freed and then, the header key being absent, found again as if it were
+ * the header's value (used after free, freed twice).  fuzz_config found it;
+ * its input is tests/fuzz/regress/config/config-admission-order-use-after-free.json. */
+static void test_admission_order_alone(void) {
+  static sl_config_t cfg, def; /* large: not on the stack */
+  char err[512];
+  const char *j = "{\"admission\":{\"order\":\"deadline\"},"
+                  "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}";
+  ASSERT_EQ(parse(&def, sl_config_default_json(), err, sizeof(err)), 0);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.queue_edf, 1);
+  ASSERT_STR_EQ(cfg.priority_header, def.priority_header); /* untouched */
+  sl_config_free(&cfg);
+  j = "{\"admission\":{\"order\":\"fifo\",\"queue_size\":8},"
+      "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]}";
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.queue_edf, 0);
+  ASSERT_STR_EQ(cfg.priority_header, def.priority_header);
+  sl_config_free(&cfg);
+  sl_config_free(&def);
+}
+
 int main(void) {
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
@@ -246,5 +269,6 @@ int main(void) {
   SL_RUN(test_hostport);
   SL_RUN(test_dynamics_keys);
   SL_RUN(test_tracing_timeout);
+  SL_RUN(test_admission_order_alone);
   return SL_TEST_EXIT();
 }

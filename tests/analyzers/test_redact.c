@@ -395,7 +395,7 @@ static void test_false_positives(void) {
       "Bearer\tabcdefghijklmnopqrstuv",
       "Beare abcdefghijklmnopqrstuv",
       "Bearer =abcdefghijklmnopqrstuv",
-      "Bearer \xc3\xa9" "abcdefghijklmnopqrstuv",
+      "Bearer \xc3\xa9\141bcdefghijklmnopqrstuv", /* é, then "ab..." */
       "bbearer abcdefghijklmnopqrstuv",
       "BeBearer abcdefghijklmnopqrstuv",
       "bearebearer abcdefghijklmnopqrstuv",

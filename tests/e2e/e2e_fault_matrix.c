@@ -37,6 +37,14 @@
 #define HEALTHY_TOKENS 48
 #define HEALTHY_HDRS "x-sim-seed: 4242\r\nx-sim-tokens: 48\r\n"
 
+/* Runs a step of the frame; a failed step (its ASSERT returned from it)
+ * ends the cell there, and E2E_RUN kills what it left running. */
+#define CELL(step)                       \
+  do {                                   \
+    step;                                \
+    if (sl__test_cur_failed) return;     \
+  } while (0)
+
 static char policy_path[300], admin_path[100];
 
 /* One cell's processes and its healthy stream. */
@@ -162,10 +170,14 @@ static void cell_finish(cell_t *x) {
   ASSERT(same_as_base(x, &again));
   e2e_sse_free(&again);
   ASSERT_GE(e2e_wait_counter(x->sl.port, "streams_completed", x->completed0 + 2, E2E_WAIT_MS), x->completed0 + 2);
-  int64_t active = -1;
+  /* No stream left in flight, and no client connection but the one asking. */
+  int64_t active = -1, conns = -1;
   for (int64_t end = nu_now_ms() + E2E_WAIT_MS; nu_now_ms() < end; usleep(20 * 1000))
-    if ((active = e2e_counter(x->sl.port, "streams_active")) == 0) break;
+    if ((active = e2e_counter(x->sl.port, "streams_active")) == 0 &&
+        (conns = e2e_health_num(x->sl.port, "connections")) == 1)
+      break;
   ASSERT_EQ(active, 0);
+  ASSERT_EQ(conns, 1);
   ASSERT_EQ(e2e_stop(&x->sl), 0);
   ASSERT_EQ(e2e_stop(&x->h), 0);
   e2e_sse_free(&x->base);
@@ -219,9 +231,9 @@ static void test_matrix_engine_refused(void) {
   char eps[160];
   snprintf(eps, sizeof(eps), "[{\"url\":\"http://127.0.0.1:%d\"}],\"queue_timeout_ms\":1000", dead.port);
   cell_t x;
-  cell_start(&x, eps, NULL, NULL);
+  CELL(cell_start(&x, eps, NULL, NULL));
   ASSERT_EQ(e2e_kill(&dead), 0);
-  cell_hold(&x);
+  CELL(cell_hold(&x));
   nu_resp_t r;
   ASSERT_EQ(f_whole(&x, NULL, &r), 503);
   ASSERT(e2e_is_error_body(r.body, "queue_timeout"));
@@ -229,39 +241,39 @@ static void test_matrix_engine_refused(void) {
   nu_resp_free(&r);
   ASSERT_GE(e2e_counter(x.sl.port, "errors_upstream_connect"), 1);
   ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 0);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* The engine resets the connection before the first token, on every
  * attempt: retried, then 502. */
 static void test_matrix_engine_reset_before_first_token(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   nu_resp_t r;
   ASSERT_EQ(f_whole(&x, "x-sim-fault: reset\r\nx-sim-fault-at: 0\r\n", &r), 502);
   ASSERT(e2e_is_error_body(r.body, NULL));
   nu_resp_free(&r);
   ASSERT_EQ(f_stat(&x, "faults_injected"), 2);
   ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 1);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* The engine resets after 3 tokens: one error event, no [DONE], no retry. */
 static void test_matrix_engine_reset_after_first_token(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   e2e_sse_t s;
   ASSERT_EQ(f_stream(&x, "x-sim-tokens: 20\r\nx-sim-fault: reset\r\nx-sim-fault-at: 3\r\n", &s), 200);
   ASSERT(one_error_after(&s, 3));
   e2e_sse_free(&s);
   ASSERT_GE(e2e_counter(x.sl.port, "errors_upstream_reset"), 1);
   ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 0);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* The engine stalls after 2 tokens: the idle timeout ends that stream with
@@ -269,8 +281,8 @@ static void test_matrix_engine_reset_after_first_token(void) {
  * token, under the first-token timeout, which is an hour here.) */
 static void test_matrix_engine_stall(void) {
   cell_t x;
-  cell_start(&x, NULL, ",\"idle_timeout_ms\":1000", NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, ",\"idle_timeout_ms\":2000", NULL));
+  CELL(cell_hold(&x));
   e2e_sse_t s;
   ASSERT_EQ(f_stream(&x, "x-sim-tokens: 20\r\nx-sim-fault: stall\r\nx-sim-fault-at: 2\r\n", &s), 200);
   ASSERT(one_error_after(&s, 2));
@@ -281,8 +293,8 @@ static void test_matrix_engine_stall(void) {
   for (int64_t end = nu_now_ms() + E2E_WAIT_MS; nu_now_ms() < end && f_stat(&x, "client_closed_mid_stream") < 1;)
     usleep(20 * 1000);
   ASSERT_EQ(f_stat(&x, "client_closed_mid_stream"), 1);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* Non-SSE bytes after 2 tokens, then the rest of the answer: by the SSE
@@ -292,39 +304,39 @@ static void test_matrix_engine_stall(void) {
  * test_garbage_then_close: one error event.) */
 static void test_matrix_engine_garbage(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   e2e_sse_t s;
   ASSERT_EQ(f_stream(&x, "x-sim-tokens: 6\r\nx-sim-fault: garbage\r\nx-sim-fault-at: 2\r\n", &s), 200);
   ASSERT(e2e_sse_kinds_are(&s, 1, 6, 0));
   ASSERT_EQ(s.nbad + s.nother + s.other_lines, 0);
   ASSERT_EQ(f_stat(&x, "faults_injected"), 1);
   e2e_sse_free(&s);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* A first token 1 s late is not a fault: the slow stream completes whole,
  * with heartbeats before its first event. */
 static void test_matrix_engine_slow_start(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   e2e_sse_t s;
   ASSERT_EQ(f_stream(&x, "x-sim-tokens: 5\r\nx-sim-fault: slow-start\r\nx-sim-delay-ms: 1000\r\n", &s), 200);
   ASSERT(e2e_sse_kinds_are(&s, 1, 5, 0));
   ASSERT_GE(s.comments_before_data, 1);
   e2e_sse_free(&s);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* HTTP 500 from every attempt: retried on the other engine, then 502
  * naming the engine's status. */
 static void test_matrix_engine_5xx(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   nu_resp_t r;
   ASSERT_EQ(f_whole(&x, "x-sim-fault: status:500\r\n", &r), 502);
   ASSERT(e2e_is_error_body(r.body, "500"));
@@ -332,16 +344,16 @@ static void test_matrix_engine_5xx(void) {
   ASSERT_EQ(f_stat(&x, "faults_injected"), 2);
   ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 1);
   ASSERT_GE(e2e_counter(x.sl.port, "errors_upstream_status"), 2);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* HTTP 429 from every attempt: retried, then passed on as 429 with the
  * engines' Retry-After. */
 static void test_matrix_engine_429(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   nu_resp_t r;
   ASSERT_EQ(f_whole(&x, "x-sim-fault: status:429\r\n", &r), 429);
   ASSERT(e2e_is_error_body(r.body, NULL));
@@ -350,8 +362,8 @@ static void test_matrix_engine_429(void) {
   nu_resp_free(&r);
   ASSERT_EQ(f_stat(&x, "faults_injected"), 2);
   ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 1);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* ================= client side ================= */
@@ -361,8 +373,8 @@ static void test_matrix_engine_429(void) {
  * cancelled at once and counted. */
 static void test_matrix_client_disconnect(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   char body[512];
   nu_resp_t head;
   e2e_sse_t s;
@@ -380,8 +392,8 @@ static void test_matrix_client_disconnect(void) {
     usleep(20 * 1000);
   ASSERT_EQ(f_stat(&x, "client_closed_mid_stream"), 1);
   ASSERT(e2e_log_wait(&x.sl, "end=client_cancel", E2E_WAIT_MS, NULL, 0));
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* A client that reads nothing of a 100,000-token stream: sluice pauses
@@ -389,8 +401,10 @@ static void test_matrix_client_disconnect(void) {
  * end meanwhile. */
 static void test_matrix_client_slow_reader(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  /* The slow client is never cut for being slow here (admission.slow_client_ms
+   * 0), so that its end is its own disconnect however long the rest takes. */
+  CELL(cell_start(&x, NULL, NULL, ",\"admission\":{\"slow_client_ms\":0}"));
+  CELL(cell_hold(&x));
   nu_conn_t *slow = e2e_conn_open(x.sl.port, 16384);
   ASSERT_NOT_NULL(slow);
   char body[512];
@@ -398,11 +412,11 @@ static void test_matrix_client_slow_reader(void) {
                             e2e_chat_body(body, sizeof(body), "mf", 1, NULL)),
             0);
   ASSERT_GE(e2e_wait_counter(x.sl.port, "upstream_read_pauses", 1, E2E_WAIT_MS), 1);
-  cell_release(&x); /* while the slow client still reads nothing */
+  CELL(cell_release(&x)); /* while the slow client still reads nothing */
   ASSERT_EQ(e2e_counter(x.sl.port, "client_cancels"), 0);
   e2e_conn_close(slow);
   ASSERT_GE(e2e_wait_counter(x.sl.port, "client_cancels", 1, E2E_WAIT_MS), 1);
-  cell_finish(&x);
+  CELL(cell_finish(&x));
 }
 
 /* Sends a byte string piece by piece (a line every 50 ms) until the server
@@ -439,26 +453,26 @@ out:
  * header_timeout_ms, and the connection closed. */
 static void test_matrix_client_slowloris_headers(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":1000}");
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":1000}"));
+  CELL(cell_hold(&x));
   ASSERT_EQ(trickle_until_answer(x.sl.port, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n", "X-Pad: slow\r\n"), 408);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* Complete headers, then a body trickled 8 bytes at a time that would take
  * far longer than header_timeout_ms: 408, and the connection closed. */
 static void test_matrix_client_slowloris_body(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":1000}");
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":1000}"));
+  CELL(cell_hold(&x));
   ASSERT_EQ(trickle_until_answer(x.sl.port,
                                  "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                  "Content-Length: 1000000\r\n\r\n{\"model\":\"mf\",",
                                  "        "),
             408);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* Raw bytes on a new connection: the status of the one response read, and
@@ -481,8 +495,8 @@ static int raw_once(int port, const char *raw, size_t len, int *closed, char *bo
  * the connection closed. */
 static void test_matrix_client_malformed_http(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   static const char *const raws[] = {
       "\x01\x02 not http at all\r\n\r\n",
       "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -494,15 +508,15 @@ static void test_matrix_client_malformed_http(void) {
     ASSERT(closed);
   }
   ASSERT_GE(e2e_counter(x.sl.port, "errors_bad_request"), 2);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* Malformed JSON, and a field of the wrong value: 400 naming it. */
 static void test_matrix_client_malformed_json(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, NULL);
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, NULL));
+  CELL(cell_hold(&x));
   nu_resp_t r;
   ASSERT_EQ(e2e_http(x.sl.port, "POST", CHAT, NULL, "{\"model\":\"mf\",\"messages\":[{\"role\":", &r, E2E_WAIT_MS),
             400);
@@ -515,8 +529,8 @@ static void test_matrix_client_malformed_json(void) {
   ASSERT(e2e_is_error_body(r.body, "max_tokens"));
   nu_resp_free(&r);
   ASSERT_EQ(f_stat(&x, "requests"), 0); /* nothing reached an engine */
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* Headers past http.max_header_bytes: 431; a declared body past
@@ -524,8 +538,8 @@ static void test_matrix_client_malformed_json(void) {
  * past it: 413. */
 static void test_matrix_client_oversize(void) {
   cell_t x;
-  cell_start(&x, NULL, NULL, ",\"http\":{\"max_body_bytes\":65536}");
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, ",\"http\":{\"max_body_bytes\":65536}"));
+  CELL(cell_hold(&x));
   size_t cap = 200000;
   char *raw = malloc(cap);
   ASSERT_NOT_NULL(raw);
@@ -553,8 +567,8 @@ static void test_matrix_client_oversize(void) {
   free(raw);
   ASSERT_GE(e2e_counter(x.sl.port, "errors_header_too_large"), 1);
   ASSERT_GE(e2e_counter(x.sl.port, "errors_body_too_large"), 2);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* ================= 10,000 connections at once ================= */
@@ -626,8 +640,8 @@ static void test_matrix_client_10k_connections(void) {
   }
   ASSERT_GE((long long)rl.rlim_cur, (long long)(FLOOD + 1000)); /* sluice inherits it */
   cell_t x;
-  cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":600000}");
-  cell_hold(&x);
+  CELL(cell_start(&x, NULL, NULL, ",\"http\":{\"header_timeout_ms\":600000}"));
+  CELL(cell_hold(&x));
   flood_t *fl = calloc(FLOOD, sizeof(*fl));
   struct pollfd *pfd = calloc(FLOOD, sizeof(*pfd));
   ASSERT_NOT_NULL(fl);
@@ -677,8 +691,8 @@ static void test_matrix_client_10k_connections(void) {
   ASSERT_EQ(other, 0);
   ASSERT_GE(n503, FLOOD - MAX_CONN + 1);
   ASSERT_GE(n200, 1);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* ================= Lua side ================= */
@@ -708,12 +722,12 @@ static void mf_served_despite_policy(const cell_t *x) {
 static void test_matrix_lua_error(void) {
   write_policy("error('matrix: deliberate failure')");
   cell_t x;
-  cell_start(&x, NULL, NULL, lua_top());
-  cell_hold(&x);
-  mf_served_despite_policy(&x);
+  CELL(cell_start(&x, NULL, NULL, lua_top()));
+  CELL(cell_hold(&x));
+  CELL(mf_served_despite_policy(&x));
   ASSERT(e2e_log_wait(&x.sl, "matrix: deliberate failure", E2E_WAIT_MS, NULL, 0));
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* A policy that loops forever for mf: the instruction budget stops it once,
@@ -721,13 +735,13 @@ static void test_matrix_lua_error(void) {
 static void test_matrix_lua_runaway(void) {
   write_policy("while true do end");
   cell_t x;
-  cell_start(&x, NULL, NULL, lua_top());
-  cell_hold(&x);
-  mf_served_despite_policy(&x);
+  CELL(cell_start(&x, NULL, NULL, lua_top()));
+  CELL(cell_hold(&x));
+  CELL(mf_served_despite_policy(&x));
   ASSERT_EQ(e2e_counter(x.sl.port, "lua_budget_exceeded"), 1);
   ASSERT(e2e_log_wait(&x.sl, "stopped after 200000 VM instructions", E2E_WAIT_MS, NULL, 0));
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 /* A policy that fills its state up to lua.memory_limit_bytes for mf: the
@@ -737,13 +751,13 @@ static void test_matrix_lua_runaway(void) {
 static void test_matrix_lua_memory_cap(void) {
   write_policy("local t = {} for i = 1, 1e6 do t[i] = ('x'):rep(65536) .. i end");
   cell_t x;
-  cell_start(&x, NULL, NULL, lua_top());
-  cell_hold(&x);
-  mf_served_despite_policy(&x);
+  CELL(cell_start(&x, NULL, NULL, lua_top()));
+  CELL(cell_hold(&x));
+  CELL(mf_served_despite_policy(&x));
   ASSERT(e2e_log_wait(&x.sl, "not enough memory", E2E_WAIT_MS, NULL, 0));
   ASSERT_EQ(e2e_counter(x.sl.port, "lua_budget_exceeded"), 0);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
   /* The state is usable after the refusal: the healthy requests before and
    * after it were all placed by the policy itself. */
   ASSERT_EQ(e2e_log_count(&x.sl, "placement=\"matrix\""), 3);
@@ -755,9 +769,9 @@ static void test_matrix_lua_memory_cap(void) {
 static void test_matrix_lua_bad_reload(void) {
   write_policy("local _ = 1");
   cell_t x;
-  cell_start(&x, NULL, NULL, lua_top());
+  CELL(cell_start(&x, NULL, NULL, lua_top()));
   int64_t gen0 = e2e_health_num(x.sl.port, "snapshot_version");
-  cell_hold(&x);
+  CELL(cell_hold(&x));
   write_file(policy_path, "return { name = 'broken', version = '1',\n  place = function(ctx)\n    return 1 +\n  end }\n");
   char reply[1024];
   ASSERT_EQ(e2e_admin(admin_path, "reload", reply, sizeof(reply)), 1);
@@ -769,8 +783,8 @@ static void test_matrix_lua_bad_reload(void) {
   ASSERT(e2e_sse_kinds_are(&s, 1, 4, 0));
   e2e_sse_free(&s);
   ASSERT_EQ(e2e_counter(x.sl.port, "placement_policy_errors"), 0);
-  cell_release(&x);
-  cell_finish(&x);
+  CELL(cell_release(&x));
+  CELL(cell_finish(&x));
 }
 
 int main(int argc, char **argv) {

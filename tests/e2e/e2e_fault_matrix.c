@@ -54,6 +54,8 @@ typedef struct {
   e2e_sse_t base;  /* the healthy request made alone */
   e2e_sse_t held;  /* the healthy request in flight across the fault */
   nu_conn_t *held_c;
+  const char *hdrs;   /* the healthy request's x-sim-* headers */
+  long ntok;          /* its tokens */
   int64_t completed0; /* streams_completed once the baseline was in */
 } cell_t;
 
@@ -81,10 +83,10 @@ static void write_policy(const char *bad) {
 }
 
 /* The healthy request on a new connection, read to its end into s. */
-static int healthy_alone(int port, e2e_sse_t *s) {
+static int healthy_alone(const cell_t *x, e2e_sse_t *s) {
   char body[512];
   nu_resp_t head;
-  int st = e2e_stream(port, CHAT, HEALTHY_HDRS, e2e_chat_body(body, sizeof(body), "mh", 1, NULL), &head, s, CHUNK,
+  int st = e2e_stream(x->sl.port, CHAT, x->hdrs, e2e_chat_body(body, sizeof(body), "mh", 1, NULL), &head, s, CHUNK,
                       E2E_WAIT_MS);
   nu_resp_free(&head);
   return st;
@@ -92,7 +94,7 @@ static int healthy_alone(int port, e2e_sse_t *s) {
 
 /* 1 if s is the whole healthy stream, event for event, as the baseline. */
 static int same_as_base(const cell_t *x, const e2e_sse_t *s) {
-  int ok = e2e_sse_kinds_are(s, 1, HEALTHY_TOKENS, 0) && s->read_rc == 0 && s->ndone == 1 && s->nerror == 0 &&
+  int ok = e2e_sse_kinds_are(s, 1, x->ntok, 0) && s->read_rc == 0 && s->ndone == 1 && s->nerror == 0 &&
            s->nbad == 0 && strcmp(s->finish_reason, "stop") == 0 && strcmp(s->content, x->base.content) == 0;
   if (!ok)
     fprintf(stderr, "  healthy stream differs from its baseline: events \"%s\", finish \"%s\", read_rc %d\n", s->kinds,
@@ -103,8 +105,11 @@ static int same_as_base(const cell_t *x, const e2e_sse_t *s) {
 /* Starts H and sluice.  f_endpoints is the "f" pool's endpoint list (NULL:
  * two in-process simulated engines); upstream adds members to the
  * "upstream" object and top to the top level (each starting with ','). */
-static void cell_start(cell_t *x, const char *f_endpoints, const char *upstream, const char *top) {
+static void cell_start_with(cell_t *x, const char *hdrs, long ntok, const char *f_endpoints, const char *upstream,
+                            const char *top) {
   memset(x, 0, sizeof(*x));
+  x->hdrs = hdrs;
+  x->ntok = ntok;
   const char *const h_args[] = {"--model", "mh", "--ttft-ms", "1", "--itl-ms", "1", "--itl-jitter", "0", NULL};
   ASSERT_EQ(e2e_sim_start(&x->h, h_args), 0);
   char cfg[4096];
@@ -112,9 +117,11 @@ static void cell_start(cell_t *x, const char *f_endpoints, const char *upstream,
            "{\"heartbeat_ms\":50,"
            "\"health\":{\"interval_ms\":3600000,\"cooldown_base_ms\":50,\"cooldown_max_ms\":100},"
            "\"upstream\":{\"max_attempts\":2,\"backoff_base_ms\":10,\"backoff_max_ms\":20,"
-           "\"first_token_timeout_ms\":3600000%s},"
+           "%s%s},"
            "\"pools\":[{\"name\":\"h\",\"models\":[\"mh\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:%d\"}]},"
            "{\"name\":\"f\",\"models\":[\"mf\"],\"endpoints\":%s}]%s}",
+           upstream && strstr(upstream, "first_token_timeout_ms") ? "\"connect_timeout_ms\":2000"
+                                                                  : "\"first_token_timeout_ms\":3600000",
            upstream ? upstream : "", x->h.port,
            f_endpoints ? f_endpoints
                        : "[{\"sim\":{\"ttft_ms\":1,\"itl_ms\":1,\"itl_jitter\":0}},"
@@ -123,11 +130,15 @@ static void cell_start(cell_t *x, const char *f_endpoints, const char *upstream,
   ASSERT_EQ(e2e_serve_start(&x->sl, cfg, NULL), 0);
   ASSERT_EQ(e2e_wait_ready(x->sl.port, 200, E2E_WAIT_MS), 0);
   ASSERT(e2e_wait_endpoints_ready(x->sl.port, f_endpoints ? 2 : 3, E2E_WAIT_MS));
-  ASSERT_EQ(healthy_alone(x->sl.port, &x->base), 200);
-  ASSERT(e2e_sse_kinds_are(&x->base, 1, HEALTHY_TOKENS, 0));
+  ASSERT_EQ(healthy_alone(x, &x->base), 200);
+  ASSERT(e2e_sse_kinds_are(&x->base, 1, x->ntok, 0));
   ASSERT_STR_EQ(x->base.finish_reason, "stop");
   x->completed0 = e2e_wait_counter(x->sl.port, "streams_completed", 1, E2E_WAIT_MS);
   ASSERT_EQ(x->completed0, 1);
+}
+
+static void cell_start(cell_t *x, const char *f_endpoints, const char *upstream, const char *top) {
+  cell_start_with(x, HEALTHY_HDRS, HEALTHY_TOKENS, f_endpoints, upstream, top);
 }
 
 /* Pauses H and opens the healthy stream: the head comes with the first
@@ -136,7 +147,7 @@ static void cell_hold(cell_t *x) {
   ASSERT_EQ(e2e_pause(&x->h, E2E_WAIT_MS), 0);
   char body[512];
   nu_resp_t head;
-  x->held_c = e2e_sse_open(x->sl.port, CHAT, HEALTHY_HDRS, e2e_chat_body(body, sizeof(body), "mh", 1, NULL), &head,
+  x->held_c = e2e_sse_open(x->sl.port, CHAT, x->hdrs, e2e_chat_body(body, sizeof(body), "mh", 1, NULL), &head,
                            &x->held, CHUNK, E2E_WAIT_MS);
   ASSERT_NOT_NULL(x->held_c);
   ASSERT_EQ(head.status, 200);
@@ -166,7 +177,7 @@ static void cell_finish(cell_t *x) {
   ASSERT_EQ(status, 200);
   cJSON_Delete(h);
   e2e_sse_t again;
-  ASSERT_EQ(healthy_alone(x->sl.port, &again), 200);
+  ASSERT_EQ(healthy_alone(x, &again), 200);
   ASSERT(same_as_base(x, &again));
   e2e_sse_free(&again);
   ASSERT_GE(e2e_wait_counter(x->sl.port, "streams_completed", x->completed0 + 2, E2E_WAIT_MS), x->completed0 + 2);
@@ -294,6 +305,38 @@ static void test_matrix_engine_stall(void) {
     usleep(20 * 1000);
   ASSERT_EQ(f_stat(&x, "client_closed_mid_stream"), 1);
   CELL(cell_release(&x));
+  CELL(cell_finish(&x));
+}
+
+/* No first token within first_token_timeout_ms (1 s) from either engine:
+ * retried once, then 504 before any header.  A healthy stream waiting for
+ * its own first token would meet the same timeout, so here the healthy
+ * stream is held past its first token instead: its client reads nothing of
+ * 50,000 tokens until sluice has paused reading H (backpressure, during
+ * which neither the idle timeout counts nor a slow client is cut here). */
+static void test_matrix_engine_first_token_timeout(void) {
+  cell_t x;
+  CELL(cell_start_with(&x, "x-sim-seed: 4243\r\nx-sim-tokens: 50000\r\nx-sim-itl-ms: 0\r\n", 50000, NULL,
+                       ",\"first_token_timeout_ms\":1000", ",\"admission\":{\"slow_client_ms\":0}"));
+  x.held_c = e2e_conn_open(x.sl.port, 16384);
+  ASSERT_NOT_NULL(x.held_c);
+  char body[512];
+  nu_resp_t head;
+  ASSERT_EQ(e2e_sse_start(x.held_c, CHAT, x.hdrs, e2e_chat_body(body, sizeof(body), "mh", 1, NULL), &head, &x.held,
+                          CHUNK, E2E_WAIT_MS),
+            200);
+  nu_resp_free(&head);
+  ASSERT_GE(e2e_wait_counter(x.sl.port, "upstream_read_pauses", 1, E2E_WAIT_MS), 1);
+  nu_resp_t r;
+  ASSERT_EQ(f_whole(&x, "x-sim-ttft-ms: 3600000\r\n", &r), 504);
+  ASSERT(e2e_is_error_body(r.body, "token"));
+  nu_resp_free(&r);
+  ASSERT_EQ(e2e_counter(x.sl.port, "upstream_retries"), 1);
+  ASSERT_GE(e2e_counter(x.sl.port, "errors_upstream_timeout"), 2);
+  ASSERT_EQ(e2e_sse_read(x.held_c, &x.held, 4 * E2E_WAIT_MS), 0);
+  ASSERT(same_as_base(&x, &x.held));
+  e2e_conn_close(x.held_c);
+  x.held_c = NULL;
   CELL(cell_finish(&x));
 }
 
@@ -796,6 +839,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_matrix_engine_reset_before_first_token);
   E2E_RUN(test_matrix_engine_reset_after_first_token);
   E2E_RUN(test_matrix_engine_stall);
+  E2E_RUN(test_matrix_engine_first_token_timeout);
   E2E_RUN(test_matrix_engine_garbage);
   E2E_RUN(test_matrix_engine_slow_start);
   E2E_RUN(test_matrix_engine_5xx);

@@ -25,7 +25,6 @@
 #include "e2e/harness.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -161,6 +160,14 @@ static void cell_hold(cell_t *x) {
 static void cell_release(cell_t *x) {
   ASSERT_EQ(e2e_resume(&x->h), 0);
   ASSERT_EQ(e2e_sse_read(x->held_c, &x->held, E2E_WAIT_MS), 0);
+  if (!same_as_base(x, &x->held)) {
+    /* Say whether H itself is still there and listening, so that a failure
+     * tells a lost engine from a disturbed stream. */
+    int fd = nu_connect(x->h.port);
+    fprintf(stderr, "  H (pid %d) %s; a connect to it now: %s\n", (int)x->h.pid,
+            kill(x->h.pid, 0) == 0 ? "exists" : "is gone", fd >= 0 ? "accepted" : strerror(errno));
+    if (fd >= 0) close(fd);
+  }
   ASSERT(same_as_base(x, &x->held));
   e2e_conn_close(x->held_c);
   x->held_c = NULL;

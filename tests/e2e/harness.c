@@ -338,7 +338,9 @@ static pid_t e2e__spawn(char *const *argv_in, const char *log_path) {
      * end expects the peer to see the close. */
     close_range(3, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv);
+    /* A wrapper is found on PATH, like a shell would ("valgrind"). */
+    if (argv != argv_in) execvp(argv[0], argv);
+    else execv(argv[0], argv);
     static const char msg[] = "e2e: exec failed\n";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
     (void)w;

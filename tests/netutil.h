@@ -39,6 +39,20 @@ static inline int64_t nu_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A wait's bound scaled by SL_TEST_TIMEOUT_SCALE (a number >= 1, default 1),
+ * for runs where everything is slower: scripts/valgrind sets it.  Only
+ * bounds scale; a test never asserts a time. */
+static inline int nu_scale_ms(int ms) {
+  static double scale = 0;
+  if (scale == 0) {
+    const char *e = getenv("SL_TEST_TIMEOUT_SCALE");
+    double v = e != NULL ? strtod(e, NULL) : 1;
+    scale = v >= 1 ? v : 1;
+  }
+  double r = ms * scale;
+  return r > 2000000000.0 ? 2000000000 : (int)r;
+}
+
 static inline int nu_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
@@ -222,7 +236,7 @@ static inline void nu_body_append(nu_resp_t *r, const char *p, size_t n, size_t 
 
 /* Reads one response head (skipping 1xx).  Returns 0 or -1. */
 static inline int nu_read_head(nu_conn_t *c, nu_resp_t *r, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   char line[8192];
   memset(r, 0, sizeof(*r));
   for (;;) {
@@ -257,7 +271,7 @@ static inline int nu_read_head(nu_conn_t *c, nu_resp_t *r, int timeout_ms) {
  * connection ended early, -2 on timeout. */
 static inline int nu_read_body(nu_conn_t *c, nu_resp_t *r, int timeout_ms,
                                void (*on_data)(void *ud, const char *p, size_t n), void *ud) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   size_t cap = 0;
   nu_body_append(r, "", 0, &cap);
   const char *cl = nu_header(r, "content-length");
@@ -320,7 +334,7 @@ static inline void nu_resp_free(nu_resp_t *r) {
 /* 1 if the peer has closed (EOF or reset) within timeout_ms. */
 static inline int nu_wait_closed(int fd, int timeout_ms) {
   char b[4096];
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     int64_t left = deadline - nu_now_ms();
     if (left <= 0) return 0;

@@ -130,9 +130,6 @@ int sl_serve_main(int argc, char **argv) {
     uv_loop_close(s.loop);
     return rc == SL_EINVAL ? 2 : 1;
   }
-  fprintf(stderr, "sluice %s listening on http://%s:%d\n", sl_version(), s.gw->cfg->listen_host,
-          sl_gateway_port(s.gw));
-  fflush(stderr);
   const char *admin_path = admin ? admin : s.gw->cfg->admin_socket;
   if (admin_path[0]) {
     int arc = sl_admin_start(&s.admin, s.gw, admin_path);
@@ -148,6 +145,11 @@ int sl_serve_main(int argc, char **argv) {
   uv_signal_start(&s.sigint, sl__on_signal, SIGINT);
   uv_signal_start(&s.sigterm, sl__on_signal, SIGTERM);
   uv_signal_start(&s.sighup, sl__on_sighup, SIGHUP);
+  /* Said last, once the admin socket and the signals are ready: whoever
+   * waits for this line (a supervisor, the tests) may reload at once. */
+  fprintf(stderr, "sluice %s listening on http://%s:%d\n", sl_version(), s.gw->cfg->listen_host,
+          sl_gateway_port(s.gw));
+  fflush(stderr);
   uv_run(s.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(s.loop) != 0) {
     fprintf(stderr, "sluice: warning: handles still open at exit\n");

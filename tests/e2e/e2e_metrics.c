@@ -288,6 +288,13 @@ static void test_the_numbers_add_up(void) {
     snprintf(name, sizeof(name), "sluice_%s%s", same[i], gauge ? "" : "_total");
     double m = metric(text, name, NULL);
     if (strcmp(same[i], "requests") == 0) m += 1; /* the /health request itself came after the scrape */
+    if (strcmp(same[i], "chunk_pool_reused") == 0 && v->valuedouble >= m) {
+      /* The health probes (every 100 ms) read into pool chunks too, and
+       * one may land between the scrape and /health on a slow run
+       * (valgrind): this total may only have grown. */
+      compared++;
+      continue;
+    }
     if (m != v->valuedouble) fprintf(stderr, "%s: /metrics %g, /health %g\n", same[i], m, v->valuedouble);
     ASSERT_EQ(m, v->valuedouble);
     compared++;

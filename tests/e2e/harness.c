@@ -125,7 +125,7 @@ void e2e_init(int argc, char **argv, unsigned watchdog_s) {
   sigaction(SIGHUP, &sa, NULL);
   sigaction(SIGALRM, &sa, NULL);
   atexit(e2e__at_exit);
-  alarm(watchdog_s);
+  alarm((unsigned)nu_scale_ms((int)watchdog_s));
   setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
@@ -219,7 +219,7 @@ int e2e_log_check(const e2e_proc_t *p) {
 }
 
 int e2e_log_wait(const e2e_proc_t *p, const char *needle, int timeout_ms, char *line, size_t cap) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     char *text = e2e_log_text(p);
     const char *at = text ? strstr(text, needle) : NULL;
@@ -244,7 +244,7 @@ int e2e_log_count(const e2e_proc_t *p, const char *needle) {
 }
 
 int e2e_wait_log_count(const e2e_proc_t *p, const char *needle, int min, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     int n = e2e_log_count(p, needle);
     if (n >= min || nu_now_ms() >= deadline) return n;
@@ -285,8 +285,34 @@ static int e2e__write_file(const char *path, const char *text) {
   return rc;
 }
 
+/* SL_TEST_WRAPPER: words run before the sluice binary, split at spaces
+ * ("valgrind --error-exitcode=1 ..."); scripts/valgrind sets it.  Other
+ * programs (node, llama-server) run as they are. */
+#define E2E_MAX_WRAP 32
+static char *e2e__wrap[E2E_MAX_WRAP];
+static int e2e__nwrap = -1;
+
+static void e2e__wrapper_init(void) {
+  e2e__nwrap = 0;
+  const char *w = getenv("SL_TEST_WRAPPER");
+  if (w == NULL || *w == '\0') return;
+  char *copy = strdup(w), *save = NULL;
+  for (char *t = strtok_r(copy, " ", &save); t != NULL && e2e__nwrap < E2E_MAX_WRAP - 1; t = strtok_r(NULL, " ", &save))
+    e2e__wrap[e2e__nwrap++] = t;
+}
+
 /* Forks and execs argv with stdout and stderr appended to log_path. */
-static pid_t e2e__spawn(char *const *argv, const char *log_path) {
+static pid_t e2e__spawn(char *const *argv_in, const char *log_path) {
+  if (e2e__nwrap < 0) e2e__wrapper_init();
+  char *wrapped[256];
+  char *const *argv = argv_in;
+  if (e2e__nwrap > 0 && strcmp(argv_in[0], e2e__bin) == 0) {
+    int n = 0;
+    for (int i = 0; i < e2e__nwrap; i++) wrapped[n++] = e2e__wrap[i];
+    for (int i = 0; argv_in[i] != NULL && n < 255; i++) wrapped[n++] = argv_in[i];
+    wrapped[n] = NULL;
+    argv = wrapped;
+  }
   int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
     fprintf(stderr, "e2e: open %s: %s\n", log_path, strerror(errno));
@@ -312,7 +338,9 @@ static pid_t e2e__spawn(char *const *argv, const char *log_path) {
      * end expects the peer to see the close. */
     close_range(3, ~0U, 0);
     signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], argv);
+    /* A wrapper is found on PATH, like a shell would ("valgrind"). */
+    if (argv != argv_in) execvp(argv[0], argv);
+    else execv(argv[0], argv);
     static const char msg[] = "e2e: exec failed\n";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
     (void)w;
@@ -338,7 +366,7 @@ static int e2e__reap(e2e_proc_t *p, int block) {
 }
 
 int e2e_wait_exit(e2e_proc_t *p, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     if (e2e__reap(p, 0)) return 0;
     if (nu_now_ms() >= deadline) return -1;
@@ -412,7 +440,7 @@ int e2e_pause(e2e_proc_t *p, int timeout_ms) {
     fprintf(stderr, "e2e: cannot pause %s: not running\n", p->name);
     return -1;
   }
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     char st = e2e__proc_state(p->pid);
     if (st == 'T' || st == 't') return 0;
@@ -446,7 +474,7 @@ static int e2e__port_after_colon(const char *s) {
 
 /* Waits for the listening line; fills p->port (and sim ports for serve). */
 static int e2e__wait_listening(e2e_proc_t *p, const char *marker, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     char *text = e2e_log_text(p);
     const char *at = text ? strstr(text, marker) : NULL;
@@ -653,7 +681,7 @@ int e2e_sim_control(int sim_port, const char *body) {
 }
 
 int e2e_wait_ready(int port, int want_status, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   int last = -1;
   for (;;) {
     nu_resp_t r;
@@ -687,7 +715,7 @@ static int e2e__endpoints(int port, int *ready) {
 }
 
 int e2e_wait_endpoints_ready(int port, int n, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   int total, ready;
   for (;;) {
     total = e2e__endpoints(port, &ready);
@@ -701,7 +729,7 @@ int e2e_wait_endpoints_ready(int port, int n, int timeout_ms) {
 }
 
 static int64_t e2e__wait_num(int port, const char *name, int64_t min, int timeout_ms, int sim) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   int64_t v;
   for (;;) {
     v = sim ? e2e_sim_stat(port, name) : e2e_counter(port, name);
@@ -975,7 +1003,7 @@ size_t e2e_sse_feed(e2e_sse_t *s, const char *p, size_t n) {
 }
 
 int e2e_sse_read(nu_conn_t *c, e2e_sse_t *s, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     if (s->body_ended) return 0;
     if (s->stop_after_content > 0 && s->ncontent >= s->stop_after_content) return 1;
@@ -993,7 +1021,7 @@ int e2e_sse_read(nu_conn_t *c, e2e_sse_t *s, int timeout_ms) {
 }
 
 int e2e_sse_read_comments(nu_conn_t *c, e2e_sse_t *s, long n, int timeout_ms) {
-  int64_t deadline = nu_now_ms() + timeout_ms;
+  int64_t deadline = nu_now_ms() + nu_scale_ms(timeout_ms);
   for (;;) {
     if (s->ncomments >= n) return 0;
     if (s->body_ended) return -1;
@@ -1021,7 +1049,7 @@ long e2e_sse_read_some(nu_conn_t *c, e2e_sse_t *s, size_t max, int timeout_ms) {
   }
   char tmp[65536];
   if (max > sizeof(tmp)) max = sizeof(tmp);
-  ssize_t n = nu_recv(c->fd, tmp, max, timeout_ms);
+  ssize_t n = nu_recv(c->fd, tmp, max, nu_scale_ms(timeout_ms));
   if (n == -2) return -2;
   if (n <= 0) {
     s->eof = 1;

@@ -30,6 +30,7 @@
  * Built by scripts/fuzz (clang, -DSL_FUZZ=ON); seeds in
  * tests/fuzz/corpus/http/; tests/fuzz/regress/http/ replayed first. */
 #include "runtime/http/http_server.c"
+#include "tests/fuzz/fuzz_common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,16 +131,10 @@ static void feed(const uint8_t *in, size_t len, uint8_t lim, int how, uint8_t se
   c->state = SL_CONN_IDLE;
   c->reading = 1; /* reads come from this harness, not libuv */
   size_t off = 0;
-  uint32_t x = seed * 2654435761u + 1;
+  cutter_t cut = cutter_init(how, seed, 61);
   /* The connection is freed once closed (s->nconns drops to 0). */
   while (off < len && s->nconns > 0 && !c->closing && !c->shutting_down) {
-    size_t n = len - off;
-    if (how == 1) n = 1;
-    if (how == 2) {
-      x = x * 1103515245u + 12345u;
-      n = 1 + (x >> 16) % 61;
-      if (n > len - off) n = len - off;
-    }
+    size_t n = cutter_next(&cut, len - off);
     memcpy(copy, in + off, n);
     uv_buf_t b = uv_buf_init(copy, (unsigned)n);
     sl__on_read((uv_stream_t *)&c->tcp, (ssize_t)n, &b);
@@ -195,9 +190,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   data += 2;
   size -= 2;
   out_t whole = {0}, bytes = {0}, cuts = {0};
-  feed(data, size, lim, 0, seed, &whole);
-  feed(data, size, lim, 1, seed, &bytes);
-  feed(data, size, lim, 2, seed, &cuts);
+  feed(data, size, lim, FUZZ_WHOLE, seed, &whole);
+  feed(data, size, lim, FUZZ_BYTES, seed, &bytes);
+  feed(data, size, lim, FUZZ_CUTS, seed, &cuts);
   refusal_class(&whole);
   refusal_class(&bytes);
   refusal_class(&cuts);

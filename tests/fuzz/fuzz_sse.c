@@ -25,20 +25,9 @@
 
 #include "runtime/base/errors.h"
 #include "runtime/upstream/sse.h"
+#include "tests/fuzz/fuzz_common.h"
 
 #define BIG_CAP (1u << 15)
-
-typedef struct {
-  uint64_t h;      /* FNV-1a over the events, the result and the counters */
-  uint64_t events; /* events seen */
-} digest_t;
-
-static void mix(digest_t *d, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) d->h = (d->h ^ b[i]) * 0x100000001b3ull;
-}
-
-static void mix_int(digest_t *d, int64_t v) { mix(d, &v, sizeof(v)); }
 
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_sse: %s\n", what);
@@ -52,21 +41,15 @@ static int inside(const char *p, size_t n, const char *base, size_t cap) {
 }
 
 static digest_t decode(const uint8_t *in, size_t len, int ndjson, size_t cap, int how, uint8_t seed) {
-  digest_t d = {0xcbf29ce484222325ull, 0};
+  digest_t d = digest_init();
   sl_sse_t st;
   sl_sse_init(&st, joinbuf, cap);
   sl_sse_set_ndjson(&st, ndjson);
   size_t off = 0;
   int rc = 0;
-  uint32_t x = seed * 2654435761u + 1;
+  cutter_t cut = cutter_init(how, seed, 61);
   while (off < len && rc >= 0) {
-    size_t n = len - off;
-    if (how == 1) n = 1;
-    if (how == 2) {
-      x = x * 1103515245u + 12345u;
-      n = 1 + (x >> 16) % 61;
-      if (n > len - off) n = len - off;
-    }
+    size_t n = cutter_next(&cut, len - off);
     memcpy(copy, in + off, n);
     size_t pos = 0;
     while (pos < n) {
@@ -114,9 +97,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t seed = data[1];
   data += 2;
   size -= 2;
-  digest_t whole = decode(data, size, ndjson, cap, 0, seed);
-  digest_t bytes = decode(data, size, ndjson, cap, 1, seed);
-  digest_t cuts = decode(data, size, ndjson, cap, 2, seed);
+  digest_t whole = decode(data, size, ndjson, cap, FUZZ_WHOLE, seed);
+  digest_t bytes = decode(data, size, ndjson, cap, FUZZ_BYTES, seed);
+  digest_t cuts = decode(data, size, ndjson, cap, FUZZ_CUTS, seed);
   if (whole.h != bytes.h || whole.h != cuts.h || whole.events != bytes.events || whole.events != cuts.events) {
     fprintf(stderr, "fuzz_sse: %s, cap %zu: the decodings differ (events %llu whole, %llu byte a read, %llu cut)\n",
             ndjson ? "ndjson" : "sse", cap, (unsigned long long)whole.events, (unsigned long long)bytes.events,

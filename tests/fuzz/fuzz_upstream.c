@@ -23,6 +23,7 @@
 #include "runtime/upstream/adapter.h"
 #include "runtime/upstream/event.h"
 #include "runtime/upstream/upstream_decoder.h"
+#include "tests/fuzz/fuzz_common.h"
 
 /* Larger than any input libFuzzer is given here (scripts/fuzz sets
  * -max_len below it), so no event is too big whichever way it is cut. */
@@ -32,18 +33,6 @@ static const sl_adapter_t *const adapters[] = {
     &sl_adapter_openai, &sl_adapter_vllm, &sl_adapter_llamacpp, &sl_adapter_tgi, &sl_adapter_ollama,
 };
 #define NADAPTERS (sizeof(adapters) / sizeof(adapters[0]))
-
-typedef struct {
-  uint64_t h;       /* FNV-1a over every event's meaning */
-  uint64_t events;  /* events seen */
-} digest_t;
-
-static void mix(digest_t *d, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) d->h = (d->h ^ b[i]) * 0x100000001b3ull;
-}
-
-static void mix_int(digest_t *d, int64_t v) { mix(d, &v, sizeof(v)); }
 
 /* A span must lie inside the payload it was scanned from. */
 static void check_span(const sl_event_t *ev, sl_span_t s, const char *what) {
@@ -101,20 +90,14 @@ static char join_a[JOIN_CAP], copy[JOIN_CAP];
 static sl_updec_t dec;
 
 static digest_t decode(const sl_adapter_t *a, const uint8_t *in, size_t len, int how, uint8_t seed) {
-  digest_t d = {0xcbf29ce484222325ull, 0};
+  digest_t d = digest_init();
   sl_updec_init(&dec, join_a, sizeof(join_a));
   sl_updec_set_adapter(&dec, a);
   size_t off = 0;
   int rc = 0;
-  uint32_t x = seed * 2654435761u + 1;
+  cutter_t cut = cutter_init(how, seed, 97);
   while (off < len && rc == 0) {
-    size_t n = len - off;
-    if (how == 1) n = 1;
-    if (how == 2) {
-      x = x * 1103515245u + 12345u;
-      n = 1 + (x >> 16) % 97;
-      if (n > len - off) n = len - off;
-    }
+    size_t n = cutter_next(&cut, len - off);
     /* Each read is a copy that is overwritten after the feed: the decoder
      * must keep nothing pointing into it. */
     memcpy(copy, in + off, n);
@@ -136,9 +119,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t seed = data[1];
   data += 2;
   size -= 2;
-  digest_t whole = decode(a, data, size, 0, seed);
-  digest_t bytes = decode(a, data, size, 1, seed);
-  digest_t cuts = decode(a, data, size, 2, seed);
+  digest_t whole = decode(a, data, size, FUZZ_WHOLE, seed);
+  digest_t bytes = decode(a, data, size, FUZZ_BYTES, seed);
+  digest_t cuts = decode(a, data, size, FUZZ_CUTS, seed);
   if (whole.h != bytes.h || whole.h != cuts.h || whole.events != bytes.events || whole.events != cuts.events) {
     fprintf(stderr, "fuzz_upstream: adapter %s: the decodings differ (events %llu whole, %llu byte a read, %llu cut)\n",
             a->name, (unsigned long long)whole.events, (unsigned long long)bytes.events,

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/counters.h"
@@ -962,6 +963,15 @@ static void sl__on_connection(uv_stream_t *listener, int status) {
                        sizeof(body) - 1, body);
       uv_buf_t b = uv_buf_init(busy, (unsigned)n);
       uv_try_write((uv_stream_t *)t, &b, 1); /* best effort: the socket is fresh */
+      /* Closing with unread bytes makes the kernel send a reset instead of
+       * a FIN, and a client that gets the reset before reading may lose the
+       * 503: so what the client sent already is read and dropped first. */
+      uv_os_fd_t fd;
+      if (uv_fileno((uv_handle_t *)t, &fd) == 0) {
+        char sink[4096];
+        for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++) {
+        }
+      }
     }
     uv_close((uv_handle_t *)t, sl__reject_closed);
     return;

@@ -34,6 +34,7 @@
 struct sl_watchdog_s;
 struct sl_timing_s;
 struct sl_tracer_s;
+struct sl_view_s;
 
 struct sl_gateway_s {
   uv_loop_t *loop;
@@ -80,6 +81,12 @@ struct sl_gateway_s {
   void (*on_closed)(void *ud);
   void *closed_ud;
   struct sl_tracer_s *tracer; /* the OTLP trace exporter (trace.h); NULL when tracing.endpoint is "" */
+  /* A worker of a supervisor (view.h). */
+  int worker;                /* 1..nworkers, 0 when standalone */
+  int nworkers;              /* workers in the instance (0 or 1: standalone) */
+  struct sl_view_s *view;    /* the instance view, mapped; NULL when standalone */
+  uv_timer_t view_timer;     /* publishes into the view every SL_VIEW_PERIOD_MS (unref'd) */
+  int opened;                /* sl_gateway_open succeeded: the gateway can render its metrics */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

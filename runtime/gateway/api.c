@@ -123,6 +123,10 @@ static void sl__health_instance(sl_gateway_t *gw, cJSON *o, cJSON *c) {
   }
   cJSON_AddNumberToObject(o, "worker", gw->worker);
   cJSON_AddNumberToObject(o, "nworkers", n);
+  /* The top-level figures (streams_in_flight, connections, ...) and the
+   * verdict are the answering worker's; the counters and workers are the
+   * instance's. */
+  cJSON_AddStringToObject(o, "scope", "worker");
   cJSON *arr = cJSON_AddArrayToObject(o, "workers");
   for (int i = 0; i < k; i++) {
     cJSON *e = cJSON_CreateObject();

@@ -21,7 +21,7 @@
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/metrics.h"
 
-const char *const SL_VIEW_MAX_FAMILIES[] = {
+const char *const sl_view_max_families[] = {
     "sluice_build_info",
     "sluice_uptime_seconds",
     "sluice_generation",
@@ -410,8 +410,8 @@ static int sl__same_key(const sl_prom_t *pa, const sl_prom_sample_t *a, const sl
 }
 
 static int sl__is_max_family(const char *name) {
-  for (int i = 0; SL_VIEW_MAX_FAMILIES[i]; i++)
-    if (strcmp(SL_VIEW_MAX_FAMILIES[i], name) == 0) return 1;
+  for (int i = 0; sl_view_max_families[i]; i++)
+    if (strcmp(sl_view_max_families[i], name) == 0) return 1;
   return 0;
 }
 

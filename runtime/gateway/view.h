@@ -30,7 +30,7 @@
  * Merging /metrics.  The answering worker's fresh exposition, every other
  * published slot's and the retired slot's are merged: a sample with the
  * same name and label set is summed, except in the families of
- * SL_VIEW_MAX_FAMILIES, where the largest value is kept because a sum
+ * sl_view_max_families, where the largest value is kept because a sum
  * would be wrong: sluice_build_info (1 per version), sluice_uptime_seconds
  * (the oldest worker's), sluice_generation (ids, per worker),
  * sluice_stream_memory_budget_bytes (the configured per-worker budget),
@@ -54,11 +54,15 @@
  * only the dead worker had, such as a simulated engine's per-worker
  * address, live on in the retired slot.)
  *
- * /health.  "counters" holds the instance's sums (gauges summed, except
- * stream_pinned_bytes_peak: max), "worker" who answered, "workers" each
- * worker's pid, the age of its last publication, its streams in flight and
- * whether it is up.  Pools, endpoints, admission and the verdict stay the
- * answering worker's own, and say so ("scope": "worker").
+ * /health.  Every standalone key stays.  "counters" holds the instance's
+ * sums (gauges summed, except stream_pinned_bytes_peak: max) and
+ * "counters_scope" says "instance" ("worker" in the unlikely case that no
+ * consistent read was had); "worker" is who answered, "nworkers" N, and
+ * "workers" lists each worker: index, published, up, pid,
+ * published_age_ms, streams_in_flight.  The other top-level figures
+ * (streams_in_flight, connections, ...), the verdict, "admission" and each
+ * pool with its endpoints stay the answering worker's own and say so
+ * ("scope": "worker" at the top level, on "admission" and on each pool).
  *
  * Endpoint shares.  With nworkers = N > 1 each worker enforces
  * ceil(x / N) of every endpoint's slots, adaptive limit and its bounds (at
@@ -86,7 +90,7 @@ struct sl_gateway_s;
 #define SL_VIEW_MAX_WORKERS 256     /* the most workers a view holds (sparse, but 4 MiB of address space a slot) */
 
 /* The families merged with max instead of sum (see above), NULL-ended. */
-extern const char *const SL_VIEW_MAX_FAMILIES[];
+extern const char *const sl_view_max_families[];
 
 typedef struct sl_view_s sl_view_t;
 

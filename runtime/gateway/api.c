@@ -4,7 +4,9 @@
  * Routes: POST /v1/chat/completions and POST /v1/completions (to the relay),
  * GET /v1/models, GET /health (counters and endpoint states, with each
  * endpoint's timing dynamics verdict, as JSON),
- * GET /ready (200 when some endpoint is ready, else 503).  A known path with
+ * GET /ready (200 when some endpoint is ready, else 503), GET /metrics.  A
+ * worker of a supervisor answers /metrics and /health for the whole
+ * instance (gateway/view.h).  A known path with
  * the wrong method is 405 with Allow; anything else is 404.  A completion
  * request goes through the request phase (sl__completion), whose steps are
  * the functions of gateway/request.h: parse, validate (400 naming the field

@@ -54,6 +54,9 @@ typedef struct {
   const char *listen;           /* "HOST:PORT" instead of the configuration's; port 0 picks a free one */
   FILE *log;                    /* stream-end lines, narration, notices (NULL: stderr) */
   int log_json;                 /* 1: stream-end lines as JSON whatever the configuration says */
+  int worker; /* 1..nworkers, 0 = standalone */
+  int nworkers;
+  int view_fd; /* the instance view's memfd, -1 or 0 when none */
 } sl_gateway_options_t;
 
 /* Builds a gateway on loop and starts serving: parses and checks the

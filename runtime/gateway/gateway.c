@@ -447,6 +447,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->cfg = cfg;
   gw->log = opt->log ? opt->log : stderr;
   gw->started_ns = uv_hrtime();
+  gw->worker = opt->worker > 0 ? opt->worker : 0;
   /* Every log line is redacted: pool api_keys and log.secrets. */
   gw->secrets = sl_calloc((size_t)cfg->npools + (size_t)cfg->nlog_secrets + 1, sizeof(*gw->secrets));
   int ns = 0;
@@ -564,7 +565,9 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     }
   }
   if (rc == 0) {
-    rc = sl_http_server_init(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http, sl_api_handle, gw);
+    /* A worker shares the port the supervisor reserved with its siblings. */
+    rc = sl_http_server_init_flags(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http,
+                                   gw->worker > 0 ? SL_HTTP_REUSEPORT : 0, sl_api_handle, gw);
     if (rc < 0) {
       gw->http = NULL;
       snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, uv_strerror(rc));

@@ -53,6 +53,7 @@ struct sl_gateway_s {
   struct sl_timing_s *timing;  /* endpoints' timing dynamics (timing.h); NULL when dynamics.enabled is false */
   uint64_t next_id;          /* request ids */
   uint64_t started_ns;       /* uv_hrtime at open */
+  int worker;                /* 1..nworkers under a supervisor (its listener shares the port), 0 = standalone */
   FILE *log;                 /* log lines (stderr unless the embedder says) */
   sl_generation_t *gen;      /* current generation (the gateway holds one reference) */
   uint64_t gen_built;        /* generations built so far (ids) */

@@ -393,11 +393,13 @@ static void sl__on_stop_signal(uv_signal_t *h, int signum) {
   sl__start_stop(s, SIGTERM);
 }
 
-/* Forwards SIGHUP to every worker that is up; returns how many. */
+/* Forwards SIGHUP to every worker that listens; returns how many.  One
+ * still starting has no handler for it yet (SIGHUP would end it), and it
+ * loads the policies as they are now anyway. */
 static int sl__reload_all(sl__sup_t *s) {
   int n = 0;
   for (int i = 0; i < s->n; i++)
-    if (s->w[i].alive && uv_process_kill(&s->w[i].proc, SIGHUP) == 0) n++;
+    if (s->w[i].alive && s->w[i].state == SL__W_RUNNING && uv_process_kill(&s->w[i].proc, SIGHUP) == 0) n++;
   return n;
 }
 

@@ -212,6 +212,13 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
   sl__worker_t *w = p->data;
   sl__sup_t *s = w->sup;
   w->alive = 0;
+  /* A worker may say it listens and die at once: its exit can come before
+   * its ready line was read, so what is in the pipe is read now. */
+  uv_os_fd_t fd;
+  char sink[16];
+  if (w->state == SL__W_STARTING && w->ready_open && !uv_is_closing((uv_handle_t *)&w->ready) &&
+      uv_fileno((uv_handle_t *)&w->ready, &fd) == 0 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+    w->ever_ready = 1;
   uv_close((uv_handle_t *)&w->proc, sl__proc_closed);
   sl__ready_close(w);
   sl__describe_exit(w->last_exit, sizeof(w->last_exit), status, sig);

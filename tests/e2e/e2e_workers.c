@@ -18,7 +18,8 @@
  *    supervisor's socket and on a worker's (--worker I);
  *  - SIGTERM drains the streams every worker holds, then everything exits 0;
  *  - bad "workers" values are refused with exit status 2; workers: 1 runs
- *    no supervisor.
+ *    no supervisor; a worker that fails on its first start stops the
+ *    instance with its status instead of restarting.
  */
 #include "test.h"
 #include "e2e/harness.h"
@@ -400,10 +401,30 @@ static void test_one_worker_is_plain(void) {
   ASSERT_EQ(e2e_log_count(&sl, " worker 1/"), 0);
 }
 
+/* A worker that cannot start (its placement policy does not load, which
+ * only a gateway finds out) is not restarted in a loop: the supervisor
+ * stops the others and exits with its status. */
+static void test_worker_fails_first_start(void) {
+  e2e_proc_t sl;
+  ASSERT_EQ(e2e_serve_spawn(&sl,
+                            "{\"workers\":2,\"placement\":{\"policy\":\"/nonexistent/policy.lua\"},"
+                            "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"sim\":{}}]}]}",
+                            NULL),
+            0);
+  ASSERT_EQ(e2e_wait_exit(&sl, E2E_WAIT_MS), 0);
+  ASSERT(WIFEXITED(sl.status));
+  ASSERT_EQ(WEXITSTATUS(sl.status), 2);
+  ASSERT(e2e_log_wait(&sl, "failed to start: exit status 2; stopping", 0, NULL, 0));
+  ASSERT(e2e_log_wait(&sl, "sluice worker ", 0, NULL, 0)); /* its own reason, from the worker */
+  ASSERT_EQ(e2e_log_count(&sl, "restarting in"), 0);
+  ASSERT_EQ(e2e_log_check(&sl), 0);
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 280);
   E2E_RUN(test_bad_workers_refused);
   E2E_RUN(test_one_worker_is_plain);
+  E2E_RUN(test_worker_fails_first_start);
   E2E_RUN(test_two_workers_serve);
   E2E_RUN(test_reload_and_admin);
   E2E_RUN(test_kill_one_worker);

@@ -324,9 +324,11 @@ static void sl__request_id(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r
     snprintf(r->id, sizeof(r->id), "req-%08" PRIx64, ++gw->next_id);
     replaced = cid != NULL && cid[0] != '\0';
   }
-  char lines[SL_HTTP_RESPONSE_HEADERS_MAX + 1];
-  snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s", r->id,
-           replaced ? "X-Sluice-Request-Id-Replaced: 1\r\n" : "");
+  /* Under a supervisor the answer also names the worker that gave it. */
+  char lines[SL_HTTP_RESPONSE_HEADERS_MAX + 1], worker[40] = "";
+  if (gw->worker > 0) snprintf(worker, sizeof(worker), "X-Sluice-Worker: %d\r\n", gw->worker);
+  snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s%s", r->id,
+           replaced ? "X-Sluice-Request-Id-Replaced: 1\r\n" : "", worker);
   (void)sl_http_req_set_response_headers(req, lines); /* at most ~100 bytes: fits */
 }
 

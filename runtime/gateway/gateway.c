@@ -596,7 +596,9 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     }
   }
   if (rc == 0) {
-    rc = sl_http_server_init(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http, sl_api_handle, gw);
+    /* A worker shares the port the supervisor reserved with its siblings. */
+    rc = sl_http_server_init_flags(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http,
+                                   gw->worker > 0 ? SL_HTTP_REUSEPORT : 0, sl_api_handle, gw);
     if (rc < 0) {
       gw->http = NULL;
       snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, uv_strerror(rc));

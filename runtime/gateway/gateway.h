@@ -80,6 +80,7 @@ struct sl_gateway_s {
   void (*on_closed)(void *ud);
   void *closed_ud;
   struct sl_tracer_s *tracer; /* the OTLP trace exporter (trace.h); NULL when tracing.endpoint is "" */
+  struct sl_shared_s *shared; /* state shared through Redis (shared_state.h); NULL when redis.url is "" */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

@@ -59,6 +59,13 @@ local say = {
     return format("%s waited %.0f ms in the queue and was %s (%d still waiting).", who(ev), ev.ms, str(ev.text),
       tonumber(ev.tokens))
   end,
+  [K.SHARED] = function(ev)
+    if ev.attempt ~= 0 then
+      return format("Redis at %s answers again: limits and the dictionary are shared once more.", str(ev.text))
+    end
+    return format("Redis stopped answering (%s, outage %d): each limit applies its fail mode and the dictionary "
+      .. "stays local until it is back.", str(ev.text), tonumber(ev.tokens))
+  end,
   [K.STREAM_END] = function(ev)
     local reason = str(ev.text)
     if reason == "complete" then

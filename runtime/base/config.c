@@ -426,13 +426,66 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->trace_batch_ms = 1000;
   cfg->trace_max_queue = 2048;
   cfg->trace_timeout_ms = 10000;
+  cfg->redis_timeout_ms = 100;
+  snprintf(cfg->redis_prefix, sizeof(cfg->redis_prefix), "sluice:");
+  cfg->redis_batch_requests = 8;
+  cfg->redis_batch_tokens = 8192;
+}
+
+/* "redis": where the state shared across processes and instances lives
+ * (docs/scaling.md). */
+static int sl__redis(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *o) {
+  static const char *const keys[] = {"url", "timeout_ms", "prefix", "batch_requests", "batch_tokens", "fail", NULL};
+  static const char *const limits[] = {"requests_per_minute", "tokens_per_minute", "tokens_per_day", NULL};
+  if (!cJSON_IsObject(o)) return sl__fail(x, "redis: expected an object");
+  SL__TRY(sl__only_keys(x, o, "redis.", keys));
+  char *s = NULL;
+  SL__TRY(sl__get_str(x, o, "url", "redis.", &s));
+  if (s == NULL) return sl__fail(x, "redis.url: required (\"unix:/path/redis.sock\" or \"redis://host:port\")");
+  int bad = strlen(s) >= sizeof(cfg->redis_url) || (strncmp(s, "unix:/", 6) != 0 && strncmp(s, "redis://", 8) != 0);
+  if (!bad) snprintf(cfg->redis_url, sizeof(cfg->redis_url), "%s", s);
+  sl_free(s);
+  if (bad) return sl__fail(x, "redis.url: expected \"unix:/path/redis.sock\" or \"redis://host:port[/db]\"");
+  s = NULL;
+  SL__TRY(sl__get_str(x, o, "prefix", "redis.", &s));
+  if (s != NULL) {
+    bad = strlen(s) >= sizeof(cfg->redis_prefix) || strpbrk(s, " \t\r\n") != NULL;
+    if (!bad) snprintf(cfg->redis_prefix, sizeof(cfg->redis_prefix), "%s", s);
+    sl_free(s);
+    if (bad) return sl__fail(x, "redis.prefix: expected at most 63 bytes without spaces");
+  }
+  SL__TRY(sl__get_u64(x, o, "timeout_ms", "redis.", 1, 60000, &cfg->redis_timeout_ms));
+  int br = (int)cfg->redis_batch_requests, bt = (int)cfg->redis_batch_tokens;
+  SL__TRY(sl__get_int(x, o, "batch_requests", "redis.", 1, 1000000, &br));
+  SL__TRY(sl__get_int(x, o, "batch_tokens", "redis.", 1, 1000000000, &bt));
+  cfg->redis_batch_requests = br;
+  cfg->redis_batch_tokens = bt;
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "fail");
+  if (f == NULL) return 0;
+  if (cJSON_IsString(f)) {
+    int closed = strcmp(f->valuestring, "closed") == 0;
+    if (!closed && strcmp(f->valuestring, "open") != 0)
+      return sl__fail(x, "redis.fail: expected \"open\" or \"closed\" (or an object of them per limit)");
+    for (int i = 0; i < 3; i++) cfg->redis_fail_closed[i] = closed;
+    return 0;
+  }
+  if (!cJSON_IsObject(f)) return sl__fail(x, "redis.fail: expected \"open\", \"closed\" or an object per limit");
+  SL__TRY(sl__only_keys(x, f, "redis.fail.", limits));
+  for (int i = 0; i < 3; i++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f, limits[i]);
+    if (v == NULL) continue;
+    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "open") != 0 && strcmp(v->valuestring, "closed") != 0))
+      return sl__fail(x, "redis.fail.%s: expected \"open\" or \"closed\"", limits[i]);
+    cfg->redis_fail_closed[i] = strcmp(v->valuestring, "closed") == 0;
+  }
+  return 0;
 }
 
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
-                                    "admission", "limits", "metrics", "tracing", "workers",
+                                    "admission", "limits", "metrics", "tracing", "workers", "redis",
                                     NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
@@ -716,6 +769,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     SL__TRY(sl__get_int(x, o, "max_queue", "tracing.", 1, 1000000, &cfg->trace_max_queue));
     SL__TRY(sl__get_u64(x, o, "timeout_ms", "tracing.", 1, 600000, &cfg->trace_timeout_ms));
   }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis")) != NULL) SL__TRY(sl__redis(x, cfg, o));
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
     static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};
     if (!cJSON_IsObject(o)) return sl__fail(x, "limits: expected an object");

@@ -211,6 +211,15 @@ typedef struct {
                                      are dropped and counted (2048) */
   uint64_t trace_timeout_ms;      /* tracing.timeout_ms: one export's bound, connect to answer (the environment's
                                      OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT, else 10000) */
+  char redis_url[512];            /* redis.url: "unix:/path" or "redis://host:port[/db]" ("" = no shared state:
+                                     every limit and the dictionary are this process's own) */
+  uint64_t redis_timeout_ms;      /* redis.timeout_ms: a command's bound; past it Redis counts as down (100) */
+  char redis_prefix[64];          /* redis.prefix: put before every key and channel ("sluice:") */
+  int64_t redis_batch_requests;   /* redis.batch_requests: requests one process may admit that Redis has not
+                                     confirmed yet, per limit (8); the over-admission bound's B for requests */
+  int64_t redis_batch_tokens;     /* redis.batch_tokens: the same for tokens (8192) */
+  int redis_fail_closed[3];       /* redis.fail: per limit (requests_per_minute, tokens_per_minute,
+                                     tokens_per_day), 1 = closed (refuse while Redis is down), 0 = open */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -94,7 +94,11 @@
   X(SLOW_CLIENTS_CANCELLED, "slow_clients_cancelled", "total")       \
   X(TRACE_SPANS_EXPORTED, "trace_spans_exported", "total")           \
   X(TRACE_SPANS_DROPPED, "trace_spans_dropped", "total")             \
-  X(TRACE_EXPORT_ERRORS, "trace_export_errors", "total")
+  X(TRACE_EXPORT_ERRORS, "trace_export_errors", "total")            \
+  X(REDIS_UP, "redis_up", "gauge")                                   \
+  X(REDIS_OUTAGES, "redis_outages", "total")                         \
+  X(SHARED_FAIL_OPEN, "shared_limit_fail_open", "total")             \
+  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

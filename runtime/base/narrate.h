@@ -40,6 +40,8 @@ enum {
                              the old one */
   SL_NAR_QUEUE,           /* a request waited in its pool's queue; text: how it left ("placed", "timed out",
                              "refused: queue full", "client gone"); ms: its wait; tokens: queued now */
+  SL_NAR_SHARED,          /* the shared state's Redis went down (attempt 0) or came back (attempt 1); text: why
+                             or where; tokens: outages so far */
   SL_NAR__COUNT
 };
 

@@ -28,6 +28,7 @@
 #include "runtime/base/counters.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/gateway.h"
+#include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/metrics.h"
 #include "runtime/gateway/request.h"
 #include "runtime/gateway/view.h"
@@ -101,6 +102,8 @@ static void sl__tenants_json(const sl_gateway_t *gw, cJSON *o) {
     cJSON_AddNumberToObject(e, "refused_429", (double)u->refused_429);
     cJSON_AddNumberToObject(e, "denied", (double)u->denied);
     cJSON_AddNumberToObject(e, "pipeline_errors", (double)u->pipeline_errors);
+    cJSON_AddNumberToObject(e, "shared_fail_open", (double)u->shared_fail_open);
+    cJSON_AddNumberToObject(e, "shared_fail_closed", (double)u->shared_fail_closed);
     cJSON_AddItemToArray(arr, e);
   }
 }
@@ -237,6 +240,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
     cJSON_AddItemToArray(pools, po);
   }
   sl__tenants_json(gw, o);
+  if (gw->shared != NULL) sl_shared_json(gw->shared, o);
   /* 503 when unhealthy, so a plain HTTP check can tell; the body says why. */
   sl__json_reply(req, strcmp(status, "unhealthy") == 0 ? 503 : 200, o);
 }
@@ -495,7 +499,10 @@ static int sl__tenant_admit(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *
   int64_t ctx = sl__context_of(gw, r);
   int64_t left = ctx > prompt ? ctx - prompt : 0;
   sl_tenant_refusal_t why;
+  uint64_t fo = t->usage.shared_fail_open, fc = t->usage.shared_fail_closed;
   int rc = sl_tenant_admit(t, gw->dict, prompt, r->max_tokens, left, &r->resv, &why);
+  gw->counters.v[SL_C_SHARED_FAIL_OPEN] += t->usage.shared_fail_open - fo;
+  gw->counters.v[SL_C_SHARED_FAIL_CLOSED] += t->usage.shared_fail_closed - fc;
   if (rc == 0) return 0;
   *answered = 1;
   if (rc == SL_ETOOBIG) {

@@ -12,6 +12,7 @@
 #include "runtime/base/errors.h"
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
+#include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/timing.h"
 #include "runtime/gateway/trace.h"
 #include "runtime/gateway/view.h"
@@ -319,6 +320,11 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
     sl_tracer_close(gw->tracer, sl__closed_one, gw);
     gw->tracer = NULL;
   }
+  if (gw->shared) {
+    gw->pending++;
+    sl_shared_close(gw->shared, sl__closed_one, gw);
+    gw->shared = NULL;
+  }
   if (gw->timing) {
     /* Waits for a classification still running on the thread pool: its
      * completion must come before the registry it writes to is freed. */
@@ -595,6 +601,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
       gw->tracer = NULL;
     }
   }
+  if (rc == 0) rc = sl_shared_open(gw, err, errlen);
   if (rc == 0) {
     /* A worker shares the port the supervisor reserved with its siblings. */
     rc = sl_http_server_init_flags(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http,

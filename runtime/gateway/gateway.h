@@ -87,6 +87,7 @@ struct sl_gateway_s {
   struct sl_view_s *view;    /* the instance view, mapped; NULL when standalone */
   uv_timer_t view_timer;     /* publishes into the view every SL_VIEW_PERIOD_MS (unref'd) */
   int opened;                /* sl_gateway_open succeeded: the gateway can render its metrics */
+  struct sl_shared_s *shared; /* state shared through Redis (shared_state.h); NULL when redis.url is "" */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

@@ -499,6 +499,21 @@ static int sl__dict_failed(const sl_tenant_t *t, int w, int rc, sl_tenant_refusa
   return rc == SL_ETOOBIG ? SL_ENOMEM : rc;
 }
 
+/* A limit kept in Redis that Redis cannot answer now, and that fails
+ * closed: 503 with a short Retry-After (the client retries; the limit is
+ * not the reason). */
+static int sl__shared_closed(sl_tenant_t *t, int w, sl_tenant_refusal_t *why) {
+  t->usage.shared_fail_closed++;
+  why->status = 503;
+  why->limit = sl__win[w].limit;
+  why->retry_after_ms = 1000;
+  snprintf(why->message, sizeof(why->message),
+           "tenant %s's %s is kept in Redis, which cannot answer now, and that limit fails closed; "
+           "the request was not counted",
+           t->name, sl__win[w].limit);
+  return SL_EAGAIN;
+}
+
 int sl_tenant_admit(sl_tenant_t *t, sl_ttldict_t *d, int64_t prompt_estimate, int64_t max_tokens,
                     int64_t context_left, sl_tenant_resv_t *res, sl_tenant_refusal_t *why) {
   if (res) memset(res, 0, sizeof(*res));
@@ -517,10 +532,21 @@ int sl_tenant_admit(sl_tenant_t *t, sl_ttldict_t *d, int64_t prompt_estimate, in
    * leave all of them as they were. */
   uint64_t id[SL__NWIN];
   int64_t used[SL__NWIN], left[SL__NWIN];
+  int shared[SL__NWIN] = {0, 0, 0};
   int refused = -1;
   for (int w = 0; w < SL__NWIN; w++) {
     int64_t limit = sl__win_limit(t, w);
     if (limit <= 0) continue;
+    if (t->shared[w] != NULL) {
+      int src = sl_shwin_check(t->shared[w], need[w], &used[w], &left[w]);
+      if (src != SL_EAGAIN) {
+        shared[w] = 1;
+        if (src == SL_ETOOBIG && (refused < 0 || left[w] > left[refused])) refused = w;
+        continue;
+      }
+      if (t->fail_closed[w]) return sl__shared_closed(t, w, why);
+      t->usage.shared_fail_open++;
+    }
     int rc = sl__win_read(t, d, w, &id[w], &used[w], &left[w]);
     if (rc < 0) return sl__dict_failed(t, w, rc, why);
     /* When several windows refuse, the one that stays shut longest says
@@ -560,7 +586,7 @@ int sl_tenant_admit(sl_tenant_t *t, sl_ttldict_t *d, int64_t prompt_estimate, in
   sl__undo_t undo[SL__NWIN];
   for (int w = 0; w < SL__NWIN; w++) {
     undo[w].id = 0;
-    if (sl__win_limit(t, w) <= 0) continue;
+    if (sl__win_limit(t, w) <= 0 || shared[w]) continue;
     int rc = sl__win_count(t, d, w, need[w], &undo[w]);
     if (rc < 0) {
       for (int v = 0; v < w; v++)
@@ -568,6 +594,12 @@ int sl_tenant_admit(sl_tenant_t *t, sl_ttldict_t *d, int64_t prompt_estimate, in
       return sl__dict_failed(t, w, rc, why);
     }
   }
+  /* Shared windows count last: nothing local can fail after them. */
+  for (int w = 0; w < SL__NWIN; w++)
+    if (shared[w]) {
+      sl_shwin_add(t->shared[w], need[w]);
+      res->shared[w] = 1;
+    }
   res->active = 1;
   res->prompt = prompt;
   res->completion = completion;
@@ -601,9 +633,9 @@ void sl_tenant_settle(sl_tenant_t *t, sl_ttldict_t *d, sl_tenant_resv_t *res, in
   if (completion_tokens > SL__LIMIT_MAX) completion_tokens = SL__LIMIT_MAX;
   int64_t reserved = res->prompt + res->completion;
   int64_t delta = prompt_tokens + completion_tokens - reserved;
-  if (d != NULL) {
-    sl__win_settle(t, d, SL__TPM, res->tpm_window, delta);
-    sl__win_settle(t, d, SL__TPD, res->tpd_window, delta);
+  for (int w = SL__TPM; w <= SL__TPD; w++) {
+    if (res->shared[w] && t->shared[w] != NULL) sl_shwin_add(t->shared[w], delta);
+    else if (d != NULL) sl__win_settle(t, d, w, w == SL__TPM ? res->tpm_window : res->tpd_window, delta);
   }
   t->usage.prompt_tokens += (uint64_t)prompt_tokens;
   t->usage.completion_tokens += (uint64_t)completion_tokens;

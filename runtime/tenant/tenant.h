@@ -35,6 +35,14 @@
  * completion reservation is the stream's budget ceiling, so a stream that
  * would spend more is ended by the budget guard.
  *
+ * Shared limits (a "redis" config, docs/scaling.md): each limit is then
+ * kept in Redis for every process and instance (shlimit.h):
+ * requests_per_minute and tokens_per_day as fixed windows,
+ * tokens_per_minute as a GCRA rate.  When Redis cannot answer (down, or
+ * this process's unconfirmed allowance spent), a limit that fails open is
+ * checked and counted in this process's own window above, one that fails
+ * closed refuses the request with 503 and Retry-After.
+ *
  * Usage (requests, prompt and completion tokens, cut streams, refusals by
  * kind) is counted per tenant in memory and shown by /health and attach.
  */
@@ -45,6 +53,7 @@
 #include <stdint.h>
 
 #include "runtime/lua/ttldict.h"
+#include "runtime/shared/shlimit.h"
 
 #define SL_TENANT_MAX 256          /* tenants in a config */
 #define SL_TENANT_MAX_KEYS 16      /* key digests per tenant */
@@ -64,6 +73,8 @@ typedef struct {
   uint64_t denied;            /* the pipeline's on_request denied */
   uint64_t pipeline_errors;   /* pipeline phases that failed (raised, budget, memory) */
   int64_t reserved_tokens;    /* reserved by streams in flight, not yet settled */
+  uint64_t shared_fail_open;  /* limit checks that Redis could not answer, admitted on the local window */
+  uint64_t shared_fail_closed;/* ... refused (503) because that limit fails closed */
 } sl_tenant_usage_t;
 
 typedef struct sl_tenant_s {
@@ -80,6 +91,8 @@ typedef struct sl_tenant_s {
   char *guards_json;          /* its "guards" object as JSON text, or NULL */
   double transcripts;         /* fraction of streams recorded */
   sl_tenant_usage_t usage;
+  struct sl_shwin_s *shared[3]; /* rpm, tpm, tpd kept in Redis (shlimit.h), or NULL: local only */
+  int fail_closed[3];         /* while Redis cannot answer: refuse (1) or count locally (0) */
 } sl_tenant_t;
 
 typedef struct sl_tenants_s {
@@ -112,7 +125,8 @@ typedef struct {
   int active;                 /* reserved and not settled */
   int64_t prompt;             /* tokens reserved for the prompt (the estimate) */
   int64_t completion;         /* tokens reserved for the completion: the stream's budget ceiling */
-  uint64_t tpm_window, tpd_window; /* the windows reserved in (settling into a later window does nothing) */
+  uint64_t tpm_window, tpd_window; /* the local windows reserved in (settling into a later window does nothing) */
+  unsigned char shared[3];    /* 1: that window (rpm, tpm, tpd) was counted in Redis, not locally */
 } sl_tenant_resv_t;
 
 /* What sl_tenant_admit refused. */

@@ -246,6 +246,14 @@ static int raw(node_t *n, reply_t *x, const char *verb, const char *key) {
   return sl_redis_command(n->r, on_reply, x, 2, argv, NULL);
 }
 
+/* Sends "PUBLISH <channel> <msg>" (msg of len bytes) on n's client. */
+static int publish(node_t *n, reply_t *x, const char *channel, const char *msg, size_t len) {
+  const char *argv[3] = {"PUBLISH", channel, msg};
+  size_t lens[3] = {7, strlen(channel), len};
+  memset(x, 0, sizeof(*x));
+  return sl_redis_command(n->r, on_reply, x, 3, argv, lens);
+}
+
 /* Both ends hear each other's messages: writes a fresh value of "sync" on
  * a until b and a both hold it (again and again while b's or a's
  * subscription is still being made). */
@@ -531,6 +539,60 @@ static void test_redis_down_and_back(void) {
   node_close(&b);
 }
 
+/* The message format (shdict.h), written by hand: a foreign instance's
+ * set and delete apply; malformed messages are counted and change
+ * nothing. */
+static void test_messages(void) {
+  node_t a, b;
+  reply_t x;
+  ASSERT_EQ(node_open(&a, "bm:", 0xA), 0);
+  ASSERT_EQ(node_open(&b, "bm:", 0xB), 0);
+  SYNC(&a, &b);
+  sl_shdict_stats_t b0 = stats(&b);
+  static const struct {
+    const char *m;
+    size_t len;
+  } bad[] = {
+    {S("garbage")},
+    {S("SL1 s 00000000000000zz 0 1\nk")},   /* not hex */
+    {S("SL1 s 00000000000000ff 0 9\nkey")}, /* key longer than the message */
+    {S("SL1 s 00000000000000ff 0 0\n")},    /* empty key */
+    {S("SL1 x 00000000000000ff 0 1\nk")},   /* no such op */
+    {S("SL1 s 00000000000000ff -1 1\nk")},  /* negative TTL */
+    {S("SL1 s 00000000000000ff 0 1 k")},     /* no newline */
+    {S("SL2 s 00000000000000ff 0 1\nk")},   /* another version */
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    ASSERT_EQ(publish(&a, &x, "bm:dict", bad[i].m, bad[i].len), 0);
+    WAIT_UNTIL(x.done);
+  }
+  /* Then a good one from instance ff: a binary value with a TTL. */
+  ASSERT_EQ(publish(&a, &x, "bm:dict", S("SL1 s 00000000000000ff 5000 3\nkey\0v\n")), 0);
+  WAIT_UNTIL(present(&b, "key"));
+  char buf[8];
+  size_t n = 0;
+  ASSERT_EQ(sl_ttldict_get(b.d, S("key"), buf, sizeof(buf), &n), 0);
+  ASSERT_MEM_EQ(buf, n, "\0v\n", 3);
+  ASSERT_GT(ttl_of(&b, "key"), 0);
+  ASSERT_LE(ttl_of(&b, "key"), 5000);
+  sl_shdict_stats_t b1 = stats(&b);
+  ASSERT_EQ(b1.apply_failures, b0.apply_failures + sizeof(bad) / sizeof(bad[0]));
+  ASSERT_EQ(b1.remote_applied, b0.remote_applied + 1);
+  ASSERT_EQ(b1.own_applied, b0.own_applied);
+  /* A delete, and a delete of a key never seen (fine, not a failure). */
+  ASSERT_EQ(publish(&a, &x, "bm:dict", S("SL1 d 00000000000000ff 0 3\nkey")), 0);
+  ASSERT_EQ(publish(&a, &x, "bm:dict", S("SL1 d 00000000000000ff 0 5\nnokey")), 0);
+  WAIT_UNTIL(stats(&b).remote_applied == b0.remote_applied + 3);
+  ASSERT(!present(&b, "key"));
+  ASSERT_EQ(stats(&b).apply_failures, b1.apply_failures);
+  /* B's own id is counted apart. */
+  ASSERT_EQ(publish(&a, &x, "bm:dict", S("SL1 s 000000000000000b 0 4\nmine1")), 0);
+  WAIT_UNTIL(present(&b, "mine"));
+  ASSERT_EQ(stats(&b).own_applied, b0.own_applied + 1);
+  node_close(&a);
+  node_close(&b);
+}
+
 /* Detach with commands in flight and a fill queued: the answers come back
  * as SL_ECANCELED after the replicator was detached, and nothing leaks. */
 static void test_detach_in_flight(void) {
@@ -603,6 +665,7 @@ int main(void) {
   SL_RUN(test_miss_fills);
   SL_RUN(test_tenant_keys_stay_local);
   SL_RUN(test_redis_down_and_back);
+  SL_RUN(test_messages);
   SL_RUN(test_detach_in_flight);
   SL_RUN(test_bad_args);
 

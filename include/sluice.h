@@ -54,6 +54,9 @@ typedef struct {
   const char *listen;           /* "HOST:PORT" instead of the configuration's; port 0 picks a free one */
   FILE *log;                    /* stream-end lines, narration, notices (NULL: stderr) */
   int log_json;                 /* 1: stream-end lines as JSON whatever the configuration says */
+  int worker;                   /* 1..nworkers when a worker of a supervisor, 0 = standalone */
+  int nworkers;                 /* workers in the instance (0 or 1: standalone) */
+  int view_fd;                  /* the instance view's memfd (inherited from the supervisor); ignored when worker is 0 */
 } sl_gateway_options_t;
 
 /* Builds a gateway on loop and starts serving: parses and checks the

@@ -11,6 +11,7 @@
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
+#include <uv.h>
 
 static const char sl__default_config[] =
     "{\n"
@@ -340,6 +341,33 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
   return 0;
 }
 
+/* "workers": an integer from 1 to SL_WORKERS_MAX, or "auto" for one per
+ * CPU the process may use (at most SL_WORKERS_MAX). */
+static int sl__parse_workers(sl__cfgctx_t *x, const cJSON *root, int *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "workers");
+  if (v == NULL) return 0;
+  if (cJSON_IsString(v)) {
+    if (strcmp(v->valuestring, "auto") != 0)
+      return sl__fail(x, "workers: expected an integer from 1 to %d or \"auto\", not \"%.64s\"", SL_WORKERS_MAX,
+                      v->valuestring);
+    unsigned n = uv_available_parallelism();
+    *out = n < 1 ? 1 : n > SL_WORKERS_MAX ? SL_WORKERS_MAX : (int)n;
+    return 1;
+  }
+  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble < 1 ||
+      v->valuedouble > SL_WORKERS_MAX) {
+    char shown[64];
+    if (cJSON_IsNumber(v))
+      snprintf(shown, sizeof(shown), "%g", v->valuedouble);
+    else
+      snprintf(shown, sizeof(shown), "a %s", cJSON_IsBool(v) ? "boolean" : cJSON_IsNull(v) ? "null"
+                                             : cJSON_IsArray(v) ? "array" : "object");
+    return sl__fail(x, "workers: expected an integer from 1 to %d or \"auto\", not %s", SL_WORKERS_MAX, shown);
+  }
+  *out = (int)v->valuedouble;
+  return 1;
+}
+
 static void sl__defaults(sl_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
@@ -365,6 +393,7 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->cooldown_max_ms = 30000;
   cfg->cooldown_after_failures = 3;
   cfg->drain_timeout_ms = 30000;
+  cfg->workers = 1;
   snprintf(cfg->placement_policy, sizeof(cfg->placement_policy), "least_loaded");
   cfg->placement_watch = 1;
   snprintf(cfg->narration_policy, sizeof(cfg->narration_policy), "narration");
@@ -403,7 +432,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
-                                    "admission", "limits", "metrics", "tracing",
+                                    "admission", "limits", "metrics", "tracing", "workers",
                                     NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
@@ -431,6 +460,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   }
   SL__TRY(sl__get_u64(x, root, "heartbeat_ms", "", 10, 3600000, &cfg->heartbeat_ms));
   SL__TRY(sl__get_u64(x, root, "drain_timeout_ms", "", 0, 3600000, &cfg->drain_timeout_ms));
+  SL__TRY(sl__parse_workers(x, root, &cfg->workers));
   const cJSON *o;
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "http")) != NULL) {
     if (!cJSON_IsObject(o)) return sl__fail(x, "http: expected an object");

@@ -82,6 +82,7 @@ int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
 #define SL_DYN_MIN_FLOOR 64      /* fewest gaps a verdict may use: SL_DYN_MIN_SAMPLES of
                                     analyzers/dynamics.h (timing.c asserts they agree) */
 
+#define SL_WORKERS_MAX 64    /* "workers": processes under one supervisor */
 #define SL_MAX_POOLS 32
 #define SL_MAX_ENDPOINTS 64  /* per pool */
 #define SL_MAX_MODELS 32     /* per pool */
@@ -155,6 +156,7 @@ typedef struct {
   uint64_t cooldown_max_ms;
   int cooldown_after_failures;    /* consecutive failures before an endpoint cools down */
   uint64_t drain_timeout_ms;      /* SIGTERM: streams get this long to finish */
+  int workers;                    /* processes serving the port (1..SL_WORKERS_MAX; "auto" = CPUs); 1 = no supervisor */
   int log_json;                   /* stream-end lines as JSON */
   char placement_policy[512];     /* policy name ("least_loaded") or path to a .lua file */
   int placement_watch;            /* reload when the policy file changes */

@@ -3,8 +3,8 @@
  * Every counter is declared once in SL_COUNTERS below; a gateway (or a
  * worker) owns one sl_counters_t, a plain array, and hands a pointer to each
  * unit that counts, so bumping one on the hot path is a single add, and
- * readers (/health today, /metrics and a multi-worker view later) walk the
- * array without touching the hot path.  A NULL set counts nothing (an
+ * readers (/health, /metrics and the instance view of a supervisor's
+ * workers, gateway/view.h) walk the array without touching the hot path.  A NULL set counts nothing (an
  * in-process engine's server, unit tests).  Gauges (things in use now) go up
  * and down; totals only go up.  Single-threaded: one set per loop.
  */

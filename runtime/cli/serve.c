@@ -6,10 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "runtime/base/config.h"
+#include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
+#include "runtime/cli/supervise.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/ops/admin.h"
 #include "sluice.h"
@@ -20,6 +24,7 @@ typedef struct {
   sl_admin_t *admin;
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
+  char who[32];            /* how its own lines begin: "sluice" or "sluice worker 2" */
 } sl__serve_t;
 
 static void sl__serve_usage(FILE *f) {
@@ -32,7 +37,12 @@ static void sl__serve_usage(FILE *f) {
           "                       (sluice attach PATH gives a Lua prompt inside the daemon)\n"
           "  --log-json           one JSON object per stream-end log line\n"
           "SIGHUP, a change to the placement policy file, or `reload` on the admin socket\n"
-          "builds and validates a new generation of policies and swaps it in.\n");
+          "builds and validates a new generation of policies and swaps it in.\n"
+          "With \"workers\": N (2..64, or \"auto\": one per CPU) in the configuration, serve is a\n"
+          "supervisor: N worker processes share the port (SO_REUSEPORT), each a whole gateway;\n"
+          "a worker that dies is restarted.  SIGHUP and SIGTERM go to every worker.  With an\n"
+          "admin socket PATH, the supervisor answers status | workers | reload on PATH and\n"
+          "worker I has its own full admin socket PATH.I (sluice attach --worker I PATH).\n");
 }
 
 /* Raises the soft descriptor limit to the hard one: a proxy holds two
@@ -64,18 +74,18 @@ static void sl__stop(sl__serve_t *s) {
 
 static void sl__on_drained(sl_gateway_t *gw, void *ud) {
   (void)gw;
-  fprintf(stderr, "sluice: every stream has ended; exiting\n");
+  fprintf(stderr, "%s: every stream has ended; exiting\n", ((sl__serve_t *)ud)->who);
   sl__stop(ud);
 }
 
 static void sl__on_signal(uv_signal_t *h, int signum) {
   sl__serve_t *s = h->data;
   if (s->gw->draining) {
-    fprintf(stderr, "sluice: second signal; stopping now\n");
+    fprintf(stderr, "%s: second signal; stopping now\n", s->who);
     sl__stop(s);
     return;
   }
-  fprintf(stderr, "sluice: %s: draining %d stream(s), up to %llu ms\n", signum == SIGINT ? "SIGINT" : "SIGTERM",
+  fprintf(stderr, "%s: %s: draining %d stream(s), up to %llu ms\n", s->who, signum == SIGINT ? "SIGINT" : "SIGTERM",
           sl_gateway_streams(s->gw), (unsigned long long)s->gw->cfg->drain_timeout_ms);
   sl_gateway_drain(s->gw, sl__on_drained, s);
 }
@@ -86,13 +96,47 @@ static void sl__on_sighup(uv_signal_t *h, int signum) {
   if (s->stopping) return;
   char msg[1536];
   int rc = sl_gateway_reload(s->gw, msg, sizeof(msg));
-  fprintf(stderr, "sluice: SIGHUP: %s%s\n", rc == 0 ? "reloaded: " : "", msg);
+  fprintf(stderr, "%s: SIGHUP: %s%s\n", s->who, rc == 0 ? "reloaded: " : "", msg);
   fflush(stderr);
+}
+
+/* Parses "I/N" (1 <= I <= N <= SL_WORKERS_MAX).  Returns 0 or -1. */
+static int sl__parse_worker(const char *arg, int *worker, int *nworkers) {
+  int i = 0, n = 0, used = 0;
+  if (sscanf(arg, "%d/%d%n", &i, &n, &used) != 2 || arg[used] != '\0' || i < 1 || n < i || n > SL_WORKERS_MAX)
+    return -1;
+  *worker = i;
+  *nworkers = n;
+  return 0;
+}
+
+/* Reads the configuration as the gateway will (the file, or the default;
+ * --listen over its address) for what the supervisor needs before any
+ * gateway exists.  Returns 0, or 2 after saying why. */
+static int sl__peek_config(sl_config_t *cfg, const char *config_path, const char *listen) {
+  char err[2048];
+  int rc;
+  if (config_path) {
+    rc = sl_config_load(cfg, config_path, err, sizeof(err));
+  } else {
+    const char *d = sl_config_default_json();
+    rc = sl_config_parse(cfg, d, strlen(d), err, sizeof(err));
+  }
+  if (rc < 0) {
+    fprintf(stderr, "sluice: bad configuration: %s\n", err);
+    return 2;
+  }
+  if (listen && sl_parse_hostport(listen, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port) < 0) {
+    fprintf(stderr, "sluice: bad configuration: listen: \"%s\" is not HOST:PORT\n", listen);
+    sl_config_free(cfg);
+    return 2;
+  }
+  return 0;
 }
 
 int sl_serve_main(int argc, char **argv) {
   const char *config_path = NULL, *listen = NULL, *admin = NULL;
-  int log_json = 0;
+  int log_json = 0, worker = 0, nworkers = 0, view_fd = -1, ready_fd = -1;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
@@ -102,6 +146,16 @@ int sl_serve_main(int argc, char **argv) {
       admin = argv[++i];
     } else if (strcmp(argv[i], "--log-json") == 0) {
       log_json = 1;
+    } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc) {
+      /* Internal: set by the supervisor (supervise.h), with the three below. */
+      if (sl__parse_worker(argv[++i], &worker, &nworkers) < 0) {
+        fprintf(stderr, "sluice serve: --worker: expected I/N with 1 <= I <= N <= %d\n", SL_WORKERS_MAX);
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--view-fd") == 0 && i + 1 < argc) {
+      view_fd = atoi(argv[++i]);
+    } else if (strcmp(argv[i], "--ready-fd") == 0 && i + 1 < argc) {
+      ready_fd = atoi(argv[++i]);
     } else if (strcmp(argv[i], "--print-default-config") == 0) {
       fputs(sl_config_default_json(), stdout);
       return 0;
@@ -118,25 +172,62 @@ int sl_serve_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   sl__raise_nofile();
 
+  if (worker == 0) {
+    /* "workers" > 1: this process becomes the supervisor and never opens a
+     * gateway itself. */
+    sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
+    int rc = sl__peek_config(cfg, config_path, listen);
+    if (rc == 0 && cfg->workers > 1) {
+      rc = sl_supervise_main(argc, argv, cfg, admin ? admin : cfg->admin_socket);
+      sl_config_free(cfg);
+      sl_free(cfg);
+      return rc;
+    }
+    if (rc == 0) sl_config_free(cfg);
+    sl_free(cfg);
+    if (rc != 0) return rc;
+  } else {
+    /* A worker ends with its supervisor (draining as for SIGTERM), also
+     * when the supervisor is killed outright. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) return 1;
+  }
+
   sl__serve_t s;
   memset(&s, 0, sizeof(s));
   s.loop = uv_default_loop();
-  sl_gateway_options_t opt = {.config_path = config_path, .listen = listen, .log = stderr, .log_json = log_json};
+  if (worker > 0)
+    snprintf(s.who, sizeof(s.who), "sluice worker %d", worker);
+  else
+    snprintf(s.who, sizeof(s.who), "sluice");
+  sl_gateway_options_t opt = {.config_path = config_path,
+                              .listen = listen,
+                              .log = stderr,
+                              .log_json = log_json,
+                              .worker = worker,
+                              .nworkers = nworkers,
+                              .view_fd = view_fd};
   char err[2048];
   int rc = sl_gateway_open(&s.gw, s.loop, &opt, err, sizeof(err));
   if (rc < 0) {
-    fprintf(stderr, "sluice: %s%s\n", rc == SL_EINVAL ? "bad configuration: " : "", err);
+    fprintf(stderr, "%s: %s%s\n", s.who, rc == SL_EINVAL ? "bad configuration: " : "", err);
     uv_run(s.loop, UV_RUN_DEFAULT); /* lets what did start close */
     uv_loop_close(s.loop);
     return rc == SL_EINVAL ? 2 : 1;
   }
-  const char *admin_path = admin ? admin : s.gw->cfg->admin_socket;
+  /* Worker I of a supervisor with admin socket P has its own, P.I. */
+  const char *admin_base = admin ? admin : s.gw->cfg->admin_socket;
+  char admin_path[300];
+  if (worker > 0 && admin_base[0])
+    snprintf(admin_path, sizeof(admin_path), "%s.%d", admin_base, worker);
+  else
+    snprintf(admin_path, sizeof(admin_path), "%s", admin_base);
   if (admin_path[0]) {
     int arc = sl_admin_start(&s.admin, s.gw, admin_path);
     if (arc < 0)
-      fprintf(stderr, "sluice: admin socket %s: %s (continuing without it)\n", admin_path, uv_strerror(arc));
+      fprintf(stderr, "%s: admin socket %s: %s (continuing without it)\n", s.who, admin_path, uv_strerror(arc));
     else
-      fprintf(stderr, "sluice: admin socket on %s (mode 0600)\n", admin_path);
+      fprintf(stderr, "%s: admin socket on %s (mode 0600)\n", s.who, admin_path);
   }
   uv_signal_init(s.loop, &s.sigint);
   uv_signal_init(s.loop, &s.sigterm);
@@ -147,12 +238,22 @@ int sl_serve_main(int argc, char **argv) {
   uv_signal_start(&s.sighup, sl__on_sighup, SIGHUP);
   /* Said last, once the admin socket and the signals are ready: whoever
    * waits for this line (a supervisor, the tests) may reload at once. */
-  fprintf(stderr, "sluice %s listening on http://%s:%d\n", sl_version(), s.gw->cfg->listen_host,
-          sl_gateway_port(s.gw));
+  if (worker > 0)
+    fprintf(stderr, "sluice %s worker %d/%d pid %d listening on http://%s:%d\n", sl_version(), worker, nworkers,
+            (int)getpid(), s.gw->cfg->listen_host, sl_gateway_port(s.gw));
+  else
+    fprintf(stderr, "sluice %s listening on http://%s:%d\n", sl_version(), s.gw->cfg->listen_host,
+            sl_gateway_port(s.gw));
   fflush(stderr);
+  if (ready_fd >= 0) {
+    /* Tells the supervisor this worker listens (supervise.h). */
+    ssize_t w = write(ready_fd, "ready\n", 6);
+    (void)w;
+    close(ready_fd);
+  }
   uv_run(s.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(s.loop) != 0) {
-    fprintf(stderr, "sluice: warning: handles still open at exit\n");
+    fprintf(stderr, "%s: warning: handles still open at exit\n", s.who);
     uv_print_all_handles(s.loop, stderr);
     return 1;
   }

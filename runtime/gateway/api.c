@@ -4,7 +4,9 @@
  * Routes: POST /v1/chat/completions and POST /v1/completions (to the relay),
  * GET /v1/models, GET /health (counters and endpoint states, with each
  * endpoint's timing dynamics verdict, as JSON),
- * GET /ready (200 when some endpoint is ready, else 503).  A known path with
+ * GET /ready (200 when some endpoint is ready, else 503), GET /metrics.  A
+ * worker of a supervisor answers /metrics and /health for the whole
+ * instance (gateway/view.h).  A known path with
  * the wrong method is 405 with Allow; anything else is 404.  A completion
  * request goes through the request phase (sl__completion), whose steps are
  * the functions of gateway/request.h: parse, validate (400 naming the field
@@ -28,6 +30,7 @@
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/metrics.h"
 #include "runtime/gateway/request.h"
+#include "runtime/gateway/view.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
 #include "runtime/guard/guard.h"
@@ -102,6 +105,44 @@ static void sl__tenants_json(const sl_gateway_t *gw, cJSON *o) {
   }
 }
 
+/* A worker's /health additions: the instance's counters into c (instead of
+ * its own), who answered, and every worker as the view sees it. */
+static void sl__health_instance(sl_gateway_t *gw, cJSON *o, cJSON *c) {
+  sl_view_publish_gateway(gw, NULL, NULL);
+  int n = sl_view_nworkers(gw->view);
+  sl_view_worker_t *w = sl_calloc((size_t)n, sizeof(*w));
+  sl_counters_t sum;
+  int k = sl_view_instance(gw->view, &sum, w, n);
+  if (k < 0) {
+    /* A retirement kept moving totals under every read: the worker's own
+     * counters, and the answer says so. */
+    cJSON_AddStringToObject(o, "counters_scope", "worker");
+    for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)gw->counters.v[i]);
+    k = 0;
+  } else {
+    cJSON_AddStringToObject(o, "counters_scope", "instance");
+    for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)sum.v[i]);
+  }
+  cJSON_AddNumberToObject(o, "worker", gw->worker);
+  cJSON_AddNumberToObject(o, "nworkers", n);
+  /* The top-level figures (streams_in_flight, connections, ...) and the
+   * verdict are the answering worker's; the counters and workers are the
+   * instance's. */
+  cJSON_AddStringToObject(o, "scope", "worker");
+  cJSON *arr = cJSON_AddArrayToObject(o, "workers");
+  for (int i = 0; i < k; i++) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "index", w[i].worker);
+    cJSON_AddBoolToObject(e, "published", w[i].published);
+    cJSON_AddBoolToObject(e, "up", w[i].up);
+    cJSON_AddNumberToObject(e, "pid", w[i].pid);
+    cJSON_AddNumberToObject(e, "published_age_ms", w[i].age_ms);
+    cJSON_AddNumberToObject(e, "streams_in_flight", w[i].streams_in_flight);
+    cJSON_AddItemToArray(arr, e);
+  }
+  sl_free(w);
+}
+
 static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON *o = cJSON_CreateObject();
   const char *status;
@@ -127,14 +168,18 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON_AddStringToObject(adm, "limit_rule", gw->gen && gw->gen->phase[SL_PHASE_LIMIT].name[0]
                                                  ? gw->gen->phase[SL_PHASE_LIMIT].name
                                                  : "none");
+  if (gw->view != NULL) cJSON_AddStringToObject(adm, "scope", "worker");
   cJSON *c = cJSON_AddObjectToObject(o, "counters");
-  for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)gw->counters.v[i]);
+  if (gw->view != NULL) sl__health_instance(gw, o, c);
+  else
+    for (int i = 0; i < SL_C__COUNT; i++) cJSON_AddNumberToObject(c, sl_counter_name(i), (double)gw->counters.v[i]);
   cJSON *pools = cJSON_AddArrayToObject(o, "pools");
   uint64_t now = uv_hrtime();
   for (int i = 0; i < gw->reg.npools; i++) {
     sl_pool_t *p = &gw->reg.pools[i];
     cJSON *po = cJSON_CreateObject();
     cJSON_AddStringToObject(po, "name", p->cfg->name);
+    if (gw->view != NULL) cJSON_AddStringToObject(po, "scope", "worker"); /* this worker's, not the instance's */
     /* Streams cut after their first token, and the counts they kept. */
     cJSON_AddNumberToObject(po, "cut_streams", (double)p->cut_streams);
     cJSON_AddNumberToObject(po, "cut_tokens_received", (double)p->cut_tokens_received);
@@ -173,6 +218,7 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
       cJSON_AddBoolToObject(e, "draining", ep->draining);
       cJSON_AddNumberToObject(e, "streams", ep->inflight);
       cJSON_AddNumberToObject(e, "slots", ep->slots);
+      if (gw->worker > 0) cJSON_AddNumberToObject(e, "slots_configured", ep->slots_configured); /* slots: the worker's share */
       cJSON_AddNumberToObject(e, "limit", ep->limit);
       cJSON_AddNumberToObject(e, "limit_min", ep->limit_min);
       cJSON_AddNumberToObject(e, "limit_max", ep->limit_max);
@@ -197,7 +243,17 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
 
 static void sl__metrics(sl_gateway_t *gw, sl_http_req_t *req) {
   size_t n;
-  char *text = sl_metrics_render(gw, &n);
+  char *text;
+  /* A worker publishes its fresh render first, so no later answer (from
+   * any worker) shows it older than this one does. */
+  sl_view_publish_gateway(gw, &text, &n);
+  if (gw->view != NULL) {
+    size_t mn;
+    char *merged = sl_view_metrics(gw->view, text, n, &mn);
+    sl_free(text);
+    text = merged;
+    n = mn;
+  }
   sl_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, n, NULL);
   sl_free(text);
 }
@@ -268,9 +324,11 @@ static void sl__request_id(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r
     snprintf(r->id, sizeof(r->id), "req-%08" PRIx64, ++gw->next_id);
     replaced = cid != NULL && cid[0] != '\0';
   }
-  char lines[SL_HTTP_RESPONSE_HEADERS_MAX + 1];
-  snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s", r->id,
-           replaced ? "X-Sluice-Request-Id-Replaced: 1\r\n" : "");
+  /* Under a supervisor the answer also names the worker that gave it. */
+  char lines[SL_HTTP_RESPONSE_HEADERS_MAX + 1], worker[40] = "";
+  if (gw->worker > 0) snprintf(worker, sizeof(worker), "X-Sluice-Worker: %d\r\n", gw->worker);
+  snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s%s", r->id,
+           replaced ? "X-Sluice-Request-Id-Replaced: 1\r\n" : "", worker);
   (void)sl_http_req_set_response_headers(req, lines); /* at most ~100 bytes: fits */
 }
 

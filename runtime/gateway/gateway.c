@@ -14,6 +14,7 @@
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/timing.h"
 #include "runtime/gateway/trace.h"
+#include "runtime/gateway/view.h"
 #include "runtime/gateway/watchdog.h"
 #include "runtime/guard/guard.h"
 #include "runtime/lua/policy_check.h"
@@ -233,6 +234,13 @@ static int sl__open_tenants(sl_gateway_t *gw, char *err, size_t errlen) {
 static void sl__free(sl_gateway_t *gw) {
   void (*cb)(void *) = gw->on_closed;
   void *ud = gw->closed_ud;
+  if (gw->view != NULL) {
+    /* The last publication, with every stream ended: what the supervisor
+     * retires once this process is gone. */
+    if (gw->opened) sl_view_publish_gateway(gw, NULL, NULL);
+    sl_view_detach(gw->view);
+    gw->view = NULL;
+  }
   sl_watchdog_free(gw->watchdog);
   sl_relay_admission_free(&gw->streams);
   sl_registry_free(&gw->reg);
@@ -326,6 +334,7 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
   sl__close_handle(gw, (uv_handle_t *)&gw->narrate_check);
   sl__close_handle(gw, (uv_handle_t *)&gw->drain_timer);
   sl__close_handle(gw, (uv_handle_t *)&gw->reload_timer);
+  sl__close_handle(gw, (uv_handle_t *)&gw->view_timer);
   if (gw->watching) {
     gw->watching = 0;
     sl__close_handle(gw, (uv_handle_t *)&gw->watch);
@@ -342,6 +351,7 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
 
 static void sl__drained(sl_gateway_t *gw) {
   uv_timer_stop(&gw->drain_timer);
+  sl_view_publish_gateway(gw, NULL, NULL); /* the instance sees the drained state at once */
   gw->streams.on_idle = NULL;
   void (*cb)(sl_gateway_t *, void *) = gw->on_drained;
   gw->on_drained = NULL;
@@ -384,6 +394,8 @@ size_t sl_gateway_counters_json(const sl_gateway_t *gw, char *buf, size_t cap) {
 }
 
 /* ---- opening ---- */
+
+static void sl__on_view_timer(uv_timer_t *t) { sl_view_publish_gateway(t->data, NULL, NULL); }
 
 static int sl__start_sims(sl_gateway_t *gw, char *err, size_t errlen) {
   int k = 0;
@@ -447,6 +459,22 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->cfg = cfg;
   gw->log = opt->log ? opt->log : stderr;
   gw->started_ns = uv_hrtime();
+  if (opt->worker > 0) {
+    gw->worker = opt->worker;
+    gw->nworkers = opt->nworkers > 1 ? opt->nworkers : 1;
+    if (opt->view_fd >= 0) {
+      char verr[256];
+      int vrc = sl_view_attach(opt->view_fd, opt->worker, &gw->view, verr, sizeof(verr));
+      if (vrc < 0) {
+        snprintf(err, errlen, "worker %d: the instance view: %s", opt->worker, verr);
+        gw->view = NULL;
+        sl_config_free(cfg);
+        sl_free(cfg);
+        sl_free(gw);
+        return vrc;
+      }
+    }
+  }
   /* Every log line is redacted: pool api_keys and log.secrets. */
   gw->secrets = sl_calloc((size_t)cfg->npools + (size_t)cfg->nlog_secrets + 1, sizeof(*gw->secrets));
   int ns = 0;
@@ -463,6 +491,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   }
   gw->reg.counters = &gw->counters;
   gw->reg.nar = gw->nar;
+  /* A worker enforces its share of each endpoint's slots (view.h). */
+  if (gw->worker > 0) sl_registry_share(&gw->reg, gw->nworkers);
   for (int i = 0; i < gw->reg.neps; i++) {
     const sl_endpoint_t *ep = &gw->reg.eps[i];
     if (ep->tls != NULL && !ep->tls_verify)
@@ -547,6 +577,8 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->reg.ready_ud = gw;
   uv_timer_init(loop, &gw->drain_timer);
   uv_timer_init(loop, &gw->reload_timer);
+  uv_timer_init(loop, &gw->view_timer);
+  gw->view_timer.data = gw;
   uv_check_init(loop, &gw->narrate_check);
   gw->sweep_timer.data = gw->drain_timer.data = gw->reload_timer.data = gw;
   gw->narrate_check.data = gw;
@@ -564,7 +596,9 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     }
   }
   if (rc == 0) {
-    rc = sl_http_server_init(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http, sl_api_handle, gw);
+    /* A worker shares the port the supervisor reserved with its siblings. */
+    rc = sl_http_server_init_flags(&gw->http, loop, cfg->listen_host, cfg->listen_port, &cfg->http,
+                                   gw->worker > 0 ? SL_HTTP_REUSEPORT : 0, sl_api_handle, gw);
     if (rc < 0) {
       gw->http = NULL;
       snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, uv_strerror(rc));
@@ -587,6 +621,13 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     }
   }
   if (cfg->placement_watch) sl__start_watch(gw);
+  gw->opened = 1;
+  if (gw->view != NULL) {
+    /* Published at once, then every period; the timer keeps no loop alive. */
+    sl_view_publish_gateway(gw, NULL, NULL);
+    uv_timer_start(&gw->view_timer, sl__on_view_timer, SL_VIEW_PERIOD_MS, SL_VIEW_PERIOD_MS);
+    uv_unref((uv_handle_t *)&gw->view_timer);
+  }
   *out = gw;
   return 0;
 

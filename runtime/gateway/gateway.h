@@ -34,6 +34,7 @@
 struct sl_watchdog_s;
 struct sl_timing_s;
 struct sl_tracer_s;
+struct sl_view_s;
 
 struct sl_gateway_s {
   uv_loop_t *loop;
@@ -53,6 +54,7 @@ struct sl_gateway_s {
   struct sl_timing_s *timing;  /* endpoints' timing dynamics (timing.h); NULL when dynamics.enabled is false */
   uint64_t next_id;          /* request ids */
   uint64_t started_ns;       /* uv_hrtime at open */
+  int worker;                /* 1..nworkers under a supervisor (its listener shares the port), 0 = standalone */
   FILE *log;                 /* log lines (stderr unless the embedder says) */
   sl_generation_t *gen;      /* current generation (the gateway holds one reference) */
   uint64_t gen_built;        /* generations built so far (ids) */
@@ -80,6 +82,11 @@ struct sl_gateway_s {
   void (*on_closed)(void *ud);
   void *closed_ud;
   struct sl_tracer_s *tracer; /* the OTLP trace exporter (trace.h); NULL when tracing.endpoint is "" */
+  /* A worker of a supervisor (view.h). */
+  int nworkers;              /* workers in the instance (0 or 1: standalone) */
+  struct sl_view_s *view;    /* the instance view, mapped; NULL when standalone */
+  uv_timer_t view_timer;     /* publishes into the view every SL_VIEW_PERIOD_MS (unref'd) */
+  int opened;                /* sl_gateway_open succeeded: the gateway can render its metrics */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

@@ -17,12 +17,14 @@
 #include "runtime/http/http_server.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/counters.h"
@@ -1021,8 +1023,32 @@ static void sl__settings_init(llhttp_settings_t *st) {
   st->on_message_complete = sl__on_message_complete;
 }
 
+/* Binds a TCP socket to addr with SO_REUSEPORT (and SO_REUSEADDR) set
+ * before bind, for a listener that shares its port with other processes'
+ * (libuv 1.44 has no flag for it), and hands it to the listener handle.
+ * Returns 0 or a negative libuv code; on failure the socket is closed. */
+static int sl__bind_reuseport(uv_tcp_t *listener, const struct sockaddr *addr) {
+  int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int one = 1;
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int rc = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 || bind(fd, addr, len) < 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc == 0) rc = uv_tcp_open(listener, fd);
+  if (rc < 0) close(fd);
+  return rc;
+}
+
 int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
                         const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud) {
+  return sl_http_server_init_flags(out, loop, host, port, limits, 0, handler, ud);
+}
+
+int sl_http_server_init_flags(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
+                              const sl_http_limits_t *limits, unsigned flags, sl_http_handler_cb handler,
+                              void *ud) {
   struct sockaddr_storage addr;
   int rc;
   if (strchr(host, ':') != NULL)
@@ -1042,7 +1068,10 @@ int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *hos
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   s->listening = 1;
-  rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+  if (flags & SL_HTTP_REUSEPORT)
+    rc = sl__bind_reuseport(&s->listener, (struct sockaddr *)&addr);
+  else
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 1024, sl__on_connection);
   if (rc < 0) {
     /* Close the listener and free the server once libuv lets go of it. */

@@ -109,6 +109,18 @@ int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines);
 int sl_http_server_init(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
                         const sl_http_limits_t *limits, sl_http_handler_cb handler, void *ud);
 
+/* sl_http_server_init_flags: the listening socket gets SO_REUSEPORT (and
+ * SO_REUSEADDR) before it is bound, so several processes may listen on
+ * one port and the kernel spreads new connections among them (the
+ * workers of `sluice serve` with "workers" > 1). */
+#define SL_HTTP_REUSEPORT 1u
+
+/* sl_http_server_init with flags (SL_HTTP_*; 0 is sl_http_server_init).
+ * Returns and fails as sl_http_server_init. */
+int sl_http_server_init_flags(sl_http_server_t **out, uv_loop_t *loop, const char *host, int port,
+                              const sl_http_limits_t *limits, unsigned flags, sl_http_handler_cb handler,
+                              void *ud);
+
 /* Counts requests, connections and bytes into counters (NULL, the
  * default: counts nothing, as for an in-process engine's server).  Call it
  * before the loop runs again after init. */

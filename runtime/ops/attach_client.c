@@ -83,10 +83,12 @@ static int sl__send_all(int fd, const char *p, size_t n) {
 
 static void sl__attach_usage(FILE *f) {
   fprintf(f,
-          "usage: sluice attach [-e CHUNK]... [SOCKET]\n"
+          "usage: sluice attach [-e CHUNK]... [--worker I] [SOCKET]\n"
           "  A Lua prompt inside the running daemon, over its admin socket (the\n"
           "  argument, else $SLUICE_ADMIN_SOCKET, else %s).  Reads stdin (a\n"
-          "  script may be piped in) or runs the -e chunks; help() lists the helpers.\n",
+          "  script may be piped in) or runs the -e chunks; help() lists the helpers.\n"
+          "  --worker I  with \"workers\" > 1: worker I's socket, SOCKET.I (SOCKET itself is\n"
+          "              the supervisor's, which has no Lua: attaching there shows its status)\n",
           SL_ATTACH_DEFAULT_SOCKET);
 }
 
@@ -127,10 +129,15 @@ static int sl__one_line(sl__client_t *cl, const char *line, size_t n) {
   return 0;
 }
 
+/* The socket is a supervisor's (runtime/cli/supervise.h): it has no Lua.
+ * Shows its status and says how to reach a worker.  Returns 0, or 2 when
+ * chunks were given (they could not run) or the status is not had. */
+static int sl__supervisor_status(const char *path, const char *refusal, int nchunks);
+
 int sl_attach_client_main(int argc, char **argv) {
   const char *path = NULL;
   const char *chunks[64];
-  int nchunks = 0;
+  int nchunks = 0, worker = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       sl__attach_usage(stdout);
@@ -141,6 +148,14 @@ int sl_attach_client_main(int argc, char **argv) {
         return 2;
       }
       chunks[nchunks++] = argv[++i];
+    } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc) {
+      char *end;
+      long w = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || w < 1 || w > 64) {
+        fprintf(stderr, "sluice attach: --worker: expected a worker number from 1 to 64\n");
+        return 2;
+      }
+      worker = (int)w;
     } else if (argv[i][0] != '-' && path == NULL) {
       path = argv[i];
     } else {
@@ -151,6 +166,11 @@ int sl_attach_client_main(int argc, char **argv) {
   }
   if (path == NULL) path = getenv("SLUICE_ADMIN_SOCKET");
   if (path == NULL || path[0] == '\0') path = SL_ATTACH_DEFAULT_SOCKET;
+  char wpath[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+  if (worker > 0) {
+    snprintf(wpath, sizeof(wpath), "%s.%d", path, worker);
+    path = wpath;
+  }
   signal(SIGPIPE, SIG_IGN);
 
   struct sockaddr_un addr;
@@ -175,6 +195,10 @@ int sl_attach_client_main(int argc, char **argv) {
   char status[1024];
   size_t len = 0;
   int rc = sl__send_all(cl.conn.fd, "lua\n", 4) < 0 ? -1 : sl__read_head(&cl.conn, status, sizeof(status), &len);
+  if (rc == 1 && strncmp(status, "error: supervisor", 17) == 0) {
+    close(cl.conn.fd);
+    return sl__supervisor_status(path, status, nchunks);
+  }
   if (rc != 0 || strcmp(status, "ok") != 0) {
     fprintf(stderr, "sluice attach: %s: %s\n", path, rc < 0 ? "the daemon closed the connection" : status);
     close(cl.conn.fd);
@@ -232,4 +256,54 @@ int sl_attach_client_main(int argc, char **argv) {
     cl.failures++;
   }
   return cl.failures && !cl.interactive ? 1 : 0;
+}
+
+static int sl__supervisor_status(const char *path, const char *refusal, int nchunks) {
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+  static sl__conn_t c; /* the 64 KiB read buffer stays off the stack */
+  memset(&c, 0, sizeof(c));
+  c.fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  int ok = c.fd >= 0 && connect(c.fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+           sl__send_all(c.fd, "status\n", 7) == 0;
+  /* The status is one line; sl__read_head hands back a line that is not a
+   * frame as it is (up to 1 KiB), so it is read here byte by byte. */
+  size_t n = 0;
+  char *line = NULL;
+  if (ok) {
+    size_t cap = 4096;
+    line = malloc(cap);
+    for (;;) {
+      if (line == NULL || sl__fill(&c) < 0) {
+        ok = 0;
+        break;
+      }
+      char ch = c.buf[c.start++];
+      if (ch == '\n') break;
+      if (n + 1 >= cap) {
+        char *bigger = realloc(line, cap * 2);
+        if (bigger == NULL) {
+          ok = 0;
+          break;
+        }
+        line = bigger;
+        cap *= 2;
+      }
+      line[n++] = ch;
+    }
+  }
+  if (c.fd >= 0) close(c.fd);
+  if (ok) {
+    fwrite(line, 1, n, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+  }
+  free(line);
+  fprintf(stderr,
+          "sluice attach: %s is the supervisor's socket: it has no Lua prompt (%s).\n"
+          "  For worker I's Lua prompt: sluice attach --worker I %s\n",
+          path, refusal + 7, path);
+  return ok && nchunks == 0 ? 0 : 2;
 }

@@ -644,7 +644,16 @@ static void sl__on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *
     sl__conn_fail(c, why, 0);
     return;
   }
-  sl__tcp_connect(c, res->ai_addr);
+  /* One address is tried per attempt: the first IPv4 one if there is any,
+   * since a Redis bound to 127.0.0.1 alone is the common case and
+   * "localhost" often resolves to ::1 first. */
+  const struct addrinfo *ai = res;
+  for (const struct addrinfo *p = res; p; p = p->ai_next)
+    if (p->ai_family == AF_INET) {
+      ai = p;
+      break;
+    }
+  sl__tcp_connect(c, ai->ai_addr);
   uv_freeaddrinfo(res);
 }
 
@@ -824,6 +833,12 @@ int sl_redis_open(sl_redis_t **out, uv_loop_t *loop, const sl_redis_options_t *o
   r->timeout_ms = opt->timeout_ms ? opt->timeout_ms : 100;
   r->base_ms = opt->reconnect_base_ms ? opt->reconnect_base_ms : 50;
   r->max_ms = opt->reconnect_max_ms ? opt->reconnect_max_ms : 2000;
+  /* Deadlines are now + timeout and delays double: keep both far from
+   * wrapping (a year is longer than anyone waits). */
+  const uint64_t year = 365ull * 24 * 3600 * 1000;
+  if (r->timeout_ms > year) r->timeout_ms = year;
+  if (r->base_ms > year) r->base_ms = year;
+  if (r->max_ms > year) r->max_ms = year;
   if (r->max_ms < r->base_ms) r->max_ms = r->base_ms;
   r->backoff_ms = r->sub_backoff_ms = r->base_ms;
   r->reported = -1;

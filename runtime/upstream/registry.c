@@ -91,6 +91,7 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       ep->pool = pool;
       ep->reg = reg;
       ep->slots = ec->slots > 0 ? ec->slots : pc->slots;
+      ep->slots_configured = ep->slots;
       ep->dyn.cls = -1; /* no verdict yet (0 would read as fixed_point) */
       ep->adaptive = pc->limit_adaptive;
       ep->limit_min = pc->limit_min > 0 ? pc->limit_min : 1;
@@ -130,6 +131,26 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
   }
   reg->snapshot_version = 1;
   return 0;
+}
+
+/* ceil(v / n), at least 1. */
+static int sl__share(int v, int n) {
+  int s = (v + n - 1) / n;
+  return s < 1 ? 1 : s;
+}
+
+void sl_registry_share(sl_registry_t *reg, int nworkers) {
+  if (nworkers <= 1) return;
+  for (int i = 0; i < reg->neps; i++) {
+    sl_endpoint_t *ep = &reg->eps[i];
+    ep->slots = sl__share(ep->slots_configured, nworkers);
+    ep->limit_min = sl__share(ep->limit_min, nworkers);
+    ep->limit_max = sl__share(ep->limit_max, nworkers);
+    if (ep->limit_max < ep->limit_min) ep->limit_max = ep->limit_min;
+    ep->limit = sl__share(ep->limit, nworkers);
+    if (ep->limit < ep->limit_min) ep->limit = ep->limit_min;
+    if (ep->limit > ep->limit_max) ep->limit = ep->limit_max;
+  }
 }
 
 void sl_registry_free(sl_registry_t *reg) {

@@ -85,7 +85,8 @@ struct sl_endpoint_s {
   int port;
   char base[256];                /* path prefix ("" or "/openai") */
   struct sockaddr_storage addr;  /* resolved at start */
-  int slots;                     /* streams it takes at once */
+  int slots;                     /* streams it takes at once (this worker's share: sl_registry_share) */
+  int slots_configured;          /* slots as configured, for the whole instance */
   int inflight;                  /* streams placed on it now */
   int ready;                     /* passed its last health check */
   int draining;                  /* takes no new streams */
@@ -171,6 +172,14 @@ struct sl_registry_s {
  * (pools[i].adapter), an endpoint that does not resolve, or a TLS CA
  * bundle that holds no usable certificate. */
 int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg, char *err, size_t errlen);
+
+/* A worker's share of each endpoint when nworkers > 1 processes serve one
+ * instance (runtime/gateway/view.h): slots, the limit and its bounds become
+ * ceil(x / nworkers), at least 1, so the workers together stay within an
+ * engine's slots (over by at most nworkers - 1 when slots is not a multiple
+ * of nworkers).  slots_configured keeps the configured figure.  Call once,
+ * right after sl_registry_init; nworkers <= 1 changes nothing. */
+void sl_registry_share(sl_registry_t *reg, int nworkers);
 
 /* Frees the registry's arrays (handles must be closed by upstream.c first). */
 void sl_registry_free(sl_registry_t *reg);

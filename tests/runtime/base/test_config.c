@@ -261,7 +261,33 @@ static void test_admission_order_alone(void) {
   sl_config_free(&def);
 }
 
+/* "workers": 1..64 or "auto" (one per CPU, at most 64); default 1. */
+static void test_workers(void) {
+  static sl_config_t cfg; /* large: not on the stack */
+  char err[512], j[256];
+  const char *pools = "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]";
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.workers, 1);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"workers\":64,%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.workers, 64);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"workers\":\"auto\",%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_GE(cfg.workers, 1);
+  ASSERT_LE(cfg.workers, SL_WORKERS_MAX);
+  sl_config_free(&cfg);
+  static const char *const bad[] = {"0", "65", "-1", "2.5", "\"many\"", "\"\"", "true", "null", "[2]"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(j, sizeof(j), "{\"workers\":%s,%s}", bad[i], pools);
+    expect_error(j, "workers: expected an integer from 1 to 64 or \"auto\", not ");
+  }
+}
+
 int main(void) {
+  SL_RUN(test_workers);
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);

@@ -728,8 +728,32 @@ static void test_bad_connections_do_not_disturb_a_good_one(void) {
   close(good.fd);
 }
 
+/* SL_HTTP_REUSEPORT: two listeners share one port (the workers of a
+ * supervisor); a listener without the flag is refused it. */
+static void reuse_handler(sl_http_req_t *req, void *ud) {
+  (void)ud;
+  sl_http_respond(req, 200, NULL, "", 0, NULL);
+}
+
+static void test_reuseport_shares_the_port(void) {
+  uv_loop_t l;
+  ASSERT_EQ(uv_loop_init(&l), 0);
+  sl_http_server_t *a = NULL, *b = NULL, *c = NULL;
+  ASSERT_EQ(sl_http_server_init_flags(&a, &l, "127.0.0.1", 0, NULL, SL_HTTP_REUSEPORT, reuse_handler, NULL), 0);
+  int p = sl_http_server_port(a);
+  ASSERT_GT(p, 0);
+  ASSERT_EQ(sl_http_server_init_flags(&b, &l, "127.0.0.1", p, NULL, SL_HTTP_REUSEPORT, reuse_handler, NULL), 0);
+  ASSERT_EQ(sl_http_server_port(b), p);
+  ASSERT_EQ(sl_http_server_init(&c, &l, "127.0.0.1", p, NULL, reuse_handler, NULL), UV_EADDRINUSE);
+  sl_http_server_close(a, NULL, NULL);
+  sl_http_server_close(b, NULL, NULL);
+  uv_run(&l, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&l), 0);
+}
+
 int main(void) {
   sl_alloc_init();
+  SL_RUN(test_reuseport_shares_the_port);
   start_server();
   SL_RUN(test_keep_alive_reuses_connection);
   SL_RUN(test_pipelined_requests_answered_in_order);

@@ -4,7 +4,8 @@
  * pipelined commands answered in order, binary-safe keys and values (one
  * larger than a read), an error reply, scripts (registered before and after
  * connecting, one that does not compile, NOSCRIPT recovery after SCRIPT
- * FLUSH), a subscription, redis:// with a database and with a host name, a
+ * FLUSH), a subscription (and its connection killed alone), commands sent
+ * from inside callbacks, redis:// with a database and with a host name, a
  * SELECT the server refuses, a stopped server (SIGSTOP: pending commands
  * time out, the client goes down, refuses commands, and comes back by
  * itself after SIGCONT), a killed and restarted server (pending commands
@@ -596,6 +597,67 @@ static void test_subscribe(void) {
   CLOSE(r);
 }
 
+/* The subscriber connection killed alone: remade and resubscribed, while
+ * the command connection stays up. */
+static void test_subscriber_killed(void) {
+  state_t s = {0};
+  inbox_t in = {0};
+  rec_t k;
+  sl_redis_t *r = open_client(url_unix, LONG_MS, &s);
+  ASSERT_NOT_NULL(r);
+  ASSERT_EQ(sl_redis_subscribe(r, "alone", on_message, &in), 0);
+  WAIT_UNTIL(sl_redis_up(r));
+  ASSERT_EQ(publish_until_heard(r, "alone", "one", &in), 1);
+  ASSERT_EQ(cmd(r, &k, "CLIENT", "KILL", "TYPE", "pubsub", NULL), 0);
+  WAIT_UNTIL(k.done);
+  ASSERT_EQ(k.type, REDIS_REPLY_INTEGER);
+  ASSERT_GE(k.integer, 1);
+  ASSERT_EQ(publish_until_heard(r, "alone", "two", &in), 1);
+  ASSERT_MEM_EQ(in.msg, in.len, "two", 3);
+  ASSERT_EQ(s.downs, 0);
+  ASSERT_EQ(s.ups, 1);
+  CLOSE(r);
+}
+
+/* Commands sent from inside callbacks: on_state's "up" and an answer. */
+static rec_t chain[3];
+static int chain_next;
+static void on_chain(sl_redis_t *r, const redisReply *rep, int status, void *ud) {
+  on_reply(r, rep, status, ud);
+  if (chain_next < 3) {
+    static const char *const incr[] = {"INCR", "chain:n"};
+    rec_t *x = &chain[chain_next++];
+    if (sl_redis_command(r, on_chain, x, 2, incr, NULL) != 0) x->status = -1;
+  }
+}
+
+static void on_state_send(sl_redis_t *r, int up, const char *why, void *ud) {
+  on_state(r, up, why, ud);
+  static const char *const del[] = {"DEL", "chain:n"};
+  static rec_t first;
+  if (up) sl_redis_command(r, on_chain, &first, 2, del, NULL);
+}
+
+static void test_reentrant_commands(void) {
+  state_t s = {0};
+  sl_redis_options_t o;
+  memset(&o, 0, sizeof(o));
+  o.url = url_unix;
+  o.timeout_ms = LONG_MS;
+  o.on_state = on_state_send;
+  o.ud = &s;
+  sl_redis_t *r = NULL;
+  chain_next = 0;
+  memset(chain, 0, sizeof(chain));
+  ASSERT_EQ(sl_redis_open(&r, &loop, &o, NULL, 0), 0);
+  WAIT_UNTIL(chain_next == 3 && chain[2].done);
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(chain[i].status, 0);
+    ASSERT_EQ(chain[i].integer, i + 1);
+  }
+  CLOSE(r);
+}
+
 static void test_tcp_url(void) {
   char url[128];
   state_t s = {0}, s0 = {0}, s2 = {0};
@@ -812,6 +874,8 @@ int main(void) {
   SL_RUN(test_error_reply);
   SL_RUN(test_scripts);
   SL_RUN(test_subscribe);
+  SL_RUN(test_subscriber_killed);
+  SL_RUN(test_reentrant_commands);
   SL_RUN(test_tcp_url);
   SL_RUN(test_bad_db);
   SL_RUN(test_stall);
@@ -820,9 +884,14 @@ int main(void) {
 
   redis_kill();
   uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  /* Not UV_RUN_DEFAULT: a client a failed test left open would reconnect
+   * forever. */
+  for (int i = 0; i < 10; i++) uv_run(&loop, UV_RUN_NOWAIT);
   int left = uv_loop_close(&loop);
-  if (left != 0) fprintf(stderr, "handles left on the loop: %s\n", uv_strerror(left));
+  if (left != 0) {
+    fprintf(stderr, "handles left on the loop: %s\n", uv_strerror(left));
+    uv_print_all_handles(&loop, stderr);
+  }
   char rm[200];
   snprintf(rm, sizeof(rm), "rm -rf '%s'", tmpdir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

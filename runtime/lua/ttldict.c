@@ -462,6 +462,8 @@ struct sl_ttldict_s {
   sl_ttldict_clock_fn clock;           /* time source, ms */
   void *clock_data;
   int64_t test_now;                    /* >= 0: the time the clock reports (tests); -1: the clock */
+  sl_ttldict_repl_t repl;              /* the replication hook (on_write NULL: none) */
+  void *repl_ud;                       /* passed to the hook */
 };
 
 static uint64_t sl__default_clock(void *data) {
@@ -489,6 +491,8 @@ int sl_ttldict_new(const sl_ttldict_options_t *opts, sl_ttldict_t **out) {
   d->clock = o.clock ? o.clock : sl__default_clock;
   d->clock_data = o.clock_data;
   d->test_now = -1;
+  memset(&d->repl, 0, sizeof(d->repl));
+  d->repl_ud = NULL;
   *out = d;
   return 0;
 }
@@ -509,6 +513,14 @@ static int sl__check_key(const char *key, size_t klen) {
   return 0;
 }
 
+/* Whether key's changes and misses go to the hook: there is one, and the
+ * key is not an instance's own (SL_TTLDICT_LOCAL_PREFIX, the tenants'
+ * windows, which every instance keeps for itself). */
+static bool sl__replicated(const sl_ttldict_t *d, const char *key, size_t klen) {
+  if (!d->repl.on_write) return false;
+  return !(klen >= 2 && key[0] == 't' && key[1] == ':');
+}
+
 int sl_ttldict_get(sl_ttldict_t *d, const char *key, size_t klen, char *buf, size_t cap, size_t *vlen) {
   size_t len = 0;
   int rc = sl__check_key(key, klen);
@@ -516,6 +528,9 @@ int sl_ttldict_get(sl_ttldict_t *d, const char *key, size_t klen, char *buf, siz
   if (!buf && cap) return SL_EINVAL;
   rc = d->backend->get(d->state, key, klen, sl_ttldict_now(d), buf, cap, &len);
   if (vlen) *vlen = len;
+  /* The caller's answer is settled; the replicator may only start a fill
+   * that lands later. */
+  if (rc == SL_ENOTFOUND && d->repl.on_miss && sl__replicated(d, key, klen)) d->repl.on_miss(d->repl_ud, key, klen);
   return rc;
 }
 
@@ -531,12 +546,21 @@ static int sl__set(sl_ttldict_t *d, const char *key, size_t klen, const char *va
 }
 
 int sl_ttldict_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms) {
-  return sl__set(d, key, klen, val, vlen, ttl_ms, 0, NULL);
+  int rc = sl__set(d, key, klen, val, vlen, ttl_ms, 0, NULL);
+  if (rc == 0 && sl__replicated(d, key, klen))
+    d->repl.on_write(d->repl_ud, SL_TTLDICT_OP_SET, key, klen, val ? val : "", vlen, ttl_ms, 0);
+  return rc;
 }
 
 int sl_ttldict_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
                    int *added) {
-  return sl__set(d, key, klen, val, vlen, ttl_ms, SL_TTLDICT_NX, added);
+  int st = 0, *stored = added ? added : &st;
+  int rc = sl__set(d, key, klen, val, vlen, ttl_ms, SL_TTLDICT_NX, stored);
+  /* An add that found a live entry changed nothing, so there is nothing to
+   * tell; the entry it found is already what the others converge on. */
+  if (rc == 0 && *stored && sl__replicated(d, key, klen))
+    d->repl.on_write(d->repl_ud, SL_TTLDICT_OP_ADD, key, klen, val ? val : "", vlen, ttl_ms, 0);
+  return rc;
 }
 
 int sl_ttldict_incr(sl_ttldict_t *d, const char *key, size_t klen, int64_t by, const int64_t *init, int64_t ttl_ms,
@@ -545,12 +569,50 @@ int sl_ttldict_incr(sl_ttldict_t *d, const char *key, size_t klen, int64_t by, c
   int rc = sl__check_key(key, klen);
   if (rc) return rc;
   if (ttl_ms < 0) return SL_EINVAL;
-  rc = d->backend->incr(d->state, key, klen, by, init, ttl_ms, sl_ttldict_now(d), &sum);
+  uint64_t now = sl_ttldict_now(d);
+  rc = d->backend->incr(d->state, key, klen, by, init, ttl_ms, now, &sum);
   if (rc == 0 && out) *out = sum;
+  if (rc == 0 && sl__replicated(d, key, klen)) {
+    /* The replicator seeds a store that lacks the key with the sum and the
+     * entry's remaining lifetime, so it needs both, not init. */
+    char text[SL__INT_CAP];
+    size_t len = sl__format_i64(sum, text);
+    int64_t left = 0;
+    if (d->backend->ttl(d->state, key, klen, now, &left) != 0) left = 0;
+    d->repl.on_write(d->repl_ud, SL_TTLDICT_OP_INCR, key, klen, text, len, left, by);
+  }
   return rc;
 }
 
 int sl_ttldict_delete(sl_ttldict_t *d, const char *key, size_t klen) {
+  int rc = sl__check_key(key, klen);
+  if (rc) return rc;
+  rc = d->backend->del(d->state, key, klen, sl_ttldict_now(d));
+  /* A key absent here may still live elsewhere (written during an outage,
+   * or never fetched), so a delete is passed on either way. */
+  if ((rc == 0 || rc == SL_ENOTFOUND) && sl__replicated(d, key, klen))
+    d->repl.on_write(d->repl_ud, SL_TTLDICT_OP_DELETE, key, klen, NULL, 0, 0, 0);
+  return rc;
+}
+
+int sl_ttldict_set_repl(sl_ttldict_t *d, const sl_ttldict_repl_t *repl, void *ud) {
+  if (repl && !repl->on_write) return SL_EINVAL;
+  if (repl) d->repl = *repl;
+  else memset(&d->repl, 0, sizeof(d->repl));
+  d->repl_ud = repl ? ud : NULL;
+  return 0;
+}
+
+int sl_ttldict_apply_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms) {
+  return sl__set(d, key, klen, val, vlen, ttl_ms, 0, NULL);
+}
+
+int sl_ttldict_apply_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
+                         int *added) {
+  return sl__set(d, key, klen, val, vlen, ttl_ms, SL_TTLDICT_NX, added);
+}
+
+int sl_ttldict_apply_delete(sl_ttldict_t *d, const char *key, size_t klen) {
   int rc = sl__check_key(key, klen);
   if (rc) return rc;
   return d->backend->del(d->state, key, klen, sl_ttldict_now(d));
@@ -574,7 +636,11 @@ int sl_ttldict_count(sl_ttldict_t *d, size_t *entries, size_t *bytes) {
   return 0;
 }
 
-int sl_ttldict_flush(sl_ttldict_t *d) { return d->backend->flush(d->state); }
+int sl_ttldict_flush(sl_ttldict_t *d) {
+  int rc = d->backend->flush(d->state);
+  if (rc == 0 && d->repl.on_write) d->repl.on_write(d->repl_ud, SL_TTLDICT_OP_FLUSH, NULL, 0, NULL, 0, 0, 0);
+  return rc;
+}
 
 size_t sl_ttldict_sweep(sl_ttldict_t *d, uint64_t now_ms, size_t max_entries) {
   return d->backend->sweep(d->state, now_ms, max_entries);

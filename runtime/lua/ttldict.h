@@ -27,7 +27,21 @@
  * Time: milliseconds from a caller-supplied clock (default: uv_hrtime() /
  * 1e6; tests may freeze a dictionary's clock with
  * sl_ffi_dict_set_clock_for_tests).  Single-threaded: one dictionary belongs
- * to one loop.  Worker processes do not share the in-process backend.
+ * to one loop.  Worker processes do not share the in-process backend; they
+ * share entries only through a replicator (below).
+ *
+ * Replication (sl_ttldict_set_repl): a hook on the front, not a backend.
+ * The in-process table stays the only store every read sees; a replicator
+ * (runtime/shared/shdict.h, over Redis) is told of each successful local
+ * change and of each get that missed, and changes the local store from
+ * what other instances wrote through the sl_ttldict_apply_* functions,
+ * which never call the hook.  A get never waits on the replicator: the hook
+ * runs after the local answer is settled and must return at once.
+ *
+ * Keys that start with "t:" are never replicated: they are the tenants'
+ * local limit windows (runtime/tenant/tenant.c), per instance by design
+ * (each instance enforces its share), so the front never shows them to the
+ * hook, neither their writes nor their misses.
  *
  * A gateway owns one dictionary and hands it to the Lua states it builds
  * (generation.h: the module "sluice.host"); the sl_ffi_dict_* functions are
@@ -160,6 +174,48 @@ int sl_ttldict_flush(sl_ttldict_t *d);
  * where the previous sweep stopped, so a loop timer spreads the work.
  * Returns the number freed. */
 size_t sl_ttldict_sweep(sl_ttldict_t *d, uint64_t now_ms, size_t max_entries);
+
+/* ---- Replication. ---- */
+
+/* What a write hook is told of (op of sl_ttldict_repl_t.on_write). */
+#define SL_TTLDICT_OP_SET 1    /* sl_ttldict_set stored val with ttl_ms */
+#define SL_TTLDICT_OP_ADD 2    /* sl_ttldict_add stored val with ttl_ms (only when it added) */
+#define SL_TTLDICT_OP_INCR 3   /* sl_ttldict_incr: val is the sum in decimal, incr_by what was added */
+#define SL_TTLDICT_OP_DELETE 4 /* sl_ttldict_delete, whether or not a live entry was there */
+#define SL_TTLDICT_OP_FLUSH 5  /* sl_ttldict_flush (no key: key NULL, klen 0) */
+
+/* Keys with this prefix are never shown to the hook (tenants' windows). */
+#define SL_TTLDICT_LOCAL_PREFIX "t:"
+
+/* A replication hook.  Both functions run on the dictionary's loop, inside
+ * the call that caused them, after the local store has changed (or the get
+ * has missed); they must not call back into the dictionary's write
+ * functions (the apply functions are fine), must not block and must not
+ * raise.  The pointers passed are borrowed for the call only. */
+typedef struct {
+  /* A successful local change.  op is SL_TTLDICT_OP_*; val/vlen the value
+   * stored (SET, ADD), the sum in decimal (INCR), or NULL/0 (DELETE,
+   * FLUSH); ttl_ms the TTL given (SET, ADD; 0 = none), or for INCR the
+   * entry's remaining lifetime after the increment (0 = none); incr_by the
+   * increment (INCR), else 0. */
+  void (*on_write)(void *ud, int op, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
+                   int64_t incr_by);
+  /* sl_ttldict_get found no live entry for key.  May be NULL. */
+  void (*on_miss)(void *ud, const char *key, size_t klen);
+} sl_ttldict_repl_t;
+
+/* Installs the replication hook (copied; NULL removes it) with ud passed to
+ * its functions.  Without a hook every function behaves as before.  Returns
+ * 0, or SL_EINVAL when repl has no on_write. */
+int sl_ttldict_set_repl(sl_ttldict_t *d, const sl_ttldict_repl_t *repl, void *ud);
+
+/* Changes from elsewhere (another instance, through the replicator): the
+ * same contracts as sl_ttldict_set, sl_ttldict_add and sl_ttldict_delete,
+ * but the hook is not called. */
+int sl_ttldict_apply_set(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms);
+int sl_ttldict_apply_add(sl_ttldict_t *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t ttl_ms,
+                         int *added);
+int sl_ttldict_apply_delete(sl_ttldict_t *d, const char *key, size_t klen);
 
 /* ---- Through the FFI (lua/sluice/dict.lua): the same contracts as the
  * functions above, on dictionary d.  Nothing here calls into Lua. ---- */

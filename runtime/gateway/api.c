@@ -128,6 +128,10 @@ static void sl__health_instance(sl_gateway_t *gw, cJSON *o, cJSON *c) {
   }
   cJSON_AddNumberToObject(o, "worker", gw->worker);
   cJSON_AddNumberToObject(o, "nworkers", n);
+  uint64_t restarts, lost;
+  sl_view_losses(gw->view, &restarts, &lost);
+  cJSON_AddNumberToObject(o, "worker_restarts", (double)restarts);
+  cJSON_AddNumberToObject(o, "worker_streams_lost", (double)lost);
   /* The top-level figures (streams_in_flight, connections, ...) and the
    * verdict are the answering worker's; the counters and workers are the
    * instance's. */

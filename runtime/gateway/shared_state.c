@@ -61,6 +61,11 @@ int sl_shared_open(sl_gateway_t *gw, char *err, size_t errlen) {
       t->fail_closed[w] = cfg->redis_fail_closed[w];
     }
   }
+  rc = sl_shdict_attach(&sh->dict, gw->loop, gw->dict, sh->redis, cfg->redis_prefix, 0, NULL);
+  if (rc < 0) {
+    snprintf(err, errlen, "the dictionary's replication did not start: %s", sl_strerror(rc));
+    return rc;
+  }
   fprintf(gw->log, "sluice: shared state in Redis at %s (keys under \"%s\"; a command's bound %llu ms)\n",
           cfg->redis_url, cfg->redis_prefix, (unsigned long long)cfg->redis_timeout_ms);
   return 0;
@@ -82,6 +87,9 @@ void sl_shared_close(sl_shared_t *sh, void (*done)(void *ud), void *ud) {
   sl_gateway_t *gw = sh->gw;
   for (int i = 0; gw->tenants != NULL && i < gw->tenants->n; i++)
     for (int w = 0; w < 3; w++) gw->tenants->t[i].shared[w] = NULL;
+  /* The replicator goes first, on this loop turn (shdict.h). */
+  sl_shdict_detach(sh->dict);
+  sh->dict = NULL;
   sl_redis_close(sh->redis, sl__redis_closed, sh);
 }
 
@@ -109,4 +117,21 @@ void sl_shared_json(const sl_shared_t *sh, cJSON *o) {
   cJSON_AddNumberToObject(l, "lost", (double)ls.lost);
   cJSON_AddNumberToObject(l, "dropped_units", (double)ls.dropped_units);
   cJSON_AddNumberToObject(l, "over_allowance", (double)ls.over_allowance);
+  if (sh->dict == NULL) return;
+  sl_shdict_stats_t ds;
+  sl_shdict_stats(sh->dict, &ds);
+  cJSON *d = cJSON_AddObjectToObject(r, "dict");
+  cJSON_AddNumberToObject(d, "writes_sent", (double)ds.writes_sent);
+  cJSON_AddNumberToObject(d, "writes_local", (double)ds.writes_local);
+  cJSON_AddNumberToObject(d, "write_failures", (double)ds.write_failures);
+  cJSON_AddNumberToObject(d, "conflicts", (double)ds.conflicts);
+  cJSON_AddNumberToObject(d, "fills", (double)ds.fills);
+  cJSON_AddNumberToObject(d, "fills_applied", (double)ds.fills_applied);
+  cJSON_AddNumberToObject(d, "fills_empty", (double)ds.fills_empty);
+  cJSON_AddNumberToObject(d, "fills_skipped", (double)ds.fills_skipped);
+  cJSON_AddNumberToObject(d, "fill_failures", (double)ds.fill_failures);
+  cJSON_AddNumberToObject(d, "remote_applied", (double)ds.remote_applied);
+  cJSON_AddNumberToObject(d, "own_applied", (double)ds.own_applied);
+  cJSON_AddNumberToObject(d, "apply_failures", (double)ds.apply_failures);
+  cJSON_AddNumberToObject(d, "pending", ds.pending);
 }

@@ -4,7 +4,9 @@
  * (runtime/shared/redis.h) and keeps on it the tenants' limits
  * (runtime/shared/shlimit.h: each tenant's requests_per_minute,
  * tokens_per_minute and tokens_per_day under "<prefix>t:<tenant>:rpm", tpm,
- * tpd).  The client's outages and recoveries are narrated (SL_NAR_SHARED)
+ * tpd) and the replication of the TTL dictionary (runtime/shared/shdict.h:
+ * reads stay local, writes go to Redis and reach every other instance).
+ * The client's outages and recoveries are narrated (SL_NAR_SHARED)
  * and counted (redis_up, redis_outages); /health shows the client's and the
  * limits' figures under "redis".
  */
@@ -17,12 +19,14 @@
 
 #include "runtime/gateway/gateway.h"
 #include "runtime/shared/redis.h"
+#include "runtime/shared/shdict.h"
 #include "runtime/shared/shlimit.h"
 
 typedef struct sl_shared_s {
   sl_gateway_t *gw;
   sl_redis_t *redis;
   sl_shlimits_t *limits;
+  sl_shdict_t *dict;       /* the TTL dictionary's replication (shdict.h) */
   void (*closed)(void *ud);
   void *closed_ud;
 } sl_shared_t;

@@ -64,6 +64,7 @@ typedef struct {
   uint64_t text_max, slot_size;
   _Atomic uint64_t retire_seq; /* odd while a retirement moves totals */
   _Atomic uint64_t retired;    /* workers retired so far */
+  _Atomic uint64_t lost;       /* streams they had in flight when they died */
 } sl__head_t;
 
 struct sl_view_s {
@@ -122,6 +123,7 @@ int sl_view_create(int nworkers, int *fd, char *err, size_t errlen) {
   h->slot_size = sizeof(sl__slot_t);
   atomic_store(&h->retire_seq, 0);
   atomic_store(&h->retired, 0);
+  atomic_store(&h->lost, 0);
   h->magic = SL__MAGIC;
   munmap(map, SL__HEAD_SIZE);
   *fd = f;
@@ -333,6 +335,12 @@ int sl_view_instance(sl_view_t *v, sl_counters_t *sum, sl_view_worker_t *w, int 
   sl__snaps_free(snaps, n + 1);
   sl_free(failed);
   return rc < 0 ? rc : k;
+}
+
+void sl_view_losses(const sl_view_t *v, uint64_t *restarts, uint64_t *lost) {
+  const sl__head_t *h = sl__head(v->map);
+  *restarts = atomic_load_explicit(&h->retired, memory_order_relaxed);
+  *lost = atomic_load_explicit(&h->lost, memory_order_relaxed);
 }
 
 /* ---- the merge ---- */
@@ -585,7 +593,7 @@ char *sl_view_metrics(sl_view_t *v, const char *own, size_t ownlen, size_t *len)
   int *failed = sl_calloc((size_t)n + 1, sizeof(*failed));
   int rc = sl__gather(v->map, n, v->worker, 1, snaps, failed);
   sl__buf_t b = {NULL, 0, 0};
-  char line[320];
+  char line[640];
   snprintf(line, sizeof(line), "# sluice view: the instance's %d worker(s), answered by worker %d\n", n, v->worker);
   sl__puts(&b, line);
   if (rc < 0) sl__puts(&b, "# sluice view: a retirement kept moving totals; this answer may count a dead worker's twice or not at all\n");
@@ -638,6 +646,15 @@ char *sl_view_metrics(sl_view_t *v, const char *own, size_t ownlen, size_t *len)
            "# HELP sluice_worker_up 1 when the worker published its state within the last %d ms\n"
            "# TYPE sluice_worker_up gauge\n",
            SL_VIEW_UP_PERIODS * SL_VIEW_PERIOD_MS);
+  sl__puts(&b, line);
+  const sl__head_t *h = sl__head(v->map);
+  snprintf(line, sizeof(line),
+           "# HELP sluice_worker_restarts_total Workers that died and were replaced by the supervisor\n"
+           "# TYPE sluice_worker_restarts_total counter\nsluice_worker_restarts_total %llu\n"
+           "# HELP sluice_worker_streams_lost_total Streams in flight on workers when they died\n"
+           "# TYPE sluice_worker_streams_lost_total counter\nsluice_worker_streams_lost_total %llu\n",
+           (unsigned long long)atomic_load_explicit(&h->retired, memory_order_relaxed),
+           (unsigned long long)atomic_load_explicit(&h->lost, memory_order_relaxed));
   sl__puts(&b, line);
   uint64_t now = sl__now_ns();
   for (int i = 1; i <= n; i++) {
@@ -705,6 +722,7 @@ int sl_view_retire(int fd, int worker, uint64_t *streams_lost) {
   sl__write(dead, NULL, 0, 0, 0, NULL, 0, 0);
   sl__write(dead, NULL, 0, 0, 0, NULL, 0, 0);
   atomic_fetch_add_explicit(&h->retired, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->lost, d.counters[SL_C_STREAMS_ACTIVE], memory_order_relaxed);
   atomic_store_explicit(&h->retire_seq, ((seq + 1) | 1u) + 1, memory_order_release);
   sl_free(merged);
   sl_free(d.text);

@@ -148,6 +148,11 @@ void sl_view_publish_gateway(struct sl_gateway_s *gw, char **text, size_t *len);
  * read). */
 int sl_view_instance(sl_view_t *v, sl_counters_t *sum, sl_view_worker_t *w, int cap);
 
+/* Workers retired so far (each one a restart) and the streams they had in
+ * flight when they died (/health worker_restarts, worker_streams_lost;
+ * /metrics sluice_worker_restarts_total, sluice_worker_streams_lost_total). */
+void sl_view_losses(const sl_view_t *v, uint64_t *restarts, uint64_t *lost);
+
 /* The instance's exposition: own[0..ownlen) (the answering worker's fresh
  * render, standing for its slot) merged with every other slot as described
  * above.  Returns a malloc'd text (free with sl_free) of *len bytes; never

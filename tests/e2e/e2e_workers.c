@@ -265,6 +265,77 @@ static void test_kill_one_worker(void) {
   e2e_sse_free(&x.base);
 }
 
+/* Streams on both workers, then kill -9 the worker holding the first:
+ * exactly its streams are lost (the client sees the connection end
+ * without [DONE]), and counted in the supervisor's status, /health and
+ * /metrics; the other worker's streams complete; no total goes back. */
+static void test_kill_worker_with_streams(void) {
+  inst_t x;
+  start(&x);
+  if (sl__test_cur_failed) return;
+  baseline(&x);
+  if (sl__test_cur_failed) return;
+  ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
+  enum { MAXHELD = 40 };
+  nu_conn_t *c[MAXHELD];
+  e2e_sse_t s[MAXHELD];
+  int n = 0, on[3] = {0, 0, 0}, who[MAXHELD];
+  while (n < MAXHELD && !(on[1] && on[2])) {
+    c[n] = hold(&x, &s[n], &who[n]);
+    ASSERT_NOT_NULL(c[n]);
+    ASSERT(who[n] == 1 || who[n] == 2);
+    on[who[n]]++;
+    n++;
+  }
+  ASSERT(on[1] > 0 && on[2] > 0);
+  /* Both workers have published their streams into the instance view. */
+  ASSERT_EQ(e2e_wait_counter(x.sl.port, "streams_active", n, E2E_WAIT_MS), n);
+  int64_t started = e2e_counter(x.sl.port, "streams_started");
+  int victim = who[0];
+  int vpid = worker_pid(&x.sl, victim);
+  ASSERT_GT(vpid, 0);
+  ASSERT_EQ(kill(vpid, SIGKILL), 0);
+  char needle[128];
+  snprintf(needle, sizeof(needle), "worker %d (pid %d) died: killed by signal 9; %d stream(s) lost", victim, vpid,
+           on[victim]);
+  ASSERT(e2e_log_wait(&x.sl, needle, E2E_WAIT_MS, NULL, 0));
+  snprintf(needle, sizeof(needle), "worker %d restarted (pid ", victim);
+  ASSERT(e2e_log_wait(&x.sl, needle, E2E_WAIT_MS, NULL, 0));
+
+  cJSON *st = sup_status(&x);
+  ASSERT_NOT_NULL(st);
+  ASSERT_EQ(cJSON_GetObjectItem(st, "streams_lost_total")->valuedouble, on[victim]);
+  cJSON_Delete(st);
+  ASSERT_EQ(e2e_health_num(x.sl.port, "worker_restarts"), 1);
+  ASSERT_EQ(e2e_health_num(x.sl.port, "worker_streams_lost"), on[victim]);
+  ASSERT_GE(e2e_counter(x.sl.port, "streams_started"), started);
+  nu_resp_t m;
+  ASSERT_EQ(e2e_http(x.sl.port, "GET", "/metrics", NULL, NULL, &m, E2E_WAIT_MS), 200);
+  char want[96];
+  snprintf(want, sizeof(want), "\nsluice_worker_streams_lost_total %d\n", on[victim]);
+  ASSERT(strstr(m.body, want) != NULL);
+  ASSERT(strstr(m.body, "\nsluice_worker_restarts_total 1\n") != NULL);
+  nu_resp_free(&m);
+
+  /* The victim's streams ended without [DONE]; the others' complete whole. */
+  ASSERT_EQ(e2e_resume(&x.h), 0);
+  for (int i = 0; i < n; i++) {
+    e2e_sse_read(c[i], &s[i], E2E_WAIT_MS);
+    if (who[i] == victim) {
+      ASSERT_EQ(s[i].ndone, 0);
+      ASSERT(s[i].eof);
+    } else {
+      ASSERT(same_as_base(&x, &s[i]));
+    }
+    e2e_conn_close(c[i]);
+    e2e_sse_free(&s[i]);
+  }
+  ASSERT_EQ(e2e_stop(&x.sl), 0);
+  ASSERT_EQ(e2e_stop(&x.g), 0);
+  ASSERT_EQ(e2e_stop(&x.h), 0);
+  e2e_sse_free(&x.base);
+}
+
 /* ---- SIGHUP and the admin socket ---- */
 
 static void test_reload_and_admin(void) {
@@ -428,6 +499,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_two_workers_serve);
   E2E_RUN(test_reload_and_admin);
   E2E_RUN(test_kill_one_worker);
+  E2E_RUN(test_kill_worker_with_streams);
   E2E_RUN(test_sigterm_drains_all);
   return SL_TEST_EXIT();
 }

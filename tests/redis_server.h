@@ -3,7 +3,8 @@
  *
  *   rs_t rs;
  *   rs_need();                       exits 77 without redis-server (1 under CI=true)
- *   rs_start(&rs, "/tmp/x/r.sock", 0) the server (port 0: unix socket only)
+ *   rs_start(&rs, "/tmp/x/r.sock", 0) the server (port 0: unix socket only;
+ *                                    rs_free_port() for a TCP port too)
  *   ... rs_kill / rs_start again (same socket), rs_pause / rs_resume ...
  *   rs_stop(&rs);
  *
@@ -22,6 +23,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +53,34 @@ static inline void rs_need(void) {
     exit(1);
   }
   exit(77);
+}
+
+/* A free TCP port on 127.0.0.1 (-1 when none). */
+static inline int rs_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  socklen_t len = sizeof(a);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static inline int rs__tcp_connectable(int port) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
 }
 
 static inline int rs__connectable(const char *path) {
@@ -90,7 +121,7 @@ static inline int rs_start(rs_t *rs, const char *sock, int port) {
   }
   rs->pid = pid;
   for (int i = 0; i < 3000; i++) {
-    if (rs__connectable(sock)) return 0;
+    if (rs__connectable(sock) && (port <= 0 || rs__tcp_connectable(port))) return 0;
     if (waitpid(pid, NULL, WNOHANG) == pid) {
       rs->pid = 0;
       return -1;
@@ -110,13 +141,18 @@ static inline void rs_kill(rs_t *rs) {
   rs->pid = 0;
 }
 
-/* SIGSTOP / SIGCONT: a server that stops answering, then answers again. */
-static inline void rs_pause(rs_t *rs) {
-  if (rs->pid > 0) kill(rs->pid, SIGSTOP);
+/* SIGSTOP / SIGCONT: a server that stops answering, then answers again.
+ * Each returns once the kernel says the server has stopped (continued). */
+static inline int rs_pause(rs_t *rs) {
+  int ws;
+  if (rs->pid <= 0 || kill(rs->pid, SIGSTOP) != 0) return -1;
+  return waitpid(rs->pid, &ws, WUNTRACED) == rs->pid ? 0 : -1;
 }
 
-static inline void rs_resume(rs_t *rs) {
-  if (rs->pid > 0) kill(rs->pid, SIGCONT);
+static inline int rs_resume(rs_t *rs) {
+  int ws;
+  if (rs->pid <= 0 || kill(rs->pid, SIGCONT) != 0) return -1;
+  return waitpid(rs->pid, &ws, WCONTINUED) == rs->pid ? 0 : -1;
 }
 
 static inline void rs_stop(rs_t *rs) {

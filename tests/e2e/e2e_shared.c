@@ -131,19 +131,6 @@ static void world_stop(void) {
   rs_stop(&redis);
 }
 
-static int64_t tenant_num(int port, const char *tenant, const char *name) {
-  int status;
-  cJSON *h = e2e_get_json(port, "/health", &status);
-  int64_t v = -1;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(h, "tenants")) {
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(t, name);
-    if (cJSON_IsString(n) && strcmp(n->valuestring, tenant) == 0 && cJSON_IsNumber(x)) v = (int64_t)x->valuedouble;
-  }
-  cJSON_Delete(h);
-  return v;
-}
 
 /* ---- the limits, held jointly ---- */
 
@@ -169,7 +156,7 @@ static void test_requests_held_jointly(void) {
   for (int k = 0; k < NINST; k++) {
     ASSERT_LT(ok[k], RPM);  /* alone it would have admitted RPM */
     ASSERT_GE(r429[k], 1);  /* ... and it refused all the same: it saw the other's count */
-    ASSERT_EQ(tenant_num(inst[k]->port, "req", "refused_429"), r429[k]);
+    ASSERT_EQ(e2e_tenant_num(inst[k]->port, "req", "refused_429"), r429[k]);
   }
   world_stop();
 }
@@ -201,7 +188,7 @@ static void test_tokens_held_jointly(void) {
   for (int k = 0; k < NINST; k++) {
     ASSERT_LT(used[k], TPD);
     ASSERT_GE(r429[k], 1);
-    ASSERT_EQ(tenant_num(inst[k]->port, "tok", "completion_tokens") + tenant_num(inst[k]->port, "tok", "prompt_tokens"),
+    ASSERT_EQ(e2e_tenant_num(inst[k]->port, "tok", "completion_tokens") + e2e_tenant_num(inst[k]->port, "tok", "prompt_tokens"),
               used[k]);
   }
   world_stop();

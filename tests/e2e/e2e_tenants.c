@@ -161,19 +161,6 @@ static int post(const e2e_proc_t *sl, const char *headers, const char *model, co
 }
 
 /* The number `name` of tenant `tenant` in /health, or -1. */
-static int64_t tenant_num(int port, const char *tenant, const char *name) {
-  int status;
-  cJSON *h = e2e_get_json(port, "/health", &status);
-  int64_t v = -1;
-  const cJSON *t;
-  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(h, "tenants")) {
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(t, name);
-    if (cJSON_IsString(n) && strcmp(n->valuestring, tenant) == 0 && cJSON_IsNumber(x)) v = (int64_t)x->valuedouble;
-  }
-  cJSON_Delete(h);
-  return v;
-}
 
 /* ---- keys and models ---- */
 
@@ -199,8 +186,8 @@ static void test_keys_and_models(void) {
   ASSERT_EQ(e2e_health_num(sl.port, "tenants_unauthorized"), 3);
   ASSERT_EQ(e2e_counter(sl.port, "tenant_unauthorized"), 3);
   ASSERT_EQ(e2e_counter(sl.port, "tenant_forbidden"), 1);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "requests"), 1);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "refused_403"), 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "requests"), 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "refused_403"), 1);
   /* The key appears in no log line. */
   char *log = e2e_log_text(&sl);
   ASSERT_NULL(strstr(log, "sk-test-bravo"));
@@ -236,7 +223,7 @@ static void test_request_window_429(void) {
   /* Another tenant's window is its own. */
   ASSERT_EQ(post(&sl, KEY_ALPHA, "m1", "hi", &r), 200);
   nu_resp_free(&r);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "refused_429"), 2);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "refused_429"), 2);
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
@@ -258,8 +245,8 @@ static void test_token_window_and_budget(void) {
   nu_resp_free(&head);
   ASSERT(e2e_log_wait(&sl, "end=guard_budget", E2E_WAIT_MS, NULL, 0));
   /* Settled to what it used; reserve until the window is spent. */
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "completion_tokens"), 10);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "reserved_tokens"), 0);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "completion_tokens"), 10);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "reserved_tokens"), 0);
   int refused = 0;
   for (int i = 0; i < 6 && !refused; i++) {
     nu_resp_t r;
@@ -307,7 +294,7 @@ static void test_on_request_deny_rewrite_stop(void) {
   ASSERT_STR_EQ(s.content, "a b ");
   e2e_sse_free(&s);
   nu_resp_free(&head);
-  ASSERT_EQ(tenant_num(sl.port, "alpha", "denied"), 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "alpha", "denied"), 1);
   ASSERT(e2e_log_wait(&sl, "alpha ended", E2E_WAIT_MS, NULL, 0));
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
@@ -384,13 +371,13 @@ static void test_usage_after_client_cut(void) {
   /* All 6 tokens the engine sends before it stalls have reached the client. */
   s.stop_after_content = 6;
   ASSERT_EQ(e2e_sse_read(c, &s, E2E_WAIT_MS), 1);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "reserved_tokens") > 0, 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "reserved_tokens") > 0, 1);
   e2e_conn_close(c);
   ASSERT(e2e_log_wait(&sl, "end=client_cancel", E2E_WAIT_MS, NULL, 0));
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "requests"), 1);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "cut_streams"), 1);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "completion_tokens"), 6);
-  ASSERT_EQ(tenant_num(sl.port, "bravo", "reserved_tokens"), 0);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "requests"), 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "cut_streams"), 1);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "completion_tokens"), 6);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "bravo", "reserved_tokens"), 0);
   e2e_sse_free(&s);
   nu_resp_free(&head);
   ASSERT_EQ(e2e_stop(&sl), 0);
@@ -458,8 +445,8 @@ static void test_sandbox_battery(void) {
   ASSERT_EQ(held.nerror, 0);
   e2e_conn_close(c);
   e2e_sse_free(&held);
-  ASSERT_GE(tenant_num(sl.port, "evil", "pipeline_errors"), 6);
-  ASSERT_EQ(tenant_num(sl.port, "alpha", "pipeline_errors"), 0);
+  ASSERT_GE(e2e_tenant_num(sl.port, "evil", "pipeline_errors"), 6);
+  ASSERT_EQ(e2e_tenant_num(sl.port, "alpha", "pipeline_errors"), 0);
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 

@@ -265,6 +265,22 @@ static void test_kill_one_worker(void) {
   e2e_sse_free(&x.base);
 }
 
+/* Held streams until each worker holds at least one: c[], s[], who[]
+ * (the worker of each) and on[w] (how many on worker w); returns how many
+ * (0 when a stream could not be held). */
+#define MAXHELD 40
+static int hold_on_both(const inst_t *x, nu_conn_t **c, e2e_sse_t *s, int *who, int *on) {
+  int n = 0;
+  on[0] = on[1] = on[2] = 0;
+  while (n < MAXHELD && !(on[1] && on[2])) {
+    c[n] = hold(x, &s[n], &who[n]);
+    if (c[n] == NULL || (who[n] != 1 && who[n] != 2)) return 0;
+    on[who[n]]++;
+    n++;
+  }
+  return on[1] && on[2] ? n : 0;
+}
+
 /* Streams on both workers, then kill -9 the worker holding the first:
  * exactly its streams are lost (the client sees the connection end
  * without [DONE]), and counted in the supervisor's status, /health and
@@ -276,18 +292,11 @@ static void test_kill_worker_with_streams(void) {
   baseline(&x);
   if (sl__test_cur_failed) return;
   ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
-  enum { MAXHELD = 40 };
   nu_conn_t *c[MAXHELD];
   e2e_sse_t s[MAXHELD];
-  int n = 0, on[3] = {0, 0, 0}, who[MAXHELD];
-  while (n < MAXHELD && !(on[1] && on[2])) {
-    c[n] = hold(&x, &s[n], &who[n]);
-    ASSERT_NOT_NULL(c[n]);
-    ASSERT(who[n] == 1 || who[n] == 2);
-    on[who[n]]++;
-    n++;
-  }
-  ASSERT(on[1] > 0 && on[2] > 0);
+  int on[3], who[MAXHELD];
+  int n = hold_on_both(&x, c, s, who, on);
+  ASSERT_GT(n, 0);
   /* Both workers have published their streams into the instance view. */
   ASSERT_EQ(e2e_wait_counter(x.sl.port, "streams_active", n, E2E_WAIT_MS), n);
   int64_t started = e2e_counter(x.sl.port, "streams_started");
@@ -394,19 +403,11 @@ static void test_sigterm_drains_all(void) {
   if (sl__test_cur_failed) return;
   ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
   /* Held streams until each worker holds at least one. */
-  enum { MAXHELD = 40 };
   nu_conn_t *c[MAXHELD];
   e2e_sse_t s[MAXHELD];
-  int n = 0, on[3] = {0, 0, 0};
-  while (n < MAXHELD && !(on[1] && on[2])) {
-    int w = -1;
-    c[n] = hold(&x, &s[n], &w);
-    ASSERT_NOT_NULL(c[n]);
-    ASSERT(w == 1 || w == 2);
-    on[w]++;
-    n++;
-  }
-  ASSERT(on[1] > 0 && on[2] > 0);
+  int on[3], who[MAXHELD];
+  int n = hold_on_both(&x, c, s, who, on);
+  ASSERT_GT(n, 0);
 
   ASSERT_EQ(kill(x.sl.pid, SIGTERM), 0);
   char needle[96];

@@ -666,6 +666,18 @@ int64_t e2e_health_num(int port, const char *name) {
   return v;
 }
 
+int64_t e2e_tenant_num(int port, const char *tenant, const char *name) {
+  cJSON *h = e2e_get_json(port, "/health", NULL);
+  int64_t v = -1;
+  const cJSON *t;
+  cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(h, "tenants")) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
+    if (cJSON_IsString(n) && strcmp(n->valuestring, tenant) == 0) v = e2e__num(t, name);
+  }
+  cJSON_Delete(h);
+  return v;
+}
+
 int64_t e2e_sim_stat(int sim_port, const char *name) {
   cJSON *s = e2e_get_json(sim_port, "/sim/stats", NULL);
   int64_t v = s ? e2e__num(s, name) : -1;

@@ -187,6 +187,9 @@ int64_t e2e_counter(int port, const char *name);
 /* A top-level number from GET /health (e.g. "stream_pin_bound_bytes"), or -1. */
 int64_t e2e_health_num(int port, const char *name);
 
+/* A tenant's number in /health's "tenants" array (name, field), or -1. */
+int64_t e2e_tenant_num(int port, const char *tenant, const char *name);
+
 /* A field of a simulated engine's GET /sim/stats, or -1. */
 int64_t e2e_sim_stat(int sim_port, const char *name);
 

@@ -33,6 +33,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
 #include "runtime/shared/redis.h"
+#include "tests/redis_server.h"
 #include "tests/test.h"
 
 /* The longest any one wait may take before the test fails. */
@@ -49,7 +50,6 @@ static char tmpdir[64];
 static char sockpath[96];
 static char url_unix[300];
 static int rport;
-static pid_t rpid = -1;
 
 /* ---- waiting ---- */
 
@@ -72,93 +72,12 @@ static int wait_expired(void) { return uv_hrtime() / 1000000 > wait_deadline; }
 
 /* ---- the server ---- */
 
-static void need_redis(void) {
-  if (system("command -v redis-server >/dev/null 2>&1") == 0) return;
-  const char *ci = getenv("CI");
-  fprintf(stderr, "test_redis: redis-server is not installed (scripts/setup installs Debian's redis-server)\n");
-  if (ci && strcmp(ci, "true") == 0) {
-    fprintf(stderr, "CI=true: the Redis tests must run in CI, so this is a failure\n");
-    exit(1);
-  }
-  exit(77);
-}
+static rs_t rs;
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
+/* Starts redis-server on sockpath and rport (tests/redis_server.h). */
+static int redis_start(void) { return rs_start(&rs, sockpath, rport); }
 
-static int can_connect_unix(void) {
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof(a));
-  a.sun_family = AF_UNIX;
-  snprintf(a.sun_path, sizeof(a.sun_path), "%s", sockpath);
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (fd >= 0) close(fd);
-  return ok;
-}
-
-static int can_connect_tcp(void) {
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons((uint16_t)rport);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (fd >= 0) close(fd);
-  return ok;
-}
-
-/* Starts redis-server on sockpath and rport and waits until both accept.
- * Returns 0, or -1 when it exited or never listened. */
-static int redis_start(void) {
-  char port[16], log[200];
-  snprintf(port, sizeof(port), "%d", rport);
-  snprintf(log, sizeof(log), "%s/redis.log", tmpdir);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-    if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-    execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1 -::1", "--unixsocket", sockpath,
-           "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", tmpdir,
-           (char *)NULL);
-    _exit(127);
-  }
-  rpid = pid;
-  uint64_t end = uv_hrtime() / 1000000 + WAIT_MS;
-  while (uv_hrtime() / 1000000 < end) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      rpid = -1;
-      fprintf(stderr, "redis-server exited (see %s)\n", log);
-      return -1;
-    }
-    if (can_connect_unix() && can_connect_tcp()) return 0;
-    usleep(10000);
-  }
-  fprintf(stderr, "redis-server did not listen (see %s)\n", log);
-  return -1;
-}
-
-static void redis_kill(void) {
-  if (rpid < 0) return;
-  kill(rpid, SIGKILL);
-  waitpid(rpid, NULL, 0);
-  rpid = -1;
-}
+static void redis_kill(void) { rs_kill(&rs); }
 
 /* ---- the client's callbacks ---- */
 
@@ -707,7 +626,6 @@ static void test_bad_db(void) {
 static void test_stall(void) {
   state_t s = {0};
   rec_t x[5], y;
-  int ws;
   sl_redis_options_t o;
   memset(&o, 0, sizeof(o));
   o.url = url_unix;
@@ -719,9 +637,7 @@ static void test_stall(void) {
   sl_redis_t *r = NULL;
   ASSERT_EQ(sl_redis_open(&r, &loop, &o, NULL, 0), 0);
   WAIT_UNTIL(sl_redis_up(r));
-  ASSERT_EQ(kill(rpid, SIGSTOP), 0);
-  ASSERT_EQ(waitpid(rpid, &ws, WUNTRACED), rpid);
-  ASSERT(WIFSTOPPED(ws));
+  ASSERT_EQ(rs_pause(&rs), 0);
   int ups = s.ups;
   for (int i = 0; i < 5; i++) ASSERT_EQ(cmd(r, &x[i], "INCR", "stall:n", NULL), 0);
   WAIT_UNTIL(x[4].done);
@@ -742,8 +658,7 @@ static void test_stall(void) {
   ASSERT_GE(st.refused_down, 1);
   ASSERT_EQ(st.pending, 0);
   ASSERT(strstr(st.last_error, "timed out") != NULL);
-  ASSERT_EQ(kill(rpid, SIGCONT), 0);
-  ASSERT_EQ(waitpid(rpid, &ws, WCONTINUED), rpid);
+  ASSERT_EQ(rs_resume(&rs), 0);
   /* Back by itself. */
   WAIT_UNTIL(s.ups > ups);
   ASSERT_EQ(ping_until_ok(r), 1);
@@ -846,7 +761,7 @@ static void test_close_pending(void) {
 
 int main(void) {
   sl_alloc_init();
-  need_redis();
+  rs_need();
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/sl-redis-XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");
@@ -858,7 +773,7 @@ int main(void) {
   uv_timer_init(&loop, &tick);
   int started = -1;
   for (int tries = 0; tries < 5 && started != 0; tries++) {
-    rport = free_port();
+    rport = rs_free_port();
     started = rport > 0 ? redis_start() : -1;
   }
   if (started != 0) {

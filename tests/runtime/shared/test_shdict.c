@@ -29,6 +29,7 @@
 #include "runtime/lua/ttldict.h"
 #include "runtime/shared/redis.h"
 #include "runtime/shared/shdict.h"
+#include "tests/redis_server.h"
 #include "tests/test.h"
 
 /* The longest any one wait may take before the test fails. */
@@ -44,7 +45,6 @@ static uint64_t wait_deadline;
 static char tmpdir[64];
 static char sockpath[96];
 static char url[200];
-static pid_t rpid = -1;
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -89,64 +89,12 @@ static int wait_expired(void) { return now_ms() > wait_deadline; }
 
 /* ---- the server ---- */
 
-static void need_redis(void) {
-  if (system("command -v redis-server >/dev/null 2>&1") == 0) return;
-  const char *ci = getenv("CI");
-  fprintf(stderr, "test_shdict: redis-server is not installed (scripts/setup installs Debian's redis-server)\n");
-  if (ci && strcmp(ci, "true") == 0) {
-    fprintf(stderr, "CI=true: the Redis tests must run in CI, so this is a failure\n");
-    exit(1);
-  }
-  exit(77);
-}
+static rs_t rs;
 
-static int can_connect(void) {
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof(a));
-  a.sun_family = AF_UNIX;
-  snprintf(a.sun_path, sizeof(a.sun_path), "%s", sockpath);
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-  if (fd >= 0) close(fd);
-  return ok;
-}
+/* Starts redis-server on sockpath, no TCP (tests/redis_server.h). */
+static int redis_start(void) { return rs_start(&rs, sockpath, 0); }
 
-/* Starts redis-server on sockpath (no TCP) and waits until it accepts.
- * Returns 0, or -1 when it exited or never listened. */
-static int redis_start(void) {
-  char log[200];
-  snprintf(log, sizeof(log), "%s/redis.log", tmpdir);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-    if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-    execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sockpath, "--unixsocketperm", "700",
-           "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", tmpdir, (char *)NULL);
-    _exit(127);
-  }
-  rpid = pid;
-  uint64_t end = now_ms() + WAIT_MS;
-  while (now_ms() < end) {
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      rpid = -1;
-      fprintf(stderr, "redis-server exited (see %s)\n", log);
-      return -1;
-    }
-    if (can_connect()) return 0;
-    usleep(10000);
-  }
-  fprintf(stderr, "redis-server did not listen (see %s)\n", log);
-  return -1;
-}
-
-static void redis_kill(void) {
-  if (rpid < 0) return;
-  kill(rpid, SIGKILL);
-  waitpid(rpid, NULL, 0);
-  rpid = -1;
-}
+static void redis_kill(void) { rs_kill(&rs); }
 
 /* ---- instances ---- */
 
@@ -644,7 +592,7 @@ static void test_bad_args(void) {
 
 int main(void) {
   sl_alloc_init();
-  need_redis();
+  rs_need();
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/sl-shdict-XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");

@@ -286,8 +286,60 @@ static void test_workers(void) {
   }
 }
 
+/* "redis": url required and checked; fail per limit or for all. */
+static void test_redis(void) {
+  static sl_config_t cfg;
+  char err[512], j[512];
+  const char *pools = "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]";
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(cfg.redis_url, "");
+  ASSERT_EQ(cfg.redis_timeout_ms, 100);
+  ASSERT_STR_EQ(cfg.redis_prefix, "sluice:");
+  ASSERT_EQ(cfg.redis_batch_requests, 8);
+  ASSERT_EQ(cfg.redis_batch_tokens, 8192);
+  ASSERT_EQ(cfg.redis_fail_closed[0] + cfg.redis_fail_closed[1] + cfg.redis_fail_closed[2], 0);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j),
+           "{\"redis\":{\"url\":\"redis://10.0.0.5:6380/2\",\"timeout_ms\":50,\"prefix\":\"p1:\","
+           "\"batch_requests\":3,\"batch_tokens\":500,\"fail\":{\"tokens_per_day\":\"closed\"}},%s}",
+           pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(cfg.redis_url, "redis://10.0.0.5:6380/2");
+  ASSERT_EQ(cfg.redis_timeout_ms, 50);
+  ASSERT_STR_EQ(cfg.redis_prefix, "p1:");
+  ASSERT_EQ(cfg.redis_batch_requests, 3);
+  ASSERT_EQ(cfg.redis_batch_tokens, 500);
+  ASSERT_EQ(cfg.redis_fail_closed[0], 0);
+  ASSERT_EQ(cfg.redis_fail_closed[1], 0);
+  ASSERT_EQ(cfg.redis_fail_closed[2], 1);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"redis\":{\"url\":\"unix:/run/r.sock\",\"fail\":\"closed\"},%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.redis_fail_closed[0] + cfg.redis_fail_closed[1] + cfg.redis_fail_closed[2], 3);
+  sl_config_free(&cfg);
+  static const struct {
+    const char *redis, *says;
+  } bad[] = {
+      {"{}", "redis.url: required"},
+      {"{\"url\":\"http://x:1\"}", "redis.url: expected \"unix:/path/redis.sock\" or \"redis://host:port[/db]\""},
+      {"{\"url\":\"unix:/r\",\"fail\":\"sometimes\"}", "redis.fail: expected \"open\" or \"closed\""},
+      {"{\"url\":\"unix:/r\",\"fail\":{\"requests_per_hour\":\"open\"}}", "requests_per_hour"},
+      {"{\"url\":\"unix:/r\",\"fail\":{\"tokens_per_day\":1}}", "redis.fail.tokens_per_day: expected"},
+      {"{\"url\":\"unix:/r\",\"batch_tokens\":0}", "batch_tokens"},
+      {"{\"url\":\"unix:/r\",\"prefix\":\"a b\"}", "redis.prefix"},
+      {"{\"url\":\"unix:/r\",\"colour\":1}", "colour"},
+      {"\"unix:/r\"", "redis: expected an object"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(j, sizeof(j), "{\"redis\":%s,%s}", bad[i].redis, pools);
+    expect_error(j, bad[i].says);
+  }
+}
+
 int main(void) {
   SL_RUN(test_workers);
+  SL_RUN(test_redis);
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);

@@ -178,6 +178,13 @@ int sl_serve_main(int argc, char **argv) {
     sl_config_t *cfg = sl_calloc(1, sizeof(*cfg));
     int rc = sl__peek_config(cfg, config_path, listen);
     if (rc == 0 && cfg->workers > 1) {
+      /* Without Redis each worker keeps its own windows: say what that
+       * means before anyone relies on the limits. */
+      if (cfg->redis_url[0] == '\0' && cfg->tenants_json != NULL && strstr(cfg->tenants_json, "_per_") != NULL)
+        fprintf(stderr,
+                "sluice: WARNING: %d workers and no \"redis\": each worker keeps its own tenant limits, so a "
+                "tenant may get up to %d times each limit (docs/scaling.md)\n",
+                cfg->workers, cfg->workers);
       rc = sl_supervise_main(argc, argv, cfg, admin ? admin : cfg->admin_socket);
       sl_config_free(cfg);
       sl_free(cfg);

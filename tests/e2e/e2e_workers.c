@@ -473,6 +473,23 @@ static void test_one_worker_is_plain(void) {
   ASSERT_EQ(e2e_log_count(&sl, " worker 1/"), 0);
 }
 
+/* Tenant limits with workers and no Redis: the start says each worker keeps
+ * its own windows (and by how much a tenant may exceed a limit). */
+static void test_limits_without_redis_warned(void) {
+  e2e_proc_t sl;
+  ASSERT_EQ(e2e_serve_start(&sl,
+                            "{\"workers\":2,\"tenants\":[{\"name\":\"t\",\"keys\":[\"sha256:"
+                            "5638ad5fcdb74ea40a2416e46a7dfe9689fb176db4f143085f75a6b5ccbcfb21\"],"
+                            "\"limits\":{\"requests_per_minute\":10}}],"
+                            "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"sim\":{}}]}]}",
+                            NULL),
+            0);
+  ASSERT_EQ(e2e_log_count(&sl, "WARNING: 2 workers and no \"redis\": each worker keeps its own tenant limits, "
+                               "so a tenant may get up to 2 times each limit"),
+            1);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 /* A worker that cannot start (its placement policy does not load, which
  * only a gateway finds out) is not restarted in a loop: the supervisor
  * stops the others and exits with its status. */
@@ -496,6 +513,7 @@ int main(int argc, char **argv) {
   e2e_init(argc, argv, 280);
   E2E_RUN(test_bad_workers_refused);
   E2E_RUN(test_one_worker_is_plain);
+  E2E_RUN(test_limits_without_redis_warned);
   E2E_RUN(test_worker_fails_first_start);
   E2E_RUN(test_two_workers_serve);
   E2E_RUN(test_reload_and_admin);

@@ -432,6 +432,60 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->redis_batch_tokens = 8192;
 }
 
+/* "catalog": model files and their SHA-256 digests (docs/engines.md); the
+ * gateway checks every file at start (gateway/catalog.h). */
+static int sl__catalog(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *o) {
+  static const char *const keys[] = {"dir", "models", NULL};
+  static const char *const mkeys[] = {"name", "file", "sha256", NULL};
+  if (!cJSON_IsObject(o)) return sl__fail(x, "catalog: expected an object with \"dir\" and \"models\"");
+  SL__TRY(sl__only_keys(x, o, "catalog.", keys));
+  char *dir = NULL;
+  SL__TRY(sl__get_str(x, o, "dir", "catalog.", &dir));
+  int bad = dir == NULL || dir[0] != '/' || strlen(dir) >= sizeof(cfg->catalog_dir);
+  if (!bad) snprintf(cfg->catalog_dir, sizeof(cfg->catalog_dir), "%s", dir);
+  sl_free(dir);
+  if (bad) return sl__fail(x, "catalog.dir: expected the absolute path of the folder of model files");
+  const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "models");
+  if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0)
+    return sl__fail(x, "catalog.models: expected a non-empty array of {\"name\", \"file\", \"sha256\"}");
+  if (cJSON_GetArraySize(ms) > SL_MAX_CATALOG) return sl__fail(x, "catalog.models: at most %d models", SL_MAX_CATALOG);
+  const cJSON *m;
+  int i = 0;
+  cJSON_ArrayForEach(m, ms) {
+    char p[48];
+    snprintf(p, sizeof(p), "catalog.models[%d].", i);
+    if (!cJSON_IsObject(m)) return sl__fail(x, "catalog.models[%d]: expected an object", i);
+    SL__TRY(sl__only_keys(x, m, p, mkeys));
+    sl_catalog_entry_t *e = &cfg->catalog[i];
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(m, "file");
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(m, "sha256");
+    if (!cJSON_IsString(name) || name->valuestring[0] == '\0' || strlen(name->valuestring) >= sizeof(e->name))
+      return sl__fail(x, "%sname: expected the model's name (1 to 127 bytes)", p);
+    if (!cJSON_IsString(file) || file->valuestring[0] == '\0' || strstr(file->valuestring, "..") != NULL)
+      return sl__fail(x, "%sfile: expected a file name inside catalog.dir", p);
+    size_t sl = cJSON_IsString(sha) ? strlen(sha->valuestring) : 0;
+    int hex = sl == 64 || (sl == 71 && strncmp(sha->valuestring, "sha256:", 7) == 0);
+    const char *h = hex ? sha->valuestring + (sl == 71 ? 7 : 0) : "";
+    for (int k = 0; hex && k < 64; k++)
+      hex = (h[k] >= '0' && h[k] <= '9') || (h[k] >= 'a' && h[k] <= 'f') || (h[k] >= 'A' && h[k] <= 'F');
+    if (!hex) return sl__fail(x, "%ssha256: expected 64 hex digits (\"sha256sum FILE\" prints them)", p);
+    for (int k = 0; k < 64; k++) e->sha256[k] = (char)(h[k] >= 'A' && h[k] <= 'F' ? h[k] - 'A' + 'a' : h[k]);
+    e->sha256[64] = '\0';
+    snprintf(e->name, sizeof(e->name), "%s", name->valuestring);
+    int n = file->valuestring[0] == '/'
+                ? snprintf(e->path, sizeof(e->path), "%s", file->valuestring)
+                : snprintf(e->path, sizeof(e->path), "%s/%s", cfg->catalog_dir, file->valuestring);
+    if (n < 0 || (size_t)n >= sizeof(e->path)) return sl__fail(x, "%sfile: the path is too long", p);
+    for (int k = 0; k < i; k++)
+      if (strcmp(cfg->catalog[k].name, e->name) == 0)
+        return sl__fail(x, "%sname: \"%s\" is already catalog.models[%d]", p, e->name, k);
+    i++;
+  }
+  cfg->ncatalog = i;
+  return 0;
+}
+
 /* "redis": where the state shared across processes and instances lives
  * (docs/scaling.md). */
 static int sl__redis(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *o) {
@@ -485,7 +539,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
-                                    "admission", "limits", "metrics", "tracing", "workers", "redis",
+                                    "admission", "limits", "metrics", "tracing", "workers", "redis", "catalog",
                                     NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
@@ -770,6 +824,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     SL__TRY(sl__get_u64(x, o, "timeout_ms", "tracing.", 1, 600000, &cfg->trace_timeout_ms));
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis")) != NULL) SL__TRY(sl__redis(x, cfg, o));
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "catalog")) != NULL) SL__TRY(sl__catalog(x, cfg, o));
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
     static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};
     if (!cJSON_IsObject(o)) return sl__fail(x, "limits: expected an object");

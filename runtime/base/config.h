@@ -86,6 +86,14 @@ int sl_sim_config_set_listen(sl_sim_config_t *cfg, const char *hostport);
 #define SL_MAX_POOLS 32
 #define SL_MAX_ENDPOINTS 64  /* per pool */
 #define SL_MAX_MODELS 32     /* per pool */
+#define SL_MAX_CATALOG 64    /* models in the catalog */
+
+/* One model file of the catalog ("catalog.models[i]"). */
+typedef struct {
+  char name[128];            /* the model's name, as requests and endpoints say it */
+  char path[1024];           /* catalog.dir + "/" + file (or file when absolute) */
+  char sha256[65];           /* its expected digest, 64 lowercase hex digits */
+} sl_catalog_entry_t;
 
 /* Upstream TLS of an https:// endpoint: the endpoint's "tls" object, else
  * its pool's, else the defaults (system CA store, verification on, SNI and
@@ -220,6 +228,9 @@ typedef struct {
   int64_t redis_batch_tokens;     /* redis.batch_tokens: the same for tokens (8192) */
   int redis_fail_closed[3];       /* redis.fail: per limit (requests_per_minute, tokens_per_minute,
                                      tokens_per_day), 1 = closed (refuse while Redis is down), 0 = open */
+  char catalog_dir[512];          /* catalog.dir: the folder of model files ("" = no catalog) */
+  sl_catalog_entry_t catalog[SL_MAX_CATALOG]; /* catalog.models: checked by SHA-256 at start */
+  int ncatalog;
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

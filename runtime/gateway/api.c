@@ -27,6 +27,7 @@
 
 #include "runtime/base/counters.h"
 #include "runtime/gateway/api.h"
+#include "runtime/gateway/catalog.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/metrics.h"
@@ -274,6 +275,19 @@ static void sl__ready(sl_gateway_t *gw, sl_http_req_t *req) {
   sl__json_reply(req, ready ? 200 : 503, o);
 }
 
+/* 1 when an endpoint ready to take streams serves model name. */
+static int sl__model_loaded(const sl_gateway_t *gw, const char *name) {
+  for (int i = 0; i < gw->reg.npools; i++) {
+    const sl_pool_t *p = &gw->reg.pools[i];
+    int serves = 0;
+    for (int m = 0; m < p->cfg->nmodels && !serves; m++)
+      serves = strcmp(p->cfg->models[m], name) == 0 || strcmp(p->cfg->models[m], "*") == 0;
+    for (int j = 0; serves && j < p->neps; j++)
+      if (p->eps[j].ready && !p->eps[j].draining) return 1;
+  }
+  return 0;
+}
+
 static void sl__models(sl_gateway_t *gw, sl_http_req_t *req) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "object", "list");
@@ -295,8 +309,27 @@ static void sl__models(sl_gateway_t *gw, sl_http_req_t *req) {
       char owner[160];
       snprintf(owner, sizeof(owner), "sluice:%s", p->name);
       cJSON_AddStringToObject(e, "owned_by", owner);
+      cJSON_AddBoolToObject(e, "loaded", sl__model_loaded(gw, p->models[m]));
+      if (sl_catalog_find(gw->cfg, p->models[m]) != NULL) cJSON_AddStringToObject(e, "catalog", "verified");
       cJSON_AddItemToArray(data, e);
     }
+  }
+  /* Catalog models no pool names yet (a file on disk, no engine for it). */
+  for (int c = 0; c < gw->cfg->ncatalog; c++) {
+    const char *name = gw->cfg->catalog[c].name;
+    int named = 0;
+    for (int i = 0; i < gw->reg.npools && !named; i++)
+      for (int m = 0; m < gw->reg.pools[i].cfg->nmodels && !named; m++)
+        named = strcmp(gw->reg.pools[i].cfg->models[m], name) == 0;
+    if (named) continue;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "id", name);
+    cJSON_AddStringToObject(e, "object", "model");
+    cJSON_AddNumberToObject(e, "created", 0);
+    cJSON_AddStringToObject(e, "owned_by", "sluice:catalog");
+    cJSON_AddBoolToObject(e, "loaded", 0);
+    cJSON_AddStringToObject(e, "catalog", "verified");
+    cJSON_AddItemToArray(data, e);
   }
   sl__json_reply(req, 200, o);
 }

@@ -12,6 +12,7 @@
 #include "runtime/base/errors.h"
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
+#include "runtime/gateway/catalog.h"
 #include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/timing.h"
 #include "runtime/gateway/trace.h"
@@ -532,6 +533,15 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->streams.dict = gw->dict;
   gw->streams.secrets = gw->secrets;
   gw->streams.acts = sl_malloc(sizeof(*gw->streams.acts));
+  /* The model catalog: a file that does not match its digest refuses the
+   * start, named. */
+  if (sl_catalog_verify(cfg, err, errlen) < 0) {
+    rc = SL_EINVAL;
+    goto fail_early;
+  }
+  if (cfg->ncatalog > 0)
+    fprintf(gw->log, "sluice: catalog: %d model file(s) in %s match their SHA-256\n", cfg->ncatalog,
+            cfg->catalog_dir);
   if (sl__open_tenants(gw, err, errlen) < 0) {
     rc = SL_EINVAL;
     goto fail_early;

@@ -415,6 +415,10 @@ static void sl__defaults(sl_config_t *cfg) {
   cfg->queue_timeout_ms = 30000;
   cfg->stream_memory_budget = (size_t)512 << 20;
   cfg->slow_client_ms = 10000;
+  cfg->task_grace_ms = 60000;
+  cfg->task_ring_bytes = 256u << 10;
+  cfg->task_metrics_tokens = 32;
+  cfg->task_max = 1024;
   snprintf(cfg->limit_rule, sizeof(cfg->limit_rule), "gradient");
   cfg->limit_interval_ms = 1000;
   cfg->limit_cut = 0.75;
@@ -540,7 +544,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
                                     "admission", "limits", "metrics", "tracing", "workers", "redis", "catalog",
-                                    NULL};
+                                    "tasks", NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
@@ -825,6 +829,15 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis")) != NULL) SL__TRY(sl__redis(x, cfg, o));
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "catalog")) != NULL) SL__TRY(sl__catalog(x, cfg, o));
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "tasks")) != NULL) {
+    static const char *const tasks[] = {"grace_ms", "ring_bytes", "metrics_tokens", "max", NULL};
+    if (!cJSON_IsObject(o)) return sl__fail(x, "tasks: expected an object");
+    SL__TRY(sl__only_keys(x, o, "tasks.", tasks));
+    SL__TRY(sl__get_u64(x, o, "grace_ms", "tasks.", 1, 86400000, &cfg->task_grace_ms));
+    SL__TRY(sl__get_size(x, o, "ring_bytes", "tasks.", 1, 1e10, &cfg->task_ring_bytes));
+    SL__TRY(sl__get_u64(x, o, "metrics_tokens", "tasks.", 0, 1e9, &cfg->task_metrics_tokens));
+    SL__TRY(sl__get_int(x, o, "max", "tasks.", 1, 1e7, &cfg->task_max));
+  }
   if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) != NULL) {
     static const char *const limits[] = {"rule", "config", "interval_ms", "cut", NULL};
     if (!cJSON_IsObject(o)) return sl__fail(x, "limits: expected an object");

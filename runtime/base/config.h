@@ -231,6 +231,11 @@ typedef struct {
   char catalog_dir[512];          /* catalog.dir: the folder of model files ("" = no catalog) */
   sl_catalog_entry_t catalog[SL_MAX_CATALOG]; /* catalog.models: checked by SHA-256 at start */
   int ncatalog;
+  /* The native task API (docs/operations.md, "Task API"). */
+  uint64_t task_grace_ms;         /* tasks.grace_ms: a task with no client is kept this long (60000) */
+  size_t task_ring_bytes;         /* tasks.ring_bytes: events a task's ring holds (256 KiB) */
+  uint64_t task_metrics_tokens;   /* tasks.metrics_tokens: a metrics event every this many tokens (32; 0 = none) */
+  int task_max;                   /* tasks.max: tasks a process keeps at once (1024) */
   sl_pool_config_t pools[SL_MAX_POOLS];
   int npools;
 } sl_config_t;

@@ -98,7 +98,13 @@
   X(REDIS_UP, "redis_up", "gauge")                                   \
   X(REDIS_OUTAGES, "redis_outages", "total")                         \
   X(SHARED_FAIL_OPEN, "shared_limit_fail_open", "total")             \
-  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")
+  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")       \
+  X(TASKS_SUBMITTED, "tasks_submitted", "total")                     \
+  X(TASKS_COMPLETED, "tasks_completed", "total")                     \
+  X(TASKS_CANCELLED, "tasks_cancelled", "total")                     \
+  X(TASKS_EXPIRED, "tasks_expired", "total")                         \
+  X(TASKS_RESUMED, "tasks_resumed", "total")                         \
+  X(TASK_EVENTS_EVICTED, "task_events_evicted", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -177,6 +177,19 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
                                                  ? gw->gen->phase[SL_PHASE_LIMIT].name
                                                  : "none");
   if (gw->view != NULL) cJSON_AddStringToObject(adm, "scope", "worker");
+  /* The native task API: this process's tasks. */
+  sl_tasks_stats_t tst;
+  sl_tasks_stats(&gw->tasks, &tst);
+  cJSON *tj = cJSON_AddObjectToObject(o, "tasks");
+  cJSON_AddNumberToObject(tj, "live", tst.live);
+  cJSON_AddNumberToObject(tj, "running", tst.running);
+  cJSON_AddNumberToObject(tj, "detached", tst.detached);
+  cJSON_AddNumberToObject(tj, "paused", tst.paused);
+  cJSON_AddNumberToObject(tj, "ring_bytes", (double)tst.ring_bytes);
+  cJSON_AddNumberToObject(tj, "ring_memory_bytes", (double)tst.ring_memory);
+  cJSON_AddNumberToObject(tj, "ring_bytes_limit", (double)gw->cfg->task_ring_bytes);
+  cJSON_AddNumberToObject(tj, "grace_ms", (double)gw->cfg->task_grace_ms);
+  if (gw->view != NULL) cJSON_AddStringToObject(tj, "scope", "worker");
   cJSON *c = cJSON_AddObjectToObject(o, "counters");
   if (gw->view != NULL) sl__health_instance(gw, o, c);
   else
@@ -563,7 +576,9 @@ static int sl__tenant_admit(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *
 /* A completion request from its body to a stream: the steps of
  * gateway/request.h, in order, each answering the client itself when it
  * refuses.  r has its id (decided at the door). */
-static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_request_t *r) {
+static void sl__task_start(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r);
+
+static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_request_t *r, int task) {
   sl_request_error_t e;
   cJSON *root = NULL;
   /* 1. Parse. */
@@ -621,8 +636,142 @@ static void sl__completion(sl_gateway_t *gw, sl_http_req_t *req, int chat, sl_re
     r->priority = band;
   }
   /* 6. Place and relay: the relay places every attempt, and the adapter
-   *    of the pool placed on builds that attempt's engine request. */
+   *    of the pool placed on builds that attempt's engine request.  A task
+   *    is relayed to its sink instead of the client. */
+  if (task) {
+    sl__task_start(gw, req, r);
+    return;
+  }
   sl_relay_start(&gw->streams, req, r, gw->gen);
+}
+
+/* ---- the native task API (stream/tasks.h) ---- */
+
+/* POST /tasks, validated: the task is made and its stream started at once
+ * (admission and placement as for a chat request), then 201. */
+static void sl__task_start(sl_gateway_t *gw, sl_http_req_t *req, sl_request_t *r) {
+  sl_task_t *t;
+  r->stream = 1;        /* implied */
+  r->include_usage = 1; /* the end event carries usage */
+  if (sl_task_create(&gw->tasks, req, r->model, r->id, &t) < 0) {
+    /* Only while closing (tasks.max was checked at the door). */
+    if (r->pipe != NULL) sl_pipeline_finish(r->pipe, r->pipe_h);
+    sl_free(r->body);
+    sl_free(r->extra_guards);
+    sl_reply_error(req, 503, "service_unavailable", "shutting_down", "Retry-After: 1\r\n",
+                   "sluice is shutting down and takes no new tasks");
+    return;
+  }
+  sl_relay_start(&gw->streams, sl_task_req(t), r, gw->gen);
+  sl_task_started(t);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", sl_task_id(t));
+  cJSON_AddStringToObject(o, "object", "task");
+  char url[96];
+  snprintf(url, sizeof(url), "/tasks/%s/stream", sl_task_id(t));
+  cJSON_AddStringToObject(o, "stream_url", url);
+  cJSON_AddStringToObject(o, "model", r->model);
+  cJSON_AddStringToObject(o, "request_id", r->id);
+  sl__json_reply(req, 201, o);
+}
+
+/* GET and DELETE on /tasks/<id>[/stream]: the task named, when this
+ * process owns it; else the answer (404, 410, or the owner's) is given
+ * here and NULL returned. */
+static sl_task_t *sl__task_lookup(sl_gateway_t *gw, sl_http_req_t *req, const char *id) {
+  int gone = 0, w;
+  uint64_t n;
+  sl_task_t *t = sl_tasks_find(&gw->tasks, id, &gone);
+  if (t != NULL) return t;
+  if (!gone && sl_task_parse_id(id, &w, &n) == 0 && w != gw->tasks.worker && w >= 1 && w <= gw->nworkers) {
+    /* Another worker's task. */
+    char extra[64];
+    snprintf(extra, sizeof(extra), "X-Sluice-Task-Worker: %d\r\n", w);
+    sl_reply_error(req, 421, "invalid_request_error", "misdirected_task", extra,
+                   "task %s belongs to worker %d, and this is worker %d", id, w, gw->worker);
+    return NULL;
+  }
+  if (gone) {
+    sl_reply_error(req, 410, "invalid_request_error", "task_gone",
+                   NULL, "task %s is gone: it ended, or expired, and its grace period has passed", id);
+    return NULL;
+  }
+  sl_counter_inc(&gw->counters, SL_C_ERR_NOT_FOUND);
+  sl_reply_error(req, 404, "invalid_request_error", "task_not_found", NULL, "no task %.80s", id);
+  return NULL;
+}
+
+/* Every route under /tasks. */
+static void sl__tasks_route(sl_gateway_t *gw, sl_http_req_t *req) {
+  const char *m = req->method_name;
+  sl_request_t r;
+  memset(&r, 0, sizeof(r));
+  sl__request_id(gw, req, &r); /* X-Request-Id and X-Sluice-Worker on every answer */
+  const char *allow = NULL;
+  char id[64] = "";
+  int stream = 0;
+  if (strcmp(req->path, "/tasks") == 0) {
+    allow = "POST";
+  } else {
+    const char *p = req->path + 7, *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if (n == 0 || n >= sizeof(id) || (slash != NULL && strcmp(slash, "/stream") != 0)) {
+      sl_counter_inc(&gw->counters, SL_C_ERR_NOT_FOUND);
+      sl_reply_error(req, 404, "invalid_request_error", "unknown_url", NULL, "Unknown request URL: %s %s", m,
+                     req->path);
+      return;
+    }
+    memcpy(id, p, n);
+    stream = slash != NULL;
+    allow = stream ? "GET" : "GET, DELETE";
+  }
+  int ok = strstr(allow, m) != NULL && (strcmp(m, "GET") == 0 || strcmp(m, "POST") == 0 || strcmp(m, "DELETE") == 0);
+  if (!ok) {
+    char extra[64];
+    snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+    sl_counter_inc(&gw->counters, SL_C_ERR_METHOD);
+    sl_reply_error(req, 405, "invalid_request_error", "method_not_allowed", extra,
+                   "Method %s is not allowed on %s (allowed: %s)", m, req->path, allow);
+    return;
+  }
+  if (id[0] == '\0') {
+    if (gw->streams.draining) {
+      sl_reply_error(req, 503, "service_unavailable", "shutting_down", "Retry-After: 1\r\n",
+                     "sluice is shutting down and takes no new tasks");
+      return;
+    }
+    if (gw->tasks.n >= gw->tasks.max) {
+      sl_reply_error(req, 503, "service_unavailable", "too_many_tasks", "Retry-After: 1\r\n",
+                     "this process keeps %d tasks already (tasks.max)", gw->tasks.max);
+      return;
+    }
+    sl__completion(gw, req, 1, &r, 1);
+    return;
+  }
+  sl_task_t *t = sl__task_lookup(gw, req, id);
+  if (t == NULL) return;
+  if (stream) {
+    sl_task_attach(t, req, sl_http_req_header(req, "last-event-id"), NULL);
+    return;
+  }
+  if (strcmp(m, "DELETE") == 0) {
+    if (sl_task_cancel(t) < 0) {
+      sl_reply_error(req, 410, "invalid_request_error", "task_finished", NULL,
+                     "task %s has finished already: there is nothing to cancel", id);
+      return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "object", "task");
+    cJSON_AddStringToObject(o, "status", "cancelled");
+    sl__json_reply(req, 200, o);
+    return;
+  }
+  char body[1024];
+  int n = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"object\":\"task\",", id);
+  n += (int)sl_task_describe(t, body + n, sizeof(body) - (size_t)n - 2);
+  body[n++] = '}';
+  sl_http_respond(req, 200, "application/json", body, (size_t)n, NULL);
 }
 
 /* ---- routing ---- */
@@ -653,6 +802,10 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
   sl_gateway_t *gw = ud;
   const char *allow = NULL;
   sl__route_t route = sl__route(req->path, &allow);
+  if (route == SL_R_NONE && strncmp(req->path, "/tasks", 6) == 0 && (req->path[6] == '\0' || req->path[6] == '/')) {
+    sl__tasks_route(gw, req);
+    return;
+  }
   if (route == SL_R_NONE) {
     sl_counter_inc(&gw->counters, SL_C_ERR_NOT_FOUND);
     sl_reply_error(req, 404, "invalid_request_error", "unknown_url", NULL, "Unknown request URL: %s %s",
@@ -684,5 +837,5 @@ void sl_api_handle(sl_http_req_t *req, void *ud) {
                  "sluice is shutting down and takes no new requests");
     return;
   }
-  sl__completion(gw, req, route == SL_R_CHAT, &r);
+  sl__completion(gw, req, route == SL_R_CHAT, &r, 0);
 }

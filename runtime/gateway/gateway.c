@@ -294,6 +294,10 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
   sl_relay_cancel_all(&gw->streams, "sluice is shutting down");
   /* One count for this function, so nothing completes while it runs. */
   gw->pending = 1;
+  /* Tasks: their streams were cut above; their rings go back to the pool
+   * and their clients' responses end. */
+  gw->pending++;
+  sl_tasks_close(&gw->tasks, sl__closed_one, gw);
   if (gw->streams.writes > 0) { /* transcripts being written use the counters and the log */
     gw->pending++;
     gw->streams.on_writes_done = sl__closed_one;
@@ -582,6 +586,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     clock_gettime(CLOCK_REALTIME, &now);
     gw->streams.unix_offset_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - (int64_t)uv_hrtime();
   }
+  sl_tasks_init(&gw->tasks, loop, &gw->chunks, &gw->counters, cfg, gw->worker);
   uv_timer_init(loop, &gw->sweep_timer);
   uv_timer_init(loop, &gw->streams.pipe_timer);
   sl_relay_admission_init(&gw->streams);

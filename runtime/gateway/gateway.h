@@ -28,6 +28,7 @@
 #include "runtime/sim/sim_engine.h"
 #include "sluice.h"
 #include "runtime/stream/relay.h"
+#include "runtime/stream/tasks.h"
 #include "runtime/upstream/registry.h"
 #include "runtime/upstream/upstream.h"
 
@@ -44,6 +45,7 @@ struct sl_gateway_s {
   sl_chunk_pool_t chunks;
   sl_http_server_t *http;
   sl_streams_t streams;      /* streams in flight and what they share */
+  sl_tasks_t tasks;          /* the native task API's tasks (stream/tasks.h) */
   sl_counters_t counters;
   sl_narrator_t *nar;
   sl_ttldict_t *dict;        /* what the policies' sluice.dict reaches, and the tenants' windows */

@@ -186,6 +186,7 @@ int sl_http_req_set_response_headers(sl_http_req_t *req, const char *lines) {
   sl_http_conn_t *c = req->conn;
   size_t n = strlen(lines);
   if (n > SL_HTTP_RESPONSE_HEADERS_MAX) return SL_ETOOBIG;
+  if (req->sink != NULL) return 0; /* a sink has no head */
   memcpy(c->resp_headers, lines, n + 1);
   return 0;
 }
@@ -320,6 +321,10 @@ static void sl__conn_close(sl_http_conn_t *c) {
 }
 
 void sl_http_req_reset(sl_http_req_t *req) {
+  if (req->sink != NULL) {
+    req->sink->end(req, 1);
+    return;
+  }
   sl_http_conn_t *c = req->conn;
   if (c->closing) return;
   c->closing = 1;
@@ -758,6 +763,10 @@ static void sl__request_done(sl_http_conn_t *c, int close) {
 
 int sl_http_respond(sl_http_req_t *req, int status, const char *content_type, const char *body,
                     size_t body_len, const char *extra_headers) {
+  if (req->sink != NULL) {
+    req->sink->respond(req, status, body, body_len);
+    return 0;
+  }
   sl_http_conn_t *c = req->conn;
   int close = !req->keep_alive;
   const char *extra = extra_headers ? extra_headers : "";
@@ -801,6 +810,7 @@ static char *sl__stream_head(sl_http_req_t *req, int status, const char *content
 
 int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_type,
                          const char *extra_headers) {
+  if (req->sink != NULL) return req->sink->begin(req, status);
   sl_http_conn_t *c = req->conn;
   size_t n;
   char *out = sl__stream_head(req, status, content_type, extra_headers, &n);
@@ -811,6 +821,7 @@ int sl_http_stream_start(sl_http_req_t *req, int status, const char *content_typ
 }
 
 int sl_http_stream_begin(sl_http_req_t *req, int status, const char *content_type, const char *extra_headers) {
+  if (req->sink != NULL) return req->sink->begin(req, status);
   sl_http_conn_t *c = req->conn;
   if (c->closing || c->shutting_down) {
     sl__request_done(c, 1);
@@ -827,8 +838,9 @@ int sl_http_stream_begin(sl_http_req_t *req, int status, const char *content_typ
 
 int sl_http_stream_writev(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs, sl_chunk_t *const *pins,
                           unsigned npins) {
-  sl_http_conn_t *c = req->conn;
   if (nbufs > SL_HTTP_WRITE_BUFS || npins > SL_HTTP_WRITE_PINS) return SL_EINVAL;
+  if (req->sink != NULL) return req->sink->write(req, bufs, nbufs);
+  sl_http_conn_t *c = req->conn;
   size_t total = 0;
   for (unsigned i = 0; i < nbufs; i++) total += bufs[i].len;
   if (total == 0) return 0; /* a zero-size chunk would end the body */
@@ -913,6 +925,10 @@ int sl_http_stream_write(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbuf
 }
 
 void sl_http_stream_end(sl_http_req_t *req, int close) {
+  if (req->sink != NULL) {
+    req->sink->end(req, close);
+    return;
+  }
   sl_http_conn_t *c = req->conn;
   static const char last[] = "0\r\n\r\n";
   int rc = 0;
@@ -928,12 +944,14 @@ void sl_http_stream_end(sl_http_req_t *req, int close) {
 }
 
 size_t sl_http_req_write_queue(const sl_http_req_t *req) {
+  if (req->sink != NULL) return 0;
   return uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->tcp);
 }
 
-size_t sl_http_req_write_held(const sl_http_req_t *req) { return req->conn->held; }
+size_t sl_http_req_write_held(const sl_http_req_t *req) { return req->sink != NULL ? 0 : req->conn->held; }
 
 int sl_http_req_over_high(sl_http_req_t *req, size_t extra) {
+  if (req->sink != NULL) return req->sink->over_high(req, extra);
   sl_http_conn_t *c = req->conn;
   const sl_http_limits_t *lim = &c->server->limits;
   /* held >= the write queue always, so held alone is the test.  A write

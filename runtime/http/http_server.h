@@ -78,7 +78,37 @@ struct sl_http_req_s {
   sl_http_req_cb on_drain;    /* held bytes fell to the low watermark after sl_http_req_over_high said 1 */
   sl_http_req_cb on_abort;    /* client went away before the response ended */
   sl_http_written_cb on_written; /* a queued write was taken whole by the kernel (see below) */
+  /* A sink request (below): conn and server are NULL and the answer goes here. */
+  const struct sl_http_sink_s *sink;
+  void *sink_ud;              /* the sink's own state */
 };
+
+/* ---- sink requests ----
+ *
+ * A request that no connection carries: its owner (the task store,
+ * runtime/stream/tasks.h) fills in a sl_http_req_t with conn NULL, the
+ * headers it wants the handler to see and a sink, and hands it to a
+ * handler as if a client had sent it.  Every response call below then goes
+ * to the sink instead of a socket: the handler's code is the same for a
+ * client and for a sink.  Headers set with sl_http_req_set_response_headers
+ * are dropped.  The sink answers sl_http_req_over_high itself and calls
+ * req->on_drain when the handler may go on; it calls req->on_abort to
+ * cancel the request as a client that left would.  sl_http_req_write_queue
+ * and sl_http_req_write_held are 0: a sink takes the bytes at once (it
+ * copies what it keeps), so on_written never runs. */
+typedef struct sl_http_sink_s {
+  /* A streamed response began (sl_http_stream_begin or _start). */
+  int (*begin)(sl_http_req_t *req, int status);
+  /* One streamed write: the concatenation of bufs, borrowed for the call. */
+  int (*write)(sl_http_req_t *req, const uv_buf_t *bufs, unsigned nbufs);
+  /* The streamed response ended (close: without a clean end, as after an
+   * error event).  The handler is done with req. */
+  void (*end)(sl_http_req_t *req, int close);
+  /* A whole response (sl_http_respond); the handler is done with req. */
+  void (*respond)(sl_http_req_t *req, int status, const char *body, size_t len);
+  /* sl_http_req_over_high for this request. */
+  int (*over_high)(sl_http_req_t *req, size_t extra);
+} sl_http_sink_t;
 
 /* on_written, when set, runs at the completion of each write request on
  * the connection, once the kernel has taken all of that write's bytes, in

@@ -33,6 +33,7 @@
 #include "runtime/gateway/metrics.h"
 #include "runtime/gateway/request.h"
 #include "runtime/gateway/view.h"
+#include "runtime/gateway/task_proxy.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/errors.h"
 #include "runtime/guard/guard.h"
@@ -684,7 +685,12 @@ static sl_task_t *sl__task_lookup(sl_gateway_t *gw, sl_http_req_t *req, const ch
   sl_task_t *t = sl_tasks_find(&gw->tasks, id, &gone);
   if (t != NULL) return t;
   if (!gone && sl_task_parse_id(id, &w, &n) == 0 && w != gw->tasks.worker && w >= 1 && w <= gw->nworkers) {
-    /* Another worker's task. */
+    /* Another worker's task: relayed to its owner, unless it was relayed
+     * here already (then the view was stale: say who owns it). */
+    if (gw->view != NULL && sl_http_req_header(req, "x-sluice-relayed-from") == NULL) {
+      sl_task_proxy(gw, req, w);
+      return NULL;
+    }
     char extra[64];
     snprintf(extra, sizeof(extra), "X-Sluice-Task-Worker: %d\r\n", w);
     sl_reply_error(req, 421, "invalid_request_error", "misdirected_task", extra,

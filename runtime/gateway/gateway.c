@@ -1,5 +1,6 @@
 /* gateway.c: the gateway object (see include/sluice.h and gateway.h). */
 #include "runtime/gateway/gateway.h"
+#include "runtime/gateway/task_proxy.h"
 #include "runtime/gateway/limits.h"
 #include "runtime/gateway/metrics.h"
 
@@ -307,6 +308,11 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
     gw->pending++;
     sl_http_server_close(gw->http, sl__closed_one, gw);
     gw->http = NULL;
+  }
+  if (gw->task_http) {
+    gw->pending++;
+    sl_http_server_close(gw->task_http, sl__closed_one, gw);
+    gw->task_http = NULL;
   }
   gw->pending++;
   sl_upstream_close(&gw->up, sl__closed_one, gw);
@@ -631,6 +637,13 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
     return rc;
   }
   sl_http_server_set_counters(gw->http, &gw->counters);
+  if (gw->worker > 0 && gw->view != NULL) {
+    /* Task requests a sibling relays come here (task_proxy.h). */
+    int trc = sl_task_listener_open(gw);
+    if (trc < 0)
+      fprintf(gw->log, "sluice: the task listener did not open: %s (tasks answer 421 through other workers)\n",
+              uv_strerror(trc));
+  }
   sl_upstream_start_health(&gw->up);
   uv_timer_start(&gw->sweep_timer, sl__on_sweep, 1000, 1000);
   sl_limits_start(gw);

@@ -44,6 +44,7 @@ struct sl_gateway_s {
   sl_upstream_ctx_t up;
   sl_chunk_pool_t chunks;
   sl_http_server_t *http;
+  sl_http_server_t *task_http; /* a worker's private loopback listener for relayed task requests (task_proxy.h) */
   sl_streams_t streams;      /* streams in flight and what they share */
   sl_tasks_t tasks;          /* the native task API's tasks (stream/tasks.h) */
   sl_counters_t counters;

@@ -43,6 +43,7 @@ typedef struct {
   uint64_t published_ns;          /* CLOCK_MONOTONIC, the same clock in every process */
   int64_t pid;
   int64_t streams_in_flight;
+  int64_t task_port;              /* its private loopback port for another worker's task requests (0: none) */
   uint64_t text_len;              /* bytes in text (0 when the render was too long) */
   uint64_t text_size;             /* the render's length (> SL_VIEW_TEXT_MAX: not published) */
   uint64_t counters[SL_C__COUNT];
@@ -72,6 +73,7 @@ struct sl_view_s {
   size_t size;
   int worker;   /* 1..N */
   int nworkers; /* N */
+  int task_port; /* what this worker publishes as its task port */
 };
 
 static size_t sl__view_size(int nworkers) { return SL__HEAD_SIZE + (size_t)(nworkers + 1) * sizeof(sl__slot_t); }
@@ -161,8 +163,8 @@ static int sl__map(int fd, void **map, size_t *size, int *nworkers, char *err, s
 
 /* Writes a publication into the copy readers are not reading, then makes
  * it current.  The odd sequence is set whatever a writer that died left. */
-static void sl__write(sl__slot_t *s, const uint64_t *counters, int64_t pid, int64_t in_flight, uint64_t ns,
-                      const char *text, size_t len, size_t size) {
+static void sl__write(sl__slot_t *s, const uint64_t *counters, int64_t pid, int64_t in_flight, int64_t task_port,
+                      uint64_t ns, const char *text, size_t len, size_t size) {
   uint32_t next = (atomic_load_explicit(&s->cur, memory_order_relaxed) ^ 1u) & 1u;
   sl__copy_t *c = &s->copy[next];
   uint64_t odd = (atomic_load_explicit(&c->seq, memory_order_relaxed) + 1) | 1u;
@@ -171,6 +173,7 @@ static void sl__write(sl__slot_t *s, const uint64_t *counters, int64_t pid, int6
   c->published_ns = ns;
   c->pid = pid;
   c->streams_in_flight = in_flight;
+  c->task_port = task_port;
   c->text_len = len;
   c->text_size = size;
   if (counters) memcpy(c->counters, counters, sizeof(c->counters));
@@ -184,7 +187,7 @@ static void sl__write(sl__slot_t *s, const uint64_t *counters, int64_t pid, int6
 typedef struct {
   int used;
   uint64_t published_ns;
-  int64_t pid, streams_in_flight;
+  int64_t pid, streams_in_flight, task_port;
   uint64_t text_size;
   uint64_t counters[SL_C__COUNT];
   char *text; /* owned, grown as needed */
@@ -205,6 +208,7 @@ static int sl__read(const sl__slot_t *s, sl__snap_t *o, int want_text) {
     o->published_ns = c->published_ns;
     o->pid = c->pid;
     o->streams_in_flight = c->streams_in_flight;
+    o->task_port = c->task_port;
     o->text_size = c->text_size;
     memcpy(o->counters, c->counters, sizeof(o->counters));
     size_t n = c->text_len;
@@ -285,10 +289,12 @@ void sl_view_detach(sl_view_t *v) {
 
 int sl_view_nworkers(const sl_view_t *v) { return v->nworkers; }
 
+void sl_view_set_task_port(sl_view_t *v, int port) { v->task_port = port; }
+
 int sl_view_publish(sl_view_t *v, const sl_counters_t *c, int streams_in_flight, const char *text, size_t len) {
   sl__slot_t *s = sl__slot(v->map, v->worker);
   size_t kept = len <= SL_VIEW_TEXT_MAX ? len : 0;
-  sl__write(s, c->v, (int64_t)getpid(), streams_in_flight, sl__now_ns(), text, kept, len);
+  sl__write(s, c->v, (int64_t)getpid(), streams_in_flight, v->task_port, sl__now_ns(), text, kept, len);
   atomic_store_explicit(&s->used, 1, memory_order_release);
   return 0;
 }
@@ -331,6 +337,7 @@ int sl_view_instance(sl_view_t *v, sl_counters_t *sum, sl_view_worker_t *w, int 
     o->age_ms = now > s->published_ns ? (double)(now - s->published_ns) / 1e6 : 0;
     o->up = o->age_ms < (double)SL_VIEW_UP_PERIODS * SL_VIEW_PERIOD_MS;
     o->streams_in_flight = (int)s->streams_in_flight;
+    o->task_port = (int)s->task_port;
   }
   sl__snaps_free(snaps, n + 1);
   sl_free(failed);
@@ -716,11 +723,11 @@ int sl_view_retire(int fd, int worker, uint64_t *streams_lost) {
   uint64_t seq = atomic_load_explicit(&h->retire_seq, memory_order_relaxed);
   atomic_store_explicit(&h->retire_seq, (seq + 1) | 1u, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
-  sl__write(ret, sum, 0, 0, sl__now_ns(), merged, mlen <= SL_VIEW_TEXT_MAX ? mlen : 0, mlen);
+  sl__write(ret, sum, 0, 0, 0, sl__now_ns(), merged, mlen <= SL_VIEW_TEXT_MAX ? mlen : 0, mlen);
   atomic_store_explicit(&ret->used, 1, memory_order_release);
   atomic_store_explicit(&dead->used, 0, memory_order_release);
-  sl__write(dead, NULL, 0, 0, 0, NULL, 0, 0);
-  sl__write(dead, NULL, 0, 0, 0, NULL, 0, 0);
+  sl__write(dead, NULL, 0, 0, 0, 0, NULL, 0, 0);
+  sl__write(dead, NULL, 0, 0, 0, 0, NULL, 0, 0);
   atomic_fetch_add_explicit(&h->retired, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&h->lost, d.counters[SL_C_STREAMS_ACTIVE], memory_order_relaxed);
   atomic_store_explicit(&h->retire_seq, ((seq + 1) | 1u) + 1, memory_order_release);

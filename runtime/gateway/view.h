@@ -102,6 +102,7 @@ typedef struct {
   int pid;               /* its process id (0 before its first publication) */
   double age_ms;         /* since its last publication */
   int streams_in_flight; /* as published */
+  int task_port;         /* its private loopback port for task requests other workers relay (0: none) */
 } sl_view_worker_t;
 
 /* The supervisor's: makes the view for nworkers workers (a memfd, sized,
@@ -134,6 +135,11 @@ int sl_view_nworkers(const sl_view_t *v);
  * Returns 0 (a text over SL_VIEW_TEXT_MAX is published as its length only),
  * never blocks: the slot has one writer. */
 int sl_view_publish(sl_view_t *v, const sl_counters_t *c, int streams_in_flight, const char *text, size_t len);
+
+/* The private loopback port this worker publishes from now on (its task
+ * listener, gateway/task_proxy.h), so that a sibling that receives a
+ * request for one of its tasks can relay it there. */
+void sl_view_set_task_port(sl_view_t *v, int port);
 
 /* Renders gw's exposition, publishes it with gw's counters into gw's slot,
  * and returns the text (malloc'd, free with sl_free; *len bytes) when text

@@ -943,6 +943,18 @@ void sl_http_stream_end(sl_http_req_t *req, int close) {
   sl__request_done(c, close || rc < 0);
 }
 
+int sl_http_raw_write(sl_http_req_t *req, const char *p, size_t n) {
+  sl_http_conn_t *c = req->conn;
+  if (n == 0) return 0;
+  char *copy = sl_malloc(n);
+  memcpy(copy, p, n);
+  int rc = sl__write_heap(c, copy, n);
+  if (rc < 0) sl__request_done(c, 1); /* the failed write freed the copy */
+  return rc;
+}
+
+void sl_http_raw_end(sl_http_req_t *req) { sl__request_done(req->conn, 1); }
+
 size_t sl_http_req_write_queue(const sl_http_req_t *req) {
   if (req->sink != NULL) return 0;
   return uv_stream_get_write_queue_size((const uv_stream_t *)&req->conn->tcp);

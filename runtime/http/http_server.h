@@ -241,6 +241,18 @@ size_t sl_http_req_write_held(const sl_http_req_t *req);
  * plus what it writes between two tests. */
 int sl_http_req_over_high(sl_http_req_t *req, size_t extra);
 
+/* Relaying another server's whole answer.  sl_http_raw_write writes
+ * p[0..n) to the request's connection as it is, with no framing: the
+ * caller sends a complete HTTP response (head and body) it got elsewhere,
+ * which must say "Connection: close".  The bytes are copied.  Backpressure
+ * is sl_http_req_over_high and on_drain as for a streamed response.
+ * Returns 0, or a negative code when the connection is gone (the request
+ * is then ended, no on_abort follows).  sl_http_raw_end ends the request
+ * and closes the connection once the bytes are sent; the handler must not
+ * touch req afterwards. */
+int sl_http_raw_write(sl_http_req_t *req, const char *p, size_t n);
+void sl_http_raw_end(sl_http_req_t *req);
+
 /* The reason phrase for a status code ("Not Found"). */
 const char *sl_http_status_text(int status);
 

@@ -546,6 +546,11 @@ void sl_tasks_init(sl_tasks_t *ts, uv_loop_t *loop, sl_chunk_pool_t *chunks, sl_
   ts->metrics_tokens = cfg->task_metrics_tokens;
   ts->max = cfg->task_max;
   ts->worker = worker;
+  /* Numbers start past the microseconds of the Unix time now, so a worker
+   * that restarts never issues an id its predecessor issued. */
+  uv_timeval64_t tv;
+  ts->base = uv_gettimeofday(&tv) == 0 ? (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec : 0;
+  ts->issued = ts->base;
 }
 
 int sl_task_create(sl_tasks_t *ts, const sl_http_req_t *src, const char *model, const char *request_id,
@@ -599,7 +604,7 @@ sl_task_t *sl_tasks_find(sl_tasks_t *ts, const char *id, int *gone) {
   int w;
   uint64_t n;
   *gone = 0;
-  if (sl_task_parse_id(id, &w, &n) < 0 || w != ts->worker || n > ts->issued) return NULL;
+  if (sl_task_parse_id(id, &w, &n) < 0 || w != ts->worker || n <= ts->base || n > ts->issued) return NULL;
   for (sl_task_t *t = ts->head; t != NULL; t = t->next)
     if (t->num == n) return t;
   *gone = 1;

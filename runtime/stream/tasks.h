@@ -53,7 +53,8 @@ typedef struct sl_tasks_s {
   uint64_t metrics_tokens;   /* tasks.metrics_tokens: a metrics event every this many tokens (0: none) */
   int max;                   /* tasks.max: live tasks at most */
   int worker;                /* the worker index in ids (0: standalone) */
-  uint64_t issued;           /* task numbers issued so far (ids task-<worker>-<1..issued>) */
+  uint64_t base;             /* task numbers begin after this one (the Unix time in us at init) */
+  uint64_t issued;           /* the last task number issued (ids task-<worker>-<base+1..issued>) */
   sl_task_t *head;           /* live tasks (doubly linked) */
   int n;                     /* live tasks */
   int closing;
@@ -79,7 +80,8 @@ void sl_tasks_init(sl_tasks_t *ts, uv_loop_t *loop, sl_chunk_pool_t *chunks, sl_
 /* Makes a new task for request src (whose headers the relay will read:
  * they are lent to the sink request until sl_task_started) and appends its
  * `started` event.  model and request_id are copied.  Returns 0 with *out
- * set, or SL_EBUSY when tasks.max tasks are live (nothing made). */
+ * set, or SL_ETOOBIG when tasks.max tasks are live or the store is
+ * closing (nothing made). */
 int sl_task_create(sl_tasks_t *ts, const sl_http_req_t *src, const char *model, const char *request_id,
                    sl_task_t **out);
 
@@ -97,8 +99,8 @@ const char *sl_task_id(const sl_task_t *t);
  * string that is not a task id. */
 int sl_task_parse_id(const char *id, int *worker, uint64_t *n);
 
-/* Finds a live task by id: the task, or NULL with *gone 1 when the id is
- * this store's and was issued (the task was freed), 0 when it never was. */
+/* Finds a live task by id: the task, or NULL with *gone 1 when this store
+ * issued the id (the task was freed since), 0 when it did not. */
 sl_task_t *sl_tasks_find(sl_tasks_t *ts, const char *id, int *gone);
 
 /* Attaches client (a GET whose response has not begun) and answers it:

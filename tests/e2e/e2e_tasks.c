@@ -201,7 +201,7 @@ static void test_full_stream(void) {
   const char *hdrs = "x-sim-seed: 77\r\nx-sim-tokens: 40\r\n";
   char body[512], id[64];
   ASSERT_EQ(task_post(sl.port, hdrs, e2e_chat_body(body, sizeof(body), "m", 0, NULL), id, sizeof(id), NULL), 201);
-  ASSERT_STR_EQ(id, "task-0-1");
+  ASSERT_EQ(strncmp(id, "task-0-", 7), 0);
   tstream_t s = {0};
   ASSERT_EQ(task_stream(sl.port, id, NULL, &s, NULL), 200);
   ASSERT(ts_well_formed(&s, 1, 40, "end"));

@@ -639,7 +639,7 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   sl_http_server_set_counters(gw->http, &gw->counters);
   if (gw->worker > 0 && gw->view != NULL) {
     /* Task requests a sibling relays come here (task_proxy.h). */
-    int trc = sl_task_listener_open(gw);
+    int trc = sl_task_listener_open(gw, sl_api_handle);
     if (trc < 0)
       fprintf(gw->log, "sluice: the task listener did not open: %s (tasks answer 421 through other workers)\n",
               uv_strerror(trc));

@@ -14,7 +14,6 @@
 #include <strings.h>
 
 #include "runtime/base/alloc.h"
-#include "runtime/gateway/api.h"
 #include "runtime/gateway/view.h"
 #include "runtime/stream/reply.h"
 
@@ -233,8 +232,8 @@ void sl_task_proxy(sl_gateway_t *gw, sl_http_req_t *req, int owner) {
   if (rc < 0) sl__done(p, 502, "the worker that owns the task cannot be reached");
 }
 
-int sl_task_listener_open(sl_gateway_t *gw) {
-  int rc = sl_http_server_init(&gw->task_http, gw->loop, "127.0.0.1", 0, &gw->cfg->http, sl_api_handle, gw);
+int sl_task_listener_open(sl_gateway_t *gw, sl_http_handler_cb handler) {
+  int rc = sl_http_server_init(&gw->task_http, gw->loop, "127.0.0.1", 0, &gw->cfg->http, handler, gw);
   if (rc < 0) {
     gw->task_http = NULL;
     return rc;

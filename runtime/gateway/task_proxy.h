@@ -21,9 +21,10 @@
 #include "runtime/gateway/gateway.h"
 #include "runtime/http/http_server.h"
 
-/* Opens the private task listener of a worker (gw->worker > 0) and
+/* Opens the private task listener of a worker (gw->worker > 0), whose
+ * requests go to handler (the gateway's API handler, with gw), and
  * publishes its port.  Returns 0 or a negative libuv code. */
-int sl_task_listener_open(sl_gateway_t *gw);
+int sl_task_listener_open(sl_gateway_t *gw, sl_http_handler_cb handler);
 
 /* Relays req to worker owner's private port (from the view).  Answers the
  * client in every case: 503 when the owner has published no port (it is

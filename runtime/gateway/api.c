@@ -4,7 +4,11 @@
  * Routes: POST /v1/chat/completions and POST /v1/completions (to the relay),
  * GET /v1/models, GET /health (counters and endpoint states, with each
  * endpoint's timing dynamics verdict, as JSON),
- * GET /ready (200 when some endpoint is ready, else 503), GET /metrics.  A
+ * GET /ready (200 when some endpoint is ready, else 503), GET /metrics,
+ * and the native task API (stream/tasks.h): POST /tasks (a chat request
+ * through the same steps, relayed to the task's sink request),
+ * GET /tasks/{id}/stream, GET /tasks/{id} and DELETE /tasks/{id}; a task
+ * of another worker is relayed to it (gateway/task_proxy.h).  A
  * worker of a supervisor answers /metrics and /health for the whole
  * instance (gateway/view.h).  A known path with
  * the wrong method is 405 with Allow; anything else is 404.  A completion

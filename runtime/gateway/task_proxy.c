@@ -241,5 +241,6 @@ int sl_task_listener_open(sl_gateway_t *gw, sl_http_handler_cb handler) {
   /* No counters: what comes here came through a sibling's port, and
    * that worker counted it. */
   sl_view_set_task_port(gw->view, sl_http_server_port(gw->task_http));
+  /* The gateway's first publication, at the end of its open, carries it. */
   return 0;
 }

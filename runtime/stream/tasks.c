@@ -76,6 +76,7 @@ struct sl_task_s {
 
 static void sl__grace_start(sl_task_t *t);
 static void sl__task_free(sl_task_t *t);
+static void sl__detached(sl_task_t *t);
 
 /* ---- ids ---- */
 
@@ -228,7 +229,7 @@ static void sl__send(sl_task_t *t) {
     if (sl_http_stream_writev(t->client, bufs, n, pins, n) < 0) {
       t->client->on_abort = t->client->on_drain = NULL; /* the server ended the request: no on_abort follows */
       t->client = NULL;
-      sl__grace_start(t);
+      sl__detached(t);
       return;
     }
     if (t->cur_abs == last && t->cur_off == sl__slot(t, t->nslots - 1)->c->len) break;
@@ -246,7 +247,7 @@ static void sl__flush(sl_task_t *t) {
     c->on_abort = c->on_drain = NULL;
     t->client = NULL;
     sl_http_stream_end(c, 0);
-    sl__grace_start(t);
+    sl__detached(t);
   }
 }
 
@@ -255,7 +256,7 @@ static void sl__client_abort(sl_http_req_t *req) {
   if (t == NULL || t->client != req) return;
   t->client = NULL;
   req->data = NULL;
-  sl__grace_start(t);
+  sl__detached(t);
 }
 
 /* The relay waits for room and there is some now: it goes on. */
@@ -264,6 +265,16 @@ static void sl__relay_go(sl_task_t *t) {
   t->relay_waits = 0;
   t->paused = 0;
   if (t->vreq.on_drain != NULL) t->vreq.on_drain(&t->vreq);
+}
+
+/* The client left (or its response ended): the grace period starts, and a
+ * relay that waited for that client's connection to drain now waits only
+ * if the ring is full. */
+static void sl__detached(sl_task_t *t) {
+  sl__grace_start(t);
+  if (!t->relay_waits || !t->relay_live) return;
+  if (t->held < t->ts->ring_bytes) sl__relay_go(t);
+  else t->paused = 1;
 }
 
 static void sl__client_drain(sl_http_req_t *req) {
@@ -659,7 +670,7 @@ int sl_task_attach(sl_task_t *t, sl_http_req_t *client, const char *last_event_i
   if (after > 0) sl_counter_inc(t->ts->counters, SL_C_TASKS_RESUMED);
   uv_timer_stop(&t->grace);
   if (sl_http_stream_begin(client, 200, "text/event-stream", hdrs) < 0) {
-    sl__grace_start(t);
+    sl__detached(t);
     return 0;
   }
   t->client = client;
@@ -672,7 +683,7 @@ int sl_task_attach(sl_task_t *t, sl_http_req_t *client, const char *last_event_i
   if (sl_http_stream_writev(client, &b, 1, NULL, 0) < 0) {
     client->on_abort = NULL;
     t->client = NULL;
-    sl__grace_start(t);
+    sl__detached(t);
     return 0;
   }
   sl__locate(t, after + 1, &t->cur_abs, &t->cur_off);

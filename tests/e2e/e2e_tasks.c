@@ -8,7 +8,9 @@
  *  - an event evicted from a tiny ring gives one clear `evicted` error;
  *  - a detached task with a full ring holds its engine (upstream read
  *    paused) and loses nothing once a client attaches;
- *  - DELETE cancels, and the engine sees its request closed;
+ *  - DELETE cancels, and the engine sees its request closed (an attached
+ *    client reads the `cancelled` error);
+ *  - a second client takes the task over from the first;
  *  - a task left alone past tasks.grace_ms is cancelled (expired);
  *  - 404, 410, 400 naming the field, 405;
  *  - with "workers": 2, a task made through one worker is streamed and
@@ -159,6 +161,20 @@ static int ts_well_formed(const tstream_t *s, long first_id, long ntok, const ch
     return 0;
   }
   return 1;
+}
+
+/* Waits until GET /tasks/<id> says the task has n tokens; returns them. */
+static long wait_tokens(int port, const char *id, long n) {
+  char path[128];
+  snprintf(path, sizeof(path), "/tasks/%s", id);
+  long toks = 0;
+  for (int64_t end = nu_now_ms() + E2E_WAIT_MS; nu_now_ms() < end && toks < n; usleep(20 * 1000)) {
+    cJSON *o = e2e_get_json(port, path, NULL);
+    const cJSON *t = cJSON_GetObjectItem(o, "tokens");
+    toks = cJSON_IsNumber(t) ? (long)t->valuedouble : 0;
+    cJSON_Delete(o);
+  }
+  return toks;
 }
 
 /* sluice with one pool "m" of one in-process simulated engine. */
@@ -476,6 +492,51 @@ static void test_delete_attached(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+/* A second client takes the task over: the first one's response ends, the
+ * second reads on (and sees the cancel). */
+static void test_takeover(void) {
+  e2e_proc_t sl;
+  start_sluice(&sl, "{\"metrics_tokens\":0}", NULL);
+  char body[512], id[64], path[128];
+  ASSERT_EQ(task_post(sl.port, "x-sim-tokens: 100\r\nx-sim-fault: stall\r\nx-sim-fault-at: 5\r\n",
+                      e2e_chat_body(body, sizeof(body), "m", 1, NULL), id, sizeof(id), NULL), 201);
+  snprintf(path, sizeof(path), "/tasks/%s/stream", id);
+  nu_conn_t *a = e2e_conn_open(sl.port, 0), *b = e2e_conn_open(sl.port, 0);
+  ASSERT_NOT_NULL(a);
+  ASSERT_NOT_NULL(b);
+  nu_resp_t ha, hb;
+  ASSERT_EQ(nu_send_request(a->fd, "GET", path, NULL, NULL), 0);
+  ASSERT_EQ(nu_read_head(a, &ha, E2E_WAIT_MS), 0);
+  ASSERT_EQ(ha.status, 200);
+  ASSERT_EQ(nu_send_request(b->fd, "GET", path, "Last-Event-ID: 1\r\n", NULL), 0);
+  ASSERT_EQ(nu_read_head(b, &hb, E2E_WAIT_MS), 0);
+  ASSERT_EQ(hb.status, 200);
+  /* A's response ended when B came. */
+  ASSERT_EQ(nu_read_body(a, &ha, E2E_WAIT_MS, NULL, NULL), 0);
+  tstream_t sa = {0};
+  ts_parse(&sa, ha.body, ha.body_len);
+  ASSERT_GE(sa.n, 1);
+  ASSERT_STR_EQ(sa.ev[0].kind, "started");
+  ASSERT_GE(e2e_counter(sl.port, "tasks_resumed"), 1);
+  ASSERT_EQ(wait_tokens(sl.port, id, 5), 5);
+  snprintf(path, sizeof(path), "/tasks/%s", id);
+  nu_resp_t r;
+  ASSERT_EQ(e2e_http(sl.port, "DELETE", path, NULL, NULL, &r, E2E_WAIT_MS), 200);
+  nu_resp_free(&r);
+  ASSERT_EQ(nu_read_body(b, &hb, E2E_WAIT_MS, NULL, NULL), 0);
+  tstream_t sb = {0};
+  ts_parse(&sb, hb.body, hb.body_len);
+  ASSERT(ts_well_formed(&sb, 2, 5, "error"));
+  ASSERT_STR_EQ(ts_str(&sb.ev[sb.n - 1], "code"), "cancelled");
+  ts_free(&sa);
+  ts_free(&sb);
+  nu_resp_free(&ha);
+  nu_resp_free(&hb);
+  e2e_conn_close(a);
+  e2e_conn_close(b);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 static void test_grace_expiry(void) {
   e2e_proc_t sl;
   start_sluice(&sl, "{\"grace_ms\":200,\"metrics_tokens\":0}", NULL);
@@ -597,6 +658,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_detached_pause);
   E2E_RUN(test_delete);
   E2E_RUN(test_delete_attached);
+  E2E_RUN(test_takeover);
   E2E_RUN(test_grace_expiry);
   E2E_RUN(test_errors);
   E2E_RUN(test_workers);

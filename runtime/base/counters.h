@@ -98,7 +98,14 @@
   X(REDIS_UP, "redis_up", "gauge")                                   \
   X(REDIS_OUTAGES, "redis_outages", "total")                         \
   X(SHARED_FAIL_OPEN, "shared_limit_fail_open", "total")             \
-  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")
+  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")         \
+  X(ENGINES_STARTED, "engines_started", "total")                     \
+  X(ENGINES_READY, "engines_ready", "total")                         \
+  X(ENGINES_CRASHED, "engines_crashed", "total")                     \
+  X(ENGINES_RESTARTED, "engines_restarted", "total")                 \
+  X(ENGINES_SWAPPED, "engines_swapped", "total")                     \
+  X(ENGINES_STOPPED, "engines_stopped", "total")                     \
+  X(ENGINES_RUNNING, "engines_running", "gauge")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

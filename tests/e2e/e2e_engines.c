@@ -155,16 +155,34 @@ static int whole_stream(int port, const char *model, int n, long *heartbeats) {
   return ok;
 }
 
+/* A stream for model with hdrs, read until its first n tokens came.
+ * Returns its connection (head and s filled in), or NULL after saying why. */
+static nu_conn_t *begun_stream(int port, const char *model, const char *hdrs, long n, nu_resp_t *head, e2e_sse_t *s) {
+  char body[512];
+  nu_conn_t *c = e2e_sse_open(port, CHAT, hdrs, e2e_chat_body(body, sizeof(body), model, 1, NULL), head, s, CHUNK,
+                              E2E_WAIT_MS);
+  if (c == NULL) return NULL;
+  s->stop_after_content = n;
+  if (head->status == 200 && e2e_sse_read(c, s, E2E_WAIT_MS) == 1) return c;
+  fprintf(stderr, "e2e: the %s stream: status %d, %ld tokens\n", model, head->status, s->ncontent);
+  e2e_conn_close(c);
+  return NULL;
+}
+
 /* ---- two engines: start, serve, stop with sluice ---- */
 
-static void test_two_engines_start_serve_and_stop(void) {
-  ASSERT_EQ(make_catalog(0), 0);
+/* sluice with two managed engines (m1, m2), both running and ready.
+ * Returns 0, or -1 after saying why. */
+static int start_two(e2e_proc_t *sl) {
   char cfg[8192];
+  if (make_catalog(0) < 0 || e2e_serve_start(sl, config(cfg, sizeof(cfg), "", "", ""), NULL) < 0) return -1;
+  if (!e2e_wait_endpoints_ready(sl->port, 2, E2E_WAIT_MS)) return -1;
+  return wait_state(sl->port, 0, "running") && wait_state(sl->port, 1, "running") ? 0 : -1;
+}
+
+static void test_two_engines_start_serve_and_stop(void) {
   e2e_proc_t sl;
-  ASSERT_EQ(e2e_serve_start(&sl, config(cfg, sizeof(cfg), "", "", ""), NULL), 0);
-  ASSERT(e2e_wait_endpoints_ready(sl.port, 2, E2E_WAIT_MS));
-  ASSERT(wait_state(sl.port, 0, "running"));
-  ASSERT(wait_state(sl.port, 1, "running"));
+  ASSERT_EQ(start_two(&sl), 0);
   ASSERT_EQ(e2e_counter(sl.port, "engines_running"), 2);
   ASSERT(whole_stream(sl.port, "m1", 4, NULL));
   ASSERT(whole_stream(sl.port, "m2", 4, NULL));
@@ -195,31 +213,18 @@ static void test_two_engines_start_serve_and_stop(void) {
 /* ---- an engine killed mid-stream ---- */
 
 static void test_engine_killed_mid_stream(void) {
-  ASSERT_EQ(make_catalog(0), 0);
-  char cfg[8192];
   e2e_proc_t sl;
-  ASSERT_EQ(e2e_serve_start(&sl, config(cfg, sizeof(cfg), "", "", ""), NULL), 0);
-  ASSERT(e2e_wait_endpoints_ready(sl.port, 2, E2E_WAIT_MS));
-  ASSERT(wait_state(sl.port, 0, "running"));
+  ASSERT_EQ(start_two(&sl), 0);
   int victim = managed_pid(sl.port, 0);
   ASSERT_GT(victim, 0);
 
   /* A on m1: endless, held after two tokens.  B on m2: 40 tokens, begun. */
-  char body[512];
   nu_resp_t ha, hb;
   e2e_sse_t a, b;
-  nu_conn_t *ca = e2e_sse_open(sl.port, CHAT, "x-sim-tokens: 1000000\r\nx-sim-itl-ms: 20\r\n",
-                               e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &ha, &a, CHUNK, E2E_WAIT_MS);
+  nu_conn_t *ca = begun_stream(sl.port, "m1", "x-sim-tokens: 1000000\r\nx-sim-itl-ms: 20\r\n", 2, &ha, &a);
   ASSERT_NOT_NULL(ca);
-  ASSERT_EQ(ha.status, 200);
-  a.stop_after_content = 2;
-  ASSERT_EQ(e2e_sse_read(ca, &a, E2E_WAIT_MS), 1);
-  nu_conn_t *cb = e2e_sse_open(sl.port, CHAT, "x-sim-tokens: 40\r\nx-sim-itl-ms: 5\r\n",
-                               e2e_chat_body(body, sizeof(body), "m2", 1, NULL), &hb, &b, CHUNK, E2E_WAIT_MS);
+  nu_conn_t *cb = begun_stream(sl.port, "m2", "x-sim-tokens: 40\r\nx-sim-itl-ms: 5\r\n", 1, &hb, &b);
   ASSERT_NOT_NULL(cb);
-  ASSERT_EQ(hb.status, 200);
-  b.stop_after_content = 1;
-  ASSERT_EQ(e2e_sse_read(cb, &b, E2E_WAIT_MS), 1);
 
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   a.stop_after_content = 0;

@@ -48,6 +48,9 @@ static void sl__usage(FILE *f) {
           "      stdin without KEY, one trailing newline dropped).\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
+          "  sluice engine-exec PID -- COMMAND [ARGS...]\n"
+          "      How serve starts a managed engine: exec COMMAND so that it dies with\n"
+          "      process PID (docs/engines.md, \"Local engines\").\n"
           "  sluice --help | --version\n",
           SL_VERSION);
 }

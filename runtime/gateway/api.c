@@ -274,7 +274,9 @@ static void sl__metrics(sl_gateway_t *gw, sl_http_req_t *req) {
 }
 
 static void sl__ready(sl_gateway_t *gw, sl_http_req_t *req) {
-  int ready = !gw->streams.draining && sl_registry_any_ready(&gw->reg);
+  int standby = 0; /* a swap pool's stopped engine starts when a request asks: the instance can serve */
+  for (int i = 0; i < gw->reg.neps && !standby; i++) standby = sl_engines_standby(gw->engines, &gw->reg.eps[i]);
+  int ready = !gw->streams.draining && (sl_registry_any_ready(&gw->reg) || standby);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddBoolToObject(o, "ready", ready);
   if (!ready) cJSON_AddStringToObject(o, "reason", gw->streams.draining ? "draining" : "no endpoint has passed its health check");

@@ -39,6 +39,7 @@ typedef struct {
   int want;                        /* it should run: restarted when it dies */
   int swap_drained;                /* a swap set ep->draining: cleared when it stops */
   uint64_t started_ms, ready_ms;   /* uv_now at spawn and at its first passed probe */
+  uint64_t ready_ns;               /* uv_hrtime at that probe (what idle time counts from at first) */
   uint64_t backoff_ms;             /* the last restart's delay (0: none yet) */
   uint64_t restarts;
   char last_exit[64];              /* "exit status 1", "killed by signal 9", or "" */
@@ -414,6 +415,7 @@ static int sl__spawn(sl__engine_t *e) {
   e->pid = e->proc.pid;
   e->state = SL_ENGINE_STARTING;
   e->ready_ms = 0;
+  e->ready_ns = 0;
   sl_counter_inc(&gw->counters, SL_C_ENGINES_STARTED);
   sl_counter_inc(&gw->counters, SL_C_ENGINES_RUNNING);
   for (int i = 0; i < 2; i++) uv_read_start((uv_stream_t *)&e->pipes[i], sl__pipe_alloc, sl__pipe_read);
@@ -458,8 +460,7 @@ static int sl__occupying(const sl_engines_t *es, const sl_pool_config_t *pc) {
 
 /* When e's engine last had a stream, or got ready: what "idle" counts from. */
 static uint64_t sl__idle_from(const sl__engine_t *e) {
-  uint64_t ready_ns = e->ready_ms * 1000000ull; /* uv_now and uv_hrtime share their clock, in ms and ns */
-  return e->ep->idle_since > ready_ns ? e->ep->idle_since : ready_ns;
+  return e->ep->idle_since > e->ready_ns ? e->ep->idle_since : e->ready_ns;
 }
 
 void sl_engines_need(void *ud, int pool, const char *model) {
@@ -608,6 +609,7 @@ void sl_engines_on_ready(sl_engines_t *es, sl_endpoint_t *ep) {
   if (e->ep == NULL || e->state != SL_ENGINE_STARTING) return;
   e->state = SL_ENGINE_RUNNING;
   e->ready_ms = uv_now(es->loop);
+  e->ready_ns = uv_hrtime();
   uv_timer_stop(&e->timer);
   sl_counter_inc(&es->gw->counters, SL_C_ENGINES_READY);
   double ms = (double)(e->ready_ms - e->started_ms);
@@ -624,6 +626,12 @@ int sl_engines_info(const sl_engines_t *es, const sl_endpoint_t *ep, const char 
   if (restarts) *restarts = e->restarts;
   if (last_exit) *last_exit = e->last_exit;
   return 0;
+}
+
+int sl_engines_standby(const sl_engines_t *es, const sl_endpoint_t *ep) {
+  if (es == NULL || ep->id < 0 || ep->id >= es->n || es->e[ep->id].ep == NULL) return 0;
+  const sl__engine_t *e = &es->e[ep->id];
+  return e->pc->swap && e->state == SL_ENGINE_STOPPED && !e->want && !es->gw->draining;
 }
 
 void sl_engines_json(const sl_engines_t *es, const sl_endpoint_t *ep, cJSON *o) {

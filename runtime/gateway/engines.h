@@ -81,6 +81,11 @@ void sl_engines_need(void *engines, int pool, const char *model);
 /* Endpoint ep passed a probe: a starting engine is running now. */
 void sl_engines_on_ready(sl_engines_t *es, sl_endpoint_t *ep);
 
+/* 1 when ep's engine is stopped in a swap pool: not ready, by design, and
+ * started when a request asks for its model (health and /ready count it
+ * as available, not as down); else 0. */
+int sl_engines_standby(const sl_engines_t *es, const sl_endpoint_t *ep);
+
 /* Adds {state, pid, uptime_s, restarts, last_exit} about ep's engine to o
  * as "managed", when ep is managed. */
 void sl_engines_json(const sl_engines_t *es, const sl_endpoint_t *ep, cJSON *o);

@@ -279,6 +279,11 @@ static void test_swap_pool(void) {
   /* Nothing runs before a request asks. */
   ASSERT_EQ(e2e_counter(sl.port, "engines_started"), 0);
   ASSERT_EQ(engines_alive(sl.port), 0);
+  /* On standby is not down: /ready says the instance can serve. */
+  ASSERT_EQ(e2e_wait_ready(sl.port, 200, E2E_WAIT_MS), 0);
+  char st[32];
+  ASSERT_EQ(managed_field(sl.port, 0, "state", NULL, st, sizeof(st)), 0);
+  ASSERT_STR_EQ(st, "stopped");
   const char *order[] = {"m1", "m2", "m1", "m2"};
   int last_pid[2] = {0, 0};
   for (int i = 0; i < 4; i++) {
@@ -303,6 +308,43 @@ static void test_swap_pool(void) {
   ASSERT(gone(last_pid[1]));
 }
 
+/* An engine of a swap pool idle for idle_timeout_ms stops; an engine not
+ * ready within start_timeout_ms is a failed start, stopped and restarted. */
+static void test_idle_stop_and_start_timeout(void) {
+  ASSERT_EQ(make_catalog(0), 0);
+  char cfg[8192];
+  e2e_proc_t sl;
+  ASSERT_EQ(e2e_serve_start(&sl, config(cfg, sizeof(cfg), "", "", ",\"swap\":{\"max_running\":2,\"idle_timeout_ms\":200}"),
+                            NULL),
+            0);
+  ASSERT(whole_stream(sl.port, "m1", 3, NULL));
+  int pid = managed_pid(sl.port, 0);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(e2e_wait_counter(sl.port, "engines_stopped", 1, E2E_WAIT_MS), 1);
+  ASSERT(wait_state(sl.port, 0, "stopped"));
+  ASSERT(e2e_log_wait(&sl, "(swap.idle_timeout_ms)", E2E_WAIT_MS, NULL, 0));
+  ASSERT(gone(pid));
+  ASSERT_EQ(e2e_counter(sl.port, "engines_swapped"), 0); /* room for both: nothing was swapped */
+  ASSERT(whole_stream(sl.port, "m1", 3, NULL));         /* asked again, started again */
+  ASSERT_EQ(e2e_stop(&sl), 0);
+
+  /* m2's engine listens only after an hour; it may take 300 ms. */
+  char e2[1024];
+  snprintf(e2, sizeof(e2),
+           "{\"models\":[\"m2\"],\"managed\":{\"model\":\"m2\",\"start_timeout_ms\":300,\"stop_grace_ms\":5000,"
+           "\"command\":[\"%s\",\"sim-engine\",\"--listen\",\"127.0.0.1:{port}\",\"--model\",\"m2\","
+           "\"--start-delay-ms\",\"3600000\"]}}",
+           e2e_binary());
+  snprintf(cfg, sizeof(cfg), "{%s,\"pools\":[{\"name\":\"slow\",\"models\":[\"m2\"],\"endpoints\":[%s]}]}",
+           g_catalog, e2);
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT(e2e_log_wait(&sl, "not ready after 300 ms (start_timeout_ms)", E2E_WAIT_MS, NULL, 0));
+  ASSERT_GE(e2e_wait_counter(sl.port, "engines_restarted", 1, E2E_WAIT_MS), 1);
+  ASSERT_GE(e2e_counter(sl.port, "engines_crashed"), 1);
+  ASSERT_EQ(e2e_counter(sl.port, "engines_ready"), 0);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 /* ---- the catalog check ---- */
 
 static void test_catalog_digest_mismatch_refuses_start(void) {
@@ -325,6 +367,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_two_engines_start_serve_and_stop);
   E2E_RUN(test_engine_killed_mid_stream);
   E2E_RUN(test_swap_pool);
+  E2E_RUN(test_idle_stop_and_start_timeout);
   E2E_RUN(test_catalog_digest_mismatch_refuses_start);
   return SL_TEST_EXIT();
 }

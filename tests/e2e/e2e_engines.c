@@ -8,7 +8,7 @@
  *  - two managed engines (m1, m2) start, both models are served and listed
  *    as loaded, the engines' output reaches sluice's log with the
  *    endpoint's name, and SIGTERM ends sluice with status 0 and no engine
- *    process left;
+ *    process left; SIGKILL to sluice kills its engines too;
  *  - an engine killed (SIGKILL) mid-stream: that stream ends with one error
  *    event and no [DONE], a stream on the other engine completes whole, the
  *    engine is restarted (narrated, restarts = 1 in /health) and serves the
@@ -16,6 +16,8 @@
  *  - a swap pool with max_running 1: requests m1, m2, m1, m2 all complete,
  *    engines_swapped counts, never more than one engine process runs, and
  *    a stream that waits for an engine to start gets heartbeats first;
+ *    an idle engine stops after idle_timeout_ms; an engine not ready in
+ *    start_timeout_ms is restarted;
  *  - a catalog file whose digest does not match refuses the start (exit
  *    status 2, the file named).
  * Nothing here waits on time: every wait is for a log line, a counter or a
@@ -210,6 +212,41 @@ static void test_two_engines_start_serve_and_stop(void) {
   ASSERT(gone(p2));
 }
 
+/* Waits until pid is gone or a zombie (dead, not yet reaped by whoever
+ * inherited it).  Returns 1, or 0 at the bound. */
+static int wait_dead(int pid) {
+  int64_t deadline = nu_now_ms() + nu_scale_ms(E2E_WAIT_MS);
+  for (;;) {
+    if (gone(pid)) return 1;
+    char path[64], buf[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+      size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+      buf[n] = '\0';
+      fclose(f);
+      const char *close_paren = strrchr(buf, ')');
+      if (close_paren != NULL && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X')) return 1;
+    }
+    if (nu_now_ms() >= deadline) break;
+    usleep(10 * 1000);
+  }
+  fprintf(stderr, "e2e: engine pid %d still runs\n", pid);
+  return 0;
+}
+
+/* sluice killed outright: its engines die too (engine-exec's death signal). */
+static void test_sigkill_takes_engines_along(void) {
+  e2e_proc_t sl;
+  ASSERT_EQ(start_two(&sl), 0);
+  int p1 = managed_pid(sl.port, 0), p2 = managed_pid(sl.port, 1);
+  ASSERT_GT(p1, 0);
+  ASSERT_GT(p2, 0);
+  ASSERT_EQ(e2e_kill(&sl), 0);
+  ASSERT(wait_dead(p1));
+  ASSERT(wait_dead(p2));
+}
+
 /* ---- an engine killed mid-stream ---- */
 
 static void test_engine_killed_mid_stream(void) {
@@ -365,6 +402,7 @@ static void test_catalog_digest_mismatch_refuses_start(void) {
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 240);
   E2E_RUN(test_two_engines_start_serve_and_stop);
+  E2E_RUN(test_sigkill_takes_engines_along);
   E2E_RUN(test_engine_killed_mid_stream);
   E2E_RUN(test_swap_pool);
   E2E_RUN(test_idle_stop_and_start_timeout);

@@ -437,6 +437,20 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
     snprintf(ep, sizeof(ep), "%sendpoints[%d]", p, pool->nendpoints);
     SL__TRY(sl__parse_endpoint(x, e, ep, pool, &pool->endpoints[pool->nendpoints++]));
   }
+  /* Endpoint "models" may narrow what an endpoint serves, not leave a
+   * pool model with no endpoint at all (its requests could only wait). */
+  for (int m = 0; m < pool->nmodels; m++) {
+    int served = 0;
+    for (int j = 0; j < pool->nendpoints && !served; j++) {
+      const sl_endpoint_config_t *ec = &pool->endpoints[j];
+      served = ec->nmodels == 0;
+      for (int k = 0; k < ec->nmodels && !served; k++)
+        served = strcmp(ec->models[k], pool->models[m]) == 0 || strcmp(ec->models[k], "*") == 0;
+    }
+    if (!served)
+      return sl__fail(x, "%smodels[%d]: \"%s\" is served by none of the pool's endpoints (their \"models\")", p, m,
+                      pool->models[m]);
+  }
   const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "swap");
   if (sw != NULL) {
     char sp[80];

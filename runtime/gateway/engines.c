@@ -231,6 +231,7 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
   uint64_t up = uv_now(es->loop) - e->started_ms;
   if (es->closing) {
     e->state = SL_ENGINE_STOPPED;
+    sl_counter_inc(&gw->counters, SL_C_ENGINES_STOPPED);
     fprintf(gw->log, "sluice: engine %s (pid %d) stopped: %s\n", e->ep->name, e->pid, e->last_exit);
     /* Whatever still holds its pipes (a child it left) does not hold the close. */
     for (int k = 0; k < 2; k++)

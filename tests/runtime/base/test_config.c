@@ -421,6 +421,10 @@ static void test_managed(void) {
              bad[i].ep);
     expect_error(j, bad[i].says);
   }
+  /* A pool model no endpoint serves. */
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\",\"n\"],\"endpoints\":[{\"url\":\"http://h:1\","
+               "\"models\":[\"m\"]}]}]}",
+               "pools[0].models[1]: \"n\" is served by none of the pool's endpoints");
   /* Workers would each start their own engine. */
   expect_error("{\"workers\":2,\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"managed\":{\"command\":"
                "[\"e\"]}}]}]}",

@@ -138,6 +138,20 @@ static void sl__narrate(sl__engine_t *e, double ms, const char *fmt, ...) {
 
 /* ---- its output ---- */
 
+/* Writes s as the body of a JSON string (without quotes) into f. */
+static void sl__json_chars(FILE *f, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      fputc('\\', f);
+      fputc(*p, f);
+    } else if (*p < 0x20) {
+      fprintf(f, "\\u%04x", *p);
+    } else {
+      fputc(*p, f);
+    }
+  }
+}
+
 static void sl__emit_line(sl__engine_t *e, int k) {
   char *l = e->line[k];
   size_t n = e->len[k];
@@ -145,8 +159,17 @@ static void sl__emit_line(sl__engine_t *e, int k) {
   l[n] = '\0';
   char safe[SL_ENGINE_LINE + 64];
   sl_gateway_t *gw = e->set->gw;
-  fprintf(gw->log, "engine %s: %s%s\n", e->ep->name, sl_log_redact(gw->nar, l, safe, sizeof(safe)),
-          e->cut[k] ? " [line cut]" : "");
+  sl_log_redact(gw->nar, l, safe, sizeof(safe));
+  if (gw->cfg->log_json) {
+    /* One object a line, as every line in JSON mode; written straight out,
+     * escaped on the way (no document built per line). */
+    fprintf(gw->log, "{\"event\":\"engine_output\",\"endpoint\":\"%s\",\"stream\":\"%s\",\"line\":\"", e->ep->name,
+            k == 0 ? "stdout" : "stderr");
+    sl__json_chars(gw->log, safe);
+    fprintf(gw->log, "\"%s}\n", e->cut[k] ? ",\"cut\":true" : "");
+  } else {
+    fprintf(gw->log, "engine %s: %s%s\n", e->ep->name, safe, e->cut[k] ? " [line cut]" : "");
+  }
   fflush(gw->log);
   e->len[k] = 0;
   e->cut[k] = 0;

@@ -337,10 +337,13 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
   char simerr[256];
   if (sl_sim_config_from_json(&ep->sim, sim, simerr, sizeof(simerr)) < 0)
     return sl__fail(x, "%ssim: %s", p, simerr);
-  /* The simulated engine serves this pool's models and slots. */
+  /* The simulated engine serves the endpoint's models (else its pool's)
+   * and slots. */
   ep->sim.nmodels = 0;
-  for (int i = 0; i < pool->nmodels && i < SL_SIM_MAX_MODELS; i++) {
-    snprintf(ep->sim.models[i], sizeof(ep->sim.models[i]), "%s", pool->models[i]);
+  char *const *models = ep->nmodels > 0 ? ep->models : pool->models;
+  int nmodels = ep->nmodels > 0 ? ep->nmodels : pool->nmodels;
+  for (int i = 0; i < nmodels && i < SL_SIM_MAX_MODELS; i++) {
+    snprintf(ep->sim.models[i], sizeof(ep->sim.models[i]), "%s", models[i]);
     ep->sim.nmodels++;
   }
   ep->sim.slots = ep->slots;

@@ -121,7 +121,7 @@ static void sl__tick_closed(uv_handle_t *h) {
   sl__maybe_closed(es);
 }
 
-static void sl__close(sl__engine_t *e, uv_handle_t *h) {
+static void sl__close(uv_handle_t *h) {
   if (!uv_is_closing(h)) uv_close(h, sl__handle_closed);
 }
 
@@ -187,7 +187,7 @@ static void sl__pipe_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   int k = st == (uv_stream_t *)&e->pipes[0] ? 0 : 1;
   if (nread < 0) { /* EOF or an error: what is left is a last line */
     if (e->len[k] > 0) sl__emit_line(e, k);
-    sl__close(e, (uv_handle_t *)st);
+    sl__close((uv_handle_t *)st);
     return;
   }
   for (ssize_t i = 0; i < nread; i++) {
@@ -244,8 +244,13 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
   sl_engines_t *es = e->set;
   sl_gateway_t *gw = es->gw;
   e->alive = 0;
-  sl__close(e, (uv_handle_t *)&e->proc);
+  sl__close((uv_handle_t *)&e->proc);
   uv_timer_stop(&e->timer);
+  /* What it left in its process group (a server its launcher forked)
+   * goes with it: nothing of an engine outlives it, and the next start
+   * finds its port free.  (The group's id cannot be reused while any
+   * member lives; with none left this is ESRCH.) */
+  kill(-e->pid, SIGKILL);
   sl_counter_dec(&gw->counters, SL_C_ENGINES_RUNNING);
   sl_restart_describe_exit(e->last_exit, sizeof(e->last_exit), status, sig);
   e->ep->starting = 0;
@@ -258,8 +263,8 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
     fprintf(gw->log, "sluice: engine %s (pid %d) stopped: %s\n", e->ep->name, e->pid, e->last_exit);
     /* Whatever still holds its pipes (a child it left) does not hold the close. */
     for (int k = 0; k < 2; k++)
-      if (e->pipe_open[k]) sl__close(e, (uv_handle_t *)&e->pipes[k]);
-    if (e->timer_open) sl__close(e, (uv_handle_t *)&e->timer);
+      if (e->pipe_open[k]) sl__close((uv_handle_t *)&e->pipes[k]);
+    if (e->timer_open) sl__close((uv_handle_t *)&e->timer);
     return;
   }
   if (!e->want) {
@@ -308,7 +313,7 @@ static void sl__on_timer(uv_timer_t *t) {
         /* The last process's handles are still closing: a moment later
          * (pipes a child of it may hold are given up on). */
         for (int k = 0; k < 2; k++)
-          if (e->pipe_open[k]) sl__close(e, (uv_handle_t *)&e->pipes[k]);
+          if (e->pipe_open[k]) sl__close((uv_handle_t *)&e->pipes[k]);
         uv_timer_start(&e->timer, sl__on_timer, 10, 0);
         return;
       }
@@ -428,8 +433,8 @@ static int sl__spawn(sl__engine_t *e) {
   sl_free(env);
   e->started_ms = uv_now(es->loop);
   if (rc < 0) {
-    sl__close(e, (uv_handle_t *)&e->proc);
-    for (int i = 0; i < 2; i++) sl__close(e, (uv_handle_t *)&e->pipes[i]);
+    sl__close((uv_handle_t *)&e->proc);
+    for (int i = 0; i < 2; i++) sl__close((uv_handle_t *)&e->pipes[i]);
     snprintf(e->last_exit, sizeof(e->last_exit), "spawn: %s", uv_strerror(rc));
     sl_counter_inc(&gw->counters, SL_C_ENGINES_CRASHED);
     sl__narrate(e, 0, "crash: cannot start %s: %s", mg->argv[0], uv_strerror(rc));
@@ -697,8 +702,8 @@ void sl_engines_close(sl_engines_t *es, void (*cb)(void *ud), void *ud) {
     }
     e->state = SL_ENGINE_STOPPED;
     for (int k = 0; k < 2; k++)
-      if (e->pipe_open[k]) sl__close(e, (uv_handle_t *)&e->pipes[k]);
-    if (e->timer_open) sl__close(e, (uv_handle_t *)&e->timer);
+      if (e->pipe_open[k]) sl__close((uv_handle_t *)&e->pipes[k]);
+    if (e->timer_open) sl__close((uv_handle_t *)&e->timer);
   }
   es->pending--;
   sl__maybe_closed(es);

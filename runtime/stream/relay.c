@@ -1581,8 +1581,8 @@ static uint64_t sl__cooling_until(const sl_streams_t *ss, const char *model) {
     const sl_pool_t *p = &ss->reg->pools[i];
     if (!sl_pool_serves(p, model)) continue;
     for (int j = 0; j < p->neps; j++)
-      if (p->eps[j].ready && !p->eps[j].draining && p->eps[j].cooldown_until > 0 && sl_endpoint_serves(&p->eps[j], model) &&
-          (best == 0 || p->eps[j].cooldown_until < best))
+      if (p->eps[j].ready && !p->eps[j].draining && p->eps[j].cooldown_until > 0 &&
+          sl_endpoint_serves(&p->eps[j], model) && (best == 0 || p->eps[j].cooldown_until < best))
         best = p->eps[j].cooldown_until;
   }
   return best;

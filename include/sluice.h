@@ -57,6 +57,9 @@ typedef struct {
   int worker;                   /* 1..nworkers when a worker of a supervisor, 0 = standalone */
   int nworkers;                 /* workers in the instance (0 or 1: standalone) */
   int view_fd;                  /* the instance view's memfd (inherited from the supervisor); ignored when worker is 0 */
+  const char *engine_exec;      /* managed engines start as `engine_exec engine-exec PID -- command...` so they die
+                                   with this process even when it is killed (`sluice serve` passes its own binary);
+                                   NULL: the command is spawned directly (docs/engines.md, "Local engines") */
 } sl_gateway_options_t;
 
 /* Builds a gateway on loop and starts serving: parses and checks the

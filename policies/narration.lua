@@ -66,6 +66,12 @@ local say = {
     return format("Redis stopped answering (%s, outage %d): each limit applies its fail mode and the dictionary "
       .. "stays local until it is back.", str(ev.text), tonumber(ev.tokens))
   end,
+  [K.ENGINE] = function(ev)
+    -- A managed engine's life: the text starts with what happened (start,
+    -- ready, crash, restart, swap, stop) and says the rest.
+    local model = str(ev.model)
+    return format("Engine %s%s: %s.", str(ev.endpoint), model ~= "" and (" (" .. model .. ")") or "", str(ev.text))
+  end,
   [K.STREAM_END] = function(ev)
     local reason = str(ev.text)
     if reason == "complete" then

@@ -13,7 +13,9 @@
 --                            error_rate, idle_connections, sim, gaps_seen,
 --                            dynamics = nil | { class, lambda, fit_r2, growth,
 --                            fnn, recurrence, trend_r2, mean_gap_ms, samples,
---                            age_ms } }, ... }
+--                            age_ms },
+--                            managed = nil | { state, pid, uptime_s, restarts,
+--                            last_exit } }, ... }
 --   generations()    --> { current, live, built, freed, list = { { id, policy,
 --                            version, path, current, streams, lua_bytes,
 --                            lua_peak, lua_limit }, ... } }
@@ -75,7 +77,8 @@ _M.HELP = [[
 streams()        streams in flight: id, model, endpoint, tokens, age_ms, state, generation, ...
 pools()          pools: name, models, endpoints, ready, streams
 endpoints()      endpoints: name, ready, draining, streams, slots, cooldown_ms, ewma_ttft_ms, ...,
-                 dynamics (timing verdict: class, lambda, samples, age_ms, ...)
+                 dynamics (timing verdict: class, lambda, samples, age_ms, ...),
+                 managed (an engine sluice runs: state, pid, uptime_s, restarts, last_exit)
 generations()    current generation, live ones with their streams, policy, Lua bytes
 counters()       the process counters (as in GET /health)
 reload()         build and validate a new generation: true, message | false, message

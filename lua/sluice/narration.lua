@@ -35,7 +35,7 @@ local _M = {
   -- Mirrors the SL_NAR_* kinds in runtime/base/narrate.h.
   PLACEMENT = 1, RELOAD_OK = 2, RELOAD_FAILED = 3, READY = 4, NOT_READY = 5,
   COOLDOWN = 6, PAUSE = 7, CANCEL = 8, STREAM_END = 9, GUARD = 10, LIMIT = 11, QUEUE = 12,
-  SHARED = 13,
+  SHARED = 13, ENGINE = 14,
 }
 
 local nbox = ffi.new("int32_t[1]")

@@ -36,6 +36,7 @@ const char *sl_config_default_json(void) { return sl__default_config; }
 typedef struct {
   char *err;
   size_t errlen;
+  const sl_config_t *cfg;    /* what is parsed so far (the catalog comes before the pools) */
 } sl__cfgctx_t;
 
 static int sl__fail(sl__cfgctx_t *x, const char *fmt, ...) {
@@ -201,25 +202,122 @@ static int sl__parse_tls(sl__cfgctx_t *x, const cJSON *o, const char *path, sl_t
 
 static char *sl__dup_or_null(const char *s) { return s ? sl_strndup(s, strlen(s)) : NULL; }
 
+/* An endpoint's "models": names its pool lists (path ends in "."). */
+static int sl__parse_ep_models(sl__cfgctx_t *x, const cJSON *e, const char *p, const sl_pool_config_t *pool,
+                               sl_endpoint_config_t *ep) {
+  const cJSON *models = cJSON_GetObjectItemCaseSensitive(e, "models");
+  if (models == NULL) return 0;
+  if (!cJSON_IsArray(models) || cJSON_GetArraySize(models) == 0)
+    return sl__fail(x, "%smodels: expected a non-empty array of model names", p);
+  const cJSON *m;
+  cJSON_ArrayForEach(m, models) {
+    if (!cJSON_IsString(m) || m->valuestring[0] == '\0')
+      return sl__fail(x, "%smodels[%d]: expected a non-empty string", p, ep->nmodels);
+    int listed = 0;
+    for (int i = 0; i < pool->nmodels && !listed; i++)
+      listed = strcmp(pool->models[i], m->valuestring) == 0 || strcmp(pool->models[i], "*") == 0;
+    if (!listed)
+      return sl__fail(x, "%smodels[%d]: \"%s\" is not one of the pool's models", p, ep->nmodels, m->valuestring);
+    if (ep->nmodels == SL_MAX_MODELS) return sl__fail(x, "%smodels: more than %d", p, SL_MAX_MODELS);
+    ep->models[ep->nmodels++] = sl_strndup(m->valuestring, strlen(m->valuestring));
+  }
+  return 0;
+}
+
+/* An endpoint's "managed" object (p ends in "managed."): the command and
+ * how sluice runs it (runtime/gateway/engines.h). */
+static int sl__parse_managed(sl__cfgctx_t *x, const cJSON *o, const char *p, sl_endpoint_config_t *ep) {
+  static const char *const keys[] = {"command", "model", "port", "cwd", "env", "start_timeout_ms",
+                                     "stop_grace_ms", NULL};
+  if (!cJSON_IsObject(o)) return sl__fail(x, "%.*s: expected an object", (int)strlen(p) - 1, p);
+  SL__TRY(sl__only_keys(x, o, p, keys));
+  sl_managed_config_t *mg = &ep->mg;
+  ep->managed = 1;
+  mg->start_timeout_ms = 120000;
+  mg->stop_grace_ms = 5000;
+  const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(o, "command");
+  if (!cJSON_IsArray(cmd) || cJSON_GetArraySize(cmd) == 0)
+    return sl__fail(x, "%scommand: expected a non-empty array of strings (the program, then its arguments)", p);
+  if (cJSON_GetArraySize(cmd) > SL_MANAGED_MAX_ARGS)
+    return sl__fail(x, "%scommand: at most %d words", p, SL_MANAGED_MAX_ARGS);
+  const cJSON *w;
+  cJSON_ArrayForEach(w, cmd) {
+    if (!cJSON_IsString(w) || (mg->argc == 0 && w->valuestring[0] == '\0'))
+      return sl__fail(x, "%scommand[%d]: expected a%s string", p, mg->argc, mg->argc == 0 ? " non-empty" : "");
+    mg->argv[mg->argc++] = sl_strndup(w->valuestring, strlen(w->valuestring));
+  }
+  SL__TRY(sl__get_str(x, o, "model", p, &mg->model));
+  if (mg->model != NULL) {
+    for (int i = 0; i < x->cfg->ncatalog && mg->model_path == NULL; i++)
+      if (strcmp(x->cfg->catalog[i].name, mg->model) == 0) mg->model_path = x->cfg->catalog[i].path;
+    if (mg->model_path == NULL)
+      return sl__fail(x, "%smodel: \"%s\" is not in catalog.models", p, mg->model);
+  }
+  for (int i = 0; i < mg->argc; i++)
+    if (strstr(mg->argv[i], "{model_path}") != NULL && mg->model_path == NULL)
+      return sl__fail(x, "%scommand[%d]: uses {model_path} but \"model\" names no catalog model", p, i);
+  int port = 0;
+  SL__TRY(sl__get_int(x, o, "port", p, 0, 65535, &port));
+  if (port != 0) {
+    if (ep->url != NULL && port != ep->port)
+      return sl__fail(x, "%sport: %d is not the url's port %d", p, port, ep->port);
+    ep->port = port;
+  }
+  SL__TRY(sl__get_str(x, o, "cwd", p, &mg->cwd));
+  if (mg->cwd != NULL && mg->cwd[0] == '\0') return sl__fail(x, "%scwd: expected a folder", p);
+  const cJSON *env = cJSON_GetObjectItemCaseSensitive(o, "env");
+  if (env != NULL) {
+    if (!cJSON_IsObject(env)) return sl__fail(x, "%senv: expected an object of strings", p);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, env) {
+      if (!cJSON_IsString(v)) return sl__fail(x, "%senv.%s: expected a string", p, v->string);
+      if (v->string[0] == '\0' || strchr(v->string, '=') != NULL)
+        return sl__fail(x, "%senv.%s: not a variable name", p, v->string);
+      if (mg->nenv == SL_MANAGED_MAX_ENV) return sl__fail(x, "%senv: at most %d variables", p, SL_MANAGED_MAX_ENV);
+      size_t n = strlen(v->string) + 1 + strlen(v->valuestring);
+      char *kv = sl_malloc(n + 1);
+      snprintf(kv, n + 1, "%s=%s", v->string, v->valuestring);
+      mg->env[mg->nenv++] = kv;
+    }
+  }
+  SL__TRY(sl__get_u64(x, o, "start_timeout_ms", p, 1, 3600000, &mg->start_timeout_ms));
+  SL__TRY(sl__get_u64(x, o, "stop_grace_ms", p, 0, 600000, &mg->stop_grace_ms));
+  if (ep->url == NULL) {
+    snprintf(ep->host, sizeof(ep->host), "127.0.0.1");
+    ep->base[0] = '\0';
+  }
+  return 0;
+}
+
 static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path, sl_pool_config_t *pool,
                               sl_endpoint_config_t *ep) {
-  static const char *const keys[] = {"url", "sim", "slots", "tls", NULL};
+  static const char *const keys[] = {"url", "sim", "slots", "tls", "managed", "models", NULL};
   if (!cJSON_IsObject(e)) return sl__fail(x, "%s: expected an object", path);
   char p[128];
   snprintf(p, sizeof(p), "%s.", path);
   SL__TRY(sl__only_keys(x, e, p, keys));
   ep->slots = pool->slots;
   SL__TRY(sl__get_int(x, e, "slots", p, 1, 100000, &ep->slots));
+  SL__TRY(sl__parse_ep_models(x, e, p, pool, ep));
   const cJSON *sim = cJSON_GetObjectItemCaseSensitive(e, "sim");
+  const cJSON *managed = cJSON_GetObjectItemCaseSensitive(e, "managed");
   SL__TRY(sl__get_str(x, e, "url", p, &ep->url));
-  if ((ep->url != NULL) == (sim != NULL))
-    return sl__fail(x, "%s: give exactly one of \"url\" or \"sim\"", path);
+  if ((sim != NULL && (ep->url != NULL || managed != NULL)) || (ep->url == NULL && sim == NULL && managed == NULL))
+    return sl__fail(x, "%s: give exactly one of \"url\", \"managed\" (with or without \"url\") or \"sim\"", path);
   if (ep->url != NULL) {
     if (sl__parse_url(ep->url, ep) < 0)
       return sl__fail(x, "%surl: \"%s\" is not an http[s]://host:port[/base] URL", p, ep->url);
+  }
+  if (managed != NULL) {
+    if (ep->tls) return sl__fail(x, "%surl: a managed engine is spoken to over http://, not https://", p);
+    char mp[140];
+    snprintf(mp, sizeof(mp), "%smanaged.", p);
+    SL__TRY(sl__parse_managed(x, managed, mp, ep));
+  }
+  if (ep->url != NULL || managed != NULL) {
     const cJSON *tls = cJSON_GetObjectItemCaseSensitive(e, "tls");
     if (tls != NULL && !ep->tls)
-      return sl__fail(x, "%stls: only an https:// url speaks TLS (\"%s\")", p, ep->url);
+      return sl__fail(x, "%stls: only an https:// url speaks TLS (\"%s\")", p, ep->url ? ep->url : "managed");
     if (tls != NULL) {
       char tp[140];
       snprintf(tp, sizeof(tp), "%stls.", p);
@@ -239,10 +337,13 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
   char simerr[256];
   if (sl_sim_config_from_json(&ep->sim, sim, simerr, sizeof(simerr)) < 0)
     return sl__fail(x, "%ssim: %s", p, simerr);
-  /* The simulated engine serves this pool's models and slots. */
+  /* The simulated engine serves the endpoint's models (else its pool's)
+   * and slots. */
   ep->sim.nmodels = 0;
-  for (int i = 0; i < pool->nmodels && i < SL_SIM_MAX_MODELS; i++) {
-    snprintf(ep->sim.models[i], sizeof(ep->sim.models[i]), "%s", pool->models[i]);
+  char *const *models = ep->nmodels > 0 ? ep->models : pool->models;
+  int nmodels = ep->nmodels > 0 ? ep->nmodels : pool->nmodels;
+  for (int i = 0; i < nmodels && i < SL_SIM_MAX_MODELS; i++) {
+    snprintf(ep->sim.models[i], sizeof(ep->sim.models[i]), "%s", models[i]);
     ep->sim.nmodels++;
   }
   ep->sim.slots = ep->slots;
@@ -255,8 +356,9 @@ static int sl__parse_endpoint(sl__cfgctx_t *x, const cJSON *e, const char *path,
 static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_config_t *pool) {
   static const char *const keys[] = {"name", "adapter", "models", "slots", "context_tokens",
                                      "api_key", "endpoints", "guards", "transcripts", "queue_size",
-                                     "queue_timeout_ms", "limits", "tls", NULL};
+                                     "queue_timeout_ms", "limits", "tls", "swap", NULL};
   static const char *const limits[] = {"adaptive", "min", "max", "initial", NULL};
+  static const char *const swap[] = {"max_running", "idle_timeout_ms", NULL};
   char p[64];
   snprintf(p, sizeof(p), "pools[%d].", idx);
   if (!cJSON_IsObject(o)) return sl__fail(x, "pools[%d]: expected an object", idx);
@@ -337,6 +439,36 @@ static int sl__parse_pool(sl__cfgctx_t *x, const cJSON *o, int idx, sl_pool_conf
     char ep[96];
     snprintf(ep, sizeof(ep), "%sendpoints[%d]", p, pool->nendpoints);
     SL__TRY(sl__parse_endpoint(x, e, ep, pool, &pool->endpoints[pool->nendpoints++]));
+  }
+  /* Endpoint "models" may narrow what an endpoint serves, not leave a
+   * pool model with no endpoint at all (its requests could only wait). */
+  for (int m = 0; m < pool->nmodels; m++) {
+    int served = 0;
+    for (int j = 0; j < pool->nendpoints && !served; j++) {
+      const sl_endpoint_config_t *ec = &pool->endpoints[j];
+      served = ec->nmodels == 0;
+      for (int k = 0; k < ec->nmodels && !served; k++)
+        served = strcmp(ec->models[k], pool->models[m]) == 0 || strcmp(ec->models[k], "*") == 0;
+    }
+    if (!served)
+      return sl__fail(x, "%smodels[%d]: \"%s\" is served by none of the pool's endpoints (their \"models\")", p, m,
+                      pool->models[m]);
+  }
+  const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "swap");
+  if (sw != NULL) {
+    char sp[80];
+    snprintf(sp, sizeof(sp), "%sswap.", p);
+    if (!cJSON_IsObject(sw)) return sl__fail(x, "%sswap: expected an object", p);
+    SL__TRY(sl__only_keys(x, sw, sp, swap));
+    pool->swap = 1;
+    pool->swap_max_running = 1;
+    pool->swap_idle_ms = 0;
+    SL__TRY(sl__get_int(x, sw, "max_running", sp, 1, SL_MAX_ENDPOINTS, &pool->swap_max_running));
+    SL__TRY(sl__get_u64(x, sw, "idle_timeout_ms", sp, 0, 86400000, &pool->swap_idle_ms));
+    for (int j = 0; j < pool->nendpoints; j++)
+      if (!pool->endpoints[j].managed)
+        return sl__fail(x, "%sswap: endpoints[%d] is not \"managed\" (a swap pool starts and stops its engines)", p,
+                        j);
   }
   return 0;
 }
@@ -903,6 +1035,12 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
     for (int j = 0; j < i; j++)
       if (strcmp(cfg->pools[i].name, cfg->pools[j].name) == 0)
         return sl__fail(x, "pools[%d].name: \"%s\" is used twice", i, cfg->pools[i].name);
+  /* One process runs the engines: workers would each start their own. */
+  for (int i = 0; i < cfg->npools && cfg->workers > 1; i++)
+    for (int j = 0; j < cfg->pools[i].nendpoints; j++)
+      if (cfg->pools[i].endpoints[j].managed)
+        return sl__fail(x, "pools[%d].endpoints[%d].managed: needs \"workers\": 1 (each worker would start its own "
+                        "engine)", i, j);
   return 0;
 }
 
@@ -921,7 +1059,7 @@ static void sl__line_col(const char *text, size_t off, int *line, int *col) {
 }
 
 int sl_config_parse(sl_config_t *cfg, const char *json, size_t len, char *err, size_t errlen) {
-  sl__cfgctx_t x = {err, errlen};
+  sl__cfgctx_t x = {err, errlen, cfg};
   err[0] = '\0';
   sl__defaults(cfg);
   const char *end = NULL;
@@ -964,7 +1102,13 @@ static void sl__pool_free(sl_pool_config_t *p) {
   sl_free(p->guards_json);
   for (int m = 0; m < p->nmodels; m++) sl_free(p->models[m]);
   for (int e = 0; e < p->nendpoints; e++) {
-    sl_free(p->endpoints[e].url);
+    sl_endpoint_config_t *ec = &p->endpoints[e];
+    sl_free(ec->url);
+    for (int m = 0; m < ec->nmodels; m++) sl_free(ec->models[m]);
+    for (int a = 0; a < ec->mg.argc; a++) sl_free(ec->mg.argv[a]);
+    for (int a = 0; a < ec->mg.nenv; a++) sl_free(ec->mg.env[a]);
+    sl_free(ec->mg.model);
+    sl_free(ec->mg.cwd);
     sl_free(p->endpoints[e].tls_cfg.ca_file);
     sl_free(p->endpoints[e].tls_cfg.server_name);
   }

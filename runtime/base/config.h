@@ -104,8 +104,26 @@ typedef struct {
   char *server_name;         /* name sent as SNI and checked in the certificate, or NULL for the URL's host */
 } sl_tls_config_t;
 
+/* A local engine sluice runs, restarts and stops: an endpoint's "managed"
+ * object (docs/engines.md, "Local engines"; runtime/gateway/engines.h). */
+#define SL_MANAGED_MAX_ARGS 64  /* command words */
+#define SL_MANAGED_MAX_ENV 32   /* env entries */
+
 typedef struct {
-  char *url;                 /* "http[s]://host:port[/base]", or NULL for an in-process sim */
+  char *argv[SL_MANAGED_MAX_ARGS + 1]; /* command: program and arguments, NULL-ended; "{port}" and
+                                          "{model_path}" are replaced when it starts */
+  int argc;
+  char *model;               /* model: a catalog model's name, or NULL */
+  const char *model_path;    /* that entry's path (into the config's catalog), or NULL */
+  char *cwd;                 /* cwd: where it runs, or NULL for sluice's own */
+  char *env[SL_MANAGED_MAX_ENV + 1]; /* env: "KEY=VALUE" added to sluice's environment, NULL-ended */
+  int nenv;
+  uint64_t start_timeout_ms; /* start_timeout_ms: not ready by then is a failed start (120000) */
+  uint64_t stop_grace_ms;    /* stop_grace_ms: SIGTERM, then SIGKILL after this (5000) */
+} sl_managed_config_t;
+
+typedef struct {
+  char *url;                 /* "http[s]://host:port[/base]", or NULL for an in-process sim or a managed engine */
   int tls;                   /* https://: spoken over TLS with tls_cfg */
   sl_tls_config_t tls_cfg;   /* its TLS options (endpoint's, else the pool's) */
   int is_sim;                /* run a simulated engine in-process for this endpoint */
@@ -114,6 +132,10 @@ typedef struct {
   int port;                  /* parsed from url (0 for a sim until it listens) */
   char base[256];            /* path prefix from url, without trailing '/' ("" for none) */
   int slots;                 /* concurrent streams this endpoint takes (from the pool if unset) */
+  int managed;               /* "managed": sluice runs this engine (mg) */
+  sl_managed_config_t mg;    /* its command and options when managed */
+  char *models[SL_MAX_MODELS]; /* models: what this endpoint serves, a subset of its pool's (0 = all of them) */
+  int nmodels;
 } sl_endpoint_config_t;
 
 typedef struct {
@@ -136,6 +158,9 @@ typedef struct {
   int limit_min;             /* limits.min: the lowest limit (1) */
   int limit_max;             /* limits.max: the highest (0 = 4 x the endpoint's slots) */
   int limit_initial;         /* limits.initial: the first limit (0 = the endpoint's slots) */
+  int swap;                  /* "swap": its managed engines start on demand, swapped by model */
+  int swap_max_running;      /* swap.max_running: engines running at once (1..) */
+  uint64_t swap_idle_ms;     /* swap.idle_timeout_ms: an engine without streams this long stops (0 = never) */
   sl_endpoint_config_t endpoints[SL_MAX_ENDPOINTS];
   int nendpoints;
 } sl_pool_config_t;

@@ -98,13 +98,20 @@
   X(REDIS_UP, "redis_up", "gauge")                                   \
   X(REDIS_OUTAGES, "redis_outages", "total")                         \
   X(SHARED_FAIL_OPEN, "shared_limit_fail_open", "total")             \
-  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")       \
+  X(SHARED_FAIL_CLOSED, "shared_limit_fail_closed", "total")         \
   X(TASKS_SUBMITTED, "tasks_submitted", "total")                     \
   X(TASKS_COMPLETED, "tasks_completed", "total")                     \
   X(TASKS_CANCELLED, "tasks_cancelled", "total")                     \
   X(TASKS_EXPIRED, "tasks_expired", "total")                         \
   X(TASKS_RESUMED, "tasks_resumed", "total")                         \
-  X(TASK_EVENTS_EVICTED, "task_events_evicted", "total")
+  X(TASK_EVENTS_EVICTED, "task_events_evicted", "total")             \
+  X(ENGINES_STARTED, "engines_started", "total")                     \
+  X(ENGINES_READY, "engines_ready", "total")                         \
+  X(ENGINES_CRASHED, "engines_crashed", "total")                     \
+  X(ENGINES_RESTARTED, "engines_restarted", "total")                 \
+  X(ENGINES_SWAPPED, "engines_swapped", "total")                     \
+  X(ENGINES_STOPPED, "engines_stopped", "total")                     \
+  X(ENGINES_RUNNING, "engines_running", "gauge")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

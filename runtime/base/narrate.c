@@ -134,7 +134,7 @@ char *sl_log_redact(const sl_narrator_t *nar, const char *in, char *out, size_t 
 
 static const char *const sl__kind_names[SL_NAR__COUNT] = {
     "?", "placement", "reload", "reload_failed", "ready", "not_ready", "cooldown", "backpressure", "cancel",
-    "stream_end", "guard", "limit", "queue", "shared"};
+    "stream_end", "guard", "limit", "queue", "shared", "engine"};
 
 static void sl__log(const sl_narrator_t *nar, const sl_ffi_narration_event_t *e, const char *sentence) {
   FILE *f = nar->log ? nar->log : stderr;
@@ -206,6 +206,9 @@ static void sl__plain(const sl_ffi_narration_event_t *e, char *out, size_t cap) 
       snprintf(out, cap, e->attempt ? "shared state is back: %s" : "shared state is down (%s); limits apply their fail "
                                                                    "mode and the dictionary stays local",
                e->text);
+      break;
+    case SL_NAR_ENGINE:
+      snprintf(out, cap, "engine %s: %s", e->endpoint, e->text);
       break;
     default: snprintf(out, cap, "event %d", e->kind); break;
   }

@@ -42,6 +42,9 @@ enum {
                              "refused: queue full", "client gone"); ms: its wait; tokens: queued now */
   SL_NAR_SHARED,          /* the shared state's Redis went down (attempt 0) or came back (attempt 1); text: why
                              or where; tokens: outages so far */
+  SL_NAR_ENGINE,          /* a managed engine's life (runtime/gateway/engines.c); text: what happened, starting
+                             with the word: "start", "ready", "crash", "restart", "swap" or "stop"; endpoint;
+                             model: the catalog model or ""; attempt: its restarts; ms: a delay or an uptime */
   SL_NAR__COUNT
 };
 

@@ -8,6 +8,7 @@
 #include "runtime/cli/serve.h"
 #include "runtime/cli/check.h"
 #include "runtime/cli/replay.h"
+#include "runtime/cli/engine_exec.h"
 #include "runtime/cli/hash_key.h"
 #include "runtime/ops/repl.h"
 #include "runtime/cli/sim.h"
@@ -47,6 +48,9 @@ static void sl__usage(FILE *f) {
           "      stdin without KEY, one trailing newline dropped).\n"
           "  sluice sim-engine [--listen HOST:PORT] [options]\n"
           "      Run the simulated engine on its own (see sluice sim-engine --help).\n"
+          "  sluice engine-exec PID -- COMMAND [ARGS...]\n"
+          "      How serve starts a managed engine: exec COMMAND so that it dies with\n"
+          "      process PID (docs/engines.md, \"Local engines\").\n"
           "  sluice --help | --version\n",
           SL_VERSION);
 }
@@ -73,6 +77,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "replay") == 0) return sl_replay_main(argc - 1, argv + 1);
   if (strcmp(cmd, "top") == 0) return sl_top_main(argc - 1, argv + 1);
   if (strcmp(cmd, "hash-key") == 0) return sl_hash_key_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "engine-exec") == 0) return sl_engine_exec_main(argc - 1, argv + 1);
   fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
   sl__usage(stderr);
   return 2;

@@ -213,7 +213,10 @@ int sl_serve_main(int argc, char **argv) {
                               .log_json = log_json,
                               .worker = worker,
                               .nworkers = nworkers,
-                              .view_fd = view_fd};
+                              .view_fd = view_fd,
+                              /* Managed engines start through `sluice engine-exec`, so they die with
+                               * this process however it ends (runtime/cli/engine_exec.c). */
+                              .engine_exec = "/proc/self/exe"};
   char err[2048];
   int rc = sl_gateway_open(&s.gw, s.loop, &opt, err, sizeof(err));
   if (rc < 0) {

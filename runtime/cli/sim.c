@@ -28,6 +28,7 @@ static const char sl__usage[] =
     "  --seed N                    base seed for text and timing (1)\n"
     "  --model NAME                a served model id; repeatable; \"*\" accepts any (sim)\n"
     "  --stamp                     stamp every token with its send time, [t=<uv_hrtime ns>]\n"
+    "  --start-delay-ms MS         wait this long before listening, as an engine loading its model does (0)\n"
     "  --help                      this text\n"
     "\n"
     "Per-request headers: x-sim-seed, x-sim-tokens, x-sim-ttft-ms, x-sim-itl-ms,\n"
@@ -73,6 +74,7 @@ int sl_sim_engine_cli(int argc, char **argv) {
   sl_sim_config_t cfg;
   sl_sim_config_default(&cfg);
   int models_given = 0;
+  uint64_t start_delay_ms = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -148,6 +150,9 @@ int sl_sim_engine_cli(int argc, char **argv) {
         return 2;
       }
       cfg.seed = s;
+    } else if (strcmp(name, "--start-delay-ms") == 0) {
+      if (sl__cli_num(name, val, 0, 3.6e6, 1, &d) < 0) return 2;
+      start_delay_ms = (uint64_t)d;
     } else if (strcmp(name, "--model") == 0) {
       if (!models_given) cfg.nmodels = 0;
       models_given = 1;
@@ -163,6 +168,13 @@ int sl_sim_engine_cli(int argc, char **argv) {
     }
   }
 
+  /* A real engine loads its model before it listens: connections are
+   * refused until then (a signal meanwhile ends the process as usual). */
+  if (start_delay_ms > 0) {
+    fprintf(stderr, "sim-engine: starting in %llu ms\n", (unsigned long long)start_delay_ms);
+    fflush(stderr);
+    uv_sleep((unsigned)start_delay_ms);
+  }
   /* A peer that closes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
   uv_loop_t loop;

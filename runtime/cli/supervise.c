@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "runtime/base/alloc.h"
+#include "runtime/base/restart.h"
 #include "runtime/cli/view_shim.h"
 #include "sluice.h"
 
@@ -199,13 +200,6 @@ static void sl__ready_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) 
   }
 }
 
-static void sl__describe_exit(char *out, size_t cap, int64_t status, int sig) {
-  if (sig)
-    snprintf(out, cap, "killed by signal %d", sig);
-  else
-    snprintf(out, cap, "exit status %lld", (long long)status);
-}
-
 static void sl__on_restart_timer(uv_timer_t *t);
 
 static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
@@ -221,7 +215,7 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
     w->ever_ready = 1;
   uv_close((uv_handle_t *)&w->proc, sl__proc_closed);
   sl__ready_close(w);
-  sl__describe_exit(w->last_exit, sizeof(w->last_exit), status, sig);
+  sl_restart_describe_exit(w->last_exit, sizeof(w->last_exit), status, sig);
   uint64_t up = uv_now(s->loop) - w->started_ms;
   if (s->stopping) {
     w->state = SL__W_EXITED;
@@ -242,10 +236,7 @@ static void sl__on_exit(uv_process_t *p, int64_t status, int sig) {
   uint64_t lost = 0;
   if (s->view_fd >= 0 && sl_view_retire(s->view_fd, w->index, &lost) < 0) lost = 0;
   s->streams_lost += lost;
-  if (w->backoff_ms == 0 || up >= SL__BACKOFF_RESET_MS)
-    w->backoff_ms = SL__BACKOFF_BASE_MS;
-  else
-    w->backoff_ms = w->backoff_ms * 2 > SL__BACKOFF_MAX_MS ? SL__BACKOFF_MAX_MS : w->backoff_ms * 2;
+  w->backoff_ms = sl_restart_delay(w->backoff_ms, up, SL__BACKOFF_BASE_MS, SL__BACKOFF_MAX_MS, SL__BACKOFF_RESET_MS);
   w->state = SL__W_BACKOFF;
   sl__say("worker %d (pid %d) died: %s; %llu stream(s) lost; restarting in %llu ms", w->index, w->pid, w->last_exit,
           (unsigned long long)lost, (unsigned long long)w->backoff_ms);
@@ -335,7 +326,7 @@ static void sl__on_restart_timer(uv_timer_t *t) {
   int rc = sl__spawn(w);
   if (rc < 0) {
     snprintf(w->last_exit, sizeof(w->last_exit), "spawn: %s", uv_strerror(rc));
-    w->backoff_ms = w->backoff_ms * 2 > SL__BACKOFF_MAX_MS ? SL__BACKOFF_MAX_MS : w->backoff_ms * 2;
+    w->backoff_ms = sl_restart_delay_again(w->backoff_ms, SL__BACKOFF_BASE_MS, SL__BACKOFF_MAX_MS);
     w->state = SL__W_BACKOFF;
     sl__say("worker %d: cannot start: %s; retrying in %llu ms", w->index, uv_strerror(rc),
             (unsigned long long)w->backoff_ms);

@@ -32,6 +32,7 @@
 #include "runtime/base/counters.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/catalog.h"
+#include "runtime/gateway/engines.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/metrics.h"
@@ -258,6 +259,11 @@ static void sl__health(sl_gateway_t *gw, sl_http_req_t *req) {
       cJSON_AddNumberToObject(e, "errors", (double)ep->errors);
       cJSON_AddNumberToObject(e, "idle_connections", ep->nidle);
       sl__dynamics_json(e, ep, now);
+      if (ep->ecfg && ep->ecfg->nmodels > 0) {
+        cJSON *ms = cJSON_AddArrayToObject(e, "models");
+        for (int m = 0; m < ep->ecfg->nmodels; m++) cJSON_AddItemToArray(ms, cJSON_CreateString(ep->ecfg->models[m]));
+      }
+      sl_engines_json(gw->engines, ep, e); /* "managed": its process, when sluice runs it */
       cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToArray(pools, po);
@@ -286,14 +292,17 @@ static void sl__metrics(sl_gateway_t *gw, sl_http_req_t *req) {
 }
 
 static void sl__ready(sl_gateway_t *gw, sl_http_req_t *req) {
-  int ready = !gw->streams.draining && sl_registry_any_ready(&gw->reg);
+  int standby = 0; /* a swap pool's stopped engine starts when a request asks: the instance can serve */
+  for (int i = 0; i < gw->reg.neps && !standby; i++) standby = sl_engines_standby(gw->engines, &gw->reg.eps[i]);
+  int ready = !gw->streams.draining && (sl_registry_any_ready(&gw->reg) || standby);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddBoolToObject(o, "ready", ready);
   if (!ready) cJSON_AddStringToObject(o, "reason", gw->streams.draining ? "draining" : "no endpoint has passed its health check");
   sl__json_reply(req, ready ? 200 : 503, o);
 }
 
-/* 1 when an endpoint ready to take streams serves model name. */
+/* 1 when an endpoint ready to take streams serves model name (its pool
+ * lists it, and so does the endpoint's own "models" when it has one). */
 static int sl__model_loaded(const sl_gateway_t *gw, const char *name) {
   for (int i = 0; i < gw->reg.npools; i++) {
     const sl_pool_t *p = &gw->reg.pools[i];
@@ -301,7 +310,7 @@ static int sl__model_loaded(const sl_gateway_t *gw, const char *name) {
     for (int m = 0; m < p->cfg->nmodels && !serves; m++)
       serves = strcmp(p->cfg->models[m], name) == 0 || strcmp(p->cfg->models[m], "*") == 0;
     for (int j = 0; serves && j < p->neps; j++)
-      if (p->eps[j].ready && !p->eps[j].draining) return 1;
+      if (p->eps[j].ready && !p->eps[j].draining && sl_endpoint_serves(&p->eps[j], name)) return 1;
   }
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "runtime/base/version.h"
 #include "runtime/gateway/api.h"
 #include "runtime/gateway/catalog.h"
+#include "runtime/gateway/engines.h"
 #include "runtime/gateway/shared_state.h"
 #include "runtime/gateway/timing.h"
 #include "runtime/gateway/trace.h"
@@ -121,9 +122,11 @@ int sl_gateway_reload(sl_gateway_t *gw, char *msg, size_t msglen) {
   return 0;
 }
 
-/* An endpoint became ready: requests waiting for one may go now. */
-static void sl__on_endpoint_ready(void *ud) {
+/* An endpoint became ready: a managed engine that was starting runs now,
+ * and requests waiting for one may go. */
+static void sl__on_endpoint_ready(void *ud, sl_endpoint_t *ep) {
   sl_gateway_t *gw = ud;
+  sl_engines_on_ready(gw->engines, ep);
   sl_relay_kick(&gw->streams);
 }
 
@@ -323,6 +326,14 @@ void sl_gateway_close(sl_gateway_t *gw, void (*on_closed)(void *ud), void *ud) {
       gw->sims[i] = NULL;
     }
   }
+  if (gw->engines) {
+    /* Every managed engine is asked to exit, killed after its grace, and
+     * waited for: the close ends with no engine left behind. */
+    gw->streams.on_need = NULL;
+    gw->pending++;
+    sl_engines_close(gw->engines, sl__closed_one, gw);
+    gw->engines = NULL;
+  }
   if (gw->tracer) {
     /* What is queued is sent first (under one tracing.timeout_ms), then the
      * tracer closes. */
@@ -413,32 +424,6 @@ size_t sl_gateway_counters_json(const sl_gateway_t *gw, char *buf, size_t cap) {
 /* ---- opening ---- */
 
 static void sl__on_view_timer(uv_timer_t *t) { sl_view_publish_gateway(t->data, NULL, NULL); }
-
-static int sl__start_sims(sl_gateway_t *gw, char *err, size_t errlen) {
-  int k = 0;
-  for (int i = 0; i < gw->cfg->npools; i++) {
-    sl_pool_config_t *pc = &gw->cfg->pools[i];
-    for (int j = 0; j < pc->nendpoints; j++, k++) {
-      sl_endpoint_config_t *ec = &pc->endpoints[j];
-      if (!ec->is_sim) continue;
-      sl_endpoint_t *ep = &gw->reg.eps[k];
-      snprintf(ec->sim.host, sizeof(ec->sim.host), "127.0.0.1");
-      ec->sim.port = 0;
-      int rc = sl_sim_engine_start(&gw->sims[k], gw->loop, &ec->sim);
-      if (rc < 0) {
-        snprintf(err, errlen, "pools[%d].endpoints[%d]: the simulated engine did not start: %s", i, j,
-                 uv_strerror(rc));
-        gw->sims[k] = NULL;
-        return rc;
-      }
-      ep->port = sl_sim_engine_port(gw->sims[k]);
-      snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
-      uv_ip4_addr("127.0.0.1", ep->port, (struct sockaddr_in *)&ep->addr);
-      fprintf(gw->log, "sluice: pool %s: simulated engine on http://127.0.0.1:%d\n", pc->name, ep->port);
-    }
-  }
-  return 0;
-}
 
 /* The configuration, from the options: text, a file, or the default. */
 static int sl__load_config(sl_config_t *cfg, const sl_gateway_options_t *opt, char *err, size_t errlen) {
@@ -610,7 +595,14 @@ int sl_gateway_open(sl_gateway_t **out, uv_loop_t *loop, const sl_gateway_option
   gw->sweep_timer.data = gw->drain_timer.data = gw->reload_timer.data = gw;
   gw->narrate_check.data = gw;
   uv_check_start(&gw->narrate_check, sl__on_narrate_check);
-  rc = sl__start_sims(gw, err, errlen);
+  rc = sl_engines_start_sims(gw, err, errlen);
+  if (rc == 0) {
+    rc = sl_engines_open(&gw->engines, gw, opt->engine_exec, err, errlen);
+    /* A request waiting for a model whose engine a swap pool has not
+     * started reaches the engines through this (stream/ may not call up). */
+    gw->streams.on_need = sl_engines_need;
+    gw->streams.need_ud = gw->engines;
+  }
   if (rc == 0 && cfg->trace_endpoint[0]) {
     rc = sl_tracer_open(&gw->tracer, loop, cfg, &gw->counters, gw->nar, gw->log, err, errlen);
     if (rc == 0) {

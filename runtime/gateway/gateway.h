@@ -91,6 +91,7 @@ struct sl_gateway_s {
   uv_timer_t view_timer;     /* publishes into the view every SL_VIEW_PERIOD_MS (unref'd) */
   int opened;                /* sl_gateway_open succeeded: the gateway can render its metrics */
   struct sl_shared_s *shared; /* state shared through Redis (shared_state.h); NULL when redis.url is "" */
+  struct sl_engines_s *engines; /* the managed engines (engines.h); NULL when the configuration has none */
 };
 
 /* The simulated engine serving endpoint ep, or NULL. */

@@ -1,5 +1,6 @@
 /* metrics.c: GET /metrics and /health's verdict (see metrics.h). */
 #include "runtime/gateway/metrics.h"
+#include "runtime/gateway/engines.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -338,28 +339,33 @@ int sl_health_verdict(const sl_gateway_t *gw, const char **status, char reasons[
   do {                                                         \
     if (n < cap) snprintf(reasons[n++], 160, __VA_ARGS__);     \
   } while (0)
-  int ready = 0, total = gw->reg.neps, cooling = 0;
+  int ready = 0, total = gw->reg.neps, cooling = 0, standby = 0;
   uint64_t now = uv_hrtime();
   for (int i = 0; i < gw->reg.neps; i++) {
     const sl_endpoint_t *ep = &gw->reg.eps[i];
     ready += ep->ready && !ep->draining;
     cooling += ep->cooldown_until > now;
+    /* A swap pool's stopped engine is not down: it starts when asked. */
+    standby += sl_engines_standby(gw->engines, ep);
   }
+  total -= standby;
+  if (standby > 0) SL__REASON("%d managed engine(s) on standby: their swap pool starts them on demand", standby);
   if (gw->streams.draining) {
     SL__REASON("draining: no new requests are taken");
     bad = 2;
   }
-  if (ready == 0) {
+  if (ready == 0 && standby == 0) {
     SL__REASON("no endpoint is ready");
     bad = 2;
   } else if (ready < total) {
     SL__REASON("%d of %d endpoints are not ready", total - ready, total);
     if (bad < 1) bad = 1;
   }
-  for (int p = 0; p < gw->reg.npools && ready > 0; p++) {
+  for (int p = 0; p < gw->reg.npools && ready + standby > 0; p++) {
     const sl_pool_t *pool = &gw->reg.pools[p];
     int r = 0;
-    for (int j = 0; j < pool->neps; j++) r += pool->eps[j].ready && !pool->eps[j].draining;
+    for (int j = 0; j < pool->neps; j++)
+      r += (pool->eps[j].ready && !pool->eps[j].draining) || sl_engines_standby(gw->engines, &pool->eps[j]);
     if (r == 0) {
       SL__REASON("pool %s has no ready endpoint", pool->cfg->name);
       if (bad < 1) bad = 1;

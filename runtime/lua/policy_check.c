@@ -126,6 +126,7 @@ int sl_policy_check_narration(sl_generation_t *g, const char *const *secrets, FI
              : k == SL_NAR_LIMIT       ? "ttft p90 98 ms vs 95 ms long: 1.00 -> 5"
              : k == SL_NAR_QUEUE       ? "placed"
              : k == SL_NAR_SHARED      ? "unix:/run/redis.sock"
+             : k == SL_NAR_ENGINE      ? "crash: exit status 1 after 12 s; restarting in 100 ms"
                                        : "least loaded");
     if (k == SL_NAR_LIMIT) { /* the old limit in attempt, the new one in tokens */
       e->attempt = 4;

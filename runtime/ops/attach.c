@@ -12,6 +12,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/counters.h"
 #include "runtime/base/errors.h"
+#include "runtime/gateway/engines.h"
 #include "runtime/lua/lua_budget.h"
 
 /* Memory the REPL machinery may use beyond the cap (compiling a chunk,
@@ -230,6 +231,20 @@ static int sl__l_endpoints(lua_State *L) {
     sl__setnum(L, "error_rate", ep->error_rate);
     sl__setnum(L, "idle_connections", ep->nidle);
     sl__setbool(L, "sim", sl_gateway_sim(gw, ep) != NULL);
+    const char *mstate, *mexit;
+    int mpid;
+    double mup;
+    uint64_t mrestarts;
+    if (sl_engines_info(gw->engines, ep, &mstate, &mpid, &mup, &mrestarts, &mexit) == 0) {
+      /* A managed engine (gateway/engines.h): what /health says of it. */
+      lua_createtable(L, 0, 5);
+      sl__setstr(L, "state", mstate);
+      sl__setnum(L, "pid", mpid);
+      sl__setnum(L, "uptime_s", mup);
+      sl__setnum(L, "restarts", (double)mrestarts);
+      sl__setstr(L, "last_exit", mexit);
+      lua_setfield(L, -2, "managed");
+    }
     sl__setnum(L, "gaps_seen", (double)ep->gaps.total);
     if (ep->dyn.cls >= 0) { /* the latest timing verdict (gateway/timing.h); nil before the first */
       const sl_dyn_verdict_t *v = &ep->dyn;

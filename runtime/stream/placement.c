@@ -22,6 +22,7 @@ int sl_placement_prefilter(sl_registry_t *reg, const char *model, int64_t need_t
     fits = 1;
     for (int j = 0; j < p->neps; j++) {
       sl_endpoint_t *ep = &p->eps[j];
+      if (!sl_endpoint_serves(ep, model)) continue; /* its engine has other models (endpoint "models") */
       if (!ep->ready || ep->draining) continue;
       ready = 1;
       if (ep->cooldown_until > now) continue;

@@ -188,7 +188,7 @@ static void sl__set_error(sl_stream_t *st, const char *fmt, ...) {
 
 static void sl__release_endpoint(sl_stream_t *st) {
   if (st->ep_counted) {
-    st->ep->inflight--;
+    if (--st->ep->inflight == 0) st->ep->idle_since = uv_hrtime();
     st->ep->pool->w_ended++;
     st->ep_counted = 0;
     if (st->ss->nqueued > 0) sl_relay_kick(st->ss); /* its place may go to a waiting request */
@@ -1582,7 +1582,7 @@ static uint64_t sl__cooling_until(const sl_streams_t *ss, const char *model) {
     if (!sl_pool_serves(p, model)) continue;
     for (int j = 0; j < p->neps; j++)
       if (p->eps[j].ready && !p->eps[j].draining && p->eps[j].cooldown_until > 0 &&
-          (best == 0 || p->eps[j].cooldown_until < best))
+          sl_endpoint_serves(&p->eps[j], model) && (best == 0 || p->eps[j].cooldown_until < best))
         best = p->eps[j].cooldown_until;
   }
   return best;
@@ -1669,6 +1669,7 @@ static void sl__enqueue(sl_stream_t *st, int pool, int cause, const char *reason
   sl_counter_inc(ss->counters, SL_C_QUEUED);
   sl_counter_inc(ss->counters, SL_C_QUEUE_WAITING);
   uv_timer_start(&st->timer, sl__on_queue_deadline, (deadline - now + 999999) / 1000000, 0);
+  if (cause == SL_PLACE_NOT_READY && ss->on_need) ss->on_need(ss->need_ud, pool, st->r.model);
   sl_relay_kick(ss);
 }
 
@@ -1691,6 +1692,7 @@ static void sl__on_kick(uv_timer_t *t) {
       char reason[256];
       int cause = SL_PLACE_OK;
       if (sl__candidates(st, cands, 64, &cause, reason, sizeof(reason)) == 0) {
+        if (cause == SL_PLACE_NOT_READY && ss->on_need) ss->on_need(ss->need_ud, p, st->r.model);
         if (cause == SL_PLACE_COOLING) {
           uint64_t c = sl__cooling_until(ss, st->r.model);
           if (c != 0 && (cool == 0 || c < cool)) cool = c;

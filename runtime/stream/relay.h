@@ -127,6 +127,13 @@ typedef struct sl_streams_s {
   uv_timer_t kick_timer;
   int kicking;                                /* the queues are being run now */
   int kick_again;                             /* ... and room appeared meanwhile: run them again */
+  /* A request waits because no ready endpoint serves its model (the
+   * prefilter's "not ready"): the owner may start an engine for it (a swap
+   * pool, runtime/gateway/engines.h).  Called when such a request is
+   * queued and whenever the queues are run with one at a head; it must be
+   * cheap and idempotent, and may not end streams.  NULL: nothing to start. */
+  void (*on_need)(void *ud, int pool, const char *model);
+  void *need_ud;
   /* Traces: set by the owner to receive each sampled stream's record when
    * it ends (NULL: none).  A client's valid traceparent always goes on to
    * the engines: as it came without on_trace, else with the attempt's span

@@ -106,6 +106,9 @@ int sl_registry_init(sl_registry_t *reg, uv_loop_t *loop, const sl_config_t *cfg
       snprintf(ep->host, sizeof(ep->host), "%s", ec->host);
       snprintf(ep->base, sizeof(ep->base), "%s", ec->base);
       ep->port = ec->port;
+      ep->ecfg = ec;
+      ep->managed = ec->managed;
+      ep->down = ec->managed; /* until its engine starts (runtime/gateway/engines.c) */
       snprintf(ep->name, sizeof(ep->name), "%s:%d", ep->host, ep->port);
       if (ec->is_sim) continue;
       if (ec->tls && sl__endpoint_tls(reg, ep, ec, i, j, err, errlen) < 0) {
@@ -171,6 +174,13 @@ int sl_pool_serves(const sl_pool_t *p, const char *model) {
   return 0;
 }
 
+int sl_endpoint_serves(const sl_endpoint_t *ep, const char *model) {
+  if (ep->ecfg == NULL || ep->ecfg->nmodels == 0) return 1;
+  for (int m = 0; m < ep->ecfg->nmodels; m++)
+    if (strcmp(ep->ecfg->models[m], model) == 0 || strcmp(ep->ecfg->models[m], "*") == 0) return 1;
+  return 0;
+}
+
 int sl_registry_has_model(const sl_registry_t *reg, const char *model) {
   for (int i = 0; i < reg->npools; i++)
     if (sl_pool_serves(&reg->pools[i], model)) return 1;
@@ -190,7 +200,7 @@ int sl_endpoint_set_ready(sl_endpoint_t *ep, int ready) {
   if (ep->ready == !!ready) return 0;
   ep->ready = !!ready;
   ep->reg->snapshot_version++;
-  if (ready && ep->reg->on_ready) ep->reg->on_ready(ep->reg->ready_ud);
+  if (ready && ep->reg->on_ready) ep->reg->on_ready(ep->reg->ready_ud, ep);
   return 1;
 }
 

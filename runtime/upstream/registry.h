@@ -123,7 +123,18 @@ struct sl_endpoint_s {
   sl_upconn_t *health_conn;      /* health check in flight, or NULL */
   char health_why[256];          /* why the last failed check failed ("" after a pass), as logged */
   int health_timer_open;
+  /* A managed engine (runtime/gateway/engines.h sets these; the probes
+   * and placement read them). */
+  const sl_endpoint_config_t *ecfg; /* its configuration (models, managed) */
+  int managed;                   /* sluice runs its engine */
+  int starting;                  /* its process runs but has not passed a probe yet: probed every
+                                    SL_PROBE_STARTING_MS, a failed probe is "starting", not news */
+  int down;                      /* no process runs (stopped, backoff): not probed, not ready */
+  uint64_t idle_since;           /* uv_hrtime its last stream ended (0: none yet) */
 };
+
+/* How often a starting managed engine is probed. */
+#define SL_PROBE_STARTING_MS 200
 
 struct sl_pool_s {
   const sl_pool_config_t *cfg;   /* name, models, api_key */
@@ -160,7 +171,7 @@ struct sl_registry_s {
   struct sl_upstream_ctx_s *upstream; /* set by sl_upstream_init */
   sl_counters_t *counters;       /* the owner's counters (NULL = none); upstream.c counts here too */
   sl_narrator_t *nar;            /* the owner's narrator (NULL = none); upstream.c narrates here too */
-  void (*on_ready)(void *ud);    /* an endpoint became ready (queued requests may go now), or NULL */
+  void (*on_ready)(void *ud, sl_endpoint_t *ep); /* ep became ready (queued requests may go now), or NULL */
   void *ready_ud;
 };
 
@@ -186,6 +197,10 @@ void sl_registry_free(sl_registry_t *reg);
 
 /* 1 if pool p lists model. */
 int sl_pool_serves(const sl_pool_t *p, const char *model);
+
+/* 1 if endpoint ep (of a pool that serves model) serves it too: its own
+ * "models" list when it has one, else all of its pool's. */
+int sl_endpoint_serves(const sl_endpoint_t *ep, const char *model);
 
 /* 1 if some pool serves model. */
 int sl_registry_has_model(const sl_registry_t *reg, const char *model);

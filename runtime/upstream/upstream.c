@@ -724,7 +724,16 @@ static void sl__health_end(void *ud, const sl_up_end_t *end) {
    * (see sl_endpoint_probe). */
   if (ok) {
     ep->health_why[0] = '\0';
+    ep->starting = 0;
     if (sl_endpoint_probe(ep, 1)) sl_narrate_push(ep->reg->nar, SL_NAR_READY, NULL, ep->name, NULL, NULL, 0, 0, 0, 0);
+  } else if (ep->starting || ep->down) {
+    /* A managed engine loading its model (llama.cpp answers 503 "Loading
+     * model", or the port is not open yet) is starting, not failing: asked
+     * again soon, and its start timeout (gateway/engines.c) bounds the
+     * wait.  No cooldown either way: probes never touch it. */
+    sl_endpoint_probe(ep, 0);
+    sl__health_schedule(ep, ep->down ? ep->reg->cfg->health_interval_ms : SL_PROBE_STARTING_MS);
+    return;
   } else {
     char why[sizeof(ep->health_why)];
     if (end->result == SL_UP_OK || end->result == SL_UP_STATUS)
@@ -759,11 +768,16 @@ static void sl__on_health_timer(uv_timer_t *t) {
     sl_upstream_abort(ep->health_conn);
     ep->health_conn = NULL;
     sl_endpoint_probe(ep, 0);
-    sl__health_schedule(ep, cfg->health_interval_ms);
+    sl__health_schedule(ep, ep->starting ? SL_PROBE_STARTING_MS : cfg->health_interval_ms);
     return;
   }
   if (ep->port == 0) { /* an in-process engine not listening yet */
     sl__health_schedule(ep, 50);
+    return;
+  }
+  if (ep->down) { /* a managed engine with no process: nothing to ask (sl_upstream_probe_soon wakes it) */
+    sl_endpoint_probe(ep, 0);
+    sl__health_schedule(ep, cfg->health_interval_ms);
     return;
   }
   static const sl_up_handler_t h = {.on_event = sl__health_event, .on_end = sl__health_end};
@@ -781,8 +795,17 @@ static void sl__on_health_timer(uv_timer_t *t) {
 }
 
 static void sl__health_schedule(sl_endpoint_t *ep, uint64_t ms) {
-  if (((sl_upstream_ctx_t *)ep->reg->upstream)->closing || !ep->health_timer_open) return;
+  const sl_upstream_ctx_t *ctx = ep->reg->upstream;
+  if (ctx == NULL || ctx->closing || !ep->health_timer_open) return;
   uv_timer_start(&ep->health_timer, sl__on_health_timer, ms, 0);
+}
+
+void sl_upstream_probe_soon(sl_endpoint_t *ep, uint64_t ms) {
+  if (ep->health_conn != NULL) { /* asked of a process that is gone: its answer means nothing now */
+    sl_upstream_abort(ep->health_conn);
+    ep->health_conn = NULL;
+  }
+  sl__health_schedule(ep, ms);
 }
 
 void sl_upstream_start_health(sl_upstream_ctx_t *ctx) {

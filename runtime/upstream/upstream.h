@@ -96,6 +96,11 @@ void sl_upstream_resume(sl_upconn_t *c);
 /* Cancels: closes the connection at once; no further callbacks. */
 void sl_upstream_abort(sl_upconn_t *c);
 
+/* Probes ep after ms (a check in flight is dropped): a managed engine that
+ * was just spawned is asked at once instead of at the next interval.  Does
+ * nothing before sl_upstream_start_health or while closing. */
+void sl_upstream_probe_soon(sl_endpoint_t *ep, uint64_t ms);
+
 /* Starts health checks on every endpoint (the first one at once). */
 void sl_upstream_start_health(sl_upstream_ctx_t *ctx);
 

@@ -17,7 +17,10 @@
  *    the client reads the rest and the stream ends well-formed;
  *  - more concurrent streams than the engine has slots (-np): the excess
  *    waits in sluice's queue (never more than the slots on the engine),
- *    and all complete.
+ *    and all complete;
+ *  - llama-server as an engine sluice runs itself ("managed", with
+ *    {port} and {model_path} from a catalog entry for the model): it
+ *    starts, answers, and SIGTERM to sluice leaves no llama-server.
  * It prints figures (tokens/s through sluice and direct, the time from the
  * client's close to the engine's cancel) and asserts none of them.
  *
@@ -33,6 +36,7 @@
 #include "test.h"
 #include "e2e/harness.h"
 
+#include <errno.h>
 #include <limits.h>
 
 #define CHAT "/v1/chat/completions"
@@ -209,6 +213,23 @@ static char *exact_body(char *buf, size_t cap, int stream, int max_tokens, int u
 
 /* A value from llama-server's Prometheus /metrics (e.g.
  * "llamacpp:requests_processing"), or -1. */
+/* One short stream with usage through sluice at port: well formed, 8
+ * tokens, ended by its length.  Returns 1 if so, else 0. */
+static int short_stream_ok(int port) {
+  char body[1024];
+  nu_resp_t head;
+  e2e_sse_t s;
+  int st = e2e_stream(port, CHAT, NULL, exact_body(body, sizeof(body), 1, 8, 1), &head, &s, CHUNK, 60000);
+  int ok = st == 200 && well_formed(&s, 1) && s.usage_completion_tokens == 8 &&
+           strcmp(s.finish_reason, "length") == 0 && s.ncontent <= 8;
+  if (!ok)
+    fprintf(stderr, "e2e: the short stream: status %d, kinds \"%.80s\", %lld tokens, finish \"%s\"\n", st,
+            s.kinds ? s.kinds : "", (long long)s.usage_completion_tokens, s.finish_reason);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  return ok;
+}
+
 static long engine_metric(int port, const char *name) {
   nu_resp_t r;
   long v = -1;
@@ -269,13 +290,7 @@ static void test_stream_with_usage(void) {
   e2e_sse_t s;
 
   /* A short stream first, so both timed runs find the prompt cached. */
-  ASSERT_EQ(e2e_stream(sl.port, CHAT, NULL, exact_body(body, sizeof(body), 1, 8, 1), &head, &s, CHUNK, 60000), 200);
-  ASSERT(well_formed(&s, 1));
-  ASSERT_EQ(s.usage_completion_tokens, 8);
-  ASSERT_STR_EQ(s.finish_reason, "length");
-  ASSERT_LE(s.ncontent, 8);
-  e2e_sse_free(&s);
-  nu_resp_free(&head);
+  ASSERT(short_stream_ok(sl.port));
 
   /* The same request direct to the engine and through sluice. */
   exact_body(body, sizeof(body), 1, RATE_TOKENS, 1);
@@ -688,6 +703,52 @@ static void test_native_completion_adapter(void) {
   ASSERT_EQ(e2e_stop(&eng), 0);
 }
 
+/* ---- g: llama-server as a managed engine ---- */
+
+/* sluice starts llama-server itself (docs/engines.md, "Local engines"):
+ * {model_path} from a catalog entry for the generated model (its digest
+ * checked at start), {port} a free port sluice picked.  A request is
+ * answered by it, /health shows it running, and SIGTERM to sluice leaves
+ * no llama-server behind. */
+static void test_managed_llama_server(void) {
+  char cmd[PATH_MAX + 64], sum[256];
+  snprintf(cmd, sizeof(cmd), "sha256sum '%s'", g_model);
+  ASSERT_EQ(run_line(cmd, sum, sizeof(sum)), 0);
+  ASSERT_GE(strlen(sum), 64);
+  sum[64] = '\0';
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s", g_model);
+  char *slash = strrchr(dir, '/');
+  ASSERT_NOT_NULL(slash);
+  *slash = '\0';
+  char cfg[4 * PATH_MAX];
+  snprintf(cfg, sizeof(cfg),
+           "{\"catalog\":{\"dir\":\"%s\",\"models\":[{\"name\":\"" MODEL "\",\"file\":\"%s\",\"sha256\":\"%s\"}]},"
+           "\"health\":{\"interval_ms\":500},"
+           "\"pools\":[{\"name\":\"llama\",\"models\":[\"" MODEL "\"],\"slots\":" ENGINE_SLOTS
+           ",\"context_tokens\":8192,\"endpoints\":[{\"managed\":{\"model\":\"" MODEL "\",\"start_timeout_ms\":120000,"
+           "\"command\":[\"%s\",\"-m\",\"{model_path}\",\"--host\",\"127.0.0.1\",\"--port\",\"{port}\",\"-t\",\"1\","
+           "\"-np\",\"" ENGINE_SLOTS "\",\"-c\",\"" ENGINE_CTX "\",\"--no-webui\",\"--log-colors\",\"off\"]}}]}]}",
+           dir, slash + 1, sum, g_launcher);
+  e2e_proc_t sl;
+  ASSERT_EQ(e2e_serve_start(&sl, cfg, NULL), 0);
+  ASSERT(e2e_wait_endpoints_ready(sl.port, 1, 120000));
+  ASSERT_EQ(e2e_wait_counter(sl.port, "engines_ready", 1, 120000), 1);
+  /* Its own log lines come through sluice's, under the endpoint's name. */
+  ASSERT(e2e_log_wait(&sl, "listening on http://127.0.0.1:", 10000, NULL, 0));
+  cJSON *h = e2e_get_json(sl.port, "/health", NULL);
+  const cJSON *ep = cJSON_GetArrayItem(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(h, "pools"), 0), "endpoints"), 0);
+  const cJSON *m = cJSON_GetObjectItem(ep, "managed");
+  ASSERT_STR_EQ(cJSON_GetStringValue(cJSON_GetObjectItem(m, "state")), "running");
+  int pid = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "pid"));
+  cJSON_Delete(h);
+  ASSERT_GT(pid, 0);
+  ASSERT(short_stream_ok(sl.port));
+  ASSERT_EQ(e2e_stop(&sl), 0);
+  ASSERT(kill(pid, 0) == -1 && errno == ESRCH); /* no llama-server left */
+}
+
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 840); /* under ctest's 900 s, so the harness reports first */
   prepare();
@@ -697,6 +758,7 @@ int main(int argc, char **argv) {
   E2E_RUN(test_slow_reader_memory_bound);
   E2E_RUN(test_more_streams_than_slots);
   E2E_RUN(test_native_completion_adapter);
+  E2E_RUN(test_managed_llama_server);
   if (g_roleless > 0)
     fprintf(stderr, "     NOTE %d stream(s) came without a role chunk: the engine's first token was an incomplete "
             "UTF-8 byte (see well_formed)\n", g_roleless);

@@ -337,9 +337,104 @@ static void test_redis(void) {
   }
 }
 
+/* Managed endpoints ("managed"), endpoint "models" and a pool's "swap". */
+#define CAT "\"catalog\":{\"dir\":\"/models\",\"models\":[{\"name\":\"a\",\"file\":\"a.gguf\",\"sha256\":" \
+            "\"0000000000000000000000000000000000000000000000000000000000000000\"}]}"
+
+static void test_managed(void) {
+  static sl_config_t cfg;
+  char err[512], j[2048];
+  snprintf(j, sizeof(j),
+           "{" CAT ",\"pools\":[{\"name\":\"p\",\"models\":[\"a\",\"b\"],\"swap\":{\"max_running\":1,"
+           "\"idle_timeout_ms\":60000},\"endpoints\":["
+           "{\"models\":[\"a\"],\"managed\":{\"command\":[\"llama-server\",\"-m\",\"{model_path}\",\"--port\","
+           "\"{port}\"],\"model\":\"a\",\"cwd\":\"/tmp\",\"env\":{\"CUDA_VISIBLE_DEVICES\":\"0\"},"
+           "\"start_timeout_ms\":5000,\"stop_grace_ms\":100}},"
+           "{\"models\":[\"b\"],\"managed\":{\"command\":[\"eng\"],\"port\":9001}}]}]}");
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  const sl_pool_config_t *p = &cfg.pools[0];
+  ASSERT_EQ(p->swap, 1);
+  ASSERT_EQ(p->swap_max_running, 1);
+  ASSERT_UINT_EQ(p->swap_idle_ms, 60000);
+  const sl_endpoint_config_t *e = &p->endpoints[0];
+  ASSERT_EQ(e->managed, 1);
+  ASSERT_EQ(e->mg.argc, 5);
+  ASSERT_STR_EQ(e->mg.argv[2], "{model_path}"); /* replaced when it starts */
+  ASSERT_NULL(e->mg.argv[5]);
+  ASSERT_STR_EQ(e->mg.model, "a");
+  ASSERT_STR_EQ(e->mg.model_path, "/models/a.gguf");
+  ASSERT_STR_EQ(e->mg.cwd, "/tmp");
+  ASSERT_EQ(e->mg.nenv, 1);
+  ASSERT_STR_EQ(e->mg.env[0], "CUDA_VISIBLE_DEVICES=0");
+  ASSERT_UINT_EQ(e->mg.start_timeout_ms, 5000);
+  ASSERT_UINT_EQ(e->mg.stop_grace_ms, 100);
+  ASSERT_STR_EQ(e->host, "127.0.0.1");
+  ASSERT_EQ(e->port, 0); /* sluice picks one at open */
+  ASSERT_EQ(e->nmodels, 1);
+  ASSERT_STR_EQ(e->models[0], "a");
+  e = &p->endpoints[1];
+  ASSERT_EQ(e->port, 9001);
+  ASSERT_UINT_EQ(e->mg.start_timeout_ms, 120000); /* the defaults */
+  ASSERT_UINT_EQ(e->mg.stop_grace_ms, 5000);
+  ASSERT_NULL(e->mg.model_path);
+  sl_config_free(&cfg);
+  /* With a url: its port is the engine's. */
+  snprintf(j, sizeof(j),
+           "{\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://127.0.0.1:8123/x\","
+           "\"managed\":{\"command\":[\"eng\",\"{port}\"]}}]}]}");
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.pools[0].endpoints[0].port, 8123);
+  ASSERT_STR_EQ(cfg.pools[0].endpoints[0].base, "/x");
+  ASSERT_EQ(cfg.pools[0].swap, 0);
+  sl_config_free(&cfg);
+
+  static const struct {
+    const char *ep, *pool, *says;
+  } bad[] = {
+      {"{\"managed\":{}}", "", "pools[0].endpoints[0].managed.command: expected a non-empty array"},
+      {"{\"managed\":{\"command\":[]}}", "", "managed.command: expected a non-empty array"},
+      {"{\"managed\":{\"command\":[\"\"]}}", "", "managed.command[0]: expected a non-empty string"},
+      {"{\"managed\":{\"command\":[\"e\",3]}}", "", "managed.command[1]: expected a string"},
+      {"{\"managed\":{\"command\":[\"e\"],\"model\":\"zz\"}}", "", "managed.model: \"zz\" is not in catalog.models"},
+      {"{\"managed\":{\"command\":[\"e\",\"{model_path}\"]}}", "", "managed.command[1]: uses {model_path}"},
+      {"{\"managed\":{\"command\":[\"e\"],\"port\":70000}}", "", "managed.port: 70000 is out of range"},
+      {"{\"managed\":{\"command\":[\"e\"],\"env\":{\"A\":1}}}", "", "managed.env.A: expected a string"},
+      {"{\"managed\":{\"command\":[\"e\"],\"env\":[]}}", "", "managed.env: expected an object"},
+      {"{\"managed\":{\"command\":[\"e\"],\"start_timeout_ms\":0}}", "", "managed.start_timeout_ms: 0 is out"},
+      {"{\"managed\":{\"command\":[\"e\"],\"stop_grace_ms\":\"x\"}}", "", "managed.stop_grace_ms: expected a number"},
+      {"{\"managed\":{\"command\":[\"e\"],\"colour\":1}}", "", "managed.colour: unknown key"},
+      {"{\"managed\":{\"command\":[\"e\"],\"cwd\":\"\"}}", "", "managed.cwd: expected a folder"},
+      {"{\"managed\":[\"e\"]}", "", "pools[0].endpoints[0].managed: expected an object"},
+      {"{\"url\":\"http://h:1\",\"managed\":{\"command\":[\"e\"],\"port\":2}}", "", "managed.port: 2 is not the url's port 1"},
+      {"{\"url\":\"https://h:1\",\"managed\":{\"command\":[\"e\"]}}", "", "a managed engine is spoken to over http://"},
+      {"{\"sim\":{},\"managed\":{\"command\":[\"e\"]}}", "", "exactly one of"},
+      {"{\"slots\":2}", "", "exactly one of"},
+      {"{\"url\":\"http://h:1\",\"models\":[\"q\"]}", "", "pools[0].endpoints[0].models[0]: \"q\" is not one of the pool's models"},
+      {"{\"url\":\"http://h:1\",\"models\":[]}", "", "pools[0].endpoints[0].models: expected a non-empty array"},
+      {"{\"url\":\"http://h:1\"}", ",\"swap\":{}", "pools[0].swap: endpoints[0] is not \"managed\""},
+      {"{\"managed\":{\"command\":[\"e\"]}}", ",\"swap\":{\"max_running\":0}", "pools[0].swap.max_running: 0 is out"},
+      {"{\"managed\":{\"command\":[\"e\"]}}", ",\"swap\":{\"max\":1}", "pools[0].swap.max: unknown key"},
+      {"{\"managed\":{\"command\":[\"e\"]}}", ",\"swap\":1", "pools[0].swap: expected an object"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    snprintf(j, sizeof(j), "{" CAT ",\"pools\":[{\"name\":\"p\",\"models\":[\"m\"]%s,\"endpoints\":[%s]}]}", bad[i].pool,
+             bad[i].ep);
+    expect_error(j, bad[i].says);
+  }
+  /* A pool model no endpoint serves. */
+  expect_error("{\"pools\":[{\"name\":\"p\",\"models\":[\"m\",\"n\"],\"endpoints\":[{\"url\":\"http://h:1\","
+               "\"models\":[\"m\"]}]}]}",
+               "pools[0].models[1]: \"n\" is served by none of the pool's endpoints");
+  /* Workers would each start their own engine. */
+  expect_error("{\"workers\":2,\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"managed\":{\"command\":"
+               "[\"e\"]}}]}]}",
+               "pools[0].endpoints[0].managed: needs \"workers\": 1");
+}
+
 int main(void) {
   SL_RUN(test_workers);
   SL_RUN(test_redis);
+  SL_RUN(test_managed);
   SL_RUN(test_default_config_parses);
   SL_RUN(test_full_config);
   SL_RUN(test_errors_name_the_key);

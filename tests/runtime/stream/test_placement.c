@@ -185,6 +185,42 @@ static void test_probe_is_readiness_only(void) {
   teardown();
 }
 
+/* Endpoint "models": a pool of two models whose endpoints serve one each
+ * (local engines, docs/engines.md) places a request only on the
+ * endpoint serving its model, and says "not ready" when that one is not. */
+static void test_endpoint_models(void) {
+  static const char *j =
+      "{\"pools\":[{\"name\":\"local\",\"models\":[\"m1\",\"m2\"],\"endpoints\":["
+      "{\"url\":\"http://127.0.0.1:9001\",\"models\":[\"m1\"]},"
+      "{\"url\":\"http://127.0.0.1:9002\",\"models\":[\"m2\"]},"
+      "{\"url\":\"http://127.0.0.1:9003\"}]}]}";
+  static sl_config_t c2;
+  static sl_registry_t r2;
+  char err[256];
+  ASSERT_EQ(sl_config_parse(&c2, j, strlen(j), err, sizeof(err)), 0);
+  ASSERT_EQ(sl_registry_init(&r2, NULL, &c2, err, sizeof(err)), 0);
+  ASSERT(sl_endpoint_serves(&r2.eps[0], "m1"));
+  ASSERT(!sl_endpoint_serves(&r2.eps[0], "m2"));
+  ASSERT(sl_endpoint_serves(&r2.eps[2], "m2")); /* no list: all of the pool's */
+  r2.eps[0].ready = r2.eps[1].ready = 1;
+  sl_candidate_t c[8];
+  char why[256];
+  int cause = -1;
+  ASSERT_EQ(sl_placement_prefilter(&r2, "m1", 0, 0, c, 8, &cause, why, sizeof(why)), 1);
+  ASSERT(c[0].ep == &r2.eps[0]);
+  ASSERT_EQ(sl_placement_prefilter(&r2, "m2", 0, 0, c, 8, &cause, why, sizeof(why)), 1);
+  ASSERT(c[0].ep == &r2.eps[1]);
+  r2.eps[1].ready = 0; /* m2's engine restarts: m1's does not take its requests */
+  ASSERT_EQ(sl_placement_prefilter(&r2, "m2", 0, 0, c, 8, &cause, why, sizeof(why)), 0);
+  ASSERT_EQ(cause, SL_PLACE_NOT_READY);
+  ASSERT_STR_EQ(why, "no ready endpoint serves model \"m2\"");
+  r2.eps[2].ready = 1;
+  ASSERT_EQ(sl_placement_prefilter(&r2, "m2", 0, 0, c, 8, &cause, why, sizeof(why)), 1);
+  ASSERT(c[0].ep == &r2.eps[2]);
+  sl_registry_free(&r2);
+  sl_config_free(&c2);
+}
+
 int main(void) {
   SL_RUN(test_prefilter_reasons);
   SL_RUN(test_context_too_small);
@@ -192,5 +228,6 @@ int main(void) {
   SL_RUN(test_retry_avoids_tried);
   SL_RUN(test_cooldown_backoff_and_snapshot);
   SL_RUN(test_probe_is_readiness_only);
+  SL_RUN(test_endpoint_models);
   return SL_TEST_EXIT();
 }

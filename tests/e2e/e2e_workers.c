@@ -208,6 +208,38 @@ static void test_two_workers_serve(void) {
   e2e_sse_free(&x.base);
 }
 
+/* Waits until every worker has published exactly on[w] streams in flight
+ * into the instance view (/health "workers"): the held streams are all
+ * counted and the baseline's stream is gone from every worker's count.
+ * Returns 1, or 0 when that did not happen within the wait. */
+static const int none[3] = {0, 0, 0};
+
+static int wait_published(int port, const int *on) {
+  for (int64_t end = nu_now_ms() + nu_scale_ms(E2E_WAIT_MS); nu_now_ms() < end; usleep(20000)) {
+    cJSON *h = e2e_get_json(port, "/health", NULL);
+    int match = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(h, "workers")) {
+      const cJSON *i = cJSON_GetObjectItemCaseSensitive(w, "index");
+      const cJSON *f = cJSON_GetObjectItemCaseSensitive(w, "streams_in_flight");
+      if (cJSON_IsNumber(i) && cJSON_IsNumber(f) && i->valueint >= 1 && i->valueint <= 2 &&
+          f->valueint == on[i->valueint])
+        match++;
+    }
+    cJSON_Delete(h);
+    if (match == 2) return 1;
+  }
+  cJSON *h = e2e_get_json(port, "/health", NULL);
+  char *txt = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(h, "workers"));
+  fprintf(stderr, "  the view never showed %d and %d streams on workers 1 and 2: %s (this worker: %d in flight)\n",
+          on[1], on[2], txt ? txt : "?", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "streams_in_flight")) > 0
+              ? (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "streams_in_flight"))
+              : 0);
+  cJSON_free(txt);
+  cJSON_Delete(h);
+  return 0;
+}
+
 /* ---- kill -9 of one worker; the other's stream is untouched ---- */
 
 static void test_kill_one_worker(void) {
@@ -216,6 +248,9 @@ static void test_kill_one_worker(void) {
   if (sl__test_cur_failed) return;
   baseline(&x);
   if (sl__test_cur_failed) return;
+  /* The baseline's stream ends in sluice when the engine ends its body,
+   * just after [DONE]: H is paused only once both workers count none. */
+  ASSERT(wait_published(x.sl.port, none));
   ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
   e2e_sse_t held;
   int holder = -1;
@@ -291,14 +326,17 @@ static void test_kill_worker_with_streams(void) {
   if (sl__test_cur_failed) return;
   baseline(&x);
   if (sl__test_cur_failed) return;
+  /* The baseline's stream ends in sluice when the engine ends its body,
+   * just after [DONE]: H is paused only once both workers count none. */
+  ASSERT(wait_published(x.sl.port, none));
   ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
   nu_conn_t *c[MAXHELD];
   e2e_sse_t s[MAXHELD];
   int on[3], who[MAXHELD];
   int n = hold_on_both(&x, c, s, who, on);
   ASSERT_GT(n, 0);
-  /* Both workers have published their streams into the instance view. */
-  ASSERT_EQ(e2e_wait_counter(x.sl.port, "streams_active", n, E2E_WAIT_MS), n);
+  /* Both workers have published exactly their held streams. */
+  ASSERT(wait_published(x.sl.port, on));
   int64_t started = e2e_counter(x.sl.port, "streams_started");
   int victim = who[0];
   int vpid = worker_pid(&x.sl, victim);
@@ -401,6 +439,9 @@ static void test_sigterm_drains_all(void) {
   if (sl__test_cur_failed) return;
   baseline(&x);
   if (sl__test_cur_failed) return;
+  /* The baseline's stream ends in sluice when the engine ends its body,
+   * just after [DONE]: H is paused only once both workers count none. */
+  ASSERT(wait_published(x.sl.port, none));
   ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
   /* Held streams until each worker holds at least one. */
   nu_conn_t *c[MAXHELD];
@@ -408,6 +449,9 @@ static void test_sigterm_drains_all(void) {
   int on[3], who[MAXHELD];
   int n = hold_on_both(&x, c, s, who, on);
   ASSERT_GT(n, 0);
+  /* Each worker counts its held streams and nothing else (the baseline's
+   * stream has left), so the drain line can name the number. */
+  ASSERT(wait_published(x.sl.port, on));
 
   ASSERT_EQ(kill(x.sl.pid, SIGTERM), 0);
   char needle[96];

@@ -21,6 +21,7 @@
 #define SL__WEB_CHUNK (64u << 10)  /* events are copied into chunks of this size to be sent */
 #define SL__WEB_TICK_MS 1000       /* state snapshots and histogram samples */
 #define SL__WEB_RING (SL_WEB_WINDOW_S + 1)
+#define SL__WEB_RECENT 100          /* narration events a new events client gets first */
 
 typedef struct sl__web_client_s sl__web_client_t;
 
@@ -50,6 +51,8 @@ struct sl_web_s {
   sl_chunk_pool_t pool;      /* what events are sent from (a write pins its chunk until sent) */
   sl__web_sample_t ring[SL__WEB_RING]; /* the last samples, the next goes to ring[nsamples % SL__WEB_RING] */
   uint64_t nsamples;
+  char *recent[SL__WEB_RECENT]; /* the last narration events as sent ("event: ...\n\n"), for new clients */
+  uint64_t nrecent;            /* events told so far; the next goes to recent[nrecent % SL__WEB_RECENT] */
   int open;                  /* handles (timer, server) not yet closed */
   void (*close_cb)(void *);
   void *close_ud;
@@ -408,10 +411,11 @@ static void sl__client_free(sl__web_client_t *c) {
 
 static void sl__client_abort(sl_http_req_t *req) { sl__client_free(req->data); }
 
-/* Sends msg[0..len) to every events client: copied once into pool chunks,
- * each chunk pinned by every client's write until sent.  A client that
- * holds too much unsent is cut (it reconnects, as EventSource does). */
-static void sl__send_all(sl_web_t *w, const char *msg, size_t len) {
+/* Sends msg[0..len) to one events client (only), or to every one (only
+ * NULL): copied once into pool chunks, each chunk pinned by every client's
+ * write until sent.  A client that holds too much unsent is cut (it
+ * reconnects, as EventSource does). */
+static void sl__send(sl_web_t *w, sl__web_client_t *only, const char *msg, size_t len) {
   if (w->clients == NULL) return;
   for (size_t off = 0; off < len;) {
     sl_chunk_t *ch = sl_chunk_get(&w->pool);
@@ -419,12 +423,13 @@ static void sl__send_all(sl_web_t *w, const char *msg, size_t len) {
     memcpy(ch->data, msg + off, n);
     ch->len = (uint32_t)n;
     uv_buf_t b = uv_buf_init((char *)ch->data, (unsigned)n);
-    for (sl__web_client_t *c = w->clients; c != NULL; c = c->next) sl_http_stream_write(c->req, &b, 1, ch);
+    for (sl__web_client_t *c = only ? only : w->clients; c != NULL; c = only ? NULL : c->next)
+      sl_http_stream_write(c->req, &b, 1, ch);
     sl_chunk_unref(ch);
     off += n;
   }
-  for (sl__web_client_t *c = w->clients, *next; c != NULL; c = next) {
-    next = c->next;
+  for (sl__web_client_t *c = only ? only : w->clients, *next; c != NULL; c = next) {
+    next = only ? NULL : c->next;
     if (sl_http_req_write_held(c->req) > SL_WEB_CLIENT_HELD_MAX) {
       sl_http_req_reset(c->req); /* no on_abort after this */
       sl__client_free(c);
@@ -450,26 +455,14 @@ static void sl__send_state(sl_web_t *w, sl__web_client_t *only) {
   size_t len = 0, cap = 0;
   sl__event(&buf, &len, &cap, "state", o);
   cJSON_Delete(o);
-  if (only == NULL) {
-    sl__send_all(w, buf, len);
-  } else {
-    /* One client's first snapshot: its own chunk(s), written to it alone. */
-    sl__web_client_t *keep = w->clients;
-    sl__web_client_t *saved_next = only->next;
-    w->clients = only;
-    only->next = NULL;
-    sl__send_all(w, buf, len);
-    /* It may have been cut (and freed) by the held-bytes check. */
-    if (w->clients == only) only->next = saved_next;
-    w->clients = keep;
-  }
+  sl__send(w, only, buf, len);
   sl_free(buf);
 }
 
 /* The narrator's tap: one batch, once, to every events client. */
 static void sl__on_told(void *ud, const sl_narrate_told_t *told, int32_t n) {
   sl_web_t *w = ud;
-  if (w->clients == NULL || n <= 0) return;
+  if (n <= 0) return;
   struct timeval tv;
   gettimeofday(&tv, NULL);
   double ts = (double)tv.tv_sec * 1000 + (double)(tv.tv_usec / 1000);
@@ -495,10 +488,15 @@ static void sl__on_told(void *ud, const sl_narrate_told_t *told, int32_t n) {
       snprintf(guard, sizeof(guard), "%.*s", (int)(k < sizeof(guard) - 1 ? k : sizeof(guard) - 1), e->text);
       cJSON_AddStringToObject(o, "guard", guard);
     }
+    size_t at = len;
     sl__event(&buf, &len, &cap, e->kind == SL_NAR_GUARD ? "guard" : "narration", o);
     cJSON_Delete(o);
+    /* The last few are kept for clients that connect later. */
+    char **slot = &w->recent[w->nrecent++ % SL__WEB_RECENT];
+    sl_free(*slot);
+    *slot = sl_strndup(buf + at, len - at);
   }
-  sl__send_all(w, buf, len);
+  sl__send(w, NULL, buf, len);
   sl_free(buf);
 }
 
@@ -519,6 +517,23 @@ static void sl__events(sl_web_t *w, sl_http_req_t *req) {
   uv_buf_t b = uv_buf_init((char *)hello, sizeof(hello) - 1); /* static: valid until sent */
   sl_http_stream_write(req, &b, 1, NULL);
   sl__send_state(w, c);
+  if (w->clients != c) return; /* cut already */
+  /* Then the recent narration, oldest first, so the feed is not empty. */
+  size_t len = 0, cap = 0;
+  char *buf = NULL;
+  uint64_t first = w->nrecent > SL__WEB_RECENT ? w->nrecent - SL__WEB_RECENT : 0;
+  for (uint64_t i = first; i < w->nrecent; i++) {
+    const char *ev = w->recent[i % SL__WEB_RECENT];
+    size_t n = strlen(ev);
+    if (len + n + 1 > cap) {
+      cap = (len + n + 1) * 2;
+      buf = sl_realloc(buf, cap);
+    }
+    memcpy(buf + len, ev, n);
+    len += n;
+  }
+  if (len > 0) sl__send(w, c, buf, len);
+  sl_free(buf);
 }
 
 static void sl__on_tick(uv_timer_t *t) {
@@ -583,7 +598,7 @@ static void sl__drain(sl_web_t *w, sl_http_req_t *req, const char *name, int on)
     size_t len = 0, cap = 0;
     sl__event(&buf, &len, &cap, "admin", ev);
     cJSON_Delete(ev);
-    sl__send_all(w, buf, len);
+    sl__send(w, NULL, buf, len);
     sl_free(buf);
   }
   sl__json_reply(req, 200, o, NULL);
@@ -706,6 +721,7 @@ static void sl__handle(sl_http_req_t *req, void *ud) {
 
 static void sl__maybe_done(sl_web_t *w) {
   if (--w->open > 0) return;
+  for (int i = 0; i < SL__WEB_RECENT; i++) sl_free(w->recent[i]);
   sl_chunk_pool_destroy(&w->pool);
   void (*cb)(void *) = w->close_cb;
   void *ud = w->close_ud;

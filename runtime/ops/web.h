@@ -8,9 +8,10 @@
  *   GET  /api/state                one JSON snapshot: pools and endpoints (readiness, draining,
  *                                  limit, queue, streams), the streams in flight (tenant, endpoint,
  *                                  model, tokens, tokens/s, guard), recent percentiles
- *   GET  /api/events               server-sent events: "narration" and "guard" as the narrator
- *                                  flushes them, "admin" for a drain from the page, and "state"
- *                                  (the snapshot above) every second
+ *   GET  /api/events               server-sent events: "state" (the snapshot above) at once and
+ *                                  every second, the last 100 narration events at once, then
+ *                                  "narration" and "guard" as the narrator flushes them, and
+ *                                  "admin" for a drain or undrain from the view
  *   POST /api/endpoints/NAME/drain     the endpoint takes no new streams (as attach's drain())
  *   POST /api/endpoints/NAME/undrain   it takes them again
  * NAME is the endpoint's "host:port" (percent-encoded or not) or its id.

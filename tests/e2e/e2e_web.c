@@ -12,7 +12,8 @@
  *    its first token by an engine process the test paused (SIGSTOP), with
  *    the right endpoints, tokens and per-endpoint counts.
  *  - /api/events delivers a "state" snapshot and a narration event (the
- *    placement of a request made while it listens), and a guard verdict.
+ *    placement of a request made while it listens), and a guard verdict;
+ *    a client connecting later gets the recent ones first.
  *  - POST /api/endpoints/NAME/drain takes the endpoint out of placement
  *    (the next request goes to the other one; /health shows it draining),
  *    undrain puts it back; unknown names, wrong methods and another site's
@@ -465,6 +466,16 @@ static void test_events_deliver_narration(void) {
   cJSON_Delete(ev);
   /* And the snapshot keeps coming, once a second. */
   ASSERT(read_event(c, "state", "\"streams\"", data, sizeof(data)));
+  e2e_conn_close(c);
+  /* A client that connects later gets the recent narration first. */
+  c = e2e_conn_open(x.port, 0);
+  ASSERT_NOT_NULL(c);
+  ASSERT_EQ(nu_send_request(c->fd, "GET", "/api/events", NULL, NULL), 0);
+  memset(&head, 0, sizeof(head));
+  ASSERT_EQ(nu_read_head(c, &head, E2E_WAIT_MS), 0);
+  nu_resp_free(&head);
+  ASSERT(read_event(c, "narration", "web-narrated-1", data, sizeof(data)));
+  ASSERT(read_event(c, "guard", "web-guarded-1", data, sizeof(data)));
   e2e_conn_close(c);
   world_stop(&x);
 }

@@ -30,6 +30,7 @@ struct sl__web_client_s {
   sl_web_t *w;
   sl_http_req_t *req;
   sl__web_client_t *prev, *next;
+  int ended;                 /* a write failed: the server ended the request (no on_abort will come) */
 };
 
 /* What the endpoints' histograms held at one tick, summed over endpoints. */
@@ -414,9 +415,11 @@ static void sl__client_abort(sl_http_req_t *req) { sl__client_free(req->data); }
 /* Sends msg[0..len) to one events client (only), or to every one (only
  * NULL): copied once into pool chunks, each chunk pinned by every client's
  * write until sent.  A client that holds too much unsent is cut (it
- * reconnects, as EventSource does). */
-static void sl__send(sl_web_t *w, sl__web_client_t *only, const char *msg, size_t len) {
-  if (w->clients == NULL) return;
+ * reconnects, as EventSource does).  Returns 0 when only was given and is
+ * gone now (freed), else 1. */
+static int sl__send(sl_web_t *w, sl__web_client_t *only, const char *msg, size_t len) {
+  if (w->clients == NULL) return 1;
+  int alive = 1;
   for (size_t off = 0; off < len;) {
     sl_chunk_t *ch = sl_chunk_get(&w->pool);
     size_t n = len - off < ch->cap ? len - off : ch->cap;
@@ -424,17 +427,24 @@ static void sl__send(sl_web_t *w, sl__web_client_t *only, const char *msg, size_
     ch->len = (uint32_t)n;
     uv_buf_t b = uv_buf_init((char *)ch->data, (unsigned)n);
     for (sl__web_client_t *c = only ? only : w->clients; c != NULL; c = only ? NULL : c->next)
-      sl_http_stream_write(c->req, &b, 1, ch);
+      if (!c->ended && sl_http_stream_write(c->req, &b, 1, ch) < 0) c->ended = 1;
     sl_chunk_unref(ch);
     off += n;
   }
+  /* A failed write ended the request without on_abort (http_server.h):
+   * the client goes now, before anything could touch its request again. */
   for (sl__web_client_t *c = only ? only : w->clients, *next; c != NULL; c = next) {
     next = only ? NULL : c->next;
-    if (sl_http_req_write_held(c->req) > SL_WEB_CLIENT_HELD_MAX) {
+    if (c->ended) {
+      sl__client_free(c);
+      alive = 0;
+    } else if (sl_http_req_write_held(c->req) > SL_WEB_CLIENT_HELD_MAX) {
       sl_http_req_reset(c->req); /* no on_abort after this */
       sl__client_free(c);
+      alive = 0;
     }
   }
+  return only == NULL || alive;
 }
 
 /* "event: NAME\ndata: JSON\n\n" appended to *buf (grown as needed). */
@@ -449,14 +459,16 @@ static void sl__event(char **buf, size_t *len, size_t *cap, const char *name, cJ
   cJSON_free(s);
 }
 
-static void sl__send_state(sl_web_t *w, sl__web_client_t *only) {
+/* Returns as sl__send. */
+static int sl__send_state(sl_web_t *w, sl__web_client_t *only) {
   cJSON *o = sl__state(w);
   char *buf = NULL;
   size_t len = 0, cap = 0;
   sl__event(&buf, &len, &cap, "state", o);
   cJSON_Delete(o);
-  sl__send(w, only, buf, len);
+  int alive = sl__send(w, only, buf, len);
   sl_free(buf);
+  return alive;
 }
 
 /* The narrator's tap: one batch, once, to every events client. */
@@ -515,9 +527,11 @@ static void sl__events(sl_web_t *w, sl_http_req_t *req) {
   w->nclients++;
   static const char hello[] = "retry: 2000\n\n";
   uv_buf_t b = uv_buf_init((char *)hello, sizeof(hello) - 1); /* static: valid until sent */
-  sl_http_stream_write(req, &b, 1, NULL);
-  sl__send_state(w, c);
-  if (w->clients != c) return; /* cut already */
+  if (sl_http_stream_write(req, &b, 1, NULL) < 0) {
+    sl__client_free(c); /* the request ended with the write */
+    return;
+  }
+  if (!sl__send_state(w, c)) return; /* gone already */
   /* Then the recent narration, oldest first, so the feed is not empty. */
   size_t len = 0, cap = 0;
   char *buf = NULL;

@@ -93,6 +93,10 @@
         tr.appendChild(td(ep.name + (ep.simulated ? ' (sim)' : '')));
         const st = el('td');
         st.appendChild(el('span', 'badge ' + (ep.ready ? 'badge-ready' : 'badge-notready'), ep.ready ? 'ready' : 'not ready'));
+        if (ep.starting || ep.down) {
+          st.appendChild(document.createTextNode(' '));
+          st.appendChild(el('span', 'badge badge-draining', ep.starting ? 'engine starting' : 'no engine process'));
+        }
         if (ep.draining) {
           st.appendChild(document.createTextNode(' '));
           st.appendChild(el('span', 'badge badge-draining', 'draining'));

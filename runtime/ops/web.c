@@ -337,6 +337,9 @@ static cJSON *sl__state(const sl_web_t *w) {
       cJSON_AddBoolToObject(e, "ready", ep->ready);
       cJSON_AddBoolToObject(e, "draining", ep->draining);
       cJSON_AddBoolToObject(e, "simulated", sl_gateway_sim(gw, ep) != NULL);
+      /* A managed engine (gateway/engines.c): its process starting, or none running. */
+      cJSON_AddBoolToObject(e, "starting", ep->starting);
+      cJSON_AddBoolToObject(e, "down", ep->down);
       cJSON_AddNumberToObject(e, "streams", ep->inflight);
       cJSON_AddNumberToObject(e, "limit", ep->limit);
       cJSON_AddNumberToObject(e, "slots", ep->slots);

@@ -2,6 +2,7 @@
 #include "runtime/base/config.h"
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -671,12 +672,64 @@ static int sl__redis(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *o) {
   return 0;
 }
 
+int sl_host_is_loopback(const char *host) {
+  if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0) return 1;
+  struct in_addr a;
+  return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* "admin_http": "host:port", or {"listen": "host:port", "token": "..."}.
+ * Off a loopback address the token is required: the view can drain
+ * endpoints and shows every stream's tenant.  The token is redacted from
+ * the log like log.secrets (it rides in URLs as ?token=). */
+static int sl__admin_http(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *o) {
+  static const char *const keys[] = {"listen", "token", NULL};
+  const char *listen = NULL;
+  const cJSON *tok = NULL;
+  if (cJSON_IsString(o)) {
+    listen = o->valuestring;
+  } else if (cJSON_IsObject(o)) {
+    SL__TRY(sl__only_keys(x, o, "admin_http.", keys));
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "listen");
+    if (l == NULL || !cJSON_IsString(l)) return sl__fail(x, "admin_http.listen: expected a string \"HOST:PORT\"");
+    listen = l->valuestring;
+    tok = cJSON_GetObjectItemCaseSensitive(o, "token");
+  } else {
+    return sl__fail(x, "admin_http: expected \"HOST:PORT\" or an object {\"listen\", \"token\"}");
+  }
+  if (sl_parse_hostport(listen, cfg->admin_http_host, sizeof(cfg->admin_http_host), &cfg->admin_http_port) < 0)
+    return sl__fail(x, "admin_http.listen: \"%.200s\" is not HOST:PORT", listen);
+  if (tok != NULL && !cJSON_IsNull(tok)) {
+    if (!cJSON_IsString(tok)) return sl__fail(x, "admin_http.token: expected a string");
+    size_t n = strlen(tok->valuestring);
+    if (n < SL_ADMIN_TOKEN_MIN || n > 256)
+      return sl__fail(x, "admin_http.token: expected %d to 256 characters (got %zu)", SL_ADMIN_TOKEN_MIN, n);
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = (unsigned char)tok->valuestring[i];
+      /* It travels in a header, a cookie and a query: printable ASCII with
+       * no separators keeps it the same in all three. */
+      if (c <= 0x20 || c >= 0x7f || c == ';' || c == ',' || c == '"' || c == '\\' || c == '&' || c == '%' ||
+          c == '#' || c == '+' || c == '=')
+        return sl__fail(x, "admin_http.token: character %zu is not allowed (use letters, digits, - _ . ~)", i);
+    }
+    cfg->admin_http_token = sl_strndup(tok->valuestring, n);
+    cfg->log_secrets[cfg->nlog_secrets++] = sl_strndup(tok->valuestring, n); /* room for it: see config.h */
+  }
+  if (cfg->admin_http_token == NULL && !sl_host_is_loopback(cfg->admin_http_host))
+    return sl__fail(x,
+                    "admin_http.token: required when admin_http.listen (\"%.200s\") is not a loopback address: the "
+                    "view can drain endpoints and shows every stream",
+                    listen);
+  cfg->admin_http = 1;
+  return 0;
+}
+
 static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
   static const char *const top[] = {"listen", "heartbeat_ms", "http", "stream", "upstream", "health",
                                     "log", "drain_timeout_ms", "placement", "admin_socket", "lua", "narration",
                                     "watchdog", "dynamics", "pools", "tenants", "pipelines", "transcripts",
                                     "admission", "limits", "metrics", "tracing", "workers", "redis", "catalog",
-                                    "tasks", NULL};
+                                    "tasks", "admin_http", NULL};
   static const char *const narration[] = {"policy", "enabled", NULL};
   static const char *const placement[] = {"policy", "watch", "config", NULL};
   static const char *const lua[] = {"memory_limit_bytes", "instruction_budget", "load_instruction_budget", NULL};
@@ -1019,6 +1072,7 @@ static int sl__parse_doc(sl__cfgctx_t *x, sl_config_t *cfg, const cJSON *root) {
       if (bad) return sl__fail(x, "admin_socket: path too long");
     }
   }
+  if ((o = cJSON_GetObjectItemCaseSensitive(root, "admin_http")) != NULL) SL__TRY(sl__admin_http(x, cfg, o));
   const cJSON *pools = cJSON_GetObjectItemCaseSensitive(root, "pools");
   if (!cJSON_IsArray(pools) || cJSON_GetArraySize(pools) == 0)
     return sl__fail(x, "pools: expected a non-empty array");
@@ -1128,6 +1182,8 @@ void sl_config_free(sl_config_t *cfg) {
   cfg->limit_config = NULL;
   sl_free(cfg->tenants_json);
   cfg->tenants_json = NULL;
+  sl_free(cfg->admin_http_token);
+  cfg->admin_http_token = NULL;
   for (int i = 0; i < cfg->nlog_secrets; i++) sl_free(cfg->log_secrets[i]);
   cfg->nlog_secrets = 0;
 }

@@ -195,8 +195,14 @@ typedef struct {
   int placement_watch;            /* reload when the policy file changes */
   char *placement_config;         /* the policy's config object as JSON text, or NULL */
   char admin_socket[256];         /* unix socket for admin commands ("" = none) */
+  /* The admin web view (runtime/ops/web.h; docs/operations.md). */
+  int admin_http;                 /* admin_http was given: serve the view and its API */
+  char admin_http_host[256];      /* admin_http.listen's host (a loopback address unless a token is set) */
+  int admin_http_port;            /* ... and port (0 picks a free one; worker I listens on port + I - 1) */
+  char *admin_http_token;         /* admin_http.token: required of every request, or NULL (loopback only) */
   char narration_policy[512];     /* narration policy name or path ("" = narration off) */
-  char *log_secrets[32];          /* strings redacted from every log line */
+  char *log_secrets[33];          /* strings redacted from every log line (log.secrets, at most 32, then
+                                     admin_http.token) */
   int nlog_secrets;
   size_t lua_memory_limit;        /* bytes per Lua state (0 = no cap) */
   uint64_t lua_budget;            /* VM instructions per policy call (placement, narration batch) */
@@ -284,5 +290,11 @@ void sl_config_free(sl_config_t *cfg);
 /* Parses "host:port" (or "[v6]:port", or ":port" for 127.0.0.1) into host
  * and port.  Returns 0 or SL_EINVAL. */
 int sl_parse_hostport(const char *s, char *host, size_t hostcap, int *port);
+
+/* 1 if host names the loopback interface ("localhost", 127.0.0.0/8, ::1),
+ * else 0 (a wildcard such as 0.0.0.0 is not loopback). */
+int sl_host_is_loopback(const char *host);
+
+#define SL_ADMIN_TOKEN_MIN 16  /* admin_http.token: bytes at least */
 
 #endif

@@ -111,7 +111,9 @@
   X(ENGINES_RESTARTED, "engines_restarted", "total")                 \
   X(ENGINES_SWAPPED, "engines_swapped", "total")                     \
   X(ENGINES_STOPPED, "engines_stopped", "total")                     \
-  X(ENGINES_RUNNING, "engines_running", "gauge")
+  X(ENGINES_RUNNING, "engines_running", "gauge")                     \
+  X(ADMIN_HTTP_REQUESTS, "admin_http_requests", "total")             \
+  X(ADMIN_HTTP_UNAUTHORIZED, "admin_http_unauthorized", "total")
 
 typedef enum {
 #define SL__COUNTER_ENUM(id, name, kind) SL_C_##id,

@@ -25,6 +25,10 @@ struct sl_narrator_s {
   int in_flush;
   int dry;                                    /* a trial run: sentences go to `say`, not the log */
   FILE *say;
+  sl_narrate_tap_cb tap;                      /* sl_narrate_set_tap's, or NULL */
+  void *tap_ud;
+  sl_narrate_told_t *told;                    /* the batch as told, for the tap (SL_NARRATE_RING; NULL before
+                                                 the first tap) */
   /* The arrays last, and never zeroed: a slot is written before it is
    * read, so their pages are touched only as far as the ring is used. */
   char emitted[SL_NARRATE_RING];              /* the policy told event i */
@@ -47,6 +51,7 @@ sl_narrator_t *sl_narrator_new(FILE *log, int json, const char *const *secrets, 
 void sl_narrator_free(sl_narrator_t *nar) {
   if (nar == NULL) return;
   for (int i = 0; i < nar->nsecrets; i++) sl_free(nar->secrets[i]);
+  sl_free(nar->told);
   sl_free(nar);
 }
 
@@ -136,10 +141,19 @@ static const char *const sl__kind_names[SL_NAR__COUNT] = {
     "?", "placement", "reload", "reload_failed", "ready", "not_ready", "cooldown", "backpressure", "cancel",
     "stream_end", "guard", "limit", "queue", "shared", "engine"};
 
+const char *sl_narrate_kind_name(int kind) { return kind > 0 && kind < SL_NAR__COUNT ? sl__kind_names[kind] : "?"; }
+
 static void sl__log(const sl_narrator_t *nar, const sl_ffi_narration_event_t *e, const char *sentence) {
   FILE *f = nar->log ? nar->log : stderr;
   char safe[1024];
   sl_log_redact(nar, sentence, safe, sizeof(safe));
+  if (nar->tap != NULL && e >= nar->batch && e < nar->batch + nar->nbatch) {
+    /* Kept for the tap, which hears the batch once it is all logged. */
+    sl_narrate_told_t *t = &nar->told[e - nar->batch];
+    size_t k = strnlen(safe, sizeof(t->sentence) - 1);
+    memcpy(t->sentence, safe, k);
+    t->sentence[k] = '\0';
+  }
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
@@ -214,10 +228,17 @@ static void sl__plain(const sl_ffi_narration_event_t *e, char *out, size_t cap) 
   }
 }
 
+void sl_narrate_set_tap(sl_narrator_t *nar, sl_narrate_tap_cb cb, void *ud) {
+  if (nar == NULL) return;
+  if (cb != NULL && nar->told == NULL) nar->told = sl_malloc(SL_NARRATE_RING * sizeof(*nar->told));
+  nar->tap = cb;
+  nar->tap_ud = ud;
+}
+
 int sl_ffi_narrate_emit(sl_narrator_t *nar, int32_t i, const char *sentence, size_t len) {
   if (!nar->in_flush || i < 0 || i >= nar->nbatch) return SL_EINVAL;
   nar->emitted[i] = 1;
-  if (len == 0) return 0; /* the policy chose to say nothing about it */
+  if (len == 0) return 0; /* the policy chose to say nothing about it (the tap hears "") */
   char buf[1024];
   if (len >= sizeof(buf)) len = sizeof(buf) - 1;
   memcpy(buf, sentence, len);
@@ -245,6 +266,11 @@ void sl_narrate_flush(sl_narrator_t *nar, int (*run)(void *ud, char *err, size_t
   nar->nbatch = (int32_t)n;
   memset(nar->emitted, 0, n);
   nar->in_flush = 1;
+  if (nar->tap != NULL)
+    for (size_t k = 0; k < n; k++) {
+      nar->told[k].event = &nar->batch[k];
+      nar->told[k].sentence[0] = '\0';
+    }
   char err[512] = "";
   if (run != NULL && run(ud, err, sizeof(err)) < 0) {
     sl_counter_inc(nar->counters, SL_C_NARRATION_ERRORS);
@@ -260,6 +286,8 @@ void sl_narrate_flush(sl_narrator_t *nar, int (*run)(void *ud, char *err, size_t
     sl__log(nar, &nar->batch[k], plain);
   }
   fflush(nar->log ? nar->log : stderr);
+  /* Events the tap pushes wait for the next flush, as the policy's do. */
+  if (nar->tap != NULL) nar->tap(nar->tap_ud, nar->told, nar->nbatch);
   nar->in_flush = 0;
   nar->nbatch = 0;
 }

@@ -104,6 +104,31 @@ void sl_narrate_flush(sl_narrator_t *nar, int (*run)(void *ud, char *err, size_t
 int sl_narrate_trial(sl_narrator_t *nar, const sl_ffi_narration_event_t *events, int32_t n, int (*run)(void *ud, char *err, size_t errlen),
                      void *ud, FILE *say, char *err, size_t errlen);
 
+/* ---- a tap: who else hears the narration (the admin web view) ----
+ *
+ * One event as it was told: the event and the sentence logged for it
+ * (redacted, cut to SL_NARRATE_TOLD_MAX - 1 bytes; "" when the policy
+ * chose to say nothing). */
+#define SL_NARRATE_TOLD_MAX 256
+
+typedef struct {
+  const sl_ffi_narration_event_t *event;  /* borrowed for the call */
+  char sentence[SL_NARRATE_TOLD_MAX];
+} sl_narrate_told_t;
+
+/* Called once per flushed batch, after its lines are logged, with the
+ * batch's n events in order; the array is borrowed for the call.  Never
+ * called per event, nor for a trial run. */
+typedef void (*sl_narrate_tap_cb)(void *ud, const sl_narrate_told_t *told, int32_t n);
+
+/* Sets nar's one tap (cb NULL removes it).  The first set allocates the
+ * batch's sentence table (SL_NARRATE_RING entries), kept until
+ * sl_narrator_free; without a tap a flush costs nothing more. */
+void sl_narrate_set_tap(sl_narrator_t *nar, sl_narrate_tap_cb cb, void *ud);
+
+/* The name of an event kind ("placement", "guard", ...; static), or "?". */
+const char *sl_narrate_kind_name(int kind);
+
 /* Copies in to out (cap bytes, NUL-terminated) with secrets replaced by
  * "[redacted]".  Returns out. */
 char *sl_log_redact(const sl_narrator_t *nar, const char *in, char *out, size_t cap);

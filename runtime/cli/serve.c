@@ -16,12 +16,14 @@
 #include "runtime/cli/supervise.h"
 #include "runtime/gateway/gateway.h"
 #include "runtime/ops/admin.h"
+#include "runtime/ops/web.h"
 #include "sluice.h"
 
 typedef struct {
   uv_loop_t *loop;
   sl_gateway_t *gw;
   sl_admin_t *admin;
+  sl_web_t *web;           /* the admin web view (admin_http), or NULL */
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
   char who[32];            /* how its own lines begin: "sluice" or "sluice worker 2" */
@@ -42,7 +44,9 @@ static void sl__serve_usage(FILE *f) {
           "supervisor: N worker processes share the port (SO_REUSEPORT), each a whole gateway;\n"
           "a worker that dies is restarted.  SIGHUP and SIGTERM go to every worker.  With an\n"
           "admin socket PATH, the supervisor answers status | workers | reload on PATH and\n"
-          "worker I has its own full admin socket PATH.I (sluice attach --worker I PATH).\n");
+          "worker I has its own full admin socket PATH.I (sluice attach --worker I PATH).\n"
+          "With \"admin_http\": \"HOST:PORT\" (or {\"listen\", \"token\"}) a web view of the pools, endpoints\n"
+          "and streams (with drain buttons) is served there; worker I serves its own on PORT + I - 1.\n");
 }
 
 /* Raises the soft descriptor limit to the hard one: a proxy holds two
@@ -65,6 +69,10 @@ static void sl__stop(sl__serve_t *s) {
   if (s->admin) {
     sl_admin_close(s->admin, NULL, NULL);
     s->admin = NULL;
+  }
+  if (s->web) {
+    sl_web_close(s->web, NULL, NULL);
+    s->web = NULL;
   }
   uv_close((uv_handle_t *)&s->sigint, sl__handle_closed);
   uv_close((uv_handle_t *)&s->sigterm, sl__handle_closed);
@@ -238,6 +246,29 @@ int sl_serve_main(int argc, char **argv) {
       fprintf(stderr, "%s: admin socket %s: %s (continuing without it)\n", s.who, admin_path, uv_strerror(arc));
     else
       fprintf(stderr, "%s: admin socket on %s (mode 0600)\n", s.who, admin_path);
+  }
+  /* The admin web view (ops/web.h).  Worker I of a supervisor listens on
+   * port + I - 1, as its admin socket is PATH.I: each worker is a gateway
+   * of its own, and its view shows and drains that worker's streams and
+   * endpoints.  A view that cannot listen refuses the start: it was asked
+   * for by name. */
+  if (s.gw->cfg->admin_http) {
+    const sl_config_t *cfg = s.gw->cfg;
+    int port = cfg->admin_http_port;
+    if (worker > 0 && port > 0) port += worker - 1;
+    int wrc = port > 65535 ? UV_EINVAL : sl_web_start(&s.web, s.gw, cfg->admin_http_host, port, cfg->admin_http_token);
+    if (wrc < 0) {
+      fprintf(stderr, "%s: admin_http.listen %s:%d: %s\n", s.who, cfg->admin_http_host, port, uv_strerror(wrc));
+      if (s.admin) sl_admin_close(s.admin, NULL, NULL);
+      sl_gateway_close(s.gw, NULL, NULL);
+      uv_run(s.loop, UV_RUN_DEFAULT);
+      uv_loop_close(s.loop);
+      return 1;
+    }
+    int ip6 = strchr(cfg->admin_http_host, ':') != NULL;
+    fprintf(stderr, "%s: admin web view on http://%s%s%s:%d/ (%s; files from %s)\n", s.who, ip6 ? "[" : "",
+            cfg->admin_http_host, ip6 ? "]" : "", sl_web_port(s.web),
+            cfg->admin_http_token ? "token required" : "no token: loopback only", sl_web_dir());
   }
   uv_signal_init(s.loop, &s.sigint);
   uv_signal_init(s.loop, &s.sigterm);

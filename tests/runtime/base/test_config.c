@@ -286,6 +286,55 @@ static void test_workers(void) {
   }
 }
 
+/* "admin_http": a string or {listen, token}; off loopback the token is
+ * required; the token is checked and joins the redacted secrets. */
+static void test_admin_http(void) {
+  static sl_config_t cfg;
+  char err[512], j[512];
+  const char *pools = "\"pools\":[{\"name\":\"p\",\"models\":[\"m\"],\"endpoints\":[{\"url\":\"http://a:1\"}]}]";
+  snprintf(j, sizeof(j), "{%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.admin_http, 0);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"admin_http\":\"127.0.0.1:9090\",%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_EQ(cfg.admin_http, 1);
+  ASSERT_STR_EQ(cfg.admin_http_host, "127.0.0.1");
+  ASSERT_EQ(cfg.admin_http_port, 9090);
+  ASSERT_NULL(cfg.admin_http_token);
+  sl_config_free(&cfg);
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"listen\":\"[::]:9090\",\"token\":\"0123456789abcdef\"},%s}", pools);
+  ASSERT_EQ(parse(&cfg, j, err, sizeof(err)), 0);
+  ASSERT_STR_EQ(cfg.admin_http_host, "::");
+  ASSERT_STR_EQ(cfg.admin_http_token, "0123456789abcdef");
+  ASSERT_EQ(cfg.nlog_secrets, 1);
+  ASSERT_STR_EQ(cfg.log_secrets[0], "0123456789abcdef");
+  sl_config_free(&cfg);
+  ASSERT(sl_host_is_loopback("127.0.0.1"));
+  ASSERT(sl_host_is_loopback("127.9.8.7"));
+  ASSERT(sl_host_is_loopback("::1"));
+  ASSERT(sl_host_is_loopback("localhost"));
+  ASSERT(!sl_host_is_loopback("0.0.0.0"));
+  ASSERT(!sl_host_is_loopback("::"));
+  ASSERT(!sl_host_is_loopback("10.0.0.1"));
+  snprintf(j, sizeof(j), "{\"admin_http\":\"0.0.0.0:9090\",%s}", pools);
+  expect_error(j, "admin_http.token: required when admin_http.listen (\"0.0.0.0:9090\") is not a loopback address");
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"listen\":\"[::]:1\"},%s}", pools);
+  expect_error(j, "admin_http.token: required");
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"listen\":\"127.0.0.1:1\",\"token\":\"short\"},%s}", pools);
+  expect_error(j, "admin_http.token: expected 16 to 256 characters");
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"listen\":\"127.0.0.1:1\",\"token\":\"0123456789abcdef;x\"},%s}", pools);
+  expect_error(j, "admin_http.token: character 16 is not allowed");
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"listen\":\"127.0.0.1:1\",\"tokn\":\"x\"},%s}", pools);
+  expect_error(j, "admin_http.tokn: unknown key");
+  snprintf(j, sizeof(j), "{\"admin_http\":{\"token\":\"0123456789abcdef\"},%s}", pools);
+  expect_error(j, "admin_http.listen: expected a string");
+  snprintf(j, sizeof(j), "{\"admin_http\":\"nowhere\",%s}", pools);
+  expect_error(j, "admin_http.listen: \"nowhere\" is not HOST:PORT");
+  snprintf(j, sizeof(j), "{\"admin_http\":9090,%s}", pools);
+  expect_error(j, "admin_http: expected \"HOST:PORT\" or an object");
+}
+
 /* "redis": url required and checked; fail per limit or for all. */
 static void test_redis(void) {
   static sl_config_t cfg;
@@ -443,5 +492,6 @@ int main(void) {
   SL_RUN(test_dynamics_keys);
   SL_RUN(test_tracing_timeout);
   SL_RUN(test_admission_order_alone);
+  SL_RUN(test_admin_http);
   return SL_TEST_EXIT();
 }

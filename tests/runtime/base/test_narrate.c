@@ -65,6 +65,19 @@ static int fake_policy(void *ud, char *err, size_t errlen) {
   return 0; /* event 2 falls back to the plain rendering */
 }
 
+/* The same over three events of any kind. */
+static int fake_policy_3(void *ud, char *err, size_t errlen) {
+  sl_narrator_t *nar = ud;
+  (void)err;
+  (void)errlen;
+  int32_t n;
+  sl_ffi_narrate_batch(nar, &n);
+  if (n != 3) return -1;
+  sl_ffi_narrate_emit(nar, 0, "custom sentence", 15);
+  sl_ffi_narrate_emit(nar, 1, "", 0);
+  return 0;
+}
+
 static int failing_policy(void *ud, char *err, size_t errlen) {
   (void)ud;
   snprintf(err, errlen, "narration.lua:7: boom");
@@ -111,10 +124,65 @@ static void test_ring_overflow_is_counted(void) {
   sl_narrator_free(nar);
 }
 
+/* The tap hears each flushed batch once, with the sentences as logged
+ * (redacted; "" for a silence), and never a trial run. */
+static int tap_calls;
+static int32_t tap_n;
+static char tap_sentences[4][SL_NARRATE_TOLD_MAX];
+static int tap_kinds[4];
+
+static void tap(void *ud, const sl_narrate_told_t *told, int32_t n) {
+  (void)ud;
+  tap_calls++;
+  tap_n = n;
+  for (int32_t i = 0; i < n && i < 4; i++) {
+    snprintf(tap_sentences[i], sizeof(tap_sentences[i]), "%s", told[i].sentence);
+    tap_kinds[i] = told[i].event->kind;
+  }
+}
+
+static void test_tap_once_per_batch(void) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = capture(&buf, &len);
+  const char *secrets[] = {"hunter2-secret", NULL};
+  sl_narrator_t *nar = sl_narrator_new(f, 0, secrets, &counters);
+  sl_narrate_set_tap(nar, tap, NULL);
+  tap_calls = 0;
+  sl_narrate_flush(nar, NULL, NULL); /* nothing queued: no call */
+  ASSERT_EQ(tap_calls, 0);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:1", NULL, NULL, 0, 0, 0, 0);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:2", NULL, NULL, 0, 0, 0, 0);
+  sl_narrate_push(nar, SL_NAR_NOT_READY, NULL, "e:3", NULL, "refused hunter2-secret", 0, 0, 0, 0);
+  sl_narrate_flush(nar, fake_policy_3, nar);
+  ASSERT_EQ(tap_calls, 1);
+  ASSERT_EQ(tap_n, 3);
+  ASSERT_STR_EQ(tap_sentences[0], "custom sentence");
+  ASSERT_STR_EQ(tap_sentences[1], "");
+  ASSERT_STR_EQ(tap_sentences[2], "endpoint e:3 is not ready: refused [redacted]");
+  ASSERT_EQ(tap_kinds[2], SL_NAR_NOT_READY);
+  ASSERT_STR_EQ(sl_narrate_kind_name(SL_NAR_GUARD), "guard");
+  ASSERT_STR_EQ(sl_narrate_kind_name(999), "?");
+  /* A trial run is not heard. */
+  sl_ffi_narration_event_t ev = {.kind = SL_NAR_READY};
+  char err[128];
+  ASSERT_EQ(sl_narrate_trial(nar, &ev, 1, fake_policy_3, nar, NULL, err, sizeof(err)), -1);
+  ASSERT_EQ(tap_calls, 1);
+  /* Removed: no more calls. */
+  sl_narrate_set_tap(nar, NULL, NULL);
+  sl_narrate_push(nar, SL_NAR_READY, NULL, "e:4", NULL, NULL, 0, 0, 0, 0);
+  sl_narrate_flush(nar, NULL, NULL);
+  ASSERT_EQ(tap_calls, 1);
+  fclose(f);
+  free(buf);
+  sl_narrator_free(nar);
+}
+
 int main(void) {
   SL_RUN(test_redaction);
   SL_RUN(test_plain_rendering_without_policy);
   SL_RUN(test_policy_sentences_silence_and_failure);
   SL_RUN(test_ring_overflow_is_counted);
+  SL_RUN(test_tap_once_per_batch);
   return SL_TEST_EXIT();
 }

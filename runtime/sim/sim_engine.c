@@ -73,7 +73,8 @@ enum {
   SL_SIM_F_SLOW_START,
   SL_SIM_F_STATUS,
   SL_SIM_F_ERROR_EVENT,
-  SL_SIM_F_CLOSE
+  SL_SIM_F_CLOSE,
+  SL_SIM_F_HOLD_OPEN /* the whole answer and [DONE], then the body never ends */
 };
 
 typedef struct sl_sim_req_s sl_sim_req_t;
@@ -814,7 +815,8 @@ static int sl__fire_fault(sl_sim_req_t *r) {
 
 /* 1 if the request's fault is still to fire once `sent` tokens are out. */
 static int sl__fault_pending(const sl_sim_req_t *r) {
-  return r->fault != SL_SIM_F_NONE && r->fault != SL_SIM_F_SLOW_START && !r->fault_fired;
+  return r->fault != SL_SIM_F_NONE && r->fault != SL_SIM_F_SLOW_START && r->fault != SL_SIM_F_HOLD_OPEN &&
+         !r->fault_fired;
 }
 
 /* Drives the request as far as it can go now. */
@@ -825,6 +827,14 @@ static void sl__pump(sl_sim_req_t *r) {
     if (r->ev != NULL) {
       if (sl__write_piece(r)) return;
       continue;
+    }
+    if (r->phase == SL_SIM_PH_END && r->fault == SL_SIM_F_HOLD_OPEN && !r->fault_fired) {
+      /* [DONE] is out; the terminating chunk never comes (until the client
+       * leaves). */
+      r->fault_fired = 1;
+      r->e->st.faults_injected++;
+      r->state = SL_SIM_STALLED;
+      return;
     }
     if (r->phase == SL_SIM_PH_END || r->phase == SL_SIM_PH_CUT) {
       sl__finish_stream(r, r->phase == SL_SIM_PH_END);
@@ -979,6 +989,7 @@ static int sl__parse_fault(const char *s, int *fault, int *status) {
       {"garbage", SL_SIM_F_GARBAGE},       {"garbage-end", SL_SIM_F_GARBAGE_END},
       {"slow-start", SL_SIM_F_SLOW_START}, {"error-event", SL_SIM_F_ERROR_EVENT},
       {"close", SL_SIM_F_CLOSE},           {"none", SL_SIM_F_NONE},
+      {"hold-open", SL_SIM_F_HOLD_OPEN},
   };
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
     if (strcasecmp(s, names[i].name) == 0) {

@@ -583,7 +583,7 @@ static void sl__on_deadline(uv_timer_t *t);
  * the idle timeout between events.  A paused stream has none: the engine is
  * waiting for the client, not stalled. */
 static void sl__arm_idle(sl_stream_t *st) {
-  if (st->finished || st->paused) return;
+  if (st->finished || st->paused || st->answered) return; /* answered: the [DONE] grace runs */
   uint64_t now = uv_now(st->ss->loop);
   st->deadline_ms = st->first_token ? st->ss->cfg->idle_timeout_ms : st->ss->cfg->first_token_timeout_ms;
   st->last_event_ms = now;
@@ -594,6 +594,20 @@ static void sl__arm_idle(sl_stream_t *st) {
    * first-token timeout to the shorter idle timeout). */
   if (!uv_is_active((uv_handle_t *)&st->timer) || uv_timer_get_due_in(&st->timer) > st->deadline_ms)
     uv_timer_start(&st->timer, sl__on_deadline, st->deadline_ms, 0);
+}
+
+/* After [DONE] the engine gets this long to end its response body (so its
+ * connection can be reused) before sluice closes that connection and the
+ * stream ends: the client has its whole answer, and an engine that never
+ * ends the body must not hold its slot until the idle timeout. */
+#define SL__DONE_GRACE_MS 1000
+
+static void sl__arm_done_grace(sl_stream_t *st) {
+  if (st->finished || st->up == NULL) return;
+  uint64_t grace = st->ss->cfg->idle_timeout_ms < SL__DONE_GRACE_MS ? st->ss->cfg->idle_timeout_ms : SL__DONE_GRACE_MS;
+  st->deadline_ms = grace;
+  st->last_event_ms = uv_now(st->ss->loop);
+  uv_timer_start(&st->timer, sl__on_deadline, grace, 0);
 }
 
 /* The engine said [DONE]: finish the client's response cleanly.  Returns 0,
@@ -616,6 +630,7 @@ static int sl__complete(sl_stream_t *st) {
        * count is known before the stream is logged; the client reads
        * [DONE] meanwhile all the same, only the terminating chunk waits. */
       st->flushing = 1;
+      sl__arm_done_grace(st);
       return 0;
     }
     sl_output_end(o, 0);
@@ -623,6 +638,7 @@ static int sl__complete(sl_stream_t *st) {
   } else {
     sl__respond_whole(st);
   }
+  sl__arm_done_grace(st);
   return 0;
 }
 
@@ -1369,6 +1385,19 @@ static void sl__on_deadline(uv_timer_t *t) {
   uint64_t due = st->last_event_ms + st->deadline_ms, now = uv_now(st->ss->loop);
   if (now < due) { /* an event came since the timer was armed */
     uv_timer_start(t, sl__on_deadline, due - now, 0);
+    return;
+  }
+  if (st->answered && st->paused) {
+    /* The body's end may sit unread behind a slow client: wait for it. */
+    uv_timer_start(t, sl__on_deadline, st->deadline_ms, 0);
+    return;
+  }
+  if (st->answered) {
+    /* The client has its whole answer; the engine did not end its body
+     * within the grace: its connection is closed (not reused), and the
+     * stream ends as it was answered. */
+    sl__stop_upstream(st);
+    if (!st->flushing) sl__finish(st, st->end_after[0] ? st->end_after : "complete");
     return;
   }
   sl_counter_inc(st->ss->counters, SL_C_ERR_UPSTREAM_TIMEOUT);

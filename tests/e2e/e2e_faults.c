@@ -75,6 +75,36 @@ static void test_client_disconnect_cancels_engine(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
+/* An engine that sends [DONE] and never ends its body: the client has its
+ * whole answer at once, and the stream ends in sluice after the short
+ * [DONE] grace (the engine's connection closed, not reused), as complete,
+ * with no timeout counted; the idle timeout is out of reach, so only the
+ * grace can end it. */
+static void test_engine_holds_body_open_after_done(void) {
+  e2e_proc_t sl;
+  ASSERT_EQ(start_one_sim(&sl, ",\"upstream\":{\"idle_timeout_ms\":3600000}"), 0);
+  int sim = sl.sim_ports[0];
+  char body[1024];
+  nu_resp_t head;
+  e2e_sse_t s;
+  ASSERT_EQ(e2e_stream(sl.port, CHAT, "x-sim-tokens: 6\r\nx-sim-fault: hold-open\r\n",
+                       e2e_chat_body(body, sizeof(body), "m1", 1, NULL), &head, &s, CHUNK, E2E_WAIT_MS),
+            200);
+  ASSERT(e2e_sse_kinds_are(&s, 1, 6, 0));
+  ASSERT_EQ(s.ndone, 1);
+  e2e_sse_free(&s);
+  nu_resp_free(&head);
+  char line[1024];
+  ASSERT(e2e_log_wait(&sl, "end=complete", E2E_WAIT_MS, line, sizeof(line)));
+  ASSERT_EQ(field_num(line, " tokens="), 6);
+  ASSERT_EQ(e2e_counter(sl.port, "streams_active"), 0);
+  ASSERT_EQ(e2e_counter(sl.port, "streams_completed"), 1);
+  ASSERT_EQ(e2e_counter(sl.port, "errors_upstream_timeout"), 0);
+  ASSERT_EQ(e2e_sim_stat(sim, "faults_injected"), 1);
+  ASSERT_GE(e2e_wait_sim_stat(sim, "client_closed_mid_stream", 1, E2E_WAIT_MS), 1);
+  ASSERT_EQ(e2e_stop(&sl), 0);
+}
+
 /* ---- 4: failures after the first token ---- */
 
 /* Streams 20 tokens with the fault after 5; expects 5 tokens, one error
@@ -341,6 +371,7 @@ static void test_retry_on_another_endpoint(void) {
 int main(int argc, char **argv) {
   e2e_init(argc, argv, 120);
   E2E_RUN(test_client_disconnect_cancels_engine);
+  E2E_RUN(test_engine_holds_body_open_after_done);
   E2E_RUN(test_upstream_failure_after_first_token);
   E2E_RUN(test_split_events_rejoined);
   E2E_RUN(test_garbage_then_close);

@@ -12,8 +12,7 @@
 static void sl__on_state(sl_redis_t *r, int up, const char *why, void *ud) {
   sl_shared_t *sh = ud;
   sl_gateway_t *gw = sh->gw;
-  sl_redis_stats_t st;
-  sl_redis_stats(r, &st);
+  (void)r;
   gw->counters.v[SL_C_REDIS_UP] = up ? 1 : 0;
   if (!up) sl_counter_inc(&gw->counters, SL_C_REDIS_OUTAGES);
   sl_narrate_push(gw->nar, SL_NAR_SHARED, NULL, NULL, NULL, up ? gw->cfg->redis_url : why, up, 0, 0,

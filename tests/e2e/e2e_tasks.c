@@ -413,19 +413,6 @@ static void test_detached_pause(void) {
   ASSERT_EQ(e2e_stop(&sl), 0);
 }
 
-/* Waits until GET path (a task's state) says it has n tokens; returns the
- * last count seen. */
-static long wait_task_tokens(int port, const char *path, long n) {
-  long toks = 0;
-  for (int64_t end = nu_now_ms() + E2E_WAIT_MS; nu_now_ms() < end && toks < n; usleep(20 * 1000)) {
-    cJSON *o = e2e_get_json(port, path, NULL);
-    const cJSON *t = cJSON_GetObjectItem(o, "tokens");
-    toks = cJSON_IsNumber(t) ? (long)t->valuedouble : 0;
-    cJSON_Delete(o);
-  }
-  return toks;
-}
-
 static void test_delete(void) {
   e2e_proc_t sl;
   start_sluice(&sl, "{\"metrics_tokens\":0}", NULL);
@@ -435,7 +422,7 @@ static void test_delete(void) {
                       e2e_chat_body(body, sizeof(body), "m", 1, NULL), id, sizeof(id), NULL), 201);
   snprintf(path, sizeof(path), "/tasks/%s", id);
   /* Wait for the 5 tokens (the task says so), then cancel. */
-  ASSERT_EQ(wait_task_tokens(sl.port, path, 5), 5);
+  ASSERT_EQ(wait_tokens(sl.port, id, 5), 5);
   nu_resp_t r;
   ASSERT_EQ(e2e_http(sl.port, "DELETE", path, NULL, NULL, &r, E2E_WAIT_MS), 200);
   ASSERT_NOT_NULL(strstr(r.body, "\"cancelled\""));
@@ -476,7 +463,7 @@ static void test_delete_attached(void) {
   ASSERT_EQ(head.status, 200);
   /* read until the fifth token is in */
   snprintf(path, sizeof(path), "/tasks/%s", id);
-  ASSERT_EQ(wait_task_tokens(sl.port, path, 5), 5);
+  ASSERT_EQ(wait_tokens(sl.port, id, 5), 5);
   nu_resp_t r;
   ASSERT_EQ(e2e_http(sl.port, "DELETE", path, NULL, NULL, &r, E2E_WAIT_MS), 200);
   nu_resp_free(&r);

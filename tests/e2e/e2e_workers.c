@@ -316,6 +316,18 @@ static int hold_on_both(const inst_t *x, nu_conn_t **c, e2e_sse_t *s, int *who, 
   return on[1] && on[2] ? n : 0;
 }
 
+/* After the baseline: waits until no worker counts a stream (the
+ * baseline's ends in sluice when the engine ends its body, just after
+ * [DONE]), pauses H, holds streams until each worker has one
+ * (hold_on_both), and waits until each worker has published exactly its
+ * held streams, so counts in logs and the view can be asserted.  Returns
+ * how many are held, 0 on failure. */
+static int hold_settled(inst_t *x, nu_conn_t **c, e2e_sse_t *s, int *who, int *on) {
+  if (!wait_published(x->sl.port, none) || e2e_pause(&x->h, E2E_WAIT_MS) != 0) return 0;
+  int n = hold_on_both(x, c, s, who, on);
+  return n > 0 && wait_published(x->sl.port, on) ? n : 0;
+}
+
 /* Streams on both workers, then kill -9 the worker holding the first:
  * exactly its streams are lost (the client sees the connection end
  * without [DONE]), and counted in the supervisor's status, /health and
@@ -326,17 +338,11 @@ static void test_kill_worker_with_streams(void) {
   if (sl__test_cur_failed) return;
   baseline(&x);
   if (sl__test_cur_failed) return;
-  /* The baseline's stream ends in sluice when the engine ends its body,
-   * just after [DONE]: H is paused only once both workers count none. */
-  ASSERT(wait_published(x.sl.port, none));
-  ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
   nu_conn_t *c[MAXHELD];
   e2e_sse_t s[MAXHELD];
   int on[3], who[MAXHELD];
-  int n = hold_on_both(&x, c, s, who, on);
+  int n = hold_settled(&x, c, s, who, on);
   ASSERT_GT(n, 0);
-  /* Both workers have published exactly their held streams. */
-  ASSERT(wait_published(x.sl.port, on));
   int64_t started = e2e_counter(x.sl.port, "streams_started");
   int victim = who[0];
   int vpid = worker_pid(&x.sl, victim);
@@ -439,19 +445,11 @@ static void test_sigterm_drains_all(void) {
   if (sl__test_cur_failed) return;
   baseline(&x);
   if (sl__test_cur_failed) return;
-  /* The baseline's stream ends in sluice when the engine ends its body,
-   * just after [DONE]: H is paused only once both workers count none. */
-  ASSERT(wait_published(x.sl.port, none));
-  ASSERT_EQ(e2e_pause(&x.h, E2E_WAIT_MS), 0);
-  /* Held streams until each worker holds at least one. */
   nu_conn_t *c[MAXHELD];
   e2e_sse_t s[MAXHELD];
   int on[3], who[MAXHELD];
-  int n = hold_on_both(&x, c, s, who, on);
+  int n = hold_settled(&x, c, s, who, on);
   ASSERT_GT(n, 0);
-  /* Each worker counts its held streams and nothing else (the baseline's
-   * stream has left), so the drain line can name the number. */
-  ASSERT(wait_published(x.sl.port, on));
 
   ASSERT_EQ(kill(x.sl.pid, SIGTERM), 0);
   char needle[96];
